@@ -1,0 +1,227 @@
+//! Recorded prompts: loaded once from `prompts/<lang>/<name>.wav`, converted to 8 kHz mono
+//! and pre-encoded into 20 ms G.711 frames that all calls share through an `Arc`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::g711::Codec;
+use crate::wav::{WavError, load_wav, load_wav_file};
+
+/// Samples in one 20 ms frame at 8 kHz.
+pub const FRAME_SAMPLES: usize = 160;
+
+/// A prompt language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Language {
+    /// English.
+    En,
+    /// Japanese.
+    Ja,
+}
+
+impl Language {
+    /// Every language with recorded prompts.
+    pub const ALL: [Language; 2] = [Language::En, Language::Ja];
+
+    /// The BCP 47 code, also the folder name under `prompts/`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Ja => "ja",
+        }
+    }
+}
+
+impl std::str::FromStr for Language {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "en" => Ok(Language::En),
+            "ja" => Ok(Language::Ja),
+            other => Err(format!("unknown language {other:?}, expected en or ja")),
+        }
+    }
+}
+
+/// Which prompt of the verification script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PromptKind {
+    /// "This is a sign-in verification call."
+    Greeting,
+    /// "Press # to finish your verification, or 0 then # to report fraud."
+    Instructions,
+    /// "Your verification is complete. Goodbye."
+    Verified,
+    /// "Thank you, the sign-in attempt has been reported as fraud. Goodbye."
+    FraudReported,
+    /// "We did not receive a key press. Goodbye."
+    NoInputGoodbye,
+}
+
+impl PromptKind {
+    /// Every prompt of the script.
+    pub const ALL: [PromptKind; 5] = [
+        PromptKind::Greeting,
+        PromptKind::Instructions,
+        PromptKind::Verified,
+        PromptKind::FraudReported,
+        PromptKind::NoInputGoodbye,
+    ];
+
+    /// The file name (without `.wav`) under `prompts/<lang>/`.
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            PromptKind::Greeting => "greeting",
+            PromptKind::Instructions => "instructions",
+            PromptKind::Verified => "verified",
+            PromptKind::FraudReported => "fraud_reported",
+            PromptKind::NoInputGoodbye => "no_input",
+        }
+    }
+}
+
+/// Why a prompt could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    /// A prompt file is missing or unreadable or not a usable WAV.
+    #[error("prompt {path}: {source}")]
+    Wav {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        source: WavError,
+    },
+}
+
+/// One prompt as 8 kHz linear samples and as 20 ms μ-law and A-law frames.
+#[derive(Clone, Debug)]
+pub struct Prompt {
+    pcm: Vec<i16>,
+    pcmu: Vec<[u8; FRAME_SAMPLES]>,
+    pcma: Vec<[u8; FRAME_SAMPLES]>,
+}
+
+impl Prompt {
+    /// Encodes 8 kHz samples; the last frame is padded with silence.
+    pub fn from_samples(pcm: Vec<i16>) -> Result<Prompt, WavError> {
+        if pcm.is_empty() {
+            return Err(WavError::Empty);
+        }
+        let encode = |codec: Codec| {
+            pcm.chunks(FRAME_SAMPLES)
+                .map(|chunk| {
+                    let mut frame = [codec.silence(); FRAME_SAMPLES];
+                    codec.encode_into(chunk, &mut frame);
+                    frame
+                })
+                .collect()
+        };
+        let (pcmu, pcma) = (encode(Codec::Pcmu), encode(Codec::Pcma));
+        Ok(Prompt { pcm, pcmu, pcma })
+    }
+
+    /// Loads a prompt from the bytes of any WAV file.
+    pub fn from_wav(bytes: &[u8]) -> Result<Prompt, WavError> {
+        Prompt::from_samples(load_wav(bytes)?)
+    }
+
+    /// Loads a prompt from a WAV file.
+    pub fn from_file(path: &Path) -> Result<Prompt, WavError> {
+        Prompt::from_samples(load_wav_file(path)?)
+    }
+
+    /// The 20 ms frames for `codec`, ready to be RTP payloads.
+    pub fn frames(&self, codec: Codec) -> &[[u8; FRAME_SAMPLES]] {
+        match codec {
+            Codec::Pcmu => &self.pcmu,
+            Codec::Pcma => &self.pcma,
+        }
+    }
+
+    /// The 8 kHz linear samples.
+    pub fn samples(&self) -> &[i16] {
+        &self.pcm
+    }
+
+    /// Length in milliseconds (whole frames).
+    pub fn duration_ms(&self) -> u64 {
+        self.pcmu.len() as u64 * 20
+    }
+}
+
+/// Every prompt of every loaded language, shared across calls.
+#[derive(Clone, Debug, Default)]
+pub struct PromptLibrary {
+    prompts: HashMap<(Language, PromptKind), Arc<Prompt>>,
+}
+
+impl PromptLibrary {
+    /// Loads `dir/<lang>/<kind>.wav` for each language and kind; any missing or broken
+    /// file fails the whole load, so that a gateway never starts with a silent prompt.
+    pub fn load(dir: &Path, languages: &[Language]) -> Result<PromptLibrary, PromptError> {
+        let mut prompts = HashMap::new();
+        for &lang in languages {
+            for kind in PromptKind::ALL {
+                let path = dir
+                    .join(lang.code())
+                    .join(format!("{}.wav", kind.file_stem()));
+                let prompt =
+                    Prompt::from_file(&path).map_err(|source| PromptError::Wav { path, source })?;
+                prompts.insert((lang, kind), Arc::new(prompt));
+            }
+        }
+        Ok(PromptLibrary { prompts })
+    }
+
+    /// The prompt, if its language was loaded.
+    pub fn get(&self, lang: Language, kind: PromptKind) -> Option<Arc<Prompt>> {
+        self.prompts.get(&(lang, kind)).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompts_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prompts")
+    }
+
+    #[test]
+    fn frames_are_padded_and_shared() {
+        let p = Prompt::from_samples(vec![1000; 330]).unwrap();
+        assert_eq!(p.frames(Codec::Pcmu).len(), 3);
+        assert_eq!(p.frames(Codec::Pcma)[2][10..], [Codec::Pcma.silence(); 150]);
+        assert_eq!(p.duration_ms(), 60);
+        assert!(matches!(Prompt::from_samples(vec![]), Err(WavError::Empty)));
+    }
+
+    #[test]
+    fn the_recorded_prompts_load_for_every_language() {
+        let lib = PromptLibrary::load(&prompts_dir(), &Language::ALL).unwrap();
+        for lang in Language::ALL {
+            for kind in PromptKind::ALL {
+                let p = lib.get(lang, kind).unwrap();
+                let ms = p.duration_ms();
+                assert!(
+                    (800..=15_000).contains(&ms),
+                    "{lang:?}/{kind:?} lasts {ms} ms"
+                );
+                let peak = p.samples().iter().map(|s| s.unsigned_abs()).max().unwrap();
+                assert!(
+                    peak > 4000,
+                    "{lang:?}/{kind:?} is nearly silent (peak {peak})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_prompt_names_its_file() {
+        let dir = std::env::temp_dir().join(format!("callverify-noprompts-{}", std::process::id()));
+        let err = PromptLibrary::load(&dir, &[Language::Ja]).unwrap_err();
+        assert!(err.to_string().contains("ja/greeting.wav"), "{err}");
+    }
+}
