@@ -61,8 +61,16 @@ fn dtmf_file(path: &std::path::Path) -> anyhow::Result<()> {
     let mut print = |e: DigitEvent, out: &mut dyn Write| -> std::io::Result<()> {
         if let DigitEvent::Released { digit, start, end } = e {
             digits.push(digit.as_char());
-            let line = DigitLine { digit: digit.to_string(), start_ms: ms(start), end_ms: ms(end) };
-            writeln!(out, "{}", serde_json::to_string(&line).expect("serialisable"))?;
+            let line = DigitLine {
+                digit: digit.to_string(),
+                start_ms: ms(start),
+                end_ms: ms(end),
+            };
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&line).expect("serialisable")
+            )?;
         }
         Ok(())
     };
@@ -72,6 +80,10 @@ fn dtmf_file(path: &std::path::Path) -> anyhow::Result<()> {
     if let Some(e) = det.finish() {
         print(e, &mut out)?;
     }
-    writeln!(out, "{}", serde_json::to_string(&Summary { digits }).expect("serialisable"))?;
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&Summary { digits }).expect("serialisable")
+    )?;
     Ok(())
 }

@@ -110,9 +110,12 @@ type HopTable = [[f32; 16]; HOP];
 
 struct Tables {
     hop: HopTable,
-    /// e^{-j w_k 34} and e^{-j w_k 68}: brings hop 1 and hop 2 of a window to its phase origin.
-    rot1: [(f32, f32); 8],
-    rot2: [(f32, f32); 8],
+    /// e^{-j w_k 34} and e^{-j w_k 68} (real and imaginary parts in separate lanes): bring
+    /// hop 1 and hop 2 of a window to its phase origin.
+    rot1_re: [f32; 8],
+    rot1_im: [f32; 8],
+    rot2_re: [f32; 8],
+    rot2_im: [f32; 8],
     /// Hann-windowed cos and -sin at each frequency, for the frequency estimator.
     est_cos: [[f32; EST_WIN]; 8],
     est_sin: [[f32; EST_WIN]; 8],
@@ -128,8 +131,10 @@ impl Tables {
     fn new() -> Self {
         let mut t = Tables {
             hop: [[0.0; 16]; HOP],
-            rot1: [(0.0, 0.0); 8],
-            rot2: [(0.0, 0.0); 8],
+            rot1_re: [0.0; 8],
+            rot1_im: [0.0; 8],
+            rot2_re: [0.0; 8],
+            rot2_im: [0.0; 8],
             est_cos: [[0.0; EST_WIN]; 8],
             est_sin: [[0.0; EST_WIN]; 8],
             est_phase: [0.0; 8],
@@ -141,8 +146,10 @@ impl Tables {
                 t.hop[n][8 + k] = -(w * n as f64).sin() as f32;
             }
             let h = HOP as f64;
-            t.rot1[k] = ((w * h).cos() as f32, -(w * h).sin() as f32);
-            t.rot2[k] = ((w * 2.0 * h).cos() as f32, -(w * 2.0 * h).sin() as f32);
+            t.rot1_re[k] = (w * h).cos() as f32;
+            t.rot1_im[k] = -(w * h).sin() as f32;
+            t.rot2_re[k] = (w * 2.0 * h).cos() as f32;
+            t.rot2_im[k] = -(w * 2.0 * h).sin() as f32;
             for n in 0..EST_WIN {
                 let hann = 0.5
                     - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (EST_WIN as f64 - 1.0)).cos();
@@ -160,27 +167,31 @@ fn tables() -> &'static Tables {
     TABLES.get_or_init(Tables::new)
 }
 
-/// One hop's DFT at the eight frequencies (re in 0-7, im in 8-15) and its sum of squares.
-type HopKernel = fn(&HopTable, &[i16; HOP]) -> ([f32; 16], f32);
-
 #[inline(always)]
-fn hop_dft_body<const FMA: bool>(table: &HopTable, x: &[i16; HOP]) -> ([f32; 16], f32) {
-    #[inline(always)]
-    fn mac<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-        if FMA { a.mul_add(b, c) } else { a * b + c }
-    }
-    // Two accumulator sets (even and odd samples) halve the add-latency chain.
-    let mut even = [0f32; 16];
-    let mut odd = [0f32; 16];
+fn mac<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// One hop's DFT at the eight frequencies (re in lanes 0-7, im in 8-15) and its sum of
+/// squares. Four accumulator sets, one per sample mod 4, keep four independent add chains
+/// in flight: with one set the multiply-add latency, not the arithmetic, sets the pace.
+#[inline(always)]
+fn hop_dft<const FMA: bool>(table: &HopTable, x: &[i16; HOP]) -> ([f32; 16], f32) {
+    let mut acc = [[0f32; 16]; 4];
     let mut xf = [0f32; 40];
     for n in 0..HOP {
         xf[n] = x[n] as f32;
     }
-    for n in (0..HOP).step_by(2) {
-        let (x0, x1) = (xf[n], xf[n + 1]);
+    for n in (0..HOP - HOP % 4).step_by(4) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            for k in 0..16 {
+                a[k] = mac::<FMA>(xf[n + j], table[n + j][k], a[k]);
+            }
+        }
+    }
+    for n in HOP - HOP % 4..HOP {
         for k in 0..16 {
-            even[k] = mac::<FMA>(x0, table[n][k], even[k]);
-            odd[k] = mac::<FMA>(x1, table[n + 1][k], odd[k]);
+            acc[n % 4][k] = mac::<FMA>(xf[n], table[n][k], acc[n % 4][k]);
         }
     }
     // Lane-wise partial sums vectorise; a single scalar accumulator would not.
@@ -192,31 +203,9 @@ fn hop_dft_body<const FMA: bool>(table: &HopTable, x: &[i16; HOP]) -> ([f32; 16]
     }
     let mut out = [0f32; 16];
     for k in 0..16 {
-        out[k] = even[k] + odd[k];
+        out[k] = (acc[0][k] + acc[1][k]) + (acc[2][k] + acc[3][k]);
     }
     (out, sq.iter().sum())
-}
-
-fn hop_dft_portable(table: &HopTable, x: &[i16; HOP]) -> ([f32; 16], f32) {
-    hop_dft_body::<false>(table, x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn hop_dft_avx2(table: &HopTable, x: &[i16; HOP]) -> ([f32; 16], f32) {
-    hop_dft_body::<true>(table, x)
-}
-
-fn pick_kernel() -> HopKernel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU was just checked to support AVX2 and FMA.
-            return |t, x| unsafe { hop_dft_avx2(t, x) };
-        }
-    }
-    hop_dft_portable
 }
 
 /// A run of consecutive windows valid for the same digit.
@@ -277,7 +266,8 @@ impl Pending {
 /// allocate after construction.
 pub struct Detector {
     tables: &'static Tables,
-    kernel: HopKernel,
+    /// The CPU has AVX2 and FMA: the hop step runs in code compiled for them.
+    avx2: bool,
     th: Thresholds,
     ring: [[i16; HOP]; RING_HOPS],
     fill: usize,
@@ -316,7 +306,7 @@ impl Detector {
     pub fn with_limits(limits: Limits) -> Self {
         Detector {
             tables: tables(),
-            kernel: pick_kernel(),
+            avx2: has_avx2_fma(),
             th: Thresholds::from(&limits),
             ring: [[0; HOP]; RING_HOPS],
             fill: 0,
@@ -327,6 +317,19 @@ impl Detector {
             active: None,
             pending: Pending::default(),
         }
+    }
+
+    /// Uses the portable code path even where AVX2 is available (for tests and benchmarks
+    /// that compare the two).
+    #[doc(hidden)]
+    pub fn portable(mut self) -> Self {
+        self.avx2 = false;
+        self
+    }
+
+    /// Whether the AVX2+FMA code path is in use.
+    pub fn uses_avx2(&self) -> bool {
+        self.avx2
     }
 
     /// Number of samples pushed so far.
@@ -368,32 +371,77 @@ impl Detector {
         last
     }
 
-    /// Copies as much of `input` as fits into the current hop; runs the hop when full.
-    /// Returns the number of samples taken.
+    /// Consumes samples from the front of `input` until it is used up or an event is
+    /// pending; returns the number of samples taken.
     fn feed(&mut self, input: &[i16]) -> usize {
-        let slot = (self.hops % RING_HOPS as u64) as usize;
-        let n = (HOP - self.fill).min(input.len());
-        self.ring[slot][self.fill..self.fill + n].copy_from_slice(&input[..n]);
-        self.fill += n;
-        if self.fill == HOP {
-            let (dft, energy) = (self.kernel)(&self.tables.hop, &self.ring[slot]);
-            let i = (self.hops % 3) as usize;
-            self.sub[i] = dft;
-            self.sub_energy[i] = energy;
-            self.hops += 1;
-            self.fill = 0;
-            if self.hops >= 3 {
-                self.window();
-            }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only when the CPU reports AVX2 and FMA.
+            return unsafe { self.feed_avx2(input) };
         }
-        n
+        self.feed_with::<false>(input)
     }
 
-    /// Classifies the window made of the last three hops and updates the key state.
-    fn window(&mut self) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn feed_avx2(&mut self, input: &[i16]) -> usize {
+        self.feed_with::<true>(input)
+    }
+
+    #[inline(always)]
+    fn feed_with<const FMA: bool>(&mut self, input: &[i16]) -> usize {
+        let mut taken = 0;
+        // Complete a hop begun by an earlier chunk.
+        if self.fill > 0 {
+            let slot = (self.hops % RING_HOPS as u64) as usize;
+            let n = (HOP - self.fill).min(input.len());
+            self.ring[slot][self.fill..self.fill + n].copy_from_slice(&input[..n]);
+            self.fill += n;
+            taken = n;
+            if self.fill < HOP {
+                return taken;
+            }
+            let hop = self.ring[slot];
+            self.hop::<FMA>(&hop);
+        }
+        // Whole hops straight from the input: transforming them from the caller's slice,
+        // not from the ring just written, avoids a store-forwarding stall.
+        while self.pending.len == 0 && input.len() - taken >= HOP {
+            let hop: &[i16; HOP] = input[taken..taken + HOP].try_into().expect("HOP samples");
+            self.ring[(self.hops % RING_HOPS as u64) as usize] = *hop;
+            self.hop::<FMA>(hop);
+            taken += HOP;
+        }
+        // Start the next hop with what is left.
+        if self.pending.len == 0 && taken < input.len() {
+            let rest = &input[taken..];
+            let slot = (self.hops % RING_HOPS as u64) as usize;
+            self.ring[slot][..rest.len()].copy_from_slice(rest);
+            self.fill = rest.len();
+            taken = input.len();
+        }
+        taken
+    }
+
+    /// Transforms a full hop and classifies the window it completes.
+    #[inline(always)]
+    fn hop<const FMA: bool>(&mut self, hop: &[i16; HOP]) {
+        let (dft, energy) = hop_dft::<FMA>(&self.tables.hop, hop);
+        let i = (self.hops % 3) as usize;
+        self.sub[i] = dft;
+        self.sub_energy[i] = energy;
+        self.hops += 1;
+        self.fill = 0;
+        if self.hops >= 3 {
+            let valid = self.classify();
+            self.window(valid);
+        }
+    }
+
+    /// Updates the key state with the classification of the window ending now.
+    fn window(&mut self, valid: Option<Digit>) {
         let end = self.hops * HOP as u64;
         let start = end - WIN as u64;
-        let valid = self.classify();
 
         // Extend or restart the run of identical valid windows.
         self.run = match (valid, self.run) {
@@ -451,7 +499,8 @@ impl Detector {
         }
     }
 
-    /// The digit this window is valid for, if any.
+    /// The digit the window made of the last three hops is valid for, if any.
+    #[inline(always)]
     fn classify(&self) -> Option<Digit> {
         let n = self.hops as usize;
         let (i0, i1, i2) = ((n - 3) % 3, (n - 2) % 3, (n - 1) % 3);
@@ -461,13 +510,19 @@ impl Detector {
             return None;
         }
         let t = self.tables;
+        let (a, b, c) = (&self.sub[i0], &self.sub[i1], &self.sub[i2]);
+        // Lane-wise over the eight frequencies, so that it vectorises.
         let mut power = [0f32; 8];
-        for (k, p) in power.iter_mut().enumerate() {
-            let (r1, r2) = (t.rot1[k], t.rot2[k]);
-            let (a, b, c) = (&self.sub[i0], &self.sub[i1], &self.sub[i2]);
-            let re = a[k] + b[k] * r1.0 - b[8 + k] * r1.1 + c[k] * r2.0 - c[8 + k] * r2.1;
-            let im = a[8 + k] + b[k] * r1.1 + b[8 + k] * r1.0 + c[k] * r2.1 + c[8 + k] * r2.0;
-            *p = re * re + im * im;
+        for k in 0..8 {
+            let (br, bi, cr, ci) = (b[k], b[8 + k], c[k], c[8 + k]);
+            let re = a[k] + br * t.rot1_re[k] - bi * t.rot1_im[k] + cr * t.rot2_re[k]
+                - ci * t.rot2_im[k];
+            let im = a[8 + k]
+                + br * t.rot1_im[k]
+                + bi * t.rot1_re[k]
+                + cr * t.rot2_im[k]
+                + ci * t.rot2_re[k];
+            power[k] = re * re + im * im;
         }
         let row = argmax(&power[..4]);
         let col = argmax(&power[4..]);
@@ -536,6 +591,17 @@ impl Detector {
         let (qr, qi) = (pr * c - pi * s, pr * s + pi * c);
         let phase = qi.atan2(qr);
         phase * SAMPLE_RATE as f32 / (2.0 * std::f32::consts::PI * EST_LAG as f32)
+    }
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -611,8 +677,8 @@ mod tests {
     #[test]
     fn kernels_agree() {
         let x: [i16; HOP] = std::array::from_fn(|i| ((i * 7919) % 2001) as i16 - 1000);
-        let (a, ea) = hop_dft_portable(&tables().hop, &x);
-        let (b, eb) = (pick_kernel())(&tables().hop, &x);
+        let (a, ea) = hop_dft::<false>(&tables().hop, &x);
+        let (b, eb) = hop_dft::<true>(&tables().hop, &x);
         for k in 0..16 {
             assert!(
                 (a[k] - b[k]).abs() < 1e-2 * a[k].abs().max(1.0),

@@ -26,6 +26,27 @@ fn every_q24_case_holds() {
 }
 
 #[test]
+fn the_portable_path_gives_the_same_events() {
+    for c in q24::cases() {
+        let run = |mut det: Detector| {
+            let mut v: Vec<DigitEvent> = c
+                .audio
+                .chunks(160)
+                .flat_map(|ch| det.push(ch).collect::<Vec<_>>())
+                .collect();
+            v.extend(det.finish());
+            v
+        };
+        assert_eq!(
+            run(Detector::new()),
+            run(Detector::new().portable()),
+            "{}",
+            c.name
+        );
+    }
+}
+
+#[test]
 fn reported_times_are_within_10_ms_of_the_tone() {
     // Tones starting at every alignment to the 34-sample hop, several lengths.
     for on_ms in [40.0, 60.0, 100.0, 500.0] {

@@ -6,10 +6,18 @@ use dtmf::{EventDecoder, TelephoneEvent};
 
 const PCAP_DIR: &str = "/usr/share/sip-tester";
 
-/// (RTP timestamp, payload) of every RTP packet in a classic pcap of Ethernet/IPv4/UDP.
-fn rtp_packets(path: &str) -> Vec<(u32, bool, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e} (apt-get install sip-tester)"));
-    assert_eq!(&bytes[0..4], &[0xd4, 0xc3, 0xb2, 0xa1], "{path}: not a little-endian pcap");
+/// An RTP packet's timestamp and payload.
+type Packet = (u32, Vec<u8>);
+
+/// The RTP packets in a classic pcap of Ethernet/IPv4/UDP.
+fn rtp_packets(path: &str) -> Vec<Packet> {
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e} (apt-get install sip-tester)"));
+    assert_eq!(
+        &bytes[0..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "{path}: not a little-endian pcap"
+    );
     let mut out = Vec::new();
     let mut at = 24;
     while at + 16 <= bytes.len() {
@@ -23,16 +31,16 @@ fn rtp_packets(path: &str) -> Vec<(u32, bool, Vec<u8>)> {
         let ihl = (frame[14] & 0x0f) as usize * 4;
         let udp = &frame[14 + ihl..];
         let rtp = rtp_rs::RtpReader::new(&udp[8..]).expect("RTP header");
-        out.push((rtp.timestamp(), rtp.mark(), rtp.payload().to_vec()));
+        out.push((rtp.timestamp(), rtp.payload().to_vec()));
     }
     out
 }
 
-fn decode(packets: &[(u32, bool, Vec<u8>)]) -> String {
+fn decode(packets: &[Packet]) -> String {
     let mut dec = EventDecoder::new();
     let mut digits = String::new();
     let mut presses = 0;
-    for (ts, _marker, payload) in packets {
+    for (ts, payload) in packets {
         for e in dec.push(*ts, payload).unwrap() {
             match e {
                 TelephoneEvent::Pressed { .. } => presses += 1,
@@ -47,8 +55,15 @@ fn decode(packets: &[(u32, bool, Vec<u8>)]) -> String {
     digits
 }
 
-fn all_files() -> Vec<(char, Vec<(u32, bool, Vec<u8>)>)> {
-    let mut v: Vec<_> = (0..10).map(|d| (char::from(b'0' + d), format!("{PCAP_DIR}/dtmf_2833_{d}.pcap"))).collect();
+fn all_files() -> Vec<(char, Vec<Packet>)> {
+    let mut v: Vec<_> = (0..10)
+        .map(|d| {
+            (
+                char::from(b'0' + d),
+                format!("{PCAP_DIR}/dtmf_2833_{d}.pcap"),
+            )
+        })
+        .collect();
     v.push(('#', format!("{PCAP_DIR}/dtmf_2833_pound.pcap")));
     v.push(('*', format!("{PCAP_DIR}/dtmf_2833_star.pcap")));
     v.into_iter().map(|(c, p)| (c, rtp_packets(&p))).collect()
@@ -58,7 +73,7 @@ fn all_files() -> Vec<(char, Vec<(u32, bool, Vec<u8>)>)> {
 fn each_capture_gives_its_digit_once() {
     for (digit, packets) in all_files() {
         // Every capture repeats its end packet: the digit must still be reported once.
-        let ends = packets.iter().filter(|p| p.2[1] & 0x80 != 0).count();
+        let ends = packets.iter().filter(|p| p.1[1] & 0x80 != 0).count();
         assert!(ends >= 3, "{digit}: {ends} end packets");
         assert_eq!(decode(&packets), digit.to_string(), "capture for {digit}");
     }
@@ -72,7 +87,10 @@ fn damaged_captures_still_give_the_digit_once() {
         // Start packets lost (the marker packet and the next two).
         assert_eq!(decode(&packets[3..]), want, "{digit}: lost start");
         // Every packet duplicated.
-        let dup: Vec<_> = packets.iter().flat_map(|p| [p.clone(), p.clone()]).collect();
+        let dup: Vec<_> = packets
+            .iter()
+            .flat_map(|p| [p.clone(), p.clone()])
+            .collect();
         assert_eq!(decode(&dup), want, "{digit}: duplicated");
         // Neighbours swapped throughout, so that updates arrive after the end packets.
         let mut swapped = packets.clone();
@@ -84,9 +102,17 @@ fn damaged_captures_still_give_the_digit_once() {
         let reversed: Vec<_> = packets.iter().rev().cloned().collect();
         assert_eq!(decode(&reversed), want, "{digit}: reversed");
         // Only the last end packet survives.
-        assert_eq!(decode(&packets[n - 1..]), want, "{digit}: only an end packet");
+        assert_eq!(
+            decode(&packets[n - 1..]),
+            want,
+            "{digit}: only an end packet"
+        );
         // No end packet at all: released when the stream ends.
-        let no_end: Vec<_> = packets.iter().filter(|p| p.2[1] & 0x80 == 0).cloned().collect();
+        let no_end: Vec<_> = packets
+            .iter()
+            .filter(|p| p.1[1] & 0x80 == 0)
+            .cloned()
+            .collect();
         assert_eq!(decode(&no_end), want, "{digit}: no end packet");
     }
 }

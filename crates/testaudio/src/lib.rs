@@ -207,9 +207,13 @@ pub fn chords(ms: f64, chord_ms: f64, dbm0: f64, seed: u64) -> Vec<f64> {
     while start < n {
         // A root between A3 and A5, then a major or minor third and a fifth, sometimes a 7th.
         let root = 57 + (rng.next_u64() % 25) as i32;
-        let third = if rng.next_u64() % 2 == 0 { 4 } else { 3 };
+        let third = if rng.next_u64().is_multiple_of(2) {
+            4
+        } else {
+            3
+        };
         let mut notes = vec![root, root + third, root + 7];
-        if rng.next_u64() % 3 == 0 {
+        if rng.next_u64().is_multiple_of(3) {
             notes.push(root + 10);
         }
         let len = per.min(n - start);

@@ -171,8 +171,9 @@ pub fn cases() -> Vec<Case> {
         .with_noise(tone_power, 15.0, 99);
     v.push(case("white noise alone (5 s): nothing", &noise, ""));
 
+    let uncoded = v.clone();
     for codec in [media::Codec::Pcmu, media::Codec::Pcma] {
-        let base: Vec<Case> = v
+        let base: Vec<Case> = uncoded
             .iter()
             .filter(|c| {
                 c.name.starts_with("all 16")
