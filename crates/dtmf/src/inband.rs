@@ -345,7 +345,8 @@ impl Detector {
     /// Feeds samples; the returned iterator yields the events they complete.
     ///
     /// The whole chunk is consumed even if the iterator is dropped early; events not taken
-    /// from it are then lost.
+    /// from it are then lost (a key still held is released by a later push or by
+    /// [`finish`](Detector::finish)).
     pub fn push<'a>(&'a mut self, samples: &'a [i16]) -> DetectorEvents<'a> {
         DetectorEvents {
             det: self,
@@ -651,7 +652,12 @@ impl Iterator for DetectorEvents<'_> {
 
 impl Drop for DetectorEvents<'_> {
     fn drop(&mut self) {
-        while !self.input.is_empty() {
+        // Feeding stops at each event, so discard them as they come.
+        loop {
+            while self.det.pending.pop().is_some() {}
+            if self.input.is_empty() {
+                return;
+            }
             let n = self.det.feed(self.input);
             self.input = &self.input[n..];
         }
@@ -729,5 +735,24 @@ mod tests {
         let mut det = Detector::new();
         drop(det.push(&[0; 1000]));
         assert_eq!(det.samples_seen(), 1000);
+        // With digits in it too: the events are discarded, the state still advances.
+        let (r, c) = Digit::D3.frequencies();
+        let mut audio = Vec::new();
+        for _ in 0..3 {
+            audio.extend(tone(&[(r, 7000.0), (c, 7000.0)], 80));
+            audio.extend(vec![0; 600]);
+        }
+        audio.extend(tone(&[(r, 7000.0), (c, 7000.0)], 80));
+        let mut det = Detector::new();
+        drop(det.push(&audio));
+        assert_eq!(det.samples_seen(), audio.len() as u64);
+        assert_eq!(det.active(), Some(Digit::D3));
+        assert!(matches!(
+            det.finish(),
+            Some(DigitEvent::Released {
+                digit: Digit::D3,
+                ..
+            })
+        ));
     }
 }

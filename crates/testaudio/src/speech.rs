@@ -148,7 +148,10 @@ pub fn talk_off_corpus() -> Result<Vec<i16>, String> {
             // A voice that is missing or cannot read the script must not shrink the corpus
             // unnoticed.
             if spoken.len() < 2 * 8000 {
-                return Err(format!("espeak-ng -v {voice} gave only {} samples", spoken.len()));
+                return Err(format!(
+                    "espeak-ng -v {voice} gave only {} samples",
+                    spoken.len()
+                ));
             }
             all.extend(spoken);
             all.extend(std::iter::repeat_n(0i16, 1600));
