@@ -1,0 +1,414 @@
+//! SDP for one audio stream: the offer callverify makes (RFC 4566) and the checking of the
+//! callee's answer (RFC 3264 offer/answer).
+//!
+//! The offer lists PCMU, PCMA and telephone-event/8000 with a 20 ms ptime. The answer must
+//! accept an audio stream on a port other than 0 with one of those codecs, and says where to
+//! send media, which codec and payload type to use, and which payload type carries RFC 4733
+//! events (if any).
+
+use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
+
+use media::Codec;
+
+/// The payload type callverify offers for telephone-event.
+pub const OFFER_TELEPHONE_EVENT_PT: u8 = 101;
+
+/// What callverify offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    /// Address for the o= and c= lines (where callverify receives RTP).
+    pub address: IpAddr,
+    /// Local RTP port.
+    pub port: u16,
+    /// Session id for the o= line.
+    pub session_id: u64,
+    /// Session version for the o= line (incremented on each new offer).
+    pub version: u64,
+    /// Codecs in order of preference.
+    pub codecs: Vec<Codec>,
+}
+
+impl Offer {
+    /// The SDP body, with CRLF line ends.
+    pub fn to_sdp(&self) -> String {
+        let ip = match self.address {
+            IpAddr::V4(_) => "IP4",
+            IpAddr::V6(_) => "IP6",
+        };
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "v=0\r\no=callverify {} {} IN {ip} {}\r\ns=callverify\r\n",
+            self.session_id, self.version, self.address
+        );
+        let _ = write!(s, "c=IN {ip} {}\r\nt=0 0\r\n", self.address);
+        let pts: Vec<String> = self
+            .codecs
+            .iter()
+            .map(|c| c.payload_type().to_string())
+            .chain(std::iter::once(OFFER_TELEPHONE_EVENT_PT.to_string()))
+            .collect();
+        let _ = write!(s, "m=audio {} RTP/AVP {}\r\n", self.port, pts.join(" "));
+        for c in &self.codecs {
+            let _ = write!(s, "a=rtpmap:{} {}/8000\r\n", c.payload_type(), c.name());
+        }
+        let _ = write!(
+            s,
+            "a=rtpmap:{OFFER_TELEPHONE_EVENT_PT} telephone-event/8000\r\n"
+        );
+        let _ = write!(
+            s,
+            "a=fmtp:{OFFER_TELEPHONE_EVENT_PT} 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
+        );
+        s
+    }
+}
+
+/// Media direction of the answer (RFC 3264 §6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Both ways (the default).
+    SendRecv,
+    /// The callee only sends.
+    SendOnly,
+    /// The callee only receives: callverify would hear no key.
+    RecvOnly,
+    /// No media.
+    Inactive,
+}
+
+/// What the answer settled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// Where to send RTP.
+    pub remote: SocketAddr,
+    /// The codec for audio (the first of the answer's list that was offered).
+    pub codec: Codec,
+    /// Its payload type.
+    pub codec_pt: u8,
+    /// Payload type of telephone-event/8000, if the callee accepted it.
+    pub telephone_event_pt: Option<u8>,
+    /// The callee's a=ptime, if any.
+    pub ptime: Option<u32>,
+    /// The media direction.
+    pub direction: Direction,
+}
+
+/// Why an answer is unusable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    /// A line is not `x=value` or a field does not parse.
+    #[error("SDP line {line}: {reason}")]
+    Syntax {
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The body has no m=audio line.
+    #[error("SDP answer has no audio m-line")]
+    NoAudio,
+    /// The audio stream was declined (port 0).
+    #[error("SDP answer rejected the audio stream (port 0)")]
+    Rejected,
+    /// The audio transport is not plain RTP/AVP.
+    #[error("SDP answer uses transport {0:?}, expected RTP/AVP")]
+    Transport(String),
+    /// No offered codec is in the answer.
+    #[error("SDP answer has no offered codec (answer formats: {0})")]
+    NoCommonCodec(String),
+    /// No c= line applies to the audio stream.
+    #[error("SDP answer has no connection address for the audio stream")]
+    NoConnection,
+}
+
+struct Media {
+    /// An m=audio line (other media are parsed so that their a= lines attach to them).
+    audio: bool,
+    port: u16,
+    proto: String,
+    formats: Vec<String>,
+    connection: Option<IpAddr>,
+    rtpmaps: Vec<(u8, String)>,
+    ptime: Option<u32>,
+    direction: Option<Direction>,
+}
+
+fn connection(value: &str, line: usize) -> Result<IpAddr, SdpError> {
+    let err = |reason: String| SdpError::Syntax { line, reason };
+    let mut f = value.split_whitespace();
+    let (net, kind, addr) = (f.next(), f.next(), f.next());
+    if net != Some("IN") || !matches!(kind, Some("IP4" | "IP6")) {
+        return Err(err(format!(
+            "c= expects IN IP4|IP6 <address>, found {value:?}"
+        )));
+    }
+    // Multicast TTL and count suffixes (addr/ttl) are not used for calls; drop them.
+    let addr = addr
+        .ok_or_else(|| err("c= has no address".into()))?
+        .split('/')
+        .next()
+        .unwrap_or("");
+    addr.parse()
+        .map_err(|_| err(format!("c= address {addr:?} is not an IP address")))
+}
+
+fn direction(attr: &str) -> Option<Direction> {
+    match attr {
+        "sendrecv" => Some(Direction::SendRecv),
+        "sendonly" => Some(Direction::SendOnly),
+        "recvonly" => Some(Direction::RecvOnly),
+        "inactive" => Some(Direction::Inactive),
+        _ => None,
+    }
+}
+
+/// Checks the callee's answer against `offer` and says what to use.
+pub fn parse_answer(body: &str, offer: &Offer) -> Result<Answer, SdpError> {
+    let mut session_conn = None;
+    let mut session_dir = None;
+    let mut medias: Vec<Media> = Vec::new();
+    for (i, raw) in body.lines().enumerate() {
+        let line = i + 1;
+        let text = raw.trim_end_matches('\r');
+        if text.is_empty() {
+            continue;
+        }
+        let err = |reason: String| SdpError::Syntax { line, reason };
+        let (key, value) = text
+            .split_once('=')
+            .ok_or_else(|| err(format!("expected x=value, found {text:?}")))?;
+        if key.len() != 1 {
+            return Err(err(format!("type {key:?} is not one letter")));
+        }
+        match key {
+            "m" => {
+                let mut f = value.split_whitespace();
+                let kind = f.next().ok_or_else(|| err("m= is empty".into()))?;
+                let port = f.next().ok_or_else(|| err("m= has no port".into()))?;
+                let port = port.split('/').next().unwrap_or("");
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| err(format!("m= port {port:?} is not a number")))?;
+                let proto = f
+                    .next()
+                    .ok_or_else(|| err("m= has no transport".into()))?
+                    .to_string();
+                medias.push(Media {
+                    audio: kind == "audio",
+                    port,
+                    proto,
+                    formats: f.map(str::to_string).collect(),
+                    connection: None,
+                    rtpmaps: Vec::new(),
+                    ptime: None,
+                    direction: None,
+                });
+            }
+            "c" => {
+                let addr = connection(value, line)?;
+                match medias.last_mut() {
+                    Some(m) => m.connection = Some(addr),
+                    None => session_conn = Some(addr),
+                }
+            }
+            "a" => {
+                let (name, arg) = value.split_once(':').unwrap_or((value, ""));
+                let Some(m) = medias.last_mut() else {
+                    session_dir = direction(name).or(session_dir);
+                    continue;
+                };
+                match name {
+                    "rtpmap" => {
+                        let (pt, enc) = arg
+                            .split_once(' ')
+                            .ok_or_else(|| err(format!("bad rtpmap {arg:?}")))?;
+                        let pt: u8 = pt
+                            .parse()
+                            .map_err(|_| err(format!("rtpmap payload type {pt:?}")))?;
+                        m.rtpmaps.push((pt, enc.trim().to_ascii_lowercase()));
+                    }
+                    "ptime" => m.ptime = arg.trim().parse().ok(),
+                    other => m.direction = direction(other).or(m.direction),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let audio_lines: Vec<&Media> = medias.iter().filter(|m| m.audio).collect();
+    if audio_lines.is_empty() {
+        return Err(SdpError::NoAudio);
+    }
+    let Some(audio) = audio_lines.iter().find(|m| m.port != 0) else {
+        return Err(SdpError::Rejected);
+    };
+    if !audio.proto.eq_ignore_ascii_case("RTP/AVP") {
+        return Err(SdpError::Transport(audio.proto.clone()));
+    }
+    let encoding = |pt: u8| {
+        audio
+            .rtpmaps
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, e)| e.as_str())
+    };
+    let mut chosen = None;
+    let mut te = None;
+    for f in &audio.formats {
+        let Ok(pt) = f.parse::<u8>() else { continue };
+        let enc = encoding(pt);
+        if te.is_none() && enc.is_some_and(|e| e.starts_with("telephone-event/8000")) {
+            te = Some(pt);
+            continue;
+        }
+        if chosen.is_some() {
+            continue;
+        }
+        // A static payload type may come without rtpmap (RFC 3551).
+        let codec = match enc {
+            Some(e) if e.starts_with("pcmu/8000") => Some(Codec::Pcmu),
+            Some(e) if e.starts_with("pcma/8000") => Some(Codec::Pcma),
+            Some(_) => None,
+            None if pt == 0 => Some(Codec::Pcmu),
+            None if pt == 8 => Some(Codec::Pcma),
+            None => None,
+        };
+        if let Some(c) = codec.filter(|c| offer.codecs.contains(c)) {
+            chosen = Some((c, pt));
+        }
+    }
+    let (codec, codec_pt) =
+        chosen.ok_or_else(|| SdpError::NoCommonCodec(audio.formats.join(" ")))?;
+    let ip = audio
+        .connection
+        .or(session_conn)
+        .ok_or(SdpError::NoConnection)?;
+    Ok(Answer {
+        remote: SocketAddr::new(ip, audio.port),
+        codec,
+        codec_pt,
+        telephone_event_pt: te,
+        ptime: audio.ptime,
+        direction: audio
+            .direction
+            .or(session_dir)
+            .unwrap_or(Direction::SendRecv),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer() -> Offer {
+        Offer {
+            address: "127.0.0.1".parse().unwrap(),
+            port: 40000,
+            session_id: 42,
+            version: 1,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+        }
+    }
+
+    #[test]
+    fn the_offer() {
+        let s = offer().to_sdp();
+        assert!(s.contains("m=audio 40000 RTP/AVP 0 8 101\r\n"), "{s}");
+        assert!(
+            s.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n")
+        );
+        assert!(s.contains("c=IN IP4 127.0.0.1\r\n"));
+        let v6 = Offer {
+            address: "::1".parse().unwrap(),
+            ..offer()
+        }
+        .to_sdp();
+        assert!(v6.contains("c=IN IP6 ::1\r\n") && v6.contains("o=callverify 42 1 IN IP6 ::1"));
+        // Our own offer read as an answer selects PCMU and 101.
+        let a = parse_answer(&s, &offer()).unwrap();
+        assert_eq!(
+            (a.codec, a.codec_pt, a.telephone_event_pt),
+            (Codec::Pcmu, 0, Some(101))
+        );
+    }
+
+    #[test]
+    fn sipp_style_answer() {
+        let body = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        let a = parse_answer(body, &offer()).unwrap();
+        assert_eq!(a.remote, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(
+            (a.codec, a.telephone_event_pt, a.direction),
+            (Codec::Pcmu, None, Direction::SendRecv)
+        );
+    }
+
+    #[test]
+    fn softphone_style_answer_with_media_level_connection() {
+        let body = "v=0\no=- 1 2 IN IP6 ::1\ns=baresip\nt=0 0\nm=audio 10002 RTP/AVP 8 96\nc=IN IP6 ::1\na=rtpmap:8 PCMA/8000\na=rtpmap:96 telephone-event/8000\na=fmtp:96 0-15\na=ptime:20\na=sendrecv\n";
+        let a = parse_answer(body, &offer()).unwrap();
+        assert_eq!(a.remote, "[::1]:10002".parse().unwrap());
+        assert_eq!(
+            (a.codec, a.codec_pt, a.telephone_event_pt, a.ptime),
+            (Codec::Pcma, 8, Some(96), Some(20))
+        );
+    }
+
+    #[test]
+    fn first_offered_codec_of_the_answer_wins_and_video_is_skipped() {
+        let body = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=sendonly\r\nm=audio 7000 RTP/AVP 9 8 0\r\na=rtpmap:9 G722/8000\r\na=recvonly\r\n";
+        let a = parse_answer(body, &offer()).unwrap();
+        assert_eq!(
+            (a.codec, a.codec_pt, a.direction),
+            (Codec::Pcma, 8, Direction::RecvOnly)
+        );
+        let pcmu_only = Offer {
+            codecs: vec![Codec::Pcmu],
+            ..offer()
+        };
+        assert_eq!(parse_answer(body, &pcmu_only).unwrap().codec, Codec::Pcmu);
+    }
+
+    #[test]
+    fn unusable_answers() {
+        let o = offer();
+        assert_eq!(
+            parse_answer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 5000 RTP/AVP 96\r\n", &o),
+            Err(SdpError::NoAudio)
+        );
+        assert_eq!(parse_answer("", &o), Err(SdpError::NoAudio));
+        assert_eq!(
+            parse_answer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 0 RTP/AVP 0\r\n", &o),
+            Err(SdpError::Rejected)
+        );
+        assert_eq!(
+            parse_answer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/SAVP 0\r\n", &o),
+            Err(SdpError::Transport("RTP/SAVP".into()))
+        );
+        assert_eq!(
+            parse_answer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 9 18\r\n", &o),
+            Err(SdpError::NoCommonCodec("9 18".into()))
+        );
+        assert_eq!(
+            parse_answer("v=0\r\nm=audio 5 RTP/AVP 0\r\n", &o),
+            Err(SdpError::NoConnection)
+        );
+        for (body, line) in [
+            ("v=0\r\nthis is not sdp\r\n", 2),
+            ("v=0\r\nc=IN IP4 not-an-ip\r\n", 2),
+            ("v=0\r\nm=audio x RTP/AVP 0\r\n", 2),
+            (
+                "v=0\r\nm=audio 5 RTP/AVP 0\r\na=rtpmap:300 PCMU/8000\r\n",
+                3,
+            ),
+            ("xy=1\r\n", 1),
+        ] {
+            match parse_answer(body, &o) {
+                Err(SdpError::Syntax { line: l, .. }) => assert_eq!(l, line, "{body:?}"),
+                other => panic!("{body:?}: {other:?}"),
+            }
+        }
+    }
+}
