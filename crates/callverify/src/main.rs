@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod config;
 use dtmf::{Detector, DigitEvent, SAMPLE_RATE};
 
 /// Telephony voice-verification gateway.
@@ -22,6 +24,12 @@ enum Command {
     Dtmf {
         /// The WAV file to read.
         file: PathBuf,
+    },
+    /// Check a configuration file (syntax, values, password variables) and exit.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, default_value = "sip-config/callverify.toml")]
+        config: PathBuf,
     },
 }
 
@@ -46,6 +54,24 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("callverify dtmf: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::CheckConfig { config } => match config::Config::load(&config, |v| {
+            std::env::var(v).ok()
+        }) {
+            Ok(c) => {
+                let names: Vec<&str> = c.trunks.iter().map(|t| t.name.get_ref().as_str()).collect();
+                println!(
+                    "{}: ok ({} listeners, trunks: {})",
+                    config.display(),
+                    c.sip.listen.get_ref().len(),
+                    names.join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("callverify: bad configuration: {e}");
                 ExitCode::from(2)
             }
         },

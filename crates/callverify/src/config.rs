@@ -1,0 +1,436 @@
+//! The gateway's configuration file (`sip-config/*.toml`): SIP listeners, trunks, codecs and
+//! timers. Loading checks everything it can before the gateway starts, and every error names
+//! the line it is about and what was expected.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A SIP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP (RFC 3261 §18 with retransmissions).
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// A listening socket, written `transport:address:port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// The transport.
+    pub transport: Transport,
+    /// The local address.
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (t, addr) = s
+            .split_once(':')
+            .ok_or_else(|| format!("expected transport:address:port, found {s:?}"))?;
+        let transport = match t {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            other => {
+                return Err(format!(
+                    "unknown transport {other:?} in {s:?}, expected udp or tcp"
+                ));
+            }
+        };
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not address:port (IPv6 in brackets)"))?;
+        Ok(Listen { transport, addr })
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A codec name as written in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum CodecName {
+    /// G.711 μ-law.
+    #[serde(rename = "PCMU")]
+    Pcmu,
+    /// G.711 A-law.
+    #[serde(rename = "PCMA")]
+    Pcma,
+}
+
+impl From<CodecName> for media::Codec {
+    fn from(c: CodecName) -> Self {
+        match c {
+            CodecName::Pcmu => media::Codec::Pcmu,
+            CodecName::Pcma => media::Codec::Pcma,
+        }
+    }
+}
+
+/// RFC 3261 timers and the ring timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timers {
+    /// T1 in milliseconds.
+    #[serde(default = "default_t1")]
+    pub t1_ms: Spanned<u64>,
+    /// T2 in milliseconds.
+    #[serde(default = "default_t2")]
+    pub t2_ms: Spanned<u64>,
+    /// Seconds a call may ring before it is cancelled.
+    #[serde(default = "default_ring")]
+    pub ring_timeout_s: Spanned<u64>,
+}
+
+fn default_t1() -> Spanned<u64> {
+    Spanned::new(0..0, 500)
+}
+fn default_t2() -> Spanned<u64> {
+    Spanned::new(0..0, 4000)
+}
+fn default_ring() -> Spanned<u64> {
+    Spanned::new(0..0, 45)
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            t1_ms: default_t1(),
+            t2_ms: default_t2(),
+            ring_timeout_s: default_ring(),
+        }
+    }
+}
+
+/// The `[sip]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sip {
+    /// Listening sockets.
+    pub listen: Spanned<Vec<Listen>>,
+    /// Codecs offered, in order of preference.
+    #[serde(default = "default_codecs")]
+    pub codecs: Spanned<Vec<CodecName>>,
+    /// The User-Agent header.
+    #[serde(default = "default_user_agent")]
+    pub user_agent: String,
+    /// Timers.
+    #[serde(default)]
+    pub timers: Timers,
+}
+
+fn default_codecs() -> Spanned<Vec<CodecName>> {
+    Spanned::new(0..0, vec![CodecName::Pcmu, CodecName::Pcma])
+}
+fn default_user_agent() -> String {
+    "callverify".into()
+}
+
+/// One `[[trunk]]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trunk {
+    /// Unique name, used in logs and metrics.
+    pub name: Spanned<String>,
+    /// Where requests are sent.
+    pub address: SocketAddr,
+    /// How.
+    #[serde(default = "default_transport")]
+    pub transport: Transport,
+    /// Domain for From and Request-URI (defaults to the address's host).
+    pub domain: Option<String>,
+    /// User part of From.
+    #[serde(default = "default_user_agent")]
+    pub from_user: String,
+    /// Digest username.
+    pub username: Option<Spanned<String>>,
+    /// Environment variable holding the Digest password.
+    pub password_env: Option<Spanned<String>>,
+    /// REGISTER to the trunk.
+    #[serde(default)]
+    pub register: bool,
+    /// OPTIONS keep-alive interval in seconds (0 = off).
+    #[serde(default)]
+    pub options_interval_s: u64,
+}
+
+fn default_transport() -> Transport {
+    Transport::Udp
+}
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// SIP settings.
+    pub sip: Sip,
+    /// Trunks, in the order they are tried.
+    #[serde(rename = "trunk", default)]
+    pub trunks: Vec<Trunk>,
+}
+
+/// A configuration error, with where it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}{}: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn line_of(text: &str, span: &Range<usize>) -> Option<usize> {
+    (span.end > 0 || span.start > 0)
+        .then(|| text[..span.start.min(text.len())].matches('\n').count() + 1)
+}
+
+impl Config {
+    /// Reads and checks a file; `env` looks up password variables (the process environment
+    /// in the gateway, a map in tests).
+    pub fn load(
+        path: &std::path::Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: shown.clone(),
+            line: None,
+            reason: e.to_string(),
+        })?;
+        Config::parse(&text, &shown, env)
+    }
+
+    /// Parses and checks the text of a file named `path` (for messages).
+    pub fn parse(
+        text: &str,
+        path: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let err = |span: Option<Range<usize>>, reason: String| ConfigError {
+            path: path.to_string(),
+            line: span.and_then(|s| line_of(text, &s)),
+            reason,
+        };
+        let config: Config =
+            toml::from_str(text).map_err(|e| err(e.span(), e.message().trim().to_string()))?;
+
+        let sip = &config.sip;
+        if sip.listen.get_ref().is_empty() {
+            return Err(err(
+                Some(sip.listen.span()),
+                "sip.listen is empty: give at least one transport:address:port".into(),
+            ));
+        }
+        if sip.codecs.get_ref().is_empty() {
+            return Err(err(
+                Some(sip.codecs.span()),
+                "sip.codecs is empty: offer PCMU, PCMA or both".into(),
+            ));
+        }
+        let t = &sip.timers;
+        if *t.t1_ms.get_ref() == 0 {
+            return Err(err(Some(t.t1_ms.span()), "t1_ms must be above 0".into()));
+        }
+        if t.t2_ms.get_ref() < t.t1_ms.get_ref() {
+            return Err(err(
+                Some(t.t2_ms.span()),
+                format!(
+                    "t2_ms ({}) must be at least t1_ms ({})",
+                    t.t2_ms.get_ref(),
+                    t.t1_ms.get_ref()
+                ),
+            ));
+        }
+        if *t.ring_timeout_s.get_ref() == 0 {
+            return Err(err(
+                Some(t.ring_timeout_s.span()),
+                "ring_timeout_s must be above 0".into(),
+            ));
+        }
+        if config.trunks.is_empty() {
+            return Err(err(None, "no [[trunk]]: calls need at least one".into()));
+        }
+        let mut names = HashSet::new();
+        for trunk in &config.trunks {
+            if trunk.name.get_ref().is_empty() || !names.insert(trunk.name.get_ref().clone()) {
+                return Err(err(
+                    Some(trunk.name.span()),
+                    format!(
+                        "trunk name {:?} is empty or used twice",
+                        trunk.name.get_ref()
+                    ),
+                ));
+            }
+            match (&trunk.username, &trunk.password_env) {
+                (Some(_), Some(var)) => {
+                    if env(var.get_ref()).is_none_or(|v| v.is_empty()) {
+                        return Err(err(
+                            Some(var.span()),
+                            format!(
+                                "trunk {:?}: environment variable {} is not set",
+                                trunk.name.get_ref(),
+                                var.get_ref()
+                            ),
+                        ));
+                    }
+                }
+                (Some(u), None) => {
+                    return Err(err(
+                        Some(u.span()),
+                        format!(
+                            "trunk {:?}: username without password_env",
+                            trunk.name.get_ref()
+                        ),
+                    ));
+                }
+                (None, Some(v)) => {
+                    return Err(err(
+                        Some(v.span()),
+                        format!(
+                            "trunk {:?}: password_env without username",
+                            trunk.name.get_ref()
+                        ),
+                    ));
+                }
+                (None, None) => {}
+            }
+            if trunk.register && trunk.username.is_none() {
+                return Err(err(
+                    Some(trunk.name.span()),
+                    format!(
+                        "trunk {:?}: register = true needs a username",
+                        trunk.name.get_ref()
+                    ),
+                ));
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../sip-config/callverify.toml"
+        ))
+        .unwrap()
+    }
+
+    fn env_with_password(name: &str) -> Option<String> {
+        (name == "CALLVERIFY_TRUNK_LOCAL_PBX_PASSWORD").then(|| "s3cret".to_string())
+    }
+
+    #[test]
+    fn the_shipped_example_loads() {
+        let c = Config::parse(&shipped(), "callverify.toml", env_with_password).unwrap();
+        assert_eq!(c.sip.listen.get_ref().len(), 3);
+        assert_eq!(c.sip.listen.get_ref()[2], "udp:[::1]:5070".parse().unwrap());
+        assert_eq!(c.trunks.len(), 2);
+        assert_eq!(c.trunks[1].transport, Transport::Tcp);
+        assert_eq!(*c.sip.timers.t1_ms.get_ref(), 500);
+    }
+
+    /// The error for `text` with `line` of the shipped file replaced.
+    fn error_with(find: &str, replace: &str, env: impl Fn(&str) -> Option<String>) -> ConfigError {
+        let text = shipped().replacen(find, replace, 1);
+        assert_ne!(text, shipped(), "{find:?} not in the example");
+        Config::parse(&text, "c.toml", env).unwrap_err()
+    }
+
+    fn line_of_text(find: &str) -> usize {
+        shipped().lines().position(|l| l.contains(find)).unwrap() + 1
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_reason() {
+        // (text to replace, replacement, words expected, line offset from the replaced one)
+        let cases: Vec<(&str, &str, &str, usize)> = vec![
+            ("t1_ms = 500", "t1_ms = \"fast\"", "expected u64", 0),
+            (
+                "address = \"127.0.0.1:5060\"",
+                "address = \"pbx.example:5060\"",
+                "socket address",
+                0,
+            ),
+            ("transport = \"udp\"", "transport = \"sctp\"", "udp", 0),
+            (
+                "\"tcp:127.0.0.1:5070\"",
+                "\"tls:127.0.0.1:5070\"",
+                "unknown transport",
+                0,
+            ),
+            (
+                "codecs = [\"PCMU\", \"PCMA\"]",
+                "codecs = [\"G729\"]",
+                "PCMU",
+                0,
+            ),
+            ("t2_ms = 4000", "t2_ms = 100", "at least t1_ms", 0),
+            (
+                "ring_timeout_s = 45",
+                "ring_timeout_s = 45\nring_timout = 3",
+                "unknown field",
+                1,
+            ),
+            ("name = \"backup\"", "name = \"local-pbx\"", "used twice", 0),
+        ];
+        for (find, replace, words, offset) in cases {
+            let line = line_of_text(find) + offset;
+            let e = error_with(find, replace, env_with_password);
+            assert_eq!(e.line, Some(line), "{replace}: {e}");
+            assert!(e.to_string().contains(words), "{replace}: {e}");
+            assert!(
+                e.to_string().starts_with(&format!("c.toml:{line}: ")),
+                "{e}"
+            );
+        }
+        let e = error_with("[sip]", "[sip", env_with_password);
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn a_missing_password_names_the_variable_not_a_value() {
+        let e = Config::parse(&shipped(), "c.toml", |_| None).unwrap_err();
+        assert_eq!(e.line, Some(line_of_text("password_env =")));
+        assert!(
+            e.to_string()
+                .contains("CALLVERIFY_TRUNK_LOCAL_PBX_PASSWORD is not set"),
+            "{e}"
+        );
+        let e = error_with(
+            "password_env = \"CALLVERIFY_TRUNK_LOCAL_PBX_PASSWORD\"",
+            "",
+            env_with_password,
+        );
+        assert!(
+            e.to_string().contains("username without password_env"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn no_trunk_is_an_error() {
+        let text = shipped();
+        let cut = &text[..text.find("# Trunks are tried").unwrap()];
+        let e = Config::parse(cut, "c.toml", env_with_password).unwrap_err();
+        assert!(e.to_string().contains("no [[trunk]]"), "{e}");
+    }
+}
