@@ -67,10 +67,6 @@ impl Drop for Spandsp {
 
 const CHUNK: usize = 160;
 
-fn callverify_digits(pcm: &[i16]) -> String {
-    testaudio::detect_string(pcm)
-}
-
 fn spandsp_digits(pcm: &[i16], twist: Option<(i32, i32)>) -> String {
     let mut rx = Spandsp::new(twist);
     let mut digits = String::new();
@@ -82,12 +78,17 @@ fn spandsp_digits(pcm: &[i16], twist: Option<(i32, i32)>) -> String {
     digits
 }
 
+/// The eight DTMF frequencies, rows then columns.
+fn dtmf_hz() -> [f32; 8] {
+    let (r, c) = (dtmf::ROW_HZ, dtmf::COL_HZ);
+    [r[0], r[1], r[2], r[3], c[0], c[1], c[2], c[3]]
+}
+
 /// Eight Goertzel filters over 102-sample blocks with goertzel-nostd (one pass each).
 fn goertzel_nostd_bank(pcm: &[i16]) -> f32 {
-    let params: Vec<_> = [697.0, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0]
-        .iter()
-        .map(|&f| goertzel_nostd::Parameters::new(f, 8000, 102))
-        .collect();
+    let params: Vec<_> = dtmf_hz()
+        .map(|f| goertzel_nostd::Parameters::new(f, 8000, 102))
+        .to_vec();
     let mut acc = 0.0;
     let mut block = [0f32; 102];
     for chunk in pcm.chunks_exact(102) {
@@ -103,10 +104,7 @@ fn goertzel_nostd_bank(pcm: &[i16]) -> f32 {
 
 /// The same bank written by hand: eight lanes updated together per sample.
 fn goertzel_hand_bank(pcm: &[i16]) -> f32 {
-    let coef: [f32; 8] = [
-        697.0f32, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0,
-    ]
-    .map(|f| 2.0 * (2.0 * std::f32::consts::PI * f / 8000.0).cos());
+    let coef: [f32; 8] = dtmf_hz().map(|f| 2.0 * (2.0 * std::f32::consts::PI * f / 8000.0).cos());
     let mut acc = 0.0;
     for chunk in pcm.chunks_exact(102) {
         let (mut s1, mut s2) = ([0f32; 8], [0f32; 8]);
@@ -220,7 +218,7 @@ fn main() {
     let mut pass = [0usize; 3];
     for c in &cases {
         let got = [
-            callverify_digits(&c.audio),
+            testaudio::detect_string(&c.audio),
             spandsp_digits(&c.audio, None),
             spandsp_digits(&c.audio, Some((8, 4))),
         ];
@@ -262,7 +260,7 @@ fn main() {
         ("espeak-ng speech, en + ja", &speech),
         ("speech + chords", &mixed),
     ] {
-        let a = callverify_digits(pcm);
+        let a = testaudio::detect_string(pcm);
         let b = spandsp_digits(pcm, None);
         let c = spandsp_digits(pcm, Some((8, 4)));
         println!(

@@ -152,7 +152,7 @@ pub struct Trunk {
     /// Domain for From and Request-URI (defaults to the address's host).
     pub domain: Option<String>,
     /// User part of From.
-    #[serde(default = "default_user_agent")]
+    #[serde(default = "default_from_user")]
     pub from_user: String,
     /// Digest username.
     pub username: Option<Spanned<String>>,
@@ -164,6 +164,10 @@ pub struct Trunk {
     /// OPTIONS keep-alive interval in seconds (0 = off).
     #[serde(default)]
     pub options_interval_s: u64,
+}
+
+fn default_from_user() -> String {
+    "callverify".into()
 }
 
 fn default_transport() -> Transport {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use dtmf::{Detector, DigitEvent, SAMPLE_RATE};
 
 mod config;
-use dtmf::{Detector, DigitEvent, SAMPLE_RATE};
 
 /// Telephony voice-verification gateway.
 #[derive(Parser, Debug)]

@@ -38,9 +38,9 @@ pub enum Digit {
 }
 
 /// The low-group (row) frequencies in Hz.
-pub(crate) const ROW_HZ: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+pub const ROW_HZ: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 /// The high-group (column) frequencies in Hz.
-pub(crate) const COL_HZ: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+pub const COL_HZ: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 
 const KEYPAD: [[Digit; 4]; 4] = [
     [Digit::D1, Digit::D2, Digit::D3, Digit::A],

@@ -238,8 +238,10 @@ struct Pending {
 
 impl Pending {
     fn push(&mut self, e: DigitEvent) {
+        // Feeding stops after any hop that queued events (at most two) until they are taken
+        // or discarded, so the queue never fills; should that change, keep the newest.
+        debug_assert!(self.len < self.items.len(), "pending event queue overflow");
         if self.len == self.items.len() {
-            // Only reachable when an iterator was dropped unread: keep the newest.
             self.head = (self.head + 1) % self.items.len();
             self.len -= 1;
         }
@@ -356,20 +358,14 @@ impl Detector {
 
     /// Ends the stream: releases a digit still held down (its end is the last sample seen).
     pub fn finish(&mut self) -> Option<DigitEvent> {
-        let mut last = None;
-        while let Some(e) = self.pending.pop() {
-            last = Some(e);
-        }
-        if let Some(a) = self.active.take() {
-            let end = self.samples_seen().max(a.start + 1);
-            self.run = None;
-            return Some(DigitEvent::Released {
-                digit: a.digit,
-                start: a.start,
-                end,
-            });
-        }
-        last
+        let a = self.active.take()?;
+        self.run = None;
+        let end = self.samples_seen().max(a.start + 1);
+        Some(DigitEvent::Released {
+            digit: a.digit,
+            start: a.start,
+            end,
+        })
     }
 
     /// Consumes samples from the front of `input` until it is used up or an event is
@@ -394,7 +390,7 @@ impl Detector {
         let mut taken = 0;
         // Complete a hop begun by an earlier chunk.
         if self.fill > 0 {
-            let slot = (self.hops % RING_HOPS as u64) as usize;
+            let slot = self.slot();
             let n = (HOP - self.fill).min(input.len());
             self.ring[slot][self.fill..self.fill + n].copy_from_slice(&input[..n]);
             self.fill += n;
@@ -409,19 +405,25 @@ impl Detector {
         // not from the ring just written, avoids a store-forwarding stall.
         while self.pending.len == 0 && input.len() - taken >= HOP {
             let hop: &[i16; HOP] = input[taken..taken + HOP].try_into().expect("HOP samples");
-            self.ring[(self.hops % RING_HOPS as u64) as usize] = *hop;
+            let slot = self.slot();
+            self.ring[slot] = *hop;
             self.hop::<FMA>(hop);
             taken += HOP;
         }
         // Start the next hop with what is left.
         if self.pending.len == 0 && taken < input.len() {
             let rest = &input[taken..];
-            let slot = (self.hops % RING_HOPS as u64) as usize;
+            let slot = self.slot();
             self.ring[slot][..rest.len()].copy_from_slice(rest);
             self.fill = rest.len();
             taken = input.len();
         }
         taken
+    }
+
+    /// The ring slot of the hop being filled.
+    fn slot(&self) -> usize {
+        (self.hops % RING_HOPS as u64) as usize
     }
 
     /// Transforms a full hop and classifies the window it completes.

@@ -17,6 +17,6 @@ mod digit;
 mod inband;
 mod rfc4733;
 
-pub use digit::{Digit, DigitEvent};
+pub use digit::{COL_HZ, Digit, DigitEvent, ROW_HZ};
 pub use inband::{CONFIRM_WINDOWS, Detector, DetectorEvents, Limits, RELEASE_WINDOWS, SAMPLE_RATE};
 pub use rfc4733::{EventDecoder, EventError, PacketEvents, TelephoneEvent};

@@ -154,18 +154,17 @@ pub fn cases() -> Vec<Case> {
         .digits("#", -10.0, 50.0, 100.0);
     v.push(case("\"##\" with a 40 ms gap: two digits", &hash, "##"));
 
+    // The SNR is taken against the power of one key's two tones (each at -10 dBm0).
+    let tone_power = Signal::new().digit(Digit::D5, -10.0, 1000.0).power();
+    let tones = keys_with(nominal, 60.0, 60.0);
     for seed in 1..=3 {
-        let tones = keys_with(nominal, 60.0, 60.0);
-        // The SNR is taken against the power of one key's two tones (each at -10 dBm0).
-        let tone_power = Signal::new().digit(Digit::D5, -10.0, 1000.0).power();
-        let noisy = tones.with_noise(tone_power, 15.0, seed);
+        let noisy = tones.clone().with_noise(tone_power, 15.0, seed);
         v.push(case(
             format!("15 dB SNR white noise, seed {seed}: accepted"),
             &noisy,
             KEYS,
         ));
     }
-    let tone_power = Signal::new().digit(Digit::D5, -10.0, 1000.0).power();
     let noise = Signal::new()
         .silence(5000.0)
         .with_noise(tone_power, 15.0, 99);
