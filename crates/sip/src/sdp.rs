@@ -32,6 +32,16 @@ pub struct Offer {
 impl Offer {
     /// The SDP body, with CRLF line ends.
     pub fn to_sdp(&self) -> String {
+        self.render(OFFER_TELEPHONE_EVENT_PT)
+    }
+
+    /// This description as an answer to a peer's offer: telephone-event under the payload
+    /// type the offer used for it (RFC 3264 §6.1), or under ours when it had none.
+    pub fn answer_sdp(&self, telephone_event_pt: Option<u8>) -> String {
+        self.render(telephone_event_pt.unwrap_or(OFFER_TELEPHONE_EVENT_PT))
+    }
+
+    fn render(&self, te: u8) -> String {
         let ip = match self.address {
             IpAddr::V4(_) => "IP4",
             IpAddr::V6(_) => "IP6",
@@ -47,20 +57,14 @@ impl Offer {
             .codecs
             .iter()
             .map(|c| c.payload_type().to_string())
-            .chain(std::iter::once(OFFER_TELEPHONE_EVENT_PT.to_string()))
+            .chain(std::iter::once(te.to_string()))
             .collect();
         let _ = write!(s, "m=audio {} RTP/AVP {}\r\n", self.port, pts.join(" "));
         for c in &self.codecs {
             let _ = write!(s, "a=rtpmap:{} {}/8000\r\n", c.payload_type(), c.name());
         }
-        let _ = write!(
-            s,
-            "a=rtpmap:{OFFER_TELEPHONE_EVENT_PT} telephone-event/8000\r\n"
-        );
-        let _ = write!(
-            s,
-            "a=fmtp:{OFFER_TELEPHONE_EVENT_PT} 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
-        );
+        let _ = write!(s, "a=rtpmap:{te} telephone-event/8000\r\n");
+        let _ = write!(s, "a=fmtp:{te} 0-15\r\na=ptime:20\r\na=sendrecv\r\n");
         s
     }
 }
