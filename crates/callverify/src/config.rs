@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -17,6 +18,25 @@ pub enum Transport {
     Udp,
     /// TCP.
     Tcp,
+}
+
+impl Transport {
+    /// The name as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+impl From<Transport> for sip::Transport {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::Udp => sip::Transport::Udp,
+            Transport::Tcp => sip::Transport::Tcp,
+        }
+    }
 }
 
 /// A listening socket, written `transport:address:port`.
@@ -239,6 +259,20 @@ impl Config {
                 "sip.listen is empty: give at least one transport:address:port".into(),
             ));
         }
+        if let Some(l) = sip
+            .listen
+            .get_ref()
+            .iter()
+            .find(|l| l.addr.ip().is_unspecified())
+        {
+            return Err(err(
+                Some(sip.listen.span()),
+                format!(
+                    "listen address {} is unspecified: give the address peers reach (it goes into Via and Contact)",
+                    l.addr
+                ),
+            ));
+        }
         if sip.codecs.get_ref().is_empty() {
             return Err(err(
                 Some(sip.codecs.span()),
@@ -312,6 +346,24 @@ impl Config {
                 }
                 (None, None) => {}
             }
+            let family = if trunk.address.is_ipv4() {
+                "IPv4"
+            } else {
+                "IPv6"
+            };
+            let served = sip.listen.get_ref().iter().any(|l| {
+                l.transport == trunk.transport && l.addr.is_ipv4() == trunk.address.is_ipv4()
+            });
+            if !served {
+                return Err(err(
+                    Some(trunk.name.span()),
+                    format!(
+                        "trunk {:?} uses {} over {family} but sip.listen has no such listener",
+                        trunk.name.get_ref(),
+                        trunk.transport.name(),
+                    ),
+                ));
+            }
             if trunk.register && trunk.username.is_none() {
                 return Err(err(
                     Some(trunk.name.span()),
@@ -323,6 +375,74 @@ impl Config {
             }
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// The codecs to offer, in order of preference.
+    pub fn codecs(&self) -> Vec<media::Codec> {
+        self.sip
+            .codecs
+            .get_ref()
+            .iter()
+            .map(|&c| c.into())
+            .collect()
+    }
+
+    /// The SIP user agent's settings and trunks, with passwords read through `env` (the
+    /// file was checked by [`Config::parse`], so every named variable was set then).
+    pub fn sip_settings(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> (sip::UaConfig, Vec<sip::TrunkConfig>) {
+        let t = &self.sip.timers;
+        let ua = sip::UaConfig {
+            listen: self
+                .sip
+                .listen
+                .get_ref()
+                .iter()
+                .map(|l| sip::Listener {
+                    transport: l.transport.into(),
+                    addr: l.addr,
+                })
+                .collect(),
+            user_agent: self.sip.user_agent.clone(),
+            timers: sip::Timers {
+                t1: Duration::from_millis(*t.t1_ms.get_ref()),
+                t2: Duration::from_millis(*t.t2_ms.get_ref()),
+            },
+            ring_timeout: Duration::from_secs(*t.ring_timeout_s.get_ref()),
+        };
+        let trunks = self
+            .trunks
+            .iter()
+            .map(|tr| sip::TrunkConfig {
+                name: tr.name.get_ref().clone(),
+                address: tr.address,
+                transport: tr.transport.into(),
+                domain: tr
+                    .domain
+                    .clone()
+                    .unwrap_or_else(|| match tr.address.port() {
+                        5060 => sip::message::host(tr.address.ip()),
+                        _ => tr.address.to_string(),
+                    }),
+                from_user: tr.from_user.clone(),
+                credentials: tr.username.as_ref().map(|u| sip::Credentials {
+                    username: u.get_ref().clone(),
+                    password: tr
+                        .password_env
+                        .as_ref()
+                        .and_then(|v| env(v.get_ref()))
+                        .unwrap_or_default(),
+                }),
+                register: tr.register,
+                options_interval: (tr.options_interval_s > 0)
+                    .then(|| Duration::from_secs(tr.options_interval_s)),
+            })
+            .collect();
+        (ua, trunks)
     }
 }
 
@@ -345,11 +465,33 @@ mod tests {
     #[test]
     fn the_shipped_example_loads() {
         let c = Config::parse(&shipped(), "callverify.toml", env_with_password).unwrap();
-        assert_eq!(c.sip.listen.get_ref().len(), 3);
+        assert_eq!(c.sip.listen.get_ref().len(), 4);
         assert_eq!(c.sip.listen.get_ref()[2], "udp:[::1]:5070".parse().unwrap());
         assert_eq!(c.trunks.len(), 2);
         assert_eq!(c.trunks[1].transport, Transport::Tcp);
         assert_eq!(*c.sip.timers.t1_ms.get_ref(), 500);
+    }
+
+    #[test]
+    fn the_file_becomes_the_user_agent_settings_with_the_password_from_the_environment() {
+        let c = Config::parse(&shipped(), "callverify.toml", env_with_password).unwrap();
+        let (ua, trunks) = c.sip_settings(env_with_password);
+        assert_eq!(ua.listen.len(), 4);
+        assert_eq!(ua.timers.t1, Duration::from_millis(500));
+        assert_eq!(ua.ring_timeout, Duration::from_secs(45));
+        let creds = trunks[0].credentials.as_ref().unwrap();
+        assert_eq!(
+            (creds.username.as_str(), creds.password.as_str()),
+            ("callverify", "s3cret")
+        );
+        assert!(
+            !format!("{:?}", trunks[0]).contains("s3cret"),
+            "Debug masks the password"
+        );
+        assert_eq!(trunks[0].domain, "127.0.0.1");
+        assert_eq!(trunks[1].domain, "[::1]:5062", "no domain: the address");
+        assert_eq!(trunks[1].options_interval, Some(Duration::from_secs(30)));
+        sip::UserAgent::new(ua, trunks, 1).expect("the user agent takes it");
     }
 
     /// The error for `text` with `line` of the shipped file replaced.
@@ -395,6 +537,12 @@ mod tests {
                 1,
             ),
             ("name = \"backup\"", "name = \"local-pbx\"", "used twice", 0),
+            (
+                "\"udp:127.0.0.1:5070\"",
+                "\"udp:0.0.0.0:5070\"",
+                "unspecified",
+                0,
+            ),
         ];
         for (find, replace, words, offset) in cases {
             let line = line_of_text(find) + offset;
@@ -406,6 +554,13 @@ mod tests {
                 "{e}"
             );
         }
+        // A trunk no listener serves: the error points at the trunk.
+        let e = error_with("\"tcp:[::1]:5070\"]", "]", env_with_password);
+        assert_eq!(e.line, Some(line_of_text("name = \"backup\"")), "{e}");
+        assert!(
+            e.to_string()
+                .contains("tcp over IPv6 but sip.listen has no such listener")
+        );
         let e = error_with("[sip]", "[sip", env_with_password);
         assert!(e.line.is_some(), "{e}");
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dtmf::{Detector, DigitEvent, SAMPLE_RATE};
 
-mod config;
+use callverify::config;
 
 /// Telephony voice-verification gateway.
 #[derive(Parser, Debug)]

@@ -27,7 +27,7 @@ fn the_example_passes_with_its_password_variable() {
     let (code, stdout, stderr) = check(EXAMPLE, Some("pa55-word"));
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("ok (3 listeners, trunks: local-pbx, backup)"),
+        stdout.contains("ok (4 listeners, trunks: local-pbx, backup)"),
         "{stdout}"
     );
     assert!(!stdout.contains("pa55-word") && !stderr.contains("pa55-word"));

@@ -69,6 +69,8 @@ pub struct Incoming {
     pub via: TopVia,
     /// A response's reason phrase as sent.
     reason: String,
+    /// A request's Request-URI as sent.
+    uri: String,
 }
 
 impl Incoming {
@@ -83,6 +85,11 @@ impl Incoming {
     /// The reason phrase of a response as sent (empty for a request).
     pub fn reason(&self) -> String {
         self.reason.clone()
+    }
+
+    /// The Request-URI of a request as sent (empty for a response).
+    pub fn request_uri(&self) -> &str {
+        &self.uri
     }
 
     /// The request method, `None` for a response.
@@ -150,6 +157,23 @@ fn split_header(h: &Header) -> Option<(String, String)> {
     let s = h.to_string();
     let (n, v) = s.split_once(':')?;
     Some((n.trim().to_string(), v.trim().to_string()))
+}
+
+/// The first value of a header by name.
+fn header_value(msg: &SipMessage, name: &str) -> Option<String> {
+    msg.headers().iter().find_map(|h| {
+        let (n, v) = split_header(h)?;
+        n.eq_ignore_ascii_case(name).then_some(v)
+    })
+}
+
+/// The `tag` parameter of a From or To value (after the `>` of a name-addr).
+fn tag_of(value: &str) -> Option<String> {
+    let params = match value.rfind('>') {
+        Some(i) => &value[i + 1..],
+        None => value,
+    };
+    param(&format!("x{params}"), "tag").filter(|t| !t.is_empty())
 }
 
 /// Splits a header value list at commas outside quotes and angle brackets.
@@ -309,23 +333,31 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
     if bytes.len() > MAX_MESSAGE {
         return Err(ParseError::TooLarge(bytes.len()));
     }
-    let bytes = normalize(bytes);
-    let first_line = bytes
-        .split(|&b| b == b'\r' || b == b'\n')
-        .next()
-        .unwrap_or(b"");
-    let reason = if first_line.starts_with(b"SIP/") {
-        let line = String::from_utf8_lossy(first_line);
-        line.splitn(3, ' ')
+    let mut bytes = normalize(bytes);
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(bytes.len());
+    let first_line = String::from_utf8_lossy(&bytes[..line_end]).into_owned();
+    let mut reason = String::new();
+    let mut uri = String::new();
+    if first_line.starts_with("SIP/") {
+        reason = first_line
+            .splitn(3, ' ')
             .nth(2)
             .unwrap_or("")
             .trim()
             .chars()
             .take(128)
-            .collect()
-    } else {
-        String::new()
-    };
+            .collect();
+    } else if let [method, u, version] = first_line.split(' ').collect::<Vec<_>>()[..] {
+        // rsip 0.4 rejects IPv6 references ([::1]) in URIs: it gets a stand-in Request-URI
+        // and the real one is kept as text.
+        uri = u.to_string();
+        let mut owned = format!("{method} sip:request-uri.invalid {version}").into_bytes();
+        owned.extend_from_slice(&bytes[line_end..]);
+        bytes = Cow::Owned(owned);
+    }
     let mut msg = SipMessage::try_from(&bytes[..]).map_err(|e| {
         let mut s = e.to_string();
         s.truncate(120);
@@ -358,20 +390,9 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
         .ok()
         .and_then(|c| c.typed().ok())
         .ok_or(ParseError::Header("CSeq"))?;
-    let from_tag = msg
-        .from_header()
-        .ok()
-        .and_then(|f| f.typed().ok())
-        .ok_or(ParseError::Header("From"))?
-        .tag()
-        .map(|t| t.to_string());
-    let to_tag = msg
-        .to_header()
-        .ok()
-        .and_then(|t| t.typed().ok())
-        .ok_or(ParseError::Header("To"))?
-        .tag()
-        .map(|t| t.to_string());
+    // Tags are read from the raw values: rsip's typed From/To reject IPv6 hosts.
+    let from_tag = tag_of(&header_value(&msg, "From").ok_or(ParseError::Header("From"))?);
+    let to_tag = tag_of(&header_value(&msg, "To").ok_or(ParseError::Header("To"))?);
     let via_raw = msg
         .via_header()
         .map_err(|_| ParseError::Header("Via"))?
@@ -399,6 +420,7 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
         to_tag,
         via,
         reason,
+        uri,
     })
 }
 
@@ -637,6 +659,37 @@ mod tests {
         let via = m.response_via("10.0.0.9:5060".parse().unwrap());
         assert!(
             via.ends_with(";rport=5060;received=10.0.0.9") || via.contains("received=10.0.0.9")
+        );
+    }
+
+    #[test]
+    fn ipv6_hosts_and_addr_specs_keep_their_tags() {
+        let raw = RESPONSE
+            .replace(
+                "From: \"callverify\" <sip:callverify@127.0.0.1>;tag=abc",
+                "From: <sip:callverify@[::1]:5070>;tag=abc",
+            )
+            .replace(
+                "To: <sip:+81901234567@127.0.0.1>;tag=xyz",
+                "To: sip:+81901234567@[::1];tag=xyz",
+            );
+        let m = parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.from_tag.as_deref(), Some("abc"));
+        assert_eq!(m.to_tag.as_deref(), Some("xyz"));
+        let bye = "BYE sip:callverify@[::1]:5070;transport=udp SIP/2.0\r\n\
+            Via: SIP/2.0/UDP [::1]:5060;branch=z9hG4bK-3;rport\r\n\
+            From: <sip:sipp@[::1]:5060>;tag=xyz\r\n\
+            To: <sip:callverify@[::1]:5070>;tag=abc\r\n\
+            Call-ID: 7@h\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+        let m = parse(bye.as_bytes()).unwrap();
+        assert_eq!(m.request_uri(), "sip:callverify@[::1]:5070;transport=udp");
+        assert_eq!(
+            (m.from_tag.as_deref(), m.to_tag.as_deref()),
+            (Some("xyz"), Some("abc"))
+        );
+        assert_eq!(
+            m.response_via("[::1]:5060".parse().unwrap()),
+            "SIP/2.0/UDP [::1]:5060;branch=z9hG4bK-3;rport=5060"
         );
     }
 

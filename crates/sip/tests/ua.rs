@@ -212,8 +212,11 @@ fn answered_call_acks_end_to_end_and_hangs_up_with_bye() {
         "the ACK for a 2xx is a new transaction"
     );
     assert_eq!((ack.cseq, ack.to_tag.as_deref()), (1, Some("callee")));
-    let SipUri(uri) = request_uri(&ack);
-    assert_eq!(uri, "sip:callee@127.0.0.1:5060", "ACK goes to the Contact");
+    assert_eq!(
+        ack.request_uri(),
+        "sip:callee@127.0.0.1:5060",
+        "ACK goes to the Contact"
+    );
     let answered = s.call_events().into_iter().find_map(|e| match e {
         CallEvent::Answered { answer } => Some(answer),
         _ => None,
@@ -240,15 +243,6 @@ fn answered_call_acks_end_to_end_and_hangs_up_with_bye() {
     s.take_sent();
     s.run_until(Duration::from_secs(120));
     assert!(s.sent.is_empty(), "{:?}", s.methods());
-}
-
-struct SipUri(String);
-
-fn request_uri(m: &Incoming) -> SipUri {
-    match &m.msg {
-        rsip::SipMessage::Request(r) => SipUri(r.uri.to_string()),
-        rsip::SipMessage::Response(_) => panic!("not a request"),
-    }
 }
 
 #[test]

@@ -1,0 +1,4 @@
+//! The gateway's wiring, shared by the `callverify` binary and the end-to-end tests:
+//! the configuration file and how it becomes the settings of the other crates.
+
+pub mod config;

@@ -1,0 +1,458 @@
+//! The tokio driver of the SIP user agent: it binds the listeners, moves bytes between
+//! sockets and [`sip::UserAgent`], sleeps until the user agent's next timer, and hands
+//! each call's events to whoever placed the call. All SIP logic stays in the `sip` crate.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sip::message::Framer;
+use sip::sdp::Offer;
+use sip::{
+    CallEvent, CallHandle, Event, InviteError, Listener, Output, Transport, TrunkConfig, UaConfig,
+    UaError, UserAgent,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+/// How long a TCP connect to a trunk may take before the trunk counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the endpoint did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {transport}:{addr}: {source}")]
+    Bind {
+        /// Its transport.
+        transport: Transport,
+        /// Its address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The configuration does not make a user agent.
+    #[error(transparent)]
+    Config(#[from] UaError),
+}
+
+/// The endpoint stopped; no call can be placed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The target is not dialable.
+    #[error(transparent)]
+    Invite(#[from] InviteError),
+    /// The endpoint task is gone.
+    #[error("the SIP endpoint has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Invite {
+        target: String,
+        offer: Offer,
+        reply:
+            oneshot::Sender<Result<(CallHandle, mpsc::UnboundedReceiver<CallEvent>), InviteError>>,
+    },
+    Hangup(CallHandle),
+    Shutdown,
+}
+
+enum Net {
+    Message {
+        transport: Transport,
+        local: SocketAddr,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Accepted {
+        remote: SocketAddr,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    },
+    Closed {
+        remote: SocketAddr,
+    },
+    Unreachable {
+        remote: SocketAddr,
+    },
+}
+
+/// A running SIP endpoint: sockets plus the user agent task.
+pub struct SipEndpoint {
+    cmd: mpsc::UnboundedSender<Command>,
+    listeners: Vec<Listener>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A call placed through a [`SipEndpoint`].
+pub struct Call {
+    /// The user agent's handle.
+    pub handle: CallHandle,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+    cmd: mpsc::UnboundedSender<Command>,
+}
+
+impl Call {
+    /// The next event; `None` after `Ended` or when the endpoint stopped.
+    pub async fn next_event(&mut self) -> Option<CallEvent> {
+        self.events.recv().await
+    }
+
+    /// Hangs up (CANCEL or BYE); an `Ended` event follows.
+    pub fn hangup(&self) {
+        let _ = self.cmd.send(Command::Hangup(self.handle));
+    }
+}
+
+impl SipEndpoint {
+    /// Binds the listeners (port 0 picks a free port), starts the user agent and its
+    /// registrations and keep-alives. Trunk and registration events go to the returned
+    /// receiver (it may be dropped).
+    pub async fn start(
+        mut cfg: UaConfig,
+        trunks: Vec<TrunkConfig>,
+    ) -> Result<(SipEndpoint, mpsc::UnboundedReceiver<Event>), StartError> {
+        let (net_tx, net_rx) = mpsc::unbounded_channel();
+        let mut udp = HashMap::new();
+        let mut readers = Vec::new();
+        for l in &mut cfg.listen {
+            let bind_err = |source| StartError::Bind {
+                transport: l.transport,
+                addr: l.addr,
+                source,
+            };
+            match l.transport {
+                Transport::Udp => {
+                    let sock = Arc::new(UdpSocket::bind(l.addr).await.map_err(bind_err)?);
+                    l.addr = sock.local_addr().map_err(bind_err)?;
+                    udp.insert(l.addr, sock.clone());
+                    readers.push(tokio::spawn(udp_reader(sock, l.addr, net_tx.clone())));
+                }
+                Transport::Tcp => {
+                    let lis = TcpListener::bind(l.addr).await.map_err(bind_err)?;
+                    l.addr = lis.local_addr().map_err(bind_err)?;
+                    readers.push(tokio::spawn(tcp_acceptor(lis, l.addr, net_tx.clone())));
+                }
+            }
+        }
+        let listeners = cfg.listen.clone();
+        let seed = RandomState::new().hash_one(Instant::now());
+        let ua = UserAgent::new(cfg, trunks, seed)?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            ua,
+            udp,
+            conns: HashMap::new(),
+            calls: HashMap::new(),
+            net_tx,
+            ev_tx,
+        };
+        let task = tokio::spawn(async move {
+            driver.run(cmd_rx, net_rx).await;
+            for r in readers {
+                r.abort();
+            }
+        });
+        Ok((
+            SipEndpoint {
+                cmd: cmd_tx,
+                listeners,
+                task: Some(task),
+            },
+            ev_rx,
+        ))
+    }
+
+    /// The addresses actually bound (ports filled in).
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// The bound address of the first listener of this transport and address family.
+    pub fn local_addr(&self, transport: Transport, ipv6: bool) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.transport == transport && l.addr.is_ipv6() == ipv6)
+            .map(|l| l.addr)
+    }
+
+    /// Calls `target` (the number, as the user part) offering `offer`.
+    pub async fn call(&self, target: &str, offer: Offer) -> Result<Call, CallError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Invite {
+                target: target.to_string(),
+                offer,
+                reply,
+            })
+            .map_err(|_| CallError::Stopped)?;
+        let (handle, events) = rx.await.map_err(|_| CallError::Stopped)??;
+        Ok(Call {
+            handle,
+            events,
+            cmd: self.cmd.clone(),
+        })
+    }
+
+    /// Stops the endpoint: sockets close, calls in progress get no more events.
+    pub async fn shutdown(mut self) {
+        let _ = self.cmd.send(Command::Shutdown);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SipEndpoint {
+    fn drop(&mut self) {
+        let _ = self.cmd.send(Command::Shutdown);
+    }
+}
+
+struct Driver {
+    ua: UserAgent,
+    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    conns: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
+    calls: HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>>,
+    net_tx: mpsc::UnboundedSender<Net>,
+    ev_tx: mpsc::UnboundedSender<Event>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::UnboundedReceiver<Command>,
+        mut net_rx: mpsc::UnboundedReceiver<Net>,
+    ) {
+        self.ua.start(Instant::now());
+        loop {
+            self.flush().await;
+            let deadline = self.ua.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = cmd_rx.recv() => match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(Command::Invite { target, offer, reply }) => {
+                        let r = self.ua.invite(Instant::now(), &target, offer).map(|h| {
+                            let (tx, rx) = mpsc::unbounded_channel();
+                            self.calls.insert(h, tx);
+                            (h, rx)
+                        });
+                        let _ = reply.send(r);
+                    }
+                    Some(Command::Hangup(h)) => self.ua.hangup(Instant::now(), h),
+                },
+                Some(net) = net_rx.recv() => self.on_net(net),
+                () = sleep => self.ua.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    fn on_net(&mut self, net: Net) {
+        let now = Instant::now();
+        match net {
+            Net::Message {
+                transport,
+                local,
+                from,
+                bytes,
+            } => self.ua.handle_receive(now, transport, local, from, &bytes),
+            Net::Accepted { remote, writer } => {
+                self.conns.insert(remote, writer);
+            }
+            Net::Closed { remote } => {
+                self.conns.remove(&remote);
+            }
+            Net::Unreachable { remote } => {
+                self.conns.remove(&remote);
+                warn!(%remote, "SIP over TCP: cannot connect");
+                self.ua.handle_transport_error(now, Transport::Tcp, remote);
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(out) = self.ua.poll_output() {
+            match out {
+                Output::Transmit(t) => self.send(t).await,
+                Output::Event(e) => self.dispatch(e),
+            }
+        }
+    }
+
+    async fn send(&mut self, t: sip::Transmit) {
+        match t.transport {
+            Transport::Udp => {
+                let Some(sock) = self.udp.get(&t.local) else {
+                    warn!(local = %t.local, "no UDP socket for a transmit");
+                    return;
+                };
+                if let Err(e) = sock.send_to(&t.bytes, t.remote).await {
+                    debug!(remote = %t.remote, error = %e, "SIP over UDP: send failed");
+                }
+            }
+            Transport::Tcp => {
+                let writer = self.conns.entry(t.remote).or_insert_with(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(tcp_connect(t.local, t.remote, rx, self.net_tx.clone()));
+                    tx
+                });
+                if writer.send(t.bytes).is_err() {
+                    self.conns.remove(&t.remote);
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, e: Event) {
+        match e {
+            Event::Call(h, ev) => {
+                info!(call = %h, event = ?ev, "call");
+                let ended = matches!(ev, CallEvent::Ended(_));
+                if let Some(tx) = self.calls.get(&h) {
+                    let _ = tx.send(ev);
+                }
+                if ended {
+                    self.calls.remove(&h);
+                }
+            }
+            Event::Discarded { from, reason } => {
+                debug!(%from, %reason, "SIP message discarded");
+            }
+            other => {
+                info!(event = ?other, "trunk");
+                let _ = self.ev_tx.send(other);
+            }
+        }
+    }
+}
+
+async fn udp_reader(sock: Arc<UdpSocket>, local: SocketAddr, tx: mpsc::UnboundedSender<Net>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let msg = Net::Message {
+                    transport: Transport::Udp,
+                    local,
+                    from,
+                    bytes: buf[..n].to_vec(),
+                };
+                if tx.send(msg).is_err() {
+                    return;
+                }
+            }
+            // ICMP errors surface here on some systems; the socket stays usable.
+            Err(e) => debug!(%local, error = %e, "SIP over UDP: receive error"),
+        }
+    }
+}
+
+async fn tcp_acceptor(lis: TcpListener, local: SocketAddr, tx: mpsc::UnboundedSender<Net>) {
+    loop {
+        match lis.accept().await {
+            Ok((stream, remote)) => {
+                let (wtx, wrx) = mpsc::unbounded_channel();
+                if tx
+                    .send(Net::Accepted {
+                        remote,
+                        writer: wtx,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::spawn(tcp_connection(stream, local, remote, wrx, tx.clone()));
+            }
+            Err(e) => {
+                warn!(%local, error = %e, "SIP over TCP: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn tcp_connect(
+    local: SocketAddr,
+    remote: SocketAddr,
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Net>,
+) {
+    let connect = async {
+        let sock = if remote.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        sock.bind(SocketAddr::new(local.ip(), 0))?;
+        sock.connect(remote).await
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => tcp_connection(stream, local, remote, rx, tx).await,
+        _ => {
+            let _ = tx.send(Net::Unreachable { remote });
+        }
+    }
+}
+
+/// Reads framed messages from a connection and writes what the driver queues for it.
+async fn tcp_connection(
+    stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Net>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut framer = Framer::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    'read: loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_message() {
+                Ok(Some(bytes)) => {
+                    let msg = Net::Message {
+                        transport: Transport::Tcp,
+                        local,
+                        from: remote,
+                        bytes,
+                    };
+                    if tx.send(msg).is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    debug!(%remote, error = %e, "SIP over TCP: closing an unframeable stream");
+                    break 'read;
+                }
+            }
+        }
+    }
+    writer.abort();
+    let _ = tx.send(Net::Closed { remote });
+}

@@ -1,0 +1,1 @@
+//! callverify's SIP user agent against baresip (a real softphone) answering automatically.

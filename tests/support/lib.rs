@@ -1,0 +1,337 @@
+//! Helpers for the end-to-end tests: real peers (sipp, baresip) started on loopback with
+//! free ports, bounded in time, stopped when the test ends; and callverify's SIP endpoint
+//! configured for them.
+
+use std::fs;
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use engine::{Call, SipEndpoint};
+use media::Codec;
+use sip::sdp::Offer;
+use sip::{CallEvent, EndReason, Listener, Timers, Transport, TrunkConfig, UaConfig};
+
+/// Every wait in these tests ends by this bound.
+pub const BOUND: Duration = Duration::from_secs(30);
+
+/// IPv4 loopback.
+pub const V4: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+/// IPv6 loopback.
+pub const V6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+
+/// A port free on `ip` for both UDP and TCP right now.
+pub fn free_port(ip: IpAddr) -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind((ip, 0)).expect("bind a UDP port on loopback");
+        let port = udp.local_addr().expect("local address").port();
+        if TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {ip}");
+}
+
+/// Whether something listens on `addr` for `transport` (binding it fails).
+fn in_use(transport: Transport, addr: SocketAddr) -> bool {
+    match transport {
+        Transport::Udp => UdpSocket::bind(addr).is_err(),
+        Transport::Tcp => TcpListener::bind(addr).is_err(),
+    }
+}
+
+/// A scratch directory for one test's logs, under the system's temporary directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join("callverify-e2e")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+/// A sipp process playing one scenario from `tests/sipp/` for one call.
+pub struct Sipp {
+    child: Child,
+    dir: PathBuf,
+    /// Where it listens for SIP.
+    pub addr: SocketAddr,
+    /// Its transport.
+    pub transport: Transport,
+}
+
+/// How a sipp run ended.
+#[derive(Debug)]
+pub struct SippExit {
+    /// True when the scenario ran to its end with no failed call.
+    pub passed: bool,
+    /// sipp's screen and error log, for assertion messages.
+    pub log: String,
+}
+
+impl Sipp {
+    /// Starts `sipp -sf tests/sipp/<scenario>.xml` as a server on a free port of `ip`;
+    /// returns once it listens.
+    pub fn start(scenario: &str, transport: Transport, ip: IpAddr) -> Sipp {
+        Sipp::start_with(scenario, transport, ip, &[])
+    }
+
+    /// As [`Sipp::start`], with extra arguments.
+    pub fn start_with(scenario: &str, transport: Transport, ip: IpAddr, extra: &[&str]) -> Sipp {
+        let dir = scratch(&format!("sipp-{scenario}-{transport}"));
+        let port = free_port(ip);
+        let media = free_port(ip);
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sipp")
+            .join(format!("{scenario}.xml"));
+        let out = fs::File::create(dir.join("screen.log")).expect("create the screen log");
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(&file)
+            .args(["-i", &ip.to_string(), "-p", &port.to_string()])
+            .args(["-mp", &media.to_string()])
+            .args([
+                "-t",
+                if transport == Transport::Udp {
+                    "u1"
+                } else {
+                    "t1"
+                },
+            ])
+            .args(["-m", "1", "-timeout", "25s", "-timeout_error", "-nostdin"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(dir.join("errors.log"))
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(dir.join("messages.log"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone a file handle"))
+            .stderr(out)
+            .spawn()
+            .expect("sipp runs (apt-get install sip-tester)");
+        let addr = SocketAddr::new(ip, port);
+        let mut sipp = Sipp {
+            child,
+            dir,
+            addr,
+            transport,
+        };
+        let start = Instant::now();
+        while !in_use(transport, addr) {
+            if let Ok(Some(status)) = sipp.child.try_wait() {
+                panic!("sipp exited at start ({status}):\n{}", sipp.log());
+            }
+            assert!(start.elapsed() < BOUND, "sipp did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sipp
+    }
+
+    fn log(&self) -> String {
+        let read = |n: &str| fs::read_to_string(self.dir.join(n)).unwrap_or_default();
+        let screen = read("screen.log");
+        let tail: String = screen
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!(
+            "--- sipp screen (end) ---\n{tail}\n--- sipp errors ---\n{}\n--- sipp messages ---\n{}",
+            read("errors.log"),
+            read("messages.log")
+        )
+    }
+
+    /// Waits (bounded) for sipp to finish its one call. Keep callverify's endpoint running
+    /// until this returns: sipp counts a connection closed under it as a failure.
+    pub async fn finish(mut self) -> SippExit {
+        let start = Instant::now();
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    return SippExit {
+                        passed: status.success(),
+                        log: self.log(),
+                    };
+                }
+                Ok(None) if start.elapsed() < BOUND => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return SippExit {
+                        passed: false,
+                        log: format!("sipp killed after {BOUND:?}\n{}", self.log()),
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A trunk to `addr`.
+pub fn trunk(name: &str, transport: Transport, addr: SocketAddr) -> TrunkConfig {
+    TrunkConfig {
+        name: name.into(),
+        address: addr,
+        transport,
+        domain: addr.to_string(),
+        from_user: "callverify".into(),
+        credentials: None,
+        register: false,
+        options_interval: None,
+    }
+}
+
+/// callverify's endpoint listening on free ports of `ip` (UDP and TCP), ringing at most
+/// `ring_timeout`.
+pub async fn endpoint(ip: IpAddr, ring_timeout: Duration, trunks: Vec<TrunkConfig>) -> SipEndpoint {
+    let cfg = UaConfig {
+        listen: [Transport::Udp, Transport::Tcp]
+            .into_iter()
+            .map(|transport| Listener {
+                transport,
+                addr: SocketAddr::new(ip, 0),
+            })
+            .collect(),
+        user_agent: "callverify-e2e".into(),
+        timers: Timers::default(),
+        ring_timeout,
+    };
+    let (ep, _events) = SipEndpoint::start(cfg, trunks)
+        .await
+        .expect("the endpoint starts");
+    ep
+}
+
+/// The offer for a call from `ep` (the RTP port is not used by these SIP tests).
+pub fn offer(ip: IpAddr) -> Offer {
+    Offer {
+        address: ip,
+        port: 49170,
+        session_id: 1,
+        version: 1,
+        codecs: vec![Codec::Pcmu, Codec::Pcma],
+    }
+}
+
+/// Events of a call until it ends (bounded).
+pub async fn events_until_end(call: &mut Call) -> Vec<CallEvent> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while let Ok(Some(e)) = tokio::time::timeout_at(deadline, call.next_event()).await {
+        let end = matches!(e, CallEvent::Ended(_));
+        out.push(e);
+        if end {
+            break;
+        }
+    }
+    out
+}
+
+/// The next event (bounded).
+pub async fn next_event(call: &mut Call) -> CallEvent {
+    tokio::time::timeout(BOUND, call.next_event())
+        .await
+        .expect("an event within the bound")
+        .expect("the call has events left")
+}
+
+/// The end reason in a list of events.
+pub fn ended(events: &[CallEvent]) -> Option<EndReason> {
+    events.iter().find_map(|e| match e {
+        CallEvent::Ended(r) => Some(r.clone()),
+        _ => None,
+    })
+}
+
+/// A UDP relay on loopback standing for a lossy network between callverify and a peer:
+/// datagrams from the first sender go to `peer`, the peer's go back to that sender, and
+/// `drop(n, bytes)` decides (for the n-th datagram towards the peer) what is lost.
+pub struct Relay {
+    /// Where callverify sends (use it as the trunk address).
+    pub addr: SocketAddr,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    forwarded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts relaying to `peer`.
+    pub async fn start(
+        peer: SocketAddr,
+        drop: impl Fn(usize, &[u8]) -> bool + Send + 'static,
+    ) -> Relay {
+        use std::sync::atomic::Ordering;
+        let front = tokio::net::UdpSocket::bind((peer.ip(), 0))
+            .await
+            .expect("bind the relay");
+        let back = tokio::net::UdpSocket::bind((peer.ip(), 0))
+            .await
+            .expect("bind the relay");
+        let addr = front.local_addr().expect("relay address");
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let forwarded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (d, f) = (dropped.clone(), forwarded.clone());
+        let task = tokio::spawn(async move {
+            let mut client: Option<SocketAddr> = None;
+            let (mut a, mut b) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+            let mut n = 0;
+            loop {
+                tokio::select! {
+                    Ok((len, from)) = front.recv_from(&mut a) => {
+                        client = Some(from);
+                        n += 1;
+                        if drop(n, &a[..len]) {
+                            d.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            f.fetch_add(1, Ordering::Relaxed);
+                            let _ = back.send_to(&a[..len], peer).await;
+                        }
+                    }
+                    Ok((len, _)) = back.recv_from(&mut b) => {
+                        if let Some(c) = client {
+                            let _ = front.send_to(&b[..len], c).await;
+                        }
+                    }
+                }
+            }
+        });
+        Relay {
+            addr,
+            dropped,
+            forwarded,
+            task,
+        }
+    }
+
+    /// Datagrams lost and passed so far, towards the peer.
+    pub fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        (
+            self.dropped.load(Ordering::Relaxed),
+            self.forwarded.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
