@@ -196,3 +196,12 @@ async fn a_reinvite_keeps_the_media_and_an_unusable_one_gets_488() {
     );
     assert_eq!(ended(&events), Some(EndReason::RemoteHangup), "{events:?}");
 }
+
+#[tokio::test]
+async fn bye_from_the_callee_over_tcp_ipv6() {
+    let sipp = Sipp::start("bye_from_callee", Transport::Tcp, V6);
+    let (events, exit) = call_sipp(sipp, false, RING).await;
+    assert!(exit.passed, "{}", exit.log);
+    assert_answered(&events);
+    assert_eq!(ended(&events), Some(EndReason::RemoteHangup), "{events:?}");
+}

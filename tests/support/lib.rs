@@ -201,6 +201,21 @@ pub fn trunk(name: &str, transport: Transport, addr: SocketAddr) -> TrunkConfig 
 /// callverify's endpoint listening on free ports of `ip` (UDP and TCP), ringing at most
 /// `ring_timeout`.
 pub async fn endpoint(ip: IpAddr, ring_timeout: Duration, trunks: Vec<TrunkConfig>) -> SipEndpoint {
+    endpoint_with(ip, ring_timeout, trunks, Timers::default())
+        .await
+        .0
+}
+
+/// As [`endpoint`] with given T1/T2, also returning the trunk and registration events.
+pub async fn endpoint_with(
+    ip: IpAddr,
+    ring_timeout: Duration,
+    trunks: Vec<TrunkConfig>,
+    timers: Timers,
+) -> (
+    SipEndpoint,
+    tokio::sync::mpsc::UnboundedReceiver<sip::Event>,
+) {
     let cfg = UaConfig {
         listen: [Transport::Udp, Transport::Tcp]
             .into_iter()
@@ -210,13 +225,22 @@ pub async fn endpoint(ip: IpAddr, ring_timeout: Duration, trunks: Vec<TrunkConfi
             })
             .collect(),
         user_agent: "callverify-e2e".into(),
-        timers: Timers::default(),
+        timers,
         ring_timeout,
     };
-    let (ep, _events) = SipEndpoint::start(cfg, trunks)
+    SipEndpoint::start(cfg, trunks)
         .await
-        .expect("the endpoint starts");
-    ep
+        .expect("the endpoint starts")
+}
+
+/// The next trunk or registration event (bounded).
+pub async fn next_ua_event(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<sip::Event>,
+) -> sip::Event {
+    tokio::time::timeout(BOUND, events.recv())
+        .await
+        .expect("an event within the bound")
+        .expect("the endpoint runs")
 }
 
 /// The offer for a call from `ep` (the RTP port is not used by these SIP tests).
@@ -333,5 +357,83 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// baresip (a real softphone) listening on a free loopback port and answering every call
+/// automatically, playing an 8 kHz WAV as its microphone (aufile; ausine only does 48 kHz).
+pub struct Baresip {
+    child: Child,
+    dir: PathBuf,
+    /// Where it listens for SIP (UDP and TCP).
+    pub addr: SocketAddr,
+}
+
+impl Baresip {
+    /// Starts it as the phone of +81901234567; returns once it listens. It quits by itself
+    /// after [`BOUND`].
+    pub fn start(name: &str) -> Baresip {
+        let dir = scratch(&format!("baresip-{name}"));
+        let port = free_port(V4);
+        let rtp = free_port(V4);
+        // baresip 1.0 binds only where net_interface says (loopback here).
+        let config = format!(
+            "poll_method\tepoll\n\
+             sip_listen\t127.0.0.1:{port}\n\
+             net_interface\t127.0.0.1\n\
+             audio_player\taufile,{heard}\n\
+             audio_source\taufile,{said}\n\
+             audio_alert\taufile,/dev/null\n\
+             module_path\t/usr/lib/baresip/modules\n\
+             module\tg711.so\n\
+             module\taufile.so\n\
+             module_app\taccount.so\n\
+             module_app\tmenu.so\n\
+             rtp_ports\t{rtp}-{}\n",
+            rtp + 10,
+            heard = dir.join("heard.wav").display(),
+            said = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../prompts/en/instructions.wav")
+                .display(),
+        );
+        fs::write(dir.join("config"), config).expect("write baresip's config");
+        fs::write(
+            dir.join("accounts"),
+            "<sip:+81901234567@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA\n",
+        )
+        .expect("write baresip's accounts");
+        let out = fs::File::create(dir.join("baresip.log")).expect("create the log");
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .args(["-s", "-t", &BOUND.as_secs().to_string()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone a file handle"))
+            .stderr(out)
+            .spawn()
+            .expect("baresip runs (apt-get install baresip-core)");
+        let addr = SocketAddr::new(V4, port);
+        let mut b = Baresip { child, dir, addr };
+        let start = Instant::now();
+        while !in_use(Transport::Udp, addr) {
+            if let Ok(Some(status)) = b.child.try_wait() {
+                panic!("baresip exited at start ({status}):\n{}", b.log());
+            }
+            assert!(start.elapsed() < BOUND, "baresip did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        b
+    }
+
+    /// Its output (with the SIP trace).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -359,9 +359,8 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
         bytes = Cow::Owned(owned);
     }
     let mut msg = SipMessage::try_from(&bytes[..]).map_err(|e| {
-        let mut s = e.to_string();
-        s.truncate(120);
-        ParseError::Syntax(s)
+        // rsip quotes the input in its errors: keep the first characters only.
+        ParseError::Syntax(e.to_string().chars().take(120).collect())
     })?;
     if let Some(len) = content_length(&msg) {
         let body = msg.body_mut();
@@ -696,6 +695,9 @@ mod tests {
     #[test]
     fn broken_messages_are_errors() {
         assert!(matches!(parse(b""), Err(ParseError::Syntax(_))));
+        // rsip errors quote the input: one with multi-byte text is cut on a character boundary.
+        let long = format!("INVITE sip:x SIP/2.0\r\nVia {}\r\n\r\n", "é".repeat(100));
+        assert!(matches!(parse(long.as_bytes()), Err(ParseError::Syntax(_))));
         assert!(matches!(
             parse(b"HELLO\r\n\r\n"),
             Err(ParseError::Syntax(_))
