@@ -703,3 +703,31 @@ fn a_bad_target_is_refused() {
     assert!(s.ua.invite(s.now, "+8190@evil>", offer()).is_err());
     assert!(s.ua.invite(s.now, "", offer()).is_err());
 }
+
+#[test]
+fn sha256_is_preferred_when_offered_with_md5() {
+    let mut s = Sim::new(vec![trunk("pbx", PEER)]);
+    s.invite();
+    let inv = s.last("INVITE");
+    let both = resp(&inv, 401, "Unauthorized")
+        .header(
+            "WWW-Authenticate",
+            "Digest realm=\"pbx\", nonce=\"n\", qop=\"auth\", algorithm=MD5",
+        )
+        .header(
+            "WWW-Authenticate",
+            "Digest realm=\"pbx\", nonce=\"n\", qop=\"auth\", algorithm=SHA-256",
+        )
+        .build();
+    s.receive(PEER, both);
+    let auth = s.last("INVITE").header("Authorization").unwrap();
+    assert!(auth.contains("algorithm=SHA-256"), "{auth}");
+    let response = auth
+        .split("response=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(response.len(), 64, "a SHA-256 digest: {auth}");
+}
