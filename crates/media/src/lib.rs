@@ -1,11 +1,15 @@
 //! Media for callverify: G.711 μ-law and A-law, WAV loading into 8 kHz mono, and prompts
 //! pre-encoded once into 20 ms frames that every call shares.
 //!
-//! No sockets, no clocks and no tokio: RTP sessions and their pacing live in the engine.
+//! With [`rtp`]: RTP packets, RTCP sender reports and reception statistics for one call, with
+//! only the negotiated peer accepted.
+//!
+//! No sockets, no clocks and no tokio: sending every 20 ms is the engine's.
 
 pub mod g711;
 pub mod prompt;
 pub mod resample;
+pub mod rtp;
 pub mod wav;
 
 pub use g711::Codec;
