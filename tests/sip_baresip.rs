@@ -2,26 +2,15 @@
 
 use std::time::Duration;
 
-use callverify_e2e::{BOUND, Baresip, V4, ended, endpoint, offer, trunk};
+use callverify_e2e::{BOUND, Baresip, V4, ended, endpoint, offer, run_call, trunk};
 use sip::{CallEvent, EndReason, Transport};
 
 async fn call_baresip(transport: Transport) {
     let baresip = Baresip::start(&format!("answer-{transport}"));
     let ep = endpoint(V4, BOUND, vec![trunk("softphone", transport, baresip.addr)]).await;
     let mut call = ep.call("+81901234567", offer(V4)).await.unwrap();
-    let mut events = Vec::new();
-    while let Ok(Some(e)) = tokio::time::timeout(BOUND, call.next_event()).await {
-        if matches!(e, CallEvent::Answered { .. }) {
-            // Stay on the line a moment, as a verification call would.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            call.hangup();
-        }
-        let end = matches!(e, CallEvent::Ended(_));
-        events.push(e);
-        if end {
-            break;
-        }
-    }
+    // Stay on the line a moment after the answer, as a verification call would.
+    let events = run_call(&mut call, Some(Duration::from_millis(500))).await;
     ep.shutdown().await;
     let log = baresip.log();
     let answer = events.iter().find_map(|e| match e {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use callverify_e2e::{BOUND, Relay, Sipp, SippExit, V4, V6, ended, endpoint, offer, trunk};
+use callverify_e2e::{Relay, Sipp, SippExit, V4, V6, ended, endpoint, offer, run_call, trunk};
 use sip::{CallEvent, Credentials, EndReason, Transport};
 
 const RING: Duration = Duration::from_secs(20);
@@ -27,18 +27,8 @@ async fn call_through(
     t.credentials = credentials;
     let ep = endpoint(ip, ring, vec![t]).await;
     let mut call = ep.call("+81901234567", offer(ip)).await.unwrap();
-    let mut events = Vec::new();
-    while let Ok(Some(e)) = tokio::time::timeout(BOUND, call.next_event()).await {
-        if hang_up && matches!(e, CallEvent::Answered { .. }) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            call.hangup();
-        }
-        let end = matches!(e, CallEvent::Ended(_));
-        events.push(e);
-        if end {
-            break;
-        }
-    }
+    let hang_up_after = hang_up.then_some(Duration::from_millis(200));
+    let events = run_call(&mut call, hang_up_after).await;
     let exit = sipp.finish().await;
     ep.shutdown().await;
     (events, exit)

@@ -5,7 +5,9 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use callverify_e2e::{BOUND, Baresip, Sipp, V4, ended, endpoint_with, next_ua_event, offer, trunk};
+use callverify_e2e::{
+    BOUND, Baresip, Sipp, V4, ended, endpoint_with, next_ua_event, offer, run_call, trunk,
+};
 use sip::{CallEvent, Credentials, EndReason, Event, Registration, Timers, Transport};
 
 fn fast_timers() -> Timers {
@@ -41,18 +43,7 @@ async fn register_with_digest_to_sipp() {
 
 async fn call_until_end(ep: &engine::SipEndpoint) -> Vec<CallEvent> {
     let mut call = ep.call("+81901234567", offer(V4)).await.unwrap();
-    let mut events = Vec::new();
-    while let Ok(Some(e)) = tokio::time::timeout(BOUND, call.next_event()).await {
-        if matches!(e, CallEvent::Answered { .. }) {
-            call.hangup();
-        }
-        let end = matches!(e, CallEvent::Ended(_));
-        events.push(e);
-        if end {
-            break;
-        }
-    }
-    events
+    run_call(&mut call, Some(Duration::ZERO)).await
 }
 
 #[tokio::test]

@@ -254,26 +254,22 @@ pub fn offer(ip: IpAddr) -> Offer {
     }
 }
 
-/// Events of a call until it ends (bounded).
-pub async fn events_until_end(call: &mut Call) -> Vec<CallEvent> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while let Ok(Some(e)) = tokio::time::timeout_at(deadline, call.next_event()).await {
+/// The events of `call` until it ends (each wait bounded); with `hang_up_after`, it
+/// hangs up that long after the answer.
+pub async fn run_call(call: &mut Call, hang_up_after: Option<Duration>) -> Vec<CallEvent> {
+    let mut events = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(BOUND, call.next_event()).await {
+        if let (Some(delay), CallEvent::Answered { .. }) = (hang_up_after, &e) {
+            tokio::time::sleep(delay).await;
+            call.hangup();
+        }
         let end = matches!(e, CallEvent::Ended(_));
-        out.push(e);
+        events.push(e);
         if end {
             break;
         }
     }
-    out
-}
-
-/// The next event (bounded).
-pub async fn next_event(call: &mut Call) -> CallEvent {
-    tokio::time::timeout(BOUND, call.next_event())
-        .await
-        .expect("an event within the bound")
-        .expect("the call has events left")
+    events
 }
 
 /// The end reason in a list of events.

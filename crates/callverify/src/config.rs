@@ -379,16 +379,6 @@ impl Config {
 }
 
 impl Config {
-    /// The codecs to offer, in order of preference.
-    pub fn codecs(&self) -> Vec<media::Codec> {
-        self.sip
-            .codecs
-            .get_ref()
-            .iter()
-            .map(|&c| c.into())
-            .collect()
-    }
-
     /// The SIP user agent's settings and trunks, with passwords read through `env` (the
     /// file was checked by [`Config::parse`], so every named variable was set then).
     pub fn sip_settings(

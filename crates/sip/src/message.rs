@@ -107,10 +107,7 @@ impl Incoming {
 
     /// Values of every header of this name, in order (compact forms already expanded).
     pub fn headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = String> + 'a {
-        self.msg.headers().iter().filter_map(move |h| {
-            let (n, v) = split_header(h)?;
-            n.eq_ignore_ascii_case(name).then_some(v)
-        })
+        header_values(&self.msg, name)
     }
 
     /// The first value of a header.
@@ -159,9 +156,9 @@ fn split_header(h: &Header) -> Option<(String, String)> {
     Some((n.trim().to_string(), v.trim().to_string()))
 }
 
-/// The first value of a header by name.
-fn header_value(msg: &SipMessage, name: &str) -> Option<String> {
-    msg.headers().iter().find_map(|h| {
+/// Values of every header of this name, in order.
+fn header_values<'a>(msg: &'a SipMessage, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    msg.headers().iter().filter_map(move |h| {
         let (n, v) = split_header(h)?;
         n.eq_ignore_ascii_case(name).then_some(v)
     })
@@ -322,10 +319,7 @@ fn normalize(bytes: &[u8]) -> Cow<'_, [u8]> {
 }
 
 fn content_length(msg: &SipMessage) -> Option<usize> {
-    msg.headers().iter().find_map(|h| match h {
-        Header::ContentLength(_) => split_header(h)?.1.parse().ok(),
-        _ => None,
-    })
+    header_values(msg, "Content-Length").next()?.parse().ok()
 }
 
 /// Parses one message (a UDP datagram or one TCP frame).
@@ -390,8 +384,16 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
         .and_then(|c| c.typed().ok())
         .ok_or(ParseError::Header("CSeq"))?;
     // Tags are read from the raw values: rsip's typed From/To reject IPv6 hosts.
-    let from_tag = tag_of(&header_value(&msg, "From").ok_or(ParseError::Header("From"))?);
-    let to_tag = tag_of(&header_value(&msg, "To").ok_or(ParseError::Header("To"))?);
+    let from_tag = tag_of(
+        &header_values(&msg, "From")
+            .next()
+            .ok_or(ParseError::Header("From"))?,
+    );
+    let to_tag = tag_of(
+        &header_values(&msg, "To")
+            .next()
+            .ok_or(ParseError::Header("To"))?,
+    );
     let via_raw = msg
         .via_header()
         .map_err(|_| ParseError::Header("Via"))?
@@ -587,11 +589,6 @@ pub fn response_to(
         }
     }
     b
-}
-
-/// Formats an address for a URI or Via: `1.2.3.4:5060` or `[::1]:5060`.
-pub fn host_port(addr: SocketAddr) -> String {
-    addr.to_string()
 }
 
 /// The host part of an address for a URI: `1.2.3.4` or `[::1]`.

@@ -126,11 +126,6 @@ impl ClientTx {
         self.deadline = None;
     }
 
-    /// Whether the transaction still waits for a final response.
-    pub fn pending(&self) -> bool {
-        self.deadline.is_some() || self.next_retransmit.is_some()
-    }
-
     /// The next instant a timer fires.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match (self.next_retransmit, self.deadline) {

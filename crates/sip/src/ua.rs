@@ -606,14 +606,6 @@ impl UserAgent {
         }
     }
 
-    /// The names of the trunks and whether each is up (`None`: not probed yet).
-    pub fn trunk_states(&self) -> Vec<(String, Option<bool>)> {
-        self.trunks
-            .iter()
-            .map(|t| (t.cfg.name.clone(), t.up))
-            .collect()
-    }
-
     /// Calls `target` (the user part: an E.164 number such as `+81901234567`) through the
     /// first trunk that is not down, offering `offer`.
     pub fn invite(
@@ -697,6 +689,27 @@ impl UserAgent {
         }));
     }
 
+    /// Sends a request that starts a client transaction, and returns the transaction.
+    fn send_request(
+        &mut self,
+        kind: Kind,
+        branch: String,
+        route: Route,
+        bytes: Vec<u8>,
+        now: Instant,
+    ) -> ClientTx {
+        let tx = ClientTx::new(
+            kind,
+            branch,
+            bytes.clone(),
+            route.transport,
+            &self.cfg.timers,
+            now,
+        );
+        self.transmit(route, bytes);
+        tx
+    }
+
     fn call_event(&mut self, h: u64, e: CallEvent) {
         self.emit(Event::Call(CallHandle(h), e));
     }
@@ -759,7 +772,6 @@ impl UserAgent {
         let branch = Owner::Call(h).branch(&mut self.rng);
         let creds = self.trunks[self.legs[&h].trunk].cfg.credentials.clone();
         let ua = self.cfg.user_agent.clone();
-        let timers = self.cfg.timers;
         let Some(leg) = self.legs.get_mut(&h) else {
             return;
         };
@@ -785,17 +797,11 @@ impl UserAgent {
             .body("application/sdp", leg.offer.to_sdp())
             .build();
         let first = leg.invite.is_none() && leg.completed.is_empty();
-        leg.invite = Some(ClientTx::new(
-            Kind::Invite,
-            branch,
-            bytes.clone(),
-            leg.route.transport,
-            &timers,
-            now,
-        ));
-        let route = leg.route;
-        let trunk = self.trunks[leg.trunk].cfg.name.clone();
-        self.transmit(route, bytes);
+        let (route, trunk) = (leg.route, self.trunks[leg.trunk].cfg.name.clone());
+        let tx = self.send_request(Kind::Invite, branch, route, bytes, now);
+        if let Some(leg) = self.legs.get_mut(&h) {
+            leg.invite = Some(tx);
+        }
         if first {
             self.call_event(h, CallEvent::Sent { trunk });
         }
@@ -855,23 +861,14 @@ impl UserAgent {
             .header("CSeq", format!("{} CANCEL", leg.invite_cseq))
             .header("User-Agent", self.cfg.user_agent.clone())
             .build();
-        let tx = ClientTx::new(
-            Kind::NonInvite,
-            invite.branch.clone(),
-            bytes.clone(),
-            leg.route.transport,
-            &timers,
-            now,
-        );
-        let route = leg.route;
+        let (branch, route) = (invite.branch.clone(), leg.route);
+        let tx = self.send_request(Kind::NonInvite, branch, route, bytes, now);
         let leg = self.legs.get_mut(&h).expect("leg checked above");
         leg.cancel = Some(tx);
         leg.cancel_deadline = Some(now + timers.timeout());
-        self.transmit(route, bytes);
     }
 
     fn send_bye(&mut self, h: u64, now: Instant) {
-        let timers = self.cfg.timers;
         let branch = Owner::Call(h).branch(&mut self.rng);
         let Some(mut leg) = self.legs.remove(&h) else {
             return;
@@ -890,18 +887,8 @@ impl UserAgent {
         {
             b = b.header(name, value);
         }
-        let bytes = b.build();
-        leg.bye = Some(ClientTx::new(
-            Kind::NonInvite,
-            branch,
-            bytes.clone(),
-            leg.route.transport,
-            &timers,
-            now,
-        ));
-        let route = leg.route;
+        leg.bye = Some(self.send_request(Kind::NonInvite, branch, leg.route, b.build(), now));
         self.legs.insert(h, leg);
-        self.transmit(route, bytes);
     }
 
     /// Starts ending a call: CANCEL (`early`) before an answer, BYE (`confirmed`) after.
@@ -1428,7 +1415,6 @@ impl UserAgent {
         let branch = Owner::Options(i).branch(&mut self.rng);
         let tag = self.rng.hex();
         let call_id = self.rng.hex() + &self.rng.hex();
-        let timers = self.cfg.timers;
         let tr = &mut self.trunks[i];
         tr.options_seq += 1;
         let route = tr.route();
@@ -1446,16 +1432,9 @@ impl UserAgent {
             .header("Accept", "application/sdp")
             .header("User-Agent", self.cfg.user_agent.clone())
             .build();
-        tr.options = Some(ClientTx::new(
-            Kind::NonInvite,
-            branch,
-            bytes.clone(),
-            route.transport,
-            &timers,
-            now,
-        ));
         tr.next_options = tr.cfg.options_interval.map(|d| now + d);
-        self.transmit(route, bytes);
+        let tx = self.send_request(Kind::NonInvite, branch, route, bytes, now);
+        self.trunks[i].options = Some(tx);
     }
 
     fn on_options_response(&mut self, i: usize, now: Instant, msg: Incoming) {
@@ -1479,7 +1458,6 @@ impl UserAgent {
 
     fn send_register(&mut self, i: usize, now: Instant) {
         let branch = Owner::Register(i).branch(&mut self.rng);
-        let timers = self.cfg.timers;
         let ua = self.cfg.user_agent.clone();
         let tr = &mut self.trunks[i];
         tr.reg_seq += 1;
@@ -1504,16 +1482,8 @@ impl UserAgent {
             b = b.header(name, value);
         }
         let bytes = b.header("User-Agent", ua).build();
-        let tr = &mut self.trunks[i];
-        tr.register = Some(ClientTx::new(
-            Kind::NonInvite,
-            branch,
-            bytes.clone(),
-            route.transport,
-            &timers,
-            now,
-        ));
-        self.transmit(route, bytes);
+        let tx = self.send_request(Kind::NonInvite, branch, route, bytes, now);
+        self.trunks[i].register = Some(tx);
     }
 
     fn on_register_response(&mut self, i: usize, now: Instant, msg: Incoming) {
@@ -1645,35 +1615,19 @@ impl UserAgent {
             }
             return;
         }
-        let mut sends: Vec<(Route, Vec<u8>)> = Vec::new();
-        let mut invite_timeout = false;
-        let mut bye_timeout = false;
-        if let Some(tx) = &mut leg.invite {
-            match tx.handle_timeout(timers, now) {
-                Some(Fired::Retransmit) => sends.push((route, tx.bytes.clone())),
-                Some(Fired::Timeout) => invite_timeout = true,
-                None => {}
-            }
-        }
-        if let Some(tx) = &mut leg.cancel
-            && tx.handle_timeout(timers, now) == Some(Fired::Retransmit)
-        {
-            sends.push((route, tx.bytes.clone()));
-        }
-        if let Some(tx) = &mut leg.bye {
-            match tx.handle_timeout(timers, now) {
-                Some(Fired::Retransmit) => sends.push((route, tx.bytes.clone())),
-                Some(Fired::Timeout) => bye_timeout = true,
-                None => {}
-            }
-        }
+        let mut sends = Vec::new();
+        let invite_timeout = tick(&mut leg.invite, timers, now, &mut sends);
+        // The CANCEL's own Timer F needs no action: cancel_deadline ends the wait.
+        tick(&mut leg.cancel, timers, now, &mut sends);
+        let bye_timeout = tick(&mut leg.bye, timers, now, &mut sends);
+        let mut uas_send = None;
         if let Some(u) = &mut leg.uas {
             if now >= u.give_up {
                 leg.uas = None;
             } else if now >= u.next {
                 u.interval = (u.interval * 2).min(timers.t2);
                 u.next = now + u.interval;
-                sends.push((u.to, u.bytes.clone()));
+                uas_send = Some((u.to, u.bytes.clone()));
             }
         }
         let cancel_expired = leg.cancel_deadline.is_some_and(|t| now >= t);
@@ -1683,8 +1637,11 @@ impl UserAgent {
         let phase = leg.phase;
         let ending = leg.ending.clone();
         let trunk = leg.trunk;
-        for (r, bytes) in sends {
-            self.transmit(r, bytes);
+        for bytes in sends {
+            self.transmit(route, bytes);
+        }
+        if let Some((to, bytes)) = uas_send {
+            self.transmit(to, bytes);
         }
         if invite_timeout && phase == Phase::Calling {
             // Timer B: the trunk did not answer at all.
@@ -1708,22 +1665,8 @@ impl UserAgent {
         let tr = &mut self.trunks[i];
         let route = tr.route();
         let mut sends = Vec::new();
-        let mut options_timeout = false;
-        let mut register_timeout = false;
-        if let Some(tx) = &mut tr.options {
-            match tx.handle_timeout(timers, now) {
-                Some(Fired::Retransmit) => sends.push(tx.bytes.clone()),
-                Some(Fired::Timeout) => options_timeout = true,
-                None => {}
-            }
-        }
-        if let Some(tx) = &mut tr.register {
-            match tx.handle_timeout(timers, now) {
-                Some(Fired::Retransmit) => sends.push(tx.bytes.clone()),
-                Some(Fired::Timeout) => register_timeout = true,
-                None => {}
-            }
-        }
+        let options_timeout = tick(&mut tr.options, timers, now, &mut sends);
+        let register_timeout = tick(&mut tr.register, timers, now, &mut sends);
         let options_due = tr.options.is_none() && tr.next_options.is_some_and(|t| now >= t);
         let register_due = tr.register.is_none() && tr.next_register.is_some_and(|t| now >= t);
         for bytes in sends {
@@ -1751,6 +1694,27 @@ impl UserAgent {
         if register_due {
             self.send_register(i, now);
         }
+    }
+}
+
+/// Runs a client transaction's timers due at `now`: a retransmission goes into `sends`;
+/// true when Timer B or F fired.
+fn tick(
+    tx: &mut Option<ClientTx>,
+    timers: &Timers,
+    now: Instant,
+    sends: &mut Vec<Vec<u8>>,
+) -> bool {
+    let Some(tx) = tx else {
+        return false;
+    };
+    match tx.handle_timeout(timers, now) {
+        Some(Fired::Retransmit) => {
+            sends.push(tx.bytes.clone());
+            false
+        }
+        Some(Fired::Timeout) => true,
+        None => false,
     }
 }
 
