@@ -24,6 +24,7 @@ SCRIPT = {
         "verified": "Thank you. Your verification is complete. Goodbye.",
         "fraud_reported": "Thank you. The sign-in attempt has been reported and blocked. Goodbye.",
         "no_input": "We did not receive a key press. Please try to sign in again. Goodbye.",
+        "denied": "That key does not complete the verification. Please try to sign in again. Goodbye.",
     },
     "ja": {
         "greeting": "こんにちは。サインインの確認のお電話です。",
@@ -32,6 +33,7 @@ SCRIPT = {
         "verified": "ありがとうございます。確認が完了しました。失礼いたします。",
         "fraud_reported": "ありがとうございます。サインインの試みを不正として報告し、ブロックしました。失礼いたします。",
         "no_input": "キーの入力が確認できませんでした。もう一度サインインしてください。失礼いたします。",
+        "denied": "押されたキーでは確認を完了できません。もう一度サインインしてください。失礼いたします。",
     },
 }
 

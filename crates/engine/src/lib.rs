@@ -1,9 +1,15 @@
-//! callverify's call engine: the tokio drivers around the sans-IO protocol crates.
+//! callverify's call engine: the verification call and the tokio drivers around the sans-IO
+//! protocol crates.
 //!
-//! So far it holds [`sip_driver`], which runs the SIP user agent on UDP and TCP sockets.
-//! The verification call itself (RTP, prompts, DTMF) joins it in a later step. No SIP
-//! logic lives here: only sockets, timers and channels.
+//! [`call`] is the verification call as a sans-IO state machine (script, keys, answering
+//! machines, outcome and timings); [`call_driver`] runs one on a pair of RTP/RTCP sockets
+//! beside a SIP call; [`sip_driver`] runs the SIP user agent on UDP and TCP sockets. The
+//! drivers hold no protocol logic: only sockets, timers and channels.
 
+pub mod call;
+pub mod call_driver;
 pub mod sip_driver;
 
+pub use call::{CallReport, Outcome, Prompts, Report, ScriptConfig, VerificationCall};
+pub use call_driver::{MediaConfig, VerifyError, verify};
 pub use sip_driver::{Call, CallError, SipEndpoint, StartError};

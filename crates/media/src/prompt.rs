@@ -58,16 +58,19 @@ pub enum PromptKind {
     FraudReported,
     /// "We did not receive a key press. Goodbye."
     NoInputGoodbye,
+    /// "That key does not complete the verification. Goodbye."
+    Denied,
 }
 
 impl PromptKind {
     /// Every prompt of the script.
-    pub const ALL: [PromptKind; 5] = [
+    pub const ALL: [PromptKind; 6] = [
         PromptKind::Greeting,
         PromptKind::Instructions,
         PromptKind::Verified,
         PromptKind::FraudReported,
         PromptKind::NoInputGoodbye,
+        PromptKind::Denied,
     ];
 
     /// The file name (without `.wav`) under `prompts/<lang>/`.
@@ -78,6 +81,7 @@ impl PromptKind {
             PromptKind::Verified => "verified",
             PromptKind::FraudReported => "fraud_reported",
             PromptKind::NoInputGoodbye => "no_input",
+            PromptKind::Denied => "denied",
         }
     }
 }

@@ -157,10 +157,23 @@ pub struct RtpStats {
     pub dropped_malformed: u64,
 }
 
+/// Which source addresses may start a call's stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Latching {
+    /// Only the address and port of the SDP answer (the default: on a shared host another
+    /// process could otherwise be first to send).
+    #[default]
+    Strict,
+    /// Symmetric RTP: the first packet from the answer's IP address latches its port (a
+    /// NAT in front of the peer may have changed it).
+    SameHost,
+}
+
 /// The receiving side of one call's RTP.
 #[derive(Clone, Debug)]
 pub struct RtpReceiver {
     peer: SocketAddr,
+    latching: Latching,
     latched: Option<(SocketAddr, u32)>,
     base_seq: u32,
     max_seq: u16,
@@ -174,9 +187,10 @@ pub struct RtpReceiver {
 
 impl RtpReceiver {
     /// A receiver for media from `peer` (the address in the SDP answer).
-    pub fn new(peer: SocketAddr) -> RtpReceiver {
+    pub fn new(peer: SocketAddr, latching: Latching) -> RtpReceiver {
         RtpReceiver {
             peer,
+            latching,
             latched: None,
             base_seq: 0,
             max_seq: 0,
@@ -200,9 +214,9 @@ impl RtpReceiver {
     /// Checks a packet from `from`, arriving at `arrival` (in timestamp units, e.g.
     /// samples since the call started), and returns it parsed when accepted.
     ///
-    /// The first packet from the negotiated IP address latches its source port and SSRC
-    /// (symmetric RTP: a NAT may change the port); after that only that source and SSRC are
-    /// accepted.
+    /// The first packet from the negotiated address (or, with [`Latching::SameHost`], from
+    /// its IP address with any port) latches its source and SSRC; after that only that
+    /// source and SSRC are accepted.
     pub fn accept<'a>(
         &mut self,
         from: SocketAddr,
@@ -217,7 +231,9 @@ impl RtpReceiver {
             }
         };
         match self.latched {
-            None if from.ip() == self.peer.ip() => {
+            None if from == self.peer
+                || (self.latching == Latching::SameHost && from.ip() == self.peer.ip()) =>
+            {
                 self.latched = Some((from, reader.ssrc()));
                 self.start(u16::from(reader.sequence_number()));
             }
@@ -369,7 +385,7 @@ mod tests {
 
     #[test]
     fn only_the_peer_and_its_ssrc_get_through() {
-        let mut rx = RtpReceiver::new(PEER.parse().unwrap());
+        let mut rx = RtpReceiver::new(PEER.parse().unwrap(), Latching::Strict);
         let good = stream(7, &[100, 101, 102]);
         let injected = stream(666, &[103]);
         assert!(rx.accept(PEER.parse().unwrap(), &good[0], 0).is_ok());
@@ -409,7 +425,16 @@ mod tests {
 
     #[test]
     fn a_nat_changed_port_is_latched_once_but_nobody_else() {
-        let mut rx = RtpReceiver::new(PEER.parse().unwrap());
+        let mut strict = RtpReceiver::new(PEER.parse().unwrap(), Latching::Strict);
+        let p = stream(7, &[1, 2]);
+        let natted = "127.0.0.1:41000".parse().unwrap();
+        assert_eq!(
+            strict.accept(natted, &p[0], 0).unwrap_err(),
+            Rejected::Source
+        );
+        assert_eq!(strict.source(), None);
+
+        let mut rx = RtpReceiver::new(PEER.parse().unwrap(), Latching::SameHost);
         let p = stream(7, &[1, 2]);
         let natted = "127.0.0.1:41000".parse().unwrap();
         assert!(rx.accept(natted, &p[0], 0).is_ok());
@@ -422,7 +447,7 @@ mod tests {
 
     #[test]
     fn loss_wraparound_and_jitter_follow_rfc_3550() {
-        let mut rx = RtpReceiver::new(PEER.parse().unwrap());
+        let mut rx = RtpReceiver::new(PEER.parse().unwrap(), Latching::Strict);
         // 65530..=65535, 0..=9 with 3 and 4 lost: 16 expected, 14 received.
         let seqs: Vec<u16> = (65530..=65535)
             .chain(0..10)

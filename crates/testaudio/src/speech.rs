@@ -65,7 +65,8 @@ fn cache_path() -> PathBuf {
     std::env::temp_dir().join(format!("callverify-talkoff-{h:016x}.raw"))
 }
 
-fn speak(voice: &str, wpm: u32, text: &str) -> Result<Vec<i16>, String> {
+/// `text` spoken by espeak-ng with `voice` at `wpm` words per minute, as 8 kHz samples.
+pub fn speak(voice: &str, wpm: u32, text: &str) -> Result<Vec<i16>, String> {
     let espeak = Command::new("espeak-ng")
         .args(["-v", voice, "-s", &wpm.to_string(), "--stdout", text])
         .stdout(Stdio::piped())

@@ -1,0 +1,286 @@
+//! Runs one [`VerificationCall`] in a tokio task: binds its RTP/RTCP socket pair, places the
+//! SIP call through a [`SipEndpoint`], and moves SIP events, datagrams and timer expiries
+//! into the state machine and its packets out. Pacing is deadline-based (the n-th frame is
+//! due n·20 ms after the answer), so a late wake-up does not shift the frames after it.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::time::Instant;
+
+use media::Codec;
+use media::rtp::MAX_PACKET;
+use sip::sdp::Offer;
+use sip::{CallEvent, EndReason};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span};
+
+use crate::call::{CallReport, Output, Prompts, Report, ScriptConfig, VerificationCall};
+use crate::sip_driver::{CallError, SipEndpoint};
+
+/// Where the calls' media is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// The local address for RTP (put in the SDP offer).
+    pub address: IpAddr,
+    /// Ports to pick RTP/RTCP pairs from (RTP on the even port).
+    pub ports: RangeInclusive<u16>,
+    /// Codecs offered, in order of preference.
+    pub codecs: Vec<Codec>,
+    /// Whether to keep a histogram of the intervals between RTP packets sent (benchmarks).
+    pub measure_pacing: bool,
+}
+
+/// Why a verification call could not be placed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// No free RTP/RTCP port pair.
+    #[error("no free RTP/RTCP port pair on {address} in {first}-{last}: {source}")]
+    NoPorts {
+        /// The media address.
+        address: IpAddr,
+        /// The range's first port.
+        first: u16,
+        /// The range's last port.
+        last: u16,
+        /// The last bind error.
+        source: std::io::Error,
+    },
+    /// The SIP endpoint refused or has stopped.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// Intervals between consecutive RTP packets of one call, in 0.25 ms bins up to 64 ms (the
+/// last bin holds everything longer).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SendIntervals {
+    /// Counts per bin.
+    pub bins: Vec<u64>,
+}
+
+/// Bin width of [`SendIntervals`], in microseconds.
+pub const INTERVAL_BIN_US: u64 = 250;
+const INTERVAL_BINS: usize = 257;
+
+impl SendIntervals {
+    fn record(&mut self, micros: u64) {
+        if self.bins.is_empty() {
+            self.bins = vec![0; INTERVAL_BINS];
+        }
+        let i = ((micros / INTERVAL_BIN_US) as usize).min(INTERVAL_BINS - 1);
+        self.bins[i] += 1;
+    }
+
+    /// Adds another histogram's counts.
+    pub fn merge(&mut self, other: &SendIntervals) {
+        if self.bins.is_empty() {
+            self.bins = vec![0; INTERVAL_BINS];
+        }
+        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
+            *a += b;
+        }
+    }
+
+    /// Intervals recorded.
+    pub fn count(&self) -> u64 {
+        self.bins.iter().sum()
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds (upper edge of its bin).
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((n as f64 * q).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.bins.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(((i as u64 + 1) * INTERVAL_BIN_US) as f64 / 1000.0);
+            }
+        }
+        None
+    }
+}
+
+/// A finished verification call.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// What the call log keeps.
+    pub report: CallReport,
+    /// Send intervals, when [`MediaConfig::measure_pacing`] is set.
+    pub intervals: SendIntervals,
+}
+
+/// A phone number with its middle masked (`+8190****5678`), for logs.
+pub fn mask_number(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 8 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..5].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+async fn bind_pair(media: &MediaConfig, seed: u64) -> Result<(UdpSocket, UdpSocket), VerifyError> {
+    let first = *media.ports.start() & !1;
+    let last = *media.ports.end();
+    let pairs = u64::from(last.saturating_sub(first) / 2 + 1);
+    let mut last_err = std::io::Error::other("empty port range");
+    for i in 0..pairs.min(64) {
+        // A random start, then consecutive pairs, so that calls rarely collide.
+        let k = (seed.wrapping_add(i.wrapping_mul(0x9e37_79b9))) % pairs;
+        let port = first + 2 * k as u16;
+        match UdpSocket::bind(SocketAddr::new(media.address, port)).await {
+            Ok(rtp) => match UdpSocket::bind(SocketAddr::new(media.address, port + 1)).await {
+                Ok(rtcp) => return Ok((rtp, rtcp)),
+                Err(e) => last_err = e,
+            },
+            Err(e) => last_err = e,
+        }
+    }
+    Err(VerifyError::NoPorts {
+        address: media.address,
+        first,
+        last,
+        source: last_err,
+    })
+}
+
+/// Places one verification call to `target` and runs it to its end. Reports go to `reports`
+/// as they happen (the last is [`Report::Finished`]); when `cancel` completes the call is
+/// hung up as `canceled`.
+pub async fn verify(
+    endpoint: &SipEndpoint,
+    media: &MediaConfig,
+    script: ScriptConfig,
+    prompts: Prompts,
+    target: &str,
+    reports: Option<mpsc::UnboundedSender<Report>>,
+    cancel: impl Future<Output = ()>,
+) -> Result<Finished, VerifyError> {
+    let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), Instant::now());
+    let (rtp, rtcp) = bind_pair(media, seed).await?;
+    let local = rtp.local_addr().map_err(|source| VerifyError::NoPorts {
+        address: media.address,
+        first: *media.ports.start(),
+        last: *media.ports.end(),
+        source,
+    })?;
+    let offer = Offer {
+        address: media.address,
+        port: local.port(),
+        session_id: seed >> 1,
+        version: 1,
+        codecs: media.codecs.clone(),
+    };
+    let started = Instant::now();
+    let mut call = endpoint.call(target, offer).await?;
+    let span = info_span!("call", call = %call.handle, to = %mask_number(target));
+    let mut vc = VerificationCall::new(started, script, prompts, seed.rotate_left(17));
+    async move {
+        info!(rtp = %local, "verification call placed");
+        let mut buf = vec![0u8; 2048];
+        let mut pkt = [0u8; MAX_PACKET];
+        let mut intervals = SendIntervals::default();
+        let mut last_send: Option<Instant> = None;
+        let mut cancel = std::pin::pin!(cancel);
+        let mut cancelled = false;
+        loop {
+            while let Some(out) = vc.poll_output(&mut pkt) {
+                match out {
+                    Output::Rtp { to, len } => {
+                        if let Err(e) = rtp.send_to(&pkt[..len], to).await {
+                            debug!(%to, error = %e, "RTP send failed");
+                        }
+                        if media.measure_pacing {
+                            let now = Instant::now();
+                            if let Some(prev) = last_send {
+                                intervals.record((now - prev).as_micros() as u64);
+                            }
+                            last_send = Some(now);
+                        }
+                    }
+                    Output::Rtcp { to, bytes } => {
+                        let _ = rtcp.send_to(&bytes, to).await;
+                    }
+                    Output::Hangup => call.hangup(),
+                    Output::Report(Report::Finished(report)) => {
+                        info!(
+                            outcome = report.outcome.name(),
+                            detail = report.detail.as_deref().unwrap_or(""),
+                            "verification call finished"
+                        );
+                        if let Some(tx) = &reports {
+                            let _ = tx.send(Report::Finished(report.clone()));
+                        }
+                        return Ok(Finished {
+                            report: *report,
+                            intervals,
+                        });
+                    }
+                    Output::Report(r) => {
+                        match &r {
+                            Report::Verdict(o) => info!(outcome = o.name(), "verdict"),
+                            Report::Key(k) => info!(source = ?k.source, at_ms = k.at_ms, "key"),
+                            other => debug!(report = ?other, "call progress"),
+                        }
+                        if let Some(tx) = &reports {
+                            let _ = tx.send(r);
+                        }
+                    }
+                }
+            }
+            let deadline = vc.poll_timeout().unwrap_or_else(Instant::now);
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(deadline.into()) => vc.handle_timeout(Instant::now()),
+                ev = call.next_event() => {
+                    let ev = ev.unwrap_or(CallEvent::Ended(EndReason::TransportError));
+                    vc.handle_sip(Instant::now(), ev);
+                }
+                r = rtp.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r {
+                        vc.handle_rtp(Instant::now(), from, &buf[..n]);
+                    }
+                }
+                () = &mut cancel, if !cancelled => {
+                    cancelled = true;
+                    vc.cancel(Instant::now());
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_masked() {
+        assert_eq!(mask_number("+819012345678"), "+8190****5678");
+        assert_eq!(mask_number("+12025550123"), "+1202****0123");
+        assert_eq!(mask_number("1234"), "****");
+    }
+
+    #[test]
+    fn interval_quantiles() {
+        let mut h = SendIntervals::default();
+        for _ in 0..98 {
+            h.record(20_000);
+        }
+        h.record(24_100);
+        h.record(90_000);
+        assert_eq!(h.count(), 100);
+        assert_eq!(h.quantile_ms(0.5), Some(20.25));
+        assert_eq!(h.quantile_ms(0.99), Some(24.25));
+        assert_eq!(h.quantile_ms(1.0), Some(64.25));
+    }
+}
