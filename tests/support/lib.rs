@@ -2,6 +2,8 @@
 //! free ports, bounded in time, stopped when the test ends; and callverify's SIP endpoint
 //! configured for them.
 
+pub mod pcap;
+
 use std::fs;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -80,15 +82,38 @@ impl Sipp {
     /// As [`Sipp::start`], with extra arguments.
     pub fn start_with(scenario: &str, transport: Transport, ip: IpAddr, extra: &[&str]) -> Sipp {
         let dir = scratch(&format!("sipp-{scenario}-{transport}"));
-        let port = free_port(ip);
-        let media = free_port(ip);
         let file = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("sipp")
             .join(format!("{scenario}.xml"));
+        Sipp::spawn(dir, &file, transport, ip, extra)
+    }
+
+    /// Starts sipp as the phone of a verification call (`tests/sipp/verify_callee.xml`) over
+    /// UDP: it answers and plays `pcap` (RTP captured or made by [`pcap`]) as its audio.
+    pub fn callee(name: &str, ip: IpAddr, pcap: Option<&Path>) -> Sipp {
+        let dir = scratch(&format!("sipp-callee-{name}"));
+        let template = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/verify_callee.xml"),
+        )
+        .expect("read the callee scenario");
+        let play = pcap.map_or(String::new(), |p| {
+            format!(
+                "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
+                p.display()
+            )
+        });
+        let file = dir.join("scenario.xml");
+        fs::write(&file, template.replace("@PLAY@", &play)).expect("write the scenario");
+        Sipp::spawn(dir, &file, Transport::Udp, ip, &[])
+    }
+
+    fn spawn(dir: PathBuf, file: &Path, transport: Transport, ip: IpAddr, extra: &[&str]) -> Sipp {
+        let port = free_port(ip);
+        let media = free_port(ip);
         let out = fs::File::create(dir.join("screen.log")).expect("create the screen log");
         let child = Command::new("sipp")
             .arg("-sf")
-            .arg(&file)
+            .arg(file)
             .args(["-i", &ip.to_string(), "-p", &port.to_string()])
             .args(["-mp", &media.to_string()])
             .args([
@@ -369,6 +394,14 @@ impl Baresip {
     /// Starts it as the phone of +81901234567; returns once it listens. It quits by itself
     /// after [`BOUND`].
     pub fn start(name: &str) -> Baresip {
+        Baresip::start_saying(
+            name,
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts/en/instructions.wav"),
+        )
+    }
+
+    /// As [`Baresip::start`], playing `wav` (8 kHz mono) into every call it answers.
+    pub fn start_saying(name: &str, wav: &Path) -> Baresip {
         let dir = scratch(&format!("baresip-{name}"));
         let port = free_port(V4);
         let rtp = free_port(V4);
@@ -388,9 +421,7 @@ impl Baresip {
              rtp_ports\t{rtp}-{}\n",
             rtp + 10,
             heard = dir.join("heard.wav").display(),
-            said = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../prompts/en/instructions.wav")
-                .display(),
+            said = wav.display(),
         );
         fs::write(dir.join("config"), config).expect("write baresip's config");
         fs::write(
@@ -432,4 +463,69 @@ impl Drop for Baresip {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The recorded prompts of `lang` from `prompts/`.
+pub fn prompts(lang: media::Language) -> engine::Prompts {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
+    let lib = media::PromptLibrary::load(&dir, &[lang]).expect("the prompts load");
+    engine::Prompts::from_library(&lib, lang).expect("every prompt is there")
+}
+
+/// The script with short timeouts for tests: one play of the instructions, no key in 4 s
+/// (or 3 s after a key) is no input, 25 s for the whole call.
+pub fn script() -> engine::ScriptConfig {
+    engine::ScriptConfig {
+        repeats: 1,
+        first_key_timeout: Duration::from_secs(4),
+        digit_timeout: Duration::from_secs(3),
+        call_timeout: Duration::from_secs(25),
+        ..engine::ScriptConfig::default()
+    }
+}
+
+/// An even port on `ip` whose pair (port + 1) is free too, for RTP and RTCP.
+pub fn free_rtp_pair(ip: IpAddr) -> u16 {
+    for _ in 0..200 {
+        let a = UdpSocket::bind((ip, 0)).expect("bind a UDP port on loopback");
+        let port = a.local_addr().expect("local address").port();
+        if port.is_multiple_of(2) && port < u16::MAX && UdpSocket::bind((ip, port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free RTP port pair on {ip}");
+}
+
+/// Media on `ip` with RTP on exactly the pair at `port` (so that a test knows where
+/// callverify receives).
+pub fn media_at(ip: IpAddr, port: u16) -> engine::MediaConfig {
+    engine::MediaConfig {
+        address: ip,
+        ports: port..=port + 1,
+        codecs: vec![Codec::Pcmu, Codec::Pcma],
+        measure_pacing: false,
+    }
+}
+
+/// Places a verification call through `ep` (bounded by [`BOUND`]) and returns its report.
+pub async fn verify_call(
+    ep: &SipEndpoint,
+    media: &engine::MediaConfig,
+    script: engine::ScriptConfig,
+    lang: media::Language,
+) -> engine::CallReport {
+    let call = engine::verify(
+        ep,
+        media,
+        script,
+        prompts(lang),
+        "+81901234567",
+        None,
+        std::future::pending(),
+    );
+    tokio::time::timeout(BOUND, call)
+        .await
+        .expect("the call ends within the bound")
+        .expect("the call is placed")
+        .report
 }

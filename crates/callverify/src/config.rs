@@ -1,10 +1,11 @@
 //! The gateway's configuration file (`sip-config/*.toml`): SIP listeners, trunks, codecs and
-//! timers. Loading checks everything it can before the gateway starts, and every error names
+//! timers, the calls' media and the verification script's timeouts. Loading checks everything it can before the gateway starts, and every error names
 //! the line it is about and what was expected.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -194,6 +195,191 @@ fn default_transport() -> Transport {
     Transport::Udp
 }
 
+/// A port range written `first-last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port.
+    pub last: u16,
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "expected first-last (e.g. 16384-32767), found {s:?}"
+            ))
+        };
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let first = a.trim().parse().map_err(|_| bad())?;
+        let last = b.trim().parse().map_err(|_| bad())?;
+        Ok(PortRange { first, last })
+    }
+}
+
+/// How the far end's RTP source is accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatchingName {
+    /// Only the SDP answer's address and port.
+    #[default]
+    Strict,
+    /// The first packet from the answer's IP address latches its port (NAT).
+    SameHost,
+}
+
+/// The `[media]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Media {
+    /// Local address for RTP; defaults to the first SIP listener's address.
+    pub address: Option<IpAddr>,
+    /// Ports for RTP/RTCP pairs.
+    #[serde(default = "default_rtp_ports")]
+    pub rtp_ports: Spanned<PortRange>,
+    /// Which sources may start the far end's stream.
+    #[serde(default)]
+    pub latching: LatchingName,
+    /// Seconds between RTCP sender reports.
+    #[serde(default = "default_rtcp_interval")]
+    pub rtcp_interval_s: Spanned<u64>,
+}
+
+fn default_rtp_ports() -> Spanned<PortRange> {
+    Spanned::new(
+        0..0,
+        PortRange {
+            first: 16384,
+            last: 32767,
+        },
+    )
+}
+fn default_rtcp_interval() -> Spanned<u64> {
+    Spanned::new(0..0, 5)
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Media {
+            address: None,
+            rtp_ports: default_rtp_ports(),
+            latching: LatchingName::default(),
+            rtcp_interval_s: default_rtcp_interval(),
+        }
+    }
+}
+
+/// The `[call.amd]` table: answering-machine detection.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Amd {
+    /// Whether to detect answering machines.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Continuous speech longer than this (ms) is a recorded greeting.
+    #[serde(default = "default_max_greeting")]
+    pub max_greeting_ms: Spanned<u64>,
+    /// Silence shorter than this (ms) does not end a run of speech.
+    #[serde(default = "default_gap")]
+    pub gap_ms: Spanned<u64>,
+    /// Only speech starting this soon (ms) after the answer is judged.
+    #[serde(default = "default_window")]
+    pub window_ms: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_greeting() -> Spanned<u64> {
+    Spanned::new(0..0, 4000)
+}
+fn default_gap() -> Spanned<u64> {
+    Spanned::new(0..0, 600)
+}
+fn default_window() -> u64 {
+    5000
+}
+
+impl Default for Amd {
+    fn default() -> Self {
+        Amd {
+            enabled: true,
+            max_greeting_ms: default_max_greeting(),
+            gap_ms: default_gap(),
+            window_ms: default_window(),
+        }
+    }
+}
+
+/// The `[call]` table: the verification script.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSettings {
+    /// Directory with `<lang>/<prompt>.wav` (relative paths: from the working directory).
+    #[serde(default = "default_prompts")]
+    pub prompts: PathBuf,
+    /// Language when a call does not name one.
+    #[serde(default = "default_language")]
+    pub language: Spanned<String>,
+    /// How many times the instructions play.
+    #[serde(default = "default_repeats")]
+    pub repeats: Spanned<u32>,
+    /// Milliseconds of silence between two plays of the instructions.
+    #[serde(default = "default_pause")]
+    pub pause_ms: u64,
+    /// Seconds from the answer to the first key before `no_input`.
+    #[serde(default = "default_first_key")]
+    pub first_key_timeout_s: Spanned<u64>,
+    /// Seconds after a key other than '#' before `no_input`.
+    #[serde(default = "default_digit_timeout")]
+    pub digit_timeout_s: Spanned<u64>,
+    /// Seconds for the whole call, from the INVITE.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_s: Spanned<u64>,
+    /// Answering-machine detection.
+    #[serde(default)]
+    pub amd: Amd,
+}
+
+fn default_prompts() -> PathBuf {
+    "prompts".into()
+}
+fn default_language() -> Spanned<String> {
+    Spanned::new(0..0, "en".into())
+}
+fn default_repeats() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+fn default_pause() -> u64 {
+    1000
+}
+fn default_first_key() -> Spanned<u64> {
+    Spanned::new(0..0, 40)
+}
+fn default_digit_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+fn default_call_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 120)
+}
+
+impl Default for CallSettings {
+    fn default() -> Self {
+        CallSettings {
+            prompts: default_prompts(),
+            language: default_language(),
+            repeats: default_repeats(),
+            pause_ms: default_pause(),
+            first_key_timeout_s: default_first_key(),
+            digit_timeout_s: default_digit_timeout(),
+            call_timeout_s: default_call_timeout(),
+            amd: Amd::default(),
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,6 +389,12 @@ pub struct Config {
     /// Trunks, in the order they are tried.
     #[serde(rename = "trunk", default)]
     pub trunks: Vec<Trunk>,
+    /// The calls' media.
+    #[serde(default)]
+    pub media: Media,
+    /// The verification script.
+    #[serde(default)]
+    pub call: CallSettings,
 }
 
 /// A configuration error, with where it is.
@@ -374,11 +566,132 @@ impl Config {
                 ));
             }
         }
+        config.check_call(&err)?;
         Ok(config)
+    }
+
+    fn check_call(
+        &self,
+        err: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let ports = &self.media.rtp_ports;
+        let PortRange { first, last } = *ports.get_ref();
+        if first < 1024 || last < first.saturating_add(1) {
+            return Err(err(
+                Some(ports.span()),
+                format!(
+                    "rtp_ports {first}-{last}: need first >= 1024 and room for at least one pair"
+                ),
+            ));
+        }
+        if *self.media.rtcp_interval_s.get_ref() == 0 {
+            return Err(err(
+                Some(self.media.rtcp_interval_s.span()),
+                "rtcp_interval_s must be above 0".into(),
+            ));
+        }
+        let c = &self.call;
+        if c.language.get_ref().parse::<media::Language>().is_err() {
+            return Err(err(
+                Some(c.language.span()),
+                format!(
+                    "unknown language {:?}, expected en or ja",
+                    c.language.get_ref()
+                ),
+            ));
+        }
+        if !(1..=10).contains(c.repeats.get_ref()) {
+            return Err(err(
+                Some(c.repeats.span()),
+                format!("repeats must be 1 to 10, found {}", c.repeats.get_ref()),
+            ));
+        }
+        for (v, name) in [
+            (&c.first_key_timeout_s, "first_key_timeout_s"),
+            (&c.digit_timeout_s, "digit_timeout_s"),
+        ] {
+            if *v.get_ref() == 0 {
+                return Err(err(Some(v.span()), format!("{name} must be above 0")));
+            }
+        }
+        let ring = *self.sip.timers.ring_timeout_s.get_ref();
+        let call = *c.call_timeout_s.get_ref();
+        if call <= ring {
+            return Err(err(
+                Some(c.call_timeout_s.span()),
+                format!(
+                    "call_timeout_s ({call}) must be longer than sip.timers.ring_timeout_s ({ring})"
+                ),
+            ));
+        }
+        let amd = &c.amd;
+        if amd.enabled && amd.gap_ms.get_ref() >= amd.max_greeting_ms.get_ref() {
+            return Err(err(
+                Some(amd.gap_ms.span()),
+                format!(
+                    "amd.gap_ms ({}) must be shorter than amd.max_greeting_ms ({})",
+                    amd.gap_ms.get_ref(),
+                    amd.max_greeting_ms.get_ref()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
 impl Config {
+    /// The media settings for calls.
+    pub fn media_settings(&self) -> engine::MediaConfig {
+        let PortRange { first, last } = *self.media.rtp_ports.get_ref();
+        engine::MediaConfig {
+            address: self
+                .media
+                .address
+                .unwrap_or_else(|| self.sip.listen.get_ref()[0].addr.ip()),
+            ports: first..=last,
+            codecs: self
+                .sip
+                .codecs
+                .get_ref()
+                .iter()
+                .map(|&c| c.into())
+                .collect(),
+            measure_pacing: false,
+        }
+    }
+
+    /// The verification script's settings.
+    pub fn script_settings(&self) -> engine::ScriptConfig {
+        let c = &self.call;
+        let ms = Duration::from_millis;
+        engine::ScriptConfig {
+            repeats: *c.repeats.get_ref(),
+            pause: ms(c.pause_ms),
+            first_key_timeout: Duration::from_secs(*c.first_key_timeout_s.get_ref()),
+            digit_timeout: Duration::from_secs(*c.digit_timeout_s.get_ref()),
+            call_timeout: Duration::from_secs(*c.call_timeout_s.get_ref()),
+            amd: engine::call::AmdConfig {
+                enabled: c.amd.enabled,
+                max_greeting: ms(*c.amd.max_greeting_ms.get_ref()),
+                gap: ms(*c.amd.gap_ms.get_ref()),
+                window: ms(c.amd.window_ms),
+            },
+            latching: match self.media.latching {
+                LatchingName::Strict => media::rtp::Latching::Strict,
+                LatchingName::SameHost => media::rtp::Latching::SameHost,
+            },
+            rtcp_interval: Duration::from_secs(*self.media.rtcp_interval_s.get_ref()),
+        }
+    }
+
+    /// The default language of calls.
+    pub fn language(&self) -> media::Language {
+        self.call
+            .language
+            .get_ref()
+            .parse()
+            .unwrap_or(media::Language::En)
+    }
     /// The SIP user agent's settings and trunks, with passwords read through `env` (the
     /// file was checked by [`Config::parse`], so every named variable was set then).
     pub fn sip_settings(
@@ -463,6 +776,22 @@ mod tests {
     }
 
     #[test]
+    fn the_file_becomes_the_media_and_script_settings() {
+        let c = Config::parse(&shipped(), "callverify.toml", env_with_password).unwrap();
+        let m = c.media_settings();
+        assert_eq!(m.address, std::net::IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(m.ports, 16384..=32767);
+        assert_eq!(m.codecs, vec![media::Codec::Pcmu, media::Codec::Pcma]);
+        let s = c.script_settings();
+        assert_eq!(s.repeats, 3);
+        assert_eq!(s.first_key_timeout, Duration::from_secs(40));
+        assert_eq!(s.call_timeout, Duration::from_secs(120));
+        assert_eq!(s.amd.max_greeting, Duration::from_millis(4000));
+        assert_eq!(s.latching, media::rtp::Latching::Strict);
+        assert_eq!(c.language(), media::Language::En);
+    }
+
+    #[test]
     fn the_file_becomes_the_user_agent_settings_with_the_password_from_the_environment() {
         let c = Config::parse(&shipped(), "callverify.toml", env_with_password).unwrap();
         let (ua, trunks) = c.sip_settings(env_with_password);
@@ -531,6 +860,49 @@ mod tests {
                 "\"udp:127.0.0.1:5070\"",
                 "\"udp:0.0.0.0:5070\"",
                 "unspecified",
+                0,
+            ),
+            (
+                "rtp_ports = \"16384-32767\"",
+                "rtp_ports = \"20000\"",
+                "first-last",
+                0,
+            ),
+            (
+                "rtp_ports = \"16384-32767\"",
+                "rtp_ports = \"80-90\"",
+                ">= 1024",
+                0,
+            ),
+            (
+                "latching = \"strict\"",
+                "latching = \"loose\"",
+                "same-host",
+                0,
+            ),
+            (
+                "language = \"en\"",
+                "language = \"fr\"",
+                "expected en or ja",
+                0,
+            ),
+            ("repeats = 3", "repeats = 0", "1 to 10", 0),
+            (
+                "first_key_timeout_s = 40",
+                "first_key_timeout_s = 0",
+                "above 0",
+                0,
+            ),
+            (
+                "call_timeout_s = 120",
+                "call_timeout_s = 30",
+                "longer than sip.timers.ring_timeout_s (45)",
+                0,
+            ),
+            (
+                "gap_ms = 600",
+                "gap_ms = 5000",
+                "shorter than amd.max_greeting_ms",
                 0,
             ),
         ];

@@ -1,0 +1,77 @@
+//! `callverify call +NUMBER`, run as an operator would run it, against sipp answering and
+//! pressing '#' (RFC 4733, sipp's own capture).
+
+use std::process::{Command, Stdio};
+
+use callverify_e2e::{BOUND, Sipp, V4, free_port, free_rtp_pair, scratch};
+
+#[tokio::test]
+async fn a_call_through_the_configured_trunk_prints_its_outcome_as_json() {
+    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
+    let sipp = Sipp::callee("cli-call", V4, Some(pcap));
+    let dir = scratch("cli-call");
+    let rtp = free_rtp_pair(V4);
+    let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../prompts");
+    let config = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\"]\n\n\
+         [[trunk]]\nname = \"sipp\"\naddress = \"{trunk}\"\n\n\
+         [media]\nrtp_ports = \"{rtp}-{rtp1}\"\n\n\
+         [call]\nprompts = \"{prompts}\"\nfirst_key_timeout_s = 5\ncall_timeout_s = 60\n",
+        sip = free_port(V4),
+        trunk = sipp.addr,
+        rtp1 = rtp + 1,
+    );
+    let path = dir.join("callverify.toml");
+    std::fs::write(&path, config).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_callverify"))
+        .args(["call", "+819012345678", "--lang", "ja", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(
+        BOUND,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("callverify call ends within the bound")
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let exit = sipp.finish().await;
+    assert!(exit.passed, "{}", exit.log);
+
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(v["outcome"], "approved", "{v}");
+    assert_eq!(v["number"], "+8190****5678");
+    assert_eq!(v["language"], "ja");
+    assert_eq!(v["trunk"], "sipp");
+    assert_eq!(v["keys"][0]["digit"], "#");
+    assert_eq!(v["keys"][0]["source"], "rfc4733");
+    for t in [
+        "post_dial_delay_ms",
+        "time_to_answer_ms",
+        "time_to_key_ms",
+        "time_to_verdict_ms",
+    ] {
+        assert!(v["timings"][t].is_u64(), "{t}: {v}");
+    }
+    assert_eq!(v["media"]["codec"], "PCMU");
+    // The logs go to stderr, with the number masked and never in full.
+    assert!(stderr.contains("+8190****5678"), "{stderr}");
+    assert!(!stderr.contains("819012345678") && !stdout.contains("819012345678"));
+}
+
+#[test]
+fn a_number_that_is_not_e164_is_refused_before_any_call() {
+    let out = Command::new(env!("CARGO_BIN_EXE_callverify"))
+        .args(["call", "090-1234-5678"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("E.164"), "{stderr}");
+}

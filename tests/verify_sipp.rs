@@ -1,0 +1,251 @@
+//! Verification calls end to end against sipp as the phone: keys as RFC 4733 events (sipp's
+//! own capture) and as in-band tones (captures made here from synthesised audio), fraud
+//! reports, no key, busy, no answer, a hang-up, and a '#' injected from another port.
+
+use std::time::Duration;
+
+use callverify_e2e::pcap::{self, Part};
+use callverify_e2e::{
+    BOUND, Sipp, V4, endpoint, free_rtp_pair, media_at, scratch, script, trunk, verify_call,
+};
+use dtmf::Digit;
+use engine::Outcome;
+use engine::call::KeySource;
+use media::Language;
+use sip::Transport;
+use testaudio::Signal;
+
+/// Runs one verification call to `sipp` and checks that sipp's scenario passed too.
+async fn call(sipp: Sipp, ring: Duration) -> engine::CallReport {
+    let ep = endpoint(V4, ring, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
+    let media = media_at(V4, free_rtp_pair(V4));
+    let report = verify_call(&ep, &media, script(), Language::En).await;
+    let exit = sipp.finish().await;
+    assert!(exit.passed, "{report:?}\n{}", exit.log);
+    ep.shutdown().await;
+    report
+}
+
+fn keys(r: &engine::CallReport) -> String {
+    r.keys.iter().map(|k| k.digit).collect()
+}
+
+fn capture(name: &str, parts: &[Part]) -> std::path::PathBuf {
+    let path = scratch(&format!("pcap-{name}")).join(format!("{name}.pcap"));
+    pcap::write(&path, &pcap::rtp(parts));
+    path
+}
+
+fn silence(ms: f64) -> Vec<i16> {
+    Signal::new().silence(ms).pcm()
+}
+
+#[tokio::test]
+async fn pound_as_rfc4733_from_sipps_capture_approves() {
+    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
+    let sipp = Sipp::callee("rfc4733-pound", V4, Some(pcap));
+    let r = call(sipp, BOUND).await;
+    assert_eq!(r.outcome, Outcome::Approved, "{r:?}");
+    assert_eq!(keys(&r), "#");
+    assert_eq!(r.keys[0].source, KeySource::Rfc4733);
+    assert!(r.timings.post_dial_delay_ms.is_some() && r.timings.time_to_answer_ms >= Some(300));
+    assert!(r.timings.time_to_key_ms.is_some());
+    assert!(r.media.packets_sent > 100, "{:?}", r.media);
+    assert_eq!(r.media.packets_rejected, 0);
+}
+
+#[tokio::test]
+async fn pound_in_band_inside_pcmu_speech_approves() {
+    let hello = testaudio::speech::speak("en-us", 160, "Hello?").expect("espeak-ng and sox");
+    let audio = Signal::new()
+        .silence(400.0)
+        .then(&Signal(hello.iter().map(|&s| f64::from(s)).collect()))
+        .silence(1200.0)
+        .digit(Digit::Pound, -10.0, 160.0)
+        .silence(1500.0)
+        .pcm();
+    let pcap = capture("inband-pound", &[Part::Audio(audio)]);
+    let sipp = Sipp::callee("inband-pound", V4, Some(&pcap));
+    let r = call(sipp, BOUND).await;
+    assert_eq!(r.outcome, Outcome::Approved, "{r:?}");
+    assert_eq!(keys(&r), "#");
+    assert_eq!(r.keys[0].source, KeySource::InBand);
+    // The tone starts 400 ms + the spoken hello + 1.2 s after the answer.
+    let expected = 400 + hello.len() as u64 / 8 + 1200;
+    let key = r.timings.time_to_key_ms.unwrap();
+    assert!(
+        key >= expected && key < expected + 400,
+        "key after {key} ms, tone at {expected} ms"
+    );
+}
+
+#[tokio::test]
+async fn zero_then_pound_reports_fraud() {
+    let pcap = capture(
+        "zero-pound",
+        &[
+            Part::Audio(silence(1000.0)),
+            Part::Key(Digit::D0, 120),
+            Part::Audio(silence(300.0)),
+            Part::Key(Digit::Pound, 120),
+            Part::Audio(silence(1000.0)),
+        ],
+    );
+    let sipp = Sipp::callee("zero-pound", V4, Some(&pcap));
+    let r = call(sipp, BOUND).await;
+    assert_eq!(r.outcome, Outcome::FraudReported, "{r:?}");
+    assert_eq!(keys(&r), "0#");
+}
+
+#[tokio::test]
+async fn other_keys_then_pound_deny() {
+    let pcap = capture(
+        "one-two-pound",
+        &[
+            Part::Audio(silence(800.0)),
+            Part::Key(Digit::D1, 100),
+            Part::Audio(silence(200.0)),
+            Part::Key(Digit::D2, 100),
+            Part::Audio(silence(200.0)),
+            Part::Key(Digit::Pound, 100),
+            Part::Audio(silence(500.0)),
+        ],
+    );
+    let sipp = Sipp::callee("one-two-pound", V4, Some(&pcap));
+    let r = call(sipp, BOUND).await;
+    assert_eq!(r.outcome, Outcome::Denied, "{r:?}");
+    assert_eq!(keys(&r), "12#");
+}
+
+#[tokio::test]
+async fn no_key_is_no_input() {
+    let sipp = Sipp::callee("no-key", V4, None);
+    let r = call(sipp, BOUND).await;
+    assert_eq!(r.outcome, Outcome::NoInput, "{r:?}");
+    assert!(r.keys.is_empty());
+    assert_eq!(r.timings.time_to_key_ms, None);
+    // Decided 4 s (the first-key timeout) after the answer.
+    let answered = r.timings.time_to_answer_ms.unwrap();
+    let verdict = r.timings.time_to_verdict_ms.unwrap();
+    assert!((4000..4100).contains(&(verdict - answered)), "{r:?}");
+}
+
+#[tokio::test]
+async fn busy_is_busy() {
+    let r = call(Sipp::start("busy", Transport::Udp, V4), BOUND).await;
+    assert_eq!(r.outcome, Outcome::Busy, "{r:?}");
+    assert!(r.timings.post_dial_delay_ms.is_some());
+    assert_eq!(r.timings.time_to_answer_ms, None);
+}
+
+#[tokio::test]
+async fn declined_is_declined() {
+    let r = call(Sipp::start("decline", Transport::Udp, V4), BOUND).await;
+    assert_eq!(r.outcome, Outcome::Declined, "{r:?}");
+}
+
+#[tokio::test]
+async fn ringing_past_the_ring_timeout_is_no_answer() {
+    let sipp = Sipp::start("ring_no_answer", Transport::Udp, V4);
+    let r = call(sipp, Duration::from_secs(2)).await;
+    assert_eq!(r.outcome, Outcome::NoAnswer, "{r:?}");
+    let pdd = r.timings.post_dial_delay_ms.unwrap();
+    assert!(r.timings.duration_ms >= pdd + 1900, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_bye_after_the_answer_is_hung_up() {
+    let r = call(Sipp::start("bye_from_callee", Transport::Udp, V4), BOUND).await;
+    assert_eq!(r.outcome, Outcome::HungUp, "{r:?}");
+    assert!(r.timings.time_to_answer_ms.is_some());
+}
+
+#[tokio::test]
+async fn a_pound_sent_from_another_port_is_ignored() {
+    // sipp plays 3 s of silence from the negotiated port; meanwhile the test sends RFC 4733
+    // '#' events with sipp's SSRC from another port of the same host to callverify's RTP
+    // port, before and after the real stream starts.
+    let pcap = capture("silence", &[Part::Audio(silence(3000.0))]);
+    let sipp = Sipp::callee("injected-pound", V4, Some(&pcap));
+    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
+    let port = free_rtp_pair(V4);
+    let media = media_at(V4, port);
+    let injector = tokio::net::UdpSocket::bind((V4, 0)).await.unwrap();
+    let inject = tokio::spawn(async move {
+        let mut sent = 0u32;
+        for burst in 0..30u32 {
+            for i in 0..4u8 {
+                let duration = (160 * (u16::from(i) + 1)).to_be_bytes();
+                let end = if i == 3 { 0x8a } else { 0x0a };
+                let payload = [11u8, end, duration[0], duration[1]];
+                let p = rtp_rs::RtpPacketBuilder::new()
+                    .payload_type(101)
+                    .marked(i == 0)
+                    .sequence(rtp_rs::Seq::from((burst * 4 + u32::from(i)) as u16))
+                    .timestamp(burst * 8000)
+                    .ssrc(pcap::SSRC)
+                    .payload(&payload)
+                    .build()
+                    .unwrap();
+                let _ = injector.send_to(&p, (V4, port)).await;
+                sent += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sent
+    });
+    let r = verify_call(&ep, &media, script(), Language::En).await;
+    let sent = inject.await.unwrap();
+    let exit = sipp.finish().await;
+    assert!(exit.passed, "{}", exit.log);
+    assert_eq!(r.outcome, Outcome::NoInput, "{r:?}");
+    assert!(r.keys.is_empty());
+    // Those sent before the answer found no call listening; every one after it is counted.
+    assert!(
+        r.media.packets_rejected > 0 && r.media.packets_rejected <= u64::from(sent),
+        "{r:?}"
+    );
+    assert!(
+        r.media.packets_received >= 100,
+        "sipp's own stream was accepted: {r:?}"
+    );
+    ep.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_number_fails_with_its_sip_status() {
+    let r = call(Sipp::start("not_found", Transport::Udp, V4), BOUND).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Failed {
+            status: Some(404),
+            reason: "404 Not Found".into()
+        },
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_answering_machine_greeting_ending_in_pound_is_voicemail() {
+    // The attack on phone sign-in: a voicemail greeting recorded with the '#' tone after it.
+    let greeting = testaudio::speech::speak(
+        "en-us",
+        160,
+        "Hi, you have reached Alex. I cannot take your call right now, \
+         please leave a message after the tone.",
+    )
+    .expect("espeak-ng and sox");
+    let audio = Signal(greeting.iter().map(|&s| f64::from(s)).collect())
+        .silence(300.0)
+        .digit(Digit::Pound, -10.0, 200.0)
+        .silence(1500.0)
+        .pcm();
+    let pcap = capture("voicemail", &[Part::Audio(audio)]);
+    let sipp = Sipp::callee("voicemail", V4, Some(&pcap));
+    let r = call(sipp, BOUND).await;
+    assert_eq!(r.outcome, Outcome::Voicemail, "{r:?}");
+    assert!(r.keys.is_empty(), "{r:?}");
+    let detail = r.detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("continuous speech"), "{detail}");
+    eprintln!("voicemail: {detail}");
+}
