@@ -509,6 +509,12 @@ impl VerificationCall {
         self.outcome.as_ref()
     }
 
+    /// Whether media is being sent every 20 ms (the driver can then read what arrived at
+    /// each send instead of waking once more per received packet).
+    pub fn is_pacing(&self) -> bool {
+        self.media.is_some() && matches!(self.phase, Phase::Script | Phase::Closing)
+    }
+
     /// Whether the final report has been given.
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use media::Codec;
 use media::rtp::MAX_PACKET;
@@ -52,25 +52,31 @@ pub enum VerifyError {
     Call(#[from] CallError),
 }
 
-/// Intervals between consecutive RTP packets of one call, in 0.25 ms bins up to 64 ms (the
-/// last bin holds everything longer).
+/// Intervals between consecutive RTP packets of one call, in 0.25 ms bins up to 128 ms (the
+/// last bin holds everything longer), and when the longest ones happened.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SendIntervals {
     /// Counts per bin.
-    pub bins: Vec<u64>,
+    pub bins: Vec<u32>,
+    /// Sends that came more than 40 ms after the previous one: when, and the interval in
+    /// microseconds (the first 64 of the call).
+    pub late: Vec<(Instant, u32)>,
 }
 
 /// Bin width of [`SendIntervals`], in microseconds.
 pub const INTERVAL_BIN_US: u64 = 250;
-const INTERVAL_BINS: usize = 257;
+const INTERVAL_BINS: usize = 513;
 
 impl SendIntervals {
-    fn record(&mut self, micros: u64) {
+    fn record(&mut self, at: Instant, micros: u64) {
         if self.bins.is_empty() {
             self.bins = vec![0; INTERVAL_BINS];
         }
         let i = ((micros / INTERVAL_BIN_US) as usize).min(INTERVAL_BINS - 1);
         self.bins[i] += 1;
+        if micros > 40_000 && self.late.len() < 64 {
+            self.late.push((at, micros.min(u64::from(u32::MAX)) as u32));
+        }
     }
 
     /// Adds another histogram's counts.
@@ -81,11 +87,12 @@ impl SendIntervals {
         for (a, b) in self.bins.iter_mut().zip(&other.bins) {
             *a += b;
         }
+        self.late.extend_from_slice(&other.late);
     }
 
     /// Intervals recorded.
     pub fn count(&self) -> u64 {
-        self.bins.iter().sum()
+        self.bins.iter().map(|&c| u64::from(c)).sum()
     }
 
     /// The `q` quantile (0..=1) in milliseconds (upper edge of its bin).
@@ -97,7 +104,7 @@ impl SendIntervals {
         let rank = ((n as f64 * q).ceil() as u64).max(1);
         let mut seen = 0;
         for (i, c) in self.bins.iter().enumerate() {
-            seen += c;
+            seen += u64::from(*c);
             if seen >= rank {
                 return Some(((i as u64 + 1) * INTERVAL_BIN_US) as f64 / 1000.0);
             }
@@ -126,6 +133,53 @@ pub fn mask_number(number: &str) -> String {
     format!("{head}****{tail}")
 }
 
+/// Reads one waiting datagram without blocking, with the time the kernel received it
+/// (`SO_TIMESTAMPNS`), so that jitter is measured on arrival even when the datagram is read
+/// up to a frame later. Falls back to `now` when the kernel gave no time.
+fn recv_stamped(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    now: Instant,
+) -> std::io::Result<(usize, SocketAddr, Instant)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    sock.try_io(tokio::io::Interest::READABLE, || {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let msg = recvmsg::<SockaddrStorage>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(std::io::Error::from)?;
+        let from = msg
+            .address
+            .and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::from(*v4))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6)))
+            })
+            .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
+        let mut arrival = now;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                    let at = std::time::UNIX_EPOCH
+                        + Duration::new(ts.tv_sec().max(0) as u64, ts.tv_nsec().max(0) as u32);
+                    let age = std::time::SystemTime::now()
+                        .duration_since(at)
+                        .unwrap_or_default();
+                    arrival = now
+                        .checked_sub(age.min(Duration::from_secs(1)))
+                        .unwrap_or(now);
+                }
+            }
+        }
+        Ok((msg.bytes, from, arrival))
+    })
+}
+
 async fn bind_pair(media: &MediaConfig, seed: u64) -> Result<(UdpSocket, UdpSocket), VerifyError> {
     let first = *media.ports.start() & !1;
     let last = *media.ports.end();
@@ -137,7 +191,16 @@ async fn bind_pair(media: &MediaConfig, seed: u64) -> Result<(UdpSocket, UdpSock
         let port = first + 2 * k as u16;
         match UdpSocket::bind(SocketAddr::new(media.address, port)).await {
             Ok(rtp) => match UdpSocket::bind(SocketAddr::new(media.address, port + 1)).await {
-                Ok(rtcp) => return Ok((rtp, rtcp)),
+                Ok(rtcp) => {
+                    // Arrival times for jitter (see `recv_stamped`); without them the
+                    // read time stands in.
+                    let _ = nix::sys::socket::setsockopt(
+                        &rtp,
+                        nix::sys::socket::sockopt::ReceiveTimestampns,
+                        &true,
+                    );
+                    return Ok((rtp, rtcp));
+                }
                 Err(e) => last_err = e,
             },
             Err(e) => last_err = e,
@@ -200,7 +263,7 @@ pub async fn verify(
                         if media.measure_pacing {
                             let now = Instant::now();
                             if let Some(prev) = last_send {
-                                intervals.record((now - prev).as_micros() as u64);
+                                intervals.record(now, (now - prev).as_micros() as u64);
                             }
                             last_send = Some(now);
                         }
@@ -236,14 +299,26 @@ pub async fn verify(
                 }
             }
             let deadline = vc.poll_timeout().unwrap_or_else(Instant::now);
+            // While frames go out every 20 ms, what arrived is read at each frame: one wake
+            // per frame instead of two (this halves the wake-ups of a call; keys are seen at
+            // most 20 ms later). Otherwise every datagram wakes the call.
+            let pacing = vc.is_pacing();
             tokio::select! {
                 biased;
-                () = tokio::time::sleep_until(deadline.into()) => vc.handle_timeout(Instant::now()),
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    if pacing {
+                        while let Ok((n, from, arrival)) = recv_stamped(&rtp, &mut buf, now) {
+                            vc.handle_rtp(arrival, from, &buf[..n]);
+                        }
+                    }
+                    vc.handle_timeout(now);
+                }
                 ev = call.next_event() => {
                     let ev = ev.unwrap_or(CallEvent::Ended(EndReason::TransportError));
                     vc.handle_sip(Instant::now(), ev);
                 }
-                r = rtp.recv_from(&mut buf) => {
+                r = rtp.recv_from(&mut buf), if !pacing => {
                     if let Ok((n, from)) = r {
                         vc.handle_rtp(Instant::now(), from, &buf[..n]);
                     }
@@ -273,14 +348,16 @@ mod tests {
     #[test]
     fn interval_quantiles() {
         let mut h = SendIntervals::default();
+        let t = Instant::now();
         for _ in 0..98 {
-            h.record(20_000);
+            h.record(t, 20_000);
         }
-        h.record(24_100);
-        h.record(90_000);
+        h.record(t, 24_100);
+        h.record(t, 900_000);
         assert_eq!(h.count(), 100);
         assert_eq!(h.quantile_ms(0.5), Some(20.25));
         assert_eq!(h.quantile_ms(0.99), Some(24.25));
-        assert_eq!(h.quantile_ms(1.0), Some(64.25));
+        assert_eq!(h.quantile_ms(1.0), Some(128.25));
+        assert_eq!(h.late, vec![(t, 900_000)]);
     }
 }

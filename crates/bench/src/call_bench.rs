@@ -1,0 +1,400 @@
+//! Many simultaneous verification calls on loopback against sipp as the phones.
+//!
+//! For each load (100, 500, 1000 calls by default) sipp answers every call and plays the
+//! same capture: 10 s of PCMU audio with an in-band '#' at 8 s (so the in-band detector and
+//! the voice detector run on every frame of every call). callverify places the calls at
+//! `--rate` per second from one process whose tokio runtime has `--workers` threads, and
+//! this prints, per load: CPU per call (ms of CPU per second of call), memory per call
+//! (peak RSS above the idle process, divided by the calls), the interval between
+//! consecutive RTP packets of a call as measured by the sender right after each send
+//! (p50, p99, p99.9, max) and the verdicts (every call must be approved: anything else is
+//! a lost or wrong verdict).
+//!
+//!     cargo run --release -p callverify-bench --bin call-bench -- [--calls 100,500,1000]
+//!         [--workers 2] [--rate 200] [--sipp-nice 19] [--sipp-cpu LAST|all]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use callverify_e2e::pcap::{self, Part};
+use dtmf::Digit;
+use engine::call_driver::SendIntervals;
+use engine::{MediaConfig, Outcome, ScriptConfig, SipEndpoint};
+use media::{Codec, Language};
+use sip::{Listener, Timers, Transport, UaConfig};
+use testaudio::Signal;
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+struct Args {
+    calls: Vec<usize>,
+    workers: usize,
+    rate: f64,
+    sipp_nice: i32,
+    sipp_cpu: String,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        calls: vec![100, 500, 1000],
+        workers: 2,
+        rate: 200.0,
+        sipp_nice: 19,
+        sipp_cpu: std::thread::available_parallelism()
+            .map_or(0, |n| n.get() - 1)
+            .to_string(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_default();
+        match k.as_str() {
+            "--calls" => a.calls = v.split(',').filter_map(|n| n.parse().ok()).collect(),
+            "--workers" => a.workers = v.parse().expect("--workers N"),
+            "--rate" => a.rate = v.parse().expect("--rate CALLS_PER_S"),
+            "--sipp-nice" => a.sipp_nice = v.parse().expect("--sipp-nice N"),
+            "--sipp-cpu" => a.sipp_cpu = v,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// CPU time (user + system) of this process.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct we pass and reads nothing else.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    if std::env::var_os("CALL_BENCH_SPLIT").is_some() {
+        eprintln!("user {:?} system {:?}", tv(ru.ru_utime), tv(ru.ru_stime));
+    }
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Resident set size of this process in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4)
+}
+
+/// CPU time of another process (from /proc/PID/stat, in clock ticks of 10 ms).
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the ')'.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind((LOOPBACK, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn sipp(dir: &Path, pcap: &Path, calls: usize, nice: i32, cpu: &str) -> (Child, SocketAddr) {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sipp/verify_callee.xml"),
+    )
+    .expect("the callee scenario");
+    let play = format!(
+        "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
+        pcap.display()
+    );
+    let file = dir.join("scenario.xml");
+    std::fs::write(&file, template.replace("@PLAY@", &play)).expect("write the scenario");
+    let port = free_udp_port();
+    let media = free_udp_port();
+    let log = std::fs::File::create(dir.join("sipp.log")).expect("sipp log");
+    // sipp plays each call's capture in a thread of its own: 1000 threads. Niced, and
+    // pinned to the last CPU (`--sipp-cpu`, "all" for none), they stand for phones on other
+    // machines instead of outweighing the gateway's two worker threads in the scheduler.
+    let mut cmd = if cpu == "all" {
+        Command::new("nice")
+    } else {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpu, "nice"]);
+        c
+    };
+    let child = cmd
+        .args(["-n", &nice.to_string(), "sipp"])
+        .arg("-sf")
+        .arg(&file)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &media.to_string(),
+        ])
+        .args(["-t", "u1", "-m", &calls.to_string(), "-nostdin"])
+        .args(["-timeout", "120s", "-max_socket", "4096"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("sipp runs (apt-get install sip-tester)");
+    let addr = SocketAddr::new(LOOPBACK, port);
+    std::thread::sleep(Duration::from_millis(500));
+    (child, addr)
+}
+
+struct Figures {
+    calls: usize,
+    cpu_per_call_s_ms: f64,
+    cpu_cores: f64,
+    sipp_cores: f64,
+    rss_per_call_kib: f64,
+    intervals: SendIntervals,
+    approved: usize,
+    others: Vec<(String, usize)>,
+    wall: Duration,
+    start: Instant,
+    jitter_mean_ms: f64,
+    jitter_max_ms: f64,
+    rtp_lost: u64,
+}
+
+async fn run(
+    n: usize,
+    rate: f64,
+    nice: i32,
+    cpu: &str,
+    prompts: engine::Prompts,
+    pcap: &Path,
+    dir: &Path,
+) -> Figures {
+    let (mut sipp, sipp_addr) = sipp(dir, pcap, n, nice, cpu);
+    let ua = UaConfig {
+        listen: vec![Listener {
+            transport: Transport::Udp,
+            addr: SocketAddr::new(LOOPBACK, 0),
+        }],
+        user_agent: "callverify-bench".into(),
+        timers: Timers::default(),
+        ring_timeout: Duration::from_secs(30),
+    };
+    let trunk = callverify_e2e::trunk("sipp", Transport::Udp, sipp_addr);
+    let (ep, _events) = SipEndpoint::start(ua, vec![trunk]).await.expect("endpoint");
+    let ep = Arc::new(ep);
+    let media = Arc::new(MediaConfig {
+        address: LOOPBACK,
+        ports: 20000..=40000,
+        codecs: vec![Codec::Pcmu],
+        measure_pacing: true,
+    });
+    let script = ScriptConfig {
+        repeats: 3,
+        first_key_timeout: Duration::from_secs(30),
+        call_timeout: Duration::from_secs(60),
+        ..ScriptConfig::default()
+    };
+    let rss0 = rss_kib();
+    let cpu0 = cpu_time();
+    let sipp_cpu0 = cpu_of(sipp.id());
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let (ep, media, script, prompts) =
+            (ep.clone(), media.clone(), script.clone(), prompts.clone());
+        tasks.push(tokio::spawn(async move {
+            engine::verify(
+                &ep,
+                &media,
+                script,
+                prompts,
+                &format!("+8190{:08}", i),
+                None,
+                std::future::pending(),
+            )
+            .await
+        }));
+    }
+    // Sample memory while the calls run.
+    let peak = Arc::new(AtomicU64::new(rss_kib()));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut intervals = SendIntervals::default();
+    let mut approved = 0;
+    let mut others: Vec<(String, usize)> = Vec::new();
+    let mut call_seconds = 0.0;
+    let (mut jitter_sum, mut jitter_max, mut rtp_lost) = (0.0f64, 0.0f64, 0u64);
+    for t in tasks {
+        match t.await {
+            Ok(Ok(f)) => {
+                intervals.merge(&f.intervals);
+                call_seconds += f.report.timings.duration_ms as f64 / 1000.0;
+                jitter_sum += f.report.media.jitter_ms;
+                jitter_max = jitter_max.max(f.report.media.jitter_ms);
+                rtp_lost += f.report.media.packets_lost.max(0) as u64;
+                if f.report.outcome == Outcome::Approved && f.report.keys.len() == 1 {
+                    approved += 1;
+                } else {
+                    let name = format!("{} {:?}", f.report.outcome.name(), f.report.detail);
+                    match others.iter_mut().find(|(k, _)| *k == name) {
+                        Some((_, c)) => *c += 1,
+                        None => others.push((name, 1)),
+                    }
+                }
+            }
+            Ok(Err(e)) => others.push((format!("not placed: {e}"), 1)),
+            Err(e) => others.push((format!("task failed: {e}"), 1)),
+        }
+    }
+    let wall = start.elapsed();
+    let cpu = cpu_time() - cpu0;
+    let sipp_cpu = cpu_of(sipp.id()) - sipp_cpu0;
+    sampler.abort();
+    let peak = peak.load(Ordering::Relaxed).max(rss_kib());
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while sipp.try_wait().ok().flatten().is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let _ = sipp.kill();
+    let _ = sipp.wait();
+    if let Ok(ep) = Arc::try_unwrap(ep) {
+        ep.shutdown().await;
+    }
+    Figures {
+        calls: n,
+        cpu_per_call_s_ms: cpu.as_secs_f64() * 1000.0 / call_seconds.max(1e-9),
+        cpu_cores: cpu.as_secs_f64() / wall.as_secs_f64(),
+        sipp_cores: sipp_cpu.as_secs_f64() / wall.as_secs_f64(),
+        rss_per_call_kib: peak.saturating_sub(rss0) as f64 / n as f64,
+        intervals,
+        approved,
+        others,
+        wall,
+        start,
+        jitter_mean_ms: jitter_sum / n as f64,
+        jitter_max_ms: jitter_max,
+        rtp_lost,
+    }
+}
+
+fn capture(dir: &Path) -> PathBuf {
+    let audio = Signal::new()
+        .silence(8000.0)
+        .digit(Digit::Pound, -10.0, 160.0)
+        .silence(1840.0)
+        .pcm();
+    let path = dir.join("pound-at-8s.pcap");
+    pcap::write(&path, &pcap::rtp(&[Part::Audio(audio)]));
+    path
+}
+
+fn main() {
+    let a = args();
+    let dir = std::env::temp_dir().join(format!("callverify-call-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let pcap = capture(&dir);
+    let prompts = callverify_e2e::prompts(Language::En);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.workers)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "call-bench: {} tokio workers, calls placed at {}/s, sipp (nice {}, CPUs {}) plays 10 s with '#' at 8 s; {} CPUs online, in-band AVX2: {}",
+        a.workers,
+        a.rate,
+        a.sipp_nice,
+        a.sipp_cpu,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        dtmf::Detector::new().uses_avx2(),
+    );
+    println!(
+        "{:>6} {:>10} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>7}",
+        "calls",
+        "cpu ms/s",
+        "cores",
+        "sipp",
+        "KiB/call",
+        "p50 ms",
+        "p99 ms",
+        "p99.9",
+        "max",
+        "approved",
+        "lost",
+        "wall s"
+    );
+    for &n in &a.calls {
+        let run_dir = dir.join(n.to_string());
+        std::fs::create_dir_all(&run_dir).expect("scratch");
+        let f = rt.block_on(run(
+            n,
+            a.rate,
+            a.sipp_nice,
+            &a.sipp_cpu,
+            prompts.clone(),
+            &pcap,
+            &run_dir,
+        ));
+        let q = |x| f.intervals.quantile_ms(x).unwrap_or(f64::NAN);
+        println!(
+            "{:>6} {:>10.2} {:>8.2} {:>8.2} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>6} {:>7.1}",
+            f.calls,
+            f.cpu_per_call_s_ms,
+            f.cpu_cores,
+            f.sipp_cores,
+            f.rss_per_call_kib,
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            q(1.0),
+            f.approved,
+            f.calls - f.approved,
+            f.wall.as_secs_f64(),
+        );
+        println!(
+            "        received: jitter (RFC 3550) mean {:.2} ms, worst call {:.2} ms; RTP packets lost {}",
+            f.jitter_mean_ms, f.jitter_max_ms, f.rtp_lost
+        );
+        if !f.intervals.late.is_empty() {
+            // When the sends later than 40 ms happened, per second of the run.
+            let mut per_s = std::collections::BTreeMap::new();
+            for (at, _) in &f.intervals.late {
+                *per_s
+                    .entry(at.saturating_duration_since(f.start).as_secs())
+                    .or_insert(0) += 1;
+            }
+            let worst = f.intervals.late.iter().map(|l| l.1).max().unwrap_or(0);
+            println!(
+                "        sends > 40 ms after the previous: {} (worst {:.1} ms); by second of the run: {:?}",
+                f.intervals.late.len(),
+                f64::from(worst) / 1000.0,
+                per_s
+            );
+        }
+        for (what, count) in &f.others {
+            println!("        not approved: {count} × {what}");
+        }
+    }
+}
