@@ -117,6 +117,7 @@ fn call(number: &str, lang: Option<media::Language>, path: &std::path::Path) -> 
         config::Config::load(path, env).map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -569,7 +569,8 @@ impl VerificationCall {
             codec: answer.codec,
         }));
         let r = self.next_random();
-        let rx = RtpReceiver::new(answer.remote, self.cfg.latching);
+        let rx = RtpReceiver::new(answer.remote, self.cfg.latching)
+            .with_timing_payload_type(answer.codec_pt);
         self.media = Some(Media {
             tx: RtpSender::new(r as u32, (r >> 32) as u16, (r >> 48) as u32 * 65_537),
             rx,

@@ -174,6 +174,7 @@ pub enum Latching {
 pub struct RtpReceiver {
     peer: SocketAddr,
     latching: Latching,
+    timing_pt: Option<u8>,
     latched: Option<(SocketAddr, u32)>,
     base_seq: u32,
     max_seq: u16,
@@ -191,6 +192,7 @@ impl RtpReceiver {
         RtpReceiver {
             peer,
             latching,
+            timing_pt: None,
             latched: None,
             base_seq: 0,
             max_seq: 0,
@@ -201,6 +203,13 @@ impl RtpReceiver {
             expected_prior: 0,
             received_prior: 0,
         }
+    }
+
+    /// Only packets of this payload type feed the jitter estimate. RFC 4733 event packets
+    /// all carry their event's start timestamp, so counting them would read as jitter.
+    pub fn with_timing_payload_type(mut self, pt: u8) -> RtpReceiver {
+        self.timing_pt = Some(pt);
+        self
     }
 
     /// The peer moved (re-INVITE): the next packet from the new address latches again.
@@ -252,6 +261,9 @@ impl RtpReceiver {
             Some(_) => self.update_seq(u16::from(reader.sequence_number())),
         }
         self.stats.received += 1;
+        if self.timing_pt.is_some_and(|pt| pt != reader.payload_type()) {
+            return Ok(reader);
+        }
         // RFC 3550 A.8: J += (|D| - J) / 16, kept in 1/16 units.
         let transit = i64::from(arrival) - i64::from(reader.timestamp());
         if let Some(prev) = self.transit {
@@ -443,6 +455,27 @@ mod tests {
             rx.accept(PEER.parse().unwrap(), &p[1], 160).unwrap_err(),
             Rejected::Source
         );
+    }
+
+    #[test]
+    fn event_packets_do_not_count_as_jitter() {
+        let mut rx =
+            RtpReceiver::new(PEER.parse().unwrap(), Latching::Strict).with_timing_payload_type(0);
+        // Ten event packets 20 ms apart, all with the event's start timestamp.
+        for i in 0..10u16 {
+            let p = RtpPacketBuilder::new()
+                .payload_type(101)
+                .sequence(Seq::from(i))
+                .timestamp(8000)
+                .ssrc(7)
+                .payload(&[11, 10, 0, 160])
+                .build()
+                .unwrap();
+            rx.accept(PEER.parse().unwrap(), &p, u32::from(i) * 160)
+                .unwrap();
+        }
+        assert_eq!(rx.stats().jitter, 0);
+        assert_eq!(rx.stats().received, 10);
     }
 
     #[test]
