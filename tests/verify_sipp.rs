@@ -59,7 +59,7 @@ async fn pound_in_band_inside_pcmu_speech_approves() {
     let hello = testaudio::speech::speak("en-us", 160, "Hello?").expect("espeak-ng and sox");
     let audio = Signal::new()
         .silence(400.0)
-        .then(&Signal(hello.iter().map(|&s| f64::from(s)).collect()))
+        .then(&Signal::from_pcm(&hello))
         .silence(1200.0)
         .digit(Digit::Pound, -10.0, 160.0)
         .silence(1500.0)
@@ -228,14 +228,8 @@ async fn an_unknown_number_fails_with_its_sip_status() {
 #[tokio::test]
 async fn an_answering_machine_greeting_ending_in_pound_is_voicemail() {
     // The attack on phone sign-in: a voicemail greeting recorded with the '#' tone after it.
-    let greeting = testaudio::speech::speak(
-        "en-us",
-        160,
-        "Hi, you have reached Alex. I cannot take your call right now, \
-         please leave a message after the tone.",
-    )
-    .expect("espeak-ng and sox");
-    let audio = Signal(greeting.iter().map(|&s| f64::from(s)).collect())
+    let greeting = testaudio::speech::voicemail_greeting().expect("espeak-ng and sox");
+    let audio = Signal::from_pcm(&greeting)
         .silence(300.0)
         .digit(Digit::Pound, -10.0, 200.0)
         .silence(1500.0)

@@ -63,6 +63,23 @@ pub struct Sipp {
     pub transport: Transport,
 }
 
+/// Writes `tests/sipp/verify_callee.xml` into `dir` with `pcap` as the phone's audio (or
+/// none) and returns its path.
+pub fn callee_scenario(dir: &Path, pcap: Option<&Path>) -> PathBuf {
+    let template =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/verify_callee.xml"))
+            .expect("read the callee scenario");
+    let play = pcap.map_or(String::new(), |p| {
+        format!(
+            "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
+            p.display()
+        )
+    });
+    let file = dir.join("scenario.xml");
+    fs::write(&file, template.replace("@PLAY@", &play)).expect("write the scenario");
+    file
+}
+
 /// How a sipp run ended.
 #[derive(Debug)]
 pub struct SippExit {
@@ -92,18 +109,7 @@ impl Sipp {
     /// UDP: it answers and plays `pcap` (RTP captured or made by [`pcap`]) as its audio.
     pub fn callee(name: &str, ip: IpAddr, pcap: Option<&Path>) -> Sipp {
         let dir = scratch(&format!("sipp-callee-{name}"));
-        let template = fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/verify_callee.xml"),
-        )
-        .expect("read the callee scenario");
-        let play = pcap.map_or(String::new(), |p| {
-            format!(
-                "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
-                p.display()
-            )
-        });
-        let file = dir.join("scenario.xml");
-        fs::write(&file, template.replace("@PLAY@", &play)).expect("write the scenario");
+        let file = callee_scenario(&dir, pcap);
         Sipp::spawn(dir, &file, Transport::Udp, ip, &[])
     }
 

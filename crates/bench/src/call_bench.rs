@@ -108,16 +108,7 @@ fn free_udp_port() -> u16 {
 }
 
 fn sipp(dir: &Path, pcap: &Path, calls: usize, nice: i32, cpu: &str) -> (Child, SocketAddr) {
-    let template = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sipp/verify_callee.xml"),
-    )
-    .expect("the callee scenario");
-    let play = format!(
-        "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
-        pcap.display()
-    );
-    let file = dir.join("scenario.xml");
-    std::fs::write(&file, template.replace("@PLAY@", &play)).expect("write the scenario");
+    let file = callverify_e2e::callee_scenario(dir, Some(pcap));
     let port = free_udp_port();
     let media = free_udp_port();
     let log = std::fs::File::create(dir.join("sipp.log")).expect("sipp log");

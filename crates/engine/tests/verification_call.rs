@@ -450,14 +450,8 @@ fn injected_packets_from_another_port_or_ssrc_cannot_approve() {
 #[test]
 fn a_long_greeting_is_voicemail_and_its_pound_does_not_approve() {
     // A recorded greeting: 6.6 s of speech, then the '#' tone an attacker recorded.
-    let greeting = testaudio::speech::speak(
-        "en-us",
-        160,
-        "Hi, you have reached Alex. I cannot take your call right now, \
-         please leave a message after the tone.",
-    )
-    .expect("espeak-ng and sox");
-    let far = Signal(greeting.iter().map(|&s| f64::from(s)).collect())
+    let greeting = testaudio::speech::voicemail_greeting().expect("espeak-ng and sox");
+    let far = Signal::from_pcm(&greeting)
         .silence(200.0)
         .digit(Digit::Pound, -8.0, 150.0)
         .silence(3000.0);
@@ -479,13 +473,9 @@ fn a_long_greeting_is_voicemail_and_its_pound_does_not_approve() {
 
     // The '#' in the middle of a greeting is held, then thrown away with it.
     let far = Signal::new()
-        .then(&Signal(
-            greeting[..8000 * 2].iter().map(|&s| f64::from(s)).collect(),
-        ))
+        .then(&Signal::from_pcm(&greeting[..8000 * 2]))
         .digit(Digit::Pound, -8.0, 150.0)
-        .then(&Signal(
-            greeting[8000 * 2..].iter().map(|&s| f64::from(s)).collect(),
-        ));
+        .then(&Signal::from_pcm(&greeting[8000 * 2..]));
     let mut sim = Sim::new(cfg());
     sim.answer();
     sim.run_for(Duration::from_secs(30), &mut audio(far));
@@ -501,7 +491,7 @@ fn a_long_greeting_is_voicemail_and_its_pound_does_not_approve() {
 #[test]
 fn a_person_saying_hello_then_pressing_pound_is_approved() {
     let hello = testaudio::speech::speak("en-us", 160, "Hello, who is this?").expect("espeak");
-    let far = Signal(hello.iter().map(|&s| f64::from(s)).collect())
+    let far = Signal::from_pcm(&hello)
         .silence(700.0)
         .digit(Digit::Pound, -8.0, 120.0)
         .silence(1000.0);
@@ -511,7 +501,7 @@ fn a_person_saying_hello_then_pressing_pound_is_approved() {
     assert_eq!(sim.outcome(), Outcome::Approved);
 
     // Still talking when pressing: held until the speech stops, then approved.
-    let far = Signal(hello.iter().map(|&s| f64::from(s)).collect())
+    let far = Signal::from_pcm(&hello)
         .digit(Digit::Pound, -8.0, 120.0)
         .silence(2000.0);
     let mut sim = Sim::new(cfg());

@@ -67,6 +67,11 @@ impl Signal {
         Signal(Vec::new())
     }
 
+    /// A signal holding these 16-bit samples.
+    pub fn from_pcm(pcm: &[i16]) -> Self {
+        Signal(pcm.iter().map(|&s| f64::from(s)).collect())
+    }
+
     /// Appends `ms` of silence.
     pub fn silence(mut self, ms: f64) -> Self {
         self.0.extend(std::iter::repeat_n(0.0, samples(ms)));

@@ -125,6 +125,17 @@ pub fn speak(voice: &str, wpm: u32, text: &str) -> Result<Vec<i16>, String> {
         .collect())
 }
 
+/// An answering machine's greeting (about 6.6 s of continuous English speech), as 8 kHz
+/// samples. Fails if espeak-ng or sox is missing.
+pub fn voicemail_greeting() -> Result<Vec<i16>, String> {
+    speak(
+        "en-us",
+        160,
+        "Hi, you have reached Alex. I cannot take your call right now, \
+         please leave a message after the tone.",
+    )
+}
+
 /// At least ten minutes of English and Japanese speech at 8 kHz from several voices and
 /// speeds, the utterances joined with 200 ms pauses. Fails if espeak-ng or sox is missing.
 pub fn talk_off_corpus() -> Result<Vec<i16>, String> {
