@@ -196,6 +196,10 @@ async fn a_pound_sent_from_another_port_is_ignored() {
     });
     let r = verify_call(&ep, &media, script(), Language::En).await;
     let sent = inject.await.unwrap();
+    eprintln!(
+        "injected {sent} packets; call: {:?}; {:?}",
+        r.outcome, r.media
+    );
     let exit = sipp.finish().await;
     assert!(exit.passed, "{}", exit.log);
     assert_eq!(r.outcome, Outcome::NoInput, "{r:?}");
