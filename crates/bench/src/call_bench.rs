@@ -12,6 +12,7 @@
 //!
 //!     cargo run --release -p callverify-bench --bin call-bench -- [--calls 100,500,1000]
 //!         [--workers 2] [--rate 200] [--sipp-nice 19] [--sipp-cpu LAST|all]
+//!         [--sipp-policy normal|idle]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ struct Args {
     rate: f64,
     sipp_nice: i32,
     sipp_cpu: String,
+    sipp_policy: String,
 }
 
 fn args() -> Args {
@@ -47,6 +49,7 @@ fn args() -> Args {
         sipp_cpu: std::thread::available_parallelism()
             .map_or(0, |n| n.get() - 1)
             .to_string(),
+        sipp_policy: "normal".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -57,6 +60,7 @@ fn args() -> Args {
             "--rate" => a.rate = v.parse().expect("--rate CALLS_PER_S"),
             "--sipp-nice" => a.sipp_nice = v.parse().expect("--sipp-nice N"),
             "--sipp-cpu" => a.sipp_cpu = v,
+            "--sipp-policy" => a.sipp_policy = v,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -107,22 +111,30 @@ fn free_udp_port() -> u16 {
         .expect("a free port")
 }
 
-fn sipp(dir: &Path, pcap: &Path, calls: usize, nice: i32, cpu: &str) -> (Child, SocketAddr) {
+fn sipp(dir: &Path, pcap: &Path, calls: usize, a: &Args) -> (Child, SocketAddr) {
+    let (nice, cpu, policy) = (a.sipp_nice, a.sipp_cpu.as_str(), a.sipp_policy.as_str());
     let file = callverify_e2e::callee_scenario(dir, Some(pcap));
     let port = free_udp_port();
     let media = free_udp_port();
     let log = std::fs::File::create(dir.join("sipp.log")).expect("sipp log");
-    // sipp plays each call's capture in a thread of its own: 1000 threads. Niced, and
-    // pinned to the last CPU (`--sipp-cpu`, "all" for none), they stand for phones on other
+    // sipp plays each call's capture in a thread of its own: 1000 threads. Pinned to the
+    // last CPU (`--sipp-cpu`, "all" for none) and niced, they stand for phones on other
     // machines instead of outweighing the gateway's two worker threads in the scheduler.
+    // `--sipp-policy idle` runs them under SCHED_IDLE (measured: sipp then answers some
+    // calls too late).
     let mut cmd = if cpu == "all" {
-        Command::new("nice")
+        Command::new("chrt")
     } else {
         let mut c = Command::new("taskset");
-        c.args(["-c", cpu, "nice"]);
+        c.args(["-c", cpu, "chrt"]);
         c
     };
+    match policy {
+        "normal" => cmd.args(["--other", "0"]),
+        _ => cmd.args(["--idle", "0"]),
+    };
     let child = cmd
+        .arg("nice")
         .args(["-n", &nice.to_string(), "sipp"])
         .arg("-sf")
         .arg(&file)
@@ -162,16 +174,8 @@ struct Figures {
     rtp_lost: u64,
 }
 
-async fn run(
-    n: usize,
-    rate: f64,
-    nice: i32,
-    cpu: &str,
-    prompts: engine::Prompts,
-    pcap: &Path,
-    dir: &Path,
-) -> Figures {
-    let (mut sipp, sipp_addr) = sipp(dir, pcap, n, nice, cpu);
+async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Path) -> Figures {
+    let (mut sipp, sipp_addr) = sipp(dir, pcap, n, a);
     let ua = UaConfig {
         listen: vec![Listener {
             transport: Transport::Udp,
@@ -202,7 +206,7 @@ async fn run(
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        let due = start + Duration::from_secs_f64(i as f64 / a.rate);
         tokio::time::sleep_until(due.into()).await;
         let (ep, media, script, prompts) =
             (ep.clone(), media.clone(), script.clone(), prompts.clone());
@@ -313,11 +317,12 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "call-bench: {} tokio workers, calls placed at {}/s, sipp (nice {}, CPUs {}) plays 10 s with '#' at 8 s; {} CPUs online, in-band AVX2: {}",
+        "call-bench: {} tokio workers, calls placed at {}/s, sipp (nice {}, CPUs {}, policy {}) plays 10 s with '#' at 8 s; {} CPUs online, in-band AVX2: {}",
         a.workers,
         a.rate,
         a.sipp_nice,
         a.sipp_cpu,
+        a.sipp_policy,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         dtmf::Detector::new().uses_avx2(),
     );
@@ -339,15 +344,7 @@ fn main() {
     for &n in &a.calls {
         let run_dir = dir.join(n.to_string());
         std::fs::create_dir_all(&run_dir).expect("scratch");
-        let f = rt.block_on(run(
-            n,
-            a.rate,
-            a.sipp_nice,
-            &a.sipp_cpu,
-            prompts.clone(),
-            &pcap,
-            &run_dir,
-        ));
+        let f = rt.block_on(run(n, &a, prompts.clone(), &pcap, &run_dir));
         let q = |x| f.intervals.quantile_ms(x).unwrap_or(f64::NAN);
         println!(
             "{:>6} {:>10.2} {:>8.2} {:>8.2} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>6} {:>7.1}",
