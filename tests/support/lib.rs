@@ -64,8 +64,8 @@ pub struct Sipp {
 }
 
 /// Writes `tests/sipp/verify_callee.xml` into `dir` with `pcap` as the phone's audio (or
-/// none) and returns its path.
-pub fn callee_scenario(dir: &Path, pcap: Option<&Path>) -> PathBuf {
+/// none), ringing `ring` before it answers, and returns its path.
+pub fn callee_scenario(dir: &Path, pcap: Option<&Path>, ring: Duration) -> PathBuf {
     let template =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/verify_callee.xml"))
             .expect("read the callee scenario");
@@ -76,7 +76,12 @@ pub fn callee_scenario(dir: &Path, pcap: Option<&Path>) -> PathBuf {
         )
     });
     let file = dir.join("scenario.xml");
-    fs::write(&file, template.replace("@PLAY@", &play)).expect("write the scenario");
+    let ring = match ring.as_millis() {
+        0 => String::new(),
+        ms => format!("<pause milliseconds=\"{ms}\"/>"),
+    };
+    let scenario = template.replace("@PLAY@", &play).replace("@RING@", &ring);
+    fs::write(&file, scenario).expect("write the scenario");
     file
 }
 
@@ -106,10 +111,10 @@ impl Sipp {
     }
 
     /// Starts sipp as the phone of a verification call (`tests/sipp/verify_callee.xml`) over
-    /// UDP: it answers and plays `pcap` (RTP captured or made by [`pcap`]) as its audio.
+    /// UDP: it rings 300 ms, answers and plays `pcap` (RTP captured or made by [`pcap`]) as its audio.
     pub fn callee(name: &str, ip: IpAddr, pcap: Option<&Path>) -> Sipp {
         let dir = scratch(&format!("sipp-callee-{name}"));
-        let file = callee_scenario(&dir, pcap);
+        let file = callee_scenario(&dir, pcap, Duration::from_millis(300));
         Sipp::spawn(dir, &file, Transport::Udp, ip, &[])
     }
 
