@@ -218,7 +218,7 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
                 &media,
                 script,
                 prompts,
-                &format!("+8190{:08}", i),
+                &store::PhoneNumber::parse(&format!("+8190{i:08}")).expect("E.164"),
                 None,
                 std::future::pending(),
             )

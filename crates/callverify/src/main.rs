@@ -111,7 +111,8 @@ struct CallLine<'a> {
 }
 
 fn call(number: &str, lang: Option<media::Language>, path: &std::path::Path) -> anyhow::Result<()> {
-    callverify::check_e164(number).map_err(|e| anyhow::anyhow!("{number:?}: {e}"))?;
+    let number =
+        store::PhoneNumber::parse(number).map_err(|e| anyhow::anyhow!("{number:?}: {e}"))?;
     let env = |v: &str| std::env::var(v).ok();
     let cfg =
         config::Config::load(path, env).map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
@@ -136,7 +137,7 @@ fn call(number: &str, lang: Option<media::Language>, path: &std::path::Path) -> 
             &cfg.media_settings(),
             cfg.script_settings(),
             prompts,
-            number,
+            &number,
             None,
             std::future::pending(),
         )
@@ -145,7 +146,7 @@ fn call(number: &str, lang: Option<media::Language>, path: &std::path::Path) -> 
         anyhow::Ok(finished.report)
     })?;
     let line = CallLine {
-        number: engine::call_driver::mask_number(number),
+        number: number.masked(),
         language: lang.code(),
         report: &report,
     };

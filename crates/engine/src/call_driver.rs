@@ -12,6 +12,7 @@ use media::Codec;
 use media::rtp::MAX_PACKET;
 use sip::sdp::Offer;
 use sip::{CallEvent, EndReason};
+use store::PhoneNumber;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span};
@@ -122,17 +123,6 @@ pub struct Finished {
     pub intervals: SendIntervals,
 }
 
-/// A phone number with its middle masked (`+8190****5678`), for logs.
-pub fn mask_number(number: &str) -> String {
-    let chars: Vec<char> = number.chars().collect();
-    if chars.len() <= 8 {
-        return "*".repeat(chars.len());
-    }
-    let head: String = chars[..5].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}****{tail}")
-}
-
 /// Reads one waiting datagram without blocking, with the time the kernel received it
 /// (`SO_TIMESTAMPNS`), so that jitter is measured on arrival even when the datagram is read
 /// up to a frame later. Falls back to `now` when the kernel gave no time.
@@ -222,7 +212,7 @@ pub async fn verify(
     media: &MediaConfig,
     script: ScriptConfig,
     prompts: Prompts,
-    target: &str,
+    target: &PhoneNumber,
     reports: Option<mpsc::UnboundedSender<Report>>,
     cancel: impl Future<Output = ()>,
 ) -> Result<Finished, VerifyError> {
@@ -242,8 +232,8 @@ pub async fn verify(
         codecs: media.codecs.clone(),
     };
     let started = Instant::now();
-    let mut call = endpoint.call(target, offer).await?;
-    let span = info_span!("call", call = %call.handle, to = %mask_number(target));
+    let mut call = endpoint.call(target.as_e164(), offer).await?;
+    let span = info_span!("call", call = %call.handle, to = %target);
     let mut vc = VerificationCall::new(started, script, prompts, seed.rotate_left(17));
     async move {
         info!(rtp = %local, "verification call placed");
@@ -337,13 +327,6 @@ pub async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_are_masked() {
-        assert_eq!(mask_number("+819012345678"), "+8190****5678");
-        assert_eq!(mask_number("+12025550123"), "+1202****0123");
-        assert_eq!(mask_number("1234"), "****");
-    }
 
     #[test]
     fn interval_quantiles() {

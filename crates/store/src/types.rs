@@ -1,0 +1,269 @@
+//! The domain's types: phone numbers, challenge ids and states.
+
+use std::fmt;
+
+/// A phone number in E.164 form ('+', a country code not starting with 0, 8 to 15 digits
+/// in all). `Display` and `Debug` mask its middle (`+8190****5678`); [`PhoneNumber::as_e164`]
+/// gives the whole number, for dialing only.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PhoneNumber(String);
+
+/// Why a string is not an E.164 number.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadNumber(pub String);
+
+impl PhoneNumber {
+    /// Checks and keeps `s`.
+    pub fn parse(s: &str) -> Result<PhoneNumber, BadNumber> {
+        let digits = s.strip_prefix('+').ok_or_else(|| {
+            BadNumber("the number must start with + and the country code (E.164)".into())
+        })?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(BadNumber(
+                "the number may hold only digits after the +".into(),
+            ));
+        }
+        if !(8..=15).contains(&digits.len()) || digits.starts_with('0') {
+            return Err(BadNumber(format!(
+                "{} digits after the +: E.164 numbers have 8 to 15 and do not start with 0",
+                digits.len()
+            )));
+        }
+        Ok(PhoneNumber(s.to_string()))
+    }
+
+    /// The whole number, to dial it.
+    pub fn as_e164(&self) -> &str {
+        &self.0
+    }
+
+    /// The number with its middle masked, for logs and the call log.
+    pub fn masked(&self) -> String {
+        let s = &self.0;
+        format!("{}****{}", &s[..5], &s[s.len() - 4..])
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhoneNumber({})", self.masked())
+    }
+}
+
+/// A random identifier with a prefix (`ch_…` for challenges, `call_…` for calls): 128 bits
+/// from the operating system's generator, in hex.
+pub fn new_id(prefix: &str) -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the operating system's random generator works");
+    let mut s = String::with_capacity(prefix.len() + 33);
+    s.push_str(prefix);
+    s.push('_');
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+/// Where a challenge is (../shared/DESIGN.md): `queued → calling → ringing → answered →
+/// approved`, or one terminal failure. A decided challenge never changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChallengeState {
+    /// Waiting for a call to be placed.
+    Queued,
+    /// The INVITE is out.
+    Calling,
+    /// The phone rings.
+    Ringing,
+    /// The call was answered; the prompt plays.
+    Answered,
+    /// '#' was pressed.
+    Approved,
+    /// Other keys, then '#'.
+    Denied,
+    /// '0' then '#'.
+    FraudReported,
+    /// Answered, no key before the timeout.
+    NoInput,
+    /// An answering machine answered.
+    Voicemail,
+    /// Nobody answered.
+    NoAnswer,
+    /// Busy.
+    Busy,
+    /// The callee declined.
+    Declined,
+    /// The callee hung up before a verdict.
+    HungUp,
+    /// Trunk, network or SIP failure (with the SIP status kept).
+    Failed,
+    /// Cancelled through the API.
+    Canceled,
+    /// Not decided before its expiry.
+    Expired,
+    /// The gateway stopped during the call.
+    Interrupted,
+}
+
+impl ChallengeState {
+    /// Every state.
+    pub const ALL: [ChallengeState; 17] = [
+        ChallengeState::Queued,
+        ChallengeState::Calling,
+        ChallengeState::Ringing,
+        ChallengeState::Answered,
+        ChallengeState::Approved,
+        ChallengeState::Denied,
+        ChallengeState::FraudReported,
+        ChallengeState::NoInput,
+        ChallengeState::Voicemail,
+        ChallengeState::NoAnswer,
+        ChallengeState::Busy,
+        ChallengeState::Declined,
+        ChallengeState::HungUp,
+        ChallengeState::Failed,
+        ChallengeState::Canceled,
+        ChallengeState::Expired,
+        ChallengeState::Interrupted,
+    ];
+
+    /// The name as stored and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeState::Queued => "queued",
+            ChallengeState::Calling => "calling",
+            ChallengeState::Ringing => "ringing",
+            ChallengeState::Answered => "answered",
+            ChallengeState::Approved => "approved",
+            ChallengeState::Denied => "denied",
+            ChallengeState::FraudReported => "fraud_reported",
+            ChallengeState::NoInput => "no_input",
+            ChallengeState::Voicemail => "voicemail",
+            ChallengeState::NoAnswer => "no_answer",
+            ChallengeState::Busy => "busy",
+            ChallengeState::Declined => "declined",
+            ChallengeState::HungUp => "hung_up",
+            ChallengeState::Failed => "failed",
+            ChallengeState::Canceled => "canceled",
+            ChallengeState::Expired => "expired",
+            ChallengeState::Interrupted => "interrupted",
+        }
+    }
+
+    /// The state of a stored name.
+    pub fn from_name(s: &str) -> Option<ChallengeState> {
+        ChallengeState::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Whether the challenge is decided (it never changes again).
+    pub fn is_terminal(self) -> bool {
+        self.rank().is_none()
+    }
+
+    /// Order of the states before a decision; `None` for the terminal ones.
+    fn rank(self) -> Option<u8> {
+        match self {
+            ChallengeState::Queued => Some(0),
+            ChallengeState::Calling => Some(1),
+            ChallengeState::Ringing => Some(2),
+            ChallengeState::Answered => Some(3),
+            _ => None,
+        }
+    }
+
+    /// The states a challenge may move to `self` from: any earlier undecided state (a
+    /// state may be skipped, e.g. an answer without ringing), never a decided one.
+    pub fn predecessors(self) -> Vec<ChallengeState> {
+        let limit = self.rank().unwrap_or(u8::MAX);
+        ChallengeState::ALL
+            .into_iter()
+            .filter(|s| s.rank().is_some_and(|r| r < limit))
+            .collect()
+    }
+}
+
+impl fmt::Display for ChallengeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a challenge was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// A sign-in.
+    SignIn,
+    /// Registering a phone.
+    Enroll,
+}
+
+impl Purpose {
+    /// The name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::SignIn => "sign_in",
+            Purpose::Enroll => "enroll",
+        }
+    }
+
+    /// The purpose of a stored name.
+    pub fn from_name(s: &str) -> Option<Purpose> {
+        match s {
+            "sign_in" => Some(Purpose::SignIn),
+            "enroll" => Some(Purpose::Enroll),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_checked_and_masked() {
+        let n = PhoneNumber::parse("+819012345678").unwrap();
+        assert_eq!(n.to_string(), "+8190****5678");
+        assert_eq!(format!("{n:?}"), "PhoneNumber(+8190****5678)");
+        assert_eq!(n.as_e164(), "+819012345678");
+        for bad in [
+            "819012345678",
+            "+8190-1234",
+            "+0123456789",
+            "+1234567",
+            "+1234567890123456",
+            "+",
+        ] {
+            assert!(PhoneNumber::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn states_move_forward_and_a_decision_is_final() {
+        use ChallengeState::*;
+        assert_eq!(Calling.predecessors(), vec![Queued]);
+        assert_eq!(Answered.predecessors(), vec![Queued, Calling, Ringing]);
+        assert_eq!(
+            Approved.predecessors(),
+            vec![Queued, Calling, Ringing, Answered]
+        );
+        assert!(Queued.predecessors().is_empty());
+        for s in ChallengeState::ALL {
+            assert_eq!(ChallengeState::from_name(s.as_str()), Some(s));
+            assert_eq!(
+                s.is_terminal(),
+                !matches!(s, Queued | Calling | Ringing | Answered)
+            );
+        }
+        assert!(new_id("ch").starts_with("ch_") && new_id("ch").len() == 35);
+        assert_ne!(new_id("ch"), new_id("ch"));
+    }
+}
