@@ -2,7 +2,10 @@
 //! started on loopback by the test).
 
 use callverify_e2e::{Postgres, scratch};
-use store::{Backend, ChallengeState, NewChallenge, PhoneNumber, Purpose, Store, StoreError};
+use store::{
+    Backend, CallEnd, CallFilter, ChallengeState, KeyRecord, NewCall, NewChallenge, PhoneNumber,
+    Purpose, Store, StoreError,
+};
 
 fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
     NewChallenge {
@@ -193,6 +196,169 @@ async fn suite(store: Store) {
         Approved
     );
     assert_eq!(store.interrupt_unfinished(7000).await.unwrap(), 0);
+
+    call_log(&store, &c.id).await;
+}
+
+async fn call_log(store: &Store, challenge: &str) {
+    // 25 calls, one a millisecond apart, alternating trunks and outcomes; the last one
+    // still in progress.
+    for i in 0..25i64 {
+        let id = format!("call_{i:02}");
+        store
+            .start_call(&NewCall {
+                id: id.clone(),
+                challenge_id: challenge.into(),
+                phone_masked: if i % 5 == 0 {
+                    "+1202****0123"
+                } else {
+                    "+8190****5678"
+                }
+                .into(),
+                started_at_ms: 10_000 + i,
+            })
+            .await
+            .unwrap();
+        if i == 24 {
+            continue;
+        }
+        let end = CallEnd {
+            outcome: if i % 2 == 0 { "approved" } else { "busy" }.into(),
+            sip_status: (i % 2 == 1).then_some(486),
+            trunk: Some(if i % 3 == 0 { "backup" } else { "pbx" }.into()),
+            ended_at_ms: 20_000 + i,
+            post_dial_delay_ms: Some(120),
+            time_to_answer_ms: (i % 2 == 0).then_some(2500),
+            time_to_key_ms: (i % 2 == 0).then_some(3100),
+            packets_sent: 400,
+            packets_received: 390,
+            packets_lost: 2,
+            jitter_ms: 1.25,
+            keys: if i % 2 == 0 {
+                vec![
+                    KeyRecord {
+                        digit: "0".into(),
+                        source: "in_band".into(),
+                        at_ms: 5000,
+                    },
+                    KeyRecord {
+                        digit: "#".into(),
+                        source: "rfc4733".into(),
+                        at_ms: 5600,
+                    },
+                ]
+            } else {
+                Vec::new()
+            },
+            ..CallEnd::default()
+        };
+        assert!(store.finish_call(&id, &end).await.unwrap());
+        assert!(
+            !store.finish_call(&id, &end).await.unwrap(),
+            "a call ends once"
+        );
+    }
+    let c = store.call("call_04").await.unwrap().unwrap();
+    let end = c.end.unwrap();
+    assert_eq!(
+        (end.outcome.as_str(), end.trunk.as_deref()),
+        ("approved", Some("pbx"))
+    );
+    let keys: Vec<(&str, &str, i64)> = end
+        .keys
+        .iter()
+        .map(|k| (k.digit.as_str(), k.source.as_str(), k.at_ms))
+        .collect();
+    assert_eq!(keys, vec![("0", "in_band", 5000), ("#", "rfc4733", 5600)]);
+    assert_eq!((end.jitter_ms, end.packets_lost), (1.25, 2));
+    assert!(store.call("call_24").await.unwrap().unwrap().end.is_none());
+    assert!(store.call("call_nope").await.unwrap().is_none());
+
+    // Pages of 10, newest first, every call once.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = store
+            .calls(&CallFilter::default(), 10, cursor.as_deref())
+            .await
+            .unwrap();
+        seen.extend(page.iter().map(|c| c.id.clone()));
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25).rev().map(|i| format!("call_{i:02}")).collect();
+    assert_eq!(seen, expected);
+
+    // Filters, alone and together.
+    let ids = |v: Vec<store::CallEntry>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let f =
+        |o: Option<&str>, p: Option<&str>, t: Option<&str>, from: Option<i64>, to: Option<i64>| {
+            CallFilter {
+                outcome: o.map(str::to_string),
+                phone_masked: p.map(str::to_string),
+                trunk: t.map(str::to_string),
+                from_ms: from,
+                to_ms: to,
+            }
+        };
+    let (busy, _) = store
+        .calls(&f(Some("busy"), None, None, None, None), 100, None)
+        .await
+        .unwrap();
+    assert_eq!(busy.len(), 12);
+    let (open, _) = store
+        .calls(&f(Some("in_progress"), None, None, None, None), 100, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(open), vec!["call_24"]);
+    let (us, _) = store
+        .calls(&f(None, Some("+1202****0123"), None, None, None), 100, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(us),
+        vec!["call_20", "call_15", "call_10", "call_05", "call_00"]
+    );
+    let (mix, _) = store
+        .calls(
+            &f(
+                Some("approved"),
+                None,
+                Some("backup"),
+                Some(10_003),
+                Some(10_019),
+            ),
+            100,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(mix), vec!["call_18", "call_12", "call_06"]);
+    // A filtered listing pages too.
+    let (p1, next) = store
+        .calls(&f(Some("busy"), None, None, None, None), 5, None)
+        .await
+        .unwrap();
+    let (p2, _) = store
+        .calls(&f(Some("busy"), None, None, None, None), 5, next.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(p1),
+        vec!["call_23", "call_21", "call_19", "call_17", "call_15"]
+    );
+    assert_eq!(
+        ids(p2),
+        vec!["call_13", "call_11", "call_09", "call_07", "call_05"]
+    );
+    assert!(
+        store
+            .calls(&CallFilter::default(), 10, Some("garbage"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
