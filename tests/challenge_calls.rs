@@ -1,0 +1,112 @@
+//! A stored challenge called through sipp: the store follows the call (`queued → calling →
+//! ringing → answered → approved`, or a failure) and keeps the call log, on SQLite and on
+//! PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use callverify_e2e::{
+    BOUND, Postgres, Sipp, V4, endpoint, free_rtp_pair, media_at, prompts, scratch, script, trunk,
+};
+use engine::Runner;
+use media::Language;
+use sip::Transport;
+use store::{ChallengeState, NewChallenge, PhoneNumber, Purpose, Store};
+
+async fn challenge_through(store: Store, sipp: Sipp) -> (String, Option<ChallengeState>) {
+    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
+    let now = 1_795_000_000_000;
+    let (c, _) = store
+        .create_challenge(&NewChallenge {
+            api_key_id: "key_test".into(),
+            idempotency_key: None,
+            request_hash: "h".into(),
+            user_id: None,
+            phone: PhoneNumber::parse("+819012345678").unwrap(),
+            language: "ja".into(),
+            purpose: Purpose::SignIn,
+            callback_url: None,
+            now_ms: now,
+            expires_at_ms: now + 300_000,
+        })
+        .await
+        .unwrap();
+    let runner = Runner {
+        store: store.clone(),
+        endpoint: Arc::new(ep),
+        media: media_at(V4, free_rtp_pair(V4)),
+        script: script(),
+        prompts: HashMap::from([(Language::Ja, prompts(Language::Ja))]),
+    };
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .expect("within the bound")
+        .unwrap();
+    let exit = sipp.finish().await;
+    assert!(exit.passed, "{}", exit.log);
+    // Once decided, running it again does nothing.
+    assert_eq!(runner.run(&c.id).await.unwrap(), None);
+    (c.id, state)
+}
+
+async fn approved_with_its_trail(store: Store) {
+    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
+    let sipp = Sipp::callee("challenge-approved", V4, Some(pcap));
+    let (id, state) = challenge_through(store.clone(), sipp).await;
+    assert_eq!(state, Some(ChallengeState::Approved));
+    let events = store.events(&id).await.unwrap();
+    let trail: Vec<ChallengeState> = events.iter().map(|e| e.state).collect();
+    use ChallengeState::*;
+    assert_eq!(trail, vec![Queued, Calling, Ringing, Answered, Approved]);
+    assert!(events[1..].windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+    let (calls, _) = store
+        .calls(&store::CallFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].challenge_id, id);
+    assert_eq!(calls[0].phone_masked, "+8190****5678");
+    let call = store.call(&calls[0].id).await.unwrap().unwrap();
+    let end = call.end.unwrap();
+    assert_eq!(end.outcome, "approved");
+    assert_eq!(end.trunk.as_deref(), Some("sipp"));
+    assert_eq!(end.keys.len(), 1);
+    assert_eq!(
+        (end.keys[0].digit.as_str(), end.keys[0].source.as_str()),
+        ("#", "rfc4733")
+    );
+    assert!(end.time_to_answer_ms.is_some() && end.packets_sent > 0);
+}
+
+async fn busy_is_recorded(store: Store) {
+    let sipp = Sipp::start("busy", Transport::Udp, V4);
+    let (id, state) = challenge_through(store.clone(), sipp).await;
+    assert_eq!(state, Some(ChallengeState::Busy));
+    let trail: Vec<ChallengeState> = store
+        .events(&id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.state)
+        .collect();
+    use ChallengeState::*;
+    assert_eq!(trail, vec![Queued, Calling, Ringing, Busy]);
+}
+
+#[tokio::test]
+async fn a_challenge_on_sqlite() {
+    let dir = scratch("challenge-sqlite");
+    let store = Store::open(&format!("sqlite://{}", dir.join("cv.db").display()))
+        .await
+        .unwrap();
+    approved_with_its_trail(store.clone()).await;
+    busy_is_recorded(store).await;
+}
+
+#[tokio::test]
+async fn a_challenge_on_postgresql() {
+    let pg = Postgres::start("challenge");
+    let store = Store::open(&pg.url).await.unwrap();
+    approved_with_its_trail(store.clone()).await;
+    busy_is_recorded(store).await;
+}
