@@ -209,14 +209,57 @@ pub struct Store {
     backend: Backend,
 }
 
-const MIGRATIONS_SQLITE: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/sqlite/0001_challenges_and_calls.sql"),
-)];
-const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/postgres/0001_challenges_and_calls.sql"),
-)];
+const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/sqlite/0001_challenges_and_calls.sql"),
+    ),
+    (2, include_str!("../migrations/sqlite/0002_api_keys.sql")),
+];
+const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/postgres/0001_challenges_and_calls.sql"),
+    ),
+    (2, include_str!("../migrations/postgres/0002_api_keys.sql")),
+];
+
+/// What an API key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Identity services: create and read challenges.
+    Service,
+    /// Operators: read the call log.
+    Operator,
+}
+
+impl KeyKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Service => "service",
+            KeyKind::Operator => "operator",
+        }
+    }
+}
+
+/// A stored API key (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Its id (`key_…`).
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// What it may do.
+    pub kind: KeyKind,
+}
+
+fn secret_hash(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 const CHALLENGE_COLUMNS: &str = "id, api_key_id, user_id, phone, language, purpose, callback_url, \
      state, reason, sip_status, created_at, updated_at, expires_at, decided_at";
@@ -487,6 +530,72 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(n)
+    }
+}
+
+impl Store {
+    /// Makes an API key; returns it and its secret (`cvk_…`), which is shown once: only
+    /// its SHA-256 is stored.
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        now_ms: i64,
+    ) -> Result<(ApiKey, String)> {
+        let id = new_id("key");
+        let secret = new_id("cvk");
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, kind, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(secret_hash(&secret))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok((
+            ApiKey {
+                id,
+                name: name.into(),
+                kind,
+            },
+            secret,
+        ))
+    }
+
+    /// The key whose secret this is, unless unknown or revoked.
+    pub async fn api_key(&self, secret: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query(
+            "SELECT id, name, kind FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(secret_hash(secret))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let kind: String = r.try_get("kind")?;
+            Ok(ApiKey {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                kind: match kind.as_str() {
+                    "service" => KeyKind::Service,
+                    "operator" => KeyKind::Operator,
+                    _ => return Err(StoreError::Corrupt(kind)),
+                },
+            })
+        })
+        .transpose()
+    }
+
+    /// Revokes a key: its secret stops working.
+    pub async fn revoke_api_key(&self, id: &str, now_ms: i64) -> Result<bool> {
+        let r =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
     }
 }
 

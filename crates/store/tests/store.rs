@@ -3,8 +3,8 @@
 
 use callverify_e2e::{Postgres, scratch};
 use store::{
-    Backend, CallEnd, CallFilter, ChallengeState, KeyRecord, NewCall, NewChallenge, PhoneNumber,
-    Purpose, Store, StoreError,
+    Backend, CallEnd, CallFilter, ChallengeState, KeyKind, KeyRecord, NewCall, NewChallenge,
+    PhoneNumber, Purpose, Store, StoreError,
 };
 
 fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
@@ -198,6 +198,29 @@ async fn suite(store: Store) {
     assert_eq!(store.interrupt_unfinished(7000).await.unwrap(), 0);
 
     call_log(&store, &c.id).await;
+    api_keys(&store).await;
+}
+
+async fn api_keys(store: &Store) {
+    let (k, secret) = store
+        .create_api_key("idp", KeyKind::Service, 1)
+        .await
+        .unwrap();
+    assert!(secret.starts_with("cvk_"));
+    assert_eq!(store.api_key(&secret).await.unwrap(), Some(k.clone()));
+    assert_eq!(store.api_key("cvk_wrong").await.unwrap(), None);
+    let (op, op_secret) = store
+        .create_api_key("ops", KeyKind::Operator, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.api_key(&op_secret).await.unwrap().unwrap().kind,
+        KeyKind::Operator
+    );
+    assert!(store.revoke_api_key(&k.id, 2).await.unwrap());
+    assert_eq!(store.api_key(&secret).await.unwrap(), None, "revoked");
+    assert!(!store.revoke_api_key(&k.id, 3).await.unwrap());
+    assert_eq!(op.name, "ops");
 }
 
 async fn call_log(store: &Store, challenge: &str) {
