@@ -60,6 +60,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/challenges", post(create_challenge))
         .route("/v1/challenges/{id}", get(get_challenge))
+        .route("/v1/calls", get(list_calls))
+        .route("/v1/calls/{id}", get(get_call))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -431,6 +435,159 @@ async fn get_challenge(
         }
     }
     Ok(Json(ChallengeView::of(&c, None)).into_response())
+}
+
+async fn ready(State(state): State<AppState>) -> Result<&'static str, Problem> {
+    state.store.challenge("ch_readiness_probe").await?;
+    Ok("ready")
+}
+
+async fn operator(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, Problem> {
+    let key = api_key(state, headers)
+        .await?
+        .ok_or_else(Problem::unauthorized)?;
+    if key.kind != KeyKind::Operator {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "The call log needs an operator key",
+            "service keys read their own challenges only",
+        ));
+    }
+    Ok(key)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallsQuery {
+    outcome: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    phone: Option<String>,
+    trunk: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct KeyView {
+    digit: String,
+    source: String,
+    at_ms: i64,
+}
+
+#[derive(Serialize)]
+struct CallView {
+    id: String,
+    challenge_id: String,
+    phone_number: String,
+    started_at: String,
+    ended_at: Option<String>,
+    outcome: Option<String>,
+    sip_status: Option<i64>,
+    detail: Option<String>,
+    trunk: Option<String>,
+    post_dial_delay_ms: Option<i64>,
+    time_to_answer_ms: Option<i64>,
+    time_to_key_ms: Option<i64>,
+    time_to_verdict_ms: Option<i64>,
+    packets_sent: Option<i64>,
+    packets_received: Option<i64>,
+    packets_lost: Option<i64>,
+    jitter_ms: Option<f64>,
+    packets_rejected: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<Vec<KeyView>>,
+}
+
+impl CallView {
+    fn of(c: &store::CallEntry, with_keys: bool) -> CallView {
+        let e = c.end.as_ref();
+        CallView {
+            id: c.id.clone(),
+            challenge_id: c.challenge_id.clone(),
+            phone_number: c.phone_masked.clone(),
+            started_at: rfc3339(c.started_at_ms),
+            ended_at: e.map(|e| rfc3339(e.ended_at_ms)),
+            outcome: e.map(|e| e.outcome.clone()),
+            sip_status: e.and_then(|e| e.sip_status),
+            detail: e.and_then(|e| e.detail.clone()),
+            trunk: e.and_then(|e| e.trunk.clone()),
+            post_dial_delay_ms: e.and_then(|e| e.post_dial_delay_ms),
+            time_to_answer_ms: e.and_then(|e| e.time_to_answer_ms),
+            time_to_key_ms: e.and_then(|e| e.time_to_key_ms),
+            time_to_verdict_ms: e.and_then(|e| e.time_to_verdict_ms),
+            packets_sent: e.map(|e| e.packets_sent),
+            packets_received: e.map(|e| e.packets_received),
+            packets_lost: e.map(|e| e.packets_lost),
+            jitter_ms: e.map(|e| e.jitter_ms),
+            packets_rejected: e.map(|e| e.packets_rejected),
+            keys: with_keys.then(|| {
+                e.map(|e| {
+                    e.keys
+                        .iter()
+                        .map(|k| KeyView {
+                            digit: k.digit.clone(),
+                            source: k.source.clone(),
+                            at_ms: k.at_ms,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+            }),
+        }
+    }
+}
+
+async fn list_calls(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CallsQuery>,
+) -> Result<Response, Problem> {
+    operator(&state, &headers).await?;
+    let filter = store::CallFilter {
+        outcome: q.outcome,
+        from_ms: q.from,
+        to_ms: q.to,
+        phone_masked: q.phone,
+        trunk: q.trunk,
+    };
+    let (calls, next) = state
+        .store
+        .calls(&filter, q.limit.unwrap_or(50), q.cursor.as_deref())
+        .await
+        .map_err(|e| match e {
+            StoreError::Corrupt(c) if c.starts_with("cursor") => {
+                unprocessable(format!("{c} is not a cursor from this API"))
+            }
+            other => other.into(),
+        })?;
+    let items: Vec<CallView> = calls.iter().map(|c| CallView::of(c, false)).collect();
+    Ok(Json(serde_json::json!({ "calls": items, "next_cursor": next })).into_response())
+}
+
+async fn get_call(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    operator(&state, &headers).await?;
+    let call = state.store.call(&id).await?.ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such call",
+            format!("no call {id}"),
+        )
+    })?;
+    let timeline = state.store.events(&call.challenge_id).await?;
+    let events: Vec<serde_json::Value> = timeline
+        .iter()
+        .map(|e| serde_json::json!({"state": e.state, "at": rfc3339(e.at_ms), "detail": e.detail}))
+        .collect();
+    let mut v = serde_json::to_value(CallView::of(&call, true)).expect("serialisable");
+    v["challenge_events"] = serde_json::Value::Array(events);
+    Ok(Json(v).into_response())
 }
 
 #[cfg(test)]

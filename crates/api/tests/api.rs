@@ -242,6 +242,10 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
         .create_api_key("idp", KeyKind::Service, 0)
         .await
         .unwrap();
+    let (_, operator) = store
+        .create_api_key("ops", KeyKind::Operator, 0)
+        .await
+        .unwrap();
     let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
     let sipp = Sipp::callee("api-approved", V4, Some(pcap));
     let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
@@ -309,4 +313,58 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     let exit = sipp.finish().await;
     assert!(exit.passed, "{}", exit.log);
+
+    // The operator's call log shows the call with its key and the challenge's timeline;
+    // a service key may not read it.
+    let op = format!("Bearer {operator}");
+    let r = http(
+        addr,
+        "GET",
+        "/v1/calls?outcome=approved&limit=10",
+        &[("Authorization", &op)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let calls = r.json()["calls"].as_array().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["challenge_id"], id.as_str());
+    assert_eq!(calls[0]["phone_number"], "+8190****5678");
+    let call_id = calls[0]["id"].as_str().unwrap();
+    let r = http(
+        addr,
+        "GET",
+        &format!("/v1/calls/{call_id}"),
+        &[("Authorization", &op)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let call = r.json();
+    assert_eq!(call["keys"][0]["digit"], "#");
+    assert_eq!(call["outcome"], "approved");
+    let timeline: Vec<&str> = call["challenge_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(timeline, order.to_vec());
+    assert_eq!(
+        http(addr, "GET", "/v1/calls", &[("Authorization", &bearer)], b"")
+            .await
+            .status,
+        403
+    );
+    let r = http(
+        addr,
+        "GET",
+        "/v1/calls?cursor=bogus",
+        &[("Authorization", &op)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(http(addr, "GET", "/healthz", &[], b"").await.status, 200);
+    assert_eq!(http(addr, "GET", "/readyz", &[], b"").await.status, 200);
 }
