@@ -9,11 +9,15 @@
 //! `interrupted` at start. No HTTP and no SIP here.
 
 pub mod types;
+mod users;
+mod webhooks;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
-pub use types::{BadNumber, ChallengeState, PhoneNumber, Purpose, new_id};
+pub use types::{BadNumber, ChallengeState, PhoneNumber, PhoneRole, Purpose, new_id};
+pub use users::{Phone, PhoneState, TrustedDevice};
+pub use webhooks::{Webhook, WebhookAttempt, WebhookNext};
 
 /// Which database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +67,11 @@ pub struct NewChallenge {
     pub purpose: Purpose,
     /// Where the decision is posted.
     pub callback_url: Option<String>,
+    /// For an enrolment: the phone is registered (pending) in this role with the challenge,
+    /// and verified when it is approved.
+    pub enrol: Option<PhoneRole>,
+    /// How long an approved sign-in trusts the device (0: no trusted-device token).
+    pub remember_device_ms: i64,
     /// Now, in ms since the epoch.
     pub now_ms: i64,
     /// When it expires, in ms since the epoch.
@@ -100,6 +109,8 @@ pub struct Challenge {
     pub expires_at_ms: i64,
     /// When decided.
     pub decided_at_ms: Option<i64>,
+    /// How long an approval trusts the device (0: not asked).
+    pub remember_device_ms: i64,
 }
 
 /// One state change.
@@ -205,8 +216,19 @@ pub struct CallFilter {
 /// The store.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
+    changes: tokio::sync::broadcast::Sender<Change>,
+}
+
+/// A state change made through this store (this process); other nodes' changes are seen by
+/// reading the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The challenge.
+    pub id: String,
+    /// Its new state.
+    pub state: ChallengeState,
 }
 
 const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
@@ -215,6 +237,10 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0001_challenges_and_calls.sql"),
     ),
     (2, include_str!("../migrations/sqlite/0002_api_keys.sql")),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_users_trust_webhooks.sql"),
+    ),
 ];
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -222,6 +248,10 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0001_challenges_and_calls.sql"),
     ),
     (2, include_str!("../migrations/postgres/0002_api_keys.sql")),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_users_trust_webhooks.sql"),
+    ),
 ];
 
 /// What an API key may do.
@@ -262,7 +292,7 @@ fn secret_hash(secret: &str) -> String {
 }
 
 const CHALLENGE_COLUMNS: &str = "id, api_key_id, user_id, phone, language, purpose, callback_url, \
-     state, reason, sip_status, created_at, updated_at, expires_at, decided_at";
+     state, reason, sip_status, created_at, updated_at, expires_at, decided_at, remember_device_ms";
 
 impl Store {
     /// Connects (creating a SQLite file if needed) and brings the schema up to date.
@@ -295,7 +325,12 @@ impl Store {
             _ => url.to_string(),
         };
         let pool = opts.connect(&url).await?;
-        let store = Store { pool, backend };
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let store = Store {
+            pool,
+            backend,
+            changes,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -303,6 +338,12 @@ impl Store {
     /// The database in use.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// State changes made through this store from now on (a receiver that lags is told so
+    /// and should read the store again).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -361,8 +402,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO challenges (id, api_key_id, idempotency_key, request_hash, user_id, \
-             phone, language, purpose, callback_url, state, created_at, updated_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11)",
+             phone, language, purpose, callback_url, state, created_at, updated_at, expires_at, \
+             remember_device_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12)",
         )
         .bind(&id)
         .bind(&c.api_key_id)
@@ -375,6 +417,7 @@ impl Store {
         .bind(c.callback_url.as_deref())
         .bind(c.now_ms)
         .bind(c.expires_at_ms)
+        .bind(c.remember_device_ms)
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -388,12 +431,33 @@ impl Store {
             return Err(e.into());
         }
         insert_event(&mut tx, &id, ChallengeState::Queued, c.now_ms, None).await?;
+        if let Some(role) = c.enrol {
+            let user = c
+                .user_id
+                .as_deref()
+                .ok_or_else(|| StoreError::Corrupt("an enrolment challenge needs a user".into()))?;
+            users::insert_phone(&mut tx, user, &c.phone, role, &c.language, &id, c.now_ms).await?;
+        }
         tx.commit().await?;
         let created = self
             .challenge(&id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("challenge {id} vanished")))?;
         Ok((created, false))
+    }
+
+    /// The challenge an earlier request with this API key and idempotency key made, if
+    /// any (an error if that request's digest was not `hash`).
+    pub async fn idempotent(
+        &self,
+        api_key_id: &str,
+        key: &str,
+        hash: &str,
+    ) -> Result<Option<Challenge>> {
+        match self.by_idempotency_key(api_key_id, key).await? {
+            Some(found) => Ok(Some(self.replay(found, key, hash)?.0)),
+            None => Ok(None),
+        }
     }
 
     fn replay(
@@ -476,7 +540,17 @@ impl Store {
             return Ok(false);
         }
         insert_event(&mut tx, id, to, at_ms, reason).await?;
+        if to == ChallengeState::Approved {
+            users::on_approved(&mut tx, id, at_ms).await?;
+        }
+        if to.is_terminal() {
+            webhooks::on_decided(&mut tx, id, at_ms).await?;
+        }
         tx.commit().await?;
+        let _ = self.changes.send(Change {
+            id: id.to_string(),
+            state: to,
+        });
         Ok(true)
     }
 
@@ -596,6 +670,79 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         Ok(r.rows_affected() == 1)
+    }
+}
+
+/// What a rate limit counts challenges of.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// One number.
+    Phone(&'a PhoneNumber),
+    /// One user.
+    User(&'a str),
+    /// One API key.
+    ApiKey(&'a str),
+}
+
+impl Store {
+    /// How many challenges were created for `scope` since `since_ms`.
+    pub async fn count_challenges(&self, scope: Scope<'_>, since_ms: i64) -> Result<i64> {
+        let (sql, value) = match scope {
+            Scope::Phone(p) => (
+                "SELECT COUNT(*) FROM challenges WHERE phone = $1 AND created_at >= $2",
+                p.as_e164(),
+            ),
+            Scope::User(u) => (
+                "SELECT COUNT(*) FROM challenges WHERE user_id = $1 AND created_at >= $2",
+                u,
+            ),
+            Scope::ApiKey(k) => (
+                "SELECT COUNT(*) FROM challenges WHERE api_key_id = $1 AND created_at >= $2",
+                k,
+            ),
+        };
+        Ok(sqlx::query_scalar(sql)
+            .bind(value)
+            .bind(since_ms)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// How many challenges are waiting for or in a call.
+    pub async fn active_challenges(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM challenges \
+             WHERE state IN ('queued', 'calling', 'ringing', 'answered')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Challenges still queued after their expiry become `expired`; returns their ids.
+    /// (A call in progress is bounded by its own timeouts and decides itself.)
+    pub async fn expire_due(&self, now_ms: i64) -> Result<Vec<String>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM challenges WHERE state = 'queued' AND expires_at <= $1",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expired = Vec::new();
+        for id in ids {
+            if self
+                .transition(
+                    &id,
+                    ChallengeState::Expired,
+                    now_ms,
+                    Some("not called before its expiry"),
+                    None,
+                )
+                .await?
+            {
+                expired.push(id);
+            }
+        }
+        Ok(expired)
     }
 }
 
@@ -823,7 +970,7 @@ fn strip_comments(s: &str) -> String {
         .to_string()
 }
 
-async fn insert_event(
+pub(crate) async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &str,
     state: ChallengeState,
@@ -861,5 +1008,6 @@ fn challenge_from(r: &AnyRow) -> Result<Challenge> {
         updated_at_ms: r.try_get("updated_at")?,
         expires_at_ms: r.try_get("expires_at")?,
         decided_at_ms: r.try_get("decided_at")?,
+        remember_device_ms: r.try_get("remember_device_ms")?,
     })
 }

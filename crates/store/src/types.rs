@@ -267,3 +267,32 @@ mod tests {
         assert_ne!(new_id("ch"), new_id("ch"));
     }
 }
+
+/// A registered phone's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneRole {
+    /// Called first.
+    Primary,
+    /// Called when the primary ends `no_answer` or `busy` (if the gateway is set to).
+    Fallback,
+}
+
+impl PhoneRole {
+    /// The name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhoneRole::Primary => "primary",
+            PhoneRole::Fallback => "fallback",
+        }
+    }
+
+    /// The role of a stored name.
+    pub fn from_name(s: &str) -> Option<PhoneRole> {
+        match s {
+            "primary" => Some(PhoneRole::Primary),
+            "fallback" => Some(PhoneRole::Fallback),
+            _ => None,
+        }
+    }
+}

@@ -4,7 +4,8 @@
 use callverify_e2e::{Postgres, scratch};
 use store::{
     Backend, CallEnd, CallFilter, ChallengeState, KeyKind, KeyRecord, NewCall, NewChallenge,
-    PhoneNumber, Purpose, Store, StoreError,
+    PhoneNumber, PhoneRole, PhoneState, Purpose, Scope, Store, StoreError, WebhookAttempt,
+    WebhookNext,
 };
 
 fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
@@ -17,6 +18,8 @@ fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
         language: "ja".into(),
         purpose: Purpose::SignIn,
         callback_url: Some("https://idp.example/hook".into()),
+        enrol: None,
+        remember_device_ms: 0,
         now_ms: now,
         expires_at_ms: now + 300_000,
     }
@@ -199,6 +202,343 @@ async fn suite(store: Store) {
 
     call_log(&store, &c.id).await;
     api_keys(&store).await;
+    users_and_trust(&store).await;
+    webhooks_limits_and_expiry(&store).await;
+}
+
+fn enrolment(user: &str, number: &str, role: PhoneRole, now: i64) -> NewChallenge {
+    NewChallenge {
+        user_id: Some(user.into()),
+        phone: PhoneNumber::parse(number).unwrap(),
+        purpose: Purpose::Enroll,
+        enrol: Some(role),
+        callback_url: None,
+        ..request(None, "e", now)
+    }
+}
+
+async fn decide(store: &Store, id: &str, to: ChallengeState, at: i64) {
+    assert!(
+        store
+            .transition(id, ChallengeState::Calling, at - 2, None, None)
+            .await
+            .unwrap()
+    );
+    assert!(store.transition(id, to, at, None, None).await.unwrap());
+}
+
+async fn users_and_trust(store: &Store) {
+    use ChallengeState::*;
+    // A phone is pending until its enrolment call is approved, failed if it is not.
+    let (e1, _) = store
+        .create_challenge(&enrolment(
+            "u-1",
+            "+819011112222",
+            PhoneRole::Primary,
+            10_000,
+        ))
+        .await
+        .unwrap();
+    let phones = store.phones("u-1").await.unwrap();
+    assert_eq!(phones.len(), 1);
+    assert_eq!(
+        (
+            phones[0].state,
+            phones[0].role,
+            phones[0].challenge_id.as_str()
+        ),
+        (PhoneState::Pending, PhoneRole::Primary, e1.id.as_str())
+    );
+    assert_eq!(
+        store
+            .verified_phone("u-1", PhoneRole::Primary)
+            .await
+            .unwrap(),
+        None
+    );
+    decide(store, &e1.id, Approved, 10_100).await;
+    let primary = store
+        .verified_phone("u-1", PhoneRole::Primary)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(primary.phone.as_e164(), "+819011112222");
+    assert_eq!(primary.verified_at_ms, Some(10_100));
+
+    let (e2, _) = store
+        .create_challenge(&enrolment(
+            "u-1",
+            "+819033334444",
+            PhoneRole::Fallback,
+            11_000,
+        ))
+        .await
+        .unwrap();
+    decide(store, &e2.id, NoAnswer, 11_100).await;
+    let fallback = store.phones("u-1").await.unwrap();
+    assert_eq!(fallback[1].state, PhoneState::Failed);
+    assert_eq!(
+        store
+            .verified_phone("u-1", PhoneRole::Fallback)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A new primary replaces the old one only once it is verified.
+    let (e3, _) = store
+        .create_challenge(&enrolment(
+            "u-1",
+            "+819055556666",
+            PhoneRole::Primary,
+            12_000,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .verified_phone("u-1", PhoneRole::Primary)
+            .await
+            .unwrap()
+            .unwrap()
+            .phone
+            .as_e164(),
+        "+819011112222"
+    );
+    decide(store, &e3.id, Approved, 12_100).await;
+    let phones = store.phones("u-1").await.unwrap();
+    let numbers: Vec<&str> = phones.iter().map(|p| p.phone.as_e164()).collect();
+    assert_eq!(
+        numbers,
+        ["+819033334444", "+819055556666"],
+        "the old primary is gone"
+    );
+    assert!(
+        store
+            .remove_phone("u-1", &phones[0].id, 13_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_phone("u-1", &phones[0].id, 13_001)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_phone("u-2", &phones[1].id, 13_002)
+            .await
+            .unwrap(),
+        "not u-2's"
+    );
+    assert_eq!(store.phones("u-1").await.unwrap().len(), 1);
+
+    // An approved sign-in that asked to remember the device makes a trusted device; one
+    // that did not, or that failed, makes none.
+    let sign_in = |now, remember| NewChallenge {
+        user_id: Some("u-1".into()),
+        remember_device_ms: remember,
+        ..request(None, "s", now)
+    };
+    let (s1, _) = store
+        .create_challenge(&sign_in(14_000, 1_000_000))
+        .await
+        .unwrap();
+    assert_eq!(s1.remember_device_ms, 1_000_000);
+    decide(store, &s1.id, Approved, 14_100).await;
+    let td = store.trusted_device_of(&s1.id).await.unwrap().unwrap();
+    assert_eq!((td.user_id.as_str(), td.expires_at_ms), ("u-1", 1_014_100));
+    assert!(td.valid_at(14_200) && !td.valid_at(1_014_100));
+    assert_eq!(
+        store.trusted_device(&td.id).await.unwrap(),
+        Some(td.clone())
+    );
+    let (s2, _) = store.create_challenge(&sign_in(15_000, 0)).await.unwrap();
+    decide(store, &s2.id, Approved, 15_100).await;
+    assert_eq!(store.trusted_device_of(&s2.id).await.unwrap(), None);
+    let (s3, _) = store
+        .create_challenge(&sign_in(16_000, 1_000_000))
+        .await
+        .unwrap();
+    decide(store, &s3.id, Denied, 16_100).await;
+    assert_eq!(store.trusted_device_of(&s3.id).await.unwrap(), None);
+    let (s4, _) = store
+        .create_challenge(&sign_in(17_000, 1_000_000))
+        .await
+        .unwrap();
+    decide(store, &s4.id, Approved, 17_100).await;
+    assert_eq!(store.trusted_devices("u-1").await.unwrap().len(), 2);
+    // Revoke one, then all.
+    assert_eq!(
+        store
+            .revoke_trusted_devices("u-1", Some(&td.id), 18_000)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        !store
+            .trusted_device(&td.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .valid_at(18_001)
+    );
+    assert_eq!(
+        store
+            .revoke_trusted_devices("u-2", None, 18_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .revoke_trusted_devices("u-1", None, 18_000)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        store
+            .trusted_devices("u-1")
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| !t.valid_at(18_001))
+    );
+}
+
+async fn webhooks_limits_and_expiry(store: &Store) {
+    use ChallengeState::*;
+    // A decision with a callback URL is due for delivery at once; claimed by one taker.
+    let (c, _) = store
+        .create_challenge(&request(None, "w", 20_000))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_webhooks(30_000, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|w| w.challenge_id != c.id)
+    );
+    decide(store, &c.id, FraudReported, 20_100).await;
+    let due = store.due_webhooks(20_100, 100).await.unwrap();
+    let w = due.iter().find(|w| w.challenge_id == c.id).unwrap().clone();
+    assert_eq!(
+        (w.url.as_str(), w.attempts),
+        ("https://idp.example/hook", 0)
+    );
+    assert!(store.claim_webhook(&w, 50_000).await.unwrap());
+    assert!(!store.claim_webhook(&w, 50_000).await.unwrap(), "taken");
+    let attempt = |n, status: Option<i64>| WebhookAttempt {
+        attempt: n,
+        at_ms: 20_200 + n,
+        status,
+        error: status.is_none().then(|| "connection refused".to_string()),
+        duration_ms: Some(3),
+    };
+    store
+        .record_webhook_attempt(&c.id, &attempt(1, None), WebhookNext::RetryAt(21_000))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_webhooks(20_999, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|w| w.challenge_id != c.id)
+    );
+    let w = store
+        .due_webhooks(21_000, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| w.challenge_id == c.id)
+        .unwrap();
+    assert_eq!(w.attempts, 1);
+    assert!(store.claim_webhook(&w, 50_000).await.unwrap());
+    store
+        .record_webhook_attempt(&c.id, &attempt(2, Some(204)), WebhookNext::Delivered)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_webhooks(i64::MAX, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|w| w.challenge_id != c.id)
+    );
+    let log = store.webhook_attempts(&c.id).await.unwrap();
+    assert_eq!(log, vec![attempt(1, None), attempt(2, Some(204))]);
+
+    // Counts for the rate limits.
+    let p = PhoneNumber::parse("+819012345678").unwrap();
+    let since = 20_000;
+    assert_eq!(
+        store
+            .count_challenges(Scope::Phone(&p), since)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.count_challenges(Scope::User("u-1"), 0).await.unwrap(),
+        7
+    );
+    assert!(
+        store
+            .count_challenges(Scope::ApiKey("key_service"), 0)
+            .await
+            .unwrap()
+            >= 10
+    );
+    assert_eq!(
+        store
+            .count_challenges(Scope::ApiKey("key_nobody"), 0)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Expiry: only queued challenges past their time.
+    let active = store.active_challenges().await.unwrap();
+    let (q, _) = store
+        .create_challenge(&request(None, "x", 30_000))
+        .await
+        .unwrap();
+    assert_eq!(store.active_challenges().await.unwrap(), active + 1);
+    let mut changes = store.subscribe();
+    assert!(
+        !store
+            .expire_due(q.expires_at_ms - 1)
+            .await
+            .unwrap()
+            .contains(&q.id)
+    );
+    assert!(
+        store
+            .expire_due(q.expires_at_ms)
+            .await
+            .unwrap()
+            .contains(&q.id)
+    );
+    let q = store.challenge(&q.id).await.unwrap().unwrap();
+    assert_eq!(q.state, Expired);
+    assert_eq!(q.reason.as_deref(), Some("not called before its expiry"));
+    // Every change made through the store is announced.
+    let mut seen = Vec::new();
+    while let Ok(ch) = changes.try_recv() {
+        seen.push(ch);
+    }
+    assert!(
+        seen.iter().any(|ch| ch.id == q.id && ch.state == Expired),
+        "{seen:?}"
+    );
 }
 
 async fn api_keys(store: &Store) {

@@ -1,0 +1,281 @@
+//! Users' phones and trusted devices. Users are the identity service's own ids: nothing is
+//! stored of a user but the phones registered for it and the devices it trusts.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::{ChallengeState, PhoneNumber, PhoneRole, Result, Store, StoreError};
+
+/// Where a registered phone is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneState {
+    /// Its enrolment call has not been decided yet.
+    Pending,
+    /// Its enrolment call was approved: it is called for sign-ins.
+    Verified,
+    /// Its enrolment call ended without approval; register it again.
+    Failed,
+}
+
+/// A registered phone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phone {
+    /// Its id (`ph_…`).
+    pub id: String,
+    /// The user.
+    pub user_id: String,
+    /// The number.
+    pub phone: PhoneNumber,
+    /// Primary or fallback.
+    pub role: PhoneRole,
+    /// Prompt language for its calls.
+    pub language: String,
+    /// Where it is.
+    pub state: PhoneState,
+    /// The enrolment challenge.
+    pub challenge_id: String,
+    /// Registered, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Verified, ms since the epoch.
+    pub verified_at_ms: Option<i64>,
+}
+
+/// A trusted device (the token's secret part is never stored: it is an HMAC of the id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedDevice {
+    /// Its id (`td_…`).
+    pub id: String,
+    /// The user.
+    pub user_id: String,
+    /// The approved sign-in that made it.
+    pub challenge_id: String,
+    /// Made, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Trusted until, ms since the epoch.
+    pub expires_at_ms: i64,
+    /// Revoked, ms since the epoch.
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl TrustedDevice {
+    /// Whether it still skips the call at `now_ms`.
+    pub fn valid_at(&self, now_ms: i64) -> bool {
+        self.revoked_at_ms.is_none() && now_ms < self.expires_at_ms
+    }
+}
+
+pub(crate) async fn insert_phone(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user: &str,
+    phone: &PhoneNumber,
+    role: PhoneRole,
+    language: &str,
+    challenge_id: &str,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO phones (id, user_id, phone, role, language, challenge_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(crate::new_id("ph"))
+    .bind(user)
+    .bind(phone.as_e164())
+    .bind(role.as_str())
+    .bind(language)
+    .bind(challenge_id)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// In the transaction that approves challenge `id`: an enrolment verifies its phone (which
+/// replaces the user's earlier phone in that role); a sign-in that asked to remember the
+/// device makes a trusted device.
+pub(crate) async fn on_approved(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    at_ms: i64,
+) -> Result<()> {
+    let phone = sqlx::query(
+        "SELECT id, user_id, role FROM phones WHERE challenge_id = $1 AND verified_at IS NULL \
+         AND removed_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(p) = phone {
+        let (pid, user, role): (String, String, String) =
+            (p.try_get("id")?, p.try_get("user_id")?, p.try_get("role")?);
+        sqlx::query("UPDATE phones SET verified_at = $1 WHERE id = $2")
+            .bind(at_ms)
+            .bind(&pid)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "UPDATE phones SET removed_at = $1 WHERE user_id = $2 AND role = $3 AND id <> $4 \
+             AND verified_at IS NOT NULL AND removed_at IS NULL",
+        )
+        .bind(at_ms)
+        .bind(&user)
+        .bind(&role)
+        .bind(&pid)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO trusted_devices (id, user_id, challenge_id, created_at, expires_at) \
+         SELECT $1, user_id, id, $2, $2 + remember_device_ms FROM challenges \
+         WHERE id = $3 AND remember_device_ms > 0 AND user_id IS NOT NULL AND purpose = 'sign_in'",
+    )
+    .bind(crate::new_id("td"))
+    .bind(at_ms)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+const PHONE_COLUMNS: &str = "p.id, p.user_id, p.phone, p.role, p.language, p.challenge_id, \
+     p.created_at, p.verified_at, c.state";
+
+fn phone_from(r: &sqlx::any::AnyRow) -> Result<Phone> {
+    let number: String = r.try_get("phone")?;
+    let role: String = r.try_get("role")?;
+    let verified_at_ms: Option<i64> = r.try_get("verified_at")?;
+    let challenge: String = r.try_get("state")?;
+    let challenge = ChallengeState::from_name(&challenge).ok_or(StoreError::Corrupt(challenge))?;
+    Ok(Phone {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        phone: PhoneNumber::parse(&number).map_err(|_| StoreError::Corrupt(number))?,
+        role: PhoneRole::from_name(&role).ok_or(StoreError::Corrupt(role))?,
+        language: r.try_get("language")?,
+        state: match (verified_at_ms, challenge.is_terminal()) {
+            (Some(_), _) => PhoneState::Verified,
+            (None, true) => PhoneState::Failed,
+            (None, false) => PhoneState::Pending,
+        },
+        challenge_id: r.try_get("challenge_id")?,
+        created_at_ms: r.try_get("created_at")?,
+        verified_at_ms,
+    })
+}
+
+const TRUSTED_COLUMNS: &str = "id, user_id, challenge_id, created_at, expires_at, revoked_at";
+
+fn trusted_from(r: &sqlx::any::AnyRow) -> Result<TrustedDevice> {
+    Ok(TrustedDevice {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        challenge_id: r.try_get("challenge_id")?,
+        created_at_ms: r.try_get("created_at")?,
+        expires_at_ms: r.try_get("expires_at")?,
+        revoked_at_ms: r.try_get("revoked_at")?,
+    })
+}
+
+impl Store {
+    /// A user's phones that are not removed, oldest first.
+    pub async fn phones(&self, user_id: &str) -> Result<Vec<Phone>> {
+        let sql = format!(
+            "SELECT {PHONE_COLUMNS} FROM phones p JOIN challenges c ON c.id = p.challenge_id \
+             WHERE p.user_id = $1 AND p.removed_at IS NULL ORDER BY p.created_at, p.id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(phone_from).collect()
+    }
+
+    /// The verified phone of a user in a role.
+    pub async fn verified_phone(&self, user_id: &str, role: PhoneRole) -> Result<Option<Phone>> {
+        Ok(self
+            .phones(user_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.role == role && p.state == PhoneState::Verified)
+            .max_by_key(|p| p.verified_at_ms))
+    }
+
+    /// Removes a user's phone; `false` when the user has no such phone.
+    pub async fn remove_phone(&self, user_id: &str, phone_id: &str, now_ms: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE phones SET removed_at = $1 WHERE id = $2 AND user_id = $3 AND removed_at IS NULL",
+        )
+        .bind(now_ms)
+        .bind(phone_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The trusted device with this id.
+    pub async fn trusted_device(&self, id: &str) -> Result<Option<TrustedDevice>> {
+        let sql = format!("SELECT {TRUSTED_COLUMNS} FROM trusted_devices WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(trusted_from).transpose()
+    }
+
+    /// The trusted device an approved sign-in made, if it asked for one.
+    pub async fn trusted_device_of(&self, challenge_id: &str) -> Result<Option<TrustedDevice>> {
+        let sql = format!("SELECT {TRUSTED_COLUMNS} FROM trusted_devices WHERE challenge_id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(challenge_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(trusted_from).transpose()
+    }
+
+    /// A user's trusted devices, revoked and expired ones included, newest first.
+    pub async fn trusted_devices(&self, user_id: &str) -> Result<Vec<TrustedDevice>> {
+        let sql = format!(
+            "SELECT {TRUSTED_COLUMNS} FROM trusted_devices WHERE user_id = $1 \
+             ORDER BY created_at DESC, id DESC"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(trusted_from).collect()
+    }
+
+    /// Revokes one of a user's trusted devices (`Some(id)`) or all of them; returns how
+    /// many were revoked.
+    pub async fn revoke_trusted_devices(
+        &self,
+        user_id: &str,
+        id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64> {
+        let r = match id {
+            Some(id) => {
+                sqlx::query(
+                    "UPDATE trusted_devices SET revoked_at = $1 \
+                     WHERE user_id = $2 AND id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now_ms)
+                .bind(user_id)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE trusted_devices SET revoked_at = $1 \
+                     WHERE user_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now_ms)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(r.rows_affected())
+    }
+}
