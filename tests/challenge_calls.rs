@@ -26,18 +26,20 @@ async fn challenge_through(store: Store, sipp: Sipp) -> (String, Option<Challeng
             language: "ja".into(),
             purpose: Purpose::SignIn,
             callback_url: None,
+            enrol: None,
+            remember_device_ms: 0,
             now_ms: now,
             expires_at_ms: now + 300_000,
         })
         .await
         .unwrap();
-    let runner = Runner {
-        store: store.clone(),
-        endpoint: Arc::new(ep),
-        media: media_at(V4, free_rtp_pair(V4)),
-        script: script(),
-        prompts: HashMap::from([(Language::Ja, prompts(Language::Ja))]),
-    };
+    let runner = Runner::new(
+        store.clone(),
+        Arc::new(ep),
+        media_at(V4, free_rtp_pair(V4)),
+        script(),
+        HashMap::from([(Language::Ja, prompts(Language::Ja))]),
+    );
     let state = tokio::time::timeout(BOUND, runner.run(&c.id))
         .await
         .expect("within the bound")

@@ -1,33 +1,52 @@
-//! callverify's HTTP API (axum): identity services create challenges with an API key; the
-//! login front end polls one challenge with the poll token it was given (scoped to that
-//! challenge, never the API key). Errors are RFC 9457 problem+json.
+//! callverify's HTTP API (axum): identity services create challenges and manage users'
+//! phones with an API key; the login front end follows one challenge with the poll token it
+//! was given (scoped to that challenge, never the API key); operators read the call log.
+//! Errors are RFC 9457 problem+json; the OpenAPI document is built from the same route
+//! declarations as the router (utoipa-axum), so the two cannot drift apart.
 //!
-//! Poll tokens are `HMAC-SHA256(token secret, challenge id)`: nothing to store, the same
-//! token again for an idempotent replay, and useless for any other challenge.
+//! Poll tokens are `HMAC-SHA256(token secret, challenge id)` and trusted-device tokens
+//! `HMAC-SHA256(token secret, device id)`: nothing secret is stored, and neither is of use
+//! for anything else.
+
+mod calls;
+mod challenges;
+mod policy;
+mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::get;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
-use store::{ApiKey, Challenge, KeyKind, NewChallenge, PhoneNumber, Purpose, Store, StoreError};
-use tracing::{error, info};
+use store::{ApiKey, KeyKind, Store, StoreError};
+use tracing::error;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use policy::{Policy, RateLimit};
 
 /// Settings of the API.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
-    /// Secret for poll tokens (keep it across restarts, share it between nodes).
+    /// Secret for poll and trusted-device tokens (keep it across restarts, share it between
+    /// nodes).
     pub token_secret: Vec<u8>,
-    /// How long a challenge may take before it expires.
+    /// How long a challenge may wait for its call before it expires.
     pub challenge_ttl: Duration,
     /// The longest `?wait=` honoured.
     pub max_wait: Duration,
+    /// How long "don't ask again" trusts a device.
+    pub trusted_device_ttl: Duration,
+    /// Toll-fraud and abuse limits.
+    pub policy: Policy,
+    /// Webhook signing and retries.
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 impl Default for ApiConfig {
@@ -36,6 +55,9 @@ impl Default for ApiConfig {
             token_secret: Vec::new(),
             challenge_ttl: Duration::from_secs(300),
             max_wait: Duration::from_secs(25),
+            trusted_device_ttl: Duration::from_secs(14 * 86_400),
+            policy: Policy::default(),
+            webhooks: webhooks::WebhookConfig::default(),
         }
     }
 }
@@ -55,17 +77,158 @@ pub struct AppState {
 /// Request bodies above this are refused (413).
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// The routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "callverify",
+        description = "Telephony voice verification: challenges, users' phones, trusted \
+                       devices and the operator's call log."
+    ),
+    components(schemas(ProblemDoc)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (cvk_…, service or operator) or, where said, a \
+                         challenge's poll token (cvp_…)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The routes, declared once for the router and its OpenAPI document.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(challenges::create_challenge))
+        .routes(routes!(
+            challenges::get_challenge,
+            challenges::cancel_challenge
+        ))
+        .routes(routes!(challenges::challenge_events))
+        .routes(routes!(users::register_phone, users::list_phones))
+        .routes(routes!(users::remove_phone))
+        .routes(routes!(
+            users::list_trusted_devices,
+            users::revoke_trusted_devices
+        ))
+        .routes(routes!(users::revoke_trusted_device))
+        .routes(routes!(calls::list_calls))
+        .routes(routes!(calls::get_call))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// The OpenAPI document of the routes (served at `/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// The routes and `/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/challenges", post(create_challenge))
-        .route("/v1/challenges/{id}", get(get_challenge))
-        .route("/v1/calls", get(list_calls))
-        .route("/v1/calls/{id}", get(get_call))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+    let (router, doc) = api_routes().with_state(state).split_for_parts();
+    let doc = Arc::new(doc.to_json().expect("the OpenAPI document serialises"));
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        )],
+                        doc.as_ref().clone(),
+                    )
+                }
+            }),
+        )
+        .fallback(|| async {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-route",
+                "No such route",
+                "the routes are listed in /openapi.json",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+        .layer(axum::middleware::map_response(problemize))
+}
+
+/// Errors that axum answers itself (a body over the limit, a method not allowed, a query
+/// or path that does not parse) become problem+json too.
+async fn problemize(r: Response) -> Response {
+    let status = r.status();
+    let is_problem = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&text).trim().to_string();
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        s if s.is_client_error() => "invalid-request",
+        _ => "internal",
+    };
+    let title = status.canonical_reason().unwrap_or("Error");
+    let mut out = Problem::new(status, kind, title, detail).into_response();
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k, v.clone());
+        }
+    }
+    out
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses((status = 200, body = String), (status = 503, body = ProblemDoc))
+)]
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, Problem> {
+    state.store.challenge("ch_readiness_probe").await?;
+    Ok("ready")
+}
+
+/// An RFC 9457 problem, as documented.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ProblemDoc {
+    /// `https://callverify.invalid/problems/<kind>`
+    r#type: String,
+    title: String,
+    status: u16,
+    detail: String,
 }
 
 /// An RFC 9457 problem.
@@ -75,6 +238,7 @@ pub struct Problem {
     kind: &'static str,
     title: &'static str,
     detail: String,
+    retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -89,6 +253,7 @@ impl Problem {
             kind,
             title,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -101,13 +266,40 @@ impl Problem {
         )
     }
 
-    fn not_found(id: &str) -> Problem {
+    fn forbidden(title: &'static str, detail: &str) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, "forbidden", title, detail)
+    }
+
+    fn not_found(what: &'static str, id: &str) -> Problem {
         Problem::new(
             StatusCode::NOT_FOUND,
             "not-found",
-            "No such challenge",
-            format!("no challenge {id} for these credentials"),
+            "Not found",
+            format!("no {what} {id} for these credentials"),
         )
+    }
+
+    fn unprocessable(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            "The request is not valid",
+            detail,
+        )
+    }
+
+    fn malformed(e: impl std::fmt::Display) -> Problem {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+            "The body is not the expected JSON",
+            e.to_string(),
+        )
+    }
+
+    fn with_retry_after(mut self, secs: u64) -> Problem {
+        self.retry_after = Some(secs.max(1));
+        self
     }
 }
 
@@ -141,12 +333,17 @@ impl IntoResponse for Problem {
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
-        (
+        let mut r = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
     }
 }
 
@@ -195,261 +392,27 @@ async fn api_key(state: &AppState, headers: &HeaderMap) -> Result<Option<ApiKey>
     }
 }
 
-fn poll_mac(secret: &[u8], id: &str) -> Hmac<sha2::Sha256> {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(id.as_bytes());
-    mac
-}
-
-/// The poll token of a challenge.
-pub fn poll_token(secret: &[u8], id: &str) -> String {
-    let tag = poll_mac(secret, id).finalize().into_bytes();
-    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    format!("cvp_{hex}")
-}
-
-fn poll_token_matches(secret: &[u8], id: &str, token: &str) -> bool {
-    let Some(hex) = token.strip_prefix("cvp_") else {
-        return false;
-    };
-    if hex.len() != 64 {
-        return false;
-    }
-    let bytes: Option<Vec<u8>> = (0..32)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-        .collect();
-    // Constant-time comparison.
-    bytes.is_some_and(|b| poll_mac(secret, id).verify_slice(&b).is_ok())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateRequest {
-    phone_number: String,
-    #[serde(default = "default_language")]
-    language: String,
-    #[serde(default = "default_purpose")]
-    purpose: Purpose,
-    callback_url: Option<String>,
-}
-
-fn default_language() -> String {
-    "en".into()
-}
-fn default_purpose() -> Purpose {
-    Purpose::SignIn
-}
-
-/// A challenge as the API shows it.
-#[derive(Serialize)]
-struct ChallengeView {
-    id: String,
-    state: store::ChallengeState,
-    purpose: Purpose,
-    language: String,
-    phone_number: String,
-    created_at: String,
-    updated_at: String,
-    expires_at: String,
-    decided_at: Option<String>,
-    reason: Option<String>,
-    sip_status: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    poll_token: Option<String>,
-}
-
-impl ChallengeView {
-    fn of(c: &Challenge, poll_token: Option<String>) -> ChallengeView {
-        ChallengeView {
-            id: c.id.clone(),
-            state: c.state,
-            purpose: c.purpose,
-            language: c.language.clone(),
-            phone_number: c.phone.masked(),
-            created_at: rfc3339(c.created_at_ms),
-            updated_at: rfc3339(c.updated_at_ms),
-            expires_at: rfc3339(c.expires_at_ms),
-            decided_at: c.decided_at_ms.map(rfc3339),
-            reason: c.reason.clone(),
-            sip_status: c.sip_status,
-            poll_token,
-        }
-    }
-}
-
-fn unprocessable(detail: impl Into<String>) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-request",
-        "The request is not valid",
-        detail,
-    )
-}
-
-async fn create_challenge(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    let key = api_key(&state, &headers)
+/// A service key, or 401/403.
+async fn service(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, Problem> {
+    let key = api_key(state, headers)
         .await?
         .ok_or_else(Problem::unauthorized)?;
     if key.kind != KeyKind::Service {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "This key may not create challenges",
+        return Err(Problem::forbidden(
+            "This needs a service key",
             "operator keys read the call log only",
         ));
     }
-    let req: CreateRequest = serde_json::from_slice(&body).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-body",
-            "The body is not the expected JSON",
-            e.to_string(),
-        )
-    })?;
-    let phone = PhoneNumber::parse(&req.phone_number)
-        .map_err(|e| unprocessable(format!("phone_number: {e}")))?;
-    if !matches!(req.language.as_str(), "en" | "ja") {
-        return Err(unprocessable(format!(
-            "language {:?} is not offered: use en or ja",
-            req.language
-        )));
-    }
-    if let Some(url) = &req.callback_url
-        && !(url.starts_with("https://") || url.starts_with("http://"))
-    {
-        return Err(unprocessable("callback_url must be an http(s) URL"));
-    }
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(s) if !s.is_empty() && s.len() <= 255 => Some(s.to_string()),
-            _ => {
-                return Err(unprocessable(
-                    "Idempotency-Key must be 1 to 255 visible characters",
-                ));
-            }
-        },
-    };
-    let request_hash = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&body)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    let now = now_ms();
-    let (c, replay) = state
-        .store
-        .create_challenge(&NewChallenge {
-            api_key_id: key.id.clone(),
-            idempotency_key,
-            request_hash,
-            user_id: None,
-            phone,
-            language: req.language,
-            purpose: req.purpose,
-            callback_url: req.callback_url,
-            now_ms: now,
-            expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
-        })
-        .await?;
-    if !replay {
-        info!(challenge = %c.id, to = %c.phone, "challenge created");
-        if let Some(runner) = &state.runner {
-            let runner = runner.clone();
-            let id = c.id.clone();
-            tokio::spawn(async move {
-                if let Err(e) = runner.run(&id).await {
-                    error!(challenge = %id, error = %e, "the challenge's call failed");
-                }
-            });
-        }
-    }
-    let token = poll_token(&state.cfg.token_secret, &c.id);
-    let status = if replay {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    let location = format!("/v1/challenges/{}", c.id);
-    Ok((
-        status,
-        [(header::LOCATION, location)],
-        Json(ChallengeView::of(&c, Some(token))),
-    )
-        .into_response())
+    Ok(key)
 }
 
-#[derive(Deserialize)]
-struct WaitQuery {
-    wait: Option<u64>,
-}
-
-async fn get_challenge(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let token_ok =
-        bearer(&headers).is_some_and(|t| poll_token_matches(&state.cfg.token_secret, &id, t));
-    let key = if token_ok {
-        None
-    } else {
-        Some(
-            api_key(&state, &headers)
-                .await?
-                .ok_or_else(Problem::unauthorized)?,
-        )
-    };
-    let mut c = state
-        .store
-        .challenge(&id)
-        .await?
-        .ok_or_else(|| Problem::not_found(&id))?;
-    if let Some(k) = &key
-        && k.kind == KeyKind::Service
-        && k.id != c.api_key_id
-    {
-        return Err(Problem::not_found(&id));
-    }
-    // Long poll: until the state changes or the wait is over.
-    let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.cfg.max_wait);
-    if !wait.is_zero() && !c.state.is_terminal() {
-        let deadline = tokio::time::Instant::now() + wait;
-        let seen = c.state;
-        while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            match state.store.challenge(&id).await? {
-                Some(now) if now.state != seen => {
-                    c = now;
-                    break;
-                }
-                Some(now) => c = now,
-                None => break,
-            }
-        }
-    }
-    Ok(Json(ChallengeView::of(&c, None)).into_response())
-}
-
-async fn ready(State(state): State<AppState>) -> Result<&'static str, Problem> {
-    state.store.challenge("ch_readiness_probe").await?;
-    Ok("ready")
-}
-
+/// An operator key, or 401/403.
 async fn operator(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, Problem> {
     let key = api_key(state, headers)
         .await?
         .ok_or_else(Problem::unauthorized)?;
     if key.kind != KeyKind::Operator {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+        return Err(Problem::forbidden(
             "The call log needs an operator key",
             "service keys read their own challenges only",
         ));
@@ -457,137 +420,55 @@ async fn operator(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, Probl
     Ok(key)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CallsQuery {
-    outcome: Option<String>,
-    from: Option<i64>,
-    to: Option<i64>,
-    phone: Option<String>,
-    trunk: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
+fn mac(secret: &[u8], label: &str, id: &str) -> Hmac<sha2::Sha256> {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(label.as_bytes());
+    mac.update(id.as_bytes());
+    mac
 }
 
-#[derive(Serialize)]
-struct KeyView {
-    digit: String,
-    source: String,
-    at_ms: i64,
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[derive(Serialize)]
-struct CallView {
-    id: String,
-    challenge_id: String,
-    phone_number: String,
-    started_at: String,
-    ended_at: Option<String>,
-    outcome: Option<String>,
-    sip_status: Option<i64>,
-    detail: Option<String>,
-    trunk: Option<String>,
-    post_dial_delay_ms: Option<i64>,
-    time_to_answer_ms: Option<i64>,
-    time_to_key_ms: Option<i64>,
-    time_to_verdict_ms: Option<i64>,
-    packets_sent: Option<i64>,
-    packets_received: Option<i64>,
-    packets_lost: Option<i64>,
-    jitter_ms: Option<f64>,
-    packets_rejected: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    keys: Option<Vec<KeyView>>,
-}
-
-impl CallView {
-    fn of(c: &store::CallEntry, with_keys: bool) -> CallView {
-        let e = c.end.as_ref();
-        CallView {
-            id: c.id.clone(),
-            challenge_id: c.challenge_id.clone(),
-            phone_number: c.phone_masked.clone(),
-            started_at: rfc3339(c.started_at_ms),
-            ended_at: e.map(|e| rfc3339(e.ended_at_ms)),
-            outcome: e.map(|e| e.outcome.clone()),
-            sip_status: e.and_then(|e| e.sip_status),
-            detail: e.and_then(|e| e.detail.clone()),
-            trunk: e.and_then(|e| e.trunk.clone()),
-            post_dial_delay_ms: e.and_then(|e| e.post_dial_delay_ms),
-            time_to_answer_ms: e.and_then(|e| e.time_to_answer_ms),
-            time_to_key_ms: e.and_then(|e| e.time_to_key_ms),
-            time_to_verdict_ms: e.and_then(|e| e.time_to_verdict_ms),
-            packets_sent: e.map(|e| e.packets_sent),
-            packets_received: e.map(|e| e.packets_received),
-            packets_lost: e.map(|e| e.packets_lost),
-            jitter_ms: e.map(|e| e.jitter_ms),
-            packets_rejected: e.map(|e| e.packets_rejected),
-            keys: with_keys.then(|| {
-                e.map(|e| {
-                    e.keys
-                        .iter()
-                        .map(|k| KeyView {
-                            digit: k.digit.clone(),
-                            source: k.source.clone(),
-                            at_ms: k.at_ms,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-            }),
-        }
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
     }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
 }
 
-async fn list_calls(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<CallsQuery>,
-) -> Result<Response, Problem> {
-    operator(&state, &headers).await?;
-    let filter = store::CallFilter {
-        outcome: q.outcome,
-        from_ms: q.from,
-        to_ms: q.to,
-        phone_masked: q.phone,
-        trunk: q.trunk,
-    };
-    let (calls, next) = state
-        .store
-        .calls(&filter, q.limit.unwrap_or(50), q.cursor.as_deref())
-        .await
-        .map_err(|e| match e {
-            StoreError::Corrupt(c) if c.starts_with("cursor") => {
-                unprocessable(format!("{c} is not a cursor from this API"))
-            }
-            other => other.into(),
-        })?;
-    let items: Vec<CallView> = calls.iter().map(|c| CallView::of(c, false)).collect();
-    Ok(Json(serde_json::json!({ "calls": items, "next_cursor": next })).into_response())
+/// The poll token of a challenge.
+pub fn poll_token(secret: &[u8], id: &str) -> String {
+    format!("cvp_{}", hex(&mac(secret, "", id).finalize().into_bytes()))
 }
 
-async fn get_call(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    operator(&state, &headers).await?;
-    let call = state.store.call(&id).await?.ok_or_else(|| {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "No such call",
-            format!("no call {id}"),
-        )
-    })?;
-    let timeline = state.store.events(&call.challenge_id).await?;
-    let events: Vec<serde_json::Value> = timeline
-        .iter()
-        .map(|e| serde_json::json!({"state": e.state, "at": rfc3339(e.at_ms), "detail": e.detail}))
-        .collect();
-    let mut v = serde_json::to_value(CallView::of(&call, true)).expect("serialisable");
-    v["challenge_events"] = serde_json::Value::Array(events);
-    Ok(Json(v).into_response())
+fn poll_token_matches(secret: &[u8], id: &str, token: &str) -> bool {
+    token
+        .strip_prefix("cvp_")
+        .and_then(unhex)
+        // Constant-time comparison.
+        .is_some_and(|b| mac(secret, "", id).verify_slice(&b).is_ok())
+}
+
+/// The token of a trusted device (`cvt_<id>.<hex HMAC>`).
+pub fn trusted_device_token(secret: &[u8], device_id: &str) -> String {
+    let tag = mac(secret, "trusted-device:", device_id)
+        .finalize()
+        .into_bytes();
+    format!("cvt_{device_id}.{}", hex(&tag))
+}
+
+/// The device id of a genuine trusted-device token.
+fn trusted_device_id<'t>(secret: &[u8], token: &'t str) -> Option<&'t str> {
+    let (id, tag) = token.strip_prefix("cvt_")?.split_once('.')?;
+    let tag = unhex(tag)?;
+    mac(secret, "trusted-device:", id)
+        .verify_slice(&tag)
+        .is_ok()
+        .then_some(id)
 }
 
 #[cfg(test)]
@@ -609,5 +490,20 @@ mod tests {
         assert!(!poll_token_matches(b"other", "ch_1", &t));
         assert!(!poll_token_matches(b"secret", "ch_1", "cvp_zz"));
         assert!(!poll_token_matches(b"secret", "ch_1", &t[..t.len() - 1]));
+        assert!(!poll_token_matches(b"secret", "ch_1", "cvp_é"));
+    }
+
+    #[test]
+    fn trusted_device_tokens_are_signed() {
+        let t = trusted_device_token(b"secret", "td_1");
+        assert_eq!(trusted_device_id(b"secret", &t), Some("td_1"));
+        assert_eq!(trusted_device_id(b"other", &t), None);
+        let forged = t.replace("td_1", "td_2");
+        assert_eq!(trusted_device_id(b"secret", &forged), None);
+        // A poll token is not a device token, nor the other way round.
+        let p = poll_token(b"secret", "td_1");
+        assert_eq!(trusted_device_id(b"secret", &p), None);
+        assert!(!poll_token_matches(b"secret", "td_1", &t));
+        assert_eq!(trusted_device_id(b"secret", "cvt_td_1"), None);
     }
 }

@@ -169,11 +169,37 @@ async fn credentials_bodies_idempotency_and_poll_tokens() {
         );
     }
     let big: &'static [u8] = Box::leak(vec![b' '; 20 * 1024].into_boxed_slice());
+    let r = post(vec![("Authorization", auth(&service))], big).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert_eq!(r.json()["status"], 413);
+    // axum's own answers are problems too: no route, a method not allowed, a bad query.
+    let r = http(addr, "GET", "/v1/nothing", &[], b"").await;
     assert_eq!(
-        post(vec![("Authorization", auth(&service))], big)
-            .await
-            .status,
-        413
+        (r.status, r.headers["content-type"].as_str()),
+        (404, "application/problem+json")
+    );
+    let r = http(addr, "PUT", "/v1/challenges", &[], b"").await;
+    assert_eq!(
+        (r.status, r.headers["content-type"].as_str()),
+        (405, "application/problem+json")
+    );
+    let r = http(
+        addr,
+        "GET",
+        "/v1/calls?limit=many",
+        &[("Authorization", &auth(&operator))],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.headers["content-type"].as_str()),
+        (400, "application/problem+json")
+    );
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("limit"),
+        "{}",
+        r.body
     );
 
     // Created, then the same request again gives the same challenge and token.
@@ -249,13 +275,13 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
     let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
     let sipp = Sipp::callee("api-approved", V4, Some(pcap));
     let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
-    let runner = engine::Runner {
-        store: store.clone(),
-        endpoint: Arc::new(ep),
-        media: media_at(V4, free_rtp_pair(V4)),
-        script: script(),
-        prompts: HashMap::from([(Language::Ja, prompts(Language::Ja))]),
-    };
+    let runner = engine::Runner::new(
+        store.clone(),
+        Arc::new(ep),
+        media_at(V4, free_rtp_pair(V4)),
+        script(),
+        HashMap::from([(Language::Ja, prompts(Language::Ja))]),
+    );
     let addr = serve(AppState {
         store,
         runner: Some(Arc::new(runner)),
@@ -367,4 +393,728 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
     assert_eq!(r.status, 422);
     assert_eq!(http(addr, "GET", "/healthz", &[], b"").await.status, 200);
     assert_eq!(http(addr, "GET", "/readyz", &[], b"").await.status, 200);
+}
+
+fn auth(k: &str) -> String {
+    format!("Bearer {k}")
+}
+
+async fn keys(store: &Store) -> (String, String) {
+    let (_, service) = store
+        .create_api_key("idp", KeyKind::Service, 0)
+        .await
+        .unwrap();
+    let (_, operator) = store
+        .create_api_key("ops", KeyKind::Operator, 0)
+        .await
+        .unwrap();
+    (service, operator)
+}
+
+async fn post_json(addr: SocketAddr, path: &str, key: &str, body: &str) -> Reply {
+    http(
+        addr,
+        "POST",
+        path,
+        &[("Authorization", &auth(key))],
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// Reads server-sent events until the stream ends (or `BOUND`); returns each `data:` line.
+async fn sse(addr: SocketAddr, path: &str, bearer: &str) -> (u16, Vec<serde_json::Value>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {bearer}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(BOUND, s.read_to_end(&mut raw))
+        .await
+        .expect("the stream ends after the decision")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let events = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    (status, events)
+}
+
+#[tokio::test]
+async fn cancel_server_sent_events_and_expiry() {
+    use store::ChallengeState::*;
+    let store = sqlite("api-cancel").await;
+    let (service, operator) = keys(&store).await;
+    let state = AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: Arc::new(ApiConfig {
+            token_secret: b"test token secret".to_vec(),
+            challenge_ttl: std::time::Duration::from_secs(2),
+            ..ApiConfig::default()
+        }),
+    };
+    let workers = api::webhooks::spawn_workers(state.clone());
+    let addr = serve(state).await;
+
+    // SSE: the current state at once, then each change, ending after the decision. The
+    // changes are made through the store, as the call runner makes them.
+    let r = post_json(addr, "/v1/challenges", &service, BODY).await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let token = auth(r.json()["poll_token"].as_str().unwrap());
+    let events = tokio::spawn({
+        let (path, token) = (format!("/v1/challenges/{id}/events"), token.clone());
+        async move { sse(addr, &path, &token).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for s in [Calling, Ringing, Answered, Approved] {
+        assert!(
+            store
+                .transition(&id, s, now_ms(), None, None)
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, events) = events.await.unwrap();
+    assert_eq!(status, 200);
+    let states: Vec<&str> = events
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["queued", "calling", "ringing", "answered", "approved"]
+    );
+    // Of a decided challenge: one event and the end.
+    let (_, events) = sse(addr, &format!("/v1/challenges/{id}/events"), &token).await;
+    assert_eq!(events.len(), 1);
+    let (status, _) = sse(
+        addr,
+        &format!("/v1/challenges/{id}/events"),
+        "Bearer cvp_00",
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // DELETE: a waiting long poll sees the cancel at once; a decided challenge stays.
+    let r = post_json(addr, "/v1/challenges", &service, BODY).await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let token = auth(r.json()["poll_token"].as_str().unwrap());
+    let path = format!("/v1/challenges/{id}");
+    let poll = tokio::spawn({
+        let (path, token) = (path.clone(), token.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let r = http(
+                addr,
+                "GET",
+                &format!("{path}?wait=20"),
+                &[("Authorization", &token)],
+                b"",
+            )
+            .await;
+            (r, started.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = http(
+        addr,
+        "DELETE",
+        &path,
+        &[("Authorization", &auth(&operator))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = http(
+        addr,
+        "DELETE",
+        &path,
+        &[("Authorization", &auth(&service))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "canceled");
+    assert_eq!(r.json()["reason"], "canceled through the API");
+    let (r, waited) = poll.await.unwrap();
+    assert_eq!(r.json()["state"], "canceled");
+    assert!(waited < std::time::Duration::from_secs(20), "{waited:?}");
+    let r = http(addr, "DELETE", &path, &[("Authorization", &token)], b"").await;
+    assert_eq!(r.status, 409);
+    assert!(r.json()["detail"].as_str().unwrap().contains("canceled"));
+    // The poll token may cancel too (the user's "this wasn't me" before the call).
+    let r = post_json(addr, "/v1/challenges", &service, BODY).await;
+    let other = r.json()["id"].as_str().unwrap().to_string();
+    let t = auth(r.json()["poll_token"].as_str().unwrap());
+    let r = http(
+        addr,
+        "DELETE",
+        &format!("/v1/challenges/{other}"),
+        &[("Authorization", &t)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.json()["state"], "canceled");
+
+    // Expiry: nobody calls this one; after its 2 s it is expired.
+    let r = post_json(addr, "/v1/challenges", &service, BODY).await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let r = http(
+        addr,
+        "GET",
+        &format!("/v1/challenges/{id}?wait=10"),
+        &[("Authorization", &auth(&service))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.json()["state"], "expired", "{}", r.body);
+    assert_eq!(r.json()["reason"], "not called before its expiry");
+    workers.abort();
+}
+
+#[tokio::test]
+async fn policy_refuses_with_reasons() {
+    let store = sqlite("api-policy").await;
+    let (service, _) = keys(&store).await;
+    let mut cfg = ApiConfig {
+        token_secret: b"test token secret".to_vec(),
+        ..ApiConfig::default()
+    };
+    cfg.policy.allowed_countries = Some(vec!["JP".into()]);
+    cfg.policy.per_number = api::RateLimit::new(2, std::time::Duration::from_secs(600));
+    cfg.policy.per_user = api::RateLimit::new(1, std::time::Duration::from_secs(600));
+    cfg.policy.max_concurrent_calls = 4;
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: Arc::new(cfg),
+    })
+    .await;
+    let post = |body: &'static str| post_json(addr, "/v1/challenges", &service, body);
+    let r = post(r#"{"phone_number":"+442071838750"}"#).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.json()["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/country-not-allowed")
+    );
+    assert!(r.json()["detail"].as_str().unwrap().contains("GB"));
+    let r = post(r#"{"phone_number":"+8190123456"}"#).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.json()["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/invalid-number")
+    );
+    assert_eq!(post(BODY).await.status, 201);
+    assert_eq!(post(BODY).await.status, 201);
+    let r = post(BODY).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("+8190****5678 had 2 challenges")
+    );
+    assert_eq!(r.headers["retry-after"], "600");
+    // An idempotent replay is answered even at the limit.
+    let idem = |k: &'static str| {
+        let key = service.clone();
+        async move {
+            http(
+                addr,
+                "POST",
+                "/v1/challenges",
+                &[("Authorization", &auth(&key)), ("Idempotency-Key", k)],
+                br#"{"phone_number":"+819011112222"}"#,
+            )
+            .await
+        }
+    };
+    assert_eq!(idem("once").await.status, 201);
+    // Three queued now; the cap is four.
+    assert_eq!(
+        post(r#"{"phone_number":"+819033334444"}"#).await.status,
+        201
+    );
+    let r = post(r#"{"phone_number":"+819055556666"}"#).await;
+    assert_eq!(r.status, 429);
+    assert!(
+        r.json()["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/too-many-calls"),
+        "{}",
+        r.body
+    );
+    assert_eq!(idem("once").await.status, 200);
+    // A user without a verified phone cannot sign in.
+    let r = post(r#"{"user_id":"nobody"}"#).await;
+    assert_eq!(r.status, 409);
+    assert!(
+        r.json()["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/no-verified-phone")
+    );
+    for (body, words) in [
+        (r#"{"user_id":"bad user"}"#, "user_id must be"),
+        (
+            r#"{"user_id":"u","phone_number":"+819012345678"}"#,
+            "not both",
+        ),
+        (
+            r#"{"purpose":"enroll","phone_number":"+819012345678"}"#,
+            "needs phone_number and user_id",
+        ),
+        (
+            r#"{"phone_number":"+819012345678","remember_device":true}"#,
+            "sign-ins of a user_id",
+        ),
+        (r#"{}"#, "phone_number or user_id"),
+    ] {
+        let r = post(body).await;
+        assert_eq!(r.status, 422, "{body}: {}", r.body);
+        assert!(
+            r.json()["detail"].as_str().unwrap().contains(words),
+            "{}",
+            r.body
+        );
+    }
+}
+
+/// Requests a receiver got: headers and body.
+type Received = Arc<std::sync::Mutex<Vec<(HashMap<String, String>, String)>>>;
+
+/// A webhook receiver on loopback: answers 500 to the first delivery and 204 after; keeps
+/// each request's headers and body.
+async fn receiver() -> (SocketAddr, Received) {
+    let got: Received = Arc::default();
+    let lis = tokio::net::TcpListener::bind((V4, 0)).await.unwrap();
+    let addr = lis.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let got = got.clone();
+            move |headers: axum::http::HeaderMap, body: String| {
+                let got = got.clone();
+                async move {
+                    let h = headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    let mut g = got.lock().unwrap();
+                    g.push((h, body));
+                    if g.len() == 1 {
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(lis, app).await });
+    (addr, got)
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_and_logged() {
+    let store = sqlite("api-webhooks").await;
+    let (service, _) = keys(&store).await;
+    let (hook, got) = receiver().await;
+    let mut cfg = ApiConfig {
+        token_secret: b"test token secret".to_vec(),
+        ..ApiConfig::default()
+    };
+    cfg.webhooks.secret = b"webhook secret".to_vec();
+    cfg.webhooks.first_retry = std::time::Duration::from_millis(200);
+    let state = AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: Arc::new(cfg),
+    };
+    let workers = api::webhooks::spawn_workers(state.clone());
+    let addr = serve(state).await;
+    let body = format!(r#"{{"phone_number":"+819012345678","callback_url":"http://{hook}/hook"}}"#);
+    let r = post_json(addr, "/v1/challenges", &service, &body).await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    // Nothing is posted before the decision.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(got.lock().unwrap().is_empty());
+    let r = http(
+        addr,
+        "DELETE",
+        &format!("/v1/challenges/{id}"),
+        &[("Authorization", &auth(&service))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while store.webhook_attempts(&id).await.unwrap().len() < 2
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let attempts = store.webhook_attempts(&id).await.unwrap();
+    let statuses: Vec<Option<i64>> = attempts.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [Some(500), Some(204)]);
+    assert!(
+        attempts[1].at_ms - attempts[0].at_ms >= 200,
+        "backoff: {attempts:?}"
+    );
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "delivered once it succeeded, not again");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for (n, (headers, body)) in got.iter().enumerate() {
+        let sig = &headers["callverify-signature"];
+        assert!(api::webhooks::verify_signature(
+            b"webhook secret",
+            sig,
+            body.as_bytes(),
+            now
+        ));
+        assert!(!api::webhooks::verify_signature(
+            b"other",
+            sig,
+            body.as_bytes(),
+            now
+        ));
+        assert!(
+            !api::webhooks::verify_signature(b"webhook secret", sig, body.as_bytes(), now + 3600),
+            "stale"
+        );
+        assert_eq!(headers["callverify-delivery"], format!("{id}/{}", n + 1));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["type"], "challenge.decided");
+        assert_eq!(
+            (
+                v["challenge"]["id"].as_str(),
+                v["challenge"]["state"].as_str()
+            ),
+            (Some(id.as_str()), Some("canceled"))
+        );
+        assert!(v["challenge"].get("poll_token").is_none());
+    }
+    workers.abort();
+}
+
+#[tokio::test]
+async fn users_phones_and_trusted_devices() {
+    use store::ChallengeState::*;
+    let store = sqlite("api-users").await;
+    let (service, _) = keys(&store).await;
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: cfg(),
+    })
+    .await;
+    let key = auth(&service);
+    // Decides a challenge as the call runner does when '#' is pressed.
+    let approve = |id: String| {
+        let store = store.clone();
+        async move {
+            for s in [Calling, Ringing, Answered, Approved] {
+                assert!(
+                    store
+                        .transition(&id, s, now_ms(), None, None)
+                        .await
+                        .unwrap()
+                );
+            }
+        }
+    };
+
+    // Registering a phone calls it; it is verified once the call is approved.
+    let r = post_json(
+        addr,
+        "/v1/users/alice/phones",
+        &service,
+        r#"{"phone_number":"+819012345678","language":"ja"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let reg = r.json();
+    assert_eq!(reg["phone"]["state"], "pending");
+    assert_eq!(reg["phone"]["role"], "primary");
+    assert_eq!(reg["phone"]["phone_number"], "+8190****5678");
+    assert_eq!(reg["challenge"]["purpose"], "enroll");
+    assert!(
+        reg["challenge"]["poll_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("cvp_")
+    );
+    let phone_id = reg["phone"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.headers["location"],
+        format!("/v1/users/alice/phones/{phone_id}")
+    );
+    // Not verified yet: a sign-in has no phone to call.
+    assert_eq!(
+        post_json(addr, "/v1/challenges", &service, r#"{"user_id":"alice"}"#)
+            .await
+            .status,
+        409
+    );
+    approve(reg["challenge"]["id"].as_str().unwrap().to_string()).await;
+    let r = http(
+        addr,
+        "GET",
+        "/v1/users/alice/phones",
+        &[("Authorization", &key)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.json()["phones"][0]["state"], "verified", "{}", r.body);
+
+    // A sign-in of the user calls the verified phone; "don't ask again" gives a token.
+    let r = post_json(
+        addr,
+        "/v1/challenges",
+        &service,
+        r#"{"user_id":"alice","remember_device":true}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["phone_number"], "+8190****5678");
+    assert!(r.json().get("trusted_device_token").is_none());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let poll = auth(r.json()["poll_token"].as_str().unwrap());
+    approve(id.clone()).await;
+    let r = http(
+        addr,
+        "GET",
+        &format!("/v1/challenges/{id}"),
+        &[("Authorization", &poll)],
+        b"",
+    )
+    .await;
+    let td = r.json()["trusted_device_token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    assert!(td.starts_with("cvt_"));
+    let until = r.json()["trusted_until"].as_str().unwrap().to_string();
+    assert!(until.as_str() > r.json()["decided_at"].as_str().unwrap());
+
+    // The next sign-in with it is approved without a call.
+    let with = |t: &str| format!(r#"{{"user_id":"alice","trusted_device_token":"{t}"}}"#);
+    let r = post_json(addr, "/v1/challenges", &service, &with(&td)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        (r.json()["state"].as_str(), r.json()["reason"].as_str()),
+        (Some("approved"), Some("trusted_device"))
+    );
+    // Not for another user, not forged: those are called.
+    let r = post_json(
+        addr,
+        "/v1/challenges",
+        &service,
+        &with(&td).replace("alice", "bob"),
+    )
+    .await;
+    assert_eq!(r.status, 409, "bob has no phone: {}", r.body);
+    let forged = format!("{}0", &td[..td.len() - 1]);
+    let r = post_json(addr, "/v1/challenges", &service, &with(&forged)).await;
+    assert_eq!(r.json()["state"], "queued");
+
+    // Revoked: called again.
+    let r = http(
+        addr,
+        "GET",
+        "/v1/users/alice/trusted-devices",
+        &[("Authorization", &key)],
+        b"",
+    )
+    .await;
+    let devices = r.json()["trusted_devices"].as_array().unwrap().clone();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["active"], true);
+    let dev = devices[0]["id"].as_str().unwrap();
+    let r = http(
+        addr,
+        "DELETE",
+        &format!("/v1/users/alice/trusted-devices/{dev}"),
+        &[("Authorization", &key)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let r = http(
+        addr,
+        "DELETE",
+        &format!("/v1/users/alice/trusted-devices/{dev}"),
+        &[("Authorization", &key)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = post_json(addr, "/v1/challenges", &service, &with(&td)).await;
+    assert_eq!(r.json()["state"], "queued");
+    let r = http(
+        addr,
+        "DELETE",
+        "/v1/users/alice/trusted-devices",
+        &[("Authorization", &key)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.json()["revoked"], 0);
+
+    // A fallback phone; removing phones.
+    let r = post_json(
+        addr,
+        "/v1/users/alice/phones",
+        &service,
+        r#"{"phone_number":"+819033334444","role":"fallback"}"#,
+    )
+    .await;
+    assert_eq!(r.json()["phone"]["role"], "fallback");
+    let r = http(
+        addr,
+        "GET",
+        "/v1/users/alice/phones",
+        &[("Authorization", &key)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.json()["phones"].as_array().unwrap().len(), 2);
+    let r = http(
+        addr,
+        "DELETE",
+        &format!("/v1/users/alice/phones/{phone_id}"),
+        &[("Authorization", &key)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let r = http(
+        addr,
+        "DELETE",
+        &format!("/v1/users/bob/phones/{phone_id}"),
+        &[("Authorization", &key)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        post_json(addr, "/v1/challenges", &service, r#"{"user_id":"alice"}"#)
+            .await
+            .status,
+        409
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let store = sqlite("api-openapi").await;
+    let (service, _) = keys(&store).await;
+    let addr = serve(AppState {
+        store,
+        runner: None,
+        cfg: cfg(),
+    })
+    .await;
+    let r = http(addr, "GET", "/openapi.json", &[], b"").await;
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                documented.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    documented.sort();
+    let mut expected = vec![
+        "POST /v1/challenges",
+        "GET /v1/challenges/{id}",
+        "DELETE /v1/challenges/{id}",
+        "GET /v1/challenges/{id}/events",
+        "POST /v1/users/{user_id}/phones",
+        "GET /v1/users/{user_id}/phones",
+        "DELETE /v1/users/{user_id}/phones/{phone_id}",
+        "GET /v1/users/{user_id}/trusted-devices",
+        "DELETE /v1/users/{user_id}/trusted-devices",
+        "DELETE /v1/users/{user_id}/trusted-devices/{device_id}",
+        "GET /v1/calls",
+        "GET /v1/calls/{id}",
+        "GET /healthz",
+        "GET /readyz",
+    ];
+    expected.sort();
+    assert_eq!(documented, expected);
+    // Every documented operation is routed: with a key it never meets the router's "no
+    // route" or "method not allowed", and every answer it documents is a real status.
+    for op in &documented {
+        let (method, path) = op.split_once(' ').unwrap();
+        let concrete = path
+            .replace("{id}", "x_1")
+            .replace("{user_id}", "alice")
+            .replace("{phone_id}", "ph_1")
+            .replace("{device_id}", "td_1");
+        let r = http(
+            addr,
+            method,
+            &concrete,
+            &[("Authorization", &auth(&service))],
+            if method == "POST" { b"{}" } else { b"" },
+        )
+        .await;
+        let kind = serde_json::from_str::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        assert!(
+            !kind.ends_with("/no-route") && !kind.ends_with("/method-not-allowed"),
+            "{op}: {} {}",
+            r.status,
+            r.body
+        );
+        let responses = doc["paths"][path][method.to_lowercase()]["responses"]
+            .as_object()
+            .unwrap();
+        assert!(
+            responses.contains_key(&r.status.to_string())
+                || r.status == 403 && method == "GET" && path.starts_with("/v1/calls"),
+            "{op} answered {} which it does not document: {}",
+            r.status,
+            r.body
+        );
+    }
+    // Each operation says how it authenticates, and the schemas it names exist.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "ChallengeView",
+        "CreateRequest",
+        "CallPage",
+        "CallDetail",
+        "PhoneView",
+        "ProblemDoc",
+    ] {
+        assert!(schemas.contains_key(name), "{name}");
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

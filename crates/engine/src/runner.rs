@@ -3,13 +3,15 @@
 //! call with its outcome, timings, RTP figures and keys).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use media::Language;
-use store::{CallEnd, ChallengeState, KeyRecord, NewCall, Store, StoreError};
-use tokio::sync::mpsc;
-use tracing::warn;
+use store::{
+    CallEnd, ChallengeState, KeyRecord, NewCall, PhoneNumber, PhoneRole, Purpose, Store, StoreError,
+};
+use tokio::sync::{Notify, mpsc};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::call::{CallReport, KeySource, Outcome, Prompts, Report, ScriptConfig};
 use crate::call_driver::{MediaConfig, VerifyError, verify};
@@ -48,16 +50,14 @@ pub enum RunError {
 
 /// Places the calls of stored challenges.
 pub struct Runner {
-    /// The store.
-    pub store: Store,
-    /// The SIP endpoint calls go through.
-    pub endpoint: Arc<SipEndpoint>,
-    /// Media settings.
-    pub media: MediaConfig,
-    /// Script settings.
-    pub script: ScriptConfig,
-    /// Prompts per language.
-    pub prompts: HashMap<Language, Prompts>,
+    store: Store,
+    endpoint: Arc<SipEndpoint>,
+    media: MediaConfig,
+    script: ScriptConfig,
+    prompts: HashMap<Language, Prompts>,
+    fallback: bool,
+    /// The challenges being called here, with what hangs each up.
+    active: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 fn now_ms() -> i64 {
@@ -66,16 +66,83 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Removes a challenge from the active ones when its run ends, however it ends.
+struct Active<'a>(&'a Runner, String);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active_map().remove(&self.1);
+        metrics::gauge!("callverify_active_calls").decrement(1.0);
+    }
+}
+
 impl Runner {
+    /// A runner that places calls through `endpoint` and records them in `store`.
+    pub fn new(
+        store: Store,
+        endpoint: Arc<SipEndpoint>,
+        media: MediaConfig,
+        script: ScriptConfig,
+        prompts: HashMap<Language, Prompts>,
+    ) -> Runner {
+        Runner {
+            store,
+            endpoint,
+            media,
+            script,
+            prompts,
+            fallback: false,
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a user's sign-in that ends `no_answer` or `busy` on the primary phone calls
+    /// the user's verified fallback phone next (off by default).
+    pub fn with_fallback(mut self, on: bool) -> Runner {
+        self.fallback = on;
+        self
+    }
+
+    /// The SIP endpoint.
+    pub fn endpoint(&self) -> &Arc<SipEndpoint> {
+        &self.endpoint
+    }
+
+    fn active_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many challenges are being called by this runner.
+    pub fn active_calls(&self) -> usize {
+        self.active_map().len()
+    }
+
+    /// Hangs up the call of challenge `id` if this runner is placing it (`true`). The
+    /// challenge's state is the caller's to set (the API marks it `canceled` first).
+    pub fn cancel(&self, id: &str) -> bool {
+        match self.active_map().get(id) {
+            Some(n) => {
+                n.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Calls the challenge `id` (which must be `queued`) and records everything; returns
     /// the state it ended in, or `None` when it was no longer queued (taken by another
-    /// node, cancelled).
+    /// node, cancelled, expired).
     pub async fn run(&self, id: &str) -> Result<Option<ChallengeState>, RunError> {
         let challenge = self
             .store
             .challenge(id)
             .await?
             .ok_or_else(|| RunError::Unknown(id.to_string()))?;
+        // Registered before the claim, so that a cancel in between is not lost.
+        let hangup = Arc::new(Notify::new());
+        self.active_map().insert(id.to_string(), hangup.clone());
+        metrics::gauge!("callverify_active_calls").increment(1.0);
+        let _active = Active(self, id.to_string());
         if !self
             .store
             .transition(id, ChallengeState::Calling, now_ms(), None, None)
@@ -98,12 +165,47 @@ impl Runner {
                 return Ok(Some(ChallengeState::Failed));
             }
         };
+        let mut phones = vec![challenge.phone.clone()];
+        if self.fallback
+            && challenge.purpose == Purpose::SignIn
+            && let Some(user) = &challenge.user_id
+            && let Some(f) = self.store.verified_phone(user, PhoneRole::Fallback).await?
+            && f.phone != challenge.phone
+        {
+            phones.push(f.phone);
+        }
+        for (i, phone) in phones.iter().enumerate() {
+            let last = i + 1 == phones.len();
+            let outcome = self
+                .call_one(id, phone, prompts.clone(), &hangup, last)
+                .await?;
+            if !matches!(outcome, Outcome::NoAnswer | Outcome::Busy) {
+                break;
+            }
+            if !last {
+                info!(challenge = %id, outcome = outcome.name(), "calling the fallback phone");
+            }
+        }
+        Ok(self.store.challenge(id).await?.map(|c| c.state))
+    }
+
+    /// One call of a challenge; a `no_answer` or `busy` decides the challenge only on the
+    /// `last` phone.
+    async fn call_one(
+        &self,
+        id: &str,
+        phone: &PhoneNumber,
+        prompts: Prompts,
+        hangup: &Notify,
+        last: bool,
+    ) -> Result<Outcome, RunError> {
         let call_id = store::new_id("call");
+        let span = info_span!("call", challenge = %id, call = %call_id, to = %phone);
         self.store
             .start_call(&NewCall {
                 id: call_id.clone(),
                 challenge_id: id.to_string(),
-                phone_masked: challenge.phone.masked(),
+                phone_masked: phone.masked(),
                 started_at_ms: now_ms(),
             })
             .await?;
@@ -113,20 +215,22 @@ impl Runner {
             &self.media,
             self.script.clone(),
             prompts,
-            &challenge.phone,
+            phone,
             Some(tx),
-            std::future::pending(),
-        );
+            hangup.notified(),
+        )
+        .instrument(span.clone());
+        let decides = |o: &Outcome| last || !matches!(o, Outcome::NoAnswer | Outcome::Busy);
         let record = async {
             let mut finished = None;
             while let Some(r) = rx.recv().await {
                 let step = match &r {
                     Report::Ringing { .. } => Some((ChallengeState::Ringing, None, None)),
                     Report::Answered { .. } => Some((ChallengeState::Answered, None, None)),
-                    Report::Verdict(o) => Some(decision(o)),
+                    Report::Verdict(o) if decides(o) => Some(decision(o)),
                     Report::Finished(f) => {
                         finished = Some((**f).clone());
-                        Some(decision(&f.outcome))
+                        decides(&f.outcome).then(|| decision(&f.outcome))
                     }
                     _ => None,
                 };
@@ -139,10 +243,12 @@ impl Runner {
             Ok::<_, StoreError>(finished)
         };
         let (placed, recorded) = tokio::join!(call, record);
-        let finished = match placed {
-            Ok(f) => Some(f.report),
+        let report = match placed {
+            Ok(f) => recorded?.unwrap_or(f.report),
             Err(e) => {
                 let reason = e.to_string();
+                span.in_scope(|| warn!(error = %reason, "the call could not be placed"));
+                metrics::counter!("callverify_calls_total", "outcome" => "failed").increment(1);
                 self.store
                     .transition(id, ChallengeState::Failed, now_ms(), Some(&reason), None)
                     .await?;
@@ -160,13 +266,25 @@ impl Runner {
                 return Err(e.into());
             }
         };
-        let report = recorded?.or(finished);
-        if let Some(report) = report
-            && !self.store.finish_call(&call_id, &call_end(&report)).await?
-        {
+        let name = report.outcome.name();
+        metrics::counter!("callverify_calls_total", "outcome" => name).increment(1);
+        if let Some(ms) = report.timings.post_dial_delay_ms {
+            metrics::histogram!("callverify_post_dial_delay_seconds").record(ms as f64 / 1e3);
+        }
+        if let Some(ms) = report.timings.time_to_verdict_ms {
+            metrics::histogram!("callverify_time_to_verdict_seconds").record(ms as f64 / 1e3);
+        }
+        span.in_scope(|| {
+            info!(
+                outcome = name,
+                detail = report.detail.as_deref(),
+                "call ended"
+            )
+        });
+        if !self.store.finish_call(&call_id, &call_end(&report)).await? {
             warn!(call = %call_id, "the call had already ended in the log");
         }
-        Ok(self.store.challenge(id).await?.map(|c| c.state))
+        Ok(report.outcome)
     }
 }
 

@@ -1,0 +1,204 @@
+//! The operator's call log: calls with filters and cursor pagination, and one call with its
+//! keys, RTP figures and the challenge's timeline.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use store::StoreError;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{AppState, Problem, operator, rfc3339};
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CallsQuery {
+    /// An outcome (`approved`, `no_answer`, …) or `in_progress`.
+    outcome: Option<String>,
+    /// Started at or after, ms since the epoch.
+    from: Option<i64>,
+    /// Started before, ms since the epoch.
+    to: Option<i64>,
+    /// The masked number (`+8190****5678`).
+    phone: Option<String>,
+    /// The trunk's name.
+    trunk: Option<String>,
+    /// Page size, 1 to 500 (50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyView {
+    digit: String,
+    source: String,
+    at_ms: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CallView {
+    id: String,
+    challenge_id: String,
+    phone_number: String,
+    started_at: String,
+    ended_at: Option<String>,
+    outcome: Option<String>,
+    sip_status: Option<i64>,
+    detail: Option<String>,
+    trunk: Option<String>,
+    post_dial_delay_ms: Option<i64>,
+    time_to_answer_ms: Option<i64>,
+    time_to_key_ms: Option<i64>,
+    time_to_verdict_ms: Option<i64>,
+    packets_sent: Option<i64>,
+    packets_received: Option<i64>,
+    packets_lost: Option<i64>,
+    jitter_ms: Option<f64>,
+    packets_rejected: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<Vec<KeyView>>,
+}
+
+impl CallView {
+    fn of(c: &store::CallEntry, with_keys: bool) -> CallView {
+        let e = c.end.as_ref();
+        CallView {
+            id: c.id.clone(),
+            challenge_id: c.challenge_id.clone(),
+            phone_number: c.phone_masked.clone(),
+            started_at: rfc3339(c.started_at_ms),
+            ended_at: e.map(|e| rfc3339(e.ended_at_ms)),
+            outcome: e.map(|e| e.outcome.clone()),
+            sip_status: e.and_then(|e| e.sip_status),
+            detail: e.and_then(|e| e.detail.clone()),
+            trunk: e.and_then(|e| e.trunk.clone()),
+            post_dial_delay_ms: e.and_then(|e| e.post_dial_delay_ms),
+            time_to_answer_ms: e.and_then(|e| e.time_to_answer_ms),
+            time_to_key_ms: e.and_then(|e| e.time_to_key_ms),
+            time_to_verdict_ms: e.and_then(|e| e.time_to_verdict_ms),
+            packets_sent: e.map(|e| e.packets_sent),
+            packets_received: e.map(|e| e.packets_received),
+            packets_lost: e.map(|e| e.packets_lost),
+            jitter_ms: e.map(|e| e.jitter_ms),
+            packets_rejected: e.map(|e| e.packets_rejected),
+            keys: with_keys.then(|| {
+                e.map(|e| {
+                    e.keys
+                        .iter()
+                        .map(|k| KeyView {
+                            digit: k.digit.clone(),
+                            source: k.source.clone(),
+                            at_ms: k.at_ms,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+            }),
+        }
+    }
+}
+
+/// A page of the call log.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CallPage {
+    calls: Vec<CallView>,
+    /// Give it as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// One change of the challenge's state.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EventView {
+    state: String,
+    at: String,
+    detail: Option<String>,
+}
+
+/// A call with its keys and the challenge's timeline.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CallDetail {
+    #[serde(flatten)]
+    call: CallView,
+    challenge_events: Vec<EventView>,
+}
+
+/// The call log, newest first (operator key).
+#[utoipa::path(
+    get,
+    path = "/v1/calls",
+    tag = "operators",
+    security(("bearer" = [])),
+    params(CallsQuery),
+    responses((status = 200, body = CallPage), (status = 401, body = crate::ProblemDoc),
+              (status = 403, body = crate::ProblemDoc), (status = 422, body = crate::ProblemDoc))
+)]
+pub(crate) async fn list_calls(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CallsQuery>,
+) -> Result<Response, Problem> {
+    operator(&state, &headers).await?;
+    let filter = store::CallFilter {
+        outcome: q.outcome,
+        from_ms: q.from,
+        to_ms: q.to,
+        phone_masked: q.phone,
+        trunk: q.trunk,
+    };
+    let (calls, next) = state
+        .store
+        .calls(&filter, q.limit.unwrap_or(50), q.cursor.as_deref())
+        .await
+        .map_err(|e| match e {
+            StoreError::Corrupt(c) if c.starts_with("cursor") => {
+                Problem::unprocessable(format!("{c} is not a cursor from this API"))
+            }
+            other => other.into(),
+        })?;
+    Ok(axum::Json(CallPage {
+        calls: calls.iter().map(|c| CallView::of(c, false)).collect(),
+        next_cursor: next,
+    })
+    .into_response())
+}
+
+/// One call with its keys, RTP figures and the challenge's timeline (operator key).
+#[utoipa::path(
+    get,
+    path = "/v1/calls/{id}",
+    tag = "operators",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the call")),
+    responses((status = 200, body = CallDetail), (status = 401, body = crate::ProblemDoc),
+              (status = 403, body = crate::ProblemDoc), (status = 404, body = crate::ProblemDoc))
+)]
+pub(crate) async fn get_call(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    operator(&state, &headers).await?;
+    let call = state.store.call(&id).await?.ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such call",
+            format!("no call {id}"),
+        )
+    })?;
+    let timeline = state.store.events(&call.challenge_id).await?;
+    Ok(axum::Json(CallDetail {
+        call: CallView::of(&call, true),
+        challenge_events: timeline
+            .iter()
+            .map(|e| EventView {
+                state: e.state.to_string(),
+                at: rfc3339(e.at_ms),
+                detail: e.detail.clone(),
+            })
+            .collect(),
+    })
+    .into_response())
+}

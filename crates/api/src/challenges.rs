@@ -1,0 +1,591 @@
+//! Challenges: create (with policy, idempotency, users' phones and trusted devices), read
+//! (with a long poll), follow as server-sent events, cancel.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use store::{
+    ApiKey, Challenge, ChallengeState, KeyKind, NewChallenge, PhoneNumber, PhoneRole, Purpose,
+};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{error, info, warn};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    AppState, Problem, bearer, now_ms, poll_token, poll_token_matches, rfc3339, service,
+    trusted_device_id, trusted_device_token,
+};
+
+/// A new challenge.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateRequest {
+    /// The number to call (E.164). For a sign-in, give this or `user_id`; an enrolment
+    /// needs both.
+    #[schema(example = "+819012345678")]
+    pub phone_number: Option<String>,
+    /// The identity service's user id: a sign-in calls the user's verified primary phone.
+    #[schema(example = "alice@example.com")]
+    pub user_id: Option<String>,
+    /// Prompt language: `en` or `ja`.
+    #[serde(default = "default_language")]
+    #[schema(example = "ja")]
+    pub language: String,
+    /// `sign_in` (default) or `enroll` (registers `phone_number` for `user_id`).
+    #[serde(default = "default_purpose")]
+    #[schema(value_type = String, example = "sign_in")]
+    pub purpose: Purpose,
+    /// For an enrolment: `primary` (default) or `fallback`.
+    #[schema(value_type = Option<String>, example = "primary")]
+    pub phone_role: Option<PhoneRole>,
+    /// Where the decision is posted (signed), if anywhere.
+    pub callback_url: Option<String>,
+    /// A sign-in of a user: when approved, return a trusted-device token ("don't ask
+    /// again" for the configured days).
+    #[serde(default)]
+    pub remember_device: bool,
+    /// A trusted-device token of this user: if still valid, the challenge is approved at
+    /// once with reason `trusted_device` and no call is made.
+    pub trusted_device_token: Option<String>,
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+fn default_purpose() -> Purpose {
+    Purpose::SignIn
+}
+
+/// A challenge as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChallengeView {
+    #[schema(example = "ch_5kq3v9x2m1r7")]
+    id: String,
+    /// queued, calling, ringing, answered, approved, denied, fraud_reported, no_input,
+    /// voicemail, no_answer, busy, declined, hung_up, failed, canceled, expired,
+    /// interrupted.
+    #[schema(value_type = String, example = "ringing")]
+    state: ChallengeState,
+    #[schema(value_type = String, example = "sign_in")]
+    purpose: Purpose,
+    language: String,
+    /// Masked.
+    #[schema(example = "+8190****5678")]
+    phone_number: String,
+    user_id: Option<String>,
+    created_at: String,
+    updated_at: String,
+    expires_at: String,
+    decided_at: Option<String>,
+    /// Why it ended, when said (a failure's detail, `trusted_device`, …).
+    reason: Option<String>,
+    /// The SIP status of a failure.
+    sip_status: Option<i64>,
+    /// For the front end: reads this challenge only. Given when it is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poll_token: Option<String>,
+    /// An approved sign-in that asked to remember the device: present it with the next
+    /// challenge of this user to skip the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trusted_device_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trusted_until: Option<String>,
+}
+
+impl ChallengeView {
+    pub(crate) fn of(c: &Challenge, poll_token: Option<String>) -> ChallengeView {
+        ChallengeView {
+            id: c.id.clone(),
+            state: c.state,
+            purpose: c.purpose,
+            language: c.language.clone(),
+            phone_number: c.phone.masked(),
+            user_id: c.user_id.clone(),
+            created_at: rfc3339(c.created_at_ms),
+            updated_at: rfc3339(c.updated_at_ms),
+            expires_at: rfc3339(c.expires_at_ms),
+            decided_at: c.decided_at_ms.map(rfc3339),
+            reason: c.reason.clone(),
+            sip_status: c.sip_status,
+            poll_token,
+            trusted_device_token: None,
+            trusted_until: None,
+        }
+    }
+
+    /// The view with its trusted-device token, when the challenge made one.
+    pub(crate) async fn full(
+        state: &AppState,
+        c: &Challenge,
+        poll_token: Option<String>,
+    ) -> Result<ChallengeView, Problem> {
+        let mut v = ChallengeView::of(c, poll_token);
+        if c.state == ChallengeState::Approved
+            && c.remember_device_ms > 0
+            && let Some(td) = state.store.trusted_device_of(&c.id).await?
+            && td.valid_at(now_ms())
+        {
+            v.trusted_device_token = Some(trusted_device_token(&state.cfg.token_secret, &td.id));
+            v.trusted_until = Some(rfc3339(td.expires_at_ms));
+        }
+        Ok(v)
+    }
+}
+
+/// A user id as the identity service names its users.
+pub(crate) fn check_user_id(u: &str) -> Result<(), Problem> {
+    let ok = (1..=128).contains(&u.len())
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::unprocessable(
+            "user_id must be 1 to 128 of A-Z a-z 0-9 . _ @ + -",
+        ))
+    }
+}
+
+/// Creates a challenge from a request (`POST /v1/challenges` and the phone registration):
+/// the reply and whether it was a replay.
+pub(crate) async fn create(
+    state: &AppState,
+    key: &ApiKey,
+    headers: &HeaderMap,
+    body: &[u8],
+    req: CreateRequest,
+) -> Result<(Challenge, bool), Problem> {
+    if let Some(u) = &req.user_id {
+        check_user_id(u)?;
+    }
+    if !matches!(req.language.as_str(), "en" | "ja") {
+        return Err(Problem::unprocessable(format!(
+            "language {:?} is not offered: use en or ja",
+            req.language
+        )));
+    }
+    if let Some(url) = &req.callback_url
+        && !((url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() <= 2048
+            && reqwest::Url::parse(url).is_ok())
+    {
+        return Err(Problem::unprocessable(
+            "callback_url must be an http(s) URL of at most 2048 bytes",
+        ));
+    }
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.is_empty() && s.len() <= 255 => Some(s.to_string()),
+            _ => {
+                return Err(Problem::unprocessable(
+                    "Idempotency-Key must be 1 to 255 visible characters",
+                ));
+            }
+        },
+    };
+    let request_hash = {
+        use sha2::Digest;
+        crate::hex(&sha2::Sha256::digest(body))
+    };
+    // A replay answers as the first time did, whatever the limits say now.
+    if let Some(k) = &idempotency_key
+        && let Some(found) = state.store.idempotent(&key.id, k, &request_hash).await?
+    {
+        return Ok((found, true));
+    }
+    let now = now_ms();
+    let parse = |s: &str| {
+        PhoneNumber::parse(s).map_err(|e| Problem::unprocessable(format!("phone_number: {e}")))
+    };
+    let (phone, enrol) = match (req.purpose, &req.phone_number, &req.user_id) {
+        (Purpose::Enroll, Some(p), Some(_)) => (
+            parse(p)?,
+            Some(req.phone_role.unwrap_or(PhoneRole::Primary)),
+        ),
+        (Purpose::Enroll, _, _) => {
+            return Err(Problem::unprocessable(
+                "an enrolment needs phone_number and user_id",
+            ));
+        }
+        (Purpose::SignIn, Some(_), Some(_)) => {
+            return Err(Problem::unprocessable(
+                "a sign-in takes phone_number or user_id, not both",
+            ));
+        }
+        (Purpose::SignIn, Some(p), None) => (parse(p)?, None),
+        (Purpose::SignIn, None, Some(u)) => {
+            match state.store.verified_phone(u, PhoneRole::Primary).await? {
+                Some(p) => (p.phone, None),
+                None => {
+                    return Err(Problem::new(
+                        StatusCode::CONFLICT,
+                        "no-verified-phone",
+                        "The user has no verified phone",
+                        format!(
+                            "user {u:?} must register a phone first (purpose enroll, or \
+                             POST /v1/users/{{user_id}}/phones)"
+                        ),
+                    ));
+                }
+            }
+        }
+        (Purpose::SignIn, None, None) => {
+            return Err(Problem::unprocessable("give phone_number or user_id"));
+        }
+    };
+    if req.phone_role.is_some() && enrol.is_none() {
+        return Err(Problem::unprocessable("phone_role is for enrolments"));
+    }
+    let remember = req.remember_device || req.trusted_device_token.is_some();
+    if remember && (req.purpose != Purpose::SignIn || req.user_id.is_none()) {
+        return Err(Problem::unprocessable(
+            "remember_device and trusted_device_token are for sign-ins of a user_id",
+        ));
+    }
+    // A valid trusted-device token of this user skips the call.
+    let mut trusted = None;
+    if let (Some(t), Some(u)) = (&req.trusted_device_token, &req.user_id) {
+        match trusted_device_id(&state.cfg.token_secret, t) {
+            Some(id) => match state.store.trusted_device(id).await? {
+                Some(td) if &td.user_id == u && td.valid_at(now) => trusted = Some(td),
+                _ => {
+                    info!(user = %u, "a trusted-device token was expired, revoked or not the user's: calling")
+                }
+            },
+            None => warn!(user = %u, "a trusted-device token with a bad signature: calling"),
+        }
+    }
+    if trusted.is_none() {
+        state.cfg.policy.check_number(&phone)?;
+        state
+            .cfg
+            .policy
+            .check_rates(&state.store, &phone, req.user_id.as_deref(), &key.id, now)
+            .await?;
+    }
+    let (c, replay) = state
+        .store
+        .create_challenge(&NewChallenge {
+            api_key_id: key.id.clone(),
+            idempotency_key,
+            request_hash,
+            user_id: req.user_id,
+            phone,
+            language: req.language,
+            purpose: req.purpose,
+            callback_url: req.callback_url,
+            enrol,
+            remember_device_ms: if req.remember_device {
+                state.cfg.trusted_device_ttl.as_millis() as i64
+            } else {
+                0
+            },
+            now_ms: now,
+            expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
+        })
+        .await?;
+    if replay {
+        return Ok((c, true));
+    }
+    metrics::counter!("callverify_challenges_total", "purpose" => c.purpose.as_str()).increment(1);
+    if let Some(td) = trusted {
+        info!(challenge = %c.id, device = %td.id, "approved by a trusted device, no call");
+        state
+            .store
+            .transition(
+                &c.id,
+                ChallengeState::Approved,
+                now,
+                Some("trusted_device"),
+                None,
+            )
+            .await?;
+        let c = state.store.challenge(&c.id).await?.unwrap_or(c);
+        return Ok((c, false));
+    }
+    info!(challenge = %c.id, to = %c.phone, purpose = c.purpose.as_str(), "challenge created");
+    if let Some(runner) = &state.runner {
+        let runner = runner.clone();
+        let id = c.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = runner.run(&id).await {
+                error!(challenge = %id, error = %e, "the challenge's call failed");
+            }
+        });
+    }
+    Ok((c, false))
+}
+
+/// Create a challenge: the gateway calls the number (or the user's verified phone).
+#[utoipa::path(
+    post,
+    path = "/v1/challenges",
+    tag = "challenges",
+    security(("bearer" = [])),
+    request_body = CreateRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and body give back the same challenge")),
+    responses(
+        (status = 201, description = "Created; `Location` names it", body = ChallengeView),
+        (status = 200, description = "A replay of an earlier request with this Idempotency-Key", body = ChallengeView),
+        (status = 400, body = crate::ProblemDoc), (status = 401, body = crate::ProblemDoc),
+        (status = 403, description = "An operator key, or a country not allowed", body = crate::ProblemDoc),
+        (status = 409, description = "Idempotency key reused, or the user has no verified phone", body = crate::ProblemDoc),
+        (status = 413, description = "Body over 16 KiB"),
+        (status = 422, body = crate::ProblemDoc),
+        (status = 429, description = "Rate limit or concurrent-call cap; see Retry-After", body = crate::ProblemDoc),
+    )
+)]
+pub(crate) async fn create_challenge(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let key = service(&state, &headers).await?;
+    let req: CreateRequest = serde_json::from_slice(&body).map_err(Problem::malformed)?;
+    let (c, replay) = create(&state, &key, &headers, &body, req).await?;
+    let token = poll_token(&state.cfg.token_secret, &c.id);
+    let status = if replay {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let location = format!("/v1/challenges/{}", c.id);
+    let view = ChallengeView::full(&state, &c, Some(token)).await?;
+    Ok((status, [(header::LOCATION, location)], axum::Json(view)).into_response())
+}
+
+/// Who may read or cancel a challenge: its poll token, the service key that made it, or an
+/// operator key (read only).
+enum Reader {
+    PollToken,
+    Key(ApiKey),
+}
+
+async fn reader(state: &AppState, id: &str, headers: &HeaderMap) -> Result<Reader, Problem> {
+    if bearer(headers).is_some_and(|t| poll_token_matches(&state.cfg.token_secret, id, t)) {
+        return Ok(Reader::PollToken);
+    }
+    Ok(Reader::Key(
+        crate::api_key(state, headers)
+            .await?
+            .ok_or_else(Problem::unauthorized)?,
+    ))
+}
+
+async fn readable(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<(Reader, Challenge), Problem> {
+    let who = reader(state, id, headers).await?;
+    let c = state
+        .store
+        .challenge(id)
+        .await?
+        .ok_or_else(|| Problem::not_found("challenge", id))?;
+    if let Reader::Key(k) = &who
+        && k.kind == KeyKind::Service
+        && k.id != c.api_key_id
+    {
+        return Err(Problem::not_found("challenge", id));
+    }
+    Ok((who, c))
+}
+
+/// Waits until challenge `id` leaves state `seen` (announced by this process's store, or
+/// seen by reading it again each second for changes made by other nodes) or `deadline`.
+async fn next_change(
+    state: &AppState,
+    rx: &mut tokio::sync::broadcast::Receiver<store::Change>,
+    id: &str,
+    seen: ChallengeState,
+    deadline: tokio::time::Instant,
+) -> Result<Option<Challenge>, Problem> {
+    loop {
+        let tick = tokio::time::Instant::now() + Duration::from_secs(1);
+        let wake = tick.min(deadline);
+        let announced = tokio::select! {
+            r = rx.recv() => match r {
+                Ok(ch) => ch.id == id,
+                Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => {
+                    tokio::time::sleep_until(wake).await;
+                    true
+                }
+            },
+            () = tokio::time::sleep_until(wake) => true,
+        };
+        if announced {
+            match state.store.challenge(id).await? {
+                Some(c) if c.state != seen => return Ok(Some(c)),
+                None => return Ok(None),
+                Some(_) => {}
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct WaitQuery {
+    /// Long poll: answer when the state changes or after this many seconds (at most 25).
+    wait: Option<u64>,
+}
+
+/// Read a challenge (API key or its poll token), optionally waiting for a change.
+#[utoipa::path(
+    get,
+    path = "/v1/challenges/{id}",
+    tag = "challenges",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the challenge"), WaitQuery),
+    responses(
+        (status = 200, body = ChallengeView),
+        (status = 401, body = crate::ProblemDoc),
+        (status = 404, body = crate::ProblemDoc),
+    )
+)]
+pub(crate) async fn get_challenge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let mut rx = state.store.subscribe();
+    let (_, mut c) = readable(&state, &id, &headers).await?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.cfg.max_wait);
+    if !wait.is_zero() && !c.state.is_terminal() {
+        let deadline = tokio::time::Instant::now() + wait;
+        if let Some(now) = next_change(&state, &mut rx, &id, c.state, deadline).await? {
+            c = now;
+        }
+    }
+    Ok(axum::Json(ChallengeView::full(&state, &c, None).await?).into_response())
+}
+
+/// Follow a challenge as server-sent events: one `state` event now and one at each
+/// change; the stream ends after the decision.
+#[utoipa::path(
+    get,
+    path = "/v1/challenges/{id}/events",
+    tag = "challenges",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the challenge")),
+    responses(
+        (status = 200, description = "text/event-stream of `state` events, each a ChallengeView", content_type = "text/event-stream", body = String),
+        (status = 401, body = crate::ProblemDoc),
+        (status = 404, body = crate::ProblemDoc),
+    )
+)]
+pub(crate) async fn challenge_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let rx = state.store.subscribe();
+    let (_, c) = readable(&state, &id, &headers).await?;
+    // Bounded: a challenge is decided by its expiry plus the longest call; the stream ends
+    // then at the latest.
+    let end = tokio::time::Instant::now() + state.cfg.challenge_ttl + Duration::from_secs(600);
+    let stream = futures_util::stream::unfold(
+        (Some(c), rx, state, id, end, false),
+        |(current, mut rx, state, id, end, done)| async move {
+            if done {
+                return None;
+            }
+            let c = match current {
+                Some(c) => c,
+                None => return None,
+            };
+            let event = match ChallengeView::full(&state, &c, None).await {
+                Ok(v) => Event::default()
+                    .event("state")
+                    .id(format!("{}", c.updated_at_ms))
+                    .json_data(v)
+                    .unwrap_or_else(|_| Event::default().event("error")),
+                Err(_) => Event::default().event("error").data("store unavailable"),
+            };
+            if c.state.is_terminal() {
+                return Some((Ok(event), (None, rx, state, id, end, true)));
+            }
+            let next = next_change(&state, &mut rx, &id, c.state, end)
+                .await
+                .ok()
+                .flatten();
+            Some((Ok(event), (next, rx, state, id, end, false)))
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Cancel a challenge (its service key or poll token): it is decided `canceled` at once and
+/// its call, if any, hangs up.
+#[utoipa::path(
+    delete,
+    path = "/v1/challenges/{id}",
+    tag = "challenges",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the challenge")),
+    responses(
+        (status = 200, description = "Canceled", body = ChallengeView),
+        (status = 401, body = crate::ProblemDoc),
+        (status = 403, description = "An operator key", body = crate::ProblemDoc),
+        (status = 404, body = crate::ProblemDoc),
+        (status = 409, description = "Already decided", body = crate::ProblemDoc),
+    )
+)]
+pub(crate) async fn cancel_challenge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let (who, c) = readable(&state, &id, &headers).await?;
+    if let Reader::Key(k) = &who
+        && k.kind != KeyKind::Service
+    {
+        return Err(Problem::forbidden(
+            "Operator keys cannot cancel",
+            "cancel with the service key or the poll token",
+        ));
+    }
+    let moved = !c.state.is_terminal()
+        && state
+            .store
+            .transition(
+                &id,
+                ChallengeState::Canceled,
+                now_ms(),
+                Some("canceled through the API"),
+                None,
+            )
+            .await?;
+    let c = state
+        .store
+        .challenge(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found("challenge", &id))?;
+    if !moved {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "already-decided",
+            "The challenge is already decided",
+            format!("challenge {id} is {}", c.state),
+        ));
+    }
+    if let Some(r) = &state.runner
+        && r.cancel(&id)
+    {
+        info!(challenge = %id, "canceled: hanging up");
+    }
+    Ok(axum::Json(ChallengeView::full(&state, &c, None).await?).into_response())
+}

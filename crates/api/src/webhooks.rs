@@ -1,0 +1,284 @@
+//! Webhooks and the other background work of the API: every decided challenge with a
+//! `callback_url` is posted there, signed, retried with exponential backoff, every attempt
+//! logged in the store; queued challenges past their expiry become `expired`.
+//!
+//! The signature header is `Callverify-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+//! "<t>.<body>">` with the webhook secret. A receiver recomputes it, compares in constant
+//! time and refuses a `t` more than five minutes from its clock ([`verify_signature`]), so a
+//! captured delivery cannot be replayed later; `Callverify-Delivery` (challenge id and
+//! attempt) lets it drop duplicates.
+
+use std::time::{Duration, Instant};
+
+use hmac::Mac;
+use store::{Webhook, WebhookAttempt, WebhookNext};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::challenges::ChallengeView;
+use crate::{AppState, hex, now_ms, unhex};
+
+/// Webhook settings.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// The signing secret.
+    pub secret: Vec<u8>,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles for each later one.
+    pub first_retry: Duration,
+    /// The longest wait between attempts.
+    pub max_retry: Duration,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            secret: Vec::new(),
+            max_attempts: 8,
+            first_retry: Duration::from_secs(2),
+            max_retry: Duration::from_secs(600),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How far a signature's time may be from the receiver's clock.
+pub const SIGNATURE_TOLERANCE: Duration = Duration::from_secs(300);
+
+fn tag(secret: &[u8], t: i64, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// The `Callverify-Signature` value for `body` sent at `t` (unix seconds).
+pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
+    format!(
+        "t={t},v1={}",
+        hex(&tag(secret, t, body).finalize().into_bytes())
+    )
+}
+
+/// Whether a `Callverify-Signature` value is genuine for `body` and fresh at `now` (unix
+/// seconds): what a receiver checks.
+pub fn verify_signature(secret: &[u8], header: &str, body: &[u8], now: i64) -> bool {
+    let mut t = None;
+    let mut v1 = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => t = v.parse::<i64>().ok(),
+            Some(("v1", v)) => v1.extend(unhex(v)),
+            _ => {}
+        }
+    }
+    let Some(t) = t else { return false };
+    if (now - t).unsigned_abs() > SIGNATURE_TOLERANCE.as_secs() {
+        return false;
+    }
+    v1.iter()
+        .any(|sig| tag(secret, t, body).verify_slice(sig).is_ok())
+}
+
+fn retry_delay(cfg: &WebhookConfig, attempts_made: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempts_made.saturating_sub(1).min(20));
+    cfg.first_retry.saturating_mul(factor).min(cfg.max_retry)
+}
+
+/// Starts the background work (webhook deliveries, expiry); it runs until aborted.
+pub fn spawn_workers(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        // The one crypto provider of the tree (rustls panics if several are left to choose).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = match reqwest::Client::builder()
+            .timeout(state.cfg.webhooks.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("callverify/", env!("CARGO_PKG_VERSION")))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "no HTTP client: webhooks are not delivered");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = now_ms();
+            match state.store.expire_due(now).await {
+                Ok(ids) => {
+                    for id in ids {
+                        info!(challenge = %id, "expired before it was called");
+                    }
+                }
+                Err(e) => warn!(error = %e, "expiry sweep failed"),
+            }
+            let due = match state.store.due_webhooks(now, 64).await {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(error = %e, "reading due webhooks failed");
+                    continue;
+                }
+            };
+            for w in due {
+                // The lease: if this node dies mid-attempt, another takes it after this.
+                let lease = now + (state.cfg.webhooks.timeout.as_millis() as i64) * 3;
+                match state.store.claim_webhook(&w, lease).await {
+                    Ok(true) => {
+                        tokio::spawn(deliver(state.clone(), client.clone(), w));
+                    }
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "claiming a webhook failed"),
+                }
+            }
+        }
+    })
+}
+
+async fn deliver(state: AppState, client: reqwest::Client, w: Webhook) {
+    let cfg = &state.cfg.webhooks;
+    let attempt = w.attempts + 1;
+    let challenge = match state.store.challenge(&w.challenge_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(error = %e, "reading a challenge for its webhook failed");
+            return;
+        }
+    };
+    let body = serde_json::json!({
+        "type": "challenge.decided",
+        "challenge": ChallengeView::of(&challenge, None),
+    })
+    .to_string();
+    let sent_at = now_ms();
+    let started = Instant::now();
+    let result = client
+        .post(&w.url)
+        .header("content-type", "application/json")
+        .header(
+            "callverify-signature",
+            signature(&cfg.secret, sent_at / 1000, body.as_bytes()),
+        )
+        .header(
+            "callverify-delivery",
+            format!("{}/{attempt}", w.challenge_id),
+        )
+        .body(body)
+        .send()
+        .await;
+    let duration_ms = Some(started.elapsed().as_millis() as i64);
+    let (status, error) = match result {
+        Ok(r) => (Some(i64::from(r.status().as_u16())), None),
+        Err(e) => (None, Some(without_url(&e))),
+    };
+    let ok = status.is_some_and(|s| (200..300).contains(&s));
+    let next = if ok {
+        WebhookNext::Delivered
+    } else if attempt >= i64::from(cfg.max_attempts) {
+        WebhookNext::GiveUp
+    } else {
+        WebhookNext::RetryAt(now_ms() + retry_delay(cfg, attempt as u32).as_millis() as i64)
+    };
+    let result = match next {
+        WebhookNext::Delivered => "delivered",
+        WebhookNext::RetryAt(_) => "retry",
+        WebhookNext::GiveUp => "gave_up",
+    };
+    metrics::counter!("callverify_webhook_attempts_total", "result" => result).increment(1);
+    match next {
+        WebhookNext::Delivered => {
+            info!(challenge = %w.challenge_id, attempt, status, "webhook delivered")
+        }
+        WebhookNext::RetryAt(at) => warn!(
+            challenge = %w.challenge_id, attempt, status, error = error.as_deref(),
+            retry_in_ms = at - now_ms(), "webhook attempt failed"
+        ),
+        WebhookNext::GiveUp => error!(
+            challenge = %w.challenge_id, attempt, status, error = error.as_deref(),
+            "webhook given up"
+        ),
+    }
+    let logged = WebhookAttempt {
+        attempt,
+        at_ms: sent_at,
+        status,
+        error,
+        duration_ms,
+    };
+    if let Err(e) = state
+        .store
+        .record_webhook_attempt(&w.challenge_id, &logged, next)
+        .await
+    {
+        warn!(error = %e, "recording a webhook attempt failed");
+    }
+}
+
+/// An HTTP client error without its URL (a callback URL may carry a secret).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_request() {
+        "request failed"
+    } else {
+        "failed"
+    };
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_only_fresh_and_unaltered() {
+        let s = signature(b"k", 1_000_000, b"{\"a\":1}");
+        assert!(verify_signature(b"k", &s, b"{\"a\":1}", 1_000_000));
+        assert!(verify_signature(b"k", &s, b"{\"a\":1}", 1_000_300));
+        assert!(
+            !verify_signature(b"k", &s, b"{\"a\":1}", 1_000_301),
+            "too old"
+        );
+        assert!(
+            !verify_signature(b"k", &s, b"{\"a\":2}", 1_000_000),
+            "altered"
+        );
+        assert!(
+            !verify_signature(b"x", &s, b"{\"a\":1}", 1_000_000),
+            "other key"
+        );
+        let moved = s.replace("t=1000000", "t=1000100");
+        assert!(
+            !verify_signature(b"k", &moved, b"{\"a\":1}", 1_000_100),
+            "time changed"
+        );
+        assert!(!verify_signature(b"k", "garbage", b"", 0));
+    }
+
+    #[test]
+    fn retries_back_off_to_a_ceiling() {
+        let cfg = WebhookConfig::default();
+        let d: Vec<u64> = (1..=10).map(|n| retry_delay(&cfg, n).as_secs()).collect();
+        assert_eq!(d, [2, 4, 8, 16, 32, 64, 128, 256, 512, 600]);
+    }
+}
