@@ -271,6 +271,7 @@ pub(crate) async fn create(
             .check_rates(&state.store, &phone, req.user_id.as_deref(), &key.id, now)
             .await?;
     }
+    let now = now_ms();
     let (c, replay) = state
         .store
         .create_challenge(&NewChallenge {

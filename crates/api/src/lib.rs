@@ -74,6 +74,12 @@ pub struct AppState {
     pub cfg: Arc<ApiConfig>,
 }
 
+/// Makes ring the process's TLS crypto provider (once; later calls do nothing): the one
+/// provider of the tree, as rustls panics when it has to choose between several.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Request bodies above this are refused (413).
 pub const MAX_BODY: usize = 16 * 1024;
 

@@ -59,6 +59,12 @@ fn refused(kind: &'static str, title: &'static str, detail: String) -> Problem {
 }
 
 impl Policy {
+    /// Loads the numbering plans now (they load on first use, which takes a moment) so that
+    /// the first challenge is not the one that waits.
+    pub fn warm_up() {
+        let _ = phonenumber::parse(None, "+819012345678").map(|n| phonenumber::is_valid(&n));
+    }
+
     /// Whether the number may be called at all.
     pub fn check_number(&self, number: &PhoneNumber) -> Result<(), Problem> {
         let parsed = phonenumber::parse(None, number.as_e164()).map_err(|e| {

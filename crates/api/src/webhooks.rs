@@ -93,8 +93,7 @@ fn retry_delay(cfg: &WebhookConfig, attempts_made: u32) -> Duration {
 /// Starts the background work (webhook deliveries, expiry); it runs until aborted.
 pub fn spawn_workers(state: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
-        // The one crypto provider of the tree (rustls panics if several are left to choose).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         let client = match reqwest::Client::builder()
             .timeout(state.cfg.webhooks.timeout)
             .redirect(reqwest::redirect::Policy::none())

@@ -395,6 +395,172 @@ pub struct Config {
     /// The verification script.
     #[serde(default)]
     pub call: CallSettings,
+    /// The database.
+    #[serde(default)]
+    pub store: StoreSettings,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiSettings,
+    /// Toll-fraud and abuse limits.
+    #[serde(default)]
+    pub policy: PolicySettings,
+}
+
+/// The `[store]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `sqlite://PATH` or `postgres://…` (without a password: see `url_env`).
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// If set, the URL is read from this environment variable instead (it may hold a
+    /// password).
+    pub url_env: Option<String>,
+}
+
+fn default_store_url() -> String {
+    "sqlite://callverify.db".into()
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: default_store_url(),
+            url_env: None,
+        }
+    }
+}
+
+/// The `[api]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Where the HTTP API listens.
+    #[serde(default = "default_api_listen")]
+    pub listen: std::net::SocketAddr,
+    /// The environment variable with the secret of poll and trusted-device tokens (at
+    /// least 32 bytes; the same on every node).
+    #[serde(default = "default_token_secret_env")]
+    pub token_secret_env: String,
+    /// The environment variable with the webhook signing secret.
+    #[serde(default = "default_webhook_secret_env")]
+    pub webhook_secret_env: String,
+    /// Seconds a challenge may wait for its call before it expires.
+    #[serde(default = "default_ttl")]
+    pub challenge_ttl_s: Spanned<u64>,
+    /// The longest long poll, in seconds.
+    #[serde(default = "default_max_wait")]
+    pub max_wait_s: u64,
+    /// How long "don't ask again" trusts a device, in days.
+    #[serde(default = "default_trusted_days")]
+    pub trusted_device_days: Spanned<u64>,
+    /// Call a user's fallback phone when the primary ends no_answer or busy.
+    #[serde(default = "yes")]
+    pub call_fallback: bool,
+    /// Webhook attempts before giving up.
+    #[serde(default = "default_webhook_attempts")]
+    pub webhook_max_attempts: u32,
+}
+
+fn default_api_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_token_secret_env() -> String {
+    "CALLVERIFY_TOKEN_SECRET".into()
+}
+fn default_webhook_secret_env() -> String {
+    "CALLVERIFY_WEBHOOK_SECRET".into()
+}
+fn default_ttl() -> Spanned<u64> {
+    Spanned::new(0..0, 300)
+}
+fn default_max_wait() -> u64 {
+    25
+}
+fn default_trusted_days() -> Spanned<u64> {
+    Spanned::new(0..0, 14)
+}
+fn default_webhook_attempts() -> u32 {
+    8
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            listen: default_api_listen(),
+            token_secret_env: default_token_secret_env(),
+            webhook_secret_env: default_webhook_secret_env(),
+            challenge_ttl_s: default_ttl(),
+            max_wait_s: default_max_wait(),
+            trusted_device_days: default_trusted_days(),
+            call_fallback: true,
+            webhook_max_attempts: default_webhook_attempts(),
+        }
+    }
+}
+
+/// A rate limit in the file: `{ max = 5, window_s = 600 }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// Challenges at most…
+    pub max: u32,
+    /// …in this many seconds.
+    pub window_s: u64,
+}
+
+/// The `[policy]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// ISO 3166 codes of the countries that may be called; absent: any.
+    pub allowed_countries: Option<Spanned<Vec<String>>>,
+    /// Per number.
+    #[serde(default = "default_per_number")]
+    pub per_number: Limit,
+    /// Per user.
+    #[serde(default = "default_per_user")]
+    pub per_user: Limit,
+    /// Per API key.
+    #[serde(default = "default_per_key")]
+    pub per_api_key: Limit,
+    /// Challenges waiting for or in a call, at most.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_calls: u32,
+}
+
+fn default_per_number() -> Limit {
+    Limit {
+        max: 5,
+        window_s: 600,
+    }
+}
+fn default_per_user() -> Limit {
+    Limit {
+        max: 10,
+        window_s: 600,
+    }
+}
+fn default_per_key() -> Limit {
+    Limit {
+        max: 6000,
+        window_s: 60,
+    }
+}
+fn default_max_concurrent() -> u32 {
+    1000
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings {
+            allowed_countries: None,
+            per_number: default_per_number(),
+            per_user: default_per_user(),
+            per_api_key: default_per_key(),
+            max_concurrent_calls: default_max_concurrent(),
+        }
+    }
 }
 
 /// A configuration error, with where it is.
@@ -624,6 +790,29 @@ impl Config {
                 ),
             ));
         }
+        if *self.api.challenge_ttl_s.get_ref() == 0 {
+            return Err(err(
+                Some(self.api.challenge_ttl_s.span()),
+                "challenge_ttl_s must be above 0".into(),
+            ));
+        }
+        if *self.api.trusted_device_days.get_ref() > 365 {
+            return Err(err(
+                Some(self.api.trusted_device_days.span()),
+                "trusted_device_days must be at most 365".into(),
+            ));
+        }
+        if let Some(list) = &self.policy.allowed_countries
+            && let Some(bad) = list
+                .get_ref()
+                .iter()
+                .find(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return Err(err(
+                Some(list.span()),
+                format!("allowed_countries: {bad:?} is not an ISO 3166 code such as \"JP\""),
+            ));
+        }
         let amd = &c.amd;
         if amd.enabled && amd.gap_ms.get_ref() >= amd.max_greeting_ms.get_ref() {
             return Err(err(
@@ -681,6 +870,48 @@ impl Config {
                 LatchingName::SameHost => media::rtp::Latching::SameHost,
             },
             rtcp_interval: Duration::from_secs(*self.media.rtcp_interval_s.get_ref()),
+        }
+    }
+
+    /// The API's settings, with secrets read through `env`; an error names a missing or
+    /// short variable (never a value).
+    pub fn api_settings(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<api::ApiConfig, String> {
+        let secret = |var: &str| match env(var) {
+            Some(v) if v.len() >= 32 => Ok(v.into_bytes()),
+            Some(_) => Err(format!("{var} must hold at least 32 bytes")),
+            None => Err(format!("{var} is not set (api needs it)")),
+        };
+        let a = &self.api;
+        let p = &self.policy;
+        let limit = |l: Limit| api::RateLimit::new(l.max, Duration::from_secs(l.window_s));
+        Ok(api::ApiConfig {
+            token_secret: secret(&a.token_secret_env)?,
+            challenge_ttl: Duration::from_secs(*a.challenge_ttl_s.get_ref()),
+            max_wait: Duration::from_secs(a.max_wait_s),
+            trusted_device_ttl: Duration::from_secs(*a.trusted_device_days.get_ref() * 86_400),
+            policy: api::Policy {
+                allowed_countries: p.allowed_countries.as_ref().map(|l| l.get_ref().clone()),
+                per_number: limit(p.per_number),
+                per_user: limit(p.per_user),
+                per_api_key: limit(p.per_api_key),
+                max_concurrent_calls: p.max_concurrent_calls,
+            },
+            webhooks: api::webhooks::WebhookConfig {
+                secret: secret(&a.webhook_secret_env)?,
+                max_attempts: a.webhook_max_attempts.max(1),
+                ..api::webhooks::WebhookConfig::default()
+            },
+        })
+    }
+
+    /// The store's URL (from `url_env` when set).
+    pub fn store_url(&self, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+        match &self.store.url_env {
+            Some(var) => env(var).ok_or_else(|| format!("{var} is not set (store.url_env)")),
+            None => Ok(self.store.url.clone()),
         }
     }
 

@@ -2,3 +2,5 @@
 //! the configuration file and how it becomes the settings of the other crates.
 
 pub mod config;
+pub mod demo;
+pub mod gateway;

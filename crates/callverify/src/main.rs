@@ -37,6 +37,33 @@ enum Command {
         #[arg(long, default_value = "sip-config/callverify.toml")]
         config: PathBuf,
     },
+    /// Run the gateway: the HTTP API, the call runner, SIP, the store and /metrics.
+    Serve {
+        /// The configuration file.
+        #[arg(long, default_value = "sip-config/callverify.toml")]
+        config: PathBuf,
+        /// Log lines as JSON (one object a line) instead of text.
+        #[arg(long)]
+        json_logs: bool,
+    },
+    /// The whole flow on loopback: the gateway with SQLite, baresip answering and pressing
+    /// '#', an enrolment and two sign-ins through the API, each state printed.
+    Demo {
+        /// The prompts' language (en, ja).
+        #[arg(long, default_value = "en")]
+        lang: media::Language,
+    },
+    /// Make an API key (its secret is printed once; only its hash is stored).
+    CreateApiKey {
+        /// A name for people.
+        name: String,
+        /// `service` (identity services) or `operator` (read-only call log).
+        #[arg(long, default_value = "service")]
+        kind: String,
+        /// The configuration file (for the store).
+        #[arg(long, default_value = "sip-config/callverify.toml")]
+        config: PathBuf,
+    },
     /// Check a configuration file (syntax, values, password variables) and exit.
     CheckConfig {
         /// The configuration file.
@@ -59,9 +86,109 @@ struct Summary {
     digits: String,
 }
 
+fn init_logs(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fmt = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if json {
+        fmt.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<config::Config> {
+    config::Config::load(path, |v| std::env::var(v).ok())
+        .map_err(|e| anyhow::anyhow!("bad configuration: {e}"))
+}
+
+fn serve(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let cfg = load(path)?;
+    let env = |v: &str| std::env::var(v).ok();
+    let api_cfg = cfg.api_settings(env).map_err(|e| anyhow::anyhow!(e))?;
+    let url = cfg.store_url(env).map_err(|e| anyhow::anyhow!(e))?;
+    init_logs(json, "info");
+    api::install_crypto_provider();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let gw = callverify::gateway::Gateway::start(&cfg, api_cfg, &url, None).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: no new challenges; calls in progress may finish (up to 60 s)");
+        gw.shutdown(std::time::Duration::from_secs(60)).await;
+        anyhow::Ok(())
+    })
+}
+
+fn create_api_key(name: &str, kind: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    let kind = match kind {
+        "service" => store::KeyKind::Service,
+        "operator" => store::KeyKind::Operator,
+        other => anyhow::bail!("kind {other:?}: expected service or operator"),
+    };
+    let cfg = load(path)?;
+    let url = cfg
+        .store_url(|v| std::env::var(v).ok())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let (key, secret) = rt.block_on(async {
+        let store = store::Store::open(&url).await?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        anyhow::Ok(store.create_api_key(name, kind, now).await?)
+    })?;
+    eprintln!("API key {} ({name}); its secret, shown once:", key.id);
+    println!("{secret}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config, json_logs } => match serve(&config, json_logs) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("callverify serve: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Demo { lang } => {
+            init_logs(false, "warn");
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("callverify demo: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match rt.block_on(callverify::demo::run(lang)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("callverify demo: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::CreateApiKey { name, kind, config } => {
+            match create_api_key(&name, &kind, &config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("callverify create-api-key: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Call {
             number,
             lang,
@@ -114,16 +241,8 @@ fn call(number: &str, lang: Option<media::Language>, path: &std::path::Path) -> 
     let number =
         store::PhoneNumber::parse(number).map_err(|e| anyhow::anyhow!("{number:?}: {e}"))?;
     let env = |v: &str| std::env::var(v).ok();
-    let cfg =
-        config::Config::load(path, env).map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let cfg = load(path)?;
+    init_logs(false, "info");
     let lang = lang.unwrap_or_else(|| cfg.language());
     let library = media::PromptLibrary::load(&cfg.call.prompts, &[lang])?;
     let prompts = engine::Prompts::from_library(&library, lang)

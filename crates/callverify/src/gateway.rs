@@ -1,0 +1,230 @@
+//! The gateway assembled: store, SIP endpoint, call runner, HTTP API with `/metrics`, and the
+//! background work; used by `callverify serve` and `callverify demo`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use engine::Runner;
+use media::Language;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use store::Store;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// A running gateway.
+pub struct Gateway {
+    /// Where the HTTP API listens.
+    pub api_addr: SocketAddr,
+    /// Its store.
+    pub store: Store,
+    runner: Arc<Runner>,
+    server: JoinHandle<std::io::Result<()>>,
+    stop: Arc<tokio::sync::Notify>,
+    workers: JoinHandle<()>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The Prometheus recorder of the process (installed once; later calls give the same).
+pub fn metrics() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let seconds = [
+        0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 45.0, 60.0, 120.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("callverify_post_dial_delay_seconds".into()),
+            &seconds,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("callverify_time_to_verdict_seconds".into()),
+            &seconds,
+        )?
+        .install_recorder()?;
+    metrics::describe_counter!("callverify_calls_total", "Calls placed, by outcome");
+    metrics::describe_gauge!("callverify_active_calls", "Challenges being called now");
+    metrics::describe_gauge!("callverify_trunk_up", "1 while a trunk answers OPTIONS");
+    metrics::describe_histogram!(
+        "callverify_post_dial_delay_seconds",
+        "From the INVITE to the first ringing or answer"
+    );
+    metrics::describe_histogram!(
+        "callverify_time_to_verdict_seconds",
+        "From the INVITE to the verdict"
+    );
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+impl Gateway {
+    /// Opens the store (unfinished calls of a previous run become `interrupted`), starts SIP,
+    /// the runner, the API on `cfg.api.listen` (or `listen` when given) and the background
+    /// work, and calls the challenges a previous run left queued.
+    pub async fn start(
+        cfg: &Config,
+        api_cfg: api::ApiConfig,
+        store_url: &str,
+        listen: Option<SocketAddr>,
+    ) -> anyhow::Result<Gateway> {
+        let metrics = metrics()?;
+        api::Policy::warm_up();
+        let store = Store::open(store_url)
+            .await
+            .with_context(|| format!("opening the store {}", shown_url(store_url)))?;
+        let interrupted = store.interrupt_unfinished(now_ms()).await?;
+        if interrupted > 0 {
+            warn!(
+                interrupted,
+                "challenges left in a call by the previous run are now interrupted"
+            );
+        }
+        let library = media::PromptLibrary::load(&cfg.call.prompts, &[Language::En, Language::Ja])
+            .with_context(|| format!("loading the prompts in {}", cfg.call.prompts.display()))?;
+        let mut prompts = HashMap::new();
+        for lang in [Language::En, Language::Ja] {
+            if let Some(p) = engine::Prompts::from_library(&library, lang) {
+                prompts.insert(lang, p);
+            }
+        }
+        let env = |v: &str| std::env::var(v).ok();
+        let (ua, trunks) = cfg.sip_settings(env);
+        for t in &trunks {
+            metrics::gauge!("callverify_trunk_up", "trunk" => t.name.clone()).set(1.0);
+        }
+        let (endpoint, mut events) = engine::SipEndpoint::start(ua, trunks).await?;
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                if let sip::Event::Trunk { trunk, up } = e {
+                    if up {
+                        info!(%trunk, "trunk up");
+                    } else {
+                        warn!(%trunk, "trunk down: it stopped answering OPTIONS");
+                    }
+                    metrics::gauge!("callverify_trunk_up", "trunk" => trunk).set(if up {
+                        1.0
+                    } else {
+                        0.0
+                    });
+                }
+            }
+        });
+        let runner = Arc::new(
+            Runner::new(
+                store.clone(),
+                Arc::new(endpoint),
+                cfg.media_settings(),
+                cfg.script_settings(),
+                prompts,
+            )
+            .with_fallback(cfg.api.call_fallback),
+        );
+        let state = api::AppState {
+            store: store.clone(),
+            runner: Some(runner.clone()),
+            cfg: Arc::new(api_cfg),
+        };
+        let workers = api::webhooks::spawn_workers(state.clone());
+        for id in store.queued(now_ms()).await? {
+            info!(challenge = %id, "calling a challenge queued before the restart");
+            let r = runner.clone();
+            tokio::spawn(async move {
+                if let Err(e) = r.run(&id).await {
+                    warn!(challenge = %id, error = %e, "the challenge's call failed");
+                }
+            });
+        }
+        let app = api::router(state).route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = metrics.clone();
+                async move { m.render() }
+            }),
+        );
+        let addr = listen.unwrap_or(cfg.api.listen);
+        let lis = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the API to {addr}"))?;
+        let api_addr = lis.local_addr()?;
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let server = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                axum::serve(lis, app)
+                    .with_graceful_shutdown(async move { stop.notified().await })
+                    .await
+            }
+        });
+        info!(api = %api_addr, "callverify is serving");
+        Ok(Gateway {
+            api_addr,
+            store,
+            runner,
+            server,
+            stop,
+            workers,
+        })
+    }
+
+    /// Stops taking requests, lets the calls in progress finish for up to `grace`, then
+    /// stops (calls still running then are marked `interrupted` at the next start).
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.notify_one();
+        let _ = tokio::time::timeout(grace, self.server).await;
+        let started = Instant::now();
+        while self.runner.active_calls() > 0 && started.elapsed() < grace {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let left = self.runner.active_calls();
+        if left > 0 {
+            warn!(
+                calls = left,
+                "stopping with calls in progress: they will be interrupted"
+            );
+        }
+        self.workers.abort();
+    }
+}
+
+/// A database URL for logs: without a password.
+pub fn shown_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:****{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            super::shown_url("postgres://cv:s3cret@db:5432/cv"),
+            "postgres://cv:****@db:5432/cv"
+        );
+        assert_eq!(
+            super::shown_url("postgres://cv@db/cv"),
+            "postgres://cv@db/cv"
+        );
+        assert_eq!(
+            super::shown_url("sqlite://callverify.db"),
+            "sqlite://callverify.db"
+        );
+    }
+}

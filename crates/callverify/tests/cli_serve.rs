@@ -1,0 +1,235 @@
+//! `callverify serve` and `callverify demo`, run as an operator runs them: the served
+//! gateway (API key made with `create-api-key`) calls sipp, which presses '#'; the JSON logs
+//! carry one span per call with the number masked; /metrics counts the call; SIGTERM stops
+//! it. The demo runs against baresip and must end with every step approved.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use callverify_e2e::{BOUND, Sipp, V4, free_port, free_rtp_pair, scratch};
+
+fn http(addr: &str, method: &str, path: &str, bearer: &str, body: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(BOUND)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_calls_counts_and_stops_on_sigterm() {
+    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
+    let sipp = Sipp::callee("cli-serve", V4, Some(pcap));
+    let dir = scratch("cli-serve");
+    let rtp = free_rtp_pair(V4);
+    let api = format!("127.0.0.1:{}", free_port(V4));
+    let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../prompts");
+    let config = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\"]\n\n\
+         [[trunk]]\nname = \"sipp\"\naddress = \"{trunk}\"\n\n\
+         [media]\nrtp_ports = \"{rtp}-{rtp1}\"\n\n\
+         [call]\nprompts = \"{prompts}\"\nfirst_key_timeout_s = 5\ncall_timeout_s = 60\n\n\
+         [store]\nurl = \"sqlite://{db}\"\n\n\
+         [api]\nlisten = \"{api}\"\n\n\
+         [policy]\nallowed_countries = [\"JP\"]\n",
+        sip = free_port(V4),
+        trunk = sipp.addr,
+        rtp1 = rtp + 1,
+        db = dir.join("cv.db").display(),
+    );
+    let path = dir.join("callverify.toml");
+    std::fs::write(&path, config).unwrap();
+    let secret = "0123456789abcdef0123456789abcdef-test";
+    let bin = env!("CARGO_BIN_EXE_callverify");
+
+    // Without its secrets it refuses to start, naming the variable.
+    let out = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("CALLVERIFY_TOKEN_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CALLVERIFY_TOKEN_SECRET is not set"));
+
+    let out = Command::new(bin)
+        .args(["create-api-key", "idp", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("cvk_"));
+    let out = Command::new(bin)
+        .args(["create-api-key", "ops", "--kind", "operator", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let operator = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let mut child = Command::new(bin)
+        .args(["serve", "--json-logs", "--config"])
+        .arg(&path)
+        .env("CALLVERIFY_TOKEN_SECRET", secret)
+        .env("CALLVERIFY_WEBHOOK_SECRET", secret)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&api).is_err() {
+        assert!(started.elapsed() < BOUND, "serve did not listen");
+        assert!(child.try_wait().unwrap().is_none(), "serve exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = http(
+        &api,
+        "POST",
+        "/v1/challenges",
+        &key,
+        r#"{"phone_number":"+819012345678"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    let token = v["poll_token"].as_str().unwrap().to_string();
+    let mut state = String::new();
+    while started.elapsed() < BOUND {
+        let (_, body) = http(
+            &api,
+            "GET",
+            &format!("/v1/challenges/{id}?wait=5"),
+            &token,
+            "",
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        state = v["state"].as_str().unwrap().to_string();
+        if !["queued", "calling", "ringing", "answered"].contains(&state.as_str()) {
+            break;
+        }
+    }
+    assert_eq!(state, "approved");
+    // The call ends after the closing prompt; the counters follow.
+    let mut metrics = String::new();
+    while started.elapsed() < BOUND {
+        metrics = http(&api, "GET", "/metrics", "", "").1;
+        if metrics.contains("callverify_calls_total{outcome=\"approved\"} 1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for line in [
+        "callverify_calls_total{outcome=\"approved\"} 1",
+        "callverify_active_calls 0",
+        "callverify_trunk_up{trunk=\"sipp\"} 1",
+        "callverify_post_dial_delay_seconds_count 1",
+        "callverify_time_to_verdict_seconds_count 1",
+        "callverify_challenges_total{purpose=\"sign_in\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    let (status, _) = http(&api, "GET", "/v1/calls", &operator, "");
+    assert_eq!(status, 200);
+    let exit = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(sipp.finish());
+    assert!(exit.passed, "{}", exit.log);
+
+    // SIGTERM: it stops by itself.
+    nix_kill(child.id());
+    let stop = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(stop.elapsed() < BOUND, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code}");
+    let logs = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(
+        !logs.contains("+819012345678"),
+        "a whole number in the logs"
+    );
+    let ended = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "call ended")
+        .unwrap_or_else(|| panic!("no 'call ended' line:\n{logs}"));
+    assert_eq!(ended["span"]["name"], "call", "{ended}");
+    assert_eq!(ended["span"]["challenge"], id.as_str(), "{ended}");
+    assert_eq!(ended["span"]["to"], "+8190****5678", "{ended}");
+    assert_eq!(ended["fields"]["outcome"], "approved", "{ended}");
+}
+
+fn nix_kill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn the_demo_approves_every_step_against_baresip() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callverify"))
+        .args(["demo", "--lang", "ja"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > BOUND * 3 {
+            let _ = child.kill();
+            panic!("the demo did not end");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{out}\n{err}");
+    assert!(out.contains("phone +8190****5678: verified"), "{out}");
+    assert!(out.contains("approved (trusted_device)"), "{out}");
+    assert!(out.contains("demo: every step approved"), "{out}");
+    assert_eq!(out.matches("key '#'").count(), 2, "{out}");
+    assert!(
+        out.contains("queued → ") && out.contains("answered → ") && out.contains("approved"),
+        "{out}"
+    );
+    assert!(!out.contains("+819012345678"), "{out}");
+}
