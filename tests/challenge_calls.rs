@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use callverify_e2e::{
-    BOUND, Postgres, Sipp, V4, endpoint, free_rtp_pair, media_at, prompts, scratch, script, trunk,
+    BOUND, Postgres, Sipp, V4, callee_scenario, endpoint, free_rtp_pair, media_at, prompts,
+    scratch, script, trunk,
 };
 use engine::Runner;
 use media::Language;
 use sip::Transport;
-use store::{ChallengeState, NewChallenge, PhoneNumber, Purpose, Store};
+use store::{ChallengeState, NewChallenge, PhoneNumber, PhoneRole, Purpose, Store};
 
 async fn challenge_through(store: Store, sipp: Sipp) -> (String, Option<ChallengeState>) {
     let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
@@ -111,4 +112,126 @@ async fn a_challenge_on_postgresql() {
     let store = Store::open(&pg.url).await.unwrap();
     approved_with_its_trail(store.clone()).await;
     busy_is_recorded(store).await;
+}
+
+/// A user's sign-in whose primary phone is busy calls the fallback phone, which approves:
+/// sipp answers 486 to the primary's number and answers and presses '#' on any other.
+#[tokio::test]
+async fn a_busy_primary_falls_back_to_the_verified_fallback_phone() {
+    let dir = scratch("challenge-fallback");
+    let store = Store::open(&format!("sqlite://{}", dir.join("cv.db").display()))
+        .await
+        .unwrap();
+    let now = 1_795_000_000_000;
+    let request = |number: &str, purpose, enrol, user: &str| NewChallenge {
+        api_key_id: "key_test".into(),
+        idempotency_key: None,
+        request_hash: "h".into(),
+        user_id: Some(user.into()),
+        phone: PhoneNumber::parse(number).unwrap(),
+        language: "ja".into(),
+        purpose,
+        callback_url: None,
+        enrol,
+        remember_device_ms: 0,
+        now_ms: now,
+        expires_at_ms: now + 300_000,
+    };
+    // Both phones enrolled and verified (as approved enrolment calls leave them).
+    for (number, role) in [
+        ("+819011112222", PhoneRole::Primary),
+        ("+819033334444", PhoneRole::Fallback),
+    ] {
+        let (e, _) = store
+            .create_challenge(&request(number, Purpose::Enroll, Some(role), "carol"))
+            .await
+            .unwrap();
+        for s in [ChallengeState::Calling, ChallengeState::Approved] {
+            assert!(store.transition(&e.id, s, now, None, None).await.unwrap());
+        }
+    }
+    let (c, _) = store
+        .create_challenge(&request("+819011112222", Purpose::SignIn, None, "carol"))
+        .await
+        .unwrap();
+
+    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
+    let file = callee_scenario(&dir, Some(pcap), std::time::Duration::from_millis(300));
+    let scenario = std::fs::read_to_string(&file).unwrap();
+    let scenario = scenario
+        .replacen(
+            "<recv request=\"INVITE\" crlf=\"true\">\n    <action>",
+            "<recv request=\"INVITE\" crlf=\"true\">\n    <action>\n      <ereg regexp=\"sip:[+]819011112222@\" search_in=\"msg\" check_it=\"false\" assign_to=\"primary\"/>",
+            1,
+        )
+        .replacen("</recv>", "</recv>\n  <nop next=\"busy\" test=\"primary\"/>", 1)
+        .replace(
+            "</scenario>",
+            "  <nop next=\"done\"/>\n  <label id=\"busy\"/>\n  <send><![CDATA[\n\nSIP/2.0 486 Busy Here\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag02[call_number]\n[last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n  ]]></send>\n  <recv request=\"ACK\" crlf=\"true\"/>\n  <label id=\"done\"/>\n</scenario>",
+        );
+    std::fs::write(&file, scenario).unwrap();
+    let sipp = Sipp::start_file(dir.clone(), &file, V4, &["-m", "2"]);
+    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
+    let runner = Runner::new(
+        store.clone(),
+        Arc::new(ep),
+        media_at(V4, free_rtp_pair(V4)),
+        script(),
+        HashMap::from([(Language::Ja, prompts(Language::Ja))]),
+    )
+    .with_fallback(true);
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .expect("within the bound")
+        .unwrap();
+    let exit = sipp.finish().await;
+    assert!(exit.passed, "{}", exit.log);
+    assert_eq!(state, Some(ChallengeState::Approved));
+    let (calls, _) = store
+        .calls(&store::CallFilter::default(), 10, None)
+        .await
+        .unwrap();
+    let mut log: Vec<(String, String)> = Vec::new();
+    for call in calls.iter().rev() {
+        let end = store.call(&call.id).await.unwrap().unwrap().end.unwrap();
+        log.push((call.phone_masked.clone(), end.outcome));
+    }
+    assert_eq!(
+        log,
+        [
+            ("+8190****2222".to_string(), "busy".to_string()),
+            ("+8190****4444".to_string(), "approved".to_string())
+        ]
+    );
+    // The busy primary did not decide the challenge: its trail goes on to the approval.
+    let trail: Vec<ChallengeState> = store
+        .events(&c.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.state)
+        .collect();
+    use ChallengeState::*;
+    assert_eq!(trail, vec![Queued, Calling, Ringing, Answered, Approved]);
+
+    // Without the fallback setting, the busy primary decides.
+    let (c2, _) = store
+        .create_challenge(&request("+819011112222", Purpose::SignIn, None, "carol"))
+        .await
+        .unwrap();
+    let sipp = Sipp::start("busy", Transport::Udp, V4);
+    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
+    let runner = Runner::new(
+        store.clone(),
+        Arc::new(ep),
+        media_at(V4, free_rtp_pair(V4)),
+        script(),
+        HashMap::from([(Language::Ja, prompts(Language::Ja))]),
+    );
+    let state = tokio::time::timeout(BOUND, runner.run(&c2.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sipp.finish().await.passed);
+    assert_eq!(state, Some(ChallengeState::Busy));
 }

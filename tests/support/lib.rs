@@ -118,6 +118,12 @@ impl Sipp {
         Sipp::spawn(dir, &file, Transport::Udp, ip, &[])
     }
 
+    /// sipp running the scenario file `file` (made in `dir`) on UDP, with extra arguments
+    /// (a later `-m` overrides the default of one call).
+    pub fn start_file(dir: PathBuf, file: &Path, ip: IpAddr, extra: &[&str]) -> Sipp {
+        Sipp::spawn(dir, file, Transport::Udp, ip, extra)
+    }
+
     fn spawn(dir: PathBuf, file: &Path, transport: Transport, ip: IpAddr, extra: &[&str]) -> Sipp {
         let port = free_port(ip);
         let media = free_port(ip);

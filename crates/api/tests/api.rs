@@ -1118,3 +1118,67 @@ fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[tokio::test]
+async fn cancel_hangs_up_a_ringing_call() {
+    let store = sqlite("api-cancel-call").await;
+    let (service, operator) = keys(&store).await;
+    let sipp = Sipp::start("ring_no_answer", Transport::Udp, V4);
+    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
+    let runner = engine::Runner::new(
+        store.clone(),
+        Arc::new(ep),
+        media_at(V4, free_rtp_pair(V4)),
+        script(),
+        HashMap::from([(Language::Ja, prompts(Language::Ja))]),
+    );
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: Some(Arc::new(runner)),
+        cfg: cfg(),
+    })
+    .await;
+    let r = post_json(addr, "/v1/challenges", &service, BODY).await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/challenges/{id}");
+    let key = auth(&service);
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let r = http(
+            addr,
+            "GET",
+            &format!("{path}?wait=5"),
+            &[("Authorization", &key)],
+            b"",
+        )
+        .await;
+        if r.json()["state"] == "ringing" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", r.body);
+    }
+    let r = http(addr, "DELETE", &path, &[("Authorization", &key)], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "canceled");
+    // The phone stops ringing: sipp got the CANCEL (its scenario ends only then).
+    let exit = sipp.finish().await;
+    assert!(exit.passed, "{}", exit.log);
+    // The call log says so once the call has ended.
+    let op = auth(&operator);
+    let mut outcome = serde_json::Value::Null;
+    while tokio::time::Instant::now() < deadline {
+        let r = http(addr, "GET", "/v1/calls", &[("Authorization", &op)], b"").await;
+        outcome = r.json()["calls"][0]["outcome"].clone();
+        if !outcome.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(outcome, "canceled");
+    let r = http(addr, "GET", &path, &[("Authorization", &key)], b"").await;
+    assert_eq!(
+        r.json()["state"],
+        "canceled",
+        "still: a decided challenge never changes"
+    );
+}

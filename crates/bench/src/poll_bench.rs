@@ -99,7 +99,9 @@ async fn fill(store: &Store, n: usize) -> Vec<(String, String)> {
 fn wrk_script(dir: &std::path::Path, ids: &[(String, String)]) -> std::path::PathBuf {
     let mut lua = String::from("local c = {\n");
     for (id, token) in ids {
-        lua.push_str(&format!("{{\"/v1/challenges/{id}\", \"Bearer {token}\"}},\n"));
+        lua.push_str(&format!(
+            "{{\"/v1/challenges/{id}\", \"Bearer {token}\"}},\n"
+        ));
     }
     lua.push_str(
         "}\n\
