@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use callverify_e2e::{
     BOUND, Postgres, Sipp, V4, callee_scenario, endpoint, free_rtp_pair, media_at, prompts,
-    scratch, script, trunk,
+    runner_through, scratch, script, trunk,
 };
 use engine::Runner;
 use media::Language;
@@ -171,15 +171,9 @@ async fn a_busy_primary_falls_back_to_the_verified_fallback_phone() {
         );
     std::fs::write(&file, scenario).unwrap();
     let sipp = Sipp::start_file(dir.clone(), &file, V4, &["-m", "2"]);
-    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
-    let runner = Runner::new(
-        store.clone(),
-        Arc::new(ep),
-        media_at(V4, free_rtp_pair(V4)),
-        script(),
-        HashMap::from([(Language::Ja, prompts(Language::Ja))]),
-    )
-    .with_fallback(true);
+    let runner = runner_through(store.clone(), sipp.addr)
+        .await
+        .with_fallback(true);
     let state = tokio::time::timeout(BOUND, runner.run(&c.id))
         .await
         .expect("within the bound")
@@ -220,14 +214,7 @@ async fn a_busy_primary_falls_back_to_the_verified_fallback_phone() {
         .await
         .unwrap();
     let sipp = Sipp::start("busy", Transport::Udp, V4);
-    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
-    let runner = Runner::new(
-        store.clone(),
-        Arc::new(ep),
-        media_at(V4, free_rtp_pair(V4)),
-        script(),
-        HashMap::from([(Language::Ja, prompts(Language::Ja))]),
-    );
+    let runner = runner_through(store.clone(), sipp.addr).await;
     let state = tokio::time::timeout(BOUND, runner.run(&c2.id))
         .await
         .unwrap()

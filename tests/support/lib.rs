@@ -694,3 +694,16 @@ fn postgres_bin_dir() -> PathBuf {
     dirs.pop()
         .expect("an initdb under /usr/lib/postgresql/*/bin")
 }
+
+/// A call runner over `store` whose one trunk is the UDP callee at `callee`, with the test
+/// script and the Japanese prompts.
+pub async fn runner_through(store: store::Store, callee: SocketAddr) -> engine::Runner {
+    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, callee)]).await;
+    engine::Runner::new(
+        store,
+        std::sync::Arc::new(ep),
+        media_at(V4, free_rtp_pair(V4)),
+        script(),
+        std::collections::HashMap::from([(media::Language::Ja, prompts(media::Language::Ja))]),
+    )
+}

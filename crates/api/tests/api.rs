@@ -6,10 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use api::{ApiConfig, AppState};
-use callverify_e2e::{
-    BOUND, Sipp, V4, endpoint, free_rtp_pair, media_at, prompts, scratch, script, trunk,
-};
-use media::Language;
+use callverify_e2e::{BOUND, Sipp, V4, runner_through, scratch};
 use sip::Transport;
 use store::{KeyKind, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -274,14 +271,7 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
         .unwrap();
     let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
     let sipp = Sipp::callee("api-approved", V4, Some(pcap));
-    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
-    let runner = engine::Runner::new(
-        store.clone(),
-        Arc::new(ep),
-        media_at(V4, free_rtp_pair(V4)),
-        script(),
-        HashMap::from([(Language::Ja, prompts(Language::Ja))]),
-    );
+    let runner = runner_through(store.clone(), sipp.addr).await;
     let addr = serve(AppState {
         store,
         runner: Some(Arc::new(runner)),
@@ -1124,14 +1114,7 @@ async fn cancel_hangs_up_a_ringing_call() {
     let store = sqlite("api-cancel-call").await;
     let (service, operator) = keys(&store).await;
     let sipp = Sipp::start("ring_no_answer", Transport::Udp, V4);
-    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
-    let runner = engine::Runner::new(
-        store.clone(),
-        Arc::new(ep),
-        media_at(V4, free_rtp_pair(V4)),
-        script(),
-        HashMap::from([(Language::Ja, prompts(Language::Ja))]),
-    );
+    let runner = runner_through(store.clone(), sipp.addr).await;
     let addr = serve(AppState {
         store: store.clone(),
         runner: Some(Arc::new(runner)),
