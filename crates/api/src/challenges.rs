@@ -462,12 +462,20 @@ pub(crate) async fn get_challenge(
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let mut rx = state.store.subscribe();
     let (_, mut c) = readable(&state, &id, &headers).await?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.cfg.max_wait);
+    // Plain polls (the common case) do not subscribe; a long poll subscribes, then reads
+    // again so that a change between the two reads is not missed.
     if !wait.is_zero() && !c.state.is_terminal() {
         let deadline = tokio::time::Instant::now() + wait;
-        if let Some(now) = next_change(&state, &mut rx, &id, c.state, deadline).await? {
+        let mut rx = state.store.subscribe();
+        let seen = c.state;
+        if let Some(now) = state.store.challenge(&id).await? {
+            c = now;
+        }
+        if c.state == seen
+            && let Some(now) = next_change(&state, &mut rx, &id, seen, deadline).await?
+        {
             c = now;
         }
     }
