@@ -78,10 +78,13 @@ async fn serve(state: AppState) -> SocketAddr {
     addr
 }
 
+/// A store as `serve` opens it: SQLite, with its copy of the challenges read.
 async fn sqlite(name: &str) -> Store {
     let dir = scratch(name);
     Store::open(&format!("sqlite://{}", dir.join("cv.db").display()))
         .await
+        .unwrap()
+        .cached()
         .unwrap()
 }
 

@@ -2,10 +2,14 @@
 //! loopback, and their latency, with 10,000 stored challenges, on SQLite and on PostgreSQL
 //! (a server of its own on loopback). The load comes from wrk (Debian's package), a second
 //! process; each request polls a random challenge with that challenge's poll token, as login
-//! pages do. The API runs on a tokio runtime of `--api-threads` workers.
+//! pages do. The API runs on a tokio runtime of `--api-threads` workers, on the store as
+//! `serve` opens it (with its copy of the challenges read; `--cache off` without). With
+//! `--changes N`, N state changes a second go on meanwhile (challenges moving from `queued`
+//! to `approved` one step at a time), as calls in progress make them.
 //!
 //! `cargo run --release -p callverify-bench --bin poll-bench -- [--challenges N]
-//!  [--connections C] [--seconds S] [--api-threads T] [--backend sqlite|postgres|both]`
+//!  [--connections C] [--seconds S] [--api-threads T] [--backend sqlite|postgres|both]
+//!  [--cache on|off] [--changes N]`
 
 use std::process::Command;
 use std::sync::Arc;
@@ -22,6 +26,8 @@ struct Args {
     api_threads: usize,
     wrk_threads: usize,
     backends: Vec<String>,
+    cache: bool,
+    changes: u64,
 }
 
 fn args() -> Args {
@@ -32,6 +38,8 @@ fn args() -> Args {
         api_threads: 2,
         wrk_threads: 1,
         backends: vec!["sqlite".into(), "postgres".into()],
+        cache: true,
+        changes: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -49,6 +57,8 @@ fn args() -> Args {
                     b => vec![b.to_string()],
                 }
             }
+            "--cache" => a.cache = v == "on",
+            "--changes" => a.changes = v.parse().expect("changes per second"),
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -96,6 +106,19 @@ async fn fill(store: &Store, n: usize) -> Vec<(String, String)> {
     out
 }
 
+/// Moves the challenges on, `per_s` changes a second, one step at a time.
+async fn change(store: Store, ids: Vec<(String, String)>, per_s: u64) {
+    use store::ChallengeState::*;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_s as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for (id, _) in ids.iter().rev() {
+        for to in [Calling, Ringing, Answered, Approved] {
+            tick.tick().await;
+            let _ = store.transition(id, to, now_ms(), None, None).await;
+        }
+    }
+}
+
 fn wrk_script(dir: &std::path::Path, ids: &[(String, String)]) -> std::path::PathBuf {
     let mut lua = String::from("local c = {\n");
     for (id, token) in ids {
@@ -138,8 +161,17 @@ fn run(backend: &str, a: &Args) {
         .build()
         .unwrap();
     let (addr, ids) = rt.block_on(async {
-        let store = Store::open(&url).await.unwrap();
+        let mut store = Store::open(&url).await.unwrap();
+        if a.cache {
+            store = store.cached().unwrap();
+            while !store.cache_live() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let ids = fill(&store, a.challenges).await;
+        if a.changes > 0 {
+            tokio::spawn(change(store.clone(), ids.clone(), a.changes));
+        }
         let state = AppState {
             store,
             runner: None,
@@ -176,7 +208,9 @@ fn run(backend: &str, a: &Args) {
         let f: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
         let rate = f[0] / (f[1] / 1e6);
         println!(
-            "{backend:<8} {:>6} challenges  {:>3} connections  {:>8.0} polls/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  errors {}",
+            "{backend:<8} cache {:<3} changes {:>4}/s {:>6} challenges  {:>3} connections  {:>8.0} polls/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  errors {}",
+            if a.cache { "on" } else { "off" },
+            a.changes,
             a.challenges,
             a.connections,
             rate,

@@ -81,6 +81,7 @@ impl Gateway {
         api::Policy::warm_up();
         let store = Store::open(store_url)
             .await
+            .and_then(Store::cached)
             .with_context(|| format!("opening the store {}", shown_url(store_url)))?;
         let interrupted = store.interrupt_unfinished(now_ms()).await?;
         if interrupted > 0 {

@@ -8,6 +8,7 @@
 //! gives back the challenge it made, and unfinished calls of a previous run become
 //! `interrupted` at start. No HTTP and no SIP here.
 
+mod cache;
 pub mod types;
 mod users;
 mod webhooks;
@@ -43,6 +44,9 @@ pub enum StoreError {
     /// A stored value that this version does not know.
     #[error("stored value {0:?} is not understood")]
     Corrupt(String),
+    /// The store cannot be shared as asked.
+    #[error("{0}")]
+    InUse(#[from] std::io::Error),
 }
 
 /// A result of the store.
@@ -218,11 +222,13 @@ pub struct CallFilter {
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    url: std::sync::Arc<str>,
     changes: tokio::sync::broadcast::Sender<Change>,
+    cache: Option<cache::Shared>,
 }
 
-/// A state change made through this store (this process); other nodes' changes are seen by
-/// reading the store.
+/// A state change: made through this store (this process), or, on a [`Store::cached`]
+/// PostgreSQL store, by anyone (announced by the database).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     /// The challenge.
@@ -251,6 +257,10 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         3,
         include_str!("../migrations/postgres/0003_users_trust_webhooks.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_change_notifications.sql"),
     ),
 ];
 
@@ -329,10 +339,44 @@ impl Store {
         let store = Store {
             pool,
             backend,
+            url: url.into(),
             changes,
+            cache: None,
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The same store, keeping a copy of the challenges it reads (see `cache.rs`): on
+    /// PostgreSQL kept current by the database's change notifications, bypassed while those
+    /// are not known to arrive; on SQLite kept current by this process, which therefore holds
+    /// the lock file `<database>.node-lock` (a second cached store on the file is refused).
+    pub fn cached(mut self) -> Result<Store> {
+        if self.cache.is_some() {
+            return Ok(self);
+        }
+        let cache = match self.backend {
+            Backend::Sqlite => {
+                std::sync::Arc::new(cache::Cache::new(true, cache::sqlite_lock(&self.url)?))
+            }
+            Backend::Postgres => {
+                let cache = std::sync::Arc::new(cache::Cache::new(false, None));
+                cache::follow_postgres(
+                    self.url.to_string(),
+                    self.pool.clone(),
+                    std::sync::Arc::downgrade(&cache),
+                    self.changes.clone(),
+                );
+                cache
+            }
+        };
+        self.cache = Some(cache);
+        Ok(self)
+    }
+
+    /// Whether reads are served from the copy now (a cached store whose copy is current).
+    pub fn cache_live(&self) -> bool {
+        self.cache.as_ref().is_some_and(|c| c.is_live())
     }
 
     /// The database in use.
@@ -372,9 +416,9 @@ impl Store {
             if done.is_some() {
                 continue;
             }
-            for stmt in sql
-                .split(';')
-                .map(str::trim)
+            for stmt in statements(sql)
+                .iter()
+                .map(|s| s.trim())
                 .filter(|s| !strip_comments(s).is_empty())
             {
                 tx.execute(AssertSqlSafe(stmt.to_string())).await?;
@@ -494,8 +538,23 @@ impl Store {
         .transpose()
     }
 
-    /// The challenge with this id.
+    /// The challenge with this id (from the copy on a cached store).
     pub async fn challenge(&self, id: &str) -> Result<Option<Challenge>> {
+        let Some(cache) = &self.cache else {
+            return self.read_challenge(id).await;
+        };
+        if let Some(c) = cache.get(id) {
+            return Ok(Some(c));
+        }
+        let generation = cache.generation(id);
+        let c = self.read_challenge(id).await?;
+        if let (Some(c), Some(g)) = (&c, generation) {
+            cache.put(c, g);
+        }
+        Ok(c)
+    }
+
+    async fn read_challenge(&self, id: &str) -> Result<Option<Challenge>> {
         let sql = format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
@@ -547,6 +606,9 @@ impl Store {
             webhooks::on_decided(&mut tx, id, at_ms).await?;
         }
         tx.commit().await?;
+        if let Some(cache) = &self.cache {
+            cache.forget(id);
+        }
         let _ = self.changes.send(Change {
             id: id.to_string(),
             state: to,
@@ -971,6 +1033,28 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
         started_at_ms: r.try_get("started_at")?,
         end,
     })
+}
+
+/// A migration's statements: split at `;`, except inside a `$$ … $$` body.
+fn statements(sql: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"$$") {
+            quoted = !quoted;
+            i += 2;
+            continue;
+        }
+        if b[i] == b';' && !quoted {
+            out.push(&sql[start..i]);
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.push(&sql[start..]);
+    out
 }
 
 fn strip_comments(s: &str) -> String {

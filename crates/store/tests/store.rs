@@ -729,8 +729,13 @@ async fn sqlite_in_wal_mode() {
     let dir = scratch("store-sqlite");
     let path = dir.join("callverify.db");
     let url = format!("sqlite://{}", path.display());
-    let store = Store::open(&url).await.unwrap();
+    // As `serve` uses it: with the copy of the challenges read.
+    let store = Store::open(&url).await.unwrap().cached().unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
+    assert!(store.cache_live());
+    // A second process's copy could not be kept current: refused, naming the lock file.
+    let e = Store::open(&url).await.unwrap().cached().unwrap_err();
+    assert!(e.to_string().contains("callverify.db.node-lock"), "{e}");
     suite(store.clone()).await;
     assert!(
         dir.join("callverify.db-wal").exists(),
@@ -752,8 +757,9 @@ async fn sqlite_in_wal_mode() {
 #[tokio::test]
 async fn postgresql_on_loopback() {
     let pg = Postgres::start("store");
-    let store = Store::open(&pg.url).await.unwrap();
+    let store = Store::open(&pg.url).await.unwrap().cached().unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
+    until(|| std::future::ready(store.cache_live()), "notifications").await;
     suite(store.clone()).await;
     drop(store);
     let again = Store::open(&pg.url).await.unwrap();
@@ -772,4 +778,104 @@ async fn a_bad_url_is_a_clear_error() {
             .contains("expected sqlite://PATH or postgres://"),
         "{e}"
     );
+}
+
+/// Waits (10 s at most) until `f` holds.
+async fn until<F: std::future::Future<Output = bool>>(mut f: impl FnMut() -> F, what: &str) {
+    let end = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < end, "waited 10 s for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_copies_follow_each_others_changes() {
+    let pg = Postgres::start("store-nodes");
+    let a = Store::open(&pg.url).await.unwrap().cached().unwrap();
+    let b = Store::open(&pg.url).await.unwrap().cached().unwrap();
+    until(
+        || std::future::ready(a.cache_live() && b.cache_live()),
+        "both nodes live",
+    )
+    .await;
+    let (c, _) = a.create_challenge(&request(None, "n", 1000)).await.unwrap();
+    // Both read it (and keep it); B moves it on; A's copy and A's subscribers follow.
+    let mut changes = a.subscribe();
+    assert_eq!(
+        a.challenge(&c.id).await.unwrap().unwrap().state,
+        ChallengeState::Queued
+    );
+    assert_eq!(
+        b.challenge(&c.id).await.unwrap().unwrap().state,
+        ChallengeState::Queued
+    );
+    assert!(
+        b.transition(&c.id, ChallengeState::Calling, 1001, None, None)
+            .await
+            .unwrap()
+    );
+    until(
+        || async { a.challenge(&c.id).await.unwrap().unwrap().state == ChallengeState::Calling },
+        "A to see B's change",
+    )
+    .await;
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(5), changes.recv())
+        .await
+        .expect("announced")
+        .unwrap();
+    assert_eq!(
+        (seen.id.as_str(), seen.state),
+        (c.id.as_str(), ChallengeState::Calling)
+    );
+
+    // A change by hand in SQL is followed too.
+    let direct = sqlx::PgPool::connect(&pg.url).await.unwrap();
+    sqlx::query("UPDATE challenges SET state = 'ringing' WHERE id = $1")
+        .bind(&c.id)
+        .execute(&direct)
+        .await
+        .unwrap();
+    until(
+        || async { a.challenge(&c.id).await.unwrap().unwrap().state == ChallengeState::Ringing },
+        "A to see a change made in SQL",
+    )
+    .await;
+
+    // A's notification connection is cut: its copy is bypassed until it listens again, so
+    // B's next change is seen at once, and A's copy comes back.
+    assert!(a.cache_live());
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .execute(&direct)
+    .await
+    .unwrap();
+    until(
+        || std::future::ready(!a.cache_live()),
+        "A to notice the cut",
+    )
+    .await;
+    assert!(
+        b.transition(&c.id, ChallengeState::Answered, 1003, None, None)
+            .await
+            .unwrap()
+    );
+    until(
+        || async { a.challenge(&c.id).await.unwrap().unwrap().state == ChallengeState::Answered },
+        "A to read B's change",
+    )
+    .await;
+    until(|| std::future::ready(a.cache_live()), "A to listen again").await;
+    assert!(
+        b.transition(&c.id, ChallengeState::Approved, 1004, None, None)
+            .await
+            .unwrap()
+    );
+    until(
+        || async { a.challenge(&c.id).await.unwrap().unwrap().state == ChallengeState::Approved },
+        "A to see the decision",
+    )
+    .await;
 }
