@@ -684,6 +684,104 @@ async fn policy_refuses_with_reasons() {
     }
 }
 
+#[tokio::test]
+async fn rate_limits_per_user_and_per_api_key() {
+    use store::ChallengeState::*;
+    let store = sqlite("api-rates").await;
+    let (service, _) = keys(&store).await;
+    let (_, other_service) = store
+        .create_api_key("idp-2", KeyKind::Service, 0)
+        .await
+        .unwrap();
+    let mut cfg = ApiConfig {
+        token_secret: b"test token secret".to_vec(),
+        ..ApiConfig::default()
+    };
+    cfg.policy.per_user = api::RateLimit::new(2, std::time::Duration::from_secs(600));
+    cfg.policy.per_api_key = api::RateLimit::new(5, std::time::Duration::from_secs(60));
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: Arc::new(cfg),
+    })
+    .await;
+    let refused = |r: &Reply, words: &str, retry: &str| {
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert!(
+            r.json()["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("/rate-limited")
+        );
+        let detail = r.json()["detail"].as_str().unwrap().to_string();
+        assert!(detail.contains(words), "{detail}");
+        assert_eq!(r.headers["retry-after"], retry);
+    };
+
+    // Alice's enrolment is her first challenge, her sign-in the second; a third is refused.
+    let r = post_json(
+        addr,
+        "/v1/users/alice/phones",
+        &service,
+        r#"{"phone_number":"+819012345678"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let enrol = r.json()["challenge"]["id"].as_str().unwrap().to_string();
+    for s in [Calling, Ringing, Answered, Approved] {
+        assert!(
+            store
+                .transition(&enrol, s, now_ms(), None, None)
+                .await
+                .unwrap()
+        );
+    }
+    let alice = r#"{"user_id":"alice"}"#;
+    assert_eq!(
+        post_json(addr, "/v1/challenges", &service, alice)
+            .await
+            .status,
+        201
+    );
+    let r = post_json(addr, "/v1/challenges", &service, alice).await;
+    refused(
+        &r,
+        r#"user "alice" had 2 challenges in the last 600 s (limit 2)"#,
+        "600",
+    );
+    // Another API key is held to the same user limit.
+    let r = post_json(addr, "/v1/challenges", &other_service, alice).await;
+    refused(&r, r#"user "alice" had 2"#, "600");
+
+    // The first key has made 2 challenges: 3 more to other numbers, then it is refused.
+    for n in 1..=3 {
+        let body = format!(r#"{{"phone_number":"+81901111000{n}"}}"#);
+        let r = post_json(addr, "/v1/challenges", &service, &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = post_json(
+        addr,
+        "/v1/challenges",
+        &service,
+        r#"{"phone_number":"+819011110009"}"#,
+    )
+    .await;
+    refused(
+        &r,
+        "this API key had 5 challenges in the last 60 s (limit 5)",
+        "60",
+    );
+    // The other key is not.
+    let r = post_json(
+        addr,
+        "/v1/challenges",
+        &other_service,
+        r#"{"phone_number":"+819011110009"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
 /// Requests a receiver got: headers and body.
 type Received = Arc<std::sync::Mutex<Vec<(HashMap<String, String>, String)>>>;
 
