@@ -66,15 +66,22 @@ pub struct Sipp {
 /// Writes `tests/sipp/verify_callee.xml` into `dir` with `pcap` as the phone's audio (or
 /// none), ringing `ring` before it answers, and returns its path.
 pub fn callee_scenario(dir: &Path, pcap: Option<&Path>, ring: Duration) -> PathBuf {
+    let play = pcap.map_or(String::new(), |p| {
+        format!("play_pcap_audio=\"{}\"", p.display())
+    });
+    callee_scenario_playing(dir, &play, ring)
+}
+
+/// As [`callee_scenario`], the audio played by the `exec` attribute `play` (sipp's
+/// `play_pcap_audio="…"` or `rtp_stream="…"`; empty for none).
+pub fn callee_scenario_playing(dir: &Path, play: &str, ring: Duration) -> PathBuf {
     let template =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/verify_callee.xml"))
             .expect("read the callee scenario");
-    let play = pcap.map_or(String::new(), |p| {
-        format!(
-            "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
-            p.display()
-        )
-    });
+    let play = match play {
+        "" => String::new(),
+        p => format!("<nop><action><exec {p}/></action></nop>"),
+    };
     let file = dir.join("scenario.xml");
     let ring = match ring.as_millis() {
         0 => String::new(),

@@ -12,7 +12,13 @@
 //!
 //!     cargo run --release -p callverify-bench --bin call-bench -- [--calls 100,500,1000]
 //!         [--workers 2] [--rate 200] [--sipp-nice 19] [--sipp-cpu LAST|all]
-//!         [--sipp-policy normal|idle]
+//!         [--sipp-policy normal|idle] [--sipp-audio stream|pcap]
+//!
+//! sipp sends the audio with `rtp_stream` (a pool of threads, 16 calls each) by default;
+//! `--sipp-audio pcap` uses `play_pcap_audio` (a thread per call), which starves sipp's own
+//! SIP thread at 1000 calls on one CPU: it then answers INVITEs late, takes callverify's
+//! INVITE retransmissions for unexpected messages and drops those calls (they end
+//! `no_input`: the phone never sent its '#'). sipp's errors go to `<dir>/<calls>/*errors.log`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -38,6 +44,7 @@ struct Args {
     sipp_nice: i32,
     sipp_cpu: String,
     sipp_policy: String,
+    sipp_audio: String,
 }
 
 fn args() -> Args {
@@ -50,6 +57,7 @@ fn args() -> Args {
             .map_or(0, |n| n.get() - 1)
             .to_string(),
         sipp_policy: "normal".into(),
+        sipp_audio: "stream".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -61,6 +69,7 @@ fn args() -> Args {
             "--sipp-nice" => a.sipp_nice = v.parse().expect("--sipp-nice N"),
             "--sipp-cpu" => a.sipp_cpu = v,
             "--sipp-policy" => a.sipp_policy = v,
+            "--sipp-audio" => a.sipp_audio = v,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -115,15 +124,22 @@ fn sipp(dir: &Path, pcap: &Path, calls: usize, a: &Args) -> (Child, SocketAddr) 
     let (nice, cpu, policy) = (a.sipp_nice, a.sipp_cpu.as_str(), a.sipp_policy.as_str());
     // No ringing pause: under this load sipp left some paused calls unanswered (24 of 1000
     // in one run, seen in its screen as calls stuck in the pause).
-    let file = callverify_e2e::callee_scenario(dir, Some(pcap), Duration::ZERO);
+    let play = match a.sipp_audio.as_str() {
+        // One thread per call, each replaying the capture.
+        "pcap" => format!("play_pcap_audio=\"{}\"", pcap.display()),
+        // A pool of threads (16 calls each) sending the same audio as raw PCMU, once.
+        _ => format!(
+            "rtp_stream=\"{},1,0\"",
+            pcap.with_extension("ulaw").display()
+        ),
+    };
+    let file = callverify_e2e::callee_scenario_playing(dir, &play, Duration::ZERO);
     let port = free_udp_port();
     let media = free_udp_port();
     let log = std::fs::File::create(dir.join("sipp.log")).expect("sipp log");
-    // sipp plays each call's capture in a thread of its own: 1000 threads. Pinned to the
-    // last CPU (`--sipp-cpu`, "all" for none) and niced, they stand for phones on other
-    // machines instead of outweighing the gateway's two worker threads in the scheduler.
-    // `--sipp-policy idle` runs them under SCHED_IDLE (measured: sipp then answers some
-    // calls too late).
+    // sipp's threads, pinned to the last CPU (`--sipp-cpu`, "all" for none) and niced, stand
+    // for phones on other machines instead of outweighing the gateway's two worker threads
+    // in the scheduler. `--sipp-policy idle` runs them under SCHED_IDLE.
     let mut cmd = if cpu == "all" {
         Command::new("chrt")
     } else {
@@ -149,7 +165,8 @@ fn sipp(dir: &Path, pcap: &Path, calls: usize, a: &Args) -> (Child, SocketAddr) 
             &media.to_string(),
         ])
         .args(["-t", "u1", "-m", &calls.to_string(), "-nostdin"])
-        .args(["-timeout", "120s", "-max_socket", "4096"])
+        .args(["-timeout", "120s", "-max_socket", "4096", "-trace_err"])
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -193,7 +210,8 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
     let media = Arc::new(MediaConfig {
         address: LOOPBACK,
         ports: 20000..=40000,
-        codecs: vec![Codec::Pcmu],
+        // Offered as the tests offer them (sipp's scenario checks the offer); sipp picks PCMU.
+        codecs: vec![Codec::Pcmu, Codec::Pcma],
         measure_pacing: true,
     });
     let script = ScriptConfig {
@@ -303,6 +321,8 @@ fn capture(dir: &Path) -> PathBuf {
         .silence(1840.0)
         .pcm();
     let path = dir.join("pound-at-8s.pcap");
+    let ulaw: Vec<u8> = audio.iter().map(|&x| media::g711::ulaw_encode(x)).collect();
+    std::fs::write(path.with_extension("ulaw"), ulaw).expect("write the audio");
     pcap::write(&path, &pcap::rtp(&[Part::Audio(audio)]));
     path
 }
