@@ -116,11 +116,24 @@ pub(crate) struct EventView {
     detail: Option<String>,
 }
 
-/// A call with its keys and the challenge's timeline.
+/// One step of a call.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StepView {
+    /// Milliseconds since the INVITE.
+    at_ms: i64,
+    /// `invite`, `sip` (a response), `prompt`, `key`, `verdict` or `end`.
+    kind: String,
+    /// What happened.
+    detail: String,
+}
+
+/// A call with its keys, its steps (SIP responses, prompts, keys, verdict) and the
+/// challenge's timeline.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct CallDetail {
     #[serde(flatten)]
     call: CallView,
+    steps: Vec<StepView>,
     challenge_events: Vec<EventView>,
 }
 
@@ -191,6 +204,16 @@ pub(crate) async fn get_call(
     let timeline = state.store.events(&call.challenge_id).await?;
     Ok(axum::Json(CallDetail {
         call: CallView::of(&call, true),
+        steps: call
+            .end
+            .iter()
+            .flat_map(|e| &e.steps)
+            .map(|s| StepView {
+                at_ms: s.at_ms,
+                kind: s.kind.clone(),
+                detail: s.detail.clone(),
+            })
+            .collect(),
         challenge_events: timeline
             .iter()
             .map(|e| EventView {

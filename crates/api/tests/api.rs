@@ -369,6 +369,42 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
         .map(|e| e["state"].as_str().unwrap())
         .collect();
     assert_eq!(timeline, order.to_vec());
+    // The call's steps: the INVITE, sipp's responses, the prompts, the key, the verdict.
+    let steps: Vec<(String, String)> = call["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let f = |k: &str| s[k].as_str().unwrap().to_string();
+            (f("kind"), f("detail"))
+        })
+        .collect();
+    let step = |kind: &str, detail: &str| (kind.to_string(), detail.to_string());
+    for want in [
+        step("sip", "180 Ringing"),
+        step("sip", "200 OK (PCMU)"),
+        step("prompt", "greeting"),
+        step("verdict", "approved"),
+        step("prompt", "verified"),
+        step("end", "approved"),
+    ] {
+        assert!(steps.contains(&want), "{want:?} in {steps:?}");
+    }
+    assert_eq!(steps[0].0, "invite", "{steps:?}");
+    assert!(
+        steps
+            .iter()
+            .any(|(k, d)| k == "key" && d.starts_with("# (")),
+        "{steps:?}"
+    );
+    let at: Vec<i64> = call["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] != "key")
+        .map(|s| s["at_ms"].as_i64().unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
     assert_eq!(
         http(addr, "GET", "/v1/calls", &[("Authorization", &bearer)], b"")
             .await

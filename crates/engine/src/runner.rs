@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use media::Language;
 use store::{
-    CallEnd, ChallengeState, KeyRecord, NewCall, PhoneNumber, PhoneRole, Purpose, Store, StoreError,
+    CallEnd, CallStep, ChallengeState, KeyRecord, NewCall, PhoneNumber, PhoneRole, Purpose, Store,
+    StoreError,
 };
 use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, info, info_span, warn};
@@ -210,6 +211,7 @@ impl Runner {
             })
             .await?;
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let invite = std::time::Instant::now();
         let call = verify(
             &self.endpoint,
             &self.media,
@@ -223,7 +225,11 @@ impl Runner {
         let decides = |o: &Outcome| last || !matches!(o, Outcome::NoAnswer | Outcome::Busy);
         let record = async {
             let mut finished = None;
+            let mut steps = Vec::new();
             while let Some(r) = rx.recv().await {
+                if let Some(s) = step_of(&r, invite.elapsed().as_millis() as i64) {
+                    steps.push(s);
+                }
                 let step = match &r {
                     Report::Ringing { .. } => Some((ChallengeState::Ringing, None, None)),
                     Report::Answered { .. } => Some((ChallengeState::Answered, None, None)),
@@ -240,11 +246,11 @@ impl Runner {
                         .await?;
                 }
             }
-            Ok::<_, StoreError>(finished)
+            Ok::<_, StoreError>(finished.map(|f| (f, steps)))
         };
         let (placed, recorded) = tokio::join!(call, record);
-        let report = match placed {
-            Ok(f) => recorded?.unwrap_or(f.report),
+        let (report, steps) = match placed {
+            Ok(f) => recorded?.unwrap_or((f.report, Vec::new())),
             Err(e) => {
                 let reason = e.to_string();
                 span.in_scope(|| warn!(error = %reason, "the call could not be placed"));
@@ -281,7 +287,11 @@ impl Runner {
                 "call ended"
             )
         });
-        if !self.store.finish_call(&call_id, &call_end(&report)).await? {
+        let end = CallEnd {
+            steps,
+            ..call_end(&report)
+        };
+        if !self.store.finish_call(&call_id, &end).await? {
             warn!(call = %call_id, "the call had already ended in the log");
         }
         Ok(report.outcome)
@@ -296,6 +306,73 @@ fn decision(o: &Outcome) -> (ChallengeState, Option<String>, Option<i64>) {
             status.map(i64::from),
         ),
         other => (state_of(other), None, None),
+    }
+}
+
+/// The call log's step for a report, `at_ms` after the INVITE.
+fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
+    let (kind, detail) = match r {
+        Report::Calling { trunk } => ("invite", format!("INVITE through {trunk}")),
+        Report::Ringing { status } => ("sip", format!("{status} {}", reason_phrase(*status))),
+        Report::Answered { codec } => ("sip", format!("200 OK ({})", codec.name())),
+        Report::Prompt(p) => ("prompt", p.file_stem().to_string()),
+        Report::Key(k) => {
+            let source = match k.source {
+                KeySource::InBand => "in_band",
+                KeySource::Rfc4733 => "rfc4733",
+            };
+            return Some(CallStep {
+                at_ms: k.at_ms as i64,
+                kind: "key".into(),
+                detail: format!("{} ({source})", k.digit),
+            });
+        }
+        Report::Verdict(o) => ("verdict", o.name().to_string()),
+        Report::Finished(f) => (
+            "end",
+            match (&f.outcome, &f.detail) {
+                (
+                    Outcome::Failed {
+                        status: Some(s), ..
+                    },
+                    _,
+                ) => {
+                    format!("failed: {s} {}", reason_phrase(*s))
+                }
+                (o, Some(d)) => format!("{}: {d}", o.name()),
+                (o, None) => o.name().to_string(),
+            },
+        ),
+    };
+    Some(CallStep {
+        at_ms,
+        kind: kind.into(),
+        detail,
+    })
+}
+
+/// The usual reason phrase of a SIP status (RFC 3261 §21), for people reading the log.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        _ => "",
     }
 }
 
@@ -332,5 +409,6 @@ fn call_end(r: &CallReport) -> CallEnd {
                 at_ms: k.at_ms as i64,
             })
             .collect(),
+        steps: Vec::new(),
     }
 }

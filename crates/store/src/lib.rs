@@ -152,6 +152,17 @@ pub struct KeyRecord {
     pub at_ms: i64,
 }
 
+/// One step of a call, for the operator's timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallStep {
+    /// Milliseconds since the INVITE.
+    pub at_ms: i64,
+    /// `invite`, `sip` (a response), `prompt`, `key`, `verdict` or `end`.
+    pub kind: String,
+    /// What: the trunk, `180 Ringing`, the prompt's name, `# (in_band)`, the outcome…
+    pub detail: String,
+}
+
 /// How a call ended, with what the call log keeps.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CallEnd {
@@ -185,6 +196,8 @@ pub struct CallEnd {
     pub packets_rejected: i64,
     /// The keys, in order.
     pub keys: Vec<KeyRecord>,
+    /// What happened, in order.
+    pub steps: Vec<CallStep>,
 }
 
 /// One call in the call log.
@@ -247,6 +260,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/sqlite/0003_users_trust_webhooks.sql"),
     ),
+    (5, include_str!("../migrations/sqlite/0005_call_steps.sql")),
 ];
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -261,6 +275,10 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
         4,
         include_str!("../migrations/postgres/0004_change_notifications.sql"),
+    ),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_call_steps.sql"),
     ),
 ];
 
@@ -882,11 +900,23 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        for (seq, st) in e.steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO call_steps (call_id, seq, at_ms, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(seq as i64)
+            .bind(st.at_ms)
+            .bind(&st.kind)
+            .bind(&st.detail)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
 
-    /// One call with its keys.
+    /// One call with its keys and steps.
     pub async fn call(&self, id: &str) -> Result<Option<CallEntry>> {
         let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1");
         let Some(row) = sqlx::query(AssertSqlSafe(sql))
@@ -911,6 +941,22 @@ impl Store {
                         digit: k.try_get("digit")?,
                         source: k.try_get("source")?,
                         at_ms: k.try_get("at_ms")?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let steps = sqlx::query(
+                "SELECT at_ms, kind, detail FROM call_steps WHERE call_id = $1 ORDER BY seq",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            end.steps = steps
+                .iter()
+                .map(|r| {
+                    Ok(CallStep {
+                        at_ms: r.try_get("at_ms")?,
+                        kind: r.try_get("kind")?,
+                        detail: r.try_get("detail")?,
                     })
                 })
                 .collect::<Result<_>>()?;
@@ -1024,6 +1070,7 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
                 .try_get::<Option<i64>, _>("packets_rejected")?
                 .unwrap_or(0),
             keys: Vec::new(),
+            steps: Vec::new(),
         }),
     };
     Ok(CallEntry {

@@ -3,9 +3,9 @@
 
 use callverify_e2e::{Postgres, scratch};
 use store::{
-    Backend, CallEnd, CallFilter, ChallengeState, KeyKind, KeyRecord, NewCall, NewChallenge,
-    PhoneNumber, PhoneRole, PhoneState, Purpose, Scope, Store, StoreError, WebhookAttempt,
-    WebhookNext,
+    Backend, CallEnd, CallFilter, CallStep, ChallengeState, KeyKind, KeyRecord, NewCall,
+    NewChallenge, PhoneNumber, PhoneRole, PhoneState, Purpose, Scope, Store, StoreError,
+    WebhookAttempt, WebhookNext,
 };
 
 fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
@@ -613,6 +613,18 @@ async fn call_log(store: &Store, challenge: &str) {
             } else {
                 Vec::new()
             },
+            steps: vec![
+                CallStep {
+                    at_ms: 0,
+                    kind: "invite".into(),
+                    detail: "pbx".into(),
+                },
+                CallStep {
+                    at_ms: 120,
+                    kind: "sip".into(),
+                    detail: "180".into(),
+                },
+            ],
             ..CallEnd::default()
         };
         assert!(store.finish_call(&id, &end).await.unwrap());
@@ -634,6 +646,12 @@ async fn call_log(store: &Store, challenge: &str) {
         .collect();
     assert_eq!(keys, vec![("0", "in_band", 5000), ("#", "rfc4733", 5600)]);
     assert_eq!((end.jitter_ms, end.packets_lost), (1.25, 2));
+    let steps: Vec<(i64, &str, &str)> = end
+        .steps
+        .iter()
+        .map(|s| (s.at_ms, s.kind.as_str(), s.detail.as_str()))
+        .collect();
+    assert_eq!(steps, vec![(0, "invite", "pbx"), (120, "sip", "180")]);
     assert!(store.call("call_24").await.unwrap().unwrap().end.is_none());
     assert!(store.call("call_nope").await.unwrap().is_none());
 
