@@ -11,6 +11,7 @@
 mod calls;
 mod challenges;
 mod policy;
+mod site;
 mod users;
 pub mod webhooks;
 
@@ -21,7 +22,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
 use store::{ApiKey, KeyKind, Store, StoreError};
 use tracing::error;
@@ -47,6 +48,9 @@ pub struct ApiConfig {
     pub policy: Policy,
     /// Webhook signing and retries.
     pub webhooks: webhooks::WebhookConfig,
+    /// The service key the `/demo` page's backend makes its challenges with; `None`: the
+    /// demo page is off.
+    pub demo_page: Option<ApiKey>,
 }
 
 impl Default for ApiConfig {
@@ -58,6 +62,7 @@ impl Default for ApiConfig {
             trusted_device_ttl: Duration::from_secs(14 * 86_400),
             policy: Policy::default(),
             webhooks: webhooks::WebhookConfig::default(),
+            demo_page: None,
         }
     }
 }
@@ -136,6 +141,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::get_call))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        // The pages (not part of the API's document).
+        .route("/demo", get(site::demo_page))
+        .route("/demo/api/sign-in", post(site::sign_in))
+        .route("/demo/api/register", post(site::register))
+        .route("/console", get(site::console_page))
 }
 
 /// The OpenAPI document of the routes (served at `/openapi.json`).

@@ -1149,6 +1149,79 @@ async fn users_phones_and_trusted_devices() {
 }
 
 #[tokio::test]
+async fn the_pages_are_served_and_the_demo_page_is_off_unless_configured() {
+    let store = sqlite("api-pages").await;
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: cfg(),
+    })
+    .await;
+    let r = http(addr, "GET", "/console", &[], b"").await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers["content-type"].starts_with("text/html"));
+    assert!(r.headers["content-security-policy"].contains("connect-src 'self'"));
+    assert!(r.body.contains("Operator key"));
+    for (method, path) in [
+        ("GET", "/demo"),
+        ("POST", "/demo/api/sign-in"),
+        ("POST", "/demo/api/register"),
+    ] {
+        let r = http(addr, method, path, &[], br#"{"user_id":"alice"}"#).await;
+        assert_eq!(r.status, 404, "{method} {path}");
+        assert!(r.json()["type"].as_str().unwrap().ends_with("/demo-off"));
+    }
+
+    // On: the backend answers for the page with its own key, and problem+json on bad input.
+    let (key, _) = store
+        .create_api_key("demo page", KeyKind::Service, 0)
+        .await
+        .unwrap();
+    let addr = serve(AppState {
+        store,
+        runner: None,
+        cfg: Arc::new(ApiConfig {
+            token_secret: b"test token secret".to_vec(),
+            demo_page: Some(key),
+            ..ApiConfig::default()
+        }),
+    })
+    .await;
+    assert_eq!(http(addr, "GET", "/demo", &[], b"").await.status, 200);
+    let post = |path: &'static str, body: &'static str| {
+        http(
+            addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    let r = post("/demo/api/sign-in", r#"{"user_id":"alice"}"#).await;
+    assert_eq!(
+        (r.status, r.json()["next"].as_str()),
+        (200, Some("register"))
+    );
+    let r = post("/demo/api/sign-in", r#"{"user_id":"a b"}"#).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = post("/demo/api/sign-in", r#"{"user":"alice"}"#).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post(
+        "/demo/api/register",
+        r#"{"user_id":"alice","phone_number":"+819012345678","language":"ja"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = &r.json()["challenge"];
+    assert_eq!(
+        (c["purpose"].as_str(), c["state"].as_str()),
+        (Some("enroll"), Some("queued"))
+    );
+    assert!(c["poll_token"].as_str().unwrap().starts_with("cvp_"));
+    assert!(!r.body.contains("cvk_"), "no API key in the answer");
+}
+
+#[tokio::test]
 async fn the_openapi_document_matches_the_routes() {
     let store = sqlite("api-openapi").await;
     let (service, _) = keys(&store).await;

@@ -460,6 +460,10 @@ pub struct ApiSettings {
     /// Webhook attempts before giving up.
     #[serde(default = "default_webhook_attempts")]
     pub webhook_max_attempts: u32,
+    /// Serve the `/demo` login page and its backend, which makes challenges with a service
+    /// key of its own: anyone who reaches it can have a number called (within the policy).
+    #[serde(default)]
+    pub demo_page: bool,
 }
 
 fn default_api_listen() -> std::net::SocketAddr {
@@ -495,6 +499,7 @@ impl Default for ApiSettings {
             trusted_device_days: default_trusted_days(),
             call_fallback: true,
             webhook_max_attempts: default_webhook_attempts(),
+            demo_page: false,
         }
     }
 }
@@ -904,6 +909,8 @@ impl Config {
                 max_attempts: a.webhook_max_attempts.max(1),
                 ..api::webhooks::WebhookConfig::default()
             },
+            // The gateway makes the demo page's key when `demo_page` is set.
+            demo_page: None,
         })
     }
 

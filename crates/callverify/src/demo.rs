@@ -53,7 +53,7 @@ struct Softphone {
 }
 
 impl Softphone {
-    fn start(dir: &Path, wav: &Path) -> anyhow::Result<Softphone> {
+    fn start(dir: &Path, wav: &Path, lifetime: Duration) -> anyhow::Result<Softphone> {
         if Command::new("baresip")
             .arg("-h")
             .stdout(Stdio::null())
@@ -94,8 +94,8 @@ impl Softphone {
         let child = Command::new("baresip")
             .arg("-f")
             .arg(dir)
-            // It quits by itself after five minutes, whatever happens to the demo.
-            .args(["-t", "300"])
+            // It quits by itself after `lifetime`, whatever happens to the demo.
+            .args(["-t", &lifetime.as_secs().to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -231,13 +231,22 @@ impl Client {
     }
 }
 
-/// Runs the demo; `Ok(true)` when every step was approved.
-pub async fn run(lang: media::Language) -> anyhow::Result<bool> {
+/// How long `callverify demo --serve` serves at most.
+const SERVE_FOR: Duration = Duration::from_secs(3600);
+
+/// Runs the demo; `Ok(true)` when every step was approved. With `serve`, the gateway
+/// listens there with the `/demo` page on instead, until SIGTERM or Ctrl-C (an hour at
+/// most), for a person or a browser to go through the flow.
+pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Result<bool> {
     let dir = std::env::temp_dir().join(format!("callverify-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let wav = dir.join("user-presses-pound.wav");
     write_keypress(&wav)?;
-    let phone = Softphone::start(&dir, &wav)?;
+    let lifetime = match serve {
+        Some(_) => SERVE_FOR + Duration::from_secs(60),
+        None => Duration::from_secs(300),
+    };
+    let phone = Softphone::start(&dir, &wav, lifetime)?;
     println!(
         "softphone: baresip on udp:{} answers automatically and presses '#'",
         phone.addr
@@ -250,10 +259,12 @@ pub async fn run(lang: media::Language) -> anyhow::Result<bool> {
          [media]\naddress = \"127.0.0.1\"\n\
          [call]\nprompts = {:?}\nrepeats = 2\ncall_timeout_s = 60\nfirst_key_timeout_s = 20\n\
          [store]\nurl = \"sqlite://{}\"\n\
-         [policy]\nallowed_countries = [\"JP\"]\n",
+         [policy]\nallowed_countries = [\"JP\"]\n\
+         [api]\ndemo_page = {}\n",
         phone.addr,
         prompts_dir().display().to_string(),
         dir.join("callverify.db").display(),
+        serve.is_some(),
     );
     let cfg = Config::parse(&toml, "demo", |_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let secret = random_secret();
@@ -265,9 +276,31 @@ pub async fn run(lang: media::Language) -> anyhow::Result<bool> {
         &cfg,
         api_cfg,
         &url,
-        Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        Some(serve.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))),
     )
     .await?;
+    if serve.is_some() {
+        let (_, op) = gw
+            .store
+            .create_api_key("demo-ops", KeyKind::Operator, 0)
+            .await?;
+        println!("demo page: http://{}/demo", gw.api_addr);
+        println!("console:   http://{}/console", gw.api_addr);
+        println!("operator key (for the console): {op}");
+        println!("any +81 number you register is answered by the softphone, which presses '#'");
+        println!("serving until SIGTERM or Ctrl-C (an hour at most)");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+            () = tokio::time::sleep(SERVE_FOR) => {}
+        }
+        gw.shutdown(Duration::from_secs(5)).await;
+        drop(phone);
+        let _ = std::fs::remove_dir_all(&dir);
+        println!("demo: stopped");
+        return Ok(true);
+    }
     println!(
         "gateway:   API on http://{} (SQLite {})",
         gw.api_addr,

@@ -52,6 +52,10 @@ enum Command {
         /// The prompts' language (en, ja).
         #[arg(long, default_value = "en")]
         lang: media::Language,
+        /// Instead of the scripted flow, serve the /demo page and the /console here (e.g.
+        /// 127.0.0.1:8080) until SIGTERM or Ctrl-C, for a person or a browser to use.
+        #[arg(long)]
+        serve: Option<std::net::SocketAddr>,
     },
     /// Make an API key (its secret is printed once; only its hash is stored).
     CreateApiKey {
@@ -162,7 +166,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Demo { lang } => {
+        Command::Demo { lang, serve } => {
             init_logs(false, "warn");
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -171,7 +175,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match rt.block_on(callverify::demo::run(lang)) {
+            match rt.block_on(callverify::demo::run(lang, serve)) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
                 Err(e) => {

@@ -1,0 +1,465 @@
+//! The `/demo` login page and the `/console`, in a real browser: Debian's chromium, headless,
+//! driven through chromium-driver (W3C WebDriver) on loopback. The gateway is
+//! `callverify demo --serve` (SQLite, baresip answering every call and pressing '#').
+//!
+//! The demo page goes through the enrolment (more information is required → register a
+//! phone → we're calling your phone → verification succeeded → done) and a sign-in with
+//! "don't ask again", then a sign-in on the trusted device with no call, in English and in
+//! Japanese; the console shows the calls with their '#' and their timeline. Screenshots go
+//! to `target/tmp/browser/` (one at 390x844). Accessibility basics are checked in the page:
+//! every field has a label, the keyboard reaches and submits the form, text contrast is at
+//! least 4.5:1.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use callverify_e2e::{V4, free_port};
+use serde_json::{Value, json};
+
+/// Each wait of the test is bounded by this.
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A WebDriver session.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    shots: std::path::PathBuf,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let r = req.send().await.expect("the driver answers");
+        let status = r.status();
+        let v: Value = serde_json::from_str(&r.text().await.expect("a body"))
+            .expect("the driver answers JSON");
+        assert!(status.is_success(), "WebDriver {path}: {status} {v}");
+        v["value"].clone()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn go(&self, url: &str) {
+        self.post("/url", json!({ "url": url })).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .post("/element", json!({"using": "css selector", "value": css}))
+            .await;
+        // The reference is the value of the W3C element key.
+        v.as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.starts_with(ELEMENT)))
+            .and_then(|(_, id)| id.as_str())
+            .unwrap_or_else(|| panic!("an element for {css}: {v}"))
+            .to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.post(&format!("/element/{e}/click"), json!({})).await;
+    }
+
+    async fn type_in(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.post(&format!("/element/{e}/clear"), json!({})).await;
+        self.post(&format!("/element/{e}/value"), json!({ "text": text }))
+            .await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": []}))
+            .await
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let v = self
+            .js(&format!(
+                "const e = document.querySelector({css:?}); return e ? e.textContent : null;"
+            ))
+            .await;
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Waits (bounded) until the screen `name` of the demo page shows.
+    async fn screen(&self, name: &str) {
+        let script = format!("return !document.getElementById('screen-{name}').hidden;");
+        self.until(&script, &format!("screen {name}")).await;
+    }
+
+    async fn until(&self, script: &str, what: &str) {
+        let end = Instant::now() + WAIT;
+        while self.js(script).await != Value::Bool(true) {
+            if Instant::now() > end {
+                let shown = self
+                    .js("return [...document.querySelectorAll('main section')].filter(s => !s.hidden).map(s => s.id + ': ' + s.innerText).join(' | ');")
+                    .await;
+                panic!("waited {WAIT:?} for {what}; showing: {shown}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let b64 = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().expect("base64"))
+            .expect("a PNG");
+        assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn viewport(&self, width: u32, height: u32, mobile: bool) {
+        self.post(
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setDeviceMetricsOverride",
+                   "params": {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}}),
+        )
+        .await;
+    }
+}
+
+/// Accessibility basics of the page shown: labelled fields, contrast of the visible text.
+async fn accessible(b: &Browser, page: &str) {
+    let unlabelled = b
+        .js("return [...document.querySelectorAll('input, select')].filter(i => i.type !== 'hidden' && i.labels.length === 0 && !i.getAttribute('aria-label')).map(i => i.id);")
+        .await;
+    assert_eq!(unlabelled, json!([]), "{page}: fields without a label");
+    // WCAG 2 contrast of every visible element's own text against its nearest opaque
+    // background.
+    let low = b
+        .js(r#"
+const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+const bg = (e) => { for (; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor);
+  if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c.slice(0, 3); } return [255, 255, 255]; };
+const out = [];
+for (const e of document.querySelectorAll('body *')) {
+  if (!e.offsetParent || ![...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+  const s = getComputedStyle(e); if (parseFloat(s.opacity) < 1) continue;
+  const a = lum(rgb(s.color)), b = lum(bg(e));
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < 4.5) out.push(e.tagName + '#' + e.id + ' ' + ratio.toFixed(2) + ' ' + e.textContent.trim().slice(0, 30));
+}
+return out;"#)
+        .await;
+    assert_eq!(low, json!([]), "{page}: text under 4.5:1 contrast");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_and_the_console_in_chromium() {
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            std::path::Path::new(tool).exists(),
+            "{tool} is missing: apt-get install chromium chromium-driver (.ci/test does)"
+        );
+    }
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // The gateway with the demo page, baresip as the phone.
+    let addr = format!("127.0.0.1:{}", free_port(V4));
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_callverify"))
+        .args(["demo", "--serve", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("callverify demo --serve");
+    let out = BufReader::new(demo.stdout.take().unwrap());
+    let demo = Killed(demo);
+    let mut operator_key = String::new();
+    let mut lines = out.lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(k) = line.strip_prefix("operator key (for the console): ") {
+            operator_key = k.to_string();
+        }
+        if line.starts_with("serving until") {
+            break;
+        }
+    }
+    assert!(
+        operator_key.starts_with("cvk_"),
+        "the demo printed its operator key"
+    );
+    // The rest of what it prints (it says when it stops).
+    std::thread::spawn(move || lines.for_each(drop));
+
+    // chromium-driver on loopback.
+    let port = free_port(V4);
+    let _driver = Killed(
+        Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver"),
+    );
+    api::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .unwrap();
+    let driver = format!("http://127.0.0.1:{port}");
+    let end = Instant::now() + WAIT;
+    while http.get(format!("{driver}/status")).send().await.is_err() {
+        assert!(Instant::now() < end, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let session = http
+        .post(format!("{driver}/session"))
+        .header("content-type", "application/json")
+        .body(json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1280,900", "--lang=en-US", "--no-first-run",
+                         "--disable-background-networking", "--disable-sync", "--disable-component-update"]
+            }
+        }}}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let session: Value = serde_json::from_str(&session).unwrap();
+    let id = session["value"]["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a session: {session}"))
+        .to_string();
+    let b = Browser {
+        http: http.clone(),
+        base: format!("{driver}/session/{id}"),
+        shots: shots.clone(),
+    };
+    let site = format!("http://{addr}");
+
+    // The demo page, in English. The keyboard: focus starts in the user field; Tab moves
+    // to the checkbox; Enter in the field submits.
+    b.go(&format!("{site}/demo")).await;
+    b.click("#lang-en").await;
+    assert_eq!(b.text("#screen-signin h1").await, "Sign in");
+    accessible(&b, "demo").await;
+    b.screenshot("1-sign-in").await;
+    let user = b.find("#user").await;
+    b.js("document.getElementById('user').focus();").await;
+    b.post(
+        &format!("/element/{user}/value"),
+        json!({"text": "alice\u{E004}"}),
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.activeElement.id;").await,
+        "remember",
+        "Tab moves from the user name to the checkbox"
+    );
+    b.post(
+        &format!("/element/{user}/value"),
+        json!({"text": "\u{E007}"}),
+    )
+    .await;
+
+    // First sign-in: more information is required; register the phone.
+    b.screen("register").await;
+    assert_eq!(
+        b.text("#screen-register h1").await,
+        "More information is required"
+    );
+    accessible(&b, "demo: register").await;
+    b.screenshot("2-more-information-required").await;
+    // A number the policy refuses: the reason is shown by the field.
+    b.type_in("#phone", "+44 20 7183 8750").await;
+    b.click("#register-btn").await;
+    b.until(
+        "return !document.getElementById('register-error').hidden;",
+        "the refusal",
+    )
+    .await;
+    let refusal = b.text("#register-error").await;
+    assert!(refusal.contains("GB"), "{refusal}");
+    b.type_in("#phone", "+81 90 1234 5678").await;
+    b.click("#register-btn").await;
+    b.screen("calling").await;
+    assert_eq!(
+        b.text("#screen-calling h1").await,
+        "We're calling your phone"
+    );
+    assert_eq!(b.text("#calling-number").await, "+8190****5678");
+    b.screenshot("3-calling").await;
+    b.screen("verified").await;
+    assert_eq!(
+        b.text("#screen-verified h1").await,
+        "Verification succeeded"
+    );
+    b.screenshot("4-verification-succeeded").await;
+    b.click("#done-btn").await;
+    b.screen("done").await;
+
+    // A sign-in called at once and canceled on the page: the call hangs up, and the page
+    // says what happened and what to do.
+    b.click("#screen-done button[data-action=restart]").await;
+    b.screen("signin").await;
+    b.type_in("#user", "alice").await;
+    b.click("#signin-btn").await;
+    b.screen("calling").await;
+    b.click("#cancel-btn").await;
+    b.screen("failed").await;
+    assert_eq!(b.text("#failed-title").await, "Canceled");
+    assert!(b.text("#failed-text").await.contains("Try again"));
+    b.screenshot("5a-canceled").await;
+    // Every way a challenge can fail has its words, in both languages.
+    let words = b
+        .js("return ['en', 'ja'].map(l => ['denied','fraud_reported','no_input','voicemail','no_answer','busy','declined','hung_up','failed','canceled','expired','interrupted'].filter(s => !(T[l].fail[s] && T[l].fail[s][0] && T[l].fail[s][1])));")
+        .await;
+    assert_eq!(words, json!([[], []]), "failure states without words");
+
+    // Next sign-in: the phone is called at once; "don't ask again" ticked; the page moves
+    // on by itself when '#' is pressed.
+    b.click("#screen-failed button[data-action=restart]").await;
+    b.screen("signin").await;
+    b.type_in("#user", "alice").await;
+    b.click("#remember").await;
+    b.click("#signin-btn").await;
+    b.screen("calling").await;
+    b.screen("done").await;
+    let done = b.text("#done-text").await;
+    assert!(
+        done.contains("Verified by a call") && done.contains("won't ask again"),
+        "{done}"
+    );
+    let token = b
+        .js("return localStorage.getItem('callverify-trusted:alice');")
+        .await;
+    assert!(
+        token.as_str().is_some_and(|t| t.starts_with("cvt_")),
+        "the trusted-device token is kept: {token}"
+    );
+    b.screenshot("5-signed-in").await;
+
+    // On the trusted device, in Japanese, on a phone-sized screen: no call.
+    b.viewport(390, 844, true).await;
+    b.click("#screen-done button[data-action=restart]").await;
+    b.click("#lang-ja").await;
+    assert_eq!(b.text("#screen-signin h1").await, "サインイン");
+    assert_eq!(
+        b.js("return document.documentElement.lang;").await,
+        "ja",
+        "the page says its language"
+    );
+    accessible(&b, "demo (ja)").await;
+    assert_eq!(
+        b.js("return document.documentElement.scrollWidth <= window.innerWidth;")
+            .await,
+        true,
+        "nothing wider than the phone's screen"
+    );
+    b.screenshot("6-sign-in-ja-390x844").await;
+    b.type_in("#user", "alice").await;
+    b.click("#signin-btn").await;
+    b.screen("done").await;
+    assert_eq!(b.text("#screen-done h1").await, "サインインしました");
+    assert!(
+        b.text("#done-text").await.contains("通話は不要"),
+        "approved by the trusted device"
+    );
+    b.screenshot("7-signed-in-trusted-ja-390x844").await;
+    // The page never held an API key: only poll tokens and the trusted-device token.
+    let leaked = b
+        .js("return document.documentElement.outerHTML.includes('cvk_') || JSON.stringify(localStorage).includes('cvk_');")
+        .await;
+    assert_eq!(leaked, false);
+    let polls = b
+        .js("return performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/challenges/')).length;")
+        .await;
+    assert!(polls.as_u64().unwrap_or(0) >= 2, "the page polled: {polls}");
+
+    // The console: the three calls, the latest one's '#' and its timeline.
+    b.viewport(1280, 900, false).await;
+    b.go(&format!("{site}/console")).await;
+    accessible(&b, "console").await;
+    b.type_in("#key", &operator_key).await;
+    b.click("#open-btn").await;
+    // The last call plays its closing prompt after the verdict: until it has ended, the
+    // log says "in progress"; Apply reloads.
+    b.until(
+        "const o = [...document.querySelectorAll('#calls tbody tr td:nth-child(3)')].map(t => t.textContent); \
+         if (o.join() === 'approved,canceled,approved') return true; \
+         document.getElementById('apply-btn').click(); return false;",
+        "the three calls in the log, ended",
+    )
+    .await;
+    b.click("#calls tbody tr:first-child button").await;
+    b.until(
+        "return !document.getElementById('detail').hidden;",
+        "the call's detail",
+    )
+    .await;
+    assert_eq!(b.text("#keys .digit").await, "#");
+    let steps = b.text("#steps").await;
+    for want in ["200 OK (PCMU)", "greeting", "verdict", "approved"] {
+        assert!(steps.contains(want), "{want} in the timeline: {steps}");
+    }
+    assert!(
+        b.text("#detail-facts").await.contains("Jitter"),
+        "RTP figures shown"
+    );
+    b.until(
+        "return document.querySelectorAll('#chart-outcomes rect').length > 0 && document.querySelectorAll('#chart-verdict circle').length === 3;",
+        "the charts",
+    )
+    .await;
+    accessible(&b, "console with a call").await;
+    b.screenshot("8-console").await;
+    b.js("document.getElementById('detail').scrollIntoView();")
+        .await;
+    b.screenshot("8b-console-timeline").await;
+    b.js("document.getElementById('charts-title').scrollIntoView();")
+        .await;
+    b.screenshot("8c-console-charts").await;
+    b.viewport(390, 844, true).await;
+    b.screenshot("9-console-390x844").await;
+
+    let _ = b.call(reqwest::Method::DELETE, "", None).await;
+    // SIGTERM: the demo stops by itself.
+    let mut demo = demo;
+    sigterm(demo.0.id());
+    let end = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < end, "the demo did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("screenshots in {}", shots.display());
+}
+
+fn sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
