@@ -411,6 +411,29 @@ async fn the_demo_page_and_the_console_in_chromium() {
         "the three calls in the log, ended",
     )
     .await;
+    // Filters and pages.
+    b.js("document.getElementById('f-outcome').value = 'canceled';")
+        .await;
+    b.click("#apply-btn").await;
+    b.until(
+        "const o = [...document.querySelectorAll('#calls tbody tr td:nth-child(3)')].map(t => t.textContent); return o.join() === 'canceled';",
+        "only the canceled call",
+    )
+    .await;
+    b.js("document.getElementById('f-outcome').value = '';")
+        .await;
+    b.type_in("#f-rows", "2").await;
+    b.click("#apply-btn").await;
+    let rows = "return [...document.querySelectorAll('#calls tbody tr td:nth-child(3)')].map(t => t.textContent).join();";
+    let page_is = |want: &'static str| format!("{} === {want:?};", &rows[..rows.len() - 1]);
+    b.until(&page_is("approved,canceled"), "the first page of 2")
+        .await;
+    b.click("#next-btn").await;
+    b.until(&page_is("approved"), "the second page").await;
+    assert_eq!(b.text("#page-no").await, "page 2");
+    b.click("#first-btn").await;
+    b.until(&page_is("approved,canceled"), "the first page again")
+        .await;
     b.click("#calls tbody tr:first-child button").await;
     b.until(
         "return !document.getElementById('detail').hidden;",
