@@ -101,12 +101,33 @@ pub(crate) struct Next {
     challenge: Option<ChallengeView>,
 }
 
+/// The demo page's key, for a JSON request. JSON only: another site's page cannot send
+/// that without the browser asking first (CORS), which the gateway never allows, so it
+/// cannot have calls placed through a visitor's browser.
+fn demo_key(state: &AppState, headers: &HeaderMap) -> Result<store::ApiKey, Problem> {
+    let key = state.cfg.demo_page.clone().ok_or_else(demo_off)?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "JSON expected",
+            "send Content-Type: application/json",
+        ));
+    }
+    Ok(key)
+}
+
 /// `POST /demo/api/sign-in`.
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let key = state.cfg.demo_page.clone().ok_or_else(demo_off)?;
+    let key = demo_key(&state, &headers)?;
     let req: SignIn = serde_json::from_slice(&body).map_err(Problem::malformed)?;
     check_user_id(&req.user_id)?;
     if state
@@ -137,9 +158,10 @@ pub(crate) async fn sign_in(
 /// `POST /demo/api/register`.
 pub(crate) async fn register(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let key = state.cfg.demo_page.clone().ok_or_else(demo_off)?;
+    let key = demo_key(&state, &headers)?;
     let req: Register = serde_json::from_slice(&body).map_err(Problem::malformed)?;
     check_user_id(&req.user_id)?;
     let create_req = CreateRequest {

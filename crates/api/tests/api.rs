@@ -1206,6 +1206,16 @@ async fn the_pages_are_served_and_the_demo_page_is_off_unless_configured() {
     assert_eq!(r.status, 422, "{}", r.body);
     let r = post("/demo/api/sign-in", r#"{"user":"alice"}"#).await;
     assert_eq!(r.status, 400, "{}", r.body);
+    // Not JSON (what another site's form or no-cors fetch could send): refused.
+    let r = http(
+        addr,
+        "POST",
+        "/demo/api/register",
+        &[("Content-Type", "text/plain")],
+        br#"{"user_id":"alice","phone_number":"+819012345678"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 415, "{}", r.body);
     let r = post(
         "/demo/api/register",
         r#"{"user_id":"alice","phone_number":"+819012345678","language":"ja"}"#,
