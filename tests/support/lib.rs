@@ -63,6 +63,32 @@ pub struct Sipp {
     pub transport: Transport,
 }
 
+/// One HTTP/1.1 request over a fresh loopback connection (bounded by [`BOUND`]): the status
+/// and the body. `bearer` may be empty.
+pub fn http(addr: &str, method: &str, path: &str, bearer: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the API");
+    s.set_read_timeout(Some(BOUND)).expect("a read timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send the request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the answer");
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {raw}"));
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// Writes `tests/sipp/verify_callee.xml` into `dir` with `pcap` as the phone's audio (or
 /// none), ringing `ring` before it answers, and returns its path.
 pub fn callee_scenario(dir: &Path, pcap: Option<&Path>, ring: Duration) -> PathBuf {

@@ -336,16 +336,23 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
     // The operator's call log shows the call with its key and the challenge's timeline;
     // a service key may not read it.
     let op = format!("Bearer {operator}");
-    let r = http(
-        addr,
-        "GET",
-        "/v1/calls?outcome=approved&limit=10",
-        &[("Authorization", &op)],
-        b"",
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let calls = r.json()["calls"].as_array().unwrap().clone();
+    // The call is logged as ended just after sipp has its BYE: wait (bounded) for that.
+    let mut calls = Vec::new();
+    while calls.is_empty() && tokio::time::Instant::now() < deadline + BOUND {
+        let r = http(
+            addr,
+            "GET",
+            "/v1/calls?outcome=approved&limit=10",
+            &[("Authorization", &op)],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        calls = r.json()["calls"].as_array().unwrap().clone();
+        if calls.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["challenge_id"], id.as_str());
     assert_eq!(calls[0]["phone_number"], "+8190****5678");

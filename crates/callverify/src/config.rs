@@ -341,6 +341,21 @@ pub struct CallSettings {
     /// Answering-machine detection.
     #[serde(default)]
     pub amd: Amd,
+    /// The most calls this node places at once; more challenges wait queued (for this
+    /// node or another on the same PostgreSQL).
+    #[serde(default = "default_max_calls")]
+    pub max_calls: usize,
+    /// Seconds a node's claim on a challenge it calls holds unless renewed: a node that
+    /// stops has its calls marked `interrupted` this long after.
+    #[serde(default = "default_claim_lease")]
+    pub claim_lease_s: u64,
+}
+
+fn default_max_calls() -> usize {
+    500
+}
+fn default_claim_lease() -> u64 {
+    15
 }
 
 fn default_prompts() -> PathBuf {
@@ -376,6 +391,8 @@ impl Default for CallSettings {
             digit_timeout_s: default_digit_timeout(),
             call_timeout_s: default_call_timeout(),
             amd: Amd::default(),
+            max_calls: default_max_calls(),
+            claim_lease_s: default_claim_lease(),
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct Gateway {
     server: JoinHandle<std::io::Result<()>>,
     stop: Arc<tokio::sync::Notify>,
     workers: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
 }
 
 fn now_ms() -> i64 {
@@ -83,12 +84,17 @@ impl Gateway {
             .await
             .and_then(Store::cached)
             .with_context(|| format!("opening the store {}", shown_url(store_url)))?;
-        let interrupted = store.interrupt_unfinished(now_ms()).await?;
-        if interrupted > 0 {
-            warn!(
-                interrupted,
-                "challenges left in a call by the previous run are now interrupted"
-            );
+        // On SQLite this process is the only node (it holds the lock file): what a previous
+        // run left in a call is interrupted now. On PostgreSQL other nodes may be calling:
+        // only lapsed claims are interrupted (the dispatcher does it every second).
+        if store.backend() == store::Backend::Sqlite {
+            let interrupted = store.interrupt_unfinished(now_ms()).await?;
+            if interrupted > 0 {
+                warn!(
+                    interrupted,
+                    "challenges left in a call by the previous run are now interrupted"
+                );
+            }
         }
         let library = media::PromptLibrary::load(&cfg.call.prompts, &[Language::En, Language::Ja])
             .with_context(|| format!("loading the prompts in {}", cfg.call.prompts.display()))?;
@@ -128,7 +134,9 @@ impl Gateway {
                 cfg.script_settings(),
                 prompts,
             )
-            .with_fallback(cfg.api.call_fallback),
+            .with_fallback(cfg.api.call_fallback)
+            .with_capacity(cfg.call.max_calls)
+            .with_lease(Duration::from_secs(cfg.call.claim_lease_s)),
         );
         if cfg.api.demo_page {
             let (key, _) = store
@@ -143,15 +151,9 @@ impl Gateway {
             cfg: Arc::new(api_cfg),
         };
         let workers = api::webhooks::spawn_workers(state.clone());
-        for id in store.queued(now_ms()).await? {
-            info!(challenge = %id, "calling a challenge queued before the restart");
-            let r = runner.clone();
-            tokio::spawn(async move {
-                if let Err(e) = r.run(&id).await {
-                    warn!(challenge = %id, error = %e, "the challenge's call failed");
-                }
-            });
-        }
+        // Queued challenges (left by a previous run, or beyond another node's capacity) are
+        // claimed and called here as capacity allows.
+        let dispatcher = runner.dispatch(Arc::new(tokio::sync::Notify::new()));
         let app = api::router(state).route(
             "/metrics",
             axum::routing::get(move || {
@@ -181,12 +183,15 @@ impl Gateway {
             server,
             stop,
             workers,
+            dispatcher,
         })
     }
 
     /// Stops taking requests, lets the calls in progress finish for up to `grace`, then
     /// stops (calls still running then are marked `interrupted` at the next start).
     pub async fn shutdown(self, grace: Duration) {
+        // No new calls: queued challenges are left to the other nodes or the next start.
+        self.runner.drain();
         self.stop.notify_one();
         let _ = tokio::time::timeout(grace, self.server).await;
         let started = Instant::now();
@@ -200,6 +205,7 @@ impl Gateway {
                 "stopping with calls in progress: they will be interrupted"
             );
         }
+        self.dispatcher.abort();
         self.workers.abort();
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use media::Language;
 use store::{
@@ -57,8 +57,14 @@ pub struct Runner {
     script: ScriptConfig,
     prompts: HashMap<Language, Prompts>,
     fallback: bool,
+    /// How long a claim holds unless renewed (renewed every third of it).
+    lease: Duration,
+    /// The most calls at once on this node.
+    capacity: usize,
     /// The challenges being called here, with what hangs each up.
     active: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Stopping: no new calls (the claims of the calls in progress are still renewed).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 fn now_ms() -> i64 {
@@ -93,8 +99,113 @@ impl Runner {
             script,
             prompts,
             fallback: false,
+            lease: Duration::from_secs(15),
+            capacity: 500,
             active: Mutex::new(HashMap::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// How long this node's claim on a challenge it calls holds unless renewed (15 s by
+    /// default): a node that stops lets its claims lapse and the other nodes mark those
+    /// challenges `interrupted`.
+    pub fn with_lease(mut self, lease: Duration) -> Runner {
+        self.lease = lease.max(Duration::from_millis(300));
+        self
+    }
+
+    /// The most calls this node places at once (500 by default); challenges beyond wait
+    /// queued for this node or another.
+    pub fn with_capacity(mut self, calls: usize) -> Runner {
+        self.capacity = calls.max(1);
+        self
+    }
+
+    /// From now on no new calls: queued challenges are left to other nodes (or the next
+    /// start); the calls in progress go on, their claims renewed.
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn lease_until(&self, now: i64) -> i64 {
+        now + self.lease.as_millis() as i64
+    }
+
+    /// Takes the queued challenges (those this node or another accepted and nobody is
+    /// calling) as capacity allows, renews this node's claims, and marks `interrupted` the
+    /// challenges whose node's claim lapsed. Runs until the runner is dropped elsewhere
+    /// and this task aborted.
+    pub fn dispatch(self: &Arc<Self>, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let renew_every = me.lease / 3;
+            let mut renewed = tokio::time::Instant::now();
+            let mut swept = tokio::time::Instant::now() - Duration::from_secs(60);
+            loop {
+                let now = tokio::time::Instant::now();
+                if now.duration_since(renewed) >= renew_every {
+                    renewed = now;
+                    if let Err(e) = me.renew().await {
+                        warn!(error = %e, "renewing this node's claims");
+                    }
+                }
+                if now.duration_since(swept) >= Duration::from_secs(1) {
+                    swept = now;
+                    match me.store.interrupt_lapsed(now_ms()).await {
+                        Ok(ids) => {
+                            for id in ids {
+                                warn!(challenge = %id, "interrupted: the node calling it stopped");
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "looking for lapsed claims"),
+                    }
+                }
+                while !me.draining() && me.active_calls() < me.capacity {
+                    let t = now_ms();
+                    match me.store.claim_next(t, me.lease_until(t)).await {
+                        Ok(Some(id)) => {
+                            let r = me.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = r.run_claimed(&id).await {
+                                    warn!(challenge = %id, error = %e, "the challenge's call failed");
+                                }
+                            });
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            warn!(error = %e, "claiming a queued challenge");
+                            break;
+                        }
+                    }
+                }
+                let tick = renew_every.min(Duration::from_millis(500));
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(tick) => {}
+                }
+            }
+        })
+    }
+
+    /// Renews this node's claims; hangs up the calls whose claim was lost (the other nodes
+    /// took this node for stopped and marked the challenge `interrupted`).
+    async fn renew(&self) -> Result<(), StoreError> {
+        let held = self.store.renew_claims(self.lease_until(now_ms())).await?;
+        let active: Vec<String> = self.active_map().keys().cloned().collect();
+        for id in active.iter().filter(|id| !held.contains(id)) {
+            if let Some(c) = self.store.challenge(id).await?
+                && c.state == ChallengeState::Interrupted
+            {
+                warn!(challenge = %id, "this node's claim lapsed: hanging up");
+                self.cancel(id);
+            }
+        }
+        Ok(())
     }
 
     /// Whether a user's sign-in that ends `no_answer` or `busy` on the primary phone calls
@@ -130,10 +241,28 @@ impl Runner {
         }
     }
 
-    /// Calls the challenge `id` (which must be `queued`) and records everything; returns
-    /// the state it ended in, or `None` when it was no longer queued (taken by another
-    /// node, cancelled, expired).
+    /// Claims and calls the challenge `id` (which must be `queued`) and records everything;
+    /// returns the state it ended in, or `None` when it was no longer queued (taken by
+    /// another node, cancelled, expired) or this node is at its capacity (it stays queued
+    /// for [`Runner::dispatch`]).
     pub async fn run(&self, id: &str) -> Result<Option<ChallengeState>, RunError> {
+        if self.draining() || self.active_calls() >= self.capacity {
+            return Ok(None);
+        }
+        let t = now_ms();
+        self.call(id, Some(self.lease_until(t))).await
+    }
+
+    /// Calls the challenge `id` that this node has claimed.
+    async fn run_claimed(&self, id: &str) -> Result<Option<ChallengeState>, RunError> {
+        self.call(id, None).await
+    }
+
+    async fn call(
+        &self,
+        id: &str,
+        claim_until: Option<i64>,
+    ) -> Result<Option<ChallengeState>, RunError> {
         let challenge = self
             .store
             .challenge(id)
@@ -144,12 +273,19 @@ impl Runner {
         self.active_map().insert(id.to_string(), hangup.clone());
         metrics::gauge!("callverify_active_calls").increment(1.0);
         let _active = Active(self, id.to_string());
-        if !self
-            .store
-            .transition(id, ChallengeState::Calling, now_ms(), None, None)
-            .await?
-        {
-            return Ok(None);
+        match claim_until {
+            Some(until) => {
+                if !self.store.claim(id, now_ms(), until).await? {
+                    return Ok(None);
+                }
+            }
+            // Claimed by the dispatcher before it was registered: canceled in between?
+            None => {
+                let now = self.store.challenge(id).await?;
+                if now.is_none_or(|c| c.state != ChallengeState::Calling) {
+                    return Ok(None);
+                }
+            }
         }
         let lang = challenge.language.parse().unwrap_or(Language::En);
         let prompts = match self

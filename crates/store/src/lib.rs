@@ -238,6 +238,8 @@ pub struct Store {
     url: std::sync::Arc<str>,
     changes: tokio::sync::broadcast::Sender<Change>,
     cache: Option<cache::Shared>,
+    /// This process's name in claims (`node_…`, new at each start).
+    node: std::sync::Arc<str>,
 }
 
 /// A state change: made through this store (this process), or, on a [`Store::cached`]
@@ -261,6 +263,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_users_trust_webhooks.sql"),
     ),
     (5, include_str!("../migrations/sqlite/0005_call_steps.sql")),
+    (6, include_str!("../migrations/sqlite/0006_claims.sql")),
 ];
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -280,6 +283,7 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         5,
         include_str!("../migrations/postgres/0005_call_steps.sql"),
     ),
+    (6, include_str!("../migrations/postgres/0006_claims.sql")),
 ];
 
 /// What an API key may do.
@@ -360,6 +364,7 @@ impl Store {
             url: url.into(),
             changes,
             cache: None,
+            node: new_id("node").into(),
         };
         store.migrate().await?;
         Ok(store)
@@ -395,6 +400,11 @@ impl Store {
     /// Whether reads are served from the copy now (a cached store whose copy is current).
     pub fn cache_live(&self) -> bool {
         self.cache.as_ref().is_some_and(|c| c.is_live())
+    }
+
+    /// This process's name in the claims it makes.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The database in use.
@@ -592,27 +602,151 @@ impl Store {
         reason: Option<&str>,
         sip_status: Option<i64>,
     ) -> Result<bool> {
+        self.transition_claiming(id, to, at_ms, reason, sip_status, None)
+            .await
+    }
+
+    /// Claims the queued challenge `id` for this node until `lease_until_ms` (it becomes
+    /// `calling`); `false` when it was not queued (another node has it, or it was decided).
+    pub async fn claim(&self, id: &str, at_ms: i64, lease_until_ms: i64) -> Result<bool> {
+        self.transition_claiming(
+            id,
+            ChallengeState::Calling,
+            at_ms,
+            None,
+            None,
+            Some(lease_until_ms),
+        )
+        .await
+    }
+
+    /// Claims the oldest queued challenge that has not expired, if any (on PostgreSQL with
+    /// `FOR UPDATE SKIP LOCKED`, so that nodes claiming at once take different ones).
+    pub async fn claim_next(&self, at_ms: i64, lease_until_ms: i64) -> Result<Option<String>> {
+        let skip_locked = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        // One statement, the transaction's first: on SQLite it takes the write lock (no
+        // stale read to upgrade), on PostgreSQL it skips rows other nodes are claiming.
+        let sql = format!(
+            "UPDATE challenges SET state = 'calling', updated_at = $1, claimed_by = $2, \
+             lease_until = $3 WHERE state = 'queued' AND id = (SELECT id FROM challenges \
+             WHERE state = 'queued' AND expires_at > $1 ORDER BY created_at LIMIT 1{skip_locked}) \
+             RETURNING id"
+        );
+        let mut tx = self.pool.begin().await?;
+        let Some(id): Option<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(at_ms)
+            .bind(self.node())
+            .bind(lease_until_ms)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        insert_event(&mut tx, &id, ChallengeState::Calling, at_ms, None).await?;
+        tx.commit().await?;
+        self.announce(&id, ChallengeState::Calling);
+        Ok(Some(id))
+    }
+
+    /// Extends this node's claims on the challenges it is calling to `lease_until_ms`;
+    /// returns the ones it still holds.
+    pub async fn renew_claims(&self, lease_until_ms: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE challenges SET lease_until = $1 WHERE claimed_by = $2 \
+             AND state IN ('calling', 'ringing', 'answered') RETURNING id",
+        )
+        .bind(lease_until_ms)
+        .bind(self.node())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Challenges in a call whose node's claim lapsed before `now_ms` become `interrupted`,
+    /// and so do their calls; returns their ids. They are never called again.
+    pub async fn interrupt_lapsed(&self, now_ms: i64) -> Result<Vec<String>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM challenges WHERE state IN ('calling', 'ringing', 'answered') \
+             AND COALESCE(lease_until, 0) < $1",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut done = Vec::new();
+        for id in ids {
+            if self
+                .transition(
+                    &id,
+                    ChallengeState::Interrupted,
+                    now_ms,
+                    Some("the node calling it stopped (its claim lapsed)"),
+                    None,
+                )
+                .await?
+            {
+                sqlx::query(
+                    "UPDATE calls SET outcome = 'interrupted', ended_at = $1, \
+                     detail = 'the node calling it stopped' \
+                     WHERE challenge_id = $2 AND ended_at IS NULL",
+                )
+                .bind(now_ms)
+                .bind(&id)
+                .execute(&self.pool)
+                .await?;
+                done.push(id);
+            }
+        }
+        Ok(done)
+    }
+
+    fn announce(&self, id: &str, state: ChallengeState) {
+        if let Some(cache) = &self.cache {
+            cache.forget(id);
+        }
+        let _ = self.changes.send(Change {
+            id: id.to_string(),
+            state,
+        });
+    }
+
+    async fn transition_claiming(
+        &self,
+        id: &str,
+        to: ChallengeState,
+        at_ms: i64,
+        reason: Option<&str>,
+        sip_status: Option<i64>,
+        lease_until_ms: Option<i64>,
+    ) -> Result<bool> {
         let from = to.predecessors();
         if from.is_empty() {
             return Ok(false);
         }
         let list: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let decided = if to.is_terminal() { "$2" } else { "NULL" };
+        let claim = match lease_until_ms {
+            Some(_) => ", claimed_by = $6, lease_until = $7",
+            None => "",
+        };
         let sql = format!(
             "UPDATE challenges SET state = $1, updated_at = $2, decided_at = {decided}, \
-             reason = COALESCE($3, reason), sip_status = COALESCE($4, sip_status) \
+             reason = COALESCE($3, reason), sip_status = COALESCE($4, sip_status){claim} \
              WHERE id = $5 AND state IN ({})",
             list.join(", ")
         );
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(AssertSqlSafe(sql))
+        let mut q = sqlx::query(AssertSqlSafe(sql))
             .bind(to.as_str())
             .bind(at_ms)
             .bind(reason)
             .bind(sip_status)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .bind(id);
+        if let Some(until) = lease_until_ms {
+            q = q.bind(self.node()).bind(until);
+        }
+        let done = q.execute(&mut *tx).await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
@@ -624,13 +758,7 @@ impl Store {
             webhooks::on_decided(&mut tx, id, at_ms).await?;
         }
         tx.commit().await?;
-        if let Some(cache) = &self.cache {
-            cache.forget(id);
-        }
-        let _ = self.changes.send(Change {
-            id: id.to_string(),
-            state: to,
-        });
+        self.announce(id, to);
         Ok(true)
     }
 

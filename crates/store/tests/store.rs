@@ -755,6 +755,7 @@ async fn sqlite_in_wal_mode() {
     let e = Store::open(&url).await.unwrap().cached().unwrap_err();
     assert!(e.to_string().contains("callverify.db.node-lock"), "{e}");
     suite(store.clone()).await;
+    claims(&store, &Store::open(&url).await.unwrap()).await;
     assert!(
         dir.join("callverify.db-wal").exists(),
         "WAL mode leaves a -wal file"
@@ -779,6 +780,7 @@ async fn postgresql_on_loopback() {
     assert_eq!(store.backend(), Backend::Postgres);
     until(|| std::future::ready(store.cache_live()), "notifications").await;
     suite(store.clone()).await;
+    claims(&store, &Store::open(&pg.url).await.unwrap()).await;
     drop(store);
     let again = Store::open(&pg.url).await.unwrap();
     let (c, replay) = again
@@ -891,4 +893,86 @@ async fn sees(node: &Store, id: &str, state: ChallengeState, what: &str) {
         what,
     )
     .await;
+}
+
+/// Two nodes claiming queued challenges: each claimed once, oldest first; claims renewed by
+/// their node only; a lapsed claim makes its challenge and call `interrupted`, never
+/// claimed again. (Times from 10,000,000 ms, after everything the suite made expired.)
+async fn claims(a: &Store, b: &Store) {
+    use ChallengeState::*;
+    const T: i64 = 10_000_000;
+    assert_ne!(a.node(), b.node());
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (c, _) = a
+            .create_challenge(&request(None, "claim", T + i))
+            .await
+            .unwrap();
+        ids.push(c.id);
+    }
+    assert_eq!(
+        a.claim_next(T + 10, T + 5_000).await.unwrap().as_ref(),
+        Some(&ids[0])
+    );
+    assert_eq!(
+        b.claim_next(T + 10, T + 5_000).await.unwrap().as_ref(),
+        Some(&ids[1])
+    );
+    // A named claim of a challenge already claimed fails; of a queued one holds.
+    assert!(!b.claim(&ids[0], T + 11, T + 5_000).await.unwrap());
+    assert!(b.claim(&ids[2], T + 11, T + 5_000).await.unwrap());
+    assert_eq!(a.claim_next(T + 12, T + 5_000).await.unwrap(), None);
+    assert_eq!(a.challenge(&ids[0]).await.unwrap().unwrap().state, Calling);
+    let events: Vec<_> = a
+        .events(&ids[0])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.state)
+        .collect();
+    assert_eq!(events, vec![Queued, Calling]);
+    // Renewal: each node renews its own.
+    assert_eq!(
+        a.renew_claims(T + 9_000).await.unwrap(),
+        vec![ids[0].clone()]
+    );
+    let mut held = b.renew_claims(T + 6_000).await.unwrap();
+    held.sort();
+    let mut want = vec![ids[1].clone(), ids[2].clone()];
+    want.sort();
+    assert_eq!(held, want);
+    // B stops renewing: at T + 7,000 its two claims have lapsed, A's has not.
+    a.start_call(&NewCall {
+        id: "call_claimed_by_b".into(),
+        challenge_id: ids[1].clone(),
+        phone_masked: "+8190****5678".into(),
+        started_at_ms: T + 20,
+    })
+    .await
+    .unwrap();
+    let mut lapsed = a.interrupt_lapsed(T + 7_000).await.unwrap();
+    lapsed.sort();
+    assert_eq!(lapsed, want);
+    assert_eq!(
+        a.challenge(&ids[1]).await.unwrap().unwrap().state,
+        Interrupted
+    );
+    assert_eq!(a.challenge(&ids[0]).await.unwrap().unwrap().state, Calling);
+    let call = a.call("call_claimed_by_b").await.unwrap().unwrap();
+    assert_eq!(call.end.unwrap().outcome, "interrupted");
+    // B's renewal no longer holds them; nothing is claimable again.
+    assert_eq!(
+        b.renew_claims(T + 8_000).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(b.claim_next(T + 7_001, T + 9_000).await.unwrap(), None);
+    assert!(a.interrupt_lapsed(T + 7_001).await.unwrap().is_empty());
+    // A decides its own: no longer renewed or interrupted.
+    assert!(
+        a.transition(&ids[0], Approved, T + 7_100, None, None)
+            .await
+            .unwrap()
+    );
+    assert!(a.renew_claims(T + 20_000).await.unwrap().is_empty());
+    assert!(a.interrupt_lapsed(T + 30_000).await.unwrap().is_empty());
 }

@@ -1,0 +1,308 @@
+//! Several `callverify serve` nodes on one PostgreSQL (started by the test on loopback),
+//! with sipp as every phone. Challenges are queued in the database and claimed by the
+//! nodes (`FOR UPDATE SKIP LOCKED`); each must be called exactly once, and a node killed with
+//! SIGKILL must leave its calls `interrupted` (its claims lapse) and never called again.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use callverify_e2e::{Postgres, Sipp, V4, callee_scenario_playing, free_port, http, scratch};
+use serde_json::Value;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-nodes";
+const BIN: &str = env!("CARGO_BIN_EXE_callverify");
+/// Each wait of these tests is bounded by this.
+const WAIT: Duration = Duration::from_secs(180);
+
+struct Node {
+    child: Child,
+    api: String,
+    dir: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The configuration of node `n` (its own SIP, RTP and API ports) on PostgreSQL `url`,
+/// calling through sipp at `trunk`.
+fn config(dir: &Path, n: u16, url: &str, trunk: std::net::SocketAddr, max_calls: u32) -> PathBuf {
+    let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../prompts");
+    let rtp = 36_000 + n * 2_000;
+    let text = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\"]\n\n\
+         [[trunk]]\nname = \"sipp\"\naddress = \"{trunk}\"\noptions_interval_s = 0\n\n\
+         [media]\nrtp_ports = \"{rtp}-{rtp_end}\"\n\n\
+         [call]\nprompts = \"{prompts}\"\nrepeats = 1\nfirst_key_timeout_s = 20\ncall_timeout_s = 60\n\
+         max_calls = {max_calls}\nclaim_lease_s = 3\n\n\
+         [store]\nurl = \"{url}\"\n\n\
+         [api]\nlisten = \"127.0.0.1:{api}\"\n\n\
+         [policy]\nallowed_countries = [\"JP\"]\nmax_concurrent_calls = 2000\n\
+         per_api_key = {{ max = 100000, window_s = 60 }}\n",
+        sip = free_port(V4),
+        rtp_end = rtp + 1_999,
+        api = free_port(V4),
+    );
+    let path = dir.join(format!("node{n}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(dir: &Path, config: &Path, name: &str) -> Node {
+    let text = std::fs::read_to_string(config).unwrap();
+    let api = text
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+        .map(|p| format!("127.0.0.1:{}", p.trim_end_matches('"')))
+        .unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("CALLVERIFY_TOKEN_SECRET", SECRET)
+        .env("CALLVERIFY_WEBHOOK_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&api).is_err() {
+        assert!(started.elapsed() < WAIT, "{name} did not listen");
+        assert!(child.try_wait().unwrap().is_none(), "{name} exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Node {
+        child,
+        api,
+        dir: dir.to_path_buf(),
+    }
+}
+
+fn api_key(config: &Path, kind: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["create-api-key", kind, "--kind", kind, "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Every call in the log (operator key), following the pages.
+fn all_calls(api: &str, operator: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, body) = http(
+            api,
+            "GET",
+            &format!("/v1/calls?limit=500{cursor}"),
+            operator,
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        let page = json(&body);
+        out.extend(page["calls"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+fn state(api: &str, id: &str, key: &str) -> String {
+    let (status, body) = http(api, "GET", &format!("/v1/challenges/{id}"), key, "");
+    assert_eq!(status, 200, "{body}");
+    json(&body)["state"].as_str().unwrap().to_string()
+}
+
+const PENDING: [&str; 4] = ["queued", "calling", "ringing", "answered"];
+
+/// The phone's audio for rtp_stream: 1 s of quiet, '#' in-band, 1 s of quiet (raw PCMU).
+fn pound_ulaw(dir: &Path) -> PathBuf {
+    use testaudio::Signal;
+    let pcm = Signal::new()
+        .silence(1000.0)
+        .digit(dtmf::Digit::Pound, -10.0, 160.0)
+        .silence(1000.0)
+        .pcm();
+    let ulaw: Vec<u8> = pcm.iter().map(|&x| media::g711::ulaw_encode(x)).collect();
+    let path = dir.join("pound.ulaw");
+    std::fs::write(&path, ulaw).unwrap();
+    path
+}
+
+#[test]
+fn two_nodes_call_500_challenges_each_exactly_once() {
+    const N: usize = 500;
+    let pg = Postgres::start("nodes-500");
+    let dir = scratch("nodes-500");
+    // sipp answers every call and presses '#' (in-band, sent with rtp_stream: a pool of
+    // threads rather than one a call).
+    let play = format!("rtp_stream=\"{},1,0\"", pound_ulaw(&dir).display());
+    let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
+    let n = N.to_string();
+    let sipp = Sipp::start_file(
+        dir.clone(),
+        &scenario,
+        V4,
+        &["-m", &n, "-timeout", "170s", "-max_socket", "2048"],
+    );
+    let a_cfg = config(&dir, 0, &pg.url, sipp.addr, 100);
+    let b_cfg = config(&dir, 1, &pg.url, sipp.addr, 100);
+    let a = start(&dir, &a_cfg, "node-a");
+    let b = start(&dir, &b_cfg, "node-b");
+    let key = api_key(&a_cfg, "service");
+    let operator = api_key(&a_cfg, "operator");
+
+    // Half the challenges through each node's API, as a load balancer would spread them.
+    let mut ids = Vec::with_capacity(N);
+    for i in 0..N {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let body = format!(r#"{{"phone_number":"+819012{i:06}"}}"#);
+        let (status, reply) = http(&node.api, "POST", "/v1/challenges", &key, &body);
+        assert_eq!(status, 201, "{reply}");
+        ids.push(json(&reply)["id"].as_str().unwrap().to_string());
+    }
+    // Every challenge decided.
+    let started = Instant::now();
+    let mut pending = ids.clone();
+    while !pending.is_empty() {
+        assert!(
+            started.elapsed() < WAIT,
+            "{} challenges still pending, e.g. {} ({})",
+            pending.len(),
+            pending[0],
+            state(&a.api, &pending[0], &key)
+        );
+        pending.retain(|id| PENDING.contains(&state(&a.api, id, &key).as_str()));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Once every call has ended: exactly one call for each challenge.
+    let mut calls = all_calls(&a.api, &operator);
+    while calls.iter().any(|c| c["ended_at"].is_null()) {
+        assert!(started.elapsed() < WAIT, "calls still in progress");
+        std::thread::sleep(Duration::from_millis(200));
+        calls = all_calls(&a.api, &operator);
+    }
+    let mut per_challenge = std::collections::HashMap::<String, usize>::new();
+    for c in &calls {
+        *per_challenge
+            .entry(c["challenge_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = per_challenge.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "called more than once: {twice:?}");
+    for id in &ids {
+        assert_eq!(per_challenge.get(id), Some(&1), "{id} was not called");
+    }
+    assert_eq!(calls.len(), N);
+    let approved = calls.iter().filter(|c| c["outcome"] == "approved").count();
+    // Both nodes called: each node's log names the calls it ended.
+    let ended = |node: &Node, name: &str| {
+        std::fs::read_to_string(node.dir.join(format!("{name}.log")))
+            .unwrap()
+            .matches("call ended")
+            .count()
+    };
+    let (by_a, by_b) = (ended(&a, "node-a"), ended(&b, "node-b"));
+    eprintln!("{N} challenges: {approved} approved; node A ended {by_a} calls, node B {by_b}");
+    assert_eq!(by_a + by_b, N, "every call ended on one node");
+    assert!(by_a > 0 && by_b > 0, "both nodes called");
+    drop((a, b));
+    // sipp saw each call once: N calls in all, and it stops by itself after them.
+    let exit = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(sipp.finish());
+    let invites: Option<usize> = exit
+        .log
+        .lines()
+        .rev()
+        .find(|l| l.contains("----------> INVITE"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok());
+    assert_eq!(invites, Some(N), "{}", exit.log);
+}
+
+#[test]
+fn a_node_killed_mid_call_leaves_its_calls_interrupted_and_never_called_again() {
+    const N: usize = 5;
+    let pg = Postgres::start("nodes-kill");
+    let dir = scratch("nodes-kill");
+    // sipp answers and stays silent: the calls wait for a key.
+    let scenario = callee_scenario_playing(&dir, "", Duration::ZERO);
+    let sipp = Sipp::start_file(
+        dir.clone(),
+        &scenario,
+        V4,
+        &["-m", &N.to_string(), "-timeout", "60s"],
+    );
+    let a_cfg = config(&dir, 2, &pg.url, sipp.addr, 100);
+    let b_cfg = config(&dir, 3, &pg.url, sipp.addr, 100);
+    let mut a = start(&dir, &a_cfg, "node-a");
+    let key = api_key(&a_cfg, "service");
+    let operator = api_key(&a_cfg, "operator");
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let body = format!(r#"{{"phone_number":"+819012{i:06}"}}"#);
+        let (status, reply) = http(&a.api, "POST", "/v1/challenges", &key, &body);
+        assert_eq!(status, 201, "{reply}");
+        ids.push(json(&reply)["id"].as_str().unwrap().to_string());
+    }
+    let started = Instant::now();
+    while ids.iter().any(|id| state(&a.api, id, &key) != "answered") {
+        assert!(started.elapsed() < WAIT, "the calls were not answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // B runs beside A; then A is killed mid-call.
+    let b = start(&dir, &b_cfg, "node-b");
+    a.child.kill().unwrap(); // SIGKILL
+    a.child.wait().unwrap();
+    let killed = Instant::now();
+    while ids
+        .iter()
+        .any(|id| state(&b.api, id, &key) != "interrupted")
+    {
+        assert!(killed.elapsed() < WAIT, "A's calls were not interrupted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let detected = killed.elapsed();
+    // Give B time to (wrongly) call them again, then look: one call each, interrupted.
+    std::thread::sleep(Duration::from_secs(3));
+    let calls = all_calls(&b.api, &operator);
+    assert_eq!(calls.len(), N, "{calls:?}");
+    for c in &calls {
+        assert_eq!(c["outcome"], "interrupted", "{c}");
+        assert!(ids.contains(&c["challenge_id"].as_str().unwrap().to_string()));
+    }
+    let (_, body) = http(
+        &b.api,
+        "GET",
+        &format!("/v1/challenges/{}", ids[0]),
+        &key,
+        "",
+    );
+    assert!(
+        json(&body)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("claim lapsed"),
+        "{body}"
+    );
+    let log = std::fs::read_to_string(dir.join("node-b.log")).unwrap();
+    assert!(!log.contains("call ended"), "B placed no call: {log}");
+    eprintln!("A's {N} calls marked interrupted {detected:?} after SIGKILL (claims of 3 s)");
+    drop(sipp);
+}
