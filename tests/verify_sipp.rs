@@ -247,3 +247,50 @@ async fn an_answering_machine_greeting_ending_in_pound_is_voicemail() {
     assert!(detail.contains("continuous speech"), "{detail}");
     eprintln!("voicemail: {detail}");
 }
+
+/// 20 % of the SIP datagrams lost, both ways and for every request and response of the
+/// dialog (the link is sipp's Contact too): retransmissions (RFC 3261 timers, T1 = 100 ms
+/// here; sipp retransmits its 200) still complete each call with its verdict.
+#[tokio::test]
+async fn twenty_percent_sip_loss_is_recovered_by_retransmission() {
+    use callverify_e2e::{LossyLink, callee_scenario, endpoint_with};
+    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
+    let (mut lost, mut passed) = (0, 0);
+    for seed in 1..=5u64 {
+        let link = LossyLink::start(V4, 0.2, seed).await;
+        let dir = scratch(&format!("sip-loss-{seed}"));
+        let file = callee_scenario(&dir, Some(pcap), Duration::from_millis(300));
+        let text = std::fs::read_to_string(&file).unwrap().replace(
+            "Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>",
+            &format!("Contact: <sip:sipp@{};transport=UDP>", link.addr),
+        );
+        std::fs::write(&file, text).unwrap();
+        let sipp = Sipp::start_file(dir, &file, V4, &[]);
+        link.connect(sipp.addr);
+        let timers = sip::Timers {
+            t1: Duration::from_millis(100),
+            ..sip::Timers::default()
+        };
+        let (ep, _) = endpoint_with(
+            V4,
+            BOUND,
+            vec![trunk("sipp", Transport::Udp, link.addr)],
+            timers,
+        )
+        .await;
+        let media = media_at(V4, free_rtp_pair(V4));
+        let r = verify_call(&ep, &media, script(), Language::En).await;
+        assert_eq!(r.outcome, Outcome::Approved, "seed {seed}: {r:?}");
+        assert_eq!(keys(&r), "#");
+        let _ = sipp.finish().await;
+        ep.shutdown().await;
+        let (l, p) = link.counts();
+        lost += l;
+        passed += p;
+    }
+    eprintln!(
+        "5 calls of 5 approved; {lost} of {} SIP datagrams lost",
+        lost + passed
+    );
+    assert!(lost > 0, "the link lost nothing");
+}

@@ -431,6 +431,87 @@ impl Drop for Relay {
     }
 }
 
+/// A lossy UDP link on loopback between callverify and a peer: each datagram, either way,
+/// is lost with probability `loss` (a seeded generator, so a run can be repeated). Its
+/// address is known at once; the peer is given later ([`LossyLink::connect`]), so that the
+/// peer's own configuration can name the link (sipp's Contact, for the in-dialog requests).
+pub struct LossyLink {
+    /// Where callverify sends (the trunk address, and the peer's Contact).
+    pub addr: SocketAddr,
+    peer: std::sync::Arc<std::sync::OnceLock<SocketAddr>>,
+    counts: std::sync::Arc<std::sync::Mutex<(usize, usize)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LossyLink {
+    /// Binds it on `ip`.
+    pub async fn start(ip: IpAddr, loss: f64, seed: u64) -> LossyLink {
+        let front = tokio::net::UdpSocket::bind((ip, 0))
+            .await
+            .expect("bind the link");
+        let back = tokio::net::UdpSocket::bind((ip, 0))
+            .await
+            .expect("bind the link");
+        let addr = front.local_addr().expect("link address");
+        let peer = std::sync::Arc::new(std::sync::OnceLock::<SocketAddr>::new());
+        let counts = std::sync::Arc::new(std::sync::Mutex::new((0, 0)));
+        let (p, c) = (peer.clone(), counts.clone());
+        let task = tokio::spawn(async move {
+            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut lose = move || {
+                rng ^= rng >> 12;
+                rng ^= rng << 25;
+                rng ^= rng >> 27;
+                let u =
+                    (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+                u < loss
+            };
+            let mut client: Option<SocketAddr> = None;
+            let (mut a, mut b) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+            loop {
+                let (bytes, to, sock) = tokio::select! {
+                    Ok((len, from)) = front.recv_from(&mut a) => {
+                        client = Some(from);
+                        (&a[..len], p.get().copied(), &back)
+                    }
+                    Ok((len, _)) = back.recv_from(&mut b) => (&b[..len], client, &front),
+                };
+                let Some(to) = to else { continue };
+                let lost = lose();
+                {
+                    let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+                    if lost { c.0 += 1 } else { c.1 += 1 }
+                }
+                if !lost {
+                    let _ = sock.send_to(bytes, to).await;
+                }
+            }
+        });
+        LossyLink {
+            addr,
+            peer,
+            counts,
+            task,
+        }
+    }
+
+    /// The peer behind the link.
+    pub fn connect(&self, peer: SocketAddr) {
+        let _ = self.peer.set(peer);
+    }
+
+    /// Datagrams lost and passed so far, both ways.
+    pub fn counts(&self) -> (usize, usize) {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for LossyLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// baresip (a real softphone) listening on a free loopback port and answering every call
 /// automatically, playing an 8 kHz WAV as its microphone (aufile; ausine only does 48 kHz).
 pub struct Baresip {
