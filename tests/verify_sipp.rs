@@ -294,3 +294,65 @@ async fn twenty_percent_sip_loss_is_recovered_by_retransmission() {
     );
     assert!(lost > 0, "the link lost nothing");
 }
+
+/// A flood of INVITEs, OPTIONS and garbage at the gateway's SIP port (from 127.0.0.2, not
+/// a trunk, as fast as one socket can send, for as long as the call lasts) does not stop the
+/// outgoing call: it is answered and approved, and the flood gets no answer at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_at_the_sip_port_does_not_stop_an_outgoing_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
+    let sipp = Sipp::callee("flood", V4, Some(pcap));
+    let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
+    let target = ep
+        .local_addr(Transport::Udp, false)
+        .expect("a UDP listener");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let s = std::net::UdpSocket::bind(("127.0.0.2", 0)).unwrap();
+            let me = s.local_addr().unwrap();
+            let started = std::time::Instant::now();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < BOUND {
+                let msg = match n % 3 {
+                    0 => format!(
+                        "INVITE sip:+819012345678@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{n}\r\n\
+                         From: <sip:flood@{me}>;tag={n}\r\nTo: <sip:+819012345678@{target}>\r\nCall-ID: flood-{n}\r\n\
+                         CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                    ),
+                    1 => format!(
+                        "OPTIONS sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKo{n}\r\n\
+                         From: <sip:flood@{me}>;tag=o{n}\r\nTo: <sip:{target}>\r\nCall-ID: options-{n}\r\n\
+                         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                    ),
+                    _ => format!("\u{1}garbage {n} \u{0}\u{ff}"),
+                };
+                let _ = s.send_to(msg.as_bytes(), target);
+                n += 1;
+            }
+            sent.store(n, Ordering::Relaxed);
+            // Nothing came back (no 403, no 200 to OPTIONS: nothing to reflect).
+            s.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 2048];
+            assert!(s.recv_from(&mut buf).is_err(), "the flood got an answer");
+        })
+    };
+    let media = media_at(V4, free_rtp_pair(V4));
+    let r = verify_call(&ep, &media, script(), Language::En).await;
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    let exit = sipp.finish().await;
+    ep.shutdown().await;
+    assert_eq!(r.outcome, Outcome::Approved, "{r:?}\n{}", exit.log);
+    assert_eq!(keys(&r), "#");
+    let n = sent.load(Ordering::Relaxed);
+    eprintln!(
+        "approved while {n} datagrams flooded the SIP port ({} ms call)",
+        r.timings.duration_ms
+    );
+    assert!(n > 1000, "the flood sent {n}");
+}

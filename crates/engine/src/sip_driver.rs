@@ -120,6 +120,14 @@ impl SipEndpoint {
         trunks: Vec<TrunkConfig>,
     ) -> Result<(SipEndpoint, mpsc::UnboundedReceiver<Event>), StartError> {
         let (net_tx, net_rx) = mpsc::unbounded_channel();
+        // SIP is heard only from the trunks' addresses: a gateway that only places calls has
+        // nobody else to listen to, and a flood from elsewhere is dropped as it is read.
+        let allowed = Allowed(Arc::new(
+            trunks
+                .iter()
+                .map(|t| t.address.ip().to_canonical())
+                .collect(),
+        ));
         let mut udp = HashMap::new();
         let mut readers = Vec::new();
         for l in &mut cfg.listen {
@@ -133,12 +141,22 @@ impl SipEndpoint {
                     let sock = Arc::new(UdpSocket::bind(l.addr).await.map_err(bind_err)?);
                     l.addr = sock.local_addr().map_err(bind_err)?;
                     udp.insert(l.addr, sock.clone());
-                    readers.push(tokio::spawn(udp_reader(sock, l.addr, net_tx.clone())));
+                    readers.push(tokio::spawn(udp_reader(
+                        sock,
+                        l.addr,
+                        net_tx.clone(),
+                        allowed.clone(),
+                    )));
                 }
                 Transport::Tcp => {
                     let lis = TcpListener::bind(l.addr).await.map_err(bind_err)?;
                     l.addr = lis.local_addr().map_err(bind_err)?;
-                    readers.push(tokio::spawn(tcp_acceptor(lis, l.addr, net_tx.clone())));
+                    readers.push(tokio::spawn(tcp_acceptor(
+                        lis,
+                        l.addr,
+                        net_tx.clone(),
+                        allowed.clone(),
+                    )));
                 }
             }
         }
@@ -340,10 +358,30 @@ impl Driver {
     }
 }
 
-async fn udp_reader(sock: Arc<UdpSocket>, local: SocketAddr, tx: mpsc::UnboundedSender<Net>) {
+/// The IP addresses SIP is accepted from (the trunks').
+#[derive(Clone)]
+struct Allowed(Arc<std::collections::HashSet<std::net::IpAddr>>);
+
+impl Allowed {
+    fn admits(&self, from: SocketAddr) -> bool {
+        let ok = self.0.contains(&from.ip().to_canonical());
+        if !ok {
+            metrics::counter!("callverify_sip_dropped_total", "reason" => "source").increment(1);
+        }
+        ok
+    }
+}
+
+async fn udp_reader(
+    sock: Arc<UdpSocket>,
+    local: SocketAddr,
+    tx: mpsc::UnboundedSender<Net>,
+    allowed: Allowed,
+) {
     let mut buf = vec![0u8; 65_536];
     loop {
         match sock.recv_from(&mut buf).await {
+            Ok((_, from)) if !allowed.admits(from) => {}
             Ok((n, from)) => {
                 let msg = Net::Message {
                     transport: Transport::Udp,
@@ -361,9 +399,16 @@ async fn udp_reader(sock: Arc<UdpSocket>, local: SocketAddr, tx: mpsc::Unbounded
     }
 }
 
-async fn tcp_acceptor(lis: TcpListener, local: SocketAddr, tx: mpsc::UnboundedSender<Net>) {
+async fn tcp_acceptor(
+    lis: TcpListener,
+    local: SocketAddr,
+    tx: mpsc::UnboundedSender<Net>,
+    allowed: Allowed,
+) {
     loop {
         match lis.accept().await {
+            // Closed at once.
+            Ok((_, remote)) if !allowed.admits(remote) => {}
             Ok((stream, remote)) => {
                 let (wtx, wrx) = mpsc::unbounded_channel();
                 if tx
