@@ -306,3 +306,79 @@ fn a_node_killed_mid_call_leaves_its_calls_interrupted_and_never_called_again() 
     eprintln!("A's {N} calls marked interrupted {detected:?} after SIGKILL (claims of 3 s)");
     drop(sipp);
 }
+
+/// SIGTERM during a call: the node stops taking requests at once, lets the call finish with
+/// its verdict, then exits 0.
+#[test]
+fn sigterm_lets_the_call_in_progress_finish_then_exits() {
+    let dir = scratch("nodes-sigterm");
+    // The phone presses '#' 3 s after answering.
+    let pcm = testaudio::Signal::new()
+        .silence(3000.0)
+        .digit(dtmf::Digit::Pound, -10.0, 160.0)
+        .silence(1000.0)
+        .pcm();
+    let ulaw: Vec<u8> = pcm.iter().map(|&x| media::g711::ulaw_encode(x)).collect();
+    let audio = dir.join("late-pound.ulaw");
+    std::fs::write(&audio, ulaw).unwrap();
+    let play = format!("rtp_stream=\"{},1,0\"", audio.display());
+    let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
+    let sipp = Sipp::start_file(dir.clone(), &scenario, V4, &[]);
+    let url = format!("sqlite://{}", dir.join("cv.db").display());
+    let cfg = config(&dir, 4, &url, sipp.addr, 10);
+    let key = api_key(&cfg, "service");
+    let mut node = start(&dir, &cfg, "node");
+    let (status, reply) = http(
+        &node.api,
+        "POST",
+        "/v1/challenges",
+        &key,
+        r#"{"phone_number":"+819012345678"}"#,
+    );
+    assert_eq!(status, 201, "{reply}");
+    let id = json(&reply)["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    while state(&node.api, &id, &key) != "answered" {
+        assert!(started.elapsed() < WAIT, "not answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status();
+    // New requests are refused at once (the listener is closed)...
+    let refused = Instant::now();
+    while std::net::TcpStream::connect(&node.api).is_ok() {
+        assert!(
+            refused.elapsed() < Duration::from_secs(5),
+            "still accepting"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...the call finishes, and only then the node exits, with 0.
+    let status = loop {
+        if let Some(s) = node.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < WAIT, "did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (c, call) = rt.block_on(async {
+        let store = store::Store::open(&url).await.unwrap();
+        let c = store.challenge(&id).await.unwrap().unwrap();
+        let (calls, _) = store
+            .calls(&store::CallFilter::default(), 10, None)
+            .await
+            .unwrap();
+        (c, calls.into_iter().next().unwrap())
+    });
+    assert_eq!(c.state, store::ChallengeState::Approved);
+    let end = call.end.expect("the call ended before the exit");
+    assert_eq!(end.outcome, "approved");
+    eprintln!(
+        "SIGTERM while answered: the call ended approved, the node exited {:?} after the SIGTERM",
+        refused.elapsed()
+    );
+    drop(sipp);
+}
