@@ -416,7 +416,14 @@ struct Media {
     /// Frames whose time has come, to be written by `poll_output`.
     due: u32,
     sent: u64,
+    /// The sequence number of the last audio packet heard, and its samples (they stand in
+    /// for the next one or two when those are lost).
+    last_seq: Option<u16>,
+    last_frame: Vec<i16>,
 }
+
+/// Lost audio packets filled in with the last one heard (a tone goes on through them).
+const CONCEALED_MAX: u16 = 2;
 
 /// Tracks runs of far-end speech (20 ms frames of received audio).
 #[derive(Debug)]
@@ -580,6 +587,8 @@ impl VerificationCall {
             next_rtcp: now + self.cfg.rtcp_interval,
             due: 0,
             sent: 0,
+            last_seq: None,
+            last_frame: Vec::with_capacity(480),
         });
         self.phase = Phase::Script;
         self.input_deadline = Some(now + self.cfg.first_key_timeout);
@@ -691,11 +700,33 @@ impl VerificationCall {
         let payload = reader.payload();
         if pt == m.answer.codec_pt {
             let codec = m.answer.codec;
-            let mut pcm = [0i16; 480];
-            for chunk in payload.chunks(pcm.len()) {
-                let pcm = &mut pcm[..chunk.len()];
-                codec.decode_into(chunk, pcm);
-                self.audio(now, pcm);
+            let seq = u16::from(reader.sequence_number());
+            // Audio is heard in sequence: a packet later than one already heard comes too
+            // late (its place was filled in); one or two lost before this one are filled in
+            // with the last heard, so that a key's tone is not cut short.
+            let mut fill = 0;
+            if let Some(last) = m.last_seq {
+                let ahead = seq.wrapping_sub(last);
+                if ahead == 0 || ahead >= 0x8000 {
+                    return;
+                }
+                if (2..=CONCEALED_MAX + 1).contains(&ahead) {
+                    fill = ahead - 1;
+                }
+            }
+            m.last_seq = Some(seq);
+            // The buffer is taken out while `audio` borrows the call, then put back.
+            let mut frame = std::mem::take(&mut m.last_frame);
+            for _ in 0..fill {
+                self.audio(now, &frame);
+            }
+            frame.resize(payload.len(), 0);
+            codec.decode_into(payload, &mut frame);
+            for chunk in frame.chunks(480) {
+                self.audio(now, chunk);
+            }
+            if let Some(m) = &mut self.media {
+                m.last_frame = frame;
             }
         } else if Some(pt) == m.answer.telephone_event_pt {
             let ts = reader.timestamp();

@@ -740,8 +740,7 @@ fn ssrc_sequence_and_timestamp_differ_per_call() {
 /// 10 % of the far end's packets lost and the rest delayed by up to 40 ms (so they arrive
 /// out of order), over 40 calls each: a '#' pressed for 200 ms in-band, and a '#' sent as
 /// RFC 4733 events, are heard once in every call. (A 120 ms press, the shortest a phone
-/// sends, was missed in 2 of 40 such calls: when half its packets are lost, too little tone
-/// is left; see the README.)
+/// sends, was missed in 1 of 40 such calls, which lost 3 of its 6 packets; see the README.)
 #[test]
 fn ten_percent_rtp_loss_with_jitter_still_hears_the_pound() {
     let inband = || {
