@@ -89,6 +89,114 @@ pub fn http(addr: &str, method: &str, path: &str, bearer: &str, body: &str) -> (
     (status, body)
 }
 
+/// `callverify serve` as a process (killed on drop).
+pub struct Served {
+    /// The process.
+    pub child: Child,
+    /// Its API's address.
+    pub api: String,
+}
+
+impl Served {
+    /// Starts `bin serve [extra] --config config` with both secrets set to `secret`, its
+    /// stderr into `log`; returns once its API at `api` listens (bounded by [`BOUND`]).
+    pub fn start(
+        bin: &Path,
+        config: &Path,
+        api: &str,
+        secret: &str,
+        extra: &[&str],
+        log: &Path,
+    ) -> Served {
+        let log = fs::File::create(log).expect("the serve log");
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .args(extra)
+            .arg("--config")
+            .arg(config)
+            .env("CALLVERIFY_TOKEN_SECRET", secret)
+            .env("CALLVERIFY_WEBHOOK_SECRET", secret)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("callverify serve");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(api).is_err() {
+            assert!(started.elapsed() < BOUND, "serve did not listen on {api}");
+            assert!(
+                child.try_wait().expect("its status").is_none(),
+                "serve exited"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Served {
+            child,
+            api: api.to_string(),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An API key made with `bin create-api-key NAME --kind KIND --config config`.
+pub fn create_api_key(bin: &Path, config: &Path, name: &str, kind: &str) -> String {
+    let out = Command::new(bin)
+        .args(["create-api-key", name, "--kind", kind, "--config"])
+        .arg(config)
+        .output()
+        .expect("callverify create-api-key");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("the key")
+        .trim()
+        .to_string()
+}
+
+/// Raw PCMU for sipp's `rtp_stream`: `before_ms` of quiet, a 160 ms in-band '#', 1 s of
+/// quiet; written into `dir`.
+pub fn pound_ulaw(dir: &Path, before_ms: f64) -> PathBuf {
+    let pcm = testaudio::Signal::new()
+        .silence(before_ms)
+        .digit(dtmf::Digit::Pound, -10.0, 160.0)
+        .silence(1000.0)
+        .pcm();
+    let ulaw: Vec<u8> = pcm.iter().map(|&x| media::g711::ulaw_encode(x)).collect();
+    let path = dir.join(format!("pound-after-{before_ms}ms.ulaw"));
+    fs::write(&path, ulaw).expect("write the audio");
+    path
+}
+
+/// Every call in the call log of the API at `api` (operator key), following the pages.
+pub fn call_log(api: &str, operator: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, body) = http(
+            api,
+            "GET",
+            &format!("/v1/calls?limit=500{cursor}"),
+            operator,
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).expect("a page");
+        out.extend(page["calls"].as_array().into_iter().flatten().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
 /// Writes `tests/sipp/verify_callee.xml` into `dir` with `pcap` as the phone's audio (or
 /// none), ringing `ring` before it answers, and returns its path.
 pub fn callee_scenario(dir: &Path, pcap: Option<&Path>, ring: Duration) -> PathBuf {

@@ -13,10 +13,12 @@
 //!  [--rate 100] [--nodes 1,2] [--max-calls 500]`
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use callverify_e2e::{Postgres, Sipp, V4, callee_scenario_playing, free_port, http, scratch};
+use callverify_e2e::{
+    Postgres, Served, Sipp, V4, call_log, callee_scenario_playing, create_api_key, free_port, http,
+    pound_ulaw, scratch,
+};
 use serde_json::Value;
 
 const SECRET: &str = "node-bench token secret, 32 bytes or more";
@@ -49,18 +51,6 @@ fn args() -> Args {
     a
 }
 
-struct Node {
-    child: Child,
-    api: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn binary() -> PathBuf {
     let here = std::env::current_exe().expect("this program's path");
     let bin = here.with_file_name("callverify");
@@ -72,7 +62,7 @@ fn binary() -> PathBuf {
     bin
 }
 
-fn node(dir: &Path, n: usize, url: &str, trunk: std::net::SocketAddr, max_calls: usize) -> Node {
+fn node(dir: &Path, n: usize, url: &str, trunk: std::net::SocketAddr, max_calls: usize) -> Served {
     let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../prompts");
     let rtp = 20_000 + n * 10_000;
     let api = format!("127.0.0.1:{}", free_port(V4));
@@ -91,48 +81,25 @@ fn node(dir: &Path, n: usize, url: &str, trunk: std::net::SocketAddr, max_calls:
     );
     let cfg = dir.join(format!("node{n}.toml"));
     std::fs::write(&cfg, text).unwrap();
-    let log = std::fs::File::create(dir.join(format!("node{n}.log"))).unwrap();
-    let mut child = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .env("CALLVERIFY_TOKEN_SECRET", SECRET)
-        .env("CALLVERIFY_WEBHOOK_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&api).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "node {n} did not listen"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "node {n} exited");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Node { child, api }
+    Served::start(
+        &binary(),
+        &cfg,
+        &api,
+        SECRET,
+        &[],
+        &dir.join(format!("node{n}.log")),
+    )
 }
 
 fn key(dir: &Path, kind: &str) -> String {
-    let out = Command::new(binary())
-        .args(["create-api-key", kind, "--kind", kind, "--config"])
-        .arg(dir.join("node0.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    create_api_key(&binary(), &dir.join("node0.toml"), kind, kind)
 }
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
-fn active(nodes: &[Node]) -> usize {
+fn active(nodes: &[Served]) -> usize {
     nodes
         .iter()
         .map(|n| {
@@ -155,14 +122,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 fn run(count: usize, a: &Args) {
     let dir = scratch(&format!("node-bench-{count}"));
     let pg = Postgres::start(&format!("node-bench-{count}"));
-    let pcm = testaudio::Signal::new()
-        .silence(1000.0)
-        .digit(dtmf::Digit::Pound, -10.0, 160.0)
-        .silence(1000.0)
-        .pcm();
-    let ulaw: Vec<u8> = pcm.iter().map(|&x| media::g711::ulaw_encode(x)).collect();
-    let audio = dir.join("pound.ulaw");
-    std::fs::write(&audio, ulaw).unwrap();
+    let audio = pound_ulaw(&dir, 1000.0);
     let play = format!("rtp_stream=\"{},1,0\"", audio.display());
     let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
     let n = a.challenges.to_string();
@@ -173,7 +133,7 @@ fn run(count: usize, a: &Args) {
         &["-m", &n, "-timeout", "600s", "-max_socket", "4096"],
     );
     let trunk = _sipp.addr;
-    let nodes: Vec<Node> = (0..count)
+    let nodes: Vec<Served> = (0..count)
         .map(|i| node(&dir, i, &pg.url, trunk, a.max_calls))
         .collect();
     let service = key(&dir, "service");
@@ -234,24 +194,9 @@ fn run(count: usize, a: &Args) {
     // Calls per challenge, once all have ended.
     std::thread::sleep(Duration::from_secs(5));
     let mut per = std::collections::HashMap::<String, usize>::new();
-    let mut cursor = String::new();
-    loop {
-        let (_, body) = http(
-            &nodes[0].api,
-            "GET",
-            &format!("/v1/calls?limit=500{cursor}"),
-            &operator,
-            "",
-        );
-        let page = json(&body);
-        for c in page["calls"].as_array().unwrap() {
-            *per.entry(c["challenge_id"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = format!("&cursor={c}"),
-            None => break,
-        }
+    for c in call_log(&nodes[0].api, &operator) {
+        *per.entry(c["challenge_id"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
     }
     let not_once = a.challenges - per.values().filter(|n| **n == 1).count();
     verdict_s.sort_by(f64::total_cmp);

@@ -4,10 +4,13 @@
 //! it. The demo runs against baresip and must end with every step approved.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use callverify_e2e::{BOUND, Sipp, V4, free_port, free_rtp_pair, http, scratch};
+use callverify_e2e::{
+    BOUND, Served, Sipp, V4, create_api_key, free_port, free_rtp_pair, http, scratch,
+};
 
 #[test]
 fn serve_calls_counts_and_stops_on_sigterm() {
@@ -45,41 +48,18 @@ fn serve_calls_counts_and_stops_on_sigterm() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("CALLVERIFY_TOKEN_SECRET is not set"));
 
-    let out = Command::new(bin)
-        .args(["create-api-key", "idp", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let key = create_api_key(Path::new(bin), &path, "idp", "service");
     assert!(key.starts_with("cvk_"));
-    let out = Command::new(bin)
-        .args(["create-api-key", "ops", "--kind", "operator", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let operator = String::from_utf8(out.stdout).unwrap().trim().to_string();
-
-    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let mut child = Command::new(bin)
-        .args(["serve", "--json-logs", "--config"])
-        .arg(&path)
-        .env("CALLVERIFY_TOKEN_SECRET", secret)
-        .env("CALLVERIFY_WEBHOOK_SECRET", secret)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let operator = create_api_key(Path::new(bin), &path, "ops", "operator");
+    let served = Served::start(
+        Path::new(bin),
+        &path,
+        &api,
+        secret,
+        &["--json-logs"],
+        &dir.join("serve.log"),
+    );
     let started = Instant::now();
-    while std::net::TcpStream::connect(&api).is_err() {
-        assert!(started.elapsed() < BOUND, "serve did not listen");
-        assert!(child.try_wait().unwrap().is_none(), "serve exited");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let (status, body) = http(
         &api,
         "POST",
@@ -134,10 +114,11 @@ fn serve_calls_counts_and_stops_on_sigterm() {
     assert!(exit.passed, "{}", exit.log);
 
     // SIGTERM: it stops by itself.
-    nix_kill(child.id());
+    let mut served = served;
+    nix_kill(served.child.id());
     let stop = Instant::now();
     let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = served.child.try_wait().unwrap() {
             break s;
         }
         assert!(stop.elapsed() < BOUND, "serve did not stop on SIGTERM");

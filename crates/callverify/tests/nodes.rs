@@ -4,29 +4,19 @@
 //! SIGKILL must leave its calls `interrupted` (its claims lapse) and never called again.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use callverify_e2e::{Postgres, Sipp, V4, callee_scenario_playing, free_port, http, scratch};
+use callverify_e2e::{
+    Postgres, Served, Sipp, V4, call_log, callee_scenario_playing, create_api_key, free_port, http,
+    pound_ulaw, scratch,
+};
 use serde_json::Value;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-nodes";
 const BIN: &str = env!("CARGO_BIN_EXE_callverify");
 /// Each wait of these tests is bounded by this.
 const WAIT: Duration = Duration::from_secs(180);
-
-struct Node {
-    child: Child,
-    api: String,
-    dir: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The configuration of node `n` (its own SIP, RTP and API ports) on PostgreSQL `url`,
 /// calling through sipp at `trunk`.
@@ -52,74 +42,30 @@ fn config(dir: &Path, n: u16, url: &str, trunk: std::net::SocketAddr, max_calls:
     path
 }
 
-fn start(dir: &Path, config: &Path, name: &str) -> Node {
+/// Node `name` (its log `<dir>/<name>.log`) with configuration `config`.
+fn start(dir: &Path, config: &Path, name: &str) -> Served {
     let text = std::fs::read_to_string(config).unwrap();
     let api = text
         .lines()
         .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
         .map(|p| format!("127.0.0.1:{}", p.trim_end_matches('"')))
         .unwrap();
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("CALLVERIFY_TOKEN_SECRET", SECRET)
-        .env("CALLVERIFY_WEBHOOK_SECRET", SECRET)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&api).is_err() {
-        assert!(started.elapsed() < WAIT, "{name} did not listen");
-        assert!(child.try_wait().unwrap().is_none(), "{name} exited");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Node {
-        child,
-        api,
-        dir: dir.to_path_buf(),
-    }
+    Served::start(
+        Path::new(BIN),
+        config,
+        &api,
+        SECRET,
+        &[],
+        &dir.join(format!("{name}.log")),
+    )
 }
 
 fn api_key(config: &Path, kind: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["create-api-key", kind, "--kind", kind, "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    create_api_key(Path::new(BIN), config, kind, kind)
 }
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
-/// Every call in the log (operator key), following the pages.
-fn all_calls(api: &str, operator: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let (status, body) = http(
-            api,
-            "GET",
-            &format!("/v1/calls?limit=500{cursor}"),
-            operator,
-            "",
-        );
-        assert_eq!(status, 200, "{body}");
-        let page = json(&body);
-        out.extend(page["calls"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = format!("&cursor={c}"),
-            None => return out,
-        }
-    }
 }
 
 fn state(api: &str, id: &str, key: &str) -> String {
@@ -130,20 +76,6 @@ fn state(api: &str, id: &str, key: &str) -> String {
 
 const PENDING: [&str; 4] = ["queued", "calling", "ringing", "answered"];
 
-/// The phone's audio for rtp_stream: 1 s of quiet, '#' in-band, 1 s of quiet (raw PCMU).
-fn pound_ulaw(dir: &Path) -> PathBuf {
-    use testaudio::Signal;
-    let pcm = Signal::new()
-        .silence(1000.0)
-        .digit(dtmf::Digit::Pound, -10.0, 160.0)
-        .silence(1000.0)
-        .pcm();
-    let ulaw: Vec<u8> = pcm.iter().map(|&x| media::g711::ulaw_encode(x)).collect();
-    let path = dir.join("pound.ulaw");
-    std::fs::write(&path, ulaw).unwrap();
-    path
-}
-
 #[test]
 fn two_nodes_call_500_challenges_each_exactly_once() {
     const N: usize = 500;
@@ -151,7 +83,7 @@ fn two_nodes_call_500_challenges_each_exactly_once() {
     let dir = scratch("nodes-500");
     // sipp answers every call and presses '#' (in-band, sent with rtp_stream: a pool of
     // threads rather than one a call).
-    let play = format!("rtp_stream=\"{},1,0\"", pound_ulaw(&dir).display());
+    let play = format!("rtp_stream=\"{},1,0\"", pound_ulaw(&dir, 1000.0).display());
     let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
     let n = N.to_string();
     let sipp = Sipp::start_file(
@@ -191,11 +123,11 @@ fn two_nodes_call_500_challenges_each_exactly_once() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Once every call has ended: exactly one call for each challenge.
-    let mut calls = all_calls(&a.api, &operator);
+    let mut calls = call_log(&a.api, &operator);
     while calls.iter().any(|c| c["ended_at"].is_null()) {
         assert!(started.elapsed() < WAIT, "calls still in progress");
         std::thread::sleep(Duration::from_millis(200));
-        calls = all_calls(&a.api, &operator);
+        calls = call_log(&a.api, &operator);
     }
     let mut per_challenge = std::collections::HashMap::<String, usize>::new();
     for c in &calls {
@@ -211,8 +143,8 @@ fn two_nodes_call_500_challenges_each_exactly_once() {
     assert_eq!(calls.len(), N);
     let approved = calls.iter().filter(|c| c["outcome"] == "approved").count();
     // Both nodes called: each node's log names the calls it ended.
-    let ended = |node: &Node, name: &str| {
-        std::fs::read_to_string(node.dir.join(format!("{name}.log")))
+    let ended = |_: &Served, name: &str| {
+        std::fs::read_to_string(dir.join(format!("{name}.log")))
             .unwrap()
             .matches("call ended")
             .count()
@@ -281,7 +213,7 @@ fn a_node_killed_mid_call_leaves_its_calls_interrupted_and_never_called_again() 
     let detected = killed.elapsed();
     // Give B time to (wrongly) call them again, then look: one call each, interrupted.
     std::thread::sleep(Duration::from_secs(3));
-    let calls = all_calls(&b.api, &operator);
+    let calls = call_log(&b.api, &operator);
     assert_eq!(calls.len(), N, "{calls:?}");
     for c in &calls {
         assert_eq!(c["outcome"], "interrupted", "{c}");
@@ -313,14 +245,7 @@ fn a_node_killed_mid_call_leaves_its_calls_interrupted_and_never_called_again() 
 fn sigterm_lets_the_call_in_progress_finish_then_exits() {
     let dir = scratch("nodes-sigterm");
     // The phone presses '#' 3 s after answering.
-    let pcm = testaudio::Signal::new()
-        .silence(3000.0)
-        .digit(dtmf::Digit::Pound, -10.0, 160.0)
-        .silence(1000.0)
-        .pcm();
-    let ulaw: Vec<u8> = pcm.iter().map(|&x| media::g711::ulaw_encode(x)).collect();
-    let audio = dir.join("late-pound.ulaw");
-    std::fs::write(&audio, ulaw).unwrap();
+    let audio = pound_ulaw(&dir, 3000.0);
     let play = format!("rtp_stream=\"{},1,0\"", audio.display());
     let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
     let sipp = Sipp::start_file(dir.clone(), &scenario, V4, &[]);

@@ -1044,6 +1044,22 @@ impl Store {
         Ok(true)
     }
 
+    /// The rows `sql` (with the call's id as `$1`) selects, each made into a `T`.
+    async fn rows_of_call<T>(
+        &self,
+        sql: &'static str,
+        id: &str,
+        f: impl Fn(&AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(f)
+            .collect()
+    }
+
     /// One call with its keys and steps.
     pub async fn call(&self, id: &str) -> Result<Option<CallEntry>> {
         let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1");
@@ -1056,38 +1072,32 @@ impl Store {
         };
         let mut entry = call_from(&row)?;
         if let Some(end) = &mut entry.end {
-            let keys = sqlx::query(
-                "SELECT digit, source, at_ms FROM call_keys WHERE call_id = $1 ORDER BY seq",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-            end.keys = keys
-                .iter()
-                .map(|k| {
-                    Ok(KeyRecord {
-                        digit: k.try_get("digit")?,
-                        source: k.try_get("source")?,
-                        at_ms: k.try_get("at_ms")?,
-                    })
-                })
-                .collect::<Result<_>>()?;
-            let steps = sqlx::query(
-                "SELECT at_ms, kind, detail FROM call_steps WHERE call_id = $1 ORDER BY seq",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-            end.steps = steps
-                .iter()
-                .map(|r| {
-                    Ok(CallStep {
-                        at_ms: r.try_get("at_ms")?,
-                        kind: r.try_get("kind")?,
-                        detail: r.try_get("detail")?,
-                    })
-                })
-                .collect::<Result<_>>()?;
+            end.keys = self
+                .rows_of_call(
+                    "SELECT digit, source, at_ms FROM call_keys WHERE call_id = $1 ORDER BY seq",
+                    id,
+                    |k| {
+                        Ok(KeyRecord {
+                            digit: k.try_get("digit")?,
+                            source: k.try_get("source")?,
+                            at_ms: k.try_get("at_ms")?,
+                        })
+                    },
+                )
+                .await?;
+            end.steps = self
+                .rows_of_call(
+                    "SELECT at_ms, kind, detail FROM call_steps WHERE call_id = $1 ORDER BY seq",
+                    id,
+                    |r| {
+                        Ok(CallStep {
+                            at_ms: r.try_get("at_ms")?,
+                            kind: r.try_get("kind")?,
+                            detail: r.try_get("detail")?,
+                        })
+                    },
+                )
+                .await?;
         }
         Ok(Some(entry))
     }
