@@ -122,12 +122,16 @@ impl SipEndpoint {
         let (net_tx, net_rx) = mpsc::unbounded_channel();
         // SIP is heard only from the trunks' addresses: a gateway that only places calls has
         // nobody else to listen to, and a flood from elsewhere is dropped as it is read.
-        let allowed = Allowed(Arc::new(
-            trunks
-                .iter()
-                .map(|t| t.address.ip().to_canonical())
-                .collect(),
-        ));
+        let allowed = Allowed(
+            Arc::new(
+                trunks
+                    .iter()
+                    .map(|t| t.address.ip().to_canonical())
+                    .collect(),
+            ),
+            Arc::default(),
+        );
+        let backlog = allowed.1.clone();
         let mut udp = HashMap::new();
         let mut readers = Vec::new();
         for l in &mut cfg.listen {
@@ -172,6 +176,7 @@ impl SipEndpoint {
             calls: HashMap::new(),
             net_tx,
             ev_tx,
+            backlog,
         };
         let task = tokio::spawn(async move {
             driver.run(cmd_rx, net_rx).await;
@@ -242,6 +247,8 @@ struct Driver {
     calls: HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>>,
     net_tx: mpsc::UnboundedSender<Net>,
     ev_tx: mpsc::UnboundedSender<Event>,
+    /// UDP datagrams read and not yet handled.
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Driver {
@@ -287,7 +294,13 @@ impl Driver {
                 local,
                 from,
                 bytes,
-            } => self.ua.handle_receive(now, transport, local, from, &bytes),
+            } => {
+                if transport == Transport::Udp {
+                    self.backlog
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                self.ua.handle_receive(now, transport, local, from, &bytes)
+            }
             Net::Accepted { remote, writer } => {
                 self.conns.insert(remote, writer);
             }
@@ -358,9 +371,18 @@ impl Driver {
     }
 }
 
-/// The IP addresses SIP is accepted from (the trunks').
+/// The IP addresses SIP is accepted from (the trunks'), and how many datagrams read wait
+/// for the user agent.
 #[derive(Clone)]
-struct Allowed(Arc<std::collections::HashSet<std::net::IpAddr>>);
+struct Allowed(
+    Arc<std::collections::HashSet<std::net::IpAddr>>,
+    Arc<std::sync::atomic::AtomicUsize>,
+);
+
+/// Datagrams waiting for the user agent beyond this are dropped (as a full socket buffer
+/// would): a flood cannot grow the queue without bound; retransmissions recover what
+/// mattered.
+const BACKLOG_MAX: usize = 4096;
 
 impl Allowed {
     fn admits(&self, from: SocketAddr) -> bool {
@@ -382,7 +404,12 @@ async fn udp_reader(
     loop {
         match sock.recv_from(&mut buf).await {
             Ok((_, from)) if !allowed.admits(from) => {}
+            Ok(_) if allowed.1.load(std::sync::atomic::Ordering::Relaxed) >= BACKLOG_MAX => {
+                metrics::counter!("callverify_sip_dropped_total", "reason" => "backlog")
+                    .increment(1);
+            }
             Ok((n, from)) => {
+                allowed.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let msg = Net::Message {
                     transport: Transport::Udp,
                     local,
