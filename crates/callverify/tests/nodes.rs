@@ -307,3 +307,81 @@ fn sigterm_lets_the_call_in_progress_finish_then_exits() {
     );
     drop(sipp);
 }
+
+/// Challenges queued in the database by someone else (here written straight into the
+/// store) are claimed by a node's dispatcher, never more at once than its `max_calls`, and
+/// each is called once.
+#[test]
+fn a_node_takes_queued_challenges_within_its_capacity() {
+    const N: usize = 9;
+    const MAX: usize = 3;
+    let pg = Postgres::start("nodes-capacity");
+    let dir = scratch("nodes-capacity");
+    let play = format!("rtp_stream=\"{},1,0\"", pound_ulaw(&dir, 1000.0).display());
+    let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
+    let n = N.to_string();
+    let sipp = Sipp::start_file(dir.clone(), &scenario, V4, &["-m", &n, "-timeout", "120s"]);
+    let cfg = config(&dir, 5, &pg.url, sipp.addr, MAX as u32);
+    let operator = api_key(&cfg, "operator");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ids: Vec<String> = rt.block_on(async {
+        let store = store::Store::open(&pg.url).await.unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let mut ids = Vec::new();
+        for i in 0..N {
+            let (c, _) = store
+                .create_challenge(&store::NewChallenge {
+                    api_key_id: "key_elsewhere".into(),
+                    idempotency_key: None,
+                    request_hash: String::new(),
+                    user_id: None,
+                    phone: store::PhoneNumber::parse(&format!("+819012{i:06}")).unwrap(),
+                    language: "en".into(),
+                    purpose: store::Purpose::SignIn,
+                    callback_url: None,
+                    enrol: None,
+                    remember_device_ms: 0,
+                    now_ms: now,
+                    expires_at_ms: now + 300_000,
+                })
+                .await
+                .unwrap();
+            ids.push(c.id);
+        }
+        ids
+    });
+    let node = start(&dir, &cfg, "node");
+    let started = Instant::now();
+    let mut peak = 0usize;
+    loop {
+        let (_, metrics) = http(&node.api, "GET", "/metrics", "", "");
+        let active = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("callverify_active_calls "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as usize;
+        peak = peak.max(active);
+        let calls = call_log(&node.api, &operator);
+        if calls.len() == N && calls.iter().all(|c| !c["ended_at"].is_null()) {
+            let mut per = std::collections::HashMap::<String, usize>::new();
+            for c in &calls {
+                assert_eq!(c["outcome"], "approved", "{c}");
+                *per.entry(c["challenge_id"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+            assert!(ids.iter().all(|id| per.get(id) == Some(&1)), "{per:?}");
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "{} calls so far", calls.len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(peak <= MAX, "{peak} calls at once, max_calls {MAX}");
+    assert!(peak >= 2, "the node called several at once ({peak})");
+    eprintln!(
+        "{N} queued challenges called once each, at most {peak} at once (max_calls {MAX}), in {:?}",
+        started.elapsed()
+    );
+}

@@ -65,6 +65,9 @@ pub struct Runner {
     active: Mutex<HashMap<String, Arc<Notify>>>,
     /// Stopping: no new calls (the claims of the calls in progress are still renewed).
     draining: std::sync::atomic::AtomicBool,
+    /// Claimed by the dispatcher and not yet among the active ones (so that a burst of
+    /// claims stays within the capacity).
+    starting: std::sync::atomic::AtomicUsize,
 }
 
 fn now_ms() -> i64 {
@@ -103,6 +106,7 @@ impl Runner {
             capacity: 500,
             active: Mutex::new(HashMap::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
+            starting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -126,6 +130,10 @@ impl Runner {
     pub fn drain(&self) {
         self.draining
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn starting(&self) -> usize {
+        self.starting.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn draining(&self) -> bool {
@@ -165,10 +173,12 @@ impl Runner {
                         Err(e) => warn!(error = %e, "looking for lapsed claims"),
                     }
                 }
-                while !me.draining() && me.active_calls() < me.capacity {
+                while !me.draining() && me.active_calls() + me.starting() < me.capacity {
                     let t = now_ms();
                     match me.store.claim_next(t, me.lease_until(t)).await {
                         Ok(Some(id)) => {
+                            me.starting
+                                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                             let r = me.clone();
                             tokio::spawn(async move {
                                 if let Err(e) = r.run_claimed(&id).await {
@@ -263,26 +273,31 @@ impl Runner {
         id: &str,
         claim_until: Option<i64>,
     ) -> Result<Option<ChallengeState>, RunError> {
+        // Registered before the claim, so that a cancel in between is not lost.
+        let hangup = Arc::new(Notify::new());
+        self.active_map().insert(id.to_string(), hangup.clone());
+        if claim_until.is_none() {
+            // The dispatcher's claim is now among the active ones.
+            self.starting
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        metrics::gauge!("callverify_active_calls").increment(1.0);
+        let _active = Active(self, id.to_string());
         let challenge = self
             .store
             .challenge(id)
             .await?
             .ok_or_else(|| RunError::Unknown(id.to_string()))?;
-        // Registered before the claim, so that a cancel in between is not lost.
-        let hangup = Arc::new(Notify::new());
-        self.active_map().insert(id.to_string(), hangup.clone());
-        metrics::gauge!("callverify_active_calls").increment(1.0);
-        let _active = Active(self, id.to_string());
         match claim_until {
             Some(until) => {
                 if !self.store.claim(id, now_ms(), until).await? {
                     return Ok(None);
                 }
             }
-            // Claimed by the dispatcher before it was registered: canceled in between?
+            // Claimed by the dispatcher before it was registered (read since): canceled in
+            // between?
             None => {
-                let now = self.store.challenge(id).await?;
-                if now.is_none_or(|c| c.state != ChallengeState::Calling) {
+                if challenge.state != ChallengeState::Calling {
                     return Ok(None);
                 }
             }
