@@ -130,8 +130,10 @@ impl SipEndpoint {
                     .collect(),
             ),
             Arc::default(),
+            Arc::default(),
         );
-        let backlog = allowed.1.clone();
+        let (backlog, resp_backlog) = (allowed.1.clone(), allowed.2.clone());
+        let (resp_tx, resp_rx) = mpsc::unbounded_channel();
         let mut udp = HashMap::new();
         let mut readers = Vec::new();
         for l in &mut cfg.listen {
@@ -148,7 +150,7 @@ impl SipEndpoint {
                     readers.push(tokio::spawn(udp_reader(
                         sock,
                         l.addr,
-                        net_tx.clone(),
+                        (net_tx.clone(), resp_tx.clone()),
                         allowed.clone(),
                     )));
                 }
@@ -177,9 +179,10 @@ impl SipEndpoint {
             net_tx,
             ev_tx,
             backlog,
+            resp_backlog,
         };
         let task = tokio::spawn(async move {
-            driver.run(cmd_rx, net_rx).await;
+            driver.run(cmd_rx, net_rx, resp_rx).await;
             for r in readers {
                 r.abort();
             }
@@ -247,8 +250,10 @@ struct Driver {
     calls: HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>>,
     net_tx: mpsc::UnboundedSender<Net>,
     ev_tx: mpsc::UnboundedSender<Event>,
-    /// UDP datagrams read and not yet handled.
+    /// UDP requests read and not yet handled.
     backlog: Arc<std::sync::atomic::AtomicUsize>,
+    /// UDP responses read and not yet handled.
+    resp_backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Driver {
@@ -256,6 +261,7 @@ impl Driver {
         mut self,
         mut cmd_rx: mpsc::UnboundedReceiver<Command>,
         mut net_rx: mpsc::UnboundedReceiver<Net>,
+        mut resp_rx: mpsc::UnboundedReceiver<Net>,
     ) {
         self.ua.start(Instant::now());
         loop {
@@ -268,6 +274,12 @@ impl Driver {
                 }
             };
             tokio::select! {
+                // Responses first: they finish this gateway's own transactions.
+                biased;
+                Some(net) = resp_rx.recv() => {
+                    self.resp_backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    self.on_net(net);
+                }
                 cmd = cmd_rx.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(Command::Invite { target, offer, reply }) => {
@@ -280,7 +292,12 @@ impl Driver {
                     }
                     Some(Command::Hangup(h)) => self.ua.hangup(Instant::now(), h),
                 },
-                Some(net) = net_rx.recv() => self.on_net(net),
+                Some(net) = net_rx.recv() => {
+                    if matches!(net, Net::Message { transport: Transport::Udp, .. }) {
+                        self.backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    self.on_net(net);
+                }
                 () = sleep => self.ua.handle_timeout(Instant::now()),
             }
         }
@@ -294,13 +311,7 @@ impl Driver {
                 local,
                 from,
                 bytes,
-            } => {
-                if transport == Transport::Udp {
-                    self.backlog
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                self.ua.handle_receive(now, transport, local, from, &bytes)
-            }
+            } => self.ua.handle_receive(now, transport, local, from, &bytes),
             Net::Accepted { remote, writer } => {
                 self.conns.insert(remote, writer);
             }
@@ -371,11 +382,13 @@ impl Driver {
     }
 }
 
-/// The IP addresses SIP is accepted from (the trunks'), and how many datagrams read wait
-/// for the user agent.
+/// The IP addresses SIP is accepted from (the trunks'), how many requests read wait for
+/// the user agent, and how many responses (kept apart and handled first, so that a flood
+/// of requests cannot keep the answers to this gateway's own calls waiting).
 #[derive(Clone)]
 struct Allowed(
     Arc<std::collections::HashSet<std::net::IpAddr>>,
+    Arc<std::sync::atomic::AtomicUsize>,
     Arc<std::sync::atomic::AtomicUsize>,
 );
 
@@ -397,19 +410,27 @@ impl Allowed {
 async fn udp_reader(
     sock: Arc<UdpSocket>,
     local: SocketAddr,
-    tx: mpsc::UnboundedSender<Net>,
+    (requests, responses): (mpsc::UnboundedSender<Net>, mpsc::UnboundedSender<Net>),
     allowed: Allowed,
 ) {
+    use std::sync::atomic::Ordering;
     let mut buf = vec![0u8; 65_536];
     loop {
         match sock.recv_from(&mut buf).await {
             Ok((_, from)) if !allowed.admits(from) => {}
-            Ok(_) if allowed.1.load(std::sync::atomic::Ordering::Relaxed) >= BACKLOG_MAX => {
-                metrics::counter!("callverify_sip_dropped_total", "reason" => "backlog")
-                    .increment(1);
-            }
             Ok((n, from)) => {
-                allowed.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let response = buf[..n].starts_with(b"SIP/2.0 ");
+                let (tx, waiting) = if response {
+                    (&responses, &allowed.2)
+                } else {
+                    (&requests, &allowed.1)
+                };
+                if waiting.load(Ordering::Relaxed) >= BACKLOG_MAX {
+                    metrics::counter!("callverify_sip_dropped_total", "reason" => "backlog")
+                        .increment(1);
+                    continue;
+                }
+                waiting.fetch_add(1, Ordering::Relaxed);
                 let msg = Net::Message {
                     transport: Transport::Udp,
                     local,
