@@ -228,9 +228,8 @@ async fn credentials_bodies_idempotency_and_poll_tokens() {
 
     // Reading it: the poll token (never shown again), the key that made it, an operator
     // key; not another service's key, not another challenge's token.
-    let get = |path: String, bearer: String| async move {
-        http(addr, "GET", &path, &[("Authorization", &bearer)], b"").await
-    };
+    let get =
+        |path: String, bearer: String| async move { authorized(addr, "GET", &path, &bearer).await };
     let path = format!("/v1/challenges/{id}");
     let r = get(path.clone(), auth(&token)).await;
     assert_eq!(r.status, 200);
@@ -298,14 +297,7 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
     let mut seen = vec![r.json()["state"].as_str().unwrap().to_string()];
     let deadline = tokio::time::Instant::now() + BOUND;
     while tokio::time::Instant::now() < deadline {
-        let r = http(
-            addr,
-            "GET",
-            &format!("/v1/challenges/{id}?wait=5"),
-            &[("Authorization", &token)],
-            b"",
-        )
-        .await;
+        let r = authorized(addr, "GET", &format!("/v1/challenges/{id}?wait=5"), &token).await;
         assert_eq!(r.status, 200);
         let state = r.json()["state"].as_str().unwrap().to_string();
         if seen.last() != Some(&state) {
@@ -339,14 +331,7 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
     // The call is logged as ended just after sipp has its BYE: wait (bounded) for that.
     let mut calls = Vec::new();
     while calls.is_empty() && tokio::time::Instant::now() < deadline + BOUND {
-        let r = http(
-            addr,
-            "GET",
-            "/v1/calls?outcome=approved&limit=10",
-            &[("Authorization", &op)],
-            b"",
-        )
-        .await;
+        let r = authorized(addr, "GET", "/v1/calls?outcome=approved&limit=10", &op).await;
         assert_eq!(r.status, 200, "{}", r.body);
         calls = r.json()["calls"].as_array().unwrap().clone();
         if calls.is_empty() {
@@ -357,14 +342,7 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
     assert_eq!(calls[0]["challenge_id"], id.as_str());
     assert_eq!(calls[0]["phone_number"], "+8190****5678");
     let call_id = calls[0]["id"].as_str().unwrap();
-    let r = http(
-        addr,
-        "GET",
-        &format!("/v1/calls/{call_id}"),
-        &[("Authorization", &op)],
-        b"",
-    )
-    .await;
+    let r = authorized(addr, "GET", &format!("/v1/calls/{call_id}"), &op).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let call = r.json();
     assert_eq!(call["keys"][0]["digit"], "#");
@@ -413,22 +391,18 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
         .collect();
     assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
     assert_eq!(
-        http(addr, "GET", "/v1/calls", &[("Authorization", &bearer)], b"")
-            .await
-            .status,
+        authorized(addr, "GET", "/v1/calls", &bearer).await.status,
         403
     );
-    let r = http(
-        addr,
-        "GET",
-        "/v1/calls?cursor=bogus",
-        &[("Authorization", &op)],
-        b"",
-    )
-    .await;
+    let r = authorized(addr, "GET", "/v1/calls?cursor=bogus", &op).await;
     assert_eq!(r.status, 422);
     assert_eq!(http(addr, "GET", "/healthz", &[], b"").await.status, 200);
     assert_eq!(http(addr, "GET", "/readyz", &[], b"").await.status, 200);
+}
+
+/// A request with no body and only an `Authorization` header (its whole value).
+async fn authorized(addr: SocketAddr, method: &str, path: &str, authorization: &str) -> Reply {
+    http(addr, method, path, &[("Authorization", authorization)], b"").await
 }
 
 fn auth(k: &str) -> String {
@@ -546,14 +520,7 @@ async fn cancel_server_sent_events_and_expiry() {
         let (path, token) = (path.clone(), token.clone());
         async move {
             let started = std::time::Instant::now();
-            let r = http(
-                addr,
-                "GET",
-                &format!("{path}?wait=20"),
-                &[("Authorization", &token)],
-                b"",
-            )
-            .await;
+            let r = authorized(addr, "GET", &format!("{path}?wait=20"), &token).await;
             (r, started.elapsed())
         }
     });
@@ -581,21 +548,14 @@ async fn cancel_server_sent_events_and_expiry() {
     let (r, waited) = poll.await.unwrap();
     assert_eq!(r.json()["state"], "canceled");
     assert!(waited < std::time::Duration::from_secs(20), "{waited:?}");
-    let r = http(addr, "DELETE", &path, &[("Authorization", &token)], b"").await;
+    let r = authorized(addr, "DELETE", &path, &token).await;
     assert_eq!(r.status, 409);
     assert!(r.json()["detail"].as_str().unwrap().contains("canceled"));
     // The poll token may cancel too (the user's "this wasn't me" before the call).
     let r = post_json(addr, "/v1/challenges", &service, BODY).await;
     let other = r.json()["id"].as_str().unwrap().to_string();
     let t = auth(r.json()["poll_token"].as_str().unwrap());
-    let r = http(
-        addr,
-        "DELETE",
-        &format!("/v1/challenges/{other}"),
-        &[("Authorization", &t)],
-        b"",
-    )
-    .await;
+    let r = authorized(addr, "DELETE", &format!("/v1/challenges/{other}"), &t).await;
     assert_eq!(r.json()["state"], "canceled");
 
     // Expiry: nobody calls this one; after its 2 s it is expired.
@@ -1005,14 +965,7 @@ async fn users_phones_and_trusted_devices() {
         409
     );
     approve(reg["challenge"]["id"].as_str().unwrap().to_string()).await;
-    let r = http(
-        addr,
-        "GET",
-        "/v1/users/alice/phones",
-        &[("Authorization", &key)],
-        b"",
-    )
-    .await;
+    let r = authorized(addr, "GET", "/v1/users/alice/phones", &key).await;
     assert_eq!(r.json()["phones"][0]["state"], "verified", "{}", r.body);
 
     // A sign-in of the user calls the verified phone; "don't ask again" gives a token.
@@ -1029,14 +982,7 @@ async fn users_phones_and_trusted_devices() {
     let id = r.json()["id"].as_str().unwrap().to_string();
     let poll = auth(r.json()["poll_token"].as_str().unwrap());
     approve(id.clone()).await;
-    let r = http(
-        addr,
-        "GET",
-        &format!("/v1/challenges/{id}"),
-        &[("Authorization", &poll)],
-        b"",
-    )
-    .await;
+    let r = authorized(addr, "GET", &format!("/v1/challenges/{id}"), &poll).await;
     let td = r.json()["trusted_device_token"]
         .as_str()
         .expect("a token")
@@ -1069,46 +1015,30 @@ async fn users_phones_and_trusted_devices() {
     assert_eq!(r.json()["state"], "queued");
 
     // Revoked: called again.
-    let r = http(
-        addr,
-        "GET",
-        "/v1/users/alice/trusted-devices",
-        &[("Authorization", &key)],
-        b"",
-    )
-    .await;
+    let r = authorized(addr, "GET", "/v1/users/alice/trusted-devices", &key).await;
     let devices = r.json()["trusted_devices"].as_array().unwrap().clone();
     assert_eq!(devices.len(), 1);
     assert_eq!(devices[0]["active"], true);
     let dev = devices[0]["id"].as_str().unwrap();
-    let r = http(
+    let r = authorized(
         addr,
         "DELETE",
         &format!("/v1/users/alice/trusted-devices/{dev}"),
-        &[("Authorization", &key)],
-        b"",
+        &key,
     )
     .await;
     assert_eq!(r.status, 204);
-    let r = http(
+    let r = authorized(
         addr,
         "DELETE",
         &format!("/v1/users/alice/trusted-devices/{dev}"),
-        &[("Authorization", &key)],
-        b"",
+        &key,
     )
     .await;
     assert_eq!(r.status, 404);
     let r = post_json(addr, "/v1/challenges", &service, &with(&td)).await;
     assert_eq!(r.json()["state"], "queued");
-    let r = http(
-        addr,
-        "DELETE",
-        "/v1/users/alice/trusted-devices",
-        &[("Authorization", &key)],
-        b"",
-    )
-    .await;
+    let r = authorized(addr, "DELETE", "/v1/users/alice/trusted-devices", &key).await;
     assert_eq!(r.json()["revoked"], 0);
 
     // A fallback phone; removing phones.
@@ -1120,30 +1050,21 @@ async fn users_phones_and_trusted_devices() {
     )
     .await;
     assert_eq!(r.json()["phone"]["role"], "fallback");
-    let r = http(
-        addr,
-        "GET",
-        "/v1/users/alice/phones",
-        &[("Authorization", &key)],
-        b"",
-    )
-    .await;
+    let r = authorized(addr, "GET", "/v1/users/alice/phones", &key).await;
     assert_eq!(r.json()["phones"].as_array().unwrap().len(), 2);
-    let r = http(
+    let r = authorized(
         addr,
         "DELETE",
         &format!("/v1/users/alice/phones/{phone_id}"),
-        &[("Authorization", &key)],
-        b"",
+        &key,
     )
     .await;
     assert_eq!(r.status, 204);
-    let r = http(
+    let r = authorized(
         addr,
         "DELETE",
         &format!("/v1/users/bob/phones/{phone_id}"),
-        &[("Authorization", &key)],
-        b"",
+        &key,
     )
     .await;
     assert_eq!(r.status, 404);
@@ -1356,20 +1277,13 @@ async fn cancel_hangs_up_a_ringing_call() {
     let key = auth(&service);
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {
-        let r = http(
-            addr,
-            "GET",
-            &format!("{path}?wait=5"),
-            &[("Authorization", &key)],
-            b"",
-        )
-        .await;
+        let r = authorized(addr, "GET", &format!("{path}?wait=5"), &key).await;
         if r.json()["state"] == "ringing" {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{}", r.body);
     }
-    let r = http(addr, "DELETE", &path, &[("Authorization", &key)], b"").await;
+    let r = authorized(addr, "DELETE", &path, &key).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["state"], "canceled");
     // The phone stops ringing: sipp got the CANCEL (its scenario ends only then).
@@ -1379,7 +1293,7 @@ async fn cancel_hangs_up_a_ringing_call() {
     let op = auth(&operator);
     let mut outcome = serde_json::Value::Null;
     while tokio::time::Instant::now() < deadline {
-        let r = http(addr, "GET", "/v1/calls", &[("Authorization", &op)], b"").await;
+        let r = authorized(addr, "GET", "/v1/calls", &op).await;
         outcome = r.json()["calls"][0]["outcome"].clone();
         if !outcome.is_null() {
             break;
@@ -1387,7 +1301,7 @@ async fn cancel_hangs_up_a_ringing_call() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(outcome, "canceled");
-    let r = http(addr, "GET", &path, &[("Authorization", &key)], b"").await;
+    let r = authorized(addr, "GET", &path, &key).await;
     assert_eq!(
         r.json()["state"],
         "canceled",
