@@ -7,31 +7,18 @@ use std::sync::Arc;
 
 use callverify_e2e::{
     BOUND, Postgres, Sipp, V4, callee_scenario, endpoint, free_rtp_pair, media_at, prompts,
-    runner_through, scratch, script, trunk,
+    runner_through, scratch, script, sign_in, trunk,
 };
 use engine::Runner;
 use media::Language;
 use sip::Transport;
-use store::{ChallengeState, NewChallenge, PhoneNumber, PhoneRole, Purpose, Store};
+use store::{ChallengeState, NewChallenge, PhoneRole, Purpose, Store};
 
 async fn challenge_through(store: Store, sipp: Sipp) -> (String, Option<ChallengeState>) {
     let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
     let now = 1_795_000_000_000;
     let (c, _) = store
-        .create_challenge(&NewChallenge {
-            api_key_id: "key_test".into(),
-            idempotency_key: None,
-            request_hash: "h".into(),
-            user_id: None,
-            phone: PhoneNumber::parse("+819012345678").unwrap(),
-            language: "ja".into(),
-            purpose: Purpose::SignIn,
-            callback_url: None,
-            enrol: None,
-            remember_device_ms: 0,
-            now_ms: now,
-            expires_at_ms: now + 300_000,
-        })
+        .create_challenge(&sign_in("key_test", "+819012345678", now))
         .await
         .unwrap();
     let runner = Runner::new(
@@ -124,18 +111,10 @@ async fn a_busy_primary_falls_back_to_the_verified_fallback_phone() {
         .unwrap();
     let now = 1_795_000_000_000;
     let request = |number: &str, purpose, enrol, user: &str| NewChallenge {
-        api_key_id: "key_test".into(),
-        idempotency_key: None,
-        request_hash: "h".into(),
         user_id: Some(user.into()),
-        phone: PhoneNumber::parse(number).unwrap(),
-        language: "ja".into(),
         purpose,
-        callback_url: None,
         enrol,
-        remember_device_ms: 0,
-        now_ms: now,
-        expires_at_ms: now + 300_000,
+        ..sign_in("key_test", number, now)
     };
     // Both phones enrolled and verified (as approved enrolment calls leave them).
     for (number, role) in [

@@ -89,6 +89,25 @@ pub fn http(addr: &str, method: &str, path: &str, bearer: &str, body: &str) -> (
     (status, body)
 }
 
+/// A sign-in challenge of API key `api_key_id` to call `number`, made at `now_ms` and
+/// expiring 5 minutes later (Japanese prompts, no user, no idempotency key).
+pub fn sign_in(api_key_id: &str, number: &str, now_ms: i64) -> store::NewChallenge {
+    store::NewChallenge {
+        api_key_id: api_key_id.into(),
+        idempotency_key: None,
+        request_hash: String::new(),
+        user_id: None,
+        phone: store::PhoneNumber::parse(number).expect("an E.164 number"),
+        language: "ja".into(),
+        purpose: store::Purpose::SignIn,
+        callback_url: None,
+        enrol: None,
+        remember_device_ms: 0,
+        now_ms,
+        expires_at_ms: now_ms + 300_000,
+    }
+}
+
 /// `callverify serve` as a process (killed on drop).
 pub struct Served {
     /// The process.

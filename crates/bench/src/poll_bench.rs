@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use api::{ApiConfig, AppState};
-use callverify_e2e::{Postgres, scratch};
-use store::{KeyKind, NewChallenge, PhoneNumber, Purpose, Store};
+use callverify_e2e::{Postgres, scratch, sign_in};
+use store::{KeyKind, NewChallenge, Store};
 
 struct Args {
     challenges: usize,
@@ -86,18 +86,8 @@ async fn fill(store: &Store, n: usize) -> Vec<(String, String)> {
     for i in 0..n {
         let (c, _) = store
             .create_challenge(&NewChallenge {
-                api_key_id: key.id.clone(),
-                idempotency_key: None,
-                request_hash: String::new(),
-                user_id: None,
-                phone: PhoneNumber::parse(&format!("+8190{:08}", i)).unwrap(),
-                language: "ja".into(),
-                purpose: Purpose::SignIn,
-                callback_url: None,
-                enrol: None,
-                remember_device_ms: 0,
-                now_ms: now,
                 expires_at_ms: now + 3_600_000,
+                ..sign_in(&key.id, &format!("+8190{:08}", i), now)
             })
             .await
             .unwrap();

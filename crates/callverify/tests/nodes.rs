@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use callverify_e2e::{
     Postgres, Served, Sipp, V4, call_log, callee_scenario_playing, create_api_key, free_port, http,
-    pound_ulaw, scratch,
+    pound_ulaw, scratch, sign_in,
 };
 use serde_json::Value;
 
@@ -334,18 +334,8 @@ fn a_node_takes_queued_challenges_within_its_capacity() {
         for i in 0..N {
             let (c, _) = store
                 .create_challenge(&store::NewChallenge {
-                    api_key_id: "key_elsewhere".into(),
-                    idempotency_key: None,
-                    request_hash: String::new(),
-                    user_id: None,
-                    phone: store::PhoneNumber::parse(&format!("+819012{i:06}")).unwrap(),
                     language: "en".into(),
-                    purpose: store::Purpose::SignIn,
-                    callback_url: None,
-                    enrol: None,
-                    remember_device_ms: 0,
-                    now_ms: now,
-                    expires_at_ms: now + 300_000,
+                    ..sign_in("key_elsewhere", &format!("+819012{i:06}"), now)
                 })
                 .await
                 .unwrap();
