@@ -926,18 +926,6 @@ impl Store {
         .await?)
     }
 
-    /// Challenges waiting for a call that have not expired, oldest first (at start, the
-    /// ones a previous run accepted but did not call yet).
-    pub async fn queued(&self, now_ms: i64) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM challenges WHERE state = 'queued' AND expires_at > $1 \
-             ORDER BY created_at",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     /// Challenges still queued after their expiry become `expired`; returns their ids.
     /// (A call in progress is bounded by its own timeouts and decides itself.)
     pub async fn expire_due(&self, now_ms: i64) -> Result<Vec<String>> {
