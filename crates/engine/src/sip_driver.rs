@@ -122,17 +122,20 @@ impl SipEndpoint {
         let (net_tx, net_rx) = mpsc::unbounded_channel();
         // SIP is heard only from the trunks' addresses: a gateway that only places calls has
         // nobody else to listen to, and a flood from elsewhere is dropped as it is read.
-        let allowed = Allowed(
-            Arc::new(
+        let allowed = Allowed {
+            trunks: Arc::new(
                 trunks
                     .iter()
                     .map(|t| t.address.ip().to_canonical())
                     .collect(),
             ),
-            Arc::default(),
-            Arc::default(),
+            requests_waiting: Arc::default(),
+            responses_waiting: Arc::default(),
+        };
+        let (backlog, resp_backlog) = (
+            allowed.requests_waiting.clone(),
+            allowed.responses_waiting.clone(),
         );
-        let (backlog, resp_backlog) = (allowed.1.clone(), allowed.2.clone());
         let (resp_tx, resp_rx) = mpsc::unbounded_channel();
         let mut udp = HashMap::new();
         let mut readers = Vec::new();
@@ -382,15 +385,17 @@ impl Driver {
     }
 }
 
-/// The IP addresses SIP is accepted from (the trunks'), how many requests read wait for
-/// the user agent, and how many responses (kept apart and handled first, so that a flood
-/// of requests cannot keep the answers to this gateway's own calls waiting).
+/// What the readers let through to the user agent.
 #[derive(Clone)]
-struct Allowed(
-    Arc<std::collections::HashSet<std::net::IpAddr>>,
-    Arc<std::sync::atomic::AtomicUsize>,
-    Arc<std::sync::atomic::AtomicUsize>,
-);
+struct Allowed {
+    /// The IP addresses SIP is accepted from (the trunks').
+    trunks: Arc<std::collections::HashSet<std::net::IpAddr>>,
+    /// UDP requests read and waiting for the user agent.
+    requests_waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// UDP responses read and waiting (kept apart and handled first, so that a flood of
+    /// requests cannot keep the answers to this gateway's own calls waiting).
+    responses_waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
 
 /// Datagrams waiting for the user agent beyond this are dropped (as a full socket buffer
 /// would): a flood cannot grow the queue without bound; retransmissions recover what
@@ -399,7 +404,7 @@ const BACKLOG_MAX: usize = 4096;
 
 impl Allowed {
     fn admits(&self, from: SocketAddr) -> bool {
-        let ok = self.0.contains(&from.ip().to_canonical());
+        let ok = self.trunks.contains(&from.ip().to_canonical());
         if !ok {
             metrics::counter!("callverify_sip_dropped_total", "reason" => "source").increment(1);
         }
@@ -421,9 +426,9 @@ async fn udp_reader(
             Ok((n, from)) => {
                 let response = buf[..n].starts_with(b"SIP/2.0 ");
                 let (tx, waiting) = if response {
-                    (&responses, &allowed.2)
+                    (&responses, &allowed.responses_waiting)
                 } else {
-                    (&requests, &allowed.1)
+                    (&requests, &allowed.requests_waiting)
                 };
                 if waiting.load(Ordering::Relaxed) >= BACKLOG_MAX {
                     metrics::counter!("callverify_sip_dropped_total", "reason" => "backlog")
