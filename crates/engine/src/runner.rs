@@ -132,8 +132,11 @@ impl Runner {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    fn starting(&self) -> usize {
-        self.starting.load(std::sync::atomic::Ordering::Acquire)
+    /// Whether a new call may start here: not stopping, and below the capacity with the
+    /// calls in progress and those claimed and about to start.
+    fn may_start(&self) -> bool {
+        let starting = self.starting.load(std::sync::atomic::Ordering::Acquire);
+        !self.draining() && self.active_calls() + starting < self.capacity
     }
 
     fn draining(&self) -> bool {
@@ -173,7 +176,7 @@ impl Runner {
                         Err(e) => warn!(error = %e, "looking for lapsed claims"),
                     }
                 }
-                while !me.draining() && me.active_calls() + me.starting() < me.capacity {
+                while me.may_start() {
                     let t = now_ms();
                     match me.store.claim_next(t, me.lease_until(t)).await {
                         Ok(Some(id)) => {
@@ -256,7 +259,7 @@ impl Runner {
     /// another node, cancelled, expired) or this node is at its capacity (it stays queued
     /// for [`Runner::dispatch`]).
     pub async fn run(&self, id: &str) -> Result<Option<ChallengeState>, RunError> {
-        if self.draining() || self.active_calls() >= self.capacity {
+        if !self.may_start() {
             return Ok(None);
         }
         let t = now_ms();
