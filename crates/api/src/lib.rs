@@ -16,7 +16,7 @@ mod users;
 pub mod webhooks;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
-use store::{ApiKey, KeyKind, Store, StoreError};
+use store::{ApiKey, KeyKind, Store, StoreError, now_ms};
 use tracing::error;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -361,12 +361,6 @@ impl IntoResponse for Problem {
         }
         r
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-25T05:40:28.123Z`).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use api::{ApiConfig, AppState};
 use callverify_e2e::{BOUND, Sipp, V4, runner_through, scratch};
 use sip::Transport;
-use store::{KeyKind, Store};
+use store::{KeyKind, Store, now_ms};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Reply {
@@ -1250,13 +1250,6 @@ async fn the_openapi_document_matches_the_routes() {
     ] {
         assert!(schemas.contains_key(name), "{name}");
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[tokio::test]

@@ -13,11 +13,11 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use api::{ApiConfig, AppState};
 use callverify_e2e::{Postgres, scratch, sign_in};
-use store::{KeyKind, NewChallenge, Store};
+use store::{KeyKind, NewChallenge, Store, now_ms};
 
 struct Args {
     challenges: usize,
@@ -64,13 +64,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 const SECRET: &[u8] = b"poll-bench token secret, 32 bytes or more";

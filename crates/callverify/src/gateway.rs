@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use engine::Runner;
 use media::Language;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use store::{KeyKind, Store};
+use store::{KeyKind, Store, now_ms};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -27,12 +27,6 @@ pub struct Gateway {
     stop: Arc<tokio::sync::Notify>,
     workers: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The Prometheus recorder of the process (installed once; later calls give the same).

@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use media::Language;
 use store::{
     CallEnd, CallStep, ChallengeState, KeyRecord, NewCall, PhoneNumber, PhoneRole, Purpose, Store,
-    StoreError,
+    StoreError, now_ms,
 };
 use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, info, info_span, warn};
@@ -68,12 +68,6 @@ pub struct Runner {
     /// Claimed by the dispatcher and not yet among the active ones (so that a burst of
     /// claims stays within the capacity).
     starting: std::sync::atomic::AtomicUsize,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Removes a challenge from the active ones when its run ends, however it ends.

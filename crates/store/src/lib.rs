@@ -16,7 +16,7 @@ mod webhooks;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
-pub use types::{BadNumber, ChallengeState, PhoneNumber, PhoneRole, Purpose, new_id};
+pub use types::{BadNumber, ChallengeState, PhoneNumber, PhoneRole, Purpose, new_id, now_ms};
 pub use users::{Phone, PhoneState, TrustedDevice};
 pub use webhooks::{Webhook, WebhookAttempt, WebhookNext};
 

@@ -57,6 +57,13 @@ impl fmt::Debug for PhoneNumber {
     }
 }
 
+/// Now, in milliseconds since the Unix epoch (the store's time; 0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// A random identifier with a prefix (`ch_…` for challenges, `call_…` for calls): 128 bits
 /// from the operating system's generator, in hex.
 pub fn new_id(prefix: &str) -> String {
