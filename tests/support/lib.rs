@@ -35,6 +35,23 @@ pub fn free_port(ip: IpAddr) -> u16 {
     panic!("no free port on {ip}");
 }
 
+/// A free even UDP port whose next three ports are free as well: sipp binds its audio RTP
+/// and RTCP on the media port and the one after it, and its video pair on the two after those.
+pub fn free_media_ports(ip: IpAddr) -> u16 {
+    for _ in 0..200 {
+        let udp = UdpSocket::bind((ip, 0)).expect("bind a UDP port on loopback");
+        let base = udp.local_addr().expect("local address").port() & !1;
+        drop(udp);
+        if !(1024..=u16::MAX - 4).contains(&base) {
+            continue;
+        }
+        if (base..base + 4).all(|p| UdpSocket::bind((ip, p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no four free UDP ports in a row on {ip}");
+}
+
 /// Whether something listens on `addr` for `transport` (binding it fails).
 fn in_use(transport: Transport, addr: SocketAddr) -> bool {
     match transport {
@@ -284,9 +301,29 @@ impl Sipp {
         Sipp::spawn(dir, file, Transport::Udp, ip, extra)
     }
 
+    /// Starts sipp; when a port it chose was taken by another test between choosing and
+    /// binding (sipp exits with "Address already in use"), tries again on other ports.
     fn spawn(dir: PathBuf, file: &Path, transport: Transport, ip: IpAddr, extra: &[&str]) -> Sipp {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Sipp::try_spawn(dir.clone(), file, transport, ip, extra) {
+                Ok(sipp) => return sipp,
+                Err(log) if tries < 5 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+    }
+
+    fn try_spawn(
+        dir: PathBuf,
+        file: &Path,
+        transport: Transport,
+        ip: IpAddr,
+        extra: &[&str],
+    ) -> Result<Sipp, String> {
         let port = free_port(ip);
-        let media = free_port(ip);
+        let media = free_media_ports(ip);
         let out = fs::File::create(dir.join("screen.log")).expect("create the screen log");
         let child = Command::new("sipp")
             .arg("-sf")
@@ -324,12 +361,12 @@ impl Sipp {
         let start = Instant::now();
         while !in_use(transport, addr) {
             if let Ok(Some(status)) = sipp.child.try_wait() {
-                panic!("sipp exited at start ({status}):\n{}", sipp.log());
+                return Err(format!("sipp exited at start ({status}):\n{}", sipp.log()));
             }
             assert!(start.elapsed() < BOUND, "sipp did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        sipp
+        Ok(sipp)
     }
 
     fn log(&self) -> String {

@@ -113,13 +113,6 @@ fn cpu_of(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind((LOOPBACK, 0))
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn sipp(dir: &Path, pcap: &Path, calls: usize, a: &Args) -> (Child, SocketAddr) {
     let (nice, cpu, policy) = (a.sipp_nice, a.sipp_cpu.as_str(), a.sipp_policy.as_str());
     // No ringing pause: under this load sipp left some paused calls unanswered (24 of 1000
@@ -134,8 +127,8 @@ fn sipp(dir: &Path, pcap: &Path, calls: usize, a: &Args) -> (Child, SocketAddr) 
         ),
     };
     let file = callverify_e2e::callee_scenario_playing(dir, &play, Duration::ZERO);
-    let port = free_udp_port();
-    let media = free_udp_port();
+    let port = callverify_e2e::free_port(LOOPBACK);
+    let media = callverify_e2e::free_media_ports(LOOPBACK);
     let log = std::fs::File::create(dir.join("sipp.log")).expect("sipp log");
     // sipp's threads, pinned to the last CPU (`--sipp-cpu`, "all" for none) and niced, stand
     // for phones on other machines instead of outweighing the gateway's two worker threads
