@@ -56,7 +56,7 @@ pub fn free_media_ports(ip: IpAddr) -> u16 {
 fn in_use(transport: Transport, addr: SocketAddr) -> bool {
     match transport {
         Transport::Udp => UdpSocket::bind(addr).is_err(),
-        Transport::Tcp => TcpListener::bind(addr).is_err(),
+        Transport::Tcp | Transport::Tls => TcpListener::bind(addr).is_err(),
     }
 }
 
@@ -472,6 +472,96 @@ pub async fn endpoint_with(
         .expect("the endpoint starts")
 }
 
+/// callverify's endpoint with a TLS listener on a free port of `ip` (presenting
+/// `tls.server`) beside UDP and TCP, checking TLS trunks as `tls.trunks` says.
+pub async fn tls_endpoint(
+    ip: IpAddr,
+    trunks: Vec<TrunkConfig>,
+    tls: engine::TlsSettings,
+) -> SipEndpoint {
+    let cfg = UaConfig {
+        listen: [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .map(|transport| Listener {
+                transport,
+                addr: SocketAddr::new(ip, 0),
+            })
+            .collect(),
+        user_agent: "callverify-e2e".into(),
+        timers: Timers::default(),
+        ring_timeout: BOUND,
+    };
+    SipEndpoint::start_tls(cfg, trunks, tls)
+        .await
+        .expect("the endpoint starts")
+        .0
+}
+
+/// A certificate authority of a test's own: it issues certificates for loopback peers, as
+/// PEM files in a scratch directory.
+pub struct TestCa {
+    dir: PathBuf,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// The CA's certificate (PEM), to trust it.
+    pub ca_file: PathBuf,
+}
+
+/// A certificate [`TestCa`] issued.
+pub struct Issued {
+    /// The certificate (PEM).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+    /// Both in one file (what baresip reads).
+    pub both_file: PathBuf,
+}
+
+impl TestCa {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> TestCa {
+        let dir = scratch(&format!("ca-{name}"));
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("callverify test CA {name}"),
+        );
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().expect("a CA key");
+        let cert = params.self_signed(&key).expect("the CA certificate");
+        let ca_file = dir.join("ca.pem");
+        fs::write(&ca_file, cert.pem()).expect("write the CA certificate");
+        TestCa {
+            dir,
+            issuer: rcgen::Issuer::new(params, key),
+            ca_file,
+        }
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses) signed by this CA.
+    pub fn issue(&self, stem: &str, names: &[&str]) -> Issued {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("certificate params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, stem);
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let cert = params.signed_by(&key, &self.issuer).expect("a certificate");
+        let issued = Issued {
+            cert_file: self.dir.join(format!("{stem}.pem")),
+            key_file: self.dir.join(format!("{stem}.key")),
+            both_file: self.dir.join(format!("{stem}-both.pem")),
+        };
+        fs::write(&issued.cert_file, cert.pem()).expect("write the certificate");
+        fs::write(&issued.key_file, key.serialize_pem()).expect("write the key");
+        fs::write(&issued.both_file, cert.pem() + &key.serialize_pem()).expect("write both");
+        issued
+    }
+}
+
 /// The next trunk or registration event (bounded).
 pub async fn next_ua_event(
     events: &mut tokio::sync::mpsc::UnboundedReceiver<sip::Event>,
@@ -683,6 +773,20 @@ pub struct Baresip {
     dir: PathBuf,
     /// Where it listens for SIP (UDP and TCP).
     pub addr: SocketAddr,
+    /// Where it listens for SIP over TLS (the port after `addr`'s), when started with TLS.
+    pub tls_addr: Option<SocketAddr>,
+}
+
+/// baresip's TLS and SRTP settings.
+#[derive(Clone, Copy, Default)]
+pub struct BaresipSecurity<'a> {
+    /// Its certificate and key in one PEM file: it listens for TLS on the port after its
+    /// SIP port.
+    pub certificate: Option<&'a Path>,
+    /// The CAs it trusts (for the connections it opens).
+    pub ca_file: Option<&'a Path>,
+    /// Its account's `mediaenc` (`srtp`, `srtp-mand`).
+    pub mediaenc: Option<&'a str>,
 }
 
 impl Baresip {
@@ -697,11 +801,22 @@ impl Baresip {
 
     /// As [`Baresip::start`], playing `wav` (8 kHz mono) into every call it answers.
     pub fn start_saying(name: &str, wav: &Path) -> Baresip {
+        Baresip::start_secured(name, wav, BaresipSecurity::default())
+    }
+
+    /// As [`Baresip::start_saying`], with TLS and SRTP as `sec` says.
+    pub fn start_secured(name: &str, wav: &Path, sec: BaresipSecurity) -> Baresip {
         let dir = scratch(&format!("baresip-{name}"));
-        let port = free_port(V4);
+        // Its TLS listener takes the port after the SIP port.
+        let port = loop {
+            let p = free_port(V4);
+            if p < u16::MAX && TcpListener::bind((V4, p + 1)).is_ok() {
+                break p;
+            }
+        };
         let rtp = free_port(V4);
         // baresip 1.0 binds only where net_interface says (loopback here).
-        let config = format!(
+        let mut config = format!(
             "poll_method\tepoll\n\
              sip_listen\t127.0.0.1:{port}\n\
              net_interface\t127.0.0.1\n\
@@ -718,10 +833,25 @@ impl Baresip {
             heard = dir.join("heard.wav").display(),
             said = wav.display(),
         );
+        if let Some(cert) = sec.certificate {
+            config += &format!("sip_certificate\t{}\n", cert.display());
+        }
+        if let Some(ca) = sec.ca_file {
+            config += &format!("sip_cafile\t{}\n", ca.display());
+        }
+        if sec.mediaenc.is_some() {
+            config += "module\tsrtp.so\n";
+        }
         fs::write(dir.join("config"), config).expect("write baresip's config");
+        let mediaenc = sec
+            .mediaenc
+            .map(|m| format!(";mediaenc={m}"))
+            .unwrap_or_default();
         fs::write(
             dir.join("accounts"),
-            "<sip:+81901234567@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA\n",
+            format!(
+                "<sip:+81901234567@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA{mediaenc}\n"
+            ),
         )
         .expect("write baresip's accounts");
         let out = fs::File::create(dir.join("baresip.log")).expect("create the log");
@@ -735,9 +865,16 @@ impl Baresip {
             .spawn()
             .expect("baresip runs (apt-get install baresip-core)");
         let addr = SocketAddr::new(V4, port);
-        let mut b = Baresip { child, dir, addr };
+        let tls_addr = sec.certificate.map(|_| SocketAddr::new(V4, port + 1));
+        let mut b = Baresip {
+            child,
+            dir,
+            addr,
+            tls_addr,
+        };
         let start = Instant::now();
-        while !in_use(Transport::Udp, addr) {
+        while !in_use(Transport::Udp, addr) || tls_addr.is_some_and(|a| !in_use(Transport::Tcp, a))
+        {
             if let Ok(Some(status)) = b.child.try_wait() {
                 panic!("baresip exited at start ({status}):\n{}", b.log());
             }

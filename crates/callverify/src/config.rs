@@ -19,6 +19,8 @@ pub enum Transport {
     Udp,
     /// TCP.
     Tcp,
+    /// TLS over TCP, with the trunk's certificate checked.
+    Tls,
 }
 
 impl Transport {
@@ -27,6 +29,7 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 }
@@ -36,6 +39,7 @@ impl From<Transport> for sip::Transport {
         match t {
             Transport::Udp => sip::Transport::Udp,
             Transport::Tcp => sip::Transport::Tcp,
+            Transport::Tls => sip::Transport::Tls,
         }
     }
 }
@@ -59,9 +63,10 @@ impl std::str::FromStr for Listen {
         let transport = match t {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
             other => {
                 return Err(format!(
-                    "unknown transport {other:?} in {s:?}, expected udp or tcp"
+                    "unknown transport {other:?} in {s:?}, expected udp, tcp or tls"
                 ));
             }
         };
@@ -150,6 +155,32 @@ pub struct Sip {
     /// Timers.
     #[serde(default)]
     pub timers: Timers,
+    /// The certificate TLS listeners present.
+    pub tls: Option<Spanned<SipTls>>,
+}
+
+/// The `[sip.tls]` table: what this gateway presents to peers that connect to its TLS
+/// listeners (in-dialog requests from a trunk).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTls {
+    /// The certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+}
+
+/// Whether a trunk's calls use SRTP (RFC 3711) with SDES keys (RFC 4568).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpName {
+    /// Plain RTP.
+    #[default]
+    Off,
+    /// Offered as RTP/AVP with keys: SRTP when the answer takes it, plain RTP otherwise.
+    Optional,
+    /// Offered as RTP/SAVP: a call whose answer has no keys is hung up.
+    Mandatory,
 }
 
 fn default_codecs() -> Spanned<Vec<CodecName>> {
@@ -185,10 +216,21 @@ pub struct Trunk {
     /// OPTIONS keep-alive interval in seconds (0 = off).
     #[serde(default)]
     pub options_interval_s: u64,
+    /// TLS: the name the trunk's certificate must carry (defaults to the domain's host).
+    pub tls_server_name: Option<Spanned<String>>,
+    /// TLS: the CAs (PEM) the trunk's certificate must chain to (defaults to the system's).
+    pub tls_ca_file: Option<Spanned<PathBuf>>,
+    /// SRTP with SDES keys (only over TLS, which keeps the keys secret).
+    #[serde(default = "default_srtp")]
+    pub srtp: Spanned<SrtpName>,
 }
 
 fn default_from_user() -> String {
     "callverify".into()
+}
+
+fn default_srtp() -> Spanned<SrtpName> {
+    Spanned::new(0..0, SrtpName::Off)
 }
 
 fn default_transport() -> Transport {
@@ -597,6 +639,17 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// The host of a domain written `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn host_of(domain: &str) -> &str {
+    if let Some(rest) = domain.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match domain.split_once(':') {
+        Some((host, port)) if !port.contains(':') => host,
+        _ => domain,
+    }
+}
+
 fn line_of(text: &str, span: &Range<usize>) -> Option<usize> {
     (span.end > 0 || span.start > 0)
         .then(|| text[..span.start.min(text.len())].matches('\n').count() + 1)
@@ -679,6 +732,17 @@ impl Config {
                 "ring_timeout_s must be above 0".into(),
             ));
         }
+        let tls_listener = sip
+            .listen
+            .get_ref()
+            .iter()
+            .any(|l| l.transport == Transport::Tls);
+        if tls_listener && sip.tls.is_none() {
+            return Err(err(
+                Some(sip.listen.span()),
+                "a tls: listener needs [sip.tls] with cert_file and key_file".into(),
+            ));
+        }
         if config.trunks.is_empty() {
             return Err(err(None, "no [[trunk]]: calls need at least one".into()));
         }
@@ -744,6 +808,28 @@ impl Config {
                     ),
                 ));
             }
+            if trunk.transport != Transport::Tls {
+                let tls_only = [
+                    trunk
+                        .tls_server_name
+                        .as_ref()
+                        .map(|v| (v.span(), "tls_server_name")),
+                    trunk
+                        .tls_ca_file
+                        .as_ref()
+                        .map(|v| (v.span(), "tls_ca_file")),
+                    (*trunk.srtp.get_ref() != SrtpName::Off).then(|| (trunk.srtp.span(), "srtp")),
+                ];
+                if let Some((span, key)) = tls_only.into_iter().flatten().next() {
+                    return Err(err(
+                        Some(span),
+                        format!(
+                            "trunk {:?}: {key} needs transport = \"tls\" (SDES keys and certificate checks are for TLS)",
+                            trunk.name.get_ref()
+                        ),
+                    ));
+                }
+            }
             if trunk.register && trunk.username.is_none() {
                 return Err(err(
                     Some(trunk.name.span()),
@@ -755,6 +841,10 @@ impl Config {
             }
         }
         config.check_call(&err)?;
+        if let Err(e) = config.tls_settings() {
+            let span = sip.tls.as_ref().map(|t| t.span());
+            return Err(err(span, format!("TLS: {e}")));
+        }
         Ok(config)
     }
 
@@ -947,6 +1037,29 @@ impl Config {
             .parse()
             .unwrap_or(media::Language::En)
     }
+    /// The TLS settings: the certificate TLS listeners present and how each TLS trunk's
+    /// certificate is checked (files are read now).
+    pub fn tls_settings(&self) -> Result<engine::TlsSettings, engine::TlsError> {
+        let server = match &self.sip.tls {
+            Some(t) => Some(engine::tls::server_config(
+                &t.get_ref().cert_file,
+                &t.get_ref().key_file,
+            )?),
+            None => None,
+        };
+        let mut trunks = std::collections::HashMap::new();
+        for tr in self.trunks.iter().filter(|t| t.transport == Transport::Tls) {
+            let name = match (&tr.tls_server_name, &tr.domain) {
+                (Some(n), _) => n.get_ref().clone(),
+                (None, Some(d)) => host_of(d).to_string(),
+                (None, None) => tr.address.ip().to_string(),
+            };
+            let ca = tr.tls_ca_file.as_ref().map(|f| f.get_ref().as_path());
+            trunks.insert(tr.address, engine::TlsTrunk::new(&name, ca)?);
+        }
+        Ok(engine::TlsSettings { server, trunks })
+    }
+
     /// The SIP user agent's settings and trunks, with passwords read through `env` (the
     /// file was checked by [`Config::parse`], so every named variable was set then).
     pub fn sip_settings(
@@ -1093,9 +1206,33 @@ mod tests {
             ("transport = \"udp\"", "transport = \"sctp\"", "udp", 0),
             (
                 "\"tcp:127.0.0.1:5070\"",
-                "\"tls:127.0.0.1:5070\"",
+                "\"sctp:127.0.0.1:5070\"",
                 "unknown transport",
                 0,
+            ),
+            (
+                "\"tcp:127.0.0.1:5070\"",
+                "\"tls:127.0.0.1:5070\"",
+                "needs [sip.tls]",
+                0,
+            ),
+            (
+                "from_user = \"callverify\"",
+                "from_user = \"callverify\"\nsrtp = \"mandatory\"",
+                "srtp needs transport = \"tls\"",
+                1,
+            ),
+            (
+                "from_user = \"callverify\"",
+                "from_user = \"callverify\"\ntls_ca_file = \"ca.pem\"",
+                "tls_ca_file needs transport = \"tls\"",
+                1,
+            ),
+            (
+                "user_agent = \"callverify\"",
+                "user_agent = \"callverify\"\ntls = { cert_file = \"/nonexistent/cert.pem\", key_file = \"k.pem\" }",
+                "TLS: /nonexistent/cert.pem",
+                1,
             ),
             (
                 "codecs = [\"PCMU\", \"PCMA\"]",

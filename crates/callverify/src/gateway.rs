@@ -100,10 +100,11 @@ impl Gateway {
         }
         let env = |v: &str| std::env::var(v).ok();
         let (ua, trunks) = cfg.sip_settings(env);
+        let tls = cfg.tls_settings()?;
         for t in &trunks {
             metrics::gauge!("callverify_trunk_up", "trunk" => t.name.clone()).set(1.0);
         }
-        let (endpoint, mut events) = engine::SipEndpoint::start(ua, trunks).await?;
+        let (endpoint, mut events) = engine::SipEndpoint::start_tls(ua, trunks, tls).await?;
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
                 if let sip::Event::Trunk { trunk, up } = e {

@@ -252,9 +252,10 @@ fn call(number: &str, lang: Option<media::Language>, path: &std::path::Path) -> 
     let prompts = engine::Prompts::from_library(&library, lang)
         .ok_or_else(|| anyhow::anyhow!("prompts for {} are incomplete", lang.code()))?;
     let (ua, trunks) = cfg.sip_settings(env);
+    let tls = cfg.tls_settings()?;
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(async {
-        let (endpoint, _trunk_events) = engine::SipEndpoint::start(ua, trunks).await?;
+        let (endpoint, _trunk_events) = engine::SipEndpoint::start_tls(ua, trunks, tls).await?;
         let finished = engine::verify(
             &endpoint,
             &cfg.media_settings(),

@@ -4,15 +4,18 @@
 //! [`call`] is the verification call as a sans-IO state machine (script, keys, answering
 //! machines, outcome and timings); [`call_driver`] runs one on a pair of RTP/RTCP sockets
 //! beside a SIP call; [`runner`] runs a stored challenge's call and keeps the store up to
-//! date; [`sip_driver`] runs the SIP user agent on UDP and TCP sockets. The
+//! date; [`sip_driver`] runs the SIP user agent on UDP, TCP and TLS sockets ([`tls`] makes
+//! the rustls configurations). The
 //! drivers hold no protocol logic: only sockets, timers and channels.
 
 pub mod call;
 pub mod call_driver;
 pub mod runner;
 pub mod sip_driver;
+pub mod tls;
 
 pub use call::{CallReport, Outcome, Prompts, Report, ScriptConfig, VerificationCall};
 pub use call_driver::{MediaConfig, VerifyError, verify};
 pub use runner::{RunError, Runner};
 pub use sip_driver::{Call, CallError, SipEndpoint, StartError};
+pub use tls::{TlsError, TlsSettings, TlsTrunk};

@@ -16,13 +16,17 @@ use sip::{
     CallEvent, CallHandle, Event, InviteError, Listener, Output, Transport, TrunkConfig, UaConfig,
     UaError, UserAgent,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::tls::{TlsSettings, TlsTrunk};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-/// How long a TCP connect to a trunk may take before the trunk counts as unreachable.
+/// How long a TCP connect to a trunk (and its TLS handshake) may take before the trunk
+/// counts as unreachable; also the bound on a TLS handshake with a peer that connected.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the endpoint did not start.
@@ -41,6 +45,9 @@ pub enum StartError {
     /// The configuration does not make a user agent.
     #[error(transparent)]
     Config(#[from] UaError),
+    /// A TLS listener has no certificate, or a TLS trunk no settings to check it with.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The endpoint stopped; no call can be placed.
@@ -80,6 +87,7 @@ enum Net {
         remote: SocketAddr,
     },
     Unreachable {
+        transport: Transport,
         remote: SocketAddr,
     },
 }
@@ -114,11 +122,30 @@ impl Call {
 impl SipEndpoint {
     /// Binds the listeners (port 0 picks a free port), starts the user agent and its
     /// registrations and keep-alives. Trunk and registration events go to the returned
-    /// receiver (it may be dropped).
+    /// receiver (it may be dropped). For UDP and TCP only: see [`SipEndpoint::start_tls`].
     pub async fn start(
-        mut cfg: UaConfig,
+        cfg: UaConfig,
         trunks: Vec<TrunkConfig>,
     ) -> Result<(SipEndpoint, mpsc::UnboundedReceiver<Event>), StartError> {
+        SipEndpoint::start_tls(cfg, trunks, TlsSettings::default()).await
+    }
+
+    /// As [`SipEndpoint::start`], with TLS: each TLS listener presents `tls.server`, and each
+    /// TLS trunk's certificate is checked as `tls.trunks` says before anything is sent to it.
+    pub async fn start_tls(
+        mut cfg: UaConfig,
+        trunks: Vec<TrunkConfig>,
+        tls: TlsSettings,
+    ) -> Result<(SipEndpoint, mpsc::UnboundedReceiver<Event>), StartError> {
+        if let Some(t) = trunks
+            .iter()
+            .find(|t| t.transport == Transport::Tls && !tls.trunks.contains_key(&t.address))
+        {
+            return Err(StartError::Tls(format!(
+                "trunk {:?} uses TLS but has no certificate check settings",
+                t.name
+            )));
+        }
         let (net_tx, net_rx) = mpsc::unbounded_channel();
         // SIP is heard only from the trunks' addresses: a gateway that only places calls has
         // nobody else to listen to, and a flood from elsewhere is dropped as it is read.
@@ -157,12 +184,22 @@ impl SipEndpoint {
                         allowed.clone(),
                     )));
                 }
-                Transport::Tcp => {
+                Transport::Tcp | Transport::Tls => {
+                    let tls_acceptor = match (l.transport, &tls.server) {
+                        (Transport::Tls, Some(server)) => Some(TlsAcceptor::from(server.clone())),
+                        (Transport::Tls, None) => {
+                            return Err(StartError::Tls(format!(
+                                "listener tls:{} has no certificate",
+                                l.addr
+                            )));
+                        }
+                        _ => None,
+                    };
                     let lis = TcpListener::bind(l.addr).await.map_err(bind_err)?;
                     l.addr = lis.local_addr().map_err(bind_err)?;
-                    readers.push(tokio::spawn(tcp_acceptor(
+                    readers.push(tokio::spawn(stream_acceptor(
                         lis,
-                        l.addr,
+                        (l.addr, tls_acceptor),
                         net_tx.clone(),
                         allowed.clone(),
                     )));
@@ -178,6 +215,7 @@ impl SipEndpoint {
             ua,
             udp,
             conns: HashMap::new(),
+            tls: tls.trunks,
             calls: HashMap::new(),
             net_tx,
             ev_tx,
@@ -250,6 +288,7 @@ struct Driver {
     ua: UserAgent,
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
     conns: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
+    tls: HashMap<SocketAddr, TlsTrunk>,
     calls: HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>>,
     net_tx: mpsc::UnboundedSender<Net>,
     ev_tx: mpsc::UnboundedSender<Event>,
@@ -321,10 +360,10 @@ impl Driver {
             Net::Closed { remote } => {
                 self.conns.remove(&remote);
             }
-            Net::Unreachable { remote } => {
+            Net::Unreachable { transport, remote } => {
                 self.conns.remove(&remote);
-                warn!(%remote, "SIP over TCP: cannot connect");
-                self.ua.handle_transport_error(now, Transport::Tcp, remote);
+                warn!(%remote, %transport, "SIP: cannot connect");
+                self.ua.handle_transport_error(now, transport, remote);
             }
         }
     }
@@ -349,10 +388,20 @@ impl Driver {
                     debug!(remote = %t.remote, error = %e, "SIP over UDP: send failed");
                 }
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
+                let tls = match t.transport {
+                    Transport::Tls => match self.tls.get(&t.remote) {
+                        Some(tls) => Some(tls.clone()),
+                        None => {
+                            warn!(remote = %t.remote, "SIP over TLS: no certificate check settings");
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
                 let writer = self.conns.entry(t.remote).or_insert_with(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(tcp_connect(t.local, t.remote, rx, self.net_tx.clone()));
+                    tokio::spawn(connect(t.local, t.remote, tls, rx, self.net_tx.clone()));
                     tx
                 });
                 if writer.send(t.bytes).is_err() {
@@ -452,9 +501,9 @@ async fn udp_reader(
     }
 }
 
-async fn tcp_acceptor(
+async fn stream_acceptor(
     lis: TcpListener,
-    local: SocketAddr,
+    (local, tls): (SocketAddr, Option<TlsAcceptor>),
     tx: mpsc::UnboundedSender<Net>,
     allowed: Allowed,
 ) {
@@ -463,17 +512,34 @@ async fn tcp_acceptor(
             // Closed at once.
             Ok((_, remote)) if !allowed.admits(remote) => {}
             Ok((stream, remote)) => {
-                let (wtx, wrx) = mpsc::unbounded_channel();
-                if tx
-                    .send(Net::Accepted {
-                        remote,
-                        writer: wtx,
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-                tokio::spawn(tcp_connection(stream, local, remote, wrx, tx.clone()));
+                let tx = tx.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let (wtx, wrx) = mpsc::unbounded_channel();
+                    if tx
+                        .send(Net::Accepted {
+                            remote,
+                            writer: wtx,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let Some(tls) = tls else {
+                        return connection(stream, Transport::Tcp, local, remote, wrx, tx).await;
+                    };
+                    match tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(s)) => connection(s, Transport::Tls, local, remote, wrx, tx).await,
+                        Ok(Err(e)) => {
+                            debug!(%remote, error = %e, "SIP over TLS: handshake failed");
+                            let _ = tx.send(Net::Closed { remote });
+                        }
+                        Err(_) => {
+                            debug!(%remote, "SIP over TLS: handshake timed out");
+                            let _ = tx.send(Net::Closed { remote });
+                        }
+                    }
+                });
             }
             Err(e) => {
                 warn!(%local, error = %e, "SIP over TCP: accept failed");
@@ -483,12 +549,19 @@ async fn tcp_acceptor(
     }
 }
 
-async fn tcp_connect(
+/// Opens a connection to a trunk (TLS when `tls` says how to check it) and runs it.
+async fn connect(
     local: SocketAddr,
     remote: SocketAddr,
+    tls: Option<TlsTrunk>,
     rx: mpsc::UnboundedReceiver<Vec<u8>>,
     tx: mpsc::UnboundedSender<Net>,
 ) {
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
     let connect = async {
         let sock = if remote.is_ipv4() {
             TcpSocket::new_v4()?
@@ -498,26 +571,46 @@ async fn tcp_connect(
         sock.bind(SocketAddr::new(local.ip(), 0))?;
         sock.connect(remote).await
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(stream)) => tcp_connection(stream, local, remote, rx, tx).await,
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => stream,
         _ => {
-            let _ = tx.send(Net::Unreachable { remote });
+            let _ = tx.send(Net::Unreachable { transport, remote });
+            return;
+        }
+    };
+    let Some(tls) = tls else {
+        return connection(stream, transport, local, remote, rx, tx).await;
+    };
+    let handshake = TlsConnector::from(tls.config).connect(tls.server_name, stream);
+    match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        Ok(Ok(stream)) => connection(stream, transport, local, remote, rx, tx).await,
+        Ok(Err(e)) => {
+            // A certificate that does not check out lands here: nothing was sent.
+            warn!(%remote, error = %e, "SIP over TLS: handshake failed");
+            metrics::counter!("callverify_sip_tls_failures_total").increment(1);
+            let _ = tx.send(Net::Unreachable { transport, remote });
+        }
+        Err(_) => {
+            warn!(%remote, "SIP over TLS: handshake timed out");
+            let _ = tx.send(Net::Unreachable { transport, remote });
         }
     }
 }
 
-/// Reads framed messages from a connection and writes what the driver queues for it.
-async fn tcp_connection(
-    stream: TcpStream,
+/// Reads framed messages from a TCP or TLS connection and writes what the driver queues
+/// for it.
+async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+    transport: Transport,
     local: SocketAddr,
     remote: SocketAddr,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     tx: mpsc::UnboundedSender<Net>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
-            if wr.write_all(&bytes).await.is_err() {
+            if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
                 break;
             }
         }
@@ -534,7 +627,7 @@ async fn tcp_connection(
             match framer.next_message() {
                 Ok(Some(bytes)) => {
                     let msg = Net::Message {
-                        transport: Transport::Tcp,
+                        transport,
                         local,
                         from: remote,
                         bytes,
@@ -545,7 +638,7 @@ async fn tcp_connection(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    debug!(%remote, error = %e, "SIP over TCP: closing an unframeable stream");
+                    debug!(%remote, error = %e, "SIP over a stream: closing an unframeable stream");
                     break 'read;
                 }
             }

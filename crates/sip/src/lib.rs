@@ -33,6 +33,8 @@ pub enum Transport {
     Udp,
     /// A stream; no retransmissions, framing by Content-Length.
     Tcp,
+    /// TCP inside TLS (RFC 3261 §26.2): as [`Transport::Tcp`] once the connection is up.
+    Tls,
 }
 
 impl Transport {
@@ -41,7 +43,14 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
+    }
+
+    /// A stream (TCP or TLS): messages are not retransmitted and are framed by
+    /// Content-Length.
+    pub fn is_reliable(self) -> bool {
+        self != Transport::Udp
     }
 }
 
@@ -50,6 +59,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }

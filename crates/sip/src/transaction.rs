@@ -34,7 +34,7 @@ impl Timers {
     pub fn d(&self, transport: Transport) -> Duration {
         match transport {
             Transport::Udp => Duration::from_secs(32).max(self.timeout()),
-            Transport::Tcp => Duration::ZERO,
+            Transport::Tcp | Transport::Tls => Duration::ZERO,
         }
     }
 
@@ -42,7 +42,7 @@ impl Timers {
     pub fn k(&self, transport: Transport) -> Duration {
         match transport {
             Transport::Udp => Duration::from_secs(5),
-            Transport::Tcp => Duration::ZERO,
+            Transport::Tcp | Transport::Tls => Duration::ZERO,
         }
     }
 }
@@ -90,7 +90,7 @@ impl ClientTx {
         timers: &Timers,
         now: Instant,
     ) -> ClientTx {
-        let reliable = transport == Transport::Tcp;
+        let reliable = transport.is_reliable();
         ClientTx {
             branch,
             bytes,

@@ -490,6 +490,7 @@ impl Trunk {
         let t = match self.cfg.transport {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
         };
         format!("<sip:{}@{}{t}>", self.cfg.from_user, self.contact_addr())
     }

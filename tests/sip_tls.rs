@@ -1,0 +1,133 @@
+//! SIP over TLS (and SRTP with SDES keys) against baresip, a real softphone: its
+//! certificate is checked before anything is sent, and the call is approved on the '#' in
+//! its audio.
+
+use std::path::PathBuf;
+
+use callverify_e2e::{
+    Baresip, BaresipSecurity, TestCa, V4, free_rtp_pair, media_at, scratch, script, tls_endpoint,
+    trunk, verify_call,
+};
+use dtmf::Digit;
+use engine::{Outcome, TlsSettings, TlsTrunk};
+use media::Language;
+use sip::Transport;
+use testaudio::Signal;
+
+/// A WAV (8 kHz) of silence then a '#' tone: what baresip "says" when it answers.
+fn pound_wav(name: &str) -> PathBuf {
+    let wav = scratch(name).join("pound.wav");
+    let pcm = Signal::new()
+        .silence(1500.0)
+        .digit(Digit::Pound, -10.0, 200.0)
+        .silence(500.0)
+        .pcm();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
+    for s in pcm {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    wav
+}
+
+/// The gateway's TLS settings: its own certificate from `ca` for its listener, and the
+/// phone at `phone` checked for `name` against `trusted`.
+fn settings(
+    ca: &TestCa,
+    phone: std::net::SocketAddr,
+    name: &str,
+    trusted: &std::path::Path,
+) -> TlsSettings {
+    let own = ca.issue("gateway", &["127.0.0.1"]);
+    let mut tls = TlsSettings {
+        server: Some(engine::tls::server_config(&own.cert_file, &own.key_file).unwrap()),
+        ..TlsSettings::default()
+    };
+    tls.trunks
+        .insert(phone, TlsTrunk::new(name, Some(trusted)).unwrap());
+    tls
+}
+
+fn invites_seen(phone: &Baresip) -> usize {
+    phone.log().matches("INVITE sip:").count()
+}
+
+#[tokio::test]
+async fn a_call_over_tls_to_a_checked_certificate_is_approved() {
+    let ca = TestCa::new("tls-ok");
+    let cert = ca.issue("phone", &["127.0.0.1"]);
+    let wav = pound_wav("tls-ok-wav");
+    let phone = Baresip::start_secured(
+        "tls-ok",
+        &wav,
+        BaresipSecurity {
+            certificate: Some(&cert.both_file),
+            ca_file: Some(&ca.ca_file),
+            mediaenc: None,
+        },
+    );
+    let at = phone.tls_addr.unwrap();
+    let ep = tls_endpoint(
+        V4,
+        vec![trunk("softphone", Transport::Tls, at)],
+        settings(&ca, at, "127.0.0.1", &ca.ca_file),
+    )
+    .await;
+    let media = media_at(V4, free_rtp_pair(V4));
+    let r = verify_call(&ep, &media, script(), Language::En).await;
+    assert_eq!(r.outcome, Outcome::Approved, "{r:?}\n{}", phone.log());
+    let log = phone.log();
+    assert!(
+        log.contains("SIP/2.0/TLS"),
+        "the INVITE came over TLS:\n{log}"
+    );
+    assert!(
+        !log.contains("SIP/2.0/UDP"),
+        "nothing came over UDP:\n{log}"
+    );
+    ep.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_or_for_another_name_gets_nothing() {
+    let ca = TestCa::new("tls-bad");
+    let other = TestCa::new("tls-other");
+    let cert = ca.issue("phone", &["127.0.0.1"]);
+    let wav = pound_wav("tls-bad-wav");
+    let phone = Baresip::start_secured(
+        "tls-bad",
+        &wav,
+        BaresipSecurity {
+            certificate: Some(&cert.both_file),
+            ca_file: Some(&ca.ca_file),
+            mediaenc: None,
+        },
+    );
+    let at = phone.tls_addr.unwrap();
+    for (name, trusted, why) in [
+        ("127.0.0.1", &other.ca_file, "an untrusted CA"),
+        ("sip.example.net", &ca.ca_file, "another name"),
+    ] {
+        let ep = tls_endpoint(
+            V4,
+            vec![trunk("softphone", Transport::Tls, at)],
+            settings(&ca, at, name, trusted),
+        )
+        .await;
+        let media = media_at(V4, free_rtp_pair(V4));
+        let r = verify_call(&ep, &media, script(), Language::En).await;
+        assert!(
+            matches!(r.outcome, Outcome::Failed { .. }),
+            "{why}: {r:?}\n{}",
+            phone.log()
+        );
+        ep.shutdown().await;
+    }
+    assert_eq!(invites_seen(&phone), 0, "{}", phone.log());
+}
