@@ -12,6 +12,7 @@ use dtmf::Digit;
 use engine::{Outcome, TlsSettings, TlsTrunk};
 use media::Language;
 use sip::Transport;
+use sip::sdp::SrtpPolicy;
 use testaudio::Signal;
 
 /// A WAV (8 kHz) of silence then a '#' tone: what baresip "says" when it answers.
@@ -130,4 +131,100 @@ async fn a_certificate_from_another_ca_or_for_another_name_gets_nothing() {
         ep.shutdown().await;
     }
     assert_eq!(invites_seen(&phone), 0, "{}", phone.log());
+}
+
+/// baresip over TLS with `mediaenc`, answering with the '#' WAV.
+fn secured_phone(name: &str, ca: &TestCa, mediaenc: Option<&str>) -> Baresip {
+    let cert = ca.issue("phone", &["127.0.0.1"]);
+    let wav = pound_wav(&format!("{name}-wav"));
+    Baresip::start_secured(
+        name,
+        &wav,
+        BaresipSecurity {
+            certificate: Some(&cert.both_file),
+            ca_file: Some(&ca.ca_file),
+            mediaenc,
+        },
+    )
+}
+
+/// A TLS trunk to `phone` with the SRTP policy `srtp`.
+fn srtp_trunk(phone: &Baresip, srtp: SrtpPolicy) -> sip::TrunkConfig {
+    sip::TrunkConfig {
+        srtp,
+        ..trunk("softphone", Transport::Tls, phone.tls_addr.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn srtp_with_sdes_keys_carries_the_call_both_ways() {
+    for (policy, mediaenc) in [
+        (SrtpPolicy::Mandatory, "srtp-mand"),
+        (SrtpPolicy::Optional, "srtp"),
+    ] {
+        let ca = TestCa::new(&format!("srtp-{mediaenc}"));
+        let phone = secured_phone(&format!("srtp-{mediaenc}"), &ca, Some(mediaenc));
+        let at = phone.tls_addr.unwrap();
+        let ep = tls_endpoint(
+            V4,
+            vec![srtp_trunk(&phone, policy)],
+            settings(&ca, at, "127.0.0.1", &ca.ca_file),
+        )
+        .await;
+        let media = media_at(V4, free_rtp_pair(V4));
+        let r = verify_call(&ep, &media, script(), Language::En).await;
+        ep.shutdown().await;
+        let log = phone.log();
+        // The '#' in baresip's audio was decrypted and heard...
+        assert_eq!(r.outcome, Outcome::Approved, "{mediaenc}: {r:?}\n{log}");
+        assert!(r.media.srtp, "{mediaenc}: {r:?}");
+        assert!(r.media.packets_received > 50, "{r:?}");
+        assert_eq!(r.media.packets_rejected, 0, "{r:?}");
+        // ... the offer had our key ...
+        assert!(
+            log.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{log}"
+        );
+        // ... and baresip took our SRTP: it reports incoming RTP only for packets that
+        // authenticate under our key (with a wrong key the line never comes).
+        assert!(
+            log.contains("stream: incoming rtp for 'audio' established"),
+            "{mediaenc}: baresip decrypted nothing:\n{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn mandatory_srtp_refuses_a_phone_without_it_and_optional_falls_back_to_rtp() {
+    let ca = TestCa::new("srtp-none");
+    let phone = secured_phone("srtp-none", &ca, None);
+    let at = phone.tls_addr.unwrap();
+    for (policy, want_approved) in [(SrtpPolicy::Mandatory, false), (SrtpPolicy::Optional, true)] {
+        let ep = tls_endpoint(
+            V4,
+            vec![srtp_trunk(&phone, policy)],
+            settings(&ca, at, "127.0.0.1", &ca.ca_file),
+        )
+        .await;
+        let media = media_at(V4, free_rtp_pair(V4));
+        let r = verify_call(&ep, &media, script(), Language::En).await;
+        ep.shutdown().await;
+        if want_approved {
+            assert_eq!(r.outcome, Outcome::Approved, "{r:?}\n{}", phone.log());
+            assert!(!r.media.srtp, "{r:?}");
+        } else {
+            // The phone refuses RTP/SAVP (488): no call without SRTP.
+            assert!(
+                matches!(
+                    r.outcome,
+                    Outcome::Failed {
+                        status: Some(488),
+                        ..
+                    }
+                ),
+                "{r:?}\n{}",
+                phone.log()
+            );
+        }
+    }
 }

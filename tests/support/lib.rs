@@ -434,6 +434,7 @@ pub fn trunk(name: &str, transport: Transport, addr: SocketAddr) -> TrunkConfig 
         credentials: None,
         register: false,
         options_interval: None,
+        srtp: Default::default(),
     }
 }
 
@@ -580,6 +581,7 @@ pub fn offer(ip: IpAddr) -> Offer {
         session_id: 1,
         version: 1,
         codecs: vec![Codec::Pcmu, Codec::Pcma],
+        sdes: Default::default(),
     }
 }
 

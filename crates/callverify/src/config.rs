@@ -1111,6 +1111,11 @@ impl Config {
                 register: tr.register,
                 options_interval: (tr.options_interval_s > 0)
                     .then(|| Duration::from_secs(tr.options_interval_s)),
+                srtp: match tr.srtp.get_ref() {
+                    SrtpName::Off => sip::sdp::SrtpPolicy::Off,
+                    SrtpName::Optional => sip::sdp::SrtpPolicy::Optional,
+                    SrtpName::Mandatory => sip::sdp::SrtpPolicy::Mandatory,
+                },
             })
             .collect();
         (ua, trunks)

@@ -39,15 +39,14 @@ fn bad_files_exit_2_with_line_and_reason() {
     assert_eq!(code, 2);
     assert!(stderr.contains(&format!("{VAR} is not set")), "{stderr}");
     let bad = std::env::temp_dir().join(format!("callverify-bad-{}.toml", std::process::id()));
-    let text = std::fs::read_to_string(EXAMPLE)
-        .unwrap()
-        .replace("t1_ms = 500", "t1_ms = -5");
-    std::fs::write(&bad, text).unwrap();
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    let line = text[..text.find("t1_ms = 500").unwrap()].lines().count() + 1;
+    std::fs::write(&bad, text.replace("t1_ms = 500", "t1_ms = -5")).unwrap();
     let (code, _, stderr) = check(bad.to_str().unwrap(), Some("x"));
     assert_eq!(code, 2);
     assert!(
         stderr.starts_with(&format!(
-            "callverify: bad configuration: {}:14: ",
+            "callverify: bad configuration: {}:{line}: ",
             bad.display()
         )),
         "{stderr}"

@@ -285,10 +285,13 @@ pub struct MediaReport {
     pub packets_lost: i64,
     /// Interarrival jitter in milliseconds.
     pub jitter_ms: f64,
-    /// Packets dropped because they came from another address or SSRC.
+    /// Packets dropped because they came from another address or SSRC, or (with SRTP) did
+    /// not authenticate.
     pub packets_rejected: u64,
     /// Packets dropped as not RTP.
     pub packets_malformed: u64,
+    /// Whether media went as SRTP (the answer took the SDES offer).
+    pub srtp: bool,
 }
 
 impl MediaReport {
@@ -301,6 +304,7 @@ impl MediaReport {
             jitter_ms: f64::from(s.jitter) / 8.0,
             packets_rejected: s.dropped_source + s.dropped_ssrc,
             packets_malformed: s.dropped_malformed,
+            srtp: false,
         }
     }
 }
@@ -474,6 +478,8 @@ pub struct VerificationCall {
     timings: Timings,
     out: VecDeque<Output>,
     rng: u64,
+    /// SRTP packets that did not authenticate (dropped by the driver).
+    unauthenticated: u64,
 }
 
 impl VerificationCall {
@@ -508,6 +514,7 @@ impl VerificationCall {
             timings: Timings::default(),
             out: VecDeque::new(),
             rng: seed,
+            unauthenticated: 0,
         }
     }
 
@@ -614,8 +621,15 @@ impl VerificationCall {
         self.playout.queue.clear();
         self.timings.duration_ms = self.ms_since_start(now);
         let media = match &self.media {
-            Some(m) => MediaReport::from_stats(Some(m.answer.codec), m.sent, &m.rx.stats()),
+            Some(m) => MediaReport {
+                srtp: m.answer.sdes.is_some(),
+                ..MediaReport::from_stats(Some(m.answer.codec), m.sent, &m.rx.stats())
+            },
             None => MediaReport::default(),
+        };
+        let media = MediaReport {
+            packets_rejected: media.packets_rejected + self.unauthenticated,
+            ..media
         };
         let report = CallReport {
             outcome: self.outcome.clone().unwrap_or(Outcome::Failed {
@@ -681,6 +695,12 @@ impl VerificationCall {
             self.set_outcome(now, Outcome::Canceled);
         }
         self.hang_up();
+    }
+
+    /// An SRTP packet that did not authenticate (forged, replayed or under another key)
+    /// was dropped: it is counted with the rejected packets.
+    pub fn handle_unauthenticated(&mut self) {
+        self.unauthenticated += 1;
     }
 
     /// A datagram arrived on the call's RTP socket.

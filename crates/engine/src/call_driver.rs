@@ -3,6 +3,7 @@
 //! into the state machine and its packets out. Pacing is deadline-based (the n-th frame is
 //! due n·20 ms after the answer), so a late wake-up does not shift the frames after it.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use media::Codec;
 use media::rtp::MAX_PACKET;
-use sip::sdp::Offer;
+use media::srtp::{MASTER_LEN, Srtp, Suite};
+use sip::sdp::{Offer, Sdes, SdesKey};
 use sip::{CallEvent, EndReason};
 use store::PhoneNumber;
 use tokio::net::UdpSocket;
@@ -230,7 +232,15 @@ pub async fn verify(
         session_id: seed >> 1,
         version: 1,
         codecs: media.codecs.clone(),
+        // Offered only where the trunk says (the user agent sets the policy per trunk).
+        sdes: Sdes {
+            policy: Default::default(),
+            key: Some(srtp_key()),
+        },
     };
+    let ours = offer.sdes.key.clone();
+    // SRTP for what callverify sends and for what it receives, once an answer takes the key.
+    let mut srtp: Option<(Srtp, Srtp)> = None;
     let started = Instant::now();
     let mut call = endpoint.call(target.as_e164(), offer).await?;
     let span = info_span!("call", call = %call.handle, to = %target);
@@ -247,7 +257,12 @@ pub async fn verify(
             while let Some(out) = vc.poll_output(&mut pkt) {
                 match out {
                     Output::Rtp { to, len } => {
-                        if let Err(e) = rtp.send_to(&pkt[..len], to).await {
+                        let sent = match &mut srtp {
+                            Some((tx, _)) => tx.protect_rtp(&pkt[..len]).map(Cow::Owned),
+                            None => Ok(Cow::Borrowed(&pkt[..len])),
+                        };
+                        let Ok(bytes) = sent else { continue };
+                        if let Err(e) = rtp.send_to(&bytes, to).await {
                             debug!(%to, error = %e, "RTP send failed");
                         }
                         if media.measure_pacing {
@@ -259,7 +274,13 @@ pub async fn verify(
                         }
                     }
                     Output::Rtcp { to, bytes } => {
-                        let _ = rtcp.send_to(&bytes, to).await;
+                        let sent = match &mut srtp {
+                            Some((tx, _)) => tx.protect_rtcp(&bytes),
+                            None => Ok(bytes),
+                        };
+                        if let Ok(bytes) = sent {
+                            let _ = rtcp.send_to(&bytes, to).await;
+                        }
                     }
                     Output::Hangup => call.hangup(),
                     Output::Report(Report::Finished(report)) => {
@@ -299,18 +320,27 @@ pub async fn verify(
                     let now = Instant::now();
                     if pacing {
                         while let Ok((n, from, arrival)) = recv_stamped(&rtp, &mut buf, now) {
-                            vc.handle_rtp(arrival, from, &buf[..n]);
+                            deliver(&mut vc, &mut srtp, arrival, from, &buf[..n]);
                         }
                     }
                     vc.handle_timeout(now);
                 }
                 ev = call.next_event() => {
                     let ev = ev.unwrap_or(CallEvent::Ended(EndReason::TransportError));
+                    if let (CallEvent::Answered { answer }, Some(ours)) = (&ev, &ours)
+                        && let Some(theirs) = &answer.sdes
+                    {
+                        info!(suite = theirs.suite.name(), "media is SRTP");
+                        srtp = Some((
+                            Srtp::new(ours.suite, &ours.master),
+                            Srtp::new(theirs.suite, &theirs.master),
+                        ));
+                    }
                     vc.handle_sip(Instant::now(), ev);
                 }
                 r = rtp.recv_from(&mut buf), if !pacing => {
                     if let Ok((n, from)) = r {
-                        vc.handle_rtp(Instant::now(), from, &buf[..n]);
+                        deliver(&mut vc, &mut srtp, Instant::now(), from, &buf[..n]);
                     }
                 }
                 () = &mut cancel, if !cancelled => {
@@ -322,6 +352,38 @@ pub async fn verify(
     }
     .instrument(span)
     .await
+}
+
+/// A fresh SDES master key and salt for one call, from the operating system's generator.
+fn srtp_key() -> SdesKey {
+    let mut master = [0u8; MASTER_LEN];
+    getrandom::fill(&mut master).expect("the operating system's random generator works");
+    SdesKey {
+        tag: 1,
+        suite: Suite::AesCm128HmacSha1_80,
+        master,
+    }
+}
+
+/// Hands a received datagram to the call: with SRTP, only once it authenticates and is
+/// decrypted (one that does not is counted and dropped).
+fn deliver(
+    vc: &mut VerificationCall,
+    srtp: &mut Option<(Srtp, Srtp)>,
+    at: Instant,
+    from: SocketAddr,
+    bytes: &[u8],
+) {
+    match srtp {
+        None => vc.handle_rtp(at, from, bytes),
+        Some((_, rx)) => match rx.unprotect_rtp(bytes) {
+            Ok(plain) => vc.handle_rtp(at, from, &plain),
+            Err(e) => {
+                debug!(%from, error = %e, "SRTP packet dropped");
+                vc.handle_unauthenticated();
+            }
+        },
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ fn answer() -> Answer {
         telephone_event_pt: Some(101),
         ptime: Some(20),
         direction: Direction::SendRecv,
+        sdes: None,
     }
 }
 

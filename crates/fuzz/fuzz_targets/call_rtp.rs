@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
                 telephone_event_pt: Some(101),
                 ptime: Some(20),
                 direction: Direction::SendRecv,
+                sdes: None,
             },
         },
     );

@@ -11,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
         session_id: 1,
         version: 1,
         codecs: vec![media::Codec::Pcmu, media::Codec::Pcma],
+        sdes: Default::default(),
     };
     if let Ok(a) = parse_answer(&String::from_utf8_lossy(data), &offer) {
         assert!(a.remote.port() != 0);

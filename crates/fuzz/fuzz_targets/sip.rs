@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         credentials: Some(sip::Credentials { username: "u".into(), password: "p".into() }),
         register: true,
         options_interval: Some(Duration::from_secs(30)),
+        srtp: Default::default(),
     };
     let mut ua = UserAgent::new(cfg, vec![trunk], 1).unwrap();
     let mut now = Instant::now();
@@ -49,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
         session_id: 1,
         version: 1,
         codecs: vec![media::Codec::Pcmu],
+        sdes: Default::default(),
     };
     ua.invite(now, "+81901234567", offer).unwrap();
     let mut invite = None;

@@ -2,7 +2,7 @@
 //! pre-encoded once into 20 ms frames that every call shares.
 //!
 //! With [`rtp`]: RTP packets, RTCP sender reports and reception statistics for one call, with
-//! only the negotiated peer accepted. With [`vad`]: voice activity for answering-machine
+//! only the negotiated peer accepted; [`srtp`] protects them (RFC 3711). With [`vad`]: voice activity for answering-machine
 //! detection.
 //!
 //! No sockets, no clocks and no tokio: sending every 20 ms is the engine's.
@@ -11,6 +11,7 @@ pub mod g711;
 pub mod prompt;
 pub mod resample;
 pub mod rtp;
+pub mod srtp;
 pub mod vad;
 pub mod wav;
 

@@ -5,11 +5,95 @@
 //! accept an audio stream on a port other than 0 with one of those codecs, and says where to
 //! send media, which codec and payload type to use, and which payload type carries RFC 4733
 //! events (if any).
+//!
+//! With SDES (RFC 4568), the offer carries an a=crypto line with callverify's SRTP master key
+//! (in RTP/SAVP when the trunk requires SRTP, in RTP/AVP when SRTP is optional), and the
+//! answer's a=crypto line with the same tag and suite gives the callee's key.
 
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use media::Codec;
+use media::srtp::{MASTER_LEN, Suite};
+
+/// Whether a trunk's calls use SRTP with SDES keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SrtpPolicy {
+    /// Plain RTP; no keys in the offer.
+    #[default]
+    Off,
+    /// RTP/AVP with a=crypto: SRTP when the answer has a matching a=crypto, RTP otherwise.
+    Optional,
+    /// RTP/SAVP: an answer without a matching a=crypto is unusable.
+    Mandatory,
+}
+
+/// An SDES key: the a=crypto tag, the suite and the master key and salt.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SdesKey {
+    /// The a=crypto tag.
+    pub tag: u32,
+    /// The crypto suite.
+    pub suite: Suite,
+    /// Master key (16 bytes) then master salt (14 bytes).
+    pub master: [u8; MASTER_LEN],
+}
+
+impl std::fmt::Debug for SdesKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        write!(f, "SdesKey({} {})", self.tag, self.suite.name())
+    }
+}
+
+impl SdesKey {
+    fn attribute(&self) -> String {
+        format!(
+            "a=crypto:{} {} inline:{}\r\n",
+            self.tag,
+            self.suite.name(),
+            BASE64.encode(self.master)
+        )
+    }
+
+    /// An a=crypto value (`tag suite inline:key[|lifetime]`), if it is one callverify can
+    /// use (a supported suite, one key, no MKI, no session parameters).
+    fn parse(value: &str) -> Option<SdesKey> {
+        let mut f = value.split_whitespace();
+        let tag = f.next()?.parse().ok()?;
+        let suite = Suite::from_name(f.next()?)?;
+        let key = f.next()?.strip_prefix("inline:")?;
+        if f.next().is_some() {
+            return None;
+        }
+        let mut parts = key.split('|');
+        let master = BASE64.decode(parts.next()?).ok()?.try_into().ok()?;
+        match (parts.next(), parts.next()) {
+            (None, None) => {}
+            // A lifetime (2^n or a number) is fine; an MKI is not supported.
+            (Some(l), None) if !l.contains(':') => {}
+            _ => return None,
+        }
+        Some(SdesKey { tag, suite, master })
+    }
+}
+
+/// What callverify offers for SRTP: the trunk's policy (set by the user agent) and the key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sdes {
+    /// The trunk's policy; the user agent sets it for the trunk a call goes to.
+    pub policy: SrtpPolicy,
+    /// callverify's key, when the call may use SRTP.
+    pub key: Option<SdesKey>,
+}
+
+impl Sdes {
+    fn offered(&self) -> Option<&SdesKey> {
+        self.key.as_ref().filter(|_| self.policy != SrtpPolicy::Off)
+    }
+}
 
 /// The payload type callverify offers for telephone-event.
 pub const OFFER_TELEPHONE_EVENT_PT: u8 = 101;
@@ -27,6 +111,8 @@ pub struct Offer {
     pub version: u64,
     /// Codecs in order of preference.
     pub codecs: Vec<Codec>,
+    /// SRTP keys (SDES).
+    pub sdes: Sdes,
 }
 
 impl Offer {
@@ -59,12 +145,19 @@ impl Offer {
             .map(|c| c.payload_type().to_string())
             .chain(std::iter::once(te.to_string()))
             .collect();
-        let _ = write!(s, "m=audio {} RTP/AVP {}\r\n", self.port, pts.join(" "));
+        let proto = match self.sdes.policy {
+            SrtpPolicy::Mandatory if self.sdes.key.is_some() => "RTP/SAVP",
+            _ => "RTP/AVP",
+        };
+        let _ = write!(s, "m=audio {} {proto} {}\r\n", self.port, pts.join(" "));
         for c in &self.codecs {
             let _ = write!(s, "a=rtpmap:{} {}/8000\r\n", c.payload_type(), c.name());
         }
         let _ = write!(s, "a=rtpmap:{te} telephone-event/8000\r\n");
         let _ = write!(s, "a=fmtp:{te} 0-15\r\na=ptime:20\r\na=sendrecv\r\n");
+        if let Some(key) = self.sdes.offered() {
+            s += &key.attribute();
+        }
         s
     }
 }
@@ -97,6 +190,8 @@ pub struct Answer {
     pub ptime: Option<u32>,
     /// The media direction.
     pub direction: Direction,
+    /// The callee's SRTP key, when the answer took callverify's SDES offer: SRTP both ways.
+    pub sdes: Option<SdesKey>,
 }
 
 /// Why an answer is unusable.
@@ -116,9 +211,12 @@ pub enum SdpError {
     /// The audio stream was declined (port 0).
     #[error("SDP answer rejected the audio stream (port 0)")]
     Rejected,
-    /// The audio transport is not plain RTP/AVP.
+    /// The audio transport is not RTP/AVP (or RTP/SAVP when SRTP was offered).
     #[error("SDP answer uses transport {0:?}, expected RTP/AVP")]
     Transport(String),
+    /// SRTP was required (or RTP/SAVP answered) without a usable a=crypto for the offered one.
+    #[error("SDP answer has no a=crypto matching the offered SRTP key")]
+    NoSrtpKey,
     /// No offered codec is in the answer.
     #[error("SDP answer has no offered codec (answer formats: {0})")]
     NoCommonCodec(String),
@@ -137,6 +235,7 @@ struct Media {
     rtpmaps: Vec<(u8, String)>,
     ptime: Option<u32>,
     direction: Option<Direction>,
+    crypto: Vec<SdesKey>,
 }
 
 fn connection(value: &str, line: usize) -> Result<IpAddr, SdpError> {
@@ -208,6 +307,7 @@ pub fn parse_answer(body: &str, offer: &Offer) -> Result<Answer, SdpError> {
                     rtpmaps: Vec::new(),
                     ptime: None,
                     direction: None,
+                    crypto: Vec::new(),
                 });
             }
             "c" => {
@@ -234,6 +334,7 @@ pub fn parse_answer(body: &str, offer: &Offer) -> Result<Answer, SdpError> {
                         m.rtpmaps.push((pt, enc.trim().to_ascii_lowercase()));
                     }
                     "ptime" => m.ptime = arg.trim().parse().ok(),
+                    "crypto" => m.crypto.extend(SdesKey::parse(arg)),
                     other => m.direction = direction(other).or(m.direction),
                 }
             }
@@ -248,8 +349,22 @@ pub fn parse_answer(body: &str, offer: &Offer) -> Result<Answer, SdpError> {
     let Some(audio) = audio_lines.iter().find(|m| m.port != 0) else {
         return Err(SdpError::Rejected);
     };
-    if !audio.proto.eq_ignore_ascii_case("RTP/AVP") {
+    let offered = offer.sdes.offered();
+    let savp = audio.proto.eq_ignore_ascii_case("RTP/SAVP");
+    let avp = audio.proto.eq_ignore_ascii_case("RTP/AVP");
+    if !(avp || savp && offered.is_some()) {
         return Err(SdpError::Transport(audio.proto.clone()));
+    }
+    // The answer takes the offered key by answering its tag with its suite.
+    let sdes = offered.and_then(|ours| {
+        audio
+            .crypto
+            .iter()
+            .find(|k| k.tag == ours.tag && k.suite == ours.suite)
+            .cloned()
+    });
+    if sdes.is_none() && (savp || offer.sdes.policy == SrtpPolicy::Mandatory && offered.is_some()) {
+        return Err(SdpError::NoSrtpKey);
     }
     let encoding = |pt: u8| {
         audio
@@ -299,6 +414,7 @@ pub fn parse_answer(body: &str, offer: &Offer) -> Result<Answer, SdpError> {
             .direction
             .or(session_dir)
             .unwrap_or(Direction::SendRecv),
+        sdes,
     })
 }
 
@@ -313,7 +429,89 @@ mod tests {
             session_id: 42,
             version: 1,
             codecs: vec![Codec::Pcmu, Codec::Pcma],
+            sdes: Sdes::default(),
         }
+    }
+
+    fn keyed(policy: SrtpPolicy) -> Offer {
+        Offer {
+            sdes: Sdes {
+                policy,
+                key: Some(SdesKey {
+                    tag: 1,
+                    suite: Suite::AesCm128HmacSha1_80,
+                    master: std::array::from_fn(|i| i as u8),
+                }),
+            },
+            ..offer()
+        }
+    }
+
+    #[test]
+    fn srtp_offers_and_answers() {
+        // Off: no key in the offer, even when there is one.
+        let s = keyed(SrtpPolicy::Off).to_sdp();
+        assert!(s.contains("RTP/AVP") && !s.contains("a=crypto"), "{s}");
+        let key = "inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd";
+        let s = keyed(SrtpPolicy::Optional).to_sdp();
+        assert!(s.contains("m=audio 40000 RTP/AVP 0 8 101\r\n"), "{s}");
+        assert!(
+            s.contains(&format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 {key}\r\n")),
+            "{s}"
+        );
+        let s = keyed(SrtpPolicy::Mandatory).to_sdp();
+        assert!(s.contains("m=audio 40000 RTP/SAVP 0 8 101\r\n"), "{s}");
+        // A baresip-style answer: its own key under our tag.
+        let theirs = "inline:ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXowMTIzNDU2";
+        let answer = |proto: &str, crypto: &str| {
+            format!(
+                "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 {proto} 0 101\r\na=rtpmap:101 telephone-event/8000\r\n{crypto}"
+            )
+        };
+        let with_key = format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 {theirs}|2^31\r\n");
+        for policy in [SrtpPolicy::Optional, SrtpPolicy::Mandatory] {
+            for proto in ["RTP/AVP", "RTP/SAVP"] {
+                let a = parse_answer(&answer(proto, &with_key), &keyed(policy)).unwrap();
+                let k = a.sdes.expect("the callee's key");
+                assert_eq!(&k.master[..3], b"def");
+                assert_eq!(format!("{k:?}"), "SdesKey(1 AES_CM_128_HMAC_SHA1_80)");
+            }
+        }
+        // Optional and no key in an RTP/AVP answer: plain RTP.
+        let a = parse_answer(&answer("RTP/AVP", ""), &keyed(SrtpPolicy::Optional)).unwrap();
+        assert_eq!(a.sdes, None);
+        // Mandatory without a key, a key under another tag or suite, an MKI, or SAVP
+        // without a key: unusable.
+        for (policy, body) in [
+            (SrtpPolicy::Mandatory, answer("RTP/AVP", "")),
+            (SrtpPolicy::Mandatory, answer("RTP/SAVP", "")),
+            (SrtpPolicy::Optional, answer("RTP/SAVP", "")),
+            (
+                SrtpPolicy::Mandatory,
+                answer("RTP/SAVP", &with_key.replace("crypto:1", "crypto:2")),
+            ),
+            (
+                SrtpPolicy::Mandatory,
+                answer("RTP/SAVP", &with_key.replace("_80", "_32")),
+            ),
+            (
+                SrtpPolicy::Mandatory,
+                answer("RTP/SAVP", &with_key.replace("2^31", "2^31|1:4")),
+            ),
+        ] {
+            assert_eq!(
+                parse_answer(&body, &keyed(policy)),
+                Err(SdpError::NoSrtpKey),
+                "{body}"
+            );
+        }
+        // A key answered to an offer without one is ignored; SAVP is refused.
+        let a = parse_answer(&answer("RTP/AVP", &with_key), &offer()).unwrap();
+        assert_eq!(a.sdes, None);
+        assert_eq!(
+            parse_answer(&answer("RTP/SAVP", &with_key), &offer()),
+            Err(SdpError::Transport("RTP/SAVP".into()))
+        );
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct TrunkConfig {
     pub register: bool,
     /// OPTIONS keep-alive interval; `None` for none.
     pub options_interval: Option<Duration>,
+    /// SRTP with SDES keys for the calls through it (only over TLS, which keeps the keys
+    /// secret: the configuration checks that).
+    pub srtp: sdp::SrtpPolicy,
 }
 
 /// The user agent's settings.
@@ -727,12 +730,13 @@ impl UserAgent {
         &mut self,
         trunk: usize,
         target: String,
-        offer: Offer,
+        mut offer: Offer,
         now: Instant,
         mut tried: Vec<usize>,
     ) -> Leg {
         tried.push(trunk);
         let tr = &self.trunks[trunk];
+        offer.sdes.policy = tr.cfg.srtp;
         let local_tag = self.rng.hex();
         let domain = &tr.cfg.domain;
         Leg {

@@ -29,6 +29,7 @@ fn trunk(name: &str, addr: &str) -> TrunkConfig {
         }),
         register: false,
         options_interval: None,
+        srtp: Default::default(),
     }
 }
 
@@ -39,6 +40,7 @@ fn offer() -> Offer {
         session_id: 1,
         version: 1,
         codecs: vec![Codec::Pcmu, Codec::Pcma],
+        sdes: Default::default(),
     }
 }
 
