@@ -1345,6 +1345,18 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_compose_configuration_loads() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../sip-config/docker.toml"
+        ))
+        .unwrap();
+        let c = Config::parse(&text, "docker.toml", |_| None).unwrap();
+        assert_eq!(c.trunks[0].address, "172.28.0.20:5060".parse().unwrap());
+        assert_eq!(c.store.url_env.as_deref(), Some("CALLVERIFY_DATABASE_URL"));
+    }
+
+    #[test]
     fn no_trunk_is_an_error() {
         let text = shipped();
         let cut = &text[..text.find("# Trunks are tried").unwrap()];
