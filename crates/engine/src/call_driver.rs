@@ -241,6 +241,7 @@ pub async fn verify(
     let ours = offer.sdes.key.clone();
     // SRTP for what callverify sends and for what it receives, once an answer takes the key.
     let mut srtp: Option<(Srtp, Srtp)> = None;
+    let mut their_key: Option<SdesKey> = None;
     let started = Instant::now();
     let mut call = endpoint.call(target.as_e164(), offer).await?;
     let span = info_span!("call", call = %call.handle, to = %target);
@@ -327,14 +328,29 @@ pub async fn verify(
                 }
                 ev = call.next_event() => {
                     let ev = ev.unwrap_or(CallEvent::Ended(EndReason::TransportError));
-                    if let (CallEvent::Answered { answer }, Some(ours)) = (&ev, &ours)
-                        && let Some(theirs) = &answer.sdes
-                    {
-                        info!(suite = theirs.suite.name(), "media is SRTP");
-                        srtp = Some((
-                            Srtp::new(ours.suite, &ours.master),
-                            Srtp::new(theirs.suite, &theirs.master),
-                        ));
+                    match (&ev, &ours) {
+                        (CallEvent::Answered { answer }, Some(ours)) => {
+                            if let Some(theirs) = &answer.sdes {
+                                info!(suite = theirs.suite.name(), "media is SRTP");
+                                srtp = Some((
+                                    Srtp::new(ours.suite, &ours.master),
+                                    Srtp::new(theirs.suite, &theirs.master),
+                                ));
+                                their_key = Some(theirs.clone());
+                            }
+                        }
+                        // A re-INVITE with a new key of the callee's: what it sends is
+                        // checked under the new key (callverify's own key stays).
+                        (CallEvent::MediaChanged { answer }, _) => {
+                            if let (Some((_, rx)), Some(theirs)) = (&mut srtp, &answer.sdes)
+                                && their_key.as_ref() != Some(theirs)
+                            {
+                                info!(suite = theirs.suite.name(), "SRTP rekeyed by the callee");
+                                *rx = Srtp::new(theirs.suite, &theirs.master);
+                                their_key = Some(theirs.clone());
+                            }
+                        }
+                        _ => {}
                     }
                     vc.handle_sip(Instant::now(), ev);
                 }

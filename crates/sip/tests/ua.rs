@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use media::Codec;
+use media::srtp::Suite;
 use sip::message::{self, Builder, Incoming};
-use sip::sdp::Offer;
+use sip::sdp::{Offer, Sdes, SdesKey, SrtpPolicy};
 use sip::{
     CallEvent, CallHandle, Credentials, EndReason, Event, Listener, Output, Registration, Timers,
     Transport, TrunkConfig, UaConfig, UserAgent,
@@ -40,7 +41,15 @@ fn offer() -> Offer {
         session_id: 1,
         version: 1,
         codecs: vec![Codec::Pcmu, Codec::Pcma],
-        sdes: Default::default(),
+        // Offered only through a trunk whose srtp policy says so.
+        sdes: Sdes {
+            policy: SrtpPolicy::Off,
+            key: Some(SdesKey {
+                tag: 1,
+                suite: Suite::AesCm128HmacSha1_80,
+                master: [7; 30],
+            }),
+        },
     }
 }
 
@@ -565,6 +574,85 @@ fn a_reinvite_keeps_the_media_and_a_bad_one_gets_488() {
     s.receive(PEER, bad);
     assert_eq!(s.methods(), vec!["488"]);
     assert!(s.ended().is_none(), "the call goes on");
+}
+
+#[test]
+fn srtp_keys_go_only_where_the_trunk_says_and_a_reinvite_may_bring_a_new_one() {
+    let key = |c: &str| format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{c}\r\n");
+    let theirs = key("ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXowMTIzNDU2");
+    let rekeyed = key("MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0");
+    // A plain trunk: no key in the INVITE, and a key in the answer is not taken.
+    let mut s = Sim::new(vec![trunk("pbx", PEER)]);
+    s.invite();
+    let inv = s.last("INVITE");
+    let body = String::from_utf8_lossy(inv.body()).to_string();
+    assert!(
+        body.contains("RTP/AVP") && !body.contains("crypto"),
+        "{body}"
+    );
+    s.receive(
+        PEER,
+        resp(&inv, 200, "OK")
+            .header("Contact", "<sip:callee@127.0.0.1:5060>")
+            .body("application/sdp", format!("{ANSWER}{theirs}"))
+            .build(),
+    );
+    let Some(CallEvent::Answered { answer: a }) = s.call_events().into_iter().nth(1) else {
+        panic!("{:?}", s.call_events())
+    };
+    assert_eq!(a.sdes, None);
+    let mut s = Sim::new(vec![TrunkConfig {
+        srtp: SrtpPolicy::Mandatory,
+        ..trunk("pbx", PEER)
+    }]);
+    s.invite();
+    let inv = s.last("INVITE");
+    let body = String::from_utf8_lossy(inv.body()).to_string();
+    assert!(body.contains("m=audio 40000 RTP/SAVP 0 8 101"), "{body}");
+    assert!(
+        body.contains(&key("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH")),
+        "{body}"
+    );
+    let answer = ANSWER.replace("RTP/AVP", "RTP/SAVP") + &theirs;
+    s.receive(
+        PEER,
+        resp(&inv, 200, "OK")
+            .header("Contact", "<sip:callee@127.0.0.1:5060>")
+            .body("application/sdp", answer.clone())
+            .build(),
+    );
+    let Some(CallEvent::Answered { answer: a }) = s.call_events().into_iter().nth(1) else {
+        panic!("{:?}", s.call_events())
+    };
+    assert_eq!(&a.sdes.expect("their key").master[..3], b"def");
+    // The callee re-offers with a new key: it is reported; our answer keeps our key.
+    let reoffer = answer.replace(&theirs, &rekeyed);
+    s.take_sent();
+    s.receive(
+        PEER,
+        callee_request(&inv, "INVITE", 2, "z9hG4bKre1")
+            .header("Contact", "<sip:callee@127.0.0.1:5060>")
+            .body("application/sdp", reoffer)
+            .build(),
+    );
+    let (_, _, ok) = s.sent.last().unwrap().clone();
+    assert_eq!(ok.status(), Some(200));
+    let body = String::from_utf8_lossy(ok.body()).to_string();
+    assert!(
+        body.contains(&key("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH")),
+        "{body}"
+    );
+    let Some(CallEvent::MediaChanged { answer: a }) = s.call_events().into_iter().last() else {
+        panic!("{:?}", s.call_events())
+    };
+    assert_eq!(&a.sdes.expect("their new key").master[..3], b"012");
+    // A re-offer without SRTP is refused: the call stays SRTP.
+    let plain = callee_request(&inv, "INVITE", 3, "z9hG4bKre2")
+        .body("application/sdp", ANSWER)
+        .build();
+    s.take_sent();
+    s.receive(PEER, plain);
+    assert_eq!(s.methods(), vec!["488"]);
 }
 
 #[test]
