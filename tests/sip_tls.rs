@@ -2,40 +2,14 @@
 //! certificate is checked before anything is sent, and the call is approved on the '#' in
 //! its audio.
 
-use std::path::PathBuf;
-
 use callverify_e2e::{
-    Baresip, BaresipSecurity, TestCa, V4, free_rtp_pair, media_at, scratch, script, tls_endpoint,
+    Baresip, BaresipSecurity, TestCa, V4, free_rtp_pair, media_at, pound_wav, script, tls_endpoint,
     trunk, verify_call,
 };
-use dtmf::Digit;
 use engine::{Outcome, TlsSettings, TlsTrunk};
 use media::Language;
 use sip::Transport;
 use sip::sdp::SrtpPolicy;
-use testaudio::Signal;
-
-/// A WAV (8 kHz) of silence then a '#' tone: what baresip "says" when it answers.
-fn pound_wav(name: &str) -> PathBuf {
-    let wav = scratch(name).join("pound.wav");
-    let pcm = Signal::new()
-        .silence(1500.0)
-        .digit(Digit::Pound, -10.0, 200.0)
-        .silence(500.0)
-        .pcm();
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
-    for s in pcm {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
-    wav
-}
 
 /// The gateway's TLS settings: its own certificate from `ca` for its listener, and the
 /// phone at `phone` checked for `name` against `trusted`.

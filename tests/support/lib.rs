@@ -899,6 +899,29 @@ impl Drop for Baresip {
     }
 }
 
+/// A WAV (8 kHz mono) of 1.5 s of silence, a '#' tone of 200 ms and 0.5 s more, in a scratch
+/// directory named `name`: what baresip "says" when it answers.
+pub fn pound_wav(name: &str) -> PathBuf {
+    let wav = scratch(name).join("pound.wav");
+    let pcm = testaudio::Signal::new()
+        .silence(1500.0)
+        .digit(dtmf::Digit::Pound, -10.0, 200.0)
+        .silence(500.0)
+        .pcm();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).expect("create the WAV");
+    for s in pcm {
+        w.write_sample(s).expect("write a sample");
+    }
+    w.finalize().expect("finish the WAV");
+    wav
+}
+
 /// The recorded prompts of `lang` from `prompts/`.
 pub fn prompts(lang: media::Language) -> engine::Prompts {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
