@@ -3,8 +3,7 @@
 //! its audio.
 
 use callverify_e2e::{
-    Baresip, BaresipSecurity, TestCa, V4, free_rtp_pair, media_at, pound_wav, script, tls_endpoint,
-    trunk, verify_call,
+    Baresip, TestCa, V4, free_rtp_pair, media_at, script, tls_endpoint, trunk, verify_call,
 };
 use engine::{Outcome, TlsSettings, TlsTrunk};
 use media::Language;
@@ -36,17 +35,7 @@ fn invites_seen(phone: &Baresip) -> usize {
 #[tokio::test]
 async fn a_call_over_tls_to_a_checked_certificate_is_approved() {
     let ca = TestCa::new("tls-ok");
-    let cert = ca.issue("phone", &["127.0.0.1"]);
-    let wav = pound_wav("tls-ok-wav");
-    let phone = Baresip::start_secured(
-        "tls-ok",
-        &wav,
-        BaresipSecurity {
-            certificate: Some(&cert.both_file),
-            ca_file: Some(&ca.ca_file),
-            mediaenc: None,
-        },
-    );
+    let phone = Baresip::start_tls("tls-ok", &ca, None);
     let at = phone.tls_addr.unwrap();
     let ep = tls_endpoint(
         V4,
@@ -73,17 +62,7 @@ async fn a_call_over_tls_to_a_checked_certificate_is_approved() {
 async fn a_certificate_from_another_ca_or_for_another_name_gets_nothing() {
     let ca = TestCa::new("tls-bad");
     let other = TestCa::new("tls-other");
-    let cert = ca.issue("phone", &["127.0.0.1"]);
-    let wav = pound_wav("tls-bad-wav");
-    let phone = Baresip::start_secured(
-        "tls-bad",
-        &wav,
-        BaresipSecurity {
-            certificate: Some(&cert.both_file),
-            ca_file: Some(&ca.ca_file),
-            mediaenc: None,
-        },
-    );
+    let phone = Baresip::start_tls("tls-bad", &ca, None);
     let at = phone.tls_addr.unwrap();
     for (name, trusted, why) in [
         ("127.0.0.1", &other.ca_file, "an untrusted CA"),
@@ -107,27 +86,19 @@ async fn a_certificate_from_another_ca_or_for_another_name_gets_nothing() {
     assert_eq!(invites_seen(&phone), 0, "{}", phone.log());
 }
 
-/// baresip over TLS with `mediaenc`, answering with the '#' WAV.
-fn secured_phone(name: &str, ca: &TestCa, mediaenc: Option<&str>) -> Baresip {
-    let cert = ca.issue("phone", &["127.0.0.1"]);
-    let wav = pound_wav(&format!("{name}-wav"));
-    Baresip::start_secured(
-        name,
-        &wav,
-        BaresipSecurity {
-            certificate: Some(&cert.both_file),
-            ca_file: Some(&ca.ca_file),
-            mediaenc,
-        },
-    )
-}
-
-/// A TLS trunk to `phone` with the SRTP policy `srtp`.
-fn srtp_trunk(phone: &Baresip, srtp: SrtpPolicy) -> sip::TrunkConfig {
-    sip::TrunkConfig {
+/// A verification call to `phone` over TLS (its certificate checked against `ca`) with the
+/// SRTP policy `srtp`.
+async fn srtp_call(ca: &TestCa, phone: &Baresip, srtp: SrtpPolicy) -> engine::CallReport {
+    let at = phone.tls_addr.unwrap();
+    let trunk = sip::TrunkConfig {
         srtp,
-        ..trunk("softphone", Transport::Tls, phone.tls_addr.unwrap())
-    }
+        ..trunk("softphone", Transport::Tls, at)
+    };
+    let ep = tls_endpoint(V4, vec![trunk], settings(ca, at, "127.0.0.1", &ca.ca_file)).await;
+    let media = media_at(V4, free_rtp_pair(V4));
+    let r = verify_call(&ep, &media, script(), Language::En).await;
+    ep.shutdown().await;
+    r
 }
 
 #[tokio::test]
@@ -137,17 +108,8 @@ async fn srtp_with_sdes_keys_carries_the_call_both_ways() {
         (SrtpPolicy::Optional, "srtp"),
     ] {
         let ca = TestCa::new(&format!("srtp-{mediaenc}"));
-        let phone = secured_phone(&format!("srtp-{mediaenc}"), &ca, Some(mediaenc));
-        let at = phone.tls_addr.unwrap();
-        let ep = tls_endpoint(
-            V4,
-            vec![srtp_trunk(&phone, policy)],
-            settings(&ca, at, "127.0.0.1", &ca.ca_file),
-        )
-        .await;
-        let media = media_at(V4, free_rtp_pair(V4));
-        let r = verify_call(&ep, &media, script(), Language::En).await;
-        ep.shutdown().await;
+        let phone = Baresip::start_tls(&format!("srtp-{mediaenc}"), &ca, Some(mediaenc));
+        let r = srtp_call(&ca, &phone, policy).await;
         let log = phone.log();
         // The '#' in baresip's audio was decrypted and heard...
         assert_eq!(r.outcome, Outcome::Approved, "{mediaenc}: {r:?}\n{log}");
@@ -171,18 +133,9 @@ async fn srtp_with_sdes_keys_carries_the_call_both_ways() {
 #[tokio::test]
 async fn mandatory_srtp_refuses_a_phone_without_it_and_optional_falls_back_to_rtp() {
     let ca = TestCa::new("srtp-none");
-    let phone = secured_phone("srtp-none", &ca, None);
-    let at = phone.tls_addr.unwrap();
+    let phone = Baresip::start_tls("srtp-none", &ca, None);
     for (policy, want_approved) in [(SrtpPolicy::Mandatory, false), (SrtpPolicy::Optional, true)] {
-        let ep = tls_endpoint(
-            V4,
-            vec![srtp_trunk(&phone, policy)],
-            settings(&ca, at, "127.0.0.1", &ca.ca_file),
-        )
-        .await;
-        let media = media_at(V4, free_rtp_pair(V4));
-        let r = verify_call(&ep, &media, script(), Language::En).await;
-        ep.shutdown().await;
+        let r = srtp_call(&ca, &phone, policy).await;
         if want_approved {
             assert_eq!(r.outcome, Outcome::Approved, "{r:?}\n{}", phone.log());
             assert!(!r.media.srtp, "{r:?}");

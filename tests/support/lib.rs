@@ -456,10 +456,23 @@ pub async fn endpoint_with(
     SipEndpoint,
     tokio::sync::mpsc::UnboundedReceiver<sip::Event>,
 ) {
-    let cfg = UaConfig {
-        listen: [Transport::Udp, Transport::Tcp]
-            .into_iter()
-            .map(|transport| Listener {
+    let cfg = ua_config(ip, &[Transport::Udp, Transport::Tcp], timers, ring_timeout);
+    SipEndpoint::start(cfg, trunks)
+        .await
+        .expect("the endpoint starts")
+}
+
+/// The user agent's settings for listeners of `transports` on free ports of `ip`.
+fn ua_config(
+    ip: IpAddr,
+    transports: &[Transport],
+    timers: Timers,
+    ring_timeout: Duration,
+) -> UaConfig {
+    UaConfig {
+        listen: transports
+            .iter()
+            .map(|&transport| Listener {
                 transport,
                 addr: SocketAddr::new(ip, 0),
             })
@@ -467,10 +480,7 @@ pub async fn endpoint_with(
         user_agent: "callverify-e2e".into(),
         timers,
         ring_timeout,
-    };
-    SipEndpoint::start(cfg, trunks)
-        .await
-        .expect("the endpoint starts")
+    }
 }
 
 /// callverify's endpoint with a TLS listener on a free port of `ip` (presenting
@@ -480,18 +490,8 @@ pub async fn tls_endpoint(
     trunks: Vec<TrunkConfig>,
     tls: engine::TlsSettings,
 ) -> SipEndpoint {
-    let cfg = UaConfig {
-        listen: [Transport::Udp, Transport::Tcp, Transport::Tls]
-            .into_iter()
-            .map(|transport| Listener {
-                transport,
-                addr: SocketAddr::new(ip, 0),
-            })
-            .collect(),
-        user_agent: "callverify-e2e".into(),
-        timers: Timers::default(),
-        ring_timeout: BOUND,
-    };
+    let all = [Transport::Udp, Transport::Tcp, Transport::Tls];
+    let cfg = ua_config(ip, &all, Timers::default(), BOUND);
     SipEndpoint::start_tls(cfg, trunks, tls)
         .await
         .expect("the endpoint starts")
@@ -804,6 +804,22 @@ impl Baresip {
     /// As [`Baresip::start`], playing `wav` (8 kHz mono) into every call it answers.
     pub fn start_saying(name: &str, wav: &Path) -> Baresip {
         Baresip::start_secured(name, wav, BaresipSecurity::default())
+    }
+
+    /// As [`Baresip::start_secured`] with a certificate for 127.0.0.1 from `ca` (and `ca`
+    /// trusted), `mediaenc` for SRTP, and [`pound_wav`] as what it says.
+    pub fn start_tls(name: &str, ca: &TestCa, mediaenc: Option<&str>) -> Baresip {
+        let cert = ca.issue("phone", &["127.0.0.1"]);
+        let wav = pound_wav(&format!("{name}-wav"));
+        Baresip::start_secured(
+            name,
+            &wav,
+            BaresipSecurity {
+                certificate: Some(&cert.both_file),
+                ca_file: Some(&ca.ca_file),
+                mediaenc,
+            },
+        )
     }
 
     /// As [`Baresip::start_saying`], with TLS and SRTP as `sec` says.

@@ -3,9 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-use callverify_e2e::{
-    BOUND, Baresip, BaresipSecurity, Sipp, TestCa, V4, free_port, free_rtp_pair, pound_wav, scratch,
-};
+use callverify_e2e::{BOUND, Baresip, Sipp, TestCa, V4, free_port, free_rtp_pair, scratch};
 
 /// Runs `callverify call NUMBER` with the configuration at `path`; returns its exit code,
 /// its one JSON line and its log.
@@ -77,18 +75,8 @@ async fn a_call_through_the_configured_trunk_prints_its_outcome_as_json() {
 #[tokio::test]
 async fn a_tls_trunk_with_mandatory_srtp_from_the_configuration_is_approved() {
     let ca = TestCa::new("cli-tls");
-    let phone_cert = ca.issue("phone", &["127.0.0.1"]);
     let own = ca.issue("gateway", &["127.0.0.1"]);
-    let wav = pound_wav("cli-tls-wav");
-    let phone = Baresip::start_secured(
-        "cli-tls",
-        &wav,
-        BaresipSecurity {
-            certificate: Some(&phone_cert.both_file),
-            ca_file: Some(&ca.ca_file),
-            mediaenc: Some("srtp-mand"),
-        },
-    );
+    let phone = Baresip::start_tls("cli-tls", &ca, Some("srtp-mand"));
     let dir = scratch("cli-tls");
     let rtp = free_rtp_pair(V4);
     let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../prompts");
