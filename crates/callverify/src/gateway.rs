@@ -16,6 +16,9 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
+/// The name of the service key the /demo page's backend acts as.
+const DEMO_KEY: &str = "demo page";
+
 /// A running gateway.
 pub struct Gateway {
     /// Where the HTTP API listens.
@@ -134,9 +137,17 @@ impl Gateway {
             .with_lease(Duration::from_secs(cfg.call.claim_lease_s)),
         );
         if cfg.api.demo_page {
-            let (key, _) = store
-                .create_api_key("demo page", KeyKind::Service, now_ms())
-                .await?;
+            // One key for the page, made at the first start (its secret is never used: the
+            // page's backend acts as this key).
+            let key = match store.api_key_named(DEMO_KEY, KeyKind::Service).await? {
+                Some(key) => key,
+                None => {
+                    store
+                        .create_api_key(DEMO_KEY, KeyKind::Service, now_ms())
+                        .await?
+                        .0
+                }
+            };
             warn!("the /demo page is on: whoever reaches it can have a number called");
             api_cfg.demo_page = Some(key);
         }

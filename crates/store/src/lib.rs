@@ -869,6 +869,27 @@ impl Store {
         .transpose()
     }
 
+    /// The oldest key of `kind` named `name` that is not revoked, if any (for a key the
+    /// gateway makes for itself, such as the demo page's, to be made once, not per start).
+    pub async fn api_key_named(&self, name: &str, kind: KeyKind) -> Result<Option<ApiKey>> {
+        let row = sqlx::query(
+            "SELECT id FROM api_keys WHERE name = $1 AND kind = $2 AND revoked_at IS NULL \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(name)
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ApiKey {
+                id: r.try_get("id")?,
+                name: name.into(),
+                kind,
+            })
+        })
+        .transpose()
+    }
+
     /// Revokes a key: its secret stops working.
     pub async fn revoke_api_key(&self, id: &str, now_ms: i64) -> Result<bool> {
         let r =

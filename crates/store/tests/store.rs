@@ -561,6 +561,27 @@ async fn api_keys(store: &Store) {
     assert_eq!(store.api_key(&secret).await.unwrap(), None, "revoked");
     assert!(!store.revoke_api_key(&k.id, 3).await.unwrap());
     assert_eq!(op.name, "ops");
+    // By name: the oldest key of that kind not revoked.
+    assert_eq!(
+        store.api_key_named("idp", KeyKind::Service).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.api_key_named("ops", KeyKind::Service).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.api_key_named("ops", KeyKind::Operator).await.unwrap(),
+        Some(op.clone())
+    );
+    store
+        .create_api_key("ops", KeyKind::Operator, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.api_key_named("ops", KeyKind::Operator).await.unwrap(),
+        Some(op)
+    );
 }
 
 async fn call_log(store: &Store, challenge: &str) {
