@@ -55,7 +55,29 @@ async fn a_call_over_tls_to_a_checked_certificate_is_approved() {
         !log.contains("SIP/2.0/UDP"),
         "nothing came over UDP:\n{log}"
     );
+    // baresip hangs up when its WAV ends, over a TLS connection it opens to our listener
+    // (checking our certificate): the BYE is answered over that connection.
+    let start = std::time::Instant::now();
+    while !bye_answered(&phone.log()) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "baresip's BYE got no 200:\n{}",
+            phone.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     ep.shutdown().await;
+}
+
+/// Whether baresip's log shows a BYE and then a 200 for it.
+fn bye_answered(log: &str) -> bool {
+    log.split_once("\nBYE sip:").is_some_and(|(_, after)| {
+        after.split("SIP/2.0 200").skip(1).any(|resp| {
+            resp.lines()
+                .take(12)
+                .any(|l| l.starts_with("CSeq:") && l.ends_with("BYE"))
+        })
+    })
 }
 
 #[tokio::test]

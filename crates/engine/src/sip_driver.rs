@@ -389,21 +389,25 @@ impl Driver {
                 }
             }
             Transport::Tcp | Transport::Tls => {
-                let tls = match t.transport {
-                    Transport::Tls => match self.tls.get(&t.remote) {
-                        Some(tls) => Some(tls.clone()),
-                        None => {
-                            warn!(remote = %t.remote, "SIP over TLS: no certificate check settings");
-                            return;
-                        }
-                    },
-                    _ => None,
-                };
-                let writer = self.conns.entry(t.remote).or_insert_with(|| {
+                // Over the connection to or from `remote` when there is one (a response to a
+                // request that came over a connection the peer opened goes back over it);
+                // otherwise a new one, checked as the trunk's TLS settings say.
+                if !self.conns.contains_key(&t.remote) {
+                    let tls = match t.transport {
+                        Transport::Tls => match self.tls.get(&t.remote) {
+                            Some(tls) => Some(tls.clone()),
+                            None => {
+                                warn!(remote = %t.remote, "SIP over TLS: no connection and no certificate check settings");
+                                return;
+                            }
+                        },
+                        _ => None,
+                    };
                     let (tx, rx) = mpsc::unbounded_channel();
                     tokio::spawn(connect(t.local, t.remote, tls, rx, self.net_tx.clone()));
-                    tx
-                });
+                    self.conns.insert(t.remote, tx);
+                }
+                let writer = &self.conns[&t.remote];
                 if writer.send(t.bytes).is_err() {
                     self.conns.remove(&t.remote);
                 }
