@@ -57,6 +57,8 @@ pub(crate) struct CallView {
     packets_lost: Option<i64>,
     jitter_ms: Option<f64>,
     packets_rejected: Option<i64>,
+    /// Whether the media was SRTP.
+    srtp: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     keys: Option<Vec<KeyView>>,
 }
@@ -83,6 +85,7 @@ impl CallView {
             packets_lost: e.map(|e| e.packets_lost),
             jitter_ms: e.map(|e| e.jitter_ms),
             packets_rejected: e.map(|e| e.packets_rejected),
+            srtp: e.map(|e| e.srtp),
             keys: with_keys.then(|| {
                 e.map(|e| {
                     e.keys

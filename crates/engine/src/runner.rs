@@ -545,6 +545,7 @@ fn call_end(r: &CallReport) -> CallEnd {
         packets_lost: r.media.packets_lost,
         jitter_ms: r.media.jitter_ms,
         packets_rejected: r.media.packets_rejected as i64,
+        srtp: r.media.srtp,
         keys: r
             .keys
             .iter()

@@ -192,8 +192,10 @@ pub struct CallEnd {
     pub packets_lost: i64,
     /// Interarrival jitter, ms.
     pub jitter_ms: f64,
-    /// Packets from other sources or SSRCs.
+    /// Packets from other sources or SSRCs (or SRTP packets that did not authenticate).
     pub packets_rejected: i64,
+    /// Whether the media was SRTP.
+    pub srtp: bool,
     /// The keys, in order.
     pub keys: Vec<KeyRecord>,
     /// What happened, in order.
@@ -264,6 +266,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     ),
     (5, include_str!("../migrations/sqlite/0005_call_steps.sql")),
     (6, include_str!("../migrations/sqlite/0006_claims.sql")),
+    (7, include_str!("../migrations/sqlite/0007_call_srtp.sql")),
 ];
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -284,6 +287,7 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0005_call_steps.sql"),
     ),
     (6, include_str!("../migrations/postgres/0006_claims.sql")),
+    (7, include_str!("../migrations/postgres/0007_call_srtp.sql")),
 ];
 
 /// What an API key may do.
@@ -977,7 +981,8 @@ impl Store {
 
 const CALL_COLUMNS: &str = "id, challenge_id, phone_masked, started_at, trunk, outcome, \
      sip_status, detail, ended_at, post_dial_delay_ms, time_to_answer_ms, time_to_key_ms, \
-     time_to_verdict_ms, packets_sent, packets_received, packets_lost, jitter_ms, packets_rejected";
+     time_to_verdict_ms, packets_sent, packets_received, packets_lost, jitter_ms, packets_rejected, \
+     srtp";
 
 impl Store {
     /// Records a call as it starts.
@@ -1002,8 +1007,8 @@ impl Store {
             "UPDATE calls SET outcome = $1, sip_status = $2, detail = $3, trunk = $4, \
              ended_at = $5, post_dial_delay_ms = $6, time_to_answer_ms = $7, time_to_key_ms = $8, \
              time_to_verdict_ms = $9, packets_sent = $10, packets_received = $11, \
-             packets_lost = $12, jitter_ms = $13, packets_rejected = $14 \
-             WHERE id = $15 AND ended_at IS NULL",
+             packets_lost = $12, jitter_ms = $13, packets_rejected = $14, srtp = $15 \
+             WHERE id = $16 AND ended_at IS NULL",
         )
         .bind(&e.outcome)
         .bind(e.sip_status)
@@ -1019,6 +1024,7 @@ impl Store {
         .bind(e.packets_lost)
         .bind(e.jitter_ms)
         .bind(e.packets_rejected)
+        .bind(i64::from(e.srtp))
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -1216,6 +1222,7 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
             packets_rejected: r
                 .try_get::<Option<i64>, _>("packets_rejected")?
                 .unwrap_or(0),
+            srtp: r.try_get::<Option<i64>, _>("srtp")?.unwrap_or(0) != 0,
             keys: Vec::new(),
             steps: Vec::new(),
         }),

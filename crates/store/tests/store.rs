@@ -618,6 +618,7 @@ async fn call_log(store: &Store, challenge: &str) {
             packets_received: 390,
             packets_lost: 2,
             jitter_ms: 1.25,
+            srtp: i % 4 == 0,
             keys: if i % 2 == 0 {
                 vec![
                     KeyRecord {
@@ -656,6 +657,17 @@ async fn call_log(store: &Store, challenge: &str) {
     }
     let c = store.call("call_04").await.unwrap().unwrap();
     let end = c.end.unwrap();
+    assert!(end.srtp);
+    assert!(
+        !store
+            .call("call_05")
+            .await
+            .unwrap()
+            .unwrap()
+            .end
+            .unwrap()
+            .srtp
+    );
     assert_eq!(
         (end.outcome.as_str(), end.trunk.as_deref()),
         ("approved", Some("pbx"))
