@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use callverify_e2e::{
     BOUND, Postgres, Sipp, V4, callee_scenario, endpoint, free_rtp_pair, media_at, prompts,
-    runner_through, scratch, script, sign_in, trunk,
+    runner_through, scratch, script, sign_in, sqlite_store, trunk,
 };
 use engine::Runner;
 use media::Language;
@@ -85,10 +85,7 @@ async fn busy_is_recorded(store: Store) {
 
 #[tokio::test]
 async fn a_challenge_on_sqlite() {
-    let dir = scratch("challenge-sqlite");
-    let store = Store::open(&format!("sqlite://{}", dir.join("cv.db").display()))
-        .await
-        .unwrap();
+    let store = sqlite_store("challenge-sqlite").await;
     approved_with_its_trail(store.clone()).await;
     busy_is_recorded(store).await;
 }
@@ -105,10 +102,8 @@ async fn a_challenge_on_postgresql() {
 /// sipp answers 486 to the primary's number and answers and presses '#' on any other.
 #[tokio::test]
 async fn a_busy_primary_falls_back_to_the_verified_fallback_phone() {
-    let dir = scratch("challenge-fallback");
-    let store = Store::open(&format!("sqlite://{}", dir.join("cv.db").display()))
-        .await
-        .unwrap();
+    let store = sqlite_store("challenge-fallback").await;
+    let dir = scratch("challenge-fallback-sipp");
     let now = 1_795_000_000_000;
     let request = |number: &str, purpose, enrol, user: &str| NewChallenge {
         user_id: Some(user.into()),

@@ -7,7 +7,7 @@ pub mod pcap;
 use std::fs;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use engine::{Call, SipEndpoint};
@@ -58,6 +58,41 @@ fn in_use(transport: Transport, addr: SocketAddr) -> bool {
         Transport::Udp => UdpSocket::bind(addr).is_err(),
         Transport::Tcp | Transport::Tls => TcpListener::bind(addr).is_err(),
     }
+}
+
+/// Sends SIGTERM to process `pid` (with kill(1)); whether kill succeeded (it fails when the
+/// process is gone).
+pub fn sigterm(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits for `child` to exit and returns its status; when it has not within `bound`, kills
+/// it and panics with "`what` did not end".
+pub fn wait_exit(child: &mut Child, bound: Duration, what: &str) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("its status") {
+            return status;
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not end");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A SQLite store of its own in the scratch directory `name` (as `Store::open` opens it,
+/// without the copy of challenges that `serve` adds).
+pub async fn sqlite_store(name: &str) -> store::Store {
+    let dir = scratch(name);
+    store::Store::open(&format!("sqlite://{}", dir.join("cv.db").display()))
+        .await
+        .expect("a SQLite store in a scratch directory")
 }
 
 /// A scratch directory for one test's logs, under the system's temporary directory.

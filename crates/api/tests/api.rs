@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use api::{ApiConfig, AppState};
-use callverify_e2e::{BOUND, Sipp, V4, runner_through, scratch};
+use callverify_e2e::{BOUND, Sipp, V4, runner_through, sqlite_store};
 use sip::Transport;
 use store::{KeyKind, Store, now_ms};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,12 +80,7 @@ async fn serve(state: AppState) -> SocketAddr {
 
 /// A store as `serve` opens it: SQLite, with its copy of the challenges read.
 async fn sqlite(name: &str) -> Store {
-    let dir = scratch(name);
-    Store::open(&format!("sqlite://{}", dir.join("cv.db").display()))
-        .await
-        .unwrap()
-        .cached()
-        .unwrap()
+    sqlite_store(name).await.cached().unwrap()
 }
 
 fn cfg() -> Arc<ApiConfig> {

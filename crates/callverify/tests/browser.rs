@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use callverify_e2e::{V4, free_port};
+use callverify_e2e::{V4, free_port, sigterm};
 use serde_json::{Value, json};
 
 /// Each wait of the test is bounded by this.
@@ -468,7 +468,8 @@ async fn the_demo_page_and_the_console_in_chromium() {
     let _ = b.call(reqwest::Method::DELETE, "", None).await;
     // SIGTERM: the demo stops by itself.
     let mut demo = demo;
-    sigterm(demo.0.id());
+    // The demo may have ended already.
+    let _ = sigterm(demo.0.id());
     let end = Instant::now() + WAIT;
     loop {
         if let Some(status) = demo.0.try_wait().unwrap() {
@@ -479,10 +480,4 @@ async fn the_demo_page_and_the_console_in_chromium() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("screenshots in {}", shots.display());
-}
-
-fn sigterm(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
 }

@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callverify_e2e::{
-    BOUND, Served, Sipp, V4, create_api_key, free_port, free_rtp_pair, http, scratch,
+    BOUND, Served, Sipp, V4, create_api_key, free_port, free_rtp_pair, http, scratch, sigterm,
+    wait_exit,
 };
 
 #[test]
@@ -115,15 +116,8 @@ fn serve_calls_counts_and_stops_on_sigterm() {
 
     // SIGTERM: it stops by itself.
     let mut served = served;
-    nix_kill(served.child.id());
-    let stop = Instant::now();
-    let code = loop {
-        if let Some(s) = served.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(stop.elapsed() < BOUND, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    assert!(sigterm(served.child.id()));
+    let code = wait_exit(&mut served.child, BOUND, "serve after SIGTERM");
     assert!(code.success(), "{code}");
     let logs = std::fs::read_to_string(dir.join("serve.log")).unwrap();
     assert!(
@@ -141,14 +135,6 @@ fn serve_calls_counts_and_stops_on_sigterm() {
     assert_eq!(ended["fields"]["outcome"], "approved", "{ended}");
 }
 
-fn nix_kill(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn the_demo_approves_every_step_against_baresip() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_callverify"))
@@ -158,17 +144,7 @@ fn the_demo_approves_every_step_against_baresip() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > BOUND * 3 {
-            let _ = child.kill();
-            panic!("the demo did not end");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut child, BOUND * 3, "the demo");
     let mut out = String::new();
     child
         .stdout

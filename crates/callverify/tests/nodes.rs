@@ -4,12 +4,11 @@
 //! SIGKILL must leave its calls `interrupted` (its claims lapse) and never called again.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use callverify_e2e::{
     Postgres, Served, Sipp, V4, call_log, callee_scenario_playing, create_api_key, free_port, http,
-    pound_ulaw, scratch, sign_in,
+    pound_ulaw, scratch, sign_in, sigterm, wait_exit,
 };
 use serde_json::Value;
 
@@ -267,9 +266,7 @@ fn sigterm_lets_the_call_in_progress_finish_then_exits() {
         assert!(started.elapsed() < WAIT, "not answered");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &node.child.id().to_string()])
-        .status();
+    let _ = sigterm(node.child.id());
     // New requests are refused at once (the listener is closed)...
     let refused = Instant::now();
     while std::net::TcpStream::connect(&node.api).is_ok() {
@@ -280,13 +277,7 @@ fn sigterm_lets_the_call_in_progress_finish_then_exits() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // ...the call finishes, and only then the node exits, with 0.
-    let status = loop {
-        if let Some(s) = node.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(started.elapsed() < WAIT, "did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut node.child, WAIT, "the node after SIGTERM");
     assert!(status.success(), "{status}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (c, call) = rt.block_on(async {
