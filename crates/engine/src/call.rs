@@ -621,15 +621,16 @@ impl VerificationCall {
         self.playout.queue.clear();
         self.timings.duration_ms = self.ms_since_start(now);
         let media = match &self.media {
-            Some(m) => MediaReport {
-                srtp: m.answer.sdes.is_some(),
-                ..MediaReport::from_stats(Some(m.answer.codec), m.sent, &m.rx.stats())
-            },
+            Some(m) => {
+                let r = MediaReport::from_stats(Some(m.answer.codec), m.sent, &m.rx.stats());
+                MediaReport {
+                    srtp: m.answer.sdes.is_some(),
+                    // SRTP packets that did not authenticate (none before the answer).
+                    packets_rejected: r.packets_rejected + self.unauthenticated,
+                    ..r
+                }
+            }
             None => MediaReport::default(),
-        };
-        let media = MediaReport {
-            packets_rejected: media.packets_rejected + self.unauthenticated,
-            ..media
         };
         let report = CallReport {
             outcome: self.outcome.clone().unwrap_or(Outcome::Failed {

@@ -75,21 +75,23 @@ struct Keys {
 }
 
 /// RFC 3711 §4.3.1 with a key derivation rate of 0: AES-CM under the master key with
-/// IV = (label · 2^48 XOR master salt) · 2^16.
+/// IV = (label · 2^48 XOR master salt) · 2^16. `out` must be zeros.
 fn derive(master: &Aes128, master_salt: &[u8; 14], label: u8, out: &mut [u8]) {
     let mut iv = [0u8; 16];
     iv[..14].copy_from_slice(master_salt);
     iv[7] ^= label;
-    keystream(master, &iv, out);
+    xor_keystream(master, &iv, out);
 }
 
-/// AES counter mode: `out` gets the keystream from counter block `iv` on.
-fn keystream(cipher: &Aes128, iv: &[u8; 16], out: &mut [u8]) {
+/// AES counter mode: XORs `data` with the keystream from counter block `iv` on, in place.
+fn xor_keystream(cipher: &Aes128, iv: &[u8; 16], data: &mut [u8]) {
     let base = u128::from_be_bytes(*iv);
-    for (j, chunk) in out.chunks_mut(16).enumerate() {
+    for (j, chunk) in data.chunks_mut(16).enumerate() {
         let mut block = GenericArray::from((base.wrapping_add(j as u128)).to_be_bytes());
         cipher.encrypt_block(&mut block);
-        chunk.copy_from_slice(&block[..chunk.len()]);
+        for (d, k) in chunk.iter_mut().zip(block) {
+            *d ^= k;
+        }
     }
 }
 
@@ -117,11 +119,7 @@ impl Keys {
         for (i, b) in index.to_be_bytes()[2..].iter().enumerate() {
             iv[8 + i] ^= b;
         }
-        let mut ks = vec![0u8; data.len()];
-        keystream(&self.cipher, &iv, &mut ks);
-        for (d, k) in data.iter_mut().zip(ks) {
-            *d ^= k;
-        }
+        xor_keystream(&self.cipher, &iv, data);
     }
 
     fn tag(&self, parts: &[&[u8]]) -> [u8; 20] {
@@ -380,7 +378,7 @@ mod tests {
         )));
         let iv: [u8; 16] = hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD0000").try_into().unwrap();
         let mut ks = [0u8; 48];
-        keystream(&cipher, &iv, &mut ks);
+        xor_keystream(&cipher, &iv, &mut ks);
         assert_eq!(
             ks.to_vec(),
             hex(
