@@ -246,6 +246,16 @@ pub enum KeySource {
     Rfc4733,
 }
 
+impl KeySource {
+    /// The name in reports and the call log (as serialized).
+    pub fn name(self) -> &'static str {
+        match self {
+            KeySource::InBand => "in_band",
+            KeySource::Rfc4733 => "rfc4733",
+        }
+    }
+}
+
 /// One key press, as kept for the call log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct KeyPress {

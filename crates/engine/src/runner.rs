@@ -14,7 +14,7 @@ use store::{
 use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::call::{CallReport, KeySource, Outcome, Prompts, Report, ScriptConfig};
+use crate::call::{CallReport, Outcome, Prompts, Report, ScriptConfig};
 use crate::call_driver::{MediaConfig, VerifyError, verify};
 use crate::sip_driver::SipEndpoint;
 
@@ -465,14 +465,10 @@ fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
         Report::Answered { codec } => ("sip", format!("200 OK ({})", codec.name())),
         Report::Prompt(p) => ("prompt", p.file_stem().to_string()),
         Report::Key(k) => {
-            let source = match k.source {
-                KeySource::InBand => "in_band",
-                KeySource::Rfc4733 => "rfc4733",
-            };
             return Some(CallStep {
                 at_ms: k.at_ms as i64,
                 kind: "key".into(),
-                detail: format!("{} ({source})", k.digit),
+                detail: format!("{} ({})", k.digit, k.source.name()),
             });
         }
         Report::Verdict(o) => ("verdict", o.name().to_string()),
@@ -551,10 +547,7 @@ fn call_end(r: &CallReport) -> CallEnd {
             .iter()
             .map(|k| KeyRecord {
                 digit: k.digit.to_string(),
-                source: match k.source {
-                    KeySource::InBand => "in_band".into(),
-                    KeySource::Rfc4733 => "rfc4733".into(),
-                },
+                source: k.source.name().into(),
                 at_ms: k.at_ms as i64,
             })
             .collect(),
