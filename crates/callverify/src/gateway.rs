@@ -159,7 +159,7 @@ impl Gateway {
         let workers = api::webhooks::spawn_workers(state.clone());
         // Queued challenges (left by a previous run, or beyond another node's capacity) are
         // claimed and called here as capacity allows.
-        let dispatcher = runner.dispatch(Arc::new(tokio::sync::Notify::new()));
+        let dispatcher = runner.dispatch();
         let app = api::router(state).route(
             "/metrics",
             axum::routing::get(move || {

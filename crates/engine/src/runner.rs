@@ -143,9 +143,9 @@ impl Runner {
 
     /// Takes the queued challenges (those this node or another accepted and nobody is
     /// calling) as capacity allows, renews this node's claims, and marks `interrupted` the
-    /// challenges whose node's claim lapsed. Runs until the runner is dropped elsewhere
-    /// and this task aborted.
-    pub fn dispatch(self: &Arc<Self>, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+    /// challenges whose node's claim lapsed, every half second at most (sooner with a short
+    /// lease). Runs until this task is aborted.
+    pub fn dispatch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let renew_every = me.lease / 3;
@@ -190,11 +190,7 @@ impl Runner {
                         }
                     }
                 }
-                let tick = renew_every.min(Duration::from_millis(500));
-                tokio::select! {
-                    () = wake.notified() => {}
-                    () = tokio::time::sleep(tick) => {}
-                }
+                tokio::time::sleep(renew_every.min(Duration::from_millis(500))).await;
             }
         })
     }
