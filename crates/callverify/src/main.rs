@@ -134,10 +134,8 @@ fn serve(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
 }
 
 fn create_api_key(name: &str, kind: &str, path: &std::path::Path) -> anyhow::Result<()> {
-    let kind = match kind {
-        "service" => store::KeyKind::Service,
-        "operator" => store::KeyKind::Operator,
-        other => anyhow::bail!("kind {other:?}: expected service or operator"),
+    let Some(kind) = store::KeyKind::from_name(kind) else {
+        anyhow::bail!("kind {kind:?}: expected service or operator");
     };
     let cfg = load(path)?;
     let url = cfg
@@ -146,10 +144,7 @@ fn create_api_key(name: &str, kind: &str, path: &std::path::Path) -> anyhow::Res
     let rt = tokio::runtime::Runtime::new()?;
     let (key, secret) = rt.block_on(async {
         let store = store::Store::open(&url).await?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64;
-        anyhow::Ok(store.create_api_key(name, kind, now).await?)
+        anyhow::Ok(store.create_api_key(name, kind, store::now_ms()).await?)
     })?;
     eprintln!("API key {} ({name}); its secret, shown once:", key.id);
     println!("{secret}");

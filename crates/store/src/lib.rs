@@ -300,11 +300,19 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    fn as_str(self) -> &'static str {
+    /// Its name (`service`, `operator`), as stored and as `create-api-key --kind` takes it.
+    pub fn as_str(self) -> &'static str {
         match self {
             KeyKind::Service => "service",
             KeyKind::Operator => "operator",
         }
+    }
+
+    /// The kind named `name`.
+    pub fn from_name(name: &str) -> Option<KeyKind> {
+        [KeyKind::Service, KeyKind::Operator]
+            .into_iter()
+            .find(|k| k.as_str() == name)
     }
 }
 
@@ -863,11 +871,7 @@ impl Store {
             Ok(ApiKey {
                 id: r.try_get("id")?,
                 name: r.try_get("name")?,
-                kind: match kind.as_str() {
-                    "service" => KeyKind::Service,
-                    "operator" => KeyKind::Operator,
-                    _ => return Err(StoreError::Corrupt(kind)),
-                },
+                kind: KeyKind::from_name(&kind).ok_or(StoreError::Corrupt(kind))?,
             })
         })
         .transpose()
