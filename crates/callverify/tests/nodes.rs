@@ -317,10 +317,7 @@ fn a_node_takes_queued_challenges_within_its_capacity() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ids: Vec<String> = rt.block_on(async {
         let store = store::Store::open(&pg.url).await.unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
+        let now = store::now_ms();
         let mut ids = Vec::new();
         for i in 0..N {
             let (c, _) = store
