@@ -229,6 +229,19 @@ fn default_from_user() -> String {
     "callverify".into()
 }
 
+impl Trunk {
+    /// The domain of its Request-URI and From: as written, or the address (without the port
+    /// when it is 5060).
+    fn domain(&self) -> String {
+        self.domain
+            .clone()
+            .unwrap_or_else(|| match self.address.port() {
+                5060 => sip::message::host(self.address.ip()),
+                _ => self.address.to_string(),
+            })
+    }
+}
+
 fn default_srtp() -> Spanned<SrtpName> {
     Spanned::new(0..0, SrtpName::Off)
 }
@@ -1049,10 +1062,9 @@ impl Config {
         };
         let mut trunks = std::collections::HashMap::new();
         for tr in self.trunks.iter().filter(|t| t.transport == Transport::Tls) {
-            let name = match (&tr.tls_server_name, &tr.domain) {
-                (Some(n), _) => n.get_ref().clone(),
-                (None, Some(d)) => host_of(d).to_string(),
-                (None, None) => tr.address.ip().to_string(),
+            let name = match &tr.tls_server_name {
+                Some(n) => n.get_ref().clone(),
+                None => host_of(&tr.domain()).to_string(),
             };
             let ca = tr.tls_ca_file.as_ref().map(|f| f.get_ref().as_path());
             trunks.insert(tr.address, engine::TlsTrunk::new(&name, ca)?);
@@ -1092,13 +1104,7 @@ impl Config {
                 name: tr.name.get_ref().clone(),
                 address: tr.address,
                 transport: tr.transport.into(),
-                domain: tr
-                    .domain
-                    .clone()
-                    .unwrap_or_else(|| match tr.address.port() {
-                        5060 => sip::message::host(tr.address.ip()),
-                        _ => tr.address.to_string(),
-                    }),
+                domain: tr.domain(),
                 from_user: tr.from_user.clone(),
                 credentials: tr.username.as_ref().map(|u| sip::Credentials {
                     username: u.get_ref().clone(),
