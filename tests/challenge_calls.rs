@@ -55,7 +55,7 @@ async fn approved_with_its_trail(store: Store) {
         .unwrap();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].challenge_id, id);
-    assert_eq!(calls[0].phone_masked, "+8190****5678");
+    assert_eq!(calls[0].phone_masked, "+81 ** **** **78");
     let call = store.call(&calls[0].id).await.unwrap().unwrap();
     let end = call.end.unwrap();
     assert_eq!(end.outcome, "approved");
@@ -167,8 +167,8 @@ async fn a_busy_primary_falls_back_to_the_verified_fallback_phone() {
     assert_eq!(
         log,
         [
-            ("+8190****2222".to_string(), "busy".to_string()),
-            ("+8190****4444".to_string(), "approved".to_string())
+            ("+81 ** **** **22".to_string(), "busy".to_string()),
+            ("+81 ** **** **44".to_string(), "approved".to_string())
         ]
     );
     // The busy primary did not decide the challenge: its trail goes on to the approval.

@@ -20,7 +20,7 @@ pub(crate) struct CallsQuery {
     from: Option<i64>,
     /// Started before, ms since the epoch.
     to: Option<i64>,
-    /// The masked number (`+8190****5678`).
+    /// The masked number (`+81 ** **** **78`).
     phone: Option<String>,
     /// The trunk's name.
     trunk: Option<String>,

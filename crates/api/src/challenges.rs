@@ -77,7 +77,7 @@ pub(crate) struct ChallengeView {
     purpose: Purpose,
     language: String,
     /// Masked.
-    #[schema(example = "+8190****5678")]
+    #[schema(example = "+81 ** **** **78")]
     phone_number: String,
     user_id: Option<String>,
     created_at: String,

@@ -185,7 +185,7 @@ mod tests {
         let uk = p.check_number(&n("+442071838750")).unwrap_err();
         assert_eq!(uk.kind, "country-not-allowed");
         assert!(
-            uk.detail.contains("GB") && uk.detail.contains("+4420****8750"),
+            uk.detail.contains("GB") && uk.detail.contains("+44 ** **** **50"),
             "{}",
             uk.detail
         );

@@ -35,7 +35,7 @@ pub(crate) struct PhoneView {
     #[schema(example = "ph_3m9x2k1q7v5r")]
     id: String,
     /// Masked.
-    #[schema(example = "+8190****5678")]
+    #[schema(example = "+81 ** **** **78")]
     phone_number: String,
     /// primary or fallback.
     #[schema(value_type = String, example = "primary")]

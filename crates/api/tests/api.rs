@@ -208,7 +208,7 @@ async fn credentials_bodies_idempotency_and_poll_tokens() {
     let id = created["id"].as_str().unwrap().to_string();
     assert_eq!(r.headers["location"], format!("/v1/challenges/{id}"));
     assert_eq!(created["state"], "queued");
-    assert_eq!(created["phone_number"], "+8190****5678");
+    assert_eq!(created["phone_number"], "+81 ** **** **78");
     assert_eq!(created["purpose"], "sign_in");
     let token = created["poll_token"].as_str().unwrap().to_string();
     assert!(token.starts_with("cvp_"));
@@ -335,7 +335,7 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
     }
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["challenge_id"], id.as_str());
-    assert_eq!(calls[0]["phone_number"], "+8190****5678");
+    assert_eq!(calls[0]["phone_number"], "+81 ** **** **78");
     let call_id = calls[0]["id"].as_str().unwrap();
     let r = authorized(addr, "GET", &format!("/v1/calls/{call_id}"), &op).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -613,7 +613,7 @@ async fn policy_refuses_with_reasons() {
         r.json()["detail"]
             .as_str()
             .unwrap()
-            .contains("+8190****5678 had 2 challenges")
+            .contains("+81 ** **** **78 had 2 challenges")
     );
     assert_eq!(r.headers["retry-after"], "600");
     // An idempotent replay is answered even at the limit.
@@ -939,7 +939,7 @@ async fn users_phones_and_trusted_devices() {
     let reg = r.json();
     assert_eq!(reg["phone"]["state"], "pending");
     assert_eq!(reg["phone"]["role"], "primary");
-    assert_eq!(reg["phone"]["phone_number"], "+8190****5678");
+    assert_eq!(reg["phone"]["phone_number"], "+81 ** **** **78");
     assert_eq!(reg["challenge"]["purpose"], "enroll");
     assert!(
         reg["challenge"]["poll_token"]
@@ -972,7 +972,7 @@ async fn users_phones_and_trusted_devices() {
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.json()["phone_number"], "+8190****5678");
+    assert_eq!(r.json()["phone_number"], "+81 ** **** **78");
     assert!(r.json().get("trusted_device_token").is_none());
     let id = r.json()["id"].as_str().unwrap().to_string();
     let poll = auth(r.json()["poll_token"].as_str().unwrap());

@@ -53,7 +53,7 @@ async fn a_call_through_the_configured_trunk_prints_its_outcome_as_json() {
 
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     assert_eq!(v["outcome"], "approved", "{v}");
-    assert_eq!(v["number"], "+8190****5678");
+    assert_eq!(v["number"], "+81 ** **** **78");
     assert_eq!(v["language"], "ja");
     assert_eq!(v["trunk"], "sipp");
     assert_eq!(v["keys"][0]["digit"], "#");
@@ -68,7 +68,7 @@ async fn a_call_through_the_configured_trunk_prints_its_outcome_as_json() {
     }
     assert_eq!(v["media"]["codec"], "PCMU");
     // The logs go to stderr, with the number masked and never in full.
-    assert!(stderr.contains("+8190****5678"), "{stderr}");
+    assert!(stderr.contains("+81 ** **** **78"), "{stderr}");
     assert!(!stderr.contains("819012345678") && !stdout.contains("819012345678"));
 }
 

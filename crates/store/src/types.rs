@@ -3,8 +3,8 @@
 use std::fmt;
 
 /// A phone number in E.164 form ('+', a country code not starting with 0, 8 to 15 digits
-/// in all). `Display` and `Debug` mask its middle (`+8190****5678`); [`PhoneNumber::as_e164`]
-/// gives the whole number, for dialing only.
+/// in all). `Display` and `Debug` show only its country code and last two digits
+/// (`+81 ** **** **78`); [`PhoneNumber::as_e164`] gives the whole number, for dialing only.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PhoneNumber(String);
 
@@ -38,10 +38,44 @@ impl PhoneNumber {
         &self.0
     }
 
-    /// The number with its middle masked, for logs and the call log.
+    /// The country calling code (`81` of `+819012345678`).
+    pub fn country_code(&self) -> &str {
+        let digits = &self.0[1..];
+        &digits[..country_code_len(digits)]
+    }
+
+    /// The number as logs, the API, the call log and webhooks show it: the country code
+    /// and the last two digits, the other digits as `*` in groups of four from the right
+    /// (`+81 ** **** **78`), so that no one reading it can dial the number.
     pub fn masked(&self) -> String {
-        let s = &self.0;
-        format!("{}****{}", &s[..5], &s[s.len() - 4..])
+        let cc = self.country_code();
+        let national = &self.0[1 + cc.len()..];
+        let n = national.len();
+        let mut out = format!("+{cc}");
+        for (i, b) in national.bytes().enumerate() {
+            if (n - i) % 4 == 0 || i == 0 {
+                out.push(' ');
+            }
+            out.push(if i + 2 >= n { char::from(b) } else { '*' });
+        }
+        out
+    }
+}
+
+/// The length of the ITU-T E.164 country calling code at the start of `digits`: the codes
+/// are prefix-free, 1 and 7 are one digit, these are two, and all others three.
+fn country_code_len(digits: &str) -> usize {
+    const TWO: [&str; 44] = [
+        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
+        "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
+        "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
+    ];
+    if digits.starts_with('1') || digits.starts_with('7') {
+        1
+    } else if TWO.iter().any(|c| digits.starts_with(c)) {
+        2
+    } else {
+        3
     }
 }
 
@@ -238,8 +272,26 @@ mod tests {
     #[test]
     fn numbers_are_checked_and_masked() {
         let n = PhoneNumber::parse("+819012345678").unwrap();
-        assert_eq!(n.to_string(), "+8190****5678");
-        assert_eq!(format!("{n:?}"), "PhoneNumber(+8190****5678)");
+        assert_eq!(n.to_string(), "+81 ** **** **78");
+        assert_eq!(format!("{n:?}"), "PhoneNumber(+81 ** **** **78)");
+        assert_eq!(n.country_code(), "81");
+        // Whatever the length, only the country code and the last two digits are shown.
+        for (e164, shown) in [
+            ("+12025550123", "+1 ** **** **23"),
+            ("+447012345678", "+44 ** **** **78"),
+            ("+35312345678", "+353 **** **78"),
+            ("+3551234567", "+355 *** **67"),
+            ("+4412345678", "+44 **** **78"),
+            ("+123456789012345", "+1 ** **** **** **45"),
+        ] {
+            let n = PhoneNumber::parse(e164).unwrap();
+            assert_eq!(n.masked(), shown, "{e164}");
+            let digits: String = n.masked().chars().filter(char::is_ascii_digit).collect();
+            assert_eq!(
+                digits,
+                format!("{}{}", n.country_code(), &e164[e164.len() - 2..])
+            );
+        }
         assert_eq!(n.as_e164(), "+819012345678");
         for bad in [
             "819012345678",

@@ -594,9 +594,9 @@ async fn call_log(store: &Store, challenge: &str) {
                 id: id.clone(),
                 challenge_id: challenge.into(),
                 phone_masked: if i % 5 == 0 {
-                    "+1202****0123"
+                    "+1 ** **** **23"
                 } else {
-                    "+8190****5678"
+                    "+81 ** **** **78"
                 }
                 .into(),
                 started_at_ms: 10_000 + i,
@@ -728,7 +728,11 @@ async fn call_log(store: &Store, challenge: &str) {
         .unwrap();
     assert_eq!(ids(open), vec!["call_24"]);
     let (us, _) = store
-        .calls(&f(None, Some("+1202****0123"), None, None, None), 100, None)
+        .calls(
+            &f(None, Some("+1 ** **** **23"), None, None, None),
+            100,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -978,7 +982,7 @@ async fn claims(a: &Store, b: &Store) {
     a.start_call(&NewCall {
         id: "call_claimed_by_b".into(),
         challenge_id: ids[1].clone(),
-        phone_masked: "+8190****5678".into(),
+        phone_masked: "+81 ** **** **78".into(),
         started_at_ms: T + 20,
     })
     .await
