@@ -470,6 +470,7 @@ pub fn trunk(name: &str, transport: Transport, addr: SocketAddr) -> TrunkConfig 
         register: false,
         options_interval: None,
         srtp: Default::default(),
+        responses_from: Default::default(),
     }
 }
 

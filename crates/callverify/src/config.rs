@@ -223,6 +223,21 @@ pub struct Trunk {
     /// SRTP with SDES keys (only over TLS, which keeps the keys secret).
     #[serde(default = "default_srtp")]
     pub srtp: Spanned<SrtpName>,
+    /// Where its responses come from: `address` (only its address and port, the default) or
+    /// `host` (any port of its host).
+    #[serde(default)]
+    pub responses_from: ResponsesFromName,
+}
+
+/// Where a trunk's responses are accepted from, as written in the file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponsesFromName {
+    /// Its address and port (over TCP and TLS: the connection the request went on).
+    #[default]
+    Address,
+    /// Any port of its host.
+    Host,
 }
 
 fn default_from_user() -> String {
@@ -1122,6 +1137,10 @@ impl Config {
                     SrtpName::Optional => sip::sdp::SrtpPolicy::Optional,
                     SrtpName::Mandatory => sip::sdp::SrtpPolicy::Mandatory,
                 },
+                responses_from: match tr.responses_from {
+                    ResponsesFromName::Address => sip::ResponsesFrom::Address,
+                    ResponsesFromName::Host => sip::ResponsesFrom::Host,
+                },
             })
             .collect();
         (ua, trunks)
@@ -1189,7 +1208,7 @@ mod tests {
         assert_eq!(trunks[0].domain, "127.0.0.1");
         assert_eq!(trunks[1].domain, "[::1]:5062", "no domain: the address");
         assert_eq!(trunks[1].options_interval, Some(Duration::from_secs(30)));
-        sip::UserAgent::new(ua, trunks, 1).expect("the user agent takes it");
+        sip::UserAgent::new(ua, trunks).expect("the user agent takes it");
     }
 
     /// The error for `text` with `line` of the shipped file replaced.

@@ -3,8 +3,6 @@
 //! each call's events to whoever placed the call. All SIP logic stays in the `sip` crate.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -207,8 +205,7 @@ impl SipEndpoint {
             }
         }
         let listeners = cfg.listen.clone();
-        let seed = RandomState::new().hash_one(Instant::now());
-        let ua = UserAgent::new(cfg, trunks, seed)?;
+        let ua = UserAgent::new(cfg, trunks)?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let driver = Driver {

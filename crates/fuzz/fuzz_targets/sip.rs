@@ -40,8 +40,9 @@ fuzz_target!(|data: &[u8]| {
         register: true,
         options_interval: Some(Duration::from_secs(30)),
         srtp: Default::default(),
+        responses_from: Default::default(),
     };
-    let mut ua = UserAgent::new(cfg, vec![trunk], 1).unwrap();
+    let mut ua = UserAgent::new(cfg, vec![trunk]).unwrap();
     let mut now = Instant::now();
     ua.start(now);
     let offer = Offer {

@@ -9,6 +9,8 @@
 //! - [`digest`]: RFC 2617 / RFC 7616 client authentication, written here because rsip's
 //!   helper prints `nc` in decimal and mishandles `-sess`.
 //! - [`sdp`]: the audio subset of RFC 4566 with RFC 3264 offer/answer.
+//! - [`random`]: identifiers from the operating system's generator (Call-IDs, tags,
+//!   branches, cnonces, SDP session ids): nothing on the wire is derived from a counter.
 //!
 //! Sockets, timers and tasks live in the tokio driver (`callverify-engine`), not here.
 
@@ -16,6 +18,7 @@ use std::fmt;
 
 pub mod digest;
 pub mod message;
+pub mod random;
 pub mod sdp;
 pub mod transaction;
 pub mod ua;
@@ -23,7 +26,7 @@ pub mod ua;
 pub use transaction::Timers;
 pub use ua::{
     CallEvent, CallHandle, Credentials, EndReason, Event, InviteError, Listener, Output,
-    Registration, Transmit, TrunkConfig, UaConfig, UaError, UserAgent,
+    Registration, ResponsesFrom, Transmit, TrunkConfig, UaConfig, UaError, UserAgent,
 };
 
 /// A SIP transport.

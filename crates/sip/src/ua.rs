@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use rsip::Method;
 
-use crate::Transport;
 use crate::digest::Challenge;
 use crate::message::{self, Builder, Incoming, addr_spec, param};
 use crate::sdp::{self, Answer, Offer};
 use crate::transaction::{ClientTx, Fired, Kind, Timers};
+use crate::{Transport, random};
 
 /// Methods callverify takes as a UAS, for Allow headers.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE";
@@ -78,6 +78,45 @@ pub struct TrunkConfig {
     /// SRTP with SDES keys for the calls through it (only over TLS, which keeps the keys
     /// secret: the configuration checks that).
     pub srtp: sdp::SrtpPolicy,
+    /// Where its responses may come from.
+    pub responses_from: ResponsesFrom,
+}
+
+/// Where a trunk's responses (and, over UDP, its in-dialog requests) are accepted from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResponsesFrom {
+    /// Only its address and port over its transport (over TCP and TLS: the connection the
+    /// request went on). Anything else, however right its branch and tags, is dropped.
+    #[default]
+    Address,
+    /// Any port of its host over its transport: for a trunk that answers from other ports
+    /// than the one requests go to.
+    Host,
+}
+
+impl TrunkConfig {
+    /// Whether a response that arrived over `transport` from `from` may be this trunk's.
+    fn sends_responses_from(&self, transport: Transport, from: SocketAddr) -> bool {
+        transport == self.transport
+            && match self.responses_from {
+                ResponsesFrom::Address => from == self.address,
+                ResponsesFrom::Host => same_ip(from, self.address),
+            }
+    }
+
+    /// Whether a request inside a dialog through this trunk (BYE, re-INVITE) may come from
+    /// `from`: as its responses over UDP; over TCP and TLS also a connection the trunk
+    /// opened from its host (a proxy opens one for its requests, from a port of its own).
+    fn sends_requests_from(&self, transport: Transport, from: SocketAddr) -> bool {
+        self.sends_responses_from(transport, from)
+            || (transport == self.transport
+                && transport.is_reliable()
+                && same_ip(from, self.address))
+    }
+}
+
+fn same_ip(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip().to_canonical() == b.ip().to_canonical()
 }
 
 /// The user agent's settings.
@@ -270,25 +309,8 @@ pub enum InviteError {
     BadTarget(String),
 }
 
-/// SplitMix64: tags, branches and Call-IDs (seeded by the driver from the OS).
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn hex(&mut self) -> String {
-        format!("{:016x}", self.next())
-    }
-}
-
-/// Who a client transaction belongs to, written into its branch so responses find it.
+/// Who a client transaction belongs to: responses find it through its branch, which is
+/// random and says nothing of its owner (see [`UserAgent::branch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Owner {
     Call(u64),
@@ -296,27 +318,19 @@ enum Owner {
     Options(usize),
 }
 
-impl Owner {
-    fn branch(self, rng: &mut Rng) -> String {
-        let (k, n) = match self {
-            Owner::Call(h) => ('c', h),
-            Owner::Register(t) => ('r', t as u64),
-            Owner::Options(t) => ('o', t as u64),
-        };
-        format!("z9hG4bKcv{k}{n}x{:08x}", rng.next() as u32)
-    }
+/// A new branch: the RFC 3261 magic cookie and 128 random bits.
+fn new_branch() -> String {
+    format!("z9hG4bK{}", random::hex(16))
+}
 
-    fn from_branch(branch: &str) -> Option<Owner> {
-        let rest = branch.strip_prefix("z9hG4bKcv")?;
-        let kind = rest.chars().next()?;
-        let n: u64 = rest[1..].split('x').next()?.parse().ok()?;
-        match kind {
-            'c' => Some(Owner::Call(n)),
-            'r' => Some(Owner::Register(usize::try_from(n).ok()?)),
-            'o' => Some(Owner::Options(usize::try_from(n).ok()?)),
-            _ => None,
-        }
-    }
+/// A new tag: 96 random bits.
+fn new_tag() -> String {
+    random::hex(12)
+}
+
+/// A new Call-ID: 128 random bits.
+fn new_call_id() -> String {
+    random::hex(16)
 }
 
 /// Credentials sent and the count of uses of the nonce (for `nc`).
@@ -356,13 +370,13 @@ impl AuthState {
         true
     }
 
-    /// The Authorization header for a request, if a challenge was taken.
+    /// The Authorization header for a request, if a challenge was taken (with a fresh
+    /// random cnonce).
     fn header(
         &mut self,
         creds: Option<&Credentials>,
         method: &Method,
         uri: &str,
-        rng: &mut Rng,
     ) -> Option<(&'static str, String)> {
         let (challenge, name) = self.challenge.as_ref()?;
         let creds = creds?;
@@ -373,7 +387,7 @@ impl AuthState {
             &method.to_string(),
             uri,
             self.nc,
-            &rng.hex(),
+            &random::hex(16),
         );
         Some((name, value))
     }
@@ -403,6 +417,7 @@ enum Phase {
 #[derive(Clone, Debug)]
 struct Completed {
     branch: String,
+    cseq: u32,
     ack: Vec<u8>,
     until: Instant,
 }
@@ -449,9 +464,15 @@ struct Leg {
     /// After a CANCEL: when to stop waiting for the 487 (64·T1).
     cancel_deadline: Option<Instant>,
     bye: Option<ClientTx>,
+    /// The CSeq of the BYE in flight.
+    bye_cseq: u32,
     bye_auth: AuthState,
     uas: Option<UasRetransmit>,
     linger_until: Option<Instant>,
+    /// The highest CSeq of the callee's requests in the dialog (RFC 3261 §12.2.2).
+    remote_cseq: Option<u32>,
+    /// The branches of this leg's client transactions (to forget them with the leg).
+    branches: Vec<String>,
 }
 
 /// A trunk and its keep-alive and registration state.
@@ -465,6 +486,9 @@ struct Trunk {
     options: Option<ClientTx>,
     next_options: Option<Instant>,
     options_seq: u32,
+    /// The Call-ID and From tag of the OPTIONS in flight.
+    options_call_id: String,
+    options_tag: String,
     register: Option<ClientTx>,
     next_register: Option<Instant>,
     reg_call_id: String,
@@ -513,12 +537,17 @@ pub struct UserAgent {
     trunks: Vec<Trunk>,
     legs: HashMap<u64, Leg>,
     by_call_id: HashMap<String, u64>,
+    /// The client transactions by branch.
+    txs: HashMap<String, Owner>,
     answered: HashMap<String, Cached>,
     next_handle: u64,
-    rng: Rng,
     out: VecDeque<Output>,
     started: bool,
 }
+
+/// At most this many answers to requests are kept for their retransmissions: a flood of
+/// requests from a trunk's address gets its answers, but cannot grow memory without bound.
+const MAX_ANSWERED: usize = 4096;
 
 fn local_for(listen: &[Listener], transport: Transport, remote: SocketAddr) -> Option<SocketAddr> {
     listen
@@ -544,16 +573,15 @@ fn dialable(target: &str) -> bool {
 }
 
 impl UserAgent {
-    /// A user agent for these listeners and trunks; `seed` makes tags and branches (give
-    /// it OS randomness outside tests).
-    pub fn new(cfg: UaConfig, trunks: Vec<TrunkConfig>, seed: u64) -> Result<UserAgent, UaError> {
+    /// A user agent for these listeners and trunks. Its Call-IDs, tags, branches and
+    /// cnonces come from the operating system's generator.
+    pub fn new(cfg: UaConfig, trunks: Vec<TrunkConfig>) -> Result<UserAgent, UaError> {
         if let Some(l) = cfg.listen.iter().find(|l| l.addr.ip().is_unspecified()) {
             return Err(UaError::Unspecified(l.addr));
         }
         if trunks.is_empty() {
             return Err(UaError::NoTrunk);
         }
-        let mut rng = Rng(seed);
         let mut ts = Vec::new();
         for t in trunks {
             let local = local_for(&cfg.listen, t.transport, t.address).ok_or_else(|| {
@@ -570,10 +598,12 @@ impl UserAgent {
                 options: None,
                 next_options: None,
                 options_seq: 0,
+                options_call_id: String::new(),
+                options_tag: String::new(),
                 register: None,
                 next_register: None,
-                reg_call_id: rng.hex() + &rng.hex(),
-                reg_tag: rng.hex(),
+                reg_call_id: new_call_id(),
+                reg_tag: new_tag(),
                 reg_seq: 0,
                 reg_expires: REGISTER_EXPIRES,
                 reg_auth: AuthState::default(),
@@ -586,9 +616,9 @@ impl UserAgent {
             trunks: ts,
             legs: HashMap::new(),
             by_call_id: HashMap::new(),
+            txs: HashMap::new(),
             answered: HashMap::new(),
             next_handle: 1,
-            rng,
             out: VecDeque::new(),
             started: false,
         })
@@ -737,7 +767,7 @@ impl UserAgent {
         tried.push(trunk);
         let tr = &self.trunks[trunk];
         offer.sdes.policy = tr.cfg.srtp;
-        let local_tag = self.rng.hex();
+        let local_tag = new_tag();
         let domain = &tr.cfg.domain;
         Leg {
             ruri: format!("sip:{target}@{domain}"),
@@ -749,7 +779,7 @@ impl UserAgent {
             offer,
             trunk,
             tried,
-            call_id: format!("{}{}", self.rng.hex(), self.rng.hex()),
+            call_id: new_call_id(),
             local_tag,
             cseq: 0,
             invite_cseq: 0,
@@ -767,15 +797,53 @@ impl UserAgent {
             cancel: None,
             cancel_deadline: None,
             bye: None,
+            bye_cseq: 0,
             bye_auth: AuthState::default(),
             uas: None,
             linger_until: None,
+            remote_cseq: None,
+            branches: Vec::new(),
         }
     }
 
+    /// A new branch for a client transaction of `owner`, under which its responses are
+    /// found.
+    fn branch(&mut self, owner: Owner) -> String {
+        let branch = new_branch();
+        self.txs.insert(branch.clone(), owner);
+        if let Owner::Call(h) = owner
+            && let Some(leg) = self.legs.get_mut(&h)
+        {
+            leg.branches.push(branch.clone());
+        }
+        branch
+    }
+
+    /// Forgets a trunk's transaction that ended: its late responses match nothing.
+    fn forget(&mut self, tx: Option<ClientTx>) {
+        if let Some(tx) = tx {
+            self.txs.remove(&tx.branch);
+        }
+    }
+
+    /// Forgets a leg and its transactions.
+    fn remove_leg(&mut self, h: u64) -> Option<Leg> {
+        let leg = self.legs.remove(&h)?;
+        for b in &leg.branches {
+            self.txs.remove(b);
+        }
+        if self.by_call_id.get(&leg.call_id) == Some(&h) {
+            self.by_call_id.remove(&leg.call_id);
+        }
+        Some(leg)
+    }
+
     fn send_invite(&mut self, h: u64, now: Instant) {
-        let branch = Owner::Call(h).branch(&mut self.rng);
-        let creds = self.trunks[self.legs[&h].trunk].cfg.credentials.clone();
+        let Some(trunk) = self.legs.get(&h).map(|l| l.trunk) else {
+            return;
+        };
+        let branch = self.branch(Owner::Call(h));
+        let creds = self.trunks[trunk].cfg.credentials.clone();
         let ua = self.cfg.user_agent.clone();
         let Some(leg) = self.legs.get_mut(&h) else {
             return;
@@ -790,10 +858,7 @@ impl UserAgent {
             .header("Call-ID", &leg.call_id)
             .header("CSeq", format!("{} INVITE", leg.cseq))
             .header("Contact", &leg.contact);
-        if let Some((name, value)) =
-            leg.auth
-                .header(creds.as_ref(), &Method::Invite, &leg.ruri, &mut self.rng)
-        {
+        if let Some((name, value)) = leg.auth.header(creds.as_ref(), &Method::Invite, &leg.ruri) {
             b = b.header(name, value);
         }
         let bytes = b
@@ -868,28 +933,29 @@ impl UserAgent {
             .build();
         let (branch, route) = (invite.branch.clone(), leg.route);
         let tx = self.send_request(Kind::NonInvite, branch, route, bytes, now);
-        let leg = self.legs.get_mut(&h).expect("leg checked above");
-        leg.cancel = Some(tx);
-        leg.cancel_deadline = Some(now + timers.timeout());
+        if let Some(leg) = self.legs.get_mut(&h) {
+            leg.cancel = Some(tx);
+            leg.cancel_deadline = Some(now + timers.timeout());
+        }
     }
 
     fn send_bye(&mut self, h: u64, now: Instant) {
-        let branch = Owner::Call(h).branch(&mut self.rng);
+        if !self.legs.contains_key(&h) {
+            return;
+        }
+        let branch = self.branch(Owner::Call(h));
         let Some(mut leg) = self.legs.remove(&h) else {
             return;
         };
         leg.cseq += 1;
-        let cseq = leg.cseq;
-        let mut b = self.in_dialog(&leg, Method::Bye, cseq, &branch);
+        leg.bye_cseq = leg.cseq;
+        let mut b = self.in_dialog(&leg, Method::Bye, leg.cseq, &branch);
         let creds = self.trunks[leg.trunk].cfg.credentials.clone();
         let target = leg
             .remote_target
             .clone()
             .unwrap_or_else(|| leg.ruri.clone());
-        if let Some((name, value)) =
-            leg.bye_auth
-                .header(creds.as_ref(), &Method::Bye, &target, &mut self.rng)
-        {
+        if let Some((name, value)) = leg.bye_auth.header(creds.as_ref(), &Method::Bye, &target) {
             b = b.header(name, value);
         }
         leg.bye = Some(self.send_request(Kind::NonInvite, branch, leg.route, b.build(), now));
@@ -959,8 +1025,9 @@ impl UserAgent {
         let Some(next) = self.pick_trunk(&leg.tried) else {
             return false;
         };
-        let leg = self.legs.remove(&h).expect("leg checked above");
-        self.by_call_id.remove(&leg.call_id);
+        let Some(leg) = self.remove_leg(h) else {
+            return false;
+        };
         let mut fresh = self.new_leg(next, leg.target, leg.offer, now, leg.tried);
         // The ring timeout runs from the first attempt.
         fresh.ring_deadline = leg.ring_deadline;
@@ -996,27 +1063,25 @@ impl UserAgent {
         for i in 0..self.trunks.len() {
             if hit(&self.trunks[i].route()) {
                 // The keep-alive says down at once; the next one is scheduled as usual.
-                self.trunks[i].options = None;
+                let done = self.trunks[i].options.take();
+                self.forget(done);
                 self.set_trunk_up(i, false);
             }
         }
         for h in handles {
-            let phase = self.legs[&h].phase;
-            match phase {
-                Phase::Calling if self.failover(h, now) => {}
-                Phase::Calling | Phase::Proceeding => {
-                    let reason = self.legs[&h]
-                        .ending
-                        .clone()
-                        .unwrap_or(EndReason::TransportError);
-                    self.finish(h, now, reason);
-                }
-                Phase::Confirmed => {
-                    let reason = self.legs[&h].ending.clone().unwrap_or(EndReason::Hangup);
-                    self.finish(h, now, reason);
-                }
-                Phase::Done => {}
+            let Some(phase) = self.legs.get(&h).map(|l| l.phase) else {
+                continue;
+            };
+            if phase == Phase::Calling && self.failover(h, now) {
+                continue;
             }
+            let fallback = match phase {
+                Phase::Calling | Phase::Proceeding => EndReason::TransportError,
+                Phase::Confirmed => EndReason::Hangup,
+                Phase::Done => continue,
+            };
+            let ending = self.legs.get(&h).and_then(|l| l.ending.clone());
+            self.finish(h, now, ending.unwrap_or(fallback));
         }
     }
 
@@ -1045,66 +1110,130 @@ impl UserAgent {
             remote: from,
         };
         if msg.status().is_some() {
-            self.on_response(now, msg, from);
+            if let Err(why) = self.on_response(now, msg, transport, from) {
+                self.emit(Event::Discarded { from, reason: why });
+            }
         } else {
             self.on_request(now, msg, reply);
         }
     }
 
-    fn on_response(&mut self, now: Instant, msg: Incoming, from: SocketAddr) {
-        let owner = msg.via.branch.as_deref().and_then(Owner::from_branch);
+    /// A response goes to the transaction its branch names, and only if it came from where
+    /// the request went and names the same Call-ID, From tag, CSeq number and method: a
+    /// forged response from anywhere else is dropped (the reason is returned).
+    fn on_response(
+        &mut self,
+        now: Instant,
+        msg: Incoming,
+        transport: Transport,
+        from: SocketAddr,
+    ) -> Result<(), String> {
+        let status = msg.status().unwrap_or(0);
+        let owner = msg
+            .via
+            .branch
+            .as_deref()
+            .and_then(|b| self.txs.get(b))
+            .copied()
+            .ok_or_else(|| format!("response {status} matches no transaction"))?;
+        let trunk = match owner {
+            Owner::Call(h) => self.legs.get(&h).map(|l| l.trunk),
+            Owner::Register(i) | Owner::Options(i) => Some(i),
+        }
+        .filter(|&i| i < self.trunks.len())
+        .ok_or_else(|| format!("response {status} for a transaction that ended"))?;
+        if !self.trunks[trunk].cfg.sends_responses_from(transport, from) {
+            return Err(format!(
+                "response {status} over {transport} from {from}, not from trunk {:?}",
+                self.trunks[trunk].cfg.name
+            ));
+        }
+        let mismatch = |what: &str| format!("response {status} with another {what}");
         match owner {
-            Some(Owner::Call(h)) if self.legs.contains_key(&h) => match msg.cseq_method {
-                Method::Invite => self.on_invite_response(h, now, msg),
-                Method::Cancel => {
-                    if let Some(leg) = self.legs.get_mut(&h)
-                        && let Some(tx) = &mut leg.cancel
-                        && msg.via.branch.as_deref() == Some(tx.branch.as_str())
-                        && msg.status().unwrap_or(0) >= 200
-                    {
-                        tx.finish();
-                    }
+            Owner::Call(h) => {
+                let Some(leg) = self.legs.get(&h) else {
+                    return Err(mismatch("call"));
+                };
+                if msg.call_id != leg.call_id {
+                    return Err(mismatch("Call-ID"));
                 }
-                Method::Bye => self.on_bye_response(h, now, msg),
-                _ => {}
-            },
-            Some(Owner::Register(i)) if i < self.trunks.len() => {
-                self.on_register_response(i, now, msg)
+                if msg.from_tag.as_deref() != Some(leg.local_tag.as_str()) {
+                    return Err(mismatch("From tag"));
+                }
+                match msg.cseq_method {
+                    Method::Invite => self.on_invite_response(h, now, msg),
+                    Method::Cancel => self.on_cancel_response(h, msg),
+                    Method::Bye => self.on_bye_response(h, now, msg),
+                    _ => Err(mismatch("CSeq method")),
+                }
             }
-            Some(Owner::Options(i)) if i < self.trunks.len() => {
-                self.on_options_response(i, now, msg)
+            Owner::Register(i) => {
+                let tr = &self.trunks[i];
+                if msg.call_id != tr.reg_call_id
+                    || msg.from_tag.as_deref() != Some(tr.reg_tag.as_str())
+                    || (msg.cseq, &msg.cseq_method) != (tr.reg_seq, &Method::Register)
+                {
+                    return Err(mismatch("Call-ID, From tag or CSeq"));
+                }
+                self.on_register_response(i, now, msg);
+                Ok(())
             }
-            _ => self.emit(Event::Discarded {
-                from,
-                reason: format!(
-                    "response {} matches no transaction",
-                    msg.status().unwrap_or(0)
-                ),
-            }),
+            Owner::Options(i) => {
+                let tr = &self.trunks[i];
+                if msg.call_id != tr.options_call_id
+                    || msg.from_tag.as_deref() != Some(tr.options_tag.as_str())
+                    || (msg.cseq, &msg.cseq_method) != (tr.options_seq, &Method::Options)
+                {
+                    return Err(mismatch("Call-ID, From tag or CSeq"));
+                }
+                self.on_options_response(i, now, msg);
+                Ok(())
+            }
         }
     }
 
-    fn on_invite_response(&mut self, h: u64, now: Instant, msg: Incoming) {
+    fn on_cancel_response(&mut self, h: u64, msg: Incoming) -> Result<(), String> {
+        let Some(leg) = self.legs.get_mut(&h) else {
+            return Ok(());
+        };
+        if msg.cseq != leg.invite_cseq {
+            return Err("CANCEL response with another CSeq".into());
+        }
+        if let Some(tx) = &mut leg.cancel
+            && msg.via.branch.as_deref() == Some(tx.branch.as_str())
+            && msg.status().unwrap_or(0) >= 200
+        {
+            tx.finish();
+        }
+        Ok(())
+    }
+
+    fn on_invite_response(&mut self, h: u64, now: Instant, msg: Incoming) -> Result<(), String> {
         let status = msg.status().unwrap_or(0);
         let branch = msg.via.branch.clone().unwrap_or_default();
         let timers = self.cfg.timers;
-        let leg = self.legs.get_mut(&h).expect("caller checked");
-        let current = leg.invite.as_ref().is_some_and(|tx| tx.branch == branch);
+        let Some(leg) = self.legs.get_mut(&h) else {
+            return Ok(());
+        };
+        let current = leg.invite.as_ref().is_some_and(|tx| tx.branch == branch)
+            && msg.cseq == leg.invite_cseq;
         if !current {
             // A retransmitted final response to an earlier (challenged) INVITE: ACK again.
-            if let Some(c) = leg.completed.iter().find(|c| c.branch == branch) {
-                let (route, ack) = (leg.route, c.ack.clone());
-                self.transmit(route, ack);
-            }
-            return;
-        }
-        if msg.call_id != leg.call_id {
-            return;
+            let Some(c) = leg
+                .completed
+                .iter()
+                .find(|c| c.branch == branch && c.cseq == msg.cseq)
+            else {
+                return Err(format!("INVITE response {status} for another CSeq"));
+            };
+            let (route, ack) = (leg.route, c.ack.clone());
+            self.transmit(route, ack);
+            return Ok(());
         }
         match status {
             100..=199 => {
                 if leg.phase == Phase::Done || leg.phase == Phase::Confirmed {
-                    return;
+                    return Ok(());
                 }
                 if let Some(tx) = &mut leg.invite {
                     tx.provisional(&timers, now);
@@ -1122,9 +1251,11 @@ impl UserAgent {
                     let early_media = if msg.body().is_empty() {
                         None
                     } else {
+                        let offer = self.legs.get(&h).map(|l| &l.offer);
                         std::str::from_utf8(msg.body())
                             .ok()
-                            .and_then(|b| sdp::parse_answer(b, &self.legs[&h].offer).ok())
+                            .zip(offer)
+                            .and_then(|(b, offer)| sdp::parse_answer(b, offer).ok())
                     };
                     self.call_event(
                         h,
@@ -1138,18 +1269,21 @@ impl UserAgent {
             200..=299 => self.on_invite_2xx(h, now, msg),
             _ => self.on_invite_failure(h, now, msg),
         }
+        Ok(())
     }
 
     fn on_invite_2xx(&mut self, h: u64, now: Instant, msg: Incoming) {
-        let leg = self.legs.get_mut(&h).expect("caller checked");
+        let Some(mut leg) = self.legs.remove(&h) else {
+            return;
+        };
         if leg.phase == Phase::Confirmed || leg.phase == Phase::Done {
             // A retransmitted 2xx (our ACK was lost): ACK it again, end to end.
             if msg.to_tag == leg.remote_tag
                 && let Some(ack) = leg.ack.clone()
             {
-                let route = leg.route;
-                self.transmit(route, ack);
+                self.transmit(leg.route, ack);
             }
+            self.legs.insert(h, leg);
             return;
         }
         if let Some(tx) = &mut leg.invite {
@@ -1160,15 +1294,11 @@ impl UserAgent {
         leg.remote_target = msg.contact_uri();
         // The UAC's route set is the Record-Route list in reverse (RFC 3261 §12.1.2).
         leg.route_set = msg.record_route().into_iter().rev().collect();
-        let branch = Owner::Call(h).branch(&mut self.rng);
-        let leg = &self.legs[&h];
+        // The ACK of a 2xx is a transaction of its own that nothing answers.
         let ack = self
-            .in_dialog(leg, Method::Ack, leg.invite_cseq, &branch)
+            .in_dialog(&leg, Method::Ack, leg.invite_cseq, &new_branch())
             .build();
-        let mut leg = self.legs.remove(&h).expect("present");
         leg.ack = Some(ack.clone());
-        let route = leg.route;
-        let ending = leg.ending.clone();
         let answer = std::str::from_utf8(msg.body())
             .map_err(|_| "SDP answer is not UTF-8".to_string())
             .and_then(|b| {
@@ -1179,65 +1309,68 @@ impl UserAgent {
                 }
             });
         leg.cancel_deadline = None;
+        let ending = leg.ending.take();
+        if let (None, Ok(answer)) = (&ending, &answer) {
+            leg.answer = Some(answer.clone());
+        }
+        self.transmit(leg.route, ack);
         self.legs.insert(h, leg);
-        self.transmit(route, ack);
         match (ending, answer) {
-            (Some(reason), _) => {
-                // Answered while the CANCEL was on its way: hang up at once.
-                self.legs.get_mut(&h).expect("present").ending = None;
-                self.teardown(h, now, reason.clone(), reason);
-            }
-            (None, Ok(answer)) => {
-                self.legs.get_mut(&h).expect("present").answer = Some(answer.clone());
-                self.call_event(h, CallEvent::Answered { answer });
-            }
-            (None, Err(why)) => {
-                self.teardown(
-                    h,
-                    now,
-                    EndReason::BadAnswer(why.clone()),
-                    EndReason::BadAnswer(why),
-                );
-            }
+            // Answered while the CANCEL was on its way: hang up at once.
+            (Some(reason), _) => self.teardown(h, now, reason.clone(), reason),
+            (None, Ok(answer)) => self.call_event(h, CallEvent::Answered { answer }),
+            (None, Err(why)) => self.teardown(
+                h,
+                now,
+                EndReason::BadAnswer(why.clone()),
+                EndReason::BadAnswer(why),
+            ),
         }
     }
 
     fn on_invite_failure(&mut self, h: u64, now: Instant, msg: Incoming) {
         let status = msg.status().unwrap_or(0);
         let timers = self.cfg.timers;
-        let leg = self.legs.get_mut(&h).expect("caller checked");
-        let Some(tx) = leg.invite.take() else {
+        let Some(mut leg) = self.legs.remove(&h) else {
             return;
         };
-        let ack = {
-            let leg = &self.legs[&h];
-            self.non_2xx_ack(leg, &msg, &tx.branch)
+        let Some(tx) = leg.invite.take() else {
+            self.legs.insert(h, leg);
+            return;
         };
-        let leg = self.legs.get_mut(&h).expect("present");
+        let ack = self.non_2xx_ack(&leg, &msg, &tx.branch);
         leg.completed.push(Completed {
             branch: tx.branch.clone(),
+            cseq: leg.invite_cseq,
             ack: ack.clone(),
             until: now + timers.d(leg.route.transport),
         });
-        let route = leg.route;
-        self.transmit(route, ack);
-        let leg = self.legs.get_mut(&h).expect("present");
-        if leg.phase == Phase::Done {
+        self.transmit(leg.route, ack);
+        let (phase, ending, trunk) = (leg.phase, leg.ending.clone(), leg.trunk);
+        let retry = (status == 401 || status == 407)
+            && ending.is_none()
+            && phase != Phase::Done
+            && leg
+                .auth
+                .take_challenge(&msg, self.trunks[trunk].cfg.credentials.is_some());
+        if retry {
+            leg.phase = Phase::Calling;
+        }
+        self.legs.insert(h, leg);
+        if phase == Phase::Done {
             return;
         }
-        if let Some(reason) = leg.ending.clone() {
+        if let Some(reason) = ending {
             // The 487 (or any final response) to a cancelled INVITE.
             self.finish(h, now, reason);
             return;
         }
+        if retry {
+            self.send_invite(h, now);
+            return;
+        }
         if status == 401 || status == 407 {
-            let has = self.trunks[leg.trunk].cfg.credentials.is_some();
-            if leg.auth.take_challenge(&msg, has) {
-                leg.phase = Phase::Calling;
-                self.send_invite(h, now);
-            } else {
-                self.finish(h, now, EndReason::AuthFailed { status });
-            }
+            self.finish(h, now, EndReason::AuthFailed { status });
             return;
         }
         // 503 from the trunk: the service behind it is down; another trunk may do.
@@ -1248,27 +1381,31 @@ impl UserAgent {
         self.finish(h, now, EndReason::Rejected { status, reason });
     }
 
-    fn on_bye_response(&mut self, h: u64, now: Instant, msg: Incoming) {
+    fn on_bye_response(&mut self, h: u64, now: Instant, msg: Incoming) -> Result<(), String> {
         let status = msg.status().unwrap_or(0);
-        let leg = self.legs.get_mut(&h).expect("caller checked");
-        let Some(tx) = &mut leg.bye else {
-            return;
+        let Some(leg) = self.legs.get_mut(&h) else {
+            return Ok(());
         };
-        if msg.via.branch.as_deref() != Some(tx.branch.as_str()) || status < 200 {
-            if status < 200 {
-                let timers = self.cfg.timers;
-                tx.provisional(&timers, now);
-            }
-            return;
+        let Some(tx) = &mut leg.bye else {
+            return Err(format!("BYE response {status} with no BYE in flight"));
+        };
+        if msg.via.branch.as_deref() != Some(tx.branch.as_str()) || msg.cseq != leg.bye_cseq {
+            return Err(format!("BYE response {status} for another BYE"));
+        }
+        if status < 200 {
+            let timers = self.cfg.timers;
+            tx.provisional(&timers, now);
+            return Ok(());
         }
         tx.finish();
         let has = self.trunks[leg.trunk].cfg.credentials.is_some();
         if (status == 401 || status == 407) && leg.bye_auth.take_challenge(&msg, has) {
             self.send_bye(h, now);
-            return;
+            return Ok(());
         }
         let reason = leg.ending.clone().unwrap_or(EndReason::Hangup);
         self.finish(h, now, reason);
+        Ok(())
     }
 
     /// A response to `req` carrying User-Agent.
@@ -1280,7 +1417,9 @@ impl UserAgent {
     /// Sends a response and keeps it for the request's retransmissions (Timer J).
     fn send_reply(&mut self, now: Instant, req: &Incoming, to: Route, b: Builder) {
         let bytes = b.build();
-        if let Some(key) = server_key(req) {
+        if self.answered.len() < MAX_ANSWERED
+            && let Some(key) = server_key(req)
+        {
             let transmit = Transmit {
                 transport: to.transport,
                 local: to.local,
@@ -1314,12 +1453,30 @@ impl UserAgent {
             self.out.push_back(Output::Transmit(t));
             return;
         }
+        // A request belongs to a dialog only with both of its tags and from the trunk the
+        // call went through: a BYE or re-INVITE from anywhere else (or with a tag guessed
+        // wrong) is answered 481 and changes nothing.
         let leg = self.by_call_id.get(&req.call_id).copied().filter(|h| {
             self.legs.get(h).is_some_and(|l| {
-                req.to_tag.as_deref() == Some(l.local_tag.as_str())
-                    && (l.remote_tag.is_none() || req.from_tag == l.remote_tag)
+                l.remote_tag.is_some()
+                    && req.to_tag.as_deref() == Some(l.local_tag.as_str())
+                    && req.from_tag == l.remote_tag
+                    && self.trunks[l.trunk]
+                        .cfg
+                        .sends_requests_from(reply.transport, reply.remote)
             })
         });
+        if let Some(h) = leg
+            && method != Method::Ack
+            && let Some(leg) = self.legs.get_mut(&h)
+        {
+            // RFC 3261 §12.2.2: a request older than one already taken is out of order.
+            if leg.remote_cseq.is_some_and(|seen| req.cseq < seen) {
+                self.respond(now, &req, reply, 500, "CSeq Out of Order");
+                return;
+            }
+            leg.remote_cseq = Some(req.cseq);
+        }
         match (method, leg) {
             (Method::Ack, Some(h)) => {
                 if let Some(leg) = self.legs.get_mut(&h) {
@@ -1329,11 +1486,10 @@ impl UserAgent {
             (Method::Ack, None) => {}
             (Method::Bye, Some(h)) => {
                 self.respond(now, &req, reply, 200, "OK");
-                if self.legs[&h].phase != Phase::Done {
-                    let reason = self.legs[&h]
-                        .ending
-                        .clone()
-                        .unwrap_or(EndReason::RemoteHangup);
+                if let Some(leg) = self.legs.get(&h)
+                    && leg.phase != Phase::Done
+                {
+                    let reason = leg.ending.clone().unwrap_or(EndReason::RemoteHangup);
                     self.finish(h, now, reason);
                 }
             }
@@ -1357,7 +1513,9 @@ impl UserAgent {
     /// A re-INVITE or UPDATE in a confirmed dialog: keep the media (same codec) and answer
     /// 200, or 488 when the new offer leaves nothing callverify can use.
     fn on_reinvite(&mut self, h: u64, now: Instant, req: Incoming, reply: Route) {
-        let leg = &self.legs[&h];
+        let Some(leg) = self.legs.get(&h) else {
+            return;
+        };
         if leg.phase != Phase::Confirmed {
             self.respond(now, &req, reply, 491, "Request Pending");
             return;
@@ -1380,7 +1538,9 @@ impl UserAgent {
                 Ok(a) => {
                     let body = ours.answer_sdp(a.telephone_event_pt);
                     if a != current {
-                        self.legs.get_mut(&h).expect("present").answer = Some(a.clone());
+                        if let Some(leg) = self.legs.get_mut(&h) {
+                            leg.answer = Some(a.clone());
+                        }
                         self.call_event(h, CallEvent::MediaChanged { answer: a });
                     }
                     Some(body)
@@ -1391,7 +1551,9 @@ impl UserAgent {
                 }
             }
         };
-        let leg = self.legs.get_mut(&h).expect("present");
+        let Some(leg) = self.legs.get_mut(&h) else {
+            return;
+        };
         leg.offer.version = ours.version;
         let contact = leg.contact.clone();
         let mut b = self
@@ -1404,7 +1566,9 @@ impl UserAgent {
         let timers = self.cfg.timers;
         if req.method() == Some(&Method::Invite) && reply.transport == Transport::Udp {
             let bytes = b.clone().build();
-            let leg = self.legs.get_mut(&h).expect("present");
+            let Some(leg) = self.legs.get_mut(&h) else {
+                return;
+            };
             leg.uas = Some(UasRetransmit {
                 bytes,
                 to: reply,
@@ -1417,11 +1581,15 @@ impl UserAgent {
     }
 
     fn send_options(&mut self, i: usize, now: Instant) {
-        let branch = Owner::Options(i).branch(&mut self.rng);
-        let tag = self.rng.hex();
-        let call_id = self.rng.hex() + &self.rng.hex();
+        let branch = self.branch(Owner::Options(i));
+        let (tag, call_id) = (new_tag(), new_call_id());
         let tr = &mut self.trunks[i];
+        if let Some(old) = tr.options.take() {
+            self.txs.remove(&old.branch);
+        }
         tr.options_seq += 1;
+        tr.options_call_id = call_id.clone();
+        tr.options_tag = tag.clone();
         let route = tr.route();
         let uri = format!("sip:{}", tr.cfg.domain);
         let bytes = Builder::request(&Method::Options, &uri)
@@ -1457,14 +1625,18 @@ impl UserAgent {
         }
         // Any final response, even 4xx/5xx, shows the trunk's SIP stack is alive — except
         // 503, which is how a proxy says the service behind it is down.
-        tr.options = None;
+        let done = tr.options.take();
+        self.forget(done);
         self.set_trunk_up(i, msg.status() != Some(503));
     }
 
     fn send_register(&mut self, i: usize, now: Instant) {
-        let branch = Owner::Register(i).branch(&mut self.rng);
+        let branch = self.branch(Owner::Register(i));
         let ua = self.cfg.user_agent.clone();
         let tr = &mut self.trunks[i];
+        if let Some(old) = tr.register.take() {
+            self.txs.remove(&old.branch);
+        }
         tr.reg_seq += 1;
         tr.next_register = None;
         let route = tr.route();
@@ -1480,10 +1652,7 @@ impl UserAgent {
             .header("Contact", tr.contact())
             .header("Expires", tr.reg_expires.to_string());
         let creds = tr.cfg.credentials.clone();
-        if let Some((name, value)) =
-            tr.reg_auth
-                .header(creds.as_ref(), &Method::Register, &uri, &mut self.rng)
-        {
+        if let Some((name, value)) = tr.reg_auth.header(creds.as_ref(), &Method::Register, &uri) {
             b = b.header(name, value);
         }
         let bytes = b.header("User-Agent", ua).build();
@@ -1505,8 +1674,10 @@ impl UserAgent {
             tx.provisional(&timers, now);
             return;
         }
-        tr.register = None;
+        let done = tr.register.take();
         let name = tr.cfg.name.clone();
+        self.forget(done);
+        let tr = &mut self.trunks[i];
         match status {
             200..=299 => {
                 tr.reg_auth.tries = 0;
@@ -1614,10 +1785,7 @@ impl UserAgent {
         let route = leg.route;
         leg.completed.retain(|c| c.until > now);
         if leg.linger_until.is_some_and(|t| now >= t) {
-            let leg = self.legs.remove(&h).expect("present");
-            if self.by_call_id.get(&leg.call_id) == Some(&h) {
-                self.by_call_id.remove(&leg.call_id);
-            }
+            self.remove_leg(h);
             return;
         }
         let mut sends = Vec::new();
@@ -1678,12 +1846,14 @@ impl UserAgent {
             self.transmit(route, bytes);
         }
         if options_timeout {
-            self.trunks[i].options = None;
+            let done = self.trunks[i].options.take();
+            self.forget(done);
             self.set_trunk_up(i, false);
         }
         if register_timeout {
+            let done = self.trunks[i].register.take();
+            self.forget(done);
             let tr = &mut self.trunks[i];
-            tr.register = None;
             tr.reg_auth = AuthState::default();
             tr.next_register = Some(now + REGISTER_RETRY);
             let trunk = tr.cfg.name.clone();

@@ -31,6 +31,7 @@ fn trunk(name: &str, addr: &str) -> TrunkConfig {
         register: false,
         options_interval: None,
         srtp: Default::default(),
+        responses_from: Default::default(),
     }
 }
 
@@ -77,7 +78,7 @@ impl Sim {
         };
         let now = Instant::now();
         Sim {
-            ua: UserAgent::new(cfg, trunks, 7).unwrap(),
+            ua: UserAgent::new(cfg, trunks).unwrap(),
             now,
             t0: now,
             sent: Vec::new(),
@@ -820,4 +821,177 @@ fn sha256_is_preferred_when_offered_with_md5() {
         .next()
         .unwrap();
     assert_eq!(response.len(), 64, "a SHA-256 digest: {auth}");
+}
+
+/// A response that names the INVITE's branch, Call-ID, tags and CSeq (as one seen on the
+/// wire would) but comes from another port of the trunk's host, over another transport, or
+/// differs in any of those, is dropped: nothing is ACKed and the call is not answered.
+#[test]
+fn a_forged_answer_is_dropped_unless_it_comes_from_the_trunk_and_matches() {
+    let mut s = Sim::new(vec![trunk("pbx", PEER)]);
+    s.invite();
+    let inv = s.last("INVITE");
+    s.receive(PEER, resp(&inv, 180, "Ringing").build());
+    s.take_sent();
+    let ok = String::from_utf8(ok_with_answer(&inv)).unwrap();
+    let other_port = "127.0.0.1:5999";
+    s.receive(other_port, ok.clone().into_bytes());
+    let forged = [
+        ok.replace(&inv.call_id, "another-call-id"),
+        ok.replace(inv.from_tag.as_deref().unwrap(), "another-tag"),
+        ok.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE"),
+        ok.replace("CSeq: 1 INVITE", "CSeq: 1 BYE"),
+        ok.replace(inv.via.branch.as_deref().unwrap(), "z9hG4bKguessed"),
+    ];
+    for f in &forged {
+        assert_ne!(f, &ok);
+        s.receive(PEER, f.clone().into_bytes());
+    }
+    // Over TCP from the trunk's own address and port: not the transport the INVITE took.
+    s.ua.handle_receive(
+        s.now,
+        Transport::Tcp,
+        LOCAL.parse().unwrap(),
+        PEER.parse().unwrap(),
+        ok.as_bytes(),
+    );
+    s.drain();
+    assert!(s.sent.is_empty(), "{:?}", s.methods());
+    assert!(
+        !s.call_events()
+            .iter()
+            .any(|e| matches!(e, CallEvent::Answered { .. }))
+    );
+    let discarded = s
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Discarded { .. }))
+        .count();
+    assert_eq!(discarded, forged.len() + 2, "{:?}", s.events);
+    // The real answer still answers.
+    s.receive(PEER, ok.into_bytes());
+    assert_eq!(s.methods(), vec!["ACK"]);
+    assert!(
+        s.call_events()
+            .iter()
+            .any(|e| matches!(e, CallEvent::Answered { .. }))
+    );
+}
+
+/// `responses_from = "host"`: another port of the trunk's host may answer; another host may
+/// not.
+#[test]
+fn a_trunk_may_answer_from_another_port_of_its_host_when_configured() {
+    let mut s = Sim::new(vec![TrunkConfig {
+        responses_from: sip::ResponsesFrom::Host,
+        ..trunk("pbx", PEER)
+    }]);
+    s.invite();
+    let inv = s.last("INVITE");
+    s.take_sent();
+    s.receive("127.0.0.2:5060", ok_with_answer(&inv));
+    assert!(s.sent.is_empty(), "{:?}", s.methods());
+    s.receive("127.0.0.1:5999", ok_with_answer(&inv));
+    assert_eq!(s.methods(), vec!["ACK"]);
+}
+
+/// In the dialog, a re-INVITE that moves the media (or a BYE) is taken only from the trunk
+/// and with both tags of the dialog: from another port, or with a tag wrong, it gets 481
+/// and changes nothing.
+#[test]
+fn in_dialog_requests_need_the_trunk_and_the_dialogs_tags() {
+    let (mut s, inv) = answered();
+    let elsewhere = ANSWER.replace("m=audio 6000", "m=audio 7000");
+    let reinvite = |cseq: u32, branch: &str| {
+        callee_request(&inv, "INVITE", cseq, branch)
+            .header("Contact", "<sip:callee@127.0.0.1:5060>")
+            .body("application/sdp", elsewhere.clone())
+            .build()
+    };
+    s.receive("127.0.0.1:5999", reinvite(2, "z9hG4bKre-port"));
+    let wrong_tag = String::from_utf8(reinvite(3, "z9hG4bKre-tag"))
+        .unwrap()
+        .replace(";tag=callee", ";tag=guessed");
+    s.receive(PEER, wrong_tag.into_bytes());
+    let no_tag = String::from_utf8(reinvite(4, "z9hG4bKre-notag"))
+        .unwrap()
+        .replace(";tag=callee", "");
+    s.receive(PEER, no_tag.into_bytes());
+    s.receive(
+        "127.0.0.1:5999",
+        callee_request(&inv, "BYE", 5, "z9hG4bKbye-port").build(),
+    );
+    assert_eq!(s.methods(), vec!["481", "481", "481", "481"]);
+    assert!(s.ended().is_none(), "the call goes on");
+    assert!(
+        !s.call_events()
+            .iter()
+            .any(|e| matches!(e, CallEvent::MediaChanged { .. })),
+        "{:?}",
+        s.call_events()
+    );
+    // From the trunk with the dialog's tags, the same re-INVITE moves the media.
+    s.take_sent();
+    s.receive(PEER, reinvite(6, "z9hG4bKre-ok"));
+    assert_eq!(s.methods(), vec!["200"]);
+    assert!(
+        s.call_events().iter().any(
+            |e| matches!(e, CallEvent::MediaChanged { answer } if answer.remote.port() == 7000)
+        )
+    );
+    // An older CSeq than one taken is out of order.
+    s.take_sent();
+    s.receive(
+        PEER,
+        callee_request(&inv, "BYE", 5, "z9hG4bKbye-old").build(),
+    );
+    assert_eq!(s.methods(), vec!["500"]);
+    assert!(s.ended().is_none());
+}
+
+/// One datagram whose Via branch has multi-byte text where the user agent's own branches
+/// have their cookie stopped the whole SIP endpoint (a panic slicing inside a character).
+#[test]
+fn a_branch_with_multibyte_text_is_dropped_without_harm() {
+    let (mut s, inv) = answered();
+    let ok = String::from_utf8(ok_with_answer(&inv)).unwrap();
+    for branch in [
+        "z9hG4bKcvé1x00000000",
+        "z9hG4bKcvc1é",
+        "z9hG4bKcv",
+        "z9hG4bKcvc",
+        "z9hG4bKcvc18446744073709551616x0",
+        "é",
+    ] {
+        let forged = ok.replace(inv.via.branch.as_deref().unwrap(), branch);
+        s.receive(PEER, forged.into_bytes());
+    }
+    assert!(s.sent.is_empty(), "{:?}", s.methods());
+    assert!(s.ended().is_none());
+}
+
+/// Call-IDs, tags and branches are fresh random values (at least 64 bits each) that say
+/// nothing of the call or of one another.
+#[test]
+fn identifiers_are_random_and_carry_nothing() {
+    let mut s = Sim::new(vec![trunk("pbx", PEER)]);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        s.invite();
+        let inv = s.last("INVITE");
+        let branch = inv.via.branch.clone().unwrap();
+        let hex = branch.strip_prefix("z9hG4bK").expect("the RFC 3261 cookie");
+        let tag = inv.from_tag.clone().unwrap();
+        for (what, v, min) in [
+            ("branch", hex, 16),
+            ("tag", &tag, 16),
+            ("Call-ID", &inv.call_id, 16),
+        ] {
+            assert!(
+                v.len() >= min && v.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{what} {v:?} is not {min}+ hex digits"
+            );
+            assert!(seen.insert(v.to_string()), "{what} {v:?} seen before");
+        }
+    }
 }
