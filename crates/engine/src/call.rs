@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dtmf::{Detector, Digit, DigitEvent, EventDecoder, TelephoneEvent};
-use media::rtp::{Latching, ReceptionReport, RtpReceiver, RtpSender, RtpStats};
+use media::rtp::{Latching, ReceptionReport, RtpReceiver, RtpSender, RtpStats, StreamStart};
 use media::{Codec, FRAME_SAMPLES, Prompt, PromptKind, Vad};
 use sip::sdp::Answer;
 use sip::{CallEvent, EndReason};
@@ -487,15 +487,16 @@ pub struct VerificationCall {
     trunk: Option<String>,
     timings: Timings,
     out: VecDeque<Output>,
-    rng: u64,
+    /// Where the stream callverify sends starts.
+    stream_start: StreamStart,
     /// SRTP packets that did not authenticate (dropped by the driver).
     unauthenticated: u64,
 }
 
 impl VerificationCall {
-    /// A call whose INVITE is being sent at `now`; `seed` makes the SSRC, the first sequence
-    /// number and the first timestamp (give it a fresh random value per call).
-    pub fn new(now: Instant, cfg: ScriptConfig, prompts: Prompts, seed: u64) -> Self {
+    /// A call whose INVITE is being sent at `now`; the audio it sends starts at `start` (give
+    /// it [`StreamStart::random`]).
+    pub fn new(now: Instant, cfg: ScriptConfig, prompts: Prompts, start: StreamStart) -> Self {
         VerificationCall {
             repeats_left: cfg.repeats.max(1) - 1,
             cfg,
@@ -523,7 +524,7 @@ impl VerificationCall {
             trunk: None,
             timings: Timings::default(),
             out: VecDeque::new(),
-            rng: seed,
+            stream_start: start,
             unauthenticated: 0,
         }
     }
@@ -546,16 +547,6 @@ impl VerificationCall {
 
     fn ms_since_start(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.start).as_millis() as u64
-    }
-
-    fn next_random(&mut self) -> u64 {
-        // splitmix64: enough to make SSRC, sequence and timestamp unpredictable per call
-        // when the seed is.
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 
     /// The SIP call's progress.
@@ -592,11 +583,10 @@ impl VerificationCall {
         self.out.push_back(Output::Report(Report::Answered {
             codec: answer.codec,
         }));
-        let r = self.next_random();
         let rx = RtpReceiver::new(answer.remote, self.cfg.latching)
             .with_timing_payload_type(answer.codec_pt);
         self.media = Some(Media {
-            tx: RtpSender::new(r as u32, (r >> 32) as u16, (r >> 48) as u32 * 65_537),
+            tx: RtpSender::starting(self.stream_start),
             rx,
             answer,
             epoch: now,

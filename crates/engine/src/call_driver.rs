@@ -10,7 +10,7 @@ use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use media::Codec;
-use media::rtp::MAX_PACKET;
+use media::rtp::{MAX_PACKET, StreamStart};
 use media::srtp::{MASTER_LEN, Srtp, Suite};
 use sip::sdp::{Offer, Sdes, SdesKey};
 use sip::{CallEvent, EndReason};
@@ -172,7 +172,8 @@ fn recv_stamped(
     })
 }
 
-async fn bind_pair(media: &MediaConfig, seed: u64) -> Result<(UdpSocket, UdpSocket), VerifyError> {
+async fn bind_pair(media: &MediaConfig) -> Result<(UdpSocket, UdpSocket), VerifyError> {
+    let seed = sip::random::u64();
     let first = *media.ports.start() & !1;
     let last = *media.ports.end();
     let pairs = u64::from(last.saturating_sub(first) / 2 + 1);
@@ -218,8 +219,7 @@ pub async fn verify(
     reports: Option<mpsc::UnboundedSender<Report>>,
     cancel: impl Future<Output = ()>,
 ) -> Result<Finished, VerifyError> {
-    let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), Instant::now());
-    let (rtp, rtcp) = bind_pair(media, seed).await?;
+    let (rtp, rtcp) = bind_pair(media).await?;
     let local = rtp.local_addr().map_err(|source| VerifyError::NoPorts {
         address: media.address,
         first: *media.ports.start(),
@@ -229,7 +229,8 @@ pub async fn verify(
     let offer = Offer {
         address: media.address,
         port: local.port(),
-        session_id: seed >> 1,
+        // RFC 4566 §5.2: a numeric session id; 64 random bits, nothing else of the call.
+        session_id: sip::random::u64(),
         version: 1,
         codecs: media.codecs.clone(),
         // Offered only where the trunk says (the user agent sets the policy per trunk).
@@ -245,7 +246,7 @@ pub async fn verify(
     let started = Instant::now();
     let mut call = endpoint.call(target.as_e164(), offer).await?;
     let span = info_span!("call", call = %call.handle, to = %target);
-    let mut vc = VerificationCall::new(started, script, prompts, seed.rotate_left(17));
+    let mut vc = VerificationCall::new(started, script, prompts, StreamStart::random());
     async move {
         info!(rtp = %local, "verification call placed");
         let mut buf = vec![0u8; 2048];

@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let peer: SocketAddr = "127.0.0.1:30000".parse().unwrap();
     let other: SocketAddr = "127.0.0.1:30002".parse().unwrap();
     let mut now = Instant::now();
-    let mut vc = VerificationCall::new(now, ScriptConfig::default(), prompts, 1);
+    let mut vc = VerificationCall::new(now, ScriptConfig::default(), prompts, media::rtp::StreamStart::random());
     vc.handle_sip(
         now,
         CallEvent::Answered {
