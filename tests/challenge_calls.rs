@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use callverify_e2e::{
-    BOUND, Postgres, Sipp, V4, callee_scenario, endpoint, free_rtp_pair, media_at, prompts,
-    runner_through, scratch, script, sign_in, sqlite_store, trunk,
+    BOUND, KEY_AT_MS, Postgres, SIPP_POUND, Sipp, V4, callee_scenario_after, endpoint,
+    free_rtp_pair, media_at, prompts, runner_through, scratch, script, sign_in, sqlite_store,
+    trunk,
 };
 use engine::Runner;
 use media::Language;
@@ -40,8 +41,7 @@ async fn challenge_through(store: Store, sipp: Sipp) -> (String, Option<Challeng
 }
 
 async fn approved_with_its_trail(store: Store) {
-    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
-    let sipp = Sipp::callee("challenge-approved", V4, Some(pcap));
+    let sipp = Sipp::callee_pressing_pound("challenge-approved", V4);
     let (id, state) = challenge_through(store.clone(), sipp).await;
     assert_eq!(state, Some(ChallengeState::Approved));
     let events = store.events(&id).await.unwrap();
@@ -129,8 +129,12 @@ async fn a_busy_primary_falls_back_to_the_verified_fallback_phone() {
         .await
         .unwrap();
 
-    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
-    let file = callee_scenario(&dir, Some(pcap), std::time::Duration::from_millis(300));
+    let file = callee_scenario_after(
+        &dir,
+        Some(std::path::Path::new(SIPP_POUND)),
+        std::time::Duration::from_millis(300),
+        std::time::Duration::from_millis(KEY_AT_MS as u64),
+    );
     let scenario = std::fs::read_to_string(&file).unwrap();
     let scenario = scenario
         .replacen(

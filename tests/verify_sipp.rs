@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use callverify_e2e::pcap::{self, Part};
 use callverify_e2e::{
-    BOUND, Sipp, V4, endpoint, free_rtp_pair, media_at, scratch, script, trunk, verify_call,
+    BOUND, KEY_AT_MS, Sipp, V4, endpoint, free_rtp_pair, media_at, scratch, script, trunk,
+    verify_call,
 };
 use dtmf::Digit;
 use engine::Outcome;
@@ -42,8 +43,7 @@ fn silence(ms: f64) -> Vec<i16> {
 
 #[tokio::test]
 async fn pound_as_rfc4733_from_sipps_capture_approves() {
-    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
-    let sipp = Sipp::callee("rfc4733-pound", V4, Some(pcap));
+    let sipp = Sipp::callee_pressing_pound("rfc4733-pound", V4);
     let r = call(sipp, BOUND).await;
     assert_eq!(r.outcome, Outcome::Approved, "{r:?}");
     assert_eq!(keys(&r), "#");
@@ -57,10 +57,11 @@ async fn pound_as_rfc4733_from_sipps_capture_approves() {
 #[tokio::test]
 async fn pound_in_band_inside_pcmu_speech_approves() {
     let hello = testaudio::speech::speak("en-us", 160, "Hello?").expect("espeak-ng and sox");
+    let gap = (KEY_AT_MS - 400.0 - hello.len() as f64 / 8.0).max(1200.0);
     let audio = Signal::new()
         .silence(400.0)
         .then(&Signal::from_pcm(&hello))
-        .silence(1200.0)
+        .silence(gap)
         .digit(Digit::Pound, -10.0, 160.0)
         .silence(1500.0)
         .pcm();
@@ -70,8 +71,8 @@ async fn pound_in_band_inside_pcmu_speech_approves() {
     assert_eq!(r.outcome, Outcome::Approved, "{r:?}");
     assert_eq!(keys(&r), "#");
     assert_eq!(r.keys[0].source, KeySource::InBand);
-    // The tone starts 400 ms + the spoken hello + 1.2 s after the answer.
-    let expected = 400 + hello.len() as u64 / 8 + 1200;
+    // The tone starts 400 ms + the spoken hello + the gap after the answer.
+    let expected = 400 + hello.len() as u64 / 8 + gap as u64;
     let key = r.timings.time_to_key_ms.unwrap();
     assert!(
         key >= expected && key < expected + 400,
@@ -84,7 +85,7 @@ async fn zero_then_pound_reports_fraud() {
     let pcap = capture(
         "zero-pound",
         &[
-            Part::Audio(silence(1000.0)),
+            Part::Audio(silence(KEY_AT_MS)),
             Part::Key(Digit::D0, 120),
             Part::Audio(silence(300.0)),
             Part::Key(Digit::Pound, 120),
@@ -102,7 +103,7 @@ async fn other_keys_then_pound_deny() {
     let pcap = capture(
         "one-two-pound",
         &[
-            Part::Audio(silence(800.0)),
+            Part::Audio(silence(KEY_AT_MS)),
             Part::Key(Digit::D1, 100),
             Part::Audio(silence(200.0)),
             Part::Key(Digit::D2, 100),
@@ -117,6 +118,40 @@ async fn other_keys_then_pound_deny() {
     assert_eq!(keys(&r), "12#");
 }
 
+/// A voicemail greeting that says "Hello" and has a '#' 800 ms after the answer (the attack:
+/// the victim's greeting set to end in the tone) does not approve: the '#' comes while the
+/// greeting plays, before anyone asked for a key, and is dropped. The same '#' during the
+/// instructions approves.
+#[tokio::test]
+async fn a_pound_before_the_instructions_is_dropped_and_one_during_them_approves() {
+    let hello = testaudio::speech::speak("en-us", 200, "Hello").expect("espeak-ng and sox");
+    let at = |pound_ms: f64| {
+        let hello_ms = hello.len() as f64 / 8.0;
+        Signal::new()
+            .then(&Signal::from_pcm(&hello[..hello.len().min(6000)]))
+            .silence((pound_ms - hello_ms.min(750.0)).max(50.0))
+            .digit(Digit::Pound, -10.0, 160.0)
+            .silence(9000.0)
+            .pcm()
+    };
+    let early = capture("greeting-pound-800ms", &[Part::Audio(at(800.0))]);
+    let r = call(Sipp::callee("greeting-pound", V4, Some(&early)), BOUND).await;
+    eprintln!(
+        "'#' 800 ms after the answer: {} ({:?})",
+        r.outcome.name(),
+        r.detail
+    );
+    assert!(
+        matches!(r.outcome, Outcome::NoInput | Outcome::Voicemail),
+        "{r:?}"
+    );
+    assert!(r.keys.is_empty(), "{r:?}");
+    let late = capture("greeting-pound-late", &[Part::Audio(at(KEY_AT_MS))]);
+    let r = call(Sipp::callee("instructions-pound", V4, Some(&late)), BOUND).await;
+    assert_eq!(r.outcome, Outcome::Approved, "{r:?}");
+    assert_eq!(keys(&r), "#");
+}
+
 #[tokio::test]
 async fn no_key_is_no_input() {
     let sipp = Sipp::callee("no-key", V4, None);
@@ -124,10 +159,15 @@ async fn no_key_is_no_input() {
     assert_eq!(r.outcome, Outcome::NoInput, "{r:?}");
     assert!(r.keys.is_empty());
     assert_eq!(r.timings.time_to_key_ms, None);
-    // Decided 4 s (the first-key timeout) after the answer.
+    // Decided 4 s (the first-key timeout) after the instructions started (the greeting's
+    // end).
     let answered = r.timings.time_to_answer_ms.unwrap();
     let verdict = r.timings.time_to_verdict_ms.unwrap();
-    assert!((4000..4100).contains(&(verdict - answered)), "{r:?}");
+    let expected = callverify_e2e::prompts(Language::En).greeting.duration_ms() + 4000;
+    assert!(
+        (expected..expected + 100).contains(&(verdict - answered)),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -253,13 +293,18 @@ async fn an_answering_machine_greeting_ending_in_pound_is_voicemail() {
 /// here; sipp retransmits its 200) still complete each call with its verdict.
 #[tokio::test]
 async fn twenty_percent_sip_loss_is_recovered_by_retransmission() {
-    use callverify_e2e::{LossyLink, callee_scenario, endpoint_with};
-    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
+    use callverify_e2e::{KEY_AT_MS, LossyLink, SIPP_POUND, callee_scenario_after, endpoint_with};
+    let pcap = std::path::Path::new(SIPP_POUND);
     let (mut lost, mut passed) = (0, 0);
     for seed in 1..=5u64 {
         let link = LossyLink::start(V4, 0.2, seed).await;
         let dir = scratch(&format!("sip-loss-{seed}"));
-        let file = callee_scenario(&dir, Some(pcap), Duration::from_millis(300));
+        let file = callee_scenario_after(
+            &dir,
+            Some(pcap),
+            Duration::from_millis(300),
+            Duration::from_millis(KEY_AT_MS as u64),
+        );
         let text = std::fs::read_to_string(&file).unwrap().replace(
             "Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>",
             &format!("Contact: <sip:sipp@{};transport=UDP>", link.addr),
@@ -304,8 +349,7 @@ async fn call_under_flood(
 ) -> (engine::CallReport, usize, bool) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
-    let sipp = Sipp::callee(name, V4, Some(pcap));
+    let sipp = Sipp::callee_pressing_pound(name, V4);
     let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
     let target = ep
         .local_addr(Transport::Udp, false)

@@ -18,6 +18,14 @@ use sip::{CallEvent, EndReason, Listener, Timers, Transport, TrunkConfig, UaConf
 /// Every wait in these tests ends by this bound.
 pub const BOUND: Duration = Duration::from_secs(30);
 
+/// When the test phones press their key, in milliseconds after the answer: while the
+/// instructions play. Keys during the greeting (3.84 s in English, 3.9 s in Japanese) are
+/// dropped, as a recorded greeting's would be.
+pub const KEY_AT_MS: f64 = 4500.0;
+
+/// sipp's own capture of an RFC 4733 '#' (its events come in its first 100 ms).
+pub const SIPP_POUND: &str = "/usr/share/sip-tester/dtmf_2833_pound.pcap";
+
 /// IPv4 loopback.
 pub const V4: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 /// IPv6 loopback.
@@ -271,9 +279,22 @@ pub fn call_log(api: &str, operator: &str) -> Vec<serde_json::Value> {
 /// Writes `tests/sipp/verify_callee.xml` into `dir` with `pcap` as the phone's audio (or
 /// none), ringing `ring` before it answers, and returns its path.
 pub fn callee_scenario(dir: &Path, pcap: Option<&Path>, ring: Duration) -> PathBuf {
-    let play = pcap.map_or(String::new(), |p| {
+    callee_scenario_after(dir, pcap, ring, Duration::ZERO)
+}
+
+/// As [`callee_scenario`], with the capture played `after` the answer (sipp waits first).
+pub fn callee_scenario_after(
+    dir: &Path,
+    pcap: Option<&Path>,
+    ring: Duration,
+    after: Duration,
+) -> PathBuf {
+    let mut play = pcap.map_or(String::new(), |p| {
         format!("play_pcap_audio=\"{}\"", p.display())
     });
+    if !play.is_empty() && !after.is_zero() {
+        play = format!("@WAIT{}@{play}", after.as_millis());
+    }
     callee_scenario_playing(dir, &play, ring)
 }
 
@@ -285,7 +306,12 @@ pub fn callee_scenario_playing(dir: &Path, play: &str, ring: Duration) -> PathBu
             .expect("read the callee scenario");
     let play = match play {
         "" => String::new(),
-        p => format!("<nop><action><exec {p}/></action></nop>"),
+        p => match p.strip_prefix("@WAIT").and_then(|r| r.split_once('@')) {
+            Some((ms, p)) => {
+                format!("<pause milliseconds=\"{ms}\"/><nop><action><exec {p}/></action></nop>")
+            }
+            None => format!("<nop><action><exec {p}/></action></nop>"),
+        },
     };
     let file = dir.join("scenario.xml");
     let ring = match ring.as_millis() {
@@ -327,6 +353,19 @@ impl Sipp {
     pub fn callee(name: &str, ip: IpAddr, pcap: Option<&Path>) -> Sipp {
         let dir = scratch(&format!("sipp-callee-{name}"));
         let file = callee_scenario(&dir, pcap, Duration::from_millis(300));
+        Sipp::spawn(dir, &file, Transport::Udp, ip, &[])
+    }
+
+    /// As [`Sipp::callee`], pressing '#' as RFC 4733 events (sipp's own capture,
+    /// [`SIPP_POUND`]) [`KEY_AT_MS`] after the answer.
+    pub fn callee_pressing_pound(name: &str, ip: IpAddr) -> Sipp {
+        let dir = scratch(&format!("sipp-callee-{name}"));
+        let file = callee_scenario_after(
+            &dir,
+            Some(Path::new(SIPP_POUND)),
+            Duration::from_millis(300),
+            Duration::from_millis(KEY_AT_MS as u64),
+        );
         Sipp::spawn(dir, &file, Transport::Udp, ip, &[])
     }
 
@@ -951,12 +990,12 @@ impl Drop for Baresip {
     }
 }
 
-/// A WAV (8 kHz mono) of 1.5 s of silence, a '#' tone of 200 ms and 0.5 s more, in a scratch
-/// directory named `name`: what baresip "says" when it answers.
+/// A WAV (8 kHz mono) of [`KEY_AT_MS`] of silence, a '#' tone of 200 ms and 0.5 s more, in
+/// a scratch directory named `name`: what baresip "says" when it answers.
 pub fn pound_wav(name: &str) -> PathBuf {
     let wav = scratch(name).join("pound.wav");
     let pcm = testaudio::Signal::new()
-        .silence(1500.0)
+        .silence(KEY_AT_MS)
         .digit(dtmf::Digit::Pound, -10.0, 200.0)
         .silence(500.0)
         .pcm();

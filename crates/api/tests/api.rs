@@ -266,8 +266,7 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
         .create_api_key("ops", KeyKind::Operator, 0)
         .await
         .unwrap();
-    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
-    let sipp = Sipp::callee("api-approved", V4, Some(pcap));
+    let sipp = Sipp::callee_pressing_pound("api-approved", V4);
     let runner = runner_through(store.clone(), sipp.addr).await;
     let addr = serve(AppState {
         store,

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use callverify_e2e::{
-    Postgres, Served, Sipp, V4, call_log, callee_scenario_playing, create_api_key, free_port, http,
-    pound_ulaw, scratch,
+    KEY_AT_MS, Postgres, Served, Sipp, V4, call_log, callee_scenario_playing, create_api_key,
+    free_port, http, pound_ulaw, scratch,
 };
 use serde_json::Value;
 
@@ -122,7 +122,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 fn run(count: usize, a: &Args) {
     let dir = scratch(&format!("node-bench-{count}"));
     let pg = Postgres::start(&format!("node-bench-{count}"));
-    let audio = pound_ulaw(&dir, 1000.0);
+    let audio = pound_ulaw(&dir, KEY_AT_MS);
     let play = format!("rtp_stream=\"{},1,0\"", audio.display());
     let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
     let n = a.challenges.to_string();
@@ -224,9 +224,10 @@ fn run(count: usize, a: &Args) {
 fn main() {
     let a = args();
     println!(
-        "node-bench: {} challenges made at {}/s, sipp answers at once and presses '#' 1 s later; {} CPUs",
+        "node-bench: {} challenges made at {}/s, sipp answers at once and presses '#' {} ms later; {} CPUs",
         a.challenges,
         a.rate,
+        KEY_AT_MS,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(

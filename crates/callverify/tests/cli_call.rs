@@ -30,8 +30,7 @@ async fn call(number: &str, path: &std::path::Path) -> (Option<i32>, String, Str
 
 #[tokio::test]
 async fn a_call_through_the_configured_trunk_prints_its_outcome_as_json() {
-    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
-    let sipp = Sipp::callee("cli-call", V4, Some(pcap));
+    let sipp = Sipp::callee_pressing_pound("cli-call", V4);
     let dir = scratch("cli-call");
     let rtp = free_rtp_pair(V4);
     let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../prompts");

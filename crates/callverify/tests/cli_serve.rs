@@ -15,8 +15,7 @@ use callverify_e2e::{
 
 #[test]
 fn serve_calls_counts_and_stops_on_sigterm() {
-    let pcap = std::path::Path::new("/usr/share/sip-tester/dtmf_2833_pound.pcap");
-    let sipp = Sipp::callee("cli-serve", V4, Some(pcap));
+    let sipp = Sipp::callee_pressing_pound("cli-serve", V4);
     let dir = scratch("cli-serve");
     let rtp = free_rtp_pair(V4);
     let api = format!("127.0.0.1:{}", free_port(V4));

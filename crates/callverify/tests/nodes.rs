@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use callverify_e2e::{
-    Postgres, Served, Sipp, V4, call_log, callee_scenario_playing, create_api_key, free_port, http,
-    pound_ulaw, scratch, sign_in, sigterm, wait_exit,
+    KEY_AT_MS, Postgres, Served, Sipp, V4, call_log, callee_scenario_playing, create_api_key,
+    free_port, http, pound_ulaw, scratch, sign_in, sigterm, wait_exit,
 };
 use serde_json::Value;
 
@@ -82,7 +82,10 @@ fn two_nodes_call_500_challenges_each_exactly_once() {
     let dir = scratch("nodes-500");
     // sipp answers every call and presses '#' (in-band, sent with rtp_stream: a pool of
     // threads rather than one a call).
-    let play = format!("rtp_stream=\"{},1,0\"", pound_ulaw(&dir, 1000.0).display());
+    let play = format!(
+        "rtp_stream=\"{},1,0\"",
+        pound_ulaw(&dir, KEY_AT_MS).display()
+    );
     let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
     let n = N.to_string();
     let sipp = Sipp::start_file(
@@ -243,8 +246,8 @@ fn a_node_killed_mid_call_leaves_its_calls_interrupted_and_never_called_again() 
 #[test]
 fn sigterm_lets_the_call_in_progress_finish_then_exits() {
     let dir = scratch("nodes-sigterm");
-    // The phone presses '#' 3 s after answering.
-    let audio = pound_ulaw(&dir, 3000.0);
+    // The phone presses '#' 2 s into the instructions.
+    let audio = pound_ulaw(&dir, KEY_AT_MS + 1500.0);
     let play = format!("rtp_stream=\"{},1,0\"", audio.display());
     let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
     let sipp = Sipp::start_file(dir.clone(), &scenario, V4, &[]);
@@ -308,7 +311,10 @@ fn a_node_takes_queued_challenges_within_its_capacity() {
     const MAX: usize = 3;
     let pg = Postgres::start("nodes-capacity");
     let dir = scratch("nodes-capacity");
-    let play = format!("rtp_stream=\"{},1,0\"", pound_ulaw(&dir, 1000.0).display());
+    let play = format!(
+        "rtp_stream=\"{},1,0\"",
+        pound_ulaw(&dir, KEY_AT_MS).display()
+    );
     let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
     let n = N.to_string();
     let sipp = Sipp::start_file(dir.clone(), &scenario, V4, &["-m", &n, "-timeout", "120s"]);

@@ -14,6 +14,11 @@
 //! of speech that starts soon after the answer and lasts longer than a person's "hello"
 //! ends the call as `voicemail`. A '#' heard while a long run of speech is still going on is
 //! held until the speech stops, so a recorded greeting that contains the key cannot approve.
+//!
+//! Keys that come before the instructions start playing (while the greeting plays) are
+//! dropped and reported ([`Report::KeyIgnored`]): nobody has been asked for a key yet, so a
+//! key then is a recording (a voicemail greeting set to end in '#') or a reflex, not the
+//! holder's answer. The time for the first key counts from the instructions.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -359,6 +364,8 @@ pub enum Report {
     Prompt(PromptKind),
     /// A key was pressed.
     Key(KeyPress),
+    /// A key came before the instructions started and was dropped.
+    KeyIgnored(KeyPress),
     /// The verdict, before the closing prompt.
     Verdict(Outcome),
     /// The call is over: the last report.
@@ -479,6 +486,8 @@ pub struct VerificationCall {
     held: Option<Outcome>,
     /// Until when a key may come before `no_input`.
     input_deadline: Option<Instant>,
+    /// When the instructions start playing (the greeting's end): keys before are dropped.
+    instructions_at: Option<Instant>,
     /// The last key accepted: digit, source, time.
     last_press: Option<(Digit, KeySource, Instant)>,
     outcome: Option<Outcome>,
@@ -517,6 +526,7 @@ impl VerificationCall {
             entry: String::new(),
             held: None,
             input_deadline: None,
+            instructions_at: None,
             last_press: None,
             outcome: None,
             detail: None,
@@ -598,7 +608,11 @@ impl VerificationCall {
             last_frame: Vec::with_capacity(480),
         });
         self.phase = Phase::Script;
-        self.input_deadline = Some(now + self.cfg.first_key_timeout);
+        // The greeting plays from the answer without a break (no key stops it: keys before
+        // the instructions are dropped), so the instructions start when it ends.
+        let greeting = Duration::from_millis(self.prompts.greeting.duration_ms());
+        self.instructions_at = Some(now + greeting);
+        self.input_deadline = Some(now + greeting + self.cfg.first_key_timeout);
         self.play(PromptKind::Greeting);
         self.play(PromptKind::Instructions);
         self.pace(now);
@@ -842,13 +856,17 @@ impl VerificationCall {
         {
             return;
         }
-        self.last_press = Some((digit, source, now));
         let at_ms = self.ms_since_start(now);
         let key = KeyPress {
             digit: digit.as_char(),
             source,
             at_ms,
         };
+        if self.instructions_at.is_some_and(|t| now < t) {
+            self.out.push_back(Output::Report(Report::KeyIgnored(key)));
+            return;
+        }
+        self.last_press = Some((digit, source, now));
         if self.timings.time_to_key_ms.is_none() {
             self.timings.time_to_key_ms = self
                 .timings

@@ -303,6 +303,11 @@ pub async fn verify(
                         match &r {
                             Report::Verdict(o) => info!(outcome = o.name(), "verdict"),
                             Report::Key(k) => info!(source = ?k.source, at_ms = k.at_ms, "key"),
+                            Report::KeyIgnored(k) => info!(
+                                source = ?k.source,
+                                at_ms = k.at_ms,
+                                "key before the instructions: ignored"
+                            ),
                             other => debug!(report = ?other, "call progress"),
                         }
                         if let Some(tx) = &reports {

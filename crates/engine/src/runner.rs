@@ -467,6 +467,17 @@ fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
                 detail: format!("{} ({})", k.digit, k.source.name()),
             });
         }
+        Report::KeyIgnored(k) => {
+            return Some(CallStep {
+                at_ms: k.at_ms as i64,
+                kind: "key".into(),
+                detail: format!(
+                    "{} ({}) before the instructions: ignored",
+                    k.digit,
+                    k.source.name()
+                ),
+            });
+        }
         Report::Verdict(o) => ("verdict", o.name().to_string()),
         Report::Finished(f) => (
             "end",

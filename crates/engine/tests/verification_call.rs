@@ -306,6 +306,11 @@ impl Sim {
     }
 }
 
+/// When the instructions start, in milliseconds after the answer: keys before are dropped.
+fn instructions_ms() -> u64 {
+    prompts().greeting.duration_ms()
+}
+
 fn audio(signal: Signal) -> Far {
     Far::Audio(signal.pcm())
 }
@@ -365,18 +370,71 @@ fn pound_as_rfc4733_approves_plays_the_closing_prompt_and_hangs_up() {
 fn pound_in_band_approves_and_a_key_stops_the_prompt() {
     let mut sim = Sim::new(cfg());
     sim.answer();
-    // Pressed 1.5 s after the answer, during the greeting.
-    sim.run_for(Duration::from_secs(30), &mut pound_after(1500.0));
+    // Pressed 1.5 s into the instructions.
+    let at = instructions_ms() + 1500;
+    sim.run_for(Duration::from_secs(30), &mut pound_after(at as f64));
     let f = sim.seen.finished().unwrap();
     assert_eq!(f.outcome, Outcome::Approved);
     assert_eq!(f.keys[0].source, KeySource::InBand);
     let key_ms = f.timings.time_to_key_ms.unwrap();
-    assert!((1520..1600).contains(&key_ms), "key at {key_ms} ms");
-    // Barge-in: the instructions never started.
+    assert!((at + 20..at + 100).contains(&key_ms), "key at {key_ms} ms");
+    // Barge-in: the instructions stop at the key, the closing prompt plays.
     assert_eq!(
         sim.seen.prompts(),
-        vec![PromptKind::Greeting, PromptKind::Verified]
+        vec![
+            PromptKind::Greeting,
+            PromptKind::Instructions,
+            PromptKind::Verified
+        ]
     );
+    let played = sim.seen.rtp.len() as u64 * 20;
+    let verified = prompts().verified.duration_ms();
+    assert!(
+        played < key_ms + verified + 1000,
+        "the instructions stopped at the key ({played} ms of audio sent)"
+    );
+}
+
+/// Keys during the greeting, before anyone was asked for one (a voicemail greeting set to
+/// end in '#', or a reflex), are dropped and reported; the greeting plays on, and the time
+/// for the first key counts from the instructions.
+#[test]
+fn keys_before_the_instructions_are_dropped() {
+    for far in [
+        pound_after(800.0),
+        Far::Events(vec![
+            (Digit::Pound, 40, 6),
+            (Digit::D0, 100, 5),
+            (Digit::Pound, 150, 6),
+        ]),
+    ] {
+        let mut far = far;
+        let mut sim = Sim::new(cfg());
+        sim.answer();
+        sim.run_for(Duration::from_secs(40), &mut far);
+        let f = sim.seen.finished().unwrap();
+        assert_eq!(f.outcome, Outcome::NoInput, "{f:?}");
+        assert!(f.keys.is_empty(), "{:?}", f.keys);
+        let ignored: Vec<u64> = sim
+            .seen
+            .reports
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Report::KeyIgnored(k) => Some(k.at_ms - 1500),
+                _ => None,
+            })
+            .collect();
+        assert!(!ignored.is_empty() && ignored.iter().all(|&t| t < instructions_ms()));
+        assert_eq!(
+            &sim.seen.prompts()[..2],
+            &[PromptKind::Greeting, PromptKind::Instructions],
+            "the greeting was not cut"
+        );
+        assert_eq!(
+            f.timings.time_to_verdict_ms,
+            Some(1500 + instructions_ms() + 20_000)
+        );
+    }
 }
 
 #[test]
@@ -429,7 +487,10 @@ fn no_key_repeats_the_instructions_then_ends_as_no_input() {
     );
     let f = sim.seen.finished().unwrap();
     assert_eq!(f.timings.time_to_key_ms, None);
-    assert_eq!(f.timings.time_to_verdict_ms, Some(1500 + 30_000));
+    assert_eq!(
+        f.timings.time_to_verdict_ms,
+        Some(1500 + instructions_ms() + 30_000)
+    );
 }
 
 #[test]
@@ -440,7 +501,11 @@ fn a_key_without_pound_times_out_as_no_input() {
     sim.answer();
     sim.run_for(
         Duration::from_secs(30),
-        &mut audio(Signal::new().silence(1000.0).digits("1", -8.0, 100.0, 0.0)),
+        &mut audio(
+            Signal::new()
+                .silence(instructions_ms() as f64 + 1000.0)
+                .digits("1", -8.0, 100.0, 0.0),
+        ),
     );
     assert_eq!(sim.outcome(), Outcome::NoInput);
     let f = sim.seen.finished().unwrap();
@@ -452,16 +517,16 @@ fn a_key_without_pound_times_out_as_no_input() {
 fn the_same_key_in_band_and_as_an_event_counts_once() {
     let mut sim = Sim::new(cfg());
     sim.answer();
-    // '0' at 2.0 s both in band and as events, then '#' as events only: one '0', so the
+    // '0' at 5.0 s both in band and as events, then '#' as events only: one '0', so the
     // verdict is a fraud report, not a denial for "00#".
     let pcm = Signal::new()
-        .silence(2000.0)
+        .silence(5000.0)
         .digit(Digit::D0, -8.0, 100.0)
         .silence(5000.0)
         .pcm();
     sim.run_for(
-        Duration::from_secs(10),
-        &mut Far::Both(pcm, vec![(Digit::D0, 100, 5), (Digit::Pound, 150, 6)]),
+        Duration::from_secs(13),
+        &mut Far::Both(pcm, vec![(Digit::D0, 250, 5), (Digit::Pound, 300, 6)]),
     );
     let f = sim.seen.finished().unwrap();
     let pressed: String = f.keys.iter().map(|k| k.digit).collect();
@@ -538,11 +603,13 @@ fn a_long_greeting_is_voicemail_and_its_pound_does_not_approve() {
     );
     assert!(!sim.seen.prompts().contains(&PromptKind::Verified));
 
-    // The '#' in the middle of a greeting is held, then thrown away with it.
+    // The '#' in the middle of a greeting (after the instructions started: the greeting
+    // began a second after the answer) is held, then thrown away with it.
     let far = Signal::new()
-        .then(&Signal::from_pcm(&greeting[..8000 * 2]))
+        .silence(1000.0)
+        .then(&Signal::from_pcm(&greeting[..8000 * 3]))
         .digit(Digit::Pound, -8.0, 150.0)
-        .then(&Signal::from_pcm(&greeting[8000 * 2..]));
+        .then(&Signal::from_pcm(&greeting[8000 * 3..]));
     let mut sim = Sim::new(cfg());
     sim.answer();
     sim.run_for(Duration::from_secs(30), &mut audio(far));
@@ -558,8 +625,9 @@ fn a_long_greeting_is_voicemail_and_its_pound_does_not_approve() {
 #[test]
 fn a_person_saying_hello_then_pressing_pound_is_approved() {
     let hello = testaudio::speech::speak("en-us", 160, "Hello, who is this?").expect("espeak");
+    let hello_ms = hello.len() as f64 / 8.0;
     let far = Signal::from_pcm(&hello)
-        .silence(700.0)
+        .silence((instructions_ms() as f64 - hello_ms).max(0.0) + 700.0)
         .digit(Digit::Pound, -8.0, 120.0)
         .silence(1000.0);
     let mut sim = Sim::new(cfg());
@@ -568,7 +636,9 @@ fn a_person_saying_hello_then_pressing_pound_is_approved() {
     assert_eq!(sim.outcome(), Outcome::Approved);
 
     // Still talking when pressing: held until the speech stops, then approved.
-    let far = Signal::from_pcm(&hello)
+    let far = Signal::new()
+        .silence(3000.0)
+        .then(&Signal::from_pcm(&hello))
         .digit(Digit::Pound, -8.0, 120.0)
         .silence(2000.0);
     let mut sim = Sim::new(cfg());
@@ -759,12 +829,12 @@ fn ten_percent_rtp_loss_with_jitter_still_hears_the_pound() {
     let inband = || {
         audio(
             Signal::new()
-                .silence(2000.0)
+                .silence(5000.0)
                 .digit(Digit::Pound, -8.0, 200.0)
                 .silence(100.0),
         )
     };
-    let events = || Far::Events(vec![(Digit::Pound, 100, 10)]);
+    let events = || Far::Events(vec![(Digit::Pound, 250, 10)]);
     for (name, far) in [
         ("in-band", &inband as &dyn Fn() -> Far),
         ("RFC 4733", &events),

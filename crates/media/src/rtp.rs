@@ -373,7 +373,11 @@ mod tests {
         let starts: Vec<super::StreamStart> =
             (0..64).map(|_| super::StreamStart::random()).collect();
         let distinct = |f: &dyn Fn(&super::StreamStart) -> u32| {
-            starts.iter().map(f).collect::<std::collections::HashSet<_>>().len()
+            starts
+                .iter()
+                .map(f)
+                .collect::<std::collections::HashSet<_>>()
+                .len()
         };
         // 64 draws of 32 random bits collide with a chance of 5e-7, of 16 bits 3 %.
         assert_eq!(distinct(&|s| s.ssrc), 64);
