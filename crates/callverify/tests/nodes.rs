@@ -369,3 +369,76 @@ fn a_node_takes_queued_challenges_within_its_capacity() {
         started.elapsed()
     );
 }
+
+/// A challenge cancelled through another node's API: node A calls (sipp rings and never
+/// answers), `DELETE` goes to node B, and A hangs up at once (sipp gets the CANCEL) through
+/// the database's change notifications, long before its claims' next renewal (every 10 s
+/// with these 30 s claims) or the ring timeout.
+#[test]
+fn a_cancel_through_another_node_hangs_up_the_call_at_once() {
+    let pg = Postgres::start("nodes-cancel");
+    let dir = scratch("nodes-cancel");
+    let sipp = Sipp::start("ring_no_answer", sip::Transport::Udp, V4);
+    let long_claims = |cfg: PathBuf| {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(
+            &cfg,
+            text.replace("claim_lease_s = 3", "claim_lease_s = 30"),
+        )
+        .unwrap();
+        cfg
+    };
+    let a_cfg = long_claims(config(&dir, 6, &pg.url, sipp.addr, 10));
+    let b_cfg = long_claims(config(&dir, 7, &pg.url, sipp.addr, 10));
+    let a = start(&dir, &a_cfg, "node-a");
+    let b = start(&dir, &b_cfg, "node-b");
+    let key = api_key(&a_cfg, "service");
+    let operator = api_key(&a_cfg, "operator");
+    let (status, reply) = http(
+        &a.api,
+        "POST",
+        "/v1/challenges",
+        &key,
+        r#"{"phone_number":"+819012345678"}"#,
+    );
+    assert_eq!(status, 201, "{reply}");
+    let id = json(&reply)["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    while state(&b.api, &id, &key) != "ringing" {
+        assert!(started.elapsed() < WAIT, "the call did not ring");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, reply) = http(&b.api, "DELETE", &format!("/v1/challenges/{id}"), &key, "");
+    assert_eq!(status, 200, "{reply}");
+    let cancelled = store::now_ms();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let end = rt.block_on(async {
+        let store = store::Store::open(&pg.url).await.unwrap();
+        loop {
+            let (calls, _) = store
+                .calls(&store::CallFilter::default(), 10, None)
+                .await
+                .unwrap();
+            if let Some(end) = calls.first().and_then(|c| c.end.clone()) {
+                break end;
+            }
+            assert!(started.elapsed() < WAIT, "the call did not end: {calls:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let exit = rt.block_on(sipp.finish());
+    assert!(exit.passed, "sipp saw the CANCEL: {}", exit.log);
+    let after = end.ended_at_ms - cancelled;
+    eprintln!(
+        "cancelled through node B; node A's call ended {after} ms later ({})",
+        end.outcome
+    );
+    assert_eq!(end.outcome, "canceled");
+    assert!(
+        after < 2_000,
+        "ended {after} ms after the cancel: not by the notification"
+    );
+    assert_eq!(call_log(&b.api, &operator).len(), 1);
+    let a_log = std::fs::read_to_string(dir.join("node-a.log")).unwrap();
+    assert!(a_log.contains("hanging up"), "{a_log}");
+}

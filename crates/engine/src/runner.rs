@@ -144,10 +144,13 @@ impl Runner {
     /// Takes the queued challenges (those this node or another accepted and nobody is
     /// calling) as capacity allows, renews this node's claims, and marks `interrupted` the
     /// challenges whose node's claim lapsed, every half second at most (sooner with a short
-    /// lease). Runs until this task is aborted.
+    /// lease). Meanwhile it follows the store's changes: a challenge this node is calling
+    /// that someone cancelled (through any node's API) or marked interrupted is hung up at
+    /// once. Runs until this task is aborted.
     pub fn dispatch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
+            let mut changes = me.store.subscribe();
             let renew_every = me.lease / 3;
             let mut renewed = tokio::time::Instant::now();
             let mut swept = tokio::time::Instant::now() - Duration::from_secs(60);
@@ -190,21 +193,63 @@ impl Runner {
                         }
                     }
                 }
-                tokio::time::sleep(renew_every.min(Duration::from_millis(500))).await;
+                let tick = tokio::time::sleep(renew_every.min(Duration::from_millis(500)));
+                tokio::pin!(tick);
+                loop {
+                    tokio::select! {
+                        () = &mut tick => break,
+                        change = changes.recv() => match change {
+                            Ok(c) if decided_elsewhere(c.state) => me.hang_up_decided(&c.id),
+                            Ok(_) => {}
+                            // Missed some: read the state of every call in progress.
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                if let Err(e) = me.hang_up_all_decided().await {
+                                    warn!(error = %e, "reading the calls' challenges");
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                (&mut tick).await;
+                                break;
+                            }
+                        },
+                    }
+                }
             }
         })
     }
 
+    /// Hangs up the call of challenge `id`, if this node is placing it, because someone
+    /// else decided the challenge.
+    fn hang_up_decided(&self, id: &str) {
+        if self.cancel(id) {
+            info!(challenge = %id, "decided elsewhere (cancelled or interrupted): hanging up");
+        }
+    }
+
+    /// Hangs up every call in progress here whose challenge someone else decided.
+    async fn hang_up_all_decided(&self) -> Result<(), StoreError> {
+        let active: Vec<String> = self.active_map().keys().cloned().collect();
+        for id in active {
+            if let Some(c) = self.store.challenge(&id).await?
+                && decided_elsewhere(c.state)
+            {
+                self.hang_up_decided(&id);
+            }
+        }
+        Ok(())
+    }
+
     /// Renews this node's claims; hangs up the calls whose claim was lost (the other nodes
-    /// took this node for stopped and marked the challenge `interrupted`).
+    /// took this node for stopped and marked the challenge `interrupted`) or whose challenge
+    /// was cancelled, in case the change's notification did not come.
     async fn renew(&self) -> Result<(), StoreError> {
         let held = self.store.renew_claims(self.lease_until(now_ms())).await?;
         let active: Vec<String> = self.active_map().keys().cloned().collect();
         for id in active.iter().filter(|id| !held.contains(id)) {
             if let Some(c) = self.store.challenge(id).await?
-                && c.state == ChallengeState::Interrupted
+                && decided_elsewhere(c.state)
             {
-                warn!(challenge = %id, "this node's claim lapsed: hanging up");
+                warn!(challenge = %id, state = %c.state, "no longer this node's call: hanging up");
                 self.cancel(id);
             }
         }
@@ -440,6 +485,16 @@ impl Runner {
         }
         Ok(report.outcome)
     }
+}
+
+/// The decisions made about a call from outside it: cancelled through an API (of any node),
+/// or interrupted because its node's claim lapsed. (A call's own verdicts are not: its
+/// closing prompt plays on.)
+fn decided_elsewhere(state: ChallengeState) -> bool {
+    matches!(
+        state,
+        ChallengeState::Canceled | ChallengeState::Interrupted
+    )
 }
 
 fn decision(o: &Outcome) -> (ChallengeState, Option<String>, Option<i64>) {
