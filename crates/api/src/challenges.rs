@@ -15,7 +15,7 @@ use store::{
     ApiKey, Challenge, ChallengeState, KeyKind, NewChallenge, PhoneNumber, PhoneRole, Purpose,
 };
 use tokio::sync::broadcast::error::RecvError;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
@@ -314,13 +314,7 @@ pub(crate) async fn create(
     }
     info!(challenge = %c.id, to = %c.phone, purpose = c.purpose.as_str(), "challenge created");
     if let Some(runner) = &state.runner {
-        let runner = runner.clone();
-        let id = c.id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = runner.run(&id).await {
-                error!(challenge = %id, error = %e, "the challenge's call failed");
-            }
-        });
+        runner.spawn_run(c.id.clone());
     }
     Ok((c, false))
 }

@@ -77,6 +77,26 @@ pub struct AppState {
     pub runner: Option<Arc<engine::Runner>>,
     /// Settings.
     pub cfg: Arc<ApiConfig>,
+    /// Whether the process can go on (`/readyz`).
+    pub readiness: Readiness,
+}
+
+/// Whether the gateway can go on: once a core task has stopped (the SIP endpoint, a call's
+/// task, the dispatcher, the store's notifications, the background work), it cannot, and
+/// `/readyz` says so until the process exits and is restarted.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<std::sync::OnceLock<String>>);
+
+impl Readiness {
+    /// Marks the process unready for good, with the first reason given.
+    pub fn fail(&self, why: &str) {
+        let _ = self.0.set(why.to_string());
+    }
+
+    /// Why the process is not ready, if it is not.
+    pub fn failure(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
 }
 
 /// Makes ring the process's TLS crypto provider (once; later calls do nothing): the one
@@ -222,7 +242,7 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the store answers.
+/// Readiness: every core task runs and the store answers.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -232,6 +252,21 @@ async fn healthz() -> &'static str {
 async fn readyz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<&'static str, Problem> {
+    let failure = state
+        .readiness
+        .failure()
+        .map(str::to_string)
+        .or_else(|| state.runner.as_ref().and_then(|r| r.failure()))
+        .or_else(|| state.store.failure().map(str::to_string));
+    if let Some(why) = failure {
+        state.readiness.fail(&why);
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "The gateway cannot go on",
+            format!("{why}; it stops to be restarted"),
+        ));
+    }
     state.store.challenge("ch_readiness_probe").await?;
     Ok("ready")
 }

@@ -110,6 +110,7 @@ async fn credentials_bodies_idempotency_and_poll_tokens() {
     let addr = serve(AppState {
         store,
         runner: None,
+        readiness: Default::default(),
         cfg: cfg(),
     })
     .await;
@@ -271,6 +272,7 @@ async fn a_challenge_is_called_and_the_front_end_sees_it_approved() {
     let addr = serve(AppState {
         store,
         runner: Some(Arc::new(runner)),
+        readiness: Default::default(),
         cfg: cfg(),
     })
     .await;
@@ -456,6 +458,7 @@ async fn cancel_server_sent_events_and_expiry() {
     let state = AppState {
         store: store.clone(),
         runner: None,
+        readiness: Default::default(),
         cfg: Arc::new(ApiConfig {
             token_secret: b"test token secret".to_vec(),
             challenge_ttl: std::time::Duration::from_secs(2),
@@ -583,6 +586,7 @@ async fn policy_refuses_with_reasons() {
     let addr = serve(AppState {
         store: store.clone(),
         runner: None,
+        readiness: Default::default(),
         cfg: Arc::new(cfg),
     })
     .await;
@@ -699,6 +703,7 @@ async fn rate_limits_per_user_and_per_api_key() {
     let addr = serve(AppState {
         store: store.clone(),
         runner: None,
+        readiness: Default::default(),
         cfg: Arc::new(cfg),
     })
     .await;
@@ -828,6 +833,7 @@ async fn webhooks_are_signed_retried_and_logged() {
     let state = AppState {
         store: store.clone(),
         runner: None,
+        readiness: Default::default(),
         cfg: Arc::new(cfg),
     };
     let workers = api::webhooks::spawn_workers(state.clone());
@@ -907,6 +913,7 @@ async fn users_phones_and_trusted_devices() {
     let addr = serve(AppState {
         store: store.clone(),
         runner: None,
+        readiness: Default::default(),
         cfg: cfg(),
     })
     .await;
@@ -1076,6 +1083,7 @@ async fn the_pages_are_served_and_the_demo_page_is_off_unless_configured() {
     let addr = serve(AppState {
         store: store.clone(),
         runner: None,
+        readiness: Default::default(),
         cfg: cfg(),
     })
     .await;
@@ -1102,6 +1110,7 @@ async fn the_pages_are_served_and_the_demo_page_is_off_unless_configured() {
     let addr = serve(AppState {
         store,
         runner: None,
+        readiness: Default::default(),
         cfg: Arc::new(ApiConfig {
             token_secret: b"test token secret".to_vec(),
             demo_page: Some(key),
@@ -1160,6 +1169,7 @@ async fn the_openapi_document_matches_the_routes() {
     let addr = serve(AppState {
         store,
         runner: None,
+        readiness: Default::default(),
         cfg: cfg(),
     })
     .await;
@@ -1255,6 +1265,7 @@ async fn cancel_hangs_up_a_ringing_call() {
     let addr = serve(AppState {
         store: store.clone(),
         runner: Some(Arc::new(runner)),
+        readiness: Default::default(),
         cfg: cfg(),
     })
     .await;

@@ -158,6 +158,7 @@ fn run(backend: &str, a: &Args) {
         let state = AppState {
             store,
             runner: None,
+            readiness: Default::default(),
             cfg: Arc::new(ApiConfig {
                 token_secret: SECRET.to_vec(),
                 ..ApiConfig::default()

@@ -30,6 +30,7 @@ pub struct Gateway {
     stop: Arc<tokio::sync::Notify>,
     workers: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
+    readiness: api::Readiness,
 }
 
 /// The Prometheus recorder of the process (installed once; later calls give the same).
@@ -151,9 +152,11 @@ impl Gateway {
             warn!("the /demo page is on: whoever reaches it can have a number called");
             api_cfg.demo_page = Some(key);
         }
+        let readiness = api::Readiness::default();
         let state = api::AppState {
             store: store.clone(),
             runner: Some(runner.clone()),
+            readiness: readiness.clone(),
             cfg: Arc::new(api_cfg),
         };
         let workers = api::webhooks::spawn_workers(state.clone());
@@ -190,7 +193,34 @@ impl Gateway {
             stop,
             workers,
             dispatcher,
+            readiness,
         })
+    }
+
+    /// Why the gateway cannot go on, if one of its core tasks has ended: the HTTP server,
+    /// the background work (webhooks, expiry, retention), the dispatcher, a call's task
+    /// (its RTP and script), the SIP endpoint, the store's change notifications. None ends
+    /// but at [`Gateway::shutdown`] or by a bug.
+    pub fn failure(&self) -> Option<String> {
+        let ended = |done: bool, what: &str| done.then(|| format!("{what} ended"));
+        ended(self.server.is_finished(), "the HTTP server")
+            .or_else(|| ended(self.workers.is_finished(), "the background work"))
+            .or_else(|| ended(self.dispatcher.is_finished(), "the dispatcher"))
+            .or_else(|| self.runner.failure())
+            .or_else(|| self.store.failure().map(str::to_string))
+    }
+
+    /// Resolves, with the reason, once a core task has ended (checked ten times a second);
+    /// `/readyz` answers 503 from then on. `serve` then exits at once with status 70, for a
+    /// supervisor to restart it: what was in a call becomes `interrupted`.
+    pub async fn failed(&self) -> String {
+        loop {
+            if let Some(why) = self.failure() {
+                self.readiness.fail(&why);
+                return why;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Stops taking requests, lets the calls in progress finish for up to `grace`, then

@@ -112,6 +112,9 @@ fn load(path: &std::path::Path) -> anyhow::Result<config::Config> {
         .map_err(|e| anyhow::anyhow!("bad configuration: {e}"))
 }
 
+/// The exit status of `serve` when a core task stopped (EX_SOFTWARE): restart it.
+const EXIT_TASK_STOPPED: u8 = 70;
+
 fn serve(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let cfg = load(path)?;
     let env = |v: &str| std::env::var(v).ok();
@@ -126,6 +129,17 @@ fn serve(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            why = gw.failed() => {
+                tracing::error!(
+                    reason = %why,
+                    "a core task stopped: exiting for the supervisor to restart the gateway"
+                );
+                // Half a second for /readyz to answer 503 to whoever watches it, then out:
+                // calls in progress cannot be trusted to finish; they become interrupted
+                // at the next start (or when their claims lapse).
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                std::process::exit(i32::from(EXIT_TASK_STOPPED));
+            }
         }
         tracing::info!("stopping: no new challenges; calls in progress may finish (up to 60 s)");
         gw.shutdown(std::time::Duration::from_secs(60)).await;

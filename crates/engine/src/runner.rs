@@ -68,6 +68,8 @@ pub struct Runner {
     /// Claimed by the dispatcher and not yet among the active ones (so that a burst of
     /// claims stays within the capacity).
     starting: std::sync::atomic::AtomicUsize,
+    /// A call's task panicked: this node can no longer be trusted to finish its calls.
+    panicked: std::sync::OnceLock<String>,
 }
 
 /// Removes a challenge from the active ones when its run ends, however it ends.
@@ -101,7 +103,52 @@ impl Runner {
             active: Mutex::new(HashMap::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
             starting: std::sync::atomic::AtomicUsize::new(0),
+            panicked: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Why this runner cannot go on, if it cannot: a call's task panicked, or the SIP
+    /// endpoint stopped. The gateway then stops so that a supervisor restarts it (the
+    /// challenges left in a call become `interrupted`).
+    pub fn failure(&self) -> Option<String> {
+        if let Some(why) = self.panicked.get() {
+            return Some(why.clone());
+        }
+        (!self.endpoint.is_running()).then(|| "the SIP endpoint stopped".to_string())
+    }
+
+    /// Calls the queued challenge `id` in a task of its own (see [`Runner::run`]); a panic
+    /// in it is logged and makes [`Runner::failure`] say so.
+    pub fn spawn_run(self: &Arc<Self>, id: String) {
+        let (me, challenge) = (self.clone(), id.clone());
+        self.spawn_call(id, async move { me.run(&challenge).await.map(|_| ()) });
+    }
+
+    /// Runs a challenge's call in a task of its own: the one way calls start, from the API
+    /// and from the dispatcher.
+    fn spawn_call(
+        self: &Arc<Self>,
+        id: String,
+        call: impl std::future::Future<Output = Result<(), RunError>> + Send + 'static,
+    ) {
+        use futures_util::FutureExt;
+        let me = self.clone();
+        tokio::spawn(async move {
+            let run = std::panic::AssertUnwindSafe(call).catch_unwind();
+            match run.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(challenge = %id, error = %e, "the challenge's call failed"),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(challenge = %id, panic = %what, "a call's task panicked");
+                    let _ = me.panicked.set(format!("a call's task panicked: {what}"));
+                }
+            }
+        });
     }
 
     /// How long this node's claim on a challenge it calls holds unless renewed (15 s by
@@ -179,11 +226,9 @@ impl Runner {
                         Ok(Some(id)) => {
                             me.starting
                                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                            let r = me.clone();
-                            tokio::spawn(async move {
-                                if let Err(e) = r.run_claimed(&id).await {
-                                    warn!(challenge = %id, error = %e, "the challenge's call failed");
-                                }
+                            let (r, challenge) = (me.clone(), id.clone());
+                            me.spawn_call(id, async move {
+                                r.run_claimed(&challenge).await.map(|_| ())
                             });
                         }
                         Ok(None) => break,
@@ -200,6 +245,7 @@ impl Runner {
                         () = &mut tick => break,
                         change = changes.recv() => match change {
                             Ok(c) if decided_elsewhere(c.state) => me.hang_up_decided(&c.id),
+                            Ok(_) if cfg!(debug_assertions) => store::fault::point("dispatcher"),
                             Ok(_) => {}
                             // Missed some: read the state of every call in progress.
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
@@ -311,6 +357,7 @@ impl Runner {
         id: &str,
         claim_until: Option<i64>,
     ) -> Result<Option<ChallengeState>, RunError> {
+        store::fault::point("call");
         // Registered before the claim, so that a cancel in between is not lost.
         let hangup = Arc::new(Notify::new());
         self.active_map().insert(id.to_string(), hangup.clone());

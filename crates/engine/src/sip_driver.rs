@@ -235,6 +235,12 @@ impl SipEndpoint {
         ))
     }
 
+    /// Whether the user agent's task still runs (it ends only at [`SipEndpoint::shutdown`],
+    /// or by a bug: then no call can be placed, and the gateway must stop).
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// The addresses actually bound (ports filled in).
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
@@ -322,6 +328,7 @@ impl Driver {
                 cmd = cmd_rx.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(Command::Invite { target, offer, reply }) => {
+                        store::fault::point("sip");
                         let r = self.ua.invite(Instant::now(), &target, offer).map(|h| {
                             let (tx, rx) = mpsc::unbounded_channel();
                             self.calls.insert(h, tx);

@@ -39,6 +39,7 @@ fn world() -> &'static World {
             let state = api::AppState {
                 store,
                 runner: None,
+                readiness: Default::default(),
                 cfg: Arc::new(api::ApiConfig {
                     token_secret: b"fuzz token secret, 32 bytes at least".to_vec(),
                     demo_page: Some(demo),

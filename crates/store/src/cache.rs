@@ -43,6 +43,8 @@ pub(crate) struct Cache {
     shards: Vec<Mutex<Shard>>,
     hasher: RandomState,
     live: AtomicBool,
+    /// The task following PostgreSQL's notifications ended while the cache was in use.
+    follower_ended: AtomicBool,
     /// The lock file that keeps a second process off a cached SQLite store.
     _lock: Option<std::fs::File>,
 }
@@ -61,8 +63,15 @@ impl Cache {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             live: AtomicBool::new(live),
+            follower_ended: AtomicBool::new(false),
             _lock: lock,
         }
+    }
+
+    /// Whether the task following PostgreSQL's notifications has ended (by a panic: it
+    /// runs as long as the cache is in use).
+    pub(crate) fn follower_ended(&self) -> bool {
+        self.follower_ended.load(Ordering::Acquire)
     }
 
     fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, Shard> {
@@ -167,7 +176,18 @@ pub(crate) fn follow_postgres(
     cache: Weak<Cache>,
     changes: broadcast::Sender<Change>,
 ) {
+    /// Marks the follower ended when its task ends however it ends (a panic included).
+    struct Ended(Weak<Cache>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.upgrade() {
+                c.set_live(false);
+                c.follower_ended.store(true, Ordering::Release);
+            }
+        }
+    }
     tokio::spawn(async move {
+        let _ended = Ended(cache.clone());
         let node = crate::new_id("node");
         let mut seq = 0u64;
         let mut failures = 0u32;
@@ -240,6 +260,7 @@ pub(crate) fn follow_postgres(
                         } else if let Some((id, state)) = payload.split_once(' ')
                             && let Some(state) = ChallengeState::from_name(state)
                         {
+                            crate::fault::point("store");
                             c.forget(id);
                             let _ = changes.send(Change {
                                 id: id.to_string(),

@@ -9,6 +9,7 @@
 //! `interrupted` at start. No HTTP and no SIP here.
 
 mod cache;
+pub mod fault;
 pub mod types;
 mod users;
 mod webhooks;
@@ -407,6 +408,16 @@ impl Store {
         };
         self.cache = Some(cache);
         Ok(self)
+    }
+
+    /// Why this store cannot go on, if it cannot: on a cached PostgreSQL store, the task
+    /// that follows the database's change notifications has ended (it ends only with the
+    /// store, or by a bug). The gateway then stops so that a supervisor restarts it.
+    pub fn failure(&self) -> Option<&'static str> {
+        self.cache
+            .as_ref()
+            .is_some_and(|c| c.follower_ended())
+            .then_some("the store's change notification task ended")
     }
 
     /// Whether reads are served from the copy now (a cached store whose copy is current).
