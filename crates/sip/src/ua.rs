@@ -1447,8 +1447,10 @@ impl UserAgent {
         if method != Method::Ack
             && let Some(key) = server_key(&req)
             && let Some(c) = self.answered.get(&key)
+            && c.transmit.remote == reply.remote
+            && c.transmit.transport == reply.transport
         {
-            // A retransmitted request: the same answer again.
+            // A retransmitted request (from the same sender): the same answer again.
             let t = c.transmit.clone();
             self.out.push_back(Output::Transmit(t));
             return;

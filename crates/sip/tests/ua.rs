@@ -995,3 +995,27 @@ fn identifiers_are_random_and_carry_nothing() {
         }
     }
 }
+
+/// A copy of a request the user agent answered, sent from elsewhere, does not make it send
+/// its answer to the trunk again (no reflection through the user agent).
+#[test]
+fn a_copied_request_from_elsewhere_gets_no_cached_answer() {
+    let (mut s, inv) = answered();
+    let bye = callee_request(&inv, "BYE", 2, "z9hG4bKbye-copied").build();
+    s.receive(PEER, bye.clone());
+    assert_eq!(s.methods(), vec!["200"]);
+    s.take_sent();
+    s.receive("127.0.0.1:5999", bye.clone());
+    assert!(
+        s.sent
+            .iter()
+            .all(|(_, to, _)| to.to_string() == "127.0.0.1:5999"),
+        "{:?}",
+        s.sent
+    );
+    // The trunk's own retransmission gets the same 200 again.
+    s.take_sent();
+    s.receive(PEER, bye);
+    assert_eq!(s.methods(), vec!["200"]);
+    assert_eq!(s.sent[0].1, PEER.parse::<SocketAddr>().unwrap());
+}
