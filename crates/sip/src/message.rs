@@ -318,8 +318,20 @@ fn normalize(bytes: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-fn content_length(msg: &SipMessage) -> Option<usize> {
-    header_values(msg, "Content-Length").next()?.parse().ok()
+/// The Content-Length, if there is one; an error when there are several that differ (a
+/// message framed one way by one reader and another way by another).
+fn content_length(msg: &SipMessage) -> Result<Option<usize>, ParseError> {
+    let mut len = None;
+    for v in header_values(msg, "Content-Length") {
+        let v = v
+            .parse::<usize>()
+            .map_err(|_| ParseError::Header("Content-Length"))?;
+        if len.is_some_and(|l| l != v) {
+            return Err(ParseError::Header("Content-Length"));
+        }
+        len = Some(v);
+    }
+    Ok(len)
 }
 
 /// Parses one message (a UDP datagram or one TCP frame).
@@ -356,7 +368,7 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
         // rsip quotes the input in its errors: keep the first characters only.
         ParseError::Syntax(e.to_string().chars().take(120).collect())
     })?;
-    if let Some(len) = content_length(&msg) {
+    if let Some(len) = content_length(&msg)? {
         let body = msg.body_mut();
         if body.len() < len {
             return Err(ParseError::Truncated {
@@ -429,6 +441,9 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
 #[derive(Default, Debug)]
 pub struct Framer {
     buf: Vec<u8>,
+    /// Bytes at the start of `buf` already searched for the end of the headers (a peer that
+    /// sends a byte at a time costs one look at each byte, not one at all of them each time).
+    searched: usize,
 }
 
 /// The stream cannot be framed any more (the connection should be closed).
@@ -437,8 +452,8 @@ pub enum FrameError {
     /// A header section or message larger than [`MAX_MESSAGE`].
     #[error("message larger than {MAX_MESSAGE} bytes")]
     TooLarge,
-    /// A message without a readable Content-Length.
-    #[error("message on a stream without a valid Content-Length")]
+    /// A message without a readable Content-Length, or with several that differ.
+    #[error("message on a stream without one valid Content-Length")]
     NoLength,
 }
 
@@ -457,7 +472,10 @@ impl Framer {
             .position(|&b| b != b'\r' && b != b'\n')
             .unwrap_or(self.buf.len());
         self.buf.drain(..lead);
-        let Some(end) = header_end(&self.buf) else {
+        self.searched = self.searched.saturating_sub(lead);
+        let from = self.searched.saturating_sub(3);
+        let Some(end) = header_end(&self.buf[from..]).map(|e| e + from) else {
+            self.searched = self.buf.len();
             return if self.buf.len() > MAX_MESSAGE {
                 Err(FrameError::TooLarge)
             } else {
@@ -470,23 +488,28 @@ impl Framer {
             if let Some((n, v)) = line.split_once(':') {
                 let n = n.trim();
                 if n.eq_ignore_ascii_case("Content-Length") || n.eq_ignore_ascii_case("l") {
-                    len = Some(
-                        v.trim()
-                            .parse::<usize>()
-                            .map_err(|_| FrameError::NoLength)?,
-                    );
+                    let v = v
+                        .trim()
+                        .parse::<usize>()
+                        .map_err(|_| FrameError::NoLength)?;
+                    if len.is_some_and(|l| l != v) {
+                        return Err(FrameError::NoLength);
+                    }
+                    len = Some(v);
                 }
             }
         }
         let len = len.ok_or(FrameError::NoLength)?;
-        let total = end + 4 + len;
-        if total > MAX_MESSAGE {
-            return Err(FrameError::TooLarge);
-        }
+        // A length near usize::MAX must not wrap around to a small total.
+        let total = len
+            .checked_add(end + 4)
+            .filter(|&t| t <= MAX_MESSAGE)
+            .ok_or(FrameError::TooLarge)?;
         if self.buf.len() < total {
             return Ok(None);
         }
         let rest = self.buf.split_off(total);
+        self.searched = 0;
         Ok(Some(std::mem::replace(&mut self.buf, rest)))
     }
 }
@@ -734,5 +757,47 @@ mod tests {
         assert_eq!(f.next_message().unwrap(), None);
         f.push(b"OPTIONS sip:a SIP/2.0\r\nCall-ID: y\r\n\r\n");
         assert_eq!(f.next_message(), Err(FrameError::NoLength));
+    }
+
+    /// A Content-Length near the largest usize wrapped the total around: in release builds
+    /// to 0, an empty "message" handed out again and again without end (the connection's
+    /// task spun and queued them until memory ran out); in debug builds a panic.
+    #[test]
+    fn a_huge_or_doubled_content_length_closes_the_stream() {
+        for head in [
+            "OPTIONS sip:x SIP/2.0\r\nContent-Length: 18446744073709551615\r\n\r\n",
+            "OPTIONS sip:x SIP/2.0\r\nContent-Length: 18446744073709551553\r\n\r\n",
+            "OPTIONS sip:x SIP/2.0\r\nl: 65536\r\n\r\n",
+        ] {
+            let mut f = Framer::default();
+            f.push(head.as_bytes());
+            assert_eq!(f.next_message(), Err(FrameError::TooLarge), "{head}");
+        }
+        let mut f = Framer::default();
+        f.push(b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 0\r\nContent-Length: 4\r\n\r\nbody");
+        assert_eq!(f.next_message(), Err(FrameError::NoLength));
+        let two = RESPONSE.replace("Content-Length: 0", "Content-Length: 0\r\nl: 3");
+        assert_eq!(
+            parse(two.as_bytes()).unwrap_err(),
+            ParseError::Header("Content-Length")
+        );
+    }
+
+    /// A message that arrives a byte at a time is framed the same.
+    #[test]
+    fn a_message_a_byte_at_a_time_is_framed() {
+        let one = Builder::request(&Method::Options, "sip:a@127.0.0.1")
+            .header("Call-ID", "x")
+            .body("text/plain", "hello")
+            .build();
+        let mut f = Framer::default();
+        let mut got = Vec::new();
+        for b in one.iter().chain(one.iter()) {
+            f.push(&[*b]);
+            while let Some(m) = f.next_message().unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got, vec![one.clone(), one]);
     }
 }
