@@ -209,10 +209,13 @@ pub struct RtpReceiver {
     latched: Option<(SocketAddr, u32)>,
     base_seq: u32,
     max_seq: u16,
-    cycles: u32,
+    /// Sequence number wraps seen, times 2^16 (wide enough that no stream can wrap it).
+    cycles: u64,
     transit: Option<i64>,
     jitter_q4: i64,
     stats: RtpStats,
+    /// Packets expected from the streams before the current one (the peer moved).
+    expected_before: u64,
     expected_prior: u64,
     received_prior: u64,
 }
@@ -231,6 +234,7 @@ impl RtpReceiver {
             transit: None,
             jitter_q4: 0,
             stats: RtpStats::default(),
+            expected_before: 0,
             expected_prior: 0,
             received_prior: 0,
         }
@@ -246,6 +250,9 @@ impl RtpReceiver {
     /// The peer moved (re-INVITE): the next packet from the new address latches again.
     pub fn set_peer(&mut self, peer: SocketAddr) {
         if peer != self.peer {
+            // What the old stream was expected to bring stays counted: the new one starts
+            // its own numbering.
+            self.expected_before = self.stats().expected;
             self.peer = peer;
             self.latched = None;
         }
@@ -331,9 +338,12 @@ impl RtpReceiver {
     /// The statistics so far.
     pub fn stats(&self) -> RtpStats {
         let mut s = self.stats;
+        s.expected = self.expected_before;
         if self.latched.is_some() {
-            let ext_max = u64::from(self.cycles) + u64::from(self.max_seq);
-            s.expected = ext_max + 1 - u64::from(self.base_seq);
+            let ext_max = self.cycles + u64::from(self.max_seq);
+            s.expected += (ext_max + 1).saturating_sub(u64::from(self.base_seq));
+        }
+        if s.expected > 0 || self.latched.is_some() {
             s.lost = s.expected as i64 - s.received as i64;
         }
         s.jitter = (self.jitter_q4 >> 4) as u32;
@@ -344,8 +354,8 @@ impl RtpReceiver {
     pub fn report(&mut self) -> Option<ReceptionReport> {
         let (_, ssrc) = self.latched?;
         let s = self.stats();
-        let expected_interval = s.expected - self.expected_prior;
-        let received_interval = s.received - self.received_prior;
+        let expected_interval = s.expected.saturating_sub(self.expected_prior);
+        let received_interval = s.received.saturating_sub(self.received_prior);
         self.expected_prior = s.expected;
         self.received_prior = s.received;
         let lost_interval = expected_interval as i64 - received_interval as i64;
@@ -358,7 +368,8 @@ impl RtpReceiver {
             ssrc,
             fraction_lost,
             cumulative_lost: s.lost.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-            extended_highest_seq: self.cycles.wrapping_add(u32::from(self.max_seq)),
+            // RFC 3550 §6.4.1: the extended highest sequence number is 32 bits, and wraps.
+            extended_highest_seq: (self.cycles as u32).wrapping_add(u32::from(self.max_seq)),
             jitter: s.jitter,
             last_sr: 0,
             delay_since_last_sr: 0,
@@ -552,5 +563,44 @@ mod tests {
         assert_eq!(r.fraction_lost, (2 * 256 / 16) as u8);
         assert_eq!(r.cumulative_lost, 2);
         assert_eq!(rx.report().unwrap().fraction_lost, 0, "nothing new since");
+    }
+
+    /// The peer moves (a re-INVITE) after a report, and its new stream starts its own
+    /// numbering: the counts go on from where they were (the next report's interval used to
+    /// go below zero, a panic in debug builds).
+    #[test]
+    fn a_moved_peer_starts_a_new_stream_and_the_counts_go_on() {
+        let mut rx = RtpReceiver::new(PEER.parse().unwrap(), Latching::Strict);
+        let seqs: Vec<u16> = (1000..1250).collect();
+        for p in stream(7, &seqs) {
+            rx.accept(PEER.parse().unwrap(), &p, 0).unwrap();
+        }
+        assert!(rx.report().is_some());
+        let moved: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        rx.set_peer(moved);
+        for p in stream(8, &[5, 6, 7]) {
+            rx.accept(moved, &p, 0).unwrap();
+        }
+        let r = rx.report().unwrap();
+        assert_eq!((r.ssrc, r.fraction_lost, r.cumulative_lost), (8, 0, 0));
+        assert_eq!(rx.stats().expected, 253);
+        assert_eq!(rx.stats().received, 253);
+    }
+
+    /// Sequence numbers that step by half the space count as a wrap every second packet:
+    /// the cycle count must not overflow however long the stream goes.
+    #[test]
+    fn wraps_are_counted_without_overflow() {
+        let mut rx = RtpReceiver::new(PEER.parse().unwrap(), Latching::Strict);
+        let mut seq = 0u16;
+        let p = stream(7, &[0]).remove(0);
+        rx.accept(PEER.parse().unwrap(), &p, 0).unwrap();
+        for _ in 0..140_000 {
+            seq = seq.wrapping_add(0x7fff);
+            rx.update_seq(seq);
+        }
+        let r = rx.report().unwrap();
+        assert!(rx.stats().expected > u64::from(u32::MAX));
+        assert_eq!(r.extended_highest_seq & 0xffff, u32::from(seq));
     }
 }
