@@ -49,6 +49,11 @@ const CLOSING_TAIL_FRAMES: u32 = 10;
 /// At most this many keys before '#' are kept.
 const MAX_KEYS: usize = 16;
 
+/// At most this many keys are reported and kept for the call log (and as many dropped keys
+/// reported): a caller pressing without end (events are cheap to send) cannot grow the call's
+/// memory or its log. The verdict still follows every key.
+const MAX_KEYS_LOGGED: usize = 64;
+
 /// Answering-machine detection settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AmdConfig {
@@ -500,6 +505,8 @@ pub struct VerificationCall {
     stream_start: StreamStart,
     /// SRTP packets that did not authenticate (dropped by the driver).
     unauthenticated: u64,
+    /// Keys dropped for coming before the instructions.
+    ignored: usize,
 }
 
 impl VerificationCall {
@@ -536,6 +543,7 @@ impl VerificationCall {
             out: VecDeque::new(),
             stream_start: start,
             unauthenticated: 0,
+            ignored: 0,
         }
     }
 
@@ -863,7 +871,10 @@ impl VerificationCall {
             at_ms,
         };
         if self.instructions_at.is_some_and(|t| now < t) {
-            self.out.push_back(Output::Report(Report::KeyIgnored(key)));
+            self.ignored += 1;
+            if self.ignored <= MAX_KEYS_LOGGED {
+                self.out.push_back(Output::Report(Report::KeyIgnored(key)));
+            }
             return;
         }
         self.last_press = Some((digit, source, now));
@@ -873,8 +884,10 @@ impl VerificationCall {
                 .time_to_answer_ms
                 .map(|a| at_ms.saturating_sub(a));
         }
-        self.keys.push(key.clone());
-        self.out.push_back(Output::Report(Report::Key(key)));
+        if self.keys.len() < MAX_KEYS_LOGGED {
+            self.keys.push(key.clone());
+            self.out.push_back(Output::Report(Report::Key(key)));
+        }
         // Barge-in: the prompt stops at the first key and is not repeated.
         self.playout.queue.clear();
         self.playout.pos = 0;

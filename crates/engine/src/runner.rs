@@ -463,7 +463,9 @@ impl Runner {
             let mut finished = None;
             let mut steps = Vec::new();
             while let Some(r) = rx.recv().await {
-                if let Some(s) = step_of(&r, invite.elapsed().as_millis() as i64) {
+                if steps.len() < MAX_STEPS
+                    && let Some(s) = step_of(&r, invite.elapsed().as_millis() as i64)
+                {
                     steps.push(s);
                 }
                 let step = match &r {
@@ -533,6 +535,9 @@ impl Runner {
         Ok(report.outcome)
     }
 }
+
+/// At most this many steps of a call are kept in the call log.
+const MAX_STEPS: usize = 256;
 
 /// The decisions made about a call from outside it: cancelled through an API (of any node),
 /// or interrupted because its node's claim lapsed. (A call's own verdicts are not: its

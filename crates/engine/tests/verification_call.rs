@@ -863,3 +863,26 @@ fn ten_percent_rtp_loss_with_jitter_still_hears_the_pound() {
         );
     }
 }
+
+/// A caller pressing without end (RFC 4733 events are cheap to send) is heard to the end, but
+/// what is kept of it for the call log is capped.
+#[test]
+fn endless_keys_are_judged_but_not_all_kept() {
+    let mut sim = Sim::new(cfg());
+    sim.answer();
+    // '1' every 3 frames from the 200th (4 s, in the instructions) on, then '#'.
+    let mut presses: Vec<(Digit, usize, usize)> =
+        (0..300).map(|i| (Digit::D1, 200 + 3 * i, 1)).collect();
+    presses.push((Digit::Pound, 200 + 3 * 300 + 5, 6));
+    sim.run_for(Duration::from_secs(40), &mut Far::Events(presses));
+    let f = sim.seen.finished().unwrap();
+    assert_eq!(f.outcome, Outcome::Denied, "{:?}", f.outcome);
+    assert_eq!(f.keys.len(), 64);
+    let reported = sim
+        .seen
+        .reports
+        .iter()
+        .filter(|(_, r)| matches!(r, Report::Key(_)))
+        .count();
+    assert_eq!(reported, 64);
+}
