@@ -498,6 +498,9 @@ struct Trunk {
     reg_auth: AuthState,
     /// The Contact of the last successful REGISTER.
     registered_contact: Option<String>,
+    /// This registration already moved its Contact to the address the registrar saw once
+    /// (a registrar that reports another address each time must not start a loop).
+    public_moved: bool,
 }
 
 impl Trunk {
@@ -540,14 +543,21 @@ pub struct UserAgent {
     /// The client transactions by branch.
     txs: HashMap<String, Owner>,
     answered: HashMap<String, Cached>,
+    /// The bytes of the answers kept.
+    answered_bytes: usize,
     next_handle: u64,
     out: VecDeque<Output>,
     started: bool,
 }
 
-/// At most this many answers to requests are kept for their retransmissions: a flood of
-/// requests from a trunk's address gets its answers, but cannot grow memory without bound.
+/// At most this many answers to requests (and this many bytes of them) are kept for their
+/// retransmissions: a flood of requests from a trunk's address gets its answers, but cannot
+/// grow memory without bound.
 const MAX_ANSWERED: usize = 4096;
+const MAX_ANSWERED_BYTES: usize = 4 << 20;
+
+/// The longest registration honoured, whatever the registrar grants (a day).
+const MAX_REGISTER_EXPIRES: u32 = 86_400;
 
 fn local_for(listen: &[Listener], transport: Transport, remote: SocketAddr) -> Option<SocketAddr> {
     listen
@@ -608,6 +618,7 @@ impl UserAgent {
                 reg_expires: REGISTER_EXPIRES,
                 reg_auth: AuthState::default(),
                 registered_contact: None,
+                public_moved: false,
                 cfg: t,
             });
         }
@@ -618,6 +629,7 @@ impl UserAgent {
             by_call_id: HashMap::new(),
             txs: HashMap::new(),
             answered: HashMap::new(),
+            answered_bytes: 0,
             next_handle: 1,
             out: VecDeque::new(),
             started: false,
@@ -1418,6 +1430,7 @@ impl UserAgent {
     fn send_reply(&mut self, now: Instant, req: &Incoming, to: Route, b: Builder) {
         let bytes = b.build();
         if self.answered.len() < MAX_ANSWERED
+            && self.answered_bytes + bytes.len() <= MAX_ANSWERED_BYTES
             && let Some(key) = server_key(req)
         {
             let transmit = Transmit {
@@ -1427,7 +1440,10 @@ impl UserAgent {
                 bytes: bytes.clone(),
             };
             let until = now + self.cfg.timers.timeout();
-            self.answered.insert(key, Cached { transmit, until });
+            self.answered_bytes += key.len() + bytes.len();
+            if let Some(old) = self.answered.insert(key, Cached { transmit, until }) {
+                self.answered_bytes = self.answered_bytes.saturating_sub(old.transmit.bytes.len());
+            }
         }
         self.transmit(to, bytes);
     }
@@ -1701,16 +1717,20 @@ impl UserAgent {
                     .and_then(|c| param(&c, "expires"))
                     .and_then(|e| e.parse().ok())
                     .or_else(|| msg.header("Expires").and_then(|e| e.parse().ok()))
-                    .unwrap_or(tr.reg_expires);
+                    .unwrap_or(tr.reg_expires)
+                    .min(MAX_REGISTER_EXPIRES);
                 // Over TCP the source port is the connection's, not a listener: keep ours.
                 if let Some(seen) = seen
                     && tr.cfg.transport == Transport::Udp
                     && seen != tr.contact_addr()
+                    && !tr.public_moved
                 {
                     tr.public = Some(seen);
+                    tr.public_moved = true;
                     self.send_register(i, now);
                     return;
                 }
+                tr.public_moved = false;
                 tr.registered_contact = Some(ours);
                 let refresh = Duration::from_secs(u64::from(granted.max(2)) / 2);
                 tr.next_register = Some(now + refresh);
@@ -1770,7 +1790,15 @@ impl UserAgent {
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let timers = self.cfg.timers;
-        self.answered.retain(|_, c| c.until > now);
+        let mut freed = 0;
+        self.answered.retain(|k, c| {
+            let keep = c.until > now;
+            if !keep {
+                freed += k.len() + c.transmit.bytes.len();
+            }
+            keep
+        });
+        self.answered_bytes = self.answered_bytes.saturating_sub(freed);
         let handles: Vec<u64> = self.legs.keys().copied().collect();
         for h in handles {
             self.leg_timers(h, now, &timers);
