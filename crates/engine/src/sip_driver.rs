@@ -27,6 +27,27 @@ use tracing::{debug, info, warn};
 /// counts as unreachable; also the bound on a TLS handshake with a peer that connected.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A TCP or TLS connection on which nothing arrives for this long is closed (a trunk that
+/// keeps one open sends keep-alives, RFC 5626 §3.5.1, or reconnects).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Messages read and waiting for the user agent, per queue (requests, responses). A full
+/// queue drops datagrams (as a full socket buffer would: retransmissions recover what
+/// mattered) and stops reading streams until there is room (TCP then slows the peer).
+const BACKLOG_MAX: usize = 4096;
+
+/// Messages waiting to be written on one connection: a peer that does not read loses the
+/// connection rather than growing the queue.
+const WRITE_QUEUE: usize = 256;
+
+/// Datagrams larger than this are dropped as they are read (RFC 3261 §18.1.1: a message near
+/// the path MTU goes over a stream), so a full queue holds at most 64 MiB.
+const UDP_MAX: usize = 16 * 1024;
+
+/// Connections peers may have open to the listeners, in all and from one address.
+const MAX_ACCEPTED: usize = 256;
+const MAX_ACCEPTED_PER_IP: usize = 16;
+
 /// Why the endpoint did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -79,7 +100,7 @@ enum Net {
     },
     Accepted {
         remote: SocketAddr,
-        writer: mpsc::UnboundedSender<Vec<u8>>,
+        writer: mpsc::Sender<Vec<u8>>,
     },
     Closed {
         remote: SocketAddr,
@@ -144,7 +165,14 @@ impl SipEndpoint {
                 t.name
             )));
         }
-        let (net_tx, net_rx) = mpsc::unbounded_channel();
+        // Requests (and the connections' news) and responses wait apart, responses handled
+        // first: they finish this gateway's own transactions.
+        let (net_tx, net_rx) = mpsc::channel(BACKLOG_MAX);
+        let (resp_tx, resp_rx) = mpsc::channel(BACKLOG_MAX);
+        let queues = Queues {
+            requests: net_tx.clone(),
+            responses: resp_tx,
+        };
         // SIP is heard only from the trunks' addresses: a gateway that only places calls has
         // nobody else to listen to, and a flood from elsewhere is dropped as it is read.
         let allowed = Allowed {
@@ -154,14 +182,8 @@ impl SipEndpoint {
                     .map(|t| t.address.ip().to_canonical())
                     .collect(),
             ),
-            requests_waiting: Arc::default(),
-            responses_waiting: Arc::default(),
+            accepted: Arc::default(),
         };
-        let (backlog, resp_backlog) = (
-            allowed.requests_waiting.clone(),
-            allowed.responses_waiting.clone(),
-        );
-        let (resp_tx, resp_rx) = mpsc::unbounded_channel();
         let mut udp = HashMap::new();
         let mut readers = Vec::new();
         for l in &mut cfg.listen {
@@ -178,7 +200,7 @@ impl SipEndpoint {
                     readers.push(tokio::spawn(udp_reader(
                         sock,
                         l.addr,
-                        (net_tx.clone(), resp_tx.clone()),
+                        queues.clone(),
                         allowed.clone(),
                     )));
                 }
@@ -198,7 +220,7 @@ impl SipEndpoint {
                     readers.push(tokio::spawn(stream_acceptor(
                         lis,
                         (l.addr, tls_acceptor),
-                        net_tx.clone(),
+                        queues.clone(),
                         allowed.clone(),
                     )));
                 }
@@ -214,10 +236,8 @@ impl SipEndpoint {
             conns: HashMap::new(),
             tls: tls.trunks,
             calls: HashMap::new(),
-            net_tx,
+            queues,
             ev_tx,
-            backlog,
-            resp_backlog,
         };
         let task = tokio::spawn(async move {
             driver.run(cmd_rx, net_rx, resp_rx).await;
@@ -290,23 +310,20 @@ impl Drop for SipEndpoint {
 struct Driver {
     ua: UserAgent,
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
-    conns: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
+    conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     tls: HashMap<SocketAddr, TlsTrunk>,
     calls: HashMap<CallHandle, mpsc::UnboundedSender<CallEvent>>,
-    net_tx: mpsc::UnboundedSender<Net>,
+    /// For the connections the driver opens.
+    queues: Queues,
     ev_tx: mpsc::UnboundedSender<Event>,
-    /// UDP requests read and not yet handled.
-    backlog: Arc<std::sync::atomic::AtomicUsize>,
-    /// UDP responses read and not yet handled.
-    resp_backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Driver {
     async fn run(
         mut self,
         mut cmd_rx: mpsc::UnboundedReceiver<Command>,
-        mut net_rx: mpsc::UnboundedReceiver<Net>,
-        mut resp_rx: mpsc::UnboundedReceiver<Net>,
+        mut net_rx: mpsc::Receiver<Net>,
+        mut resp_rx: mpsc::Receiver<Net>,
     ) {
         self.ua.start(Instant::now());
         loop {
@@ -321,10 +338,7 @@ impl Driver {
             tokio::select! {
                 // Responses first: they finish this gateway's own transactions.
                 biased;
-                Some(net) = resp_rx.recv() => {
-                    self.resp_backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    self.on_net(net);
-                }
+                Some(net) = resp_rx.recv() => self.on_net(net),
                 cmd = cmd_rx.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(Command::Invite { target, offer, reply }) => {
@@ -338,12 +352,7 @@ impl Driver {
                     }
                     Some(Command::Hangup(h)) => self.ua.hangup(Instant::now(), h),
                 },
-                Some(net) = net_rx.recv() => {
-                    if matches!(net, Net::Message { transport: Transport::Udp, .. }) {
-                        self.backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    self.on_net(net);
-                }
+                Some(net) = net_rx.recv() => self.on_net(net),
                 () = sleep => self.ua.handle_timeout(Instant::now()),
             }
         }
@@ -407,12 +416,19 @@ impl Driver {
                         },
                         _ => None,
                     };
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(connect(t.local, t.remote, tls, rx, self.net_tx.clone()));
+                    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+                    tokio::spawn(connect(t.local, t.remote, tls, rx, self.queues.clone()));
                     self.conns.insert(t.remote, tx);
                 }
-                let writer = &self.conns[&t.remote];
-                if writer.send(t.bytes).is_err() {
+                let Some(writer) = self.conns.get(&t.remote) else {
+                    return;
+                };
+                if let Err(e) = writer.try_send(t.bytes) {
+                    // Full: the peer does not read what it is sent; dropping the queue ends
+                    // the connection.
+                    if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                        warn!(remote = %t.remote, "SIP over a stream: the peer reads nothing; closing");
+                    }
                     self.conns.remove(&t.remote);
                 }
             }
@@ -442,65 +458,98 @@ impl Driver {
     }
 }
 
+/// The queues the readers hand what they read to.
+#[derive(Clone)]
+struct Queues {
+    /// Requests, and the connections' news.
+    requests: mpsc::Sender<Net>,
+    /// Responses, handled first (so that a flood of requests cannot keep the answers to
+    /// this gateway's own calls waiting).
+    responses: mpsc::Sender<Net>,
+}
+
+impl Queues {
+    fn for_message(&self, bytes: &[u8]) -> &mpsc::Sender<Net> {
+        if bytes.starts_with(b"SIP/2.0 ") {
+            &self.responses
+        } else {
+            &self.requests
+        }
+    }
+}
+
 /// What the readers let through to the user agent.
 #[derive(Clone)]
 struct Allowed {
     /// The IP addresses SIP is accepted from (the trunks').
     trunks: Arc<std::collections::HashSet<std::net::IpAddr>>,
-    /// UDP requests read and waiting for the user agent.
-    requests_waiting: Arc<std::sync::atomic::AtomicUsize>,
-    /// UDP responses read and waiting (kept apart and handled first, so that a flood of
-    /// requests cannot keep the answers to this gateway's own calls waiting).
-    responses_waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections open that peers opened, by their address.
+    accepted: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
 }
 
-/// Datagrams waiting for the user agent beyond this are dropped (as a full socket buffer
-/// would): a flood cannot grow the queue without bound; retransmissions recover what
-/// mattered.
-const BACKLOG_MAX: usize = 4096;
+fn dropped(reason: &'static str) {
+    metrics::counter!("callverify_sip_dropped_total", "reason" => reason).increment(1);
+}
 
 impl Allowed {
     fn admits(&self, from: SocketAddr) -> bool {
         let ok = self.trunks.contains(&from.ip().to_canonical());
         if !ok {
-            metrics::counter!("callverify_sip_dropped_total", "reason" => "source").increment(1);
+            dropped("source");
         }
         ok
     }
+
+    /// Counts a connection a peer opened, unless there are too many already.
+    fn accept(&self, from: SocketAddr) -> Option<AcceptedConn> {
+        let ip = from.ip().to_canonical();
+        let mut open = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = open.values().sum();
+        let here = open.get(&ip).copied().unwrap_or(0);
+        if total >= MAX_ACCEPTED || here >= MAX_ACCEPTED_PER_IP {
+            dropped("connections");
+            return None;
+        }
+        *open.entry(ip).or_default() += 1;
+        Some(AcceptedConn(self.accepted.clone(), ip))
+    }
 }
 
-async fn udp_reader(
-    sock: Arc<UdpSocket>,
-    local: SocketAddr,
-    (requests, responses): (mpsc::UnboundedSender<Net>, mpsc::UnboundedSender<Net>),
-    allowed: Allowed,
-) {
-    use std::sync::atomic::Ordering;
+/// A connection a peer opened, counted until it ends.
+struct AcceptedConn(
+    Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+    std::net::IpAddr,
+);
+
+impl Drop for AcceptedConn {
+    fn drop(&mut self) {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
+
+async fn udp_reader(sock: Arc<UdpSocket>, local: SocketAddr, queues: Queues, allowed: Allowed) {
     let mut buf = vec![0u8; 65_536];
     loop {
         match sock.recv_from(&mut buf).await {
             Ok((_, from)) if !allowed.admits(from) => {}
+            Ok((n, _)) if n > UDP_MAX => dropped("too_large"),
             Ok((n, from)) => {
-                let response = buf[..n].starts_with(b"SIP/2.0 ");
-                let (tx, waiting) = if response {
-                    (&responses, &allowed.responses_waiting)
-                } else {
-                    (&requests, &allowed.requests_waiting)
-                };
-                if waiting.load(Ordering::Relaxed) >= BACKLOG_MAX {
-                    metrics::counter!("callverify_sip_dropped_total", "reason" => "backlog")
-                        .increment(1);
-                    continue;
-                }
-                waiting.fetch_add(1, Ordering::Relaxed);
                 let msg = Net::Message {
                     transport: Transport::Udp,
                     local,
                     from,
                     bytes: buf[..n].to_vec(),
                 };
-                if tx.send(msg).is_err() {
-                    return;
+                match queues.for_message(&buf[..n]).try_send(msg) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => dropped("backlog"),
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
             }
             // ICMP errors surface here on some systems; the socket stays usable.
@@ -512,7 +561,7 @@ async fn udp_reader(
 async fn stream_acceptor(
     lis: TcpListener,
     (local, tls): (SocketAddr, Option<TlsAcceptor>),
-    tx: mpsc::UnboundedSender<Net>,
+    queues: Queues,
     allowed: Allowed,
 ) {
     loop {
@@ -520,31 +569,36 @@ async fn stream_acceptor(
             // Closed at once.
             Ok((_, remote)) if !allowed.admits(remote) => {}
             Ok((stream, remote)) => {
-                let tx = tx.clone();
+                let Some(counted) = allowed.accept(remote) else {
+                    continue;
+                };
+                let queues = queues.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let (wtx, wrx) = mpsc::unbounded_channel();
-                    if tx
-                        .send(Net::Accepted {
-                            remote,
-                            writer: wtx,
-                        })
-                        .is_err()
-                    {
+                    let _counted = counted;
+                    let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
+                    let accepted = Net::Accepted {
+                        remote,
+                        writer: wtx,
+                    };
+                    if queues.requests.send(accepted).await.is_err() {
                         return;
                     }
                     let Some(tls) = tls else {
-                        return connection(stream, Transport::Tcp, local, remote, wrx, tx).await;
+                        return connection(stream, Transport::Tcp, local, remote, wrx, queues)
+                            .await;
                     };
                     match tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(s)) => connection(s, Transport::Tls, local, remote, wrx, tx).await,
+                        Ok(Ok(s)) => {
+                            connection(s, Transport::Tls, local, remote, wrx, queues).await
+                        }
                         Ok(Err(e)) => {
                             debug!(%remote, error = %e, "SIP over TLS: handshake failed");
-                            let _ = tx.send(Net::Closed { remote });
+                            let _ = queues.requests.send(Net::Closed { remote }).await;
                         }
                         Err(_) => {
                             debug!(%remote, "SIP over TLS: handshake timed out");
-                            let _ = tx.send(Net::Closed { remote });
+                            let _ = queues.requests.send(Net::Closed { remote }).await;
                         }
                     }
                 });
@@ -562,8 +616,8 @@ async fn connect(
     local: SocketAddr,
     remote: SocketAddr,
     tls: Option<TlsTrunk>,
-    rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    tx: mpsc::UnboundedSender<Net>,
+    rx: mpsc::Receiver<Vec<u8>>,
+    queues: Queues,
 ) {
     let transport = if tls.is_some() {
         Transport::Tls
@@ -579,44 +633,46 @@ async fn connect(
         sock.bind(SocketAddr::new(local.ip(), 0))?;
         sock.connect(remote).await
     };
+    let unreachable = Net::Unreachable { transport, remote };
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(stream)) => stream,
         _ => {
-            let _ = tx.send(Net::Unreachable { transport, remote });
+            let _ = queues.requests.send(unreachable).await;
             return;
         }
     };
     let Some(tls) = tls else {
-        return connection(stream, transport, local, remote, rx, tx).await;
+        return connection(stream, transport, local, remote, rx, queues).await;
     };
     let handshake = TlsConnector::from(tls.config).connect(tls.server_name, stream);
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-        Ok(Ok(stream)) => connection(stream, transport, local, remote, rx, tx).await,
+        Ok(Ok(stream)) => connection(stream, transport, local, remote, rx, queues).await,
         Ok(Err(e)) => {
             // A certificate that does not check out lands here: nothing was sent.
             warn!(%remote, error = %e, "SIP over TLS: handshake failed");
             metrics::counter!("callverify_sip_tls_failures_total").increment(1);
-            let _ = tx.send(Net::Unreachable { transport, remote });
+            let _ = queues.requests.send(unreachable).await;
         }
         Err(_) => {
             warn!(%remote, "SIP over TLS: handshake timed out");
-            let _ = tx.send(Net::Unreachable { transport, remote });
+            let _ = queues.requests.send(unreachable).await;
         }
     }
 }
 
 /// Reads framed messages from a TCP or TLS connection and writes what the driver queues
-/// for it.
+/// for it. It ends when the peer closes, sends what cannot be framed, sends nothing for
+/// [`IDLE_TIMEOUT`], or when the driver drops its write queue.
 async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     stream: S,
     transport: Transport,
     local: SocketAddr,
     remote: SocketAddr,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    tx: mpsc::UnboundedSender<Net>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    queues: Queues,
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
             if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
                 break;
@@ -626,21 +682,30 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     let mut framer = Framer::default();
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
-        let n = match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = tokio::select! {
+            r = tokio::time::timeout(IDLE_TIMEOUT, rd.read(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => n,
+                Err(_) => {
+                    debug!(%remote, "SIP over a stream: idle, closing");
+                    break;
+                }
+            },
+            _ = &mut writer => break,
         };
         framer.push(&buf[..n]);
         loop {
             match framer.next_message() {
                 Ok(Some(bytes)) => {
+                    let queue = queues.for_message(&bytes).clone();
                     let msg = Net::Message {
                         transport,
                         local,
                         from: remote,
                         bytes,
                     };
-                    if tx.send(msg).is_err() {
+                    // Waits while the queue is full: the peer's sending is slowed.
+                    if queue.send(msg).await.is_err() {
                         break 'read;
                     }
                 }
@@ -653,5 +718,5 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         }
     }
     writer.abort();
-    let _ = tx.send(Net::Closed { remote });
+    let _ = queues.requests.send(Net::Closed { remote }).await;
 }
