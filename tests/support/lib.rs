@@ -1062,6 +1062,17 @@ pub async fn verify_call(
     script: engine::ScriptConfig,
     lang: media::Language,
 ) -> engine::CallReport {
+    verify_call_within(ep, media, script, lang, BOUND).await
+}
+
+/// As [`verify_call`], bounded by `bound`.
+pub async fn verify_call_within(
+    ep: &SipEndpoint,
+    media: &engine::MediaConfig,
+    script: engine::ScriptConfig,
+    lang: media::Language,
+    bound: Duration,
+) -> engine::CallReport {
     let number = store::PhoneNumber::parse("+81901234567").expect("an E.164 number");
     let call = engine::verify(
         ep,
@@ -1072,7 +1083,7 @@ pub async fn verify_call(
         None,
         std::future::pending(),
     );
-    tokio::time::timeout(BOUND, call)
+    tokio::time::timeout(bound, call)
         .await
         .expect("the call ends within the bound")
         .expect("the call is placed")
