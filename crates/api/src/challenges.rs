@@ -251,48 +251,57 @@ pub(crate) async fn create(
         ));
     }
     // A valid trusted-device token of this user skips the call.
+    let secret = &state.cfg.token_secret;
     let mut trusted = None;
     if let (Some(t), Some(u)) = (&req.trusted_device_token, &req.user_id) {
-        match trusted_device_id(&state.cfg.token_secret, t) {
+        match trusted_device_id(secret, t) {
             Some(id) => match state.store.trusted_device(id).await? {
                 Some(td) if &td.user_id == u && td.valid_at(now) => trusted = Some(td),
                 _ => {
                     info!(user = %u, "a trusted-device token was expired, revoked or not the user's: calling")
                 }
             },
-            None => warn!(user = %u, "a trusted-device token with a bad signature: calling"),
+            None => {
+                warn!(user = %u, "a trusted-device token with a bad signature: calling")
+            }
         }
     }
-    if trusted.is_none() {
-        state.cfg.policy.check_number(&phone)?;
-        state
-            .cfg
-            .policy
-            .check_rates(&state.store, &phone, req.user_id.as_deref(), &key.id, now)
-            .await?;
-    }
+    let policy = &state.cfg.policy;
+    // Checked and counted in the transaction that makes the challenge. One a trusted device
+    // approves makes no call: nothing to check.
+    let admission = match trusted {
+        Some(_) => store::Admission::default(),
+        None => {
+            let checked = policy.check_number(&phone)?;
+            policy.admission(&phone, &checked, req.user_id.as_deref(), &key.id, true)
+        }
+    };
     let now = now_ms();
-    let (c, replay) = state
+    let made = state
         .store
-        .create_challenge(&NewChallenge {
-            api_key_id: key.id.clone(),
-            idempotency_key,
-            request_hash,
-            user_id: req.user_id,
-            phone,
-            language: req.language,
-            purpose: req.purpose,
-            callback_url: req.callback_url,
-            enrol,
-            remember_device_ms: if req.remember_device {
-                state.cfg.trusted_device_ttl.as_millis() as i64
-            } else {
-                0
+        .create_admitted(
+            &NewChallenge {
+                api_key_id: key.id.clone(),
+                idempotency_key,
+                request_hash,
+                user_id: req.user_id,
+                phone: phone.clone(),
+                language: req.language,
+                purpose: req.purpose,
+                callback_url: req.callback_url,
+                enrol,
+                remember_device_ms: if req.remember_device {
+                    state.cfg.trusted_device_ttl.as_millis() as i64
+                } else {
+                    0
+                },
+                now_ms: now,
+                expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
             },
-            now_ms: now,
-            expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
-        })
+            &admission,
+        )
         .await?;
+    let (c, replay) = made.map_err(|r| policy.refusal(r, &phone))?;
     if replay {
         return Ok((c, true));
     }
@@ -337,7 +346,7 @@ pub(crate) async fn create(
         (status = 201, description = "Created; `Location` names it", body = ChallengeView),
         (status = 200, description = "A replay of an earlier request with this Idempotency-Key", body = ChallengeView),
         (status = 400, body = crate::ProblemDoc), (status = 401, body = crate::ProblemDoc),
-        (status = 403, description = "An operator key, or a country not allowed", body = crate::ProblemDoc),
+        (status = 403, description = "An operator key, a country or type of number not allowed, or a fraud block (`blocked_until`)", body = crate::ProblemDoc),
         (status = 409, description = "Idempotency key reused, or the user has no verified phone", body = crate::ProblemDoc),
         (status = 413, description = "Body over 16 KiB"),
         (status = 422, body = crate::ProblemDoc),
@@ -508,7 +517,7 @@ pub(crate) async fn challenge_events(
     let end = tokio::time::Instant::now() + state.cfg.challenge_ttl + Duration::from_secs(600);
     let stream = futures_util::stream::unfold(
         (Some(c), rx, state, id, end, false),
-        |(current, mut rx, state, id, end, done)| async move {
+        move |(current, mut rx, state, id, end, done)| async move {
             if done {
                 return None;
             }

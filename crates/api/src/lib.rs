@@ -10,7 +10,6 @@
 
 mod calls;
 mod challenges;
-mod policy;
 mod site;
 mod users;
 pub mod webhooks;
@@ -30,7 +29,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use policy::{Policy, RateLimit};
+pub use policy::{Countries, CountryLimit, NumberType, Policy, RateLimit};
 
 /// Settings of the API.
 #[derive(Clone, Debug)]
@@ -316,6 +315,22 @@ impl Problem {
     fn with_retry_after(mut self, secs: u64) -> Problem {
         self.retry_after = Some(secs.max(1));
         self
+    }
+}
+
+impl From<policy::Refusal> for Problem {
+    fn from(r: policy::Refusal) -> Problem {
+        use policy::RefusalKind as K;
+        let status = match r.kind {
+            K::InvalidNumber => StatusCode::UNPROCESSABLE_ENTITY,
+            K::CountryNotAllowed | K::NumberTypeNotAllowed => StatusCode::FORBIDDEN,
+            K::RateLimited | K::TooManyCalls => StatusCode::TOO_MANY_REQUESTS,
+        };
+        let mut p = Problem::new(status, r.kind.as_str(), r.kind.title(), r.detail);
+        if let Some(s) = r.retry_after_s {
+            p = p.with_retry_after(s);
+        }
+        p
     }
 }
 

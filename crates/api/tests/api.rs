@@ -83,11 +83,18 @@ async fn sqlite(name: &str) -> Store {
     sqlite_store(name).await.cached().unwrap()
 }
 
-fn cfg() -> Arc<ApiConfig> {
-    Arc::new(ApiConfig {
+/// The settings of most tests: every country may be called (the default is none).
+fn config() -> ApiConfig {
+    let mut c = ApiConfig {
         token_secret: b"test token secret".to_vec(),
         ..ApiConfig::default()
-    })
+    };
+    c.policy.allowed_countries = api::Countries::Any;
+    c
+}
+
+fn cfg() -> Arc<ApiConfig> {
+    Arc::new(config())
 }
 
 const BODY: &str = r#"{"phone_number":"+819012345678","language":"ja"}"#;
@@ -458,9 +465,8 @@ async fn cancel_server_sent_events_and_expiry() {
         store: store.clone(),
         runner: None,
         cfg: Arc::new(ApiConfig {
-            token_secret: b"test token secret".to_vec(),
             challenge_ttl: std::time::Duration::from_secs(2),
-            ..ApiConfig::default()
+            ..config()
         }),
     };
     let workers = api::webhooks::spawn_workers(state.clone());
@@ -573,11 +579,8 @@ async fn cancel_server_sent_events_and_expiry() {
 async fn policy_refuses_with_reasons() {
     let store = sqlite("api-policy").await;
     let (service, _) = keys(&store).await;
-    let mut cfg = ApiConfig {
-        token_secret: b"test token secret".to_vec(),
-        ..ApiConfig::default()
-    };
-    cfg.policy.allowed_countries = Some(vec!["JP".into()]);
+    let mut cfg = config();
+    cfg.policy.allowed_countries = api::Countries::Only(vec!["JP".into()]);
     cfg.policy.per_number = api::RateLimit::new(2, std::time::Duration::from_secs(600));
     cfg.policy.per_user = api::RateLimit::new(1, std::time::Duration::from_secs(600));
     cfg.policy.max_concurrent_calls = 4;
@@ -613,7 +616,7 @@ async fn policy_refuses_with_reasons() {
         r.json()["detail"]
             .as_str()
             .unwrap()
-            .contains("+81 ** **** **78 had 2 challenges")
+            .contains("+81 ** **** **78 had 2 calls")
     );
     assert_eq!(r.headers["retry-after"], "600");
     // An idempotent replay is answered even at the limit.
@@ -691,10 +694,7 @@ async fn rate_limits_per_user_and_per_api_key() {
         .create_api_key("idp-2", KeyKind::Service, 0)
         .await
         .unwrap();
-    let mut cfg = ApiConfig {
-        token_secret: b"test token secret".to_vec(),
-        ..ApiConfig::default()
-    };
+    let mut cfg = config();
     cfg.policy.per_user = api::RateLimit::new(2, std::time::Duration::from_secs(600));
     cfg.policy.per_api_key = api::RateLimit::new(5, std::time::Duration::from_secs(60));
     let addr = serve(AppState {
@@ -744,12 +744,12 @@ async fn rate_limits_per_user_and_per_api_key() {
     let r = post_json(addr, "/v1/challenges", &service, alice).await;
     refused(
         &r,
-        r#"user "alice" had 2 challenges in the last 600 s (limit 2)"#,
+        "the user had 2 calls in the last 600 s (limit 2)",
         "600",
     );
     // Another API key is held to the same user limit.
     let r = post_json(addr, "/v1/challenges", &other_service, alice).await;
-    refused(&r, r#"user "alice" had 2"#, "600");
+    refused(&r, "the user had 2", "600");
 
     // The first key has made 2 challenges: 3 more to other numbers, then it is refused.
     for n in 1..=3 {
@@ -766,7 +766,7 @@ async fn rate_limits_per_user_and_per_api_key() {
     .await;
     refused(
         &r,
-        "this API key had 5 challenges in the last 60 s (limit 5)",
+        "this API key had 5 calls in the last 60 s (limit 5)",
         "60",
     );
     // The other key is not.
@@ -820,10 +820,7 @@ async fn webhooks_are_signed_retried_and_logged() {
     let store = sqlite("api-webhooks").await;
     let (service, _) = keys(&store).await;
     let (hook, got) = receiver().await;
-    let mut cfg = ApiConfig {
-        token_secret: b"test token secret".to_vec(),
-        ..ApiConfig::default()
-    };
+    let mut cfg = config();
     cfg.webhooks.secret = b"webhook secret".to_vec();
     cfg.webhooks.first_retry = std::time::Duration::from_millis(200);
     let state = AppState {
@@ -1104,9 +1101,8 @@ async fn the_pages_are_served_and_the_demo_page_is_off_unless_configured() {
         store,
         runner: None,
         cfg: Arc::new(ApiConfig {
-            token_secret: b"test token secret".to_vec(),
             demo_page: Some(key),
-            ..ApiConfig::default()
+            ..config()
         }),
     })
     .await;
@@ -1295,4 +1291,313 @@ async fn cancel_hangs_up_a_ringing_call() {
         "canceled",
         "still: a decided challenge never changes"
     );
+}
+
+fn kind_of(r: &Reply) -> String {
+    r.json()["type"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Premium-rate, shared-cost, personal and other costly numbers of allowed countries are
+/// refused by their type (libphonenumber's metadata) unless the policy lists the type.
+#[tokio::test]
+async fn costly_numbers_are_refused_by_their_type() {
+    let store = sqlite("api-number-types").await;
+    let (service, _) = keys(&store).await;
+    let mut cfg = config();
+    cfg.policy.allowed_countries =
+        api::Countries::Only(vec!["US".into(), "GB".into(), "JP".into()]);
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: Arc::new(cfg.clone()),
+    })
+    .await;
+    for (number, kind) in [
+        ("+19002345678", "premium_rate"),
+        ("+449012345678", "premium_rate"),
+        ("+81990123456", "premium_rate"),
+        ("+448431234567", "premium_rate"),
+        ("+447012345678", "personal_number"),
+        ("+18002345678", "toll_free"),
+    ] {
+        let r = post_json(
+            addr,
+            "/v1/challenges",
+            &service,
+            &format!(r#"{{"phone_number":"{number}"}}"#),
+        )
+        .await;
+        assert_eq!(r.status, 403, "{number}: {}", r.body);
+        assert_eq!(kind_of(&r), "number-type-not-allowed", "{}", r.body);
+        let detail = r.json()["detail"].as_str().unwrap().to_string();
+        assert!(detail.contains(&format!("a {kind} number")), "{detail}");
+        // Registering one as a phone is refused the same way.
+        let r = post_json(
+            addr,
+            "/v1/users/mallory/phones",
+            &service,
+            &format!(r#"{{"phone_number":"{number}"}}"#),
+        )
+        .await;
+        assert_eq!(
+            (r.status, kind_of(&r).as_str()),
+            (403, "number-type-not-allowed")
+        );
+    }
+    // Mobile, fixed line and either are called.
+    for number in ["+819012345678", "+442071838750", "+12025550123"] {
+        let r = post_json(
+            addr,
+            "/v1/challenges",
+            &service,
+            &format!(r#"{{"phone_number":"{number}"}}"#),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{number}: {}", r.body);
+    }
+    // A type the policy lists is called.
+    cfg.policy
+        .allowed_number_types
+        .push(api::NumberType::PremiumRate);
+    let addr = serve(AppState {
+        store,
+        runner: None,
+        cfg: Arc::new(cfg),
+    })
+    .await;
+    let r = post_json(
+        addr,
+        "/v1/challenges",
+        &service,
+        r#"{"phone_number":"+449012345678"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+/// Calls to one country are capped in a window, with another cap for some countries.
+#[tokio::test]
+async fn calls_per_country_are_capped() {
+    let store = sqlite("api-per-country").await;
+    let (service, _) = keys(&store).await;
+    let mut cfg = config();
+    cfg.policy.per_country = api::CountryLimit {
+        limit: api::RateLimit::new(2, std::time::Duration::from_secs(3600)),
+        overrides: [("JP".to_string(), 3)].into(),
+    };
+    let addr = serve(AppState {
+        store,
+        runner: None,
+        cfg: Arc::new(cfg),
+    })
+    .await;
+    let post = |n: &str| {
+        let body = format!(r#"{{"phone_number":"{n}"}}"#);
+        let service = service.clone();
+        async move { post_json(addr, "/v1/challenges", &service, &body).await }
+    };
+    for n in ["+819011110001", "+819011110002", "+819011110003"] {
+        assert_eq!(post(n).await.status, 201);
+    }
+    let r = post("+819011110004").await;
+    assert_eq!((r.status, kind_of(&r).as_str()), (429, "rate-limited"));
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("country JP had 3 calls in the last 3600 s (limit 3)"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.headers["retry-after"], "3600");
+    for n in ["+12025550123", "+12025550124"] {
+        assert_eq!(post(n).await.status, 201);
+    }
+    let r = post("+12025550125").await;
+    assert_eq!(r.status, 429);
+    assert!(r.body.contains("country US had 2 calls"), "{}", r.body);
+    assert_eq!(post("+442071838750").await.status, 201);
+}
+
+/// `n` requests at once, each on its own connection, spread over `addrs` in turn: their
+/// answers.
+async fn at_once(
+    addrs: &[SocketAddr],
+    n: usize,
+    key: &str,
+    extra: &[(&'static str, &'static str)],
+    body: &'static str,
+) -> Vec<Reply> {
+    at_once_each(addrs, key, extra, vec![body.to_string(); n]).await
+}
+
+/// One request for each of `bodies` at once (as [`at_once`]).
+async fn at_once_each(
+    addrs: &[SocketAddr],
+    key: &str,
+    extra: &[(&'static str, &'static str)],
+    bodies: Vec<String>,
+) -> Vec<Reply> {
+    let start = Arc::new(tokio::sync::Barrier::new(bodies.len()));
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let (addr, start) = (addrs[i % addrs.len()], start.clone());
+            let mut headers = vec![("Authorization".to_string(), auth(key))];
+            headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            tokio::spawn(async move {
+                let h: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                start.wait().await;
+                http(addr, "POST", "/v1/challenges", &h, body.as_bytes()).await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// 50 requests at once for one new number with a limit of 5 make exactly 5 challenges and 45
+/// answers 429; 20 at once with one Idempotency-Key make one challenge, the others its
+/// replays (even with the number's limit reached).
+async fn bursts_are_held_to_the_limits(stores: Vec<Store>) {
+    let (service, _) = keys(&stores[0]).await;
+    let mut cfg = config();
+    cfg.policy.per_number = api::RateLimit::new(5, std::time::Duration::from_secs(600));
+    let cfg = Arc::new(cfg);
+    let mut addrs = Vec::new();
+    for store in &stores {
+        addrs.push(
+            serve(AppState {
+                store: store.clone(),
+                runner: None,
+                cfg: cfg.clone(),
+            })
+            .await,
+        );
+    }
+    let number = store::PhoneNumber::parse("+819012340000").unwrap();
+    let replies = at_once(
+        &addrs,
+        50,
+        &service,
+        &[],
+        r#"{"phone_number":"+819012340000"}"#,
+    )
+    .await;
+    let count = |s: u16| replies.iter().filter(|r| r.status == s).count();
+    let made = stores[0]
+        .count_challenges(store::Scope::Phone(&number), 0)
+        .await
+        .unwrap();
+    eprintln!(
+        "50 at once over {} node(s): {} created (201), {} refused (429), {} challenges stored",
+        addrs.len(),
+        count(201),
+        count(429),
+        made
+    );
+    assert_eq!((count(201), count(429), made), (5, 45, 5));
+    assert!(
+        replies
+            .iter()
+            .filter(|r| r.status == 429)
+            .all(|r| kind_of(r) == "rate-limited"),
+        "{}",
+        replies.iter().find(|r| r.status != 201).unwrap().body
+    );
+
+    // One Idempotency-Key sent 20 times at once (the number is at its limit already).
+    let replies = at_once(
+        &addrs,
+        20,
+        &service,
+        &[("Idempotency-Key", "burst-1")],
+        r#"{"phone_number":"+819012349999"}"#,
+    )
+    .await;
+    let ids: std::collections::HashSet<String> = replies
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap_or("none").to_string())
+        .collect();
+    assert_eq!(
+        replies.iter().filter(|r| r.status == 201).count(),
+        1,
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 19);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let replayed = at_once(
+        &addrs,
+        4,
+        &service,
+        &[("Idempotency-Key", "burst-1")],
+        r#"{"phone_number":"+819012349999"}"#,
+    )
+    .await;
+    assert!(replayed.iter().all(|r| r.status == 200));
+
+    // The cap on challenges waiting for a call: 5 more places, 50 numbers at once.
+    let active = stores[0].active_challenges().await.unwrap() as u32;
+    let mut cfg = config();
+    cfg.policy.max_concurrent_calls = active + 5;
+    let cfg = Arc::new(cfg);
+    let mut addrs = Vec::new();
+    for store in &stores {
+        addrs.push(
+            serve(AppState {
+                store: store.clone(),
+                runner: None,
+                cfg: cfg.clone(),
+            })
+            .await,
+        );
+    }
+    let bodies = (0..50)
+        .map(|i| format!(r#"{{"phone_number":"+8190555{i:05}"}}"#))
+        .collect();
+    let replies = at_once_each(&addrs, &service, &[], bodies).await;
+    let count = |s: u16| replies.iter().filter(|r| r.status == s).count();
+    eprintln!(
+        "50 numbers at once, 5 places left under the cap: {} created, {} refused",
+        count(201),
+        count(429)
+    );
+    assert_eq!((count(201), count(429)), (5, 45));
+    assert!(
+        replies
+            .iter()
+            .filter(|r| r.status == 429)
+            .all(|r| kind_of(r) == "too-many-calls")
+    );
+    assert_eq!(
+        stores[0].active_challenges().await.unwrap() as u32,
+        active + 5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_at_once_make_exactly_five_challenges_on_sqlite() {
+    bursts_are_held_to_the_limits(vec![sqlite("api-burst").await]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_at_once_over_two_nodes_make_exactly_five_challenges_on_postgresql() {
+    let pg = callverify_e2e::Postgres::start("api-burst");
+    let a = Store::open(&pg.url).await.unwrap().cached().unwrap();
+    let b = Store::open(&pg.url).await.unwrap().cached().unwrap();
+    bursts_are_held_to_the_limits(vec![a, b]).await;
 }

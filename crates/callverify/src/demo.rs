@@ -31,9 +31,11 @@ fn write_keypress(path: &Path) -> anyhow::Result<()> {
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec)?;
-    for n in 0..(8000 * 3 + 1200) {
+    // '#' 4.5 s after the answer: while the instructions play (a key during the greeting,
+    // before anyone asked for one, is dropped).
+    for n in 0..(8000 * 5 + 5200) {
         let t = n as f64 / 8000.0;
-        let tone = (2.0..2.15).contains(&t);
+        let tone = (4.5..4.65).contains(&t);
         let v = if tone {
             let tau = std::f64::consts::TAU;
             5000.0 * ((tau * 941.0 * t).sin() + (tau * 1477.0 * t).sin())

@@ -133,6 +133,7 @@ impl Gateway {
                 prompts,
             )
             .with_fallback(cfg.api.call_fallback)
+            .with_policy(Arc::new(api_cfg.policy.clone()))
             .with_capacity(cfg.call.max_calls)
             .with_lease(Duration::from_secs(cfg.call.claim_lease_s)),
         );

@@ -9,6 +9,7 @@
 //! `interrupted` at start. No HTTP and no SIP here.
 
 mod cache;
+mod limits;
 pub mod types;
 mod users;
 mod webhooks;
@@ -16,6 +17,7 @@ mod webhooks;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
+pub use limits::{Admission, CountScope, Counter, Refused};
 pub use types::{BadNumber, ChallengeState, PhoneNumber, PhoneRole, Purpose, new_id, now_ms};
 pub use users::{Phone, PhoneState, TrustedDevice};
 pub use webhooks::{Webhook, WebhookAttempt, WebhookNext};
@@ -267,6 +269,10 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_call_steps.sql")),
     (6, include_str!("../migrations/sqlite/0006_claims.sql")),
     (7, include_str!("../migrations/sqlite/0007_call_srtp.sql")),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_limits_blocks_scopes.sql"),
+    ),
 ];
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -288,6 +294,10 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     ),
     (6, include_str!("../migrations/postgres/0006_claims.sql")),
     (7, include_str!("../migrations/postgres/0007_call_srtp.sql")),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_limits_blocks_scopes.sql"),
+    ),
 ];
 
 /// What an API key may do.
@@ -475,15 +485,36 @@ impl Store {
 
     /// Creates a challenge in `queued` (with its first event), or, when the same API key
     /// sent the same idempotency key before, returns the challenge that request made
-    /// (`true`: a replay). The same key with a different request is an error.
+    /// (`true`: a replay). The same key with a different request is an error. No limit is
+    /// checked (see [`Store::create_admitted`]).
     pub async fn create_challenge(&self, c: &NewChallenge) -> Result<(Challenge, bool)> {
+        match self.create_admitted(c, &Admission::default()).await? {
+            Ok(made) => Ok(made),
+            Err(r) => Err(StoreError::Corrupt(format!(
+                "a challenge with no limits was refused: {r:?}"
+            ))),
+        }
+    }
+
+    /// [`Store::create_challenge`] within the limits of `admission`, checked and counted in
+    /// the transaction that inserts the challenge: `Ok(Err(refused))` when they refuse it
+    /// (then nothing is written, and nothing counted). A replay of an idempotency key is
+    /// answered whatever the limits.
+    pub async fn create_admitted(
+        &self,
+        c: &NewChallenge,
+        admission: &Admission,
+    ) -> Result<std::result::Result<(Challenge, bool), Refused>> {
         if let Some(key) = &c.idempotency_key
             && let Some(found) = self.by_idempotency_key(&c.api_key_id, key).await?
         {
-            return self.replay(found, key, &c.request_hash);
+            return self.replay(found, key, &c.request_hash).map(Ok);
         }
         let id = new_id("ch");
         let mut tx = self.pool.begin().await?;
+        // The first statement is a write: on SQLite the transaction holds the writer lock
+        // from here, so the limits below are read and counted with no other admission
+        // between.
         let inserted = sqlx::query(
             "INSERT INTO challenges (id, api_key_id, idempotency_key, request_hash, user_id, \
              phone, language, purpose, callback_url, state, created_at, updated_at, expires_at, \
@@ -510,7 +541,7 @@ impl Store {
             if let Some(key) = &c.idempotency_key
                 && let Some(found) = self.by_idempotency_key(&c.api_key_id, key).await?
             {
-                return self.replay(found, key, &c.request_hash);
+                return self.replay(found, key, &c.request_hash).map(Ok);
             }
             return Err(e.into());
         }
@@ -522,12 +553,42 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt("an enrolment challenge needs a user".into()))?;
             users::insert_phone(&mut tx, user, &c.phone, role, &c.language, &id, c.now_ms).await?;
         }
+        if let Err(refused) = limits::admit(&mut tx, self.backend, admission, c.now_ms).await? {
+            tx.rollback().await?;
+            return Ok(Err(refused));
+        }
         tx.commit().await?;
         let created = self
             .challenge(&id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("challenge {id} vanished")))?;
-        Ok((created, false))
+        Ok(Ok((created, false)))
+    }
+
+    /// Admits one more call of a challenge (a second phone it calls) within `admission`,
+    /// counted as it is checked, in one transaction.
+    pub async fn admit_call(
+        &self,
+        admission: &Admission,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), Refused>> {
+        let mut tx = self.pool.begin().await?;
+        let admitted = limits::admit(&mut tx, self.backend, admission, now_ms).await?;
+        if admitted.is_ok() {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(admitted)
+    }
+
+    /// Forgets the counts of calls older than `before_ms` (older than every limit's window).
+    pub async fn prune_rate_counts(&self, before_ms: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM rate_counts WHERE bucket < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// The challenge an earlier request with this API key and idempotency key made, if
@@ -1061,6 +1122,20 @@ impl Store {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Adds `note` to the detail of a call in the log (after what it says already), e.g.
+    /// why the phone to call next was refused.
+    pub async fn note_call(&self, id: &str, note: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE calls SET detail = CASE WHEN detail IS NULL THEN $1 \
+             ELSE detail || '; ' || $1 END WHERE id = $2",
+        )
+        .bind(note)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// The rows `sql` (with the call's id as `$1`) selects, each made into a `T`.

@@ -53,7 +53,7 @@ impl PhoneNumber {
         let n = national.len();
         let mut out = format!("+{cc}");
         for (i, b) in national.bytes().enumerate() {
-            if (n - i) % 4 == 0 || i == 0 {
+            if (n - i).is_multiple_of(4) || i == 0 {
                 out.push(' ');
             }
             out.push(if i + 2 >= n { char::from(b) } else { '*' });

@@ -3,9 +3,9 @@
 
 use callverify_e2e::{Postgres, scratch};
 use store::{
-    Backend, CallEnd, CallFilter, CallStep, ChallengeState, KeyKind, KeyRecord, NewCall,
-    NewChallenge, PhoneNumber, PhoneRole, PhoneState, Purpose, Scope, Store, StoreError,
-    WebhookAttempt, WebhookNext,
+    Admission, Backend, CallEnd, CallFilter, CallStep, ChallengeState, CountScope, Counter,
+    KeyKind, KeyRecord, NewCall, NewChallenge, PhoneNumber, PhoneRole, PhoneState, Purpose,
+    Refused, Scope, Store, StoreError, WebhookAttempt, WebhookNext,
 };
 
 fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
@@ -204,6 +204,7 @@ async fn suite(store: Store) {
     api_keys(&store).await;
     users_and_trust(&store).await;
     webhooks_limits_and_expiry(&store).await;
+    admissions_and_counts(&store).await;
 }
 
 fn enrolment(user: &str, number: &str, role: PhoneRole, now: i64) -> NewChallenge {
@@ -1012,4 +1013,136 @@ async fn claims(a: &Store, b: &Store) {
     );
     assert!(a.renew_claims(T + 20_000).await.unwrap().is_empty());
     assert!(a.interrupt_lapsed(T + 30_000).await.unwrap().is_empty());
+}
+
+/// Limits counted and checked in the admitting transaction (nothing written when refused),
+/// the cap, notes in the call log, pruning.
+async fn admissions_and_counts(store: &Store) {
+    const T: i64 = 200_000_000;
+    let number = |n: &str| PhoneNumber::parse(n).unwrap();
+    let per_number = |key: &str, max| Counter {
+        scope: CountScope::Phone,
+        key: key.into(),
+        max,
+        window_ms: 600_000,
+    };
+    let limited = |max| Admission {
+        counters: vec![per_number("+819077770001", max)],
+        ..Admission::default()
+    };
+    let at = |n: &str, now: i64| NewChallenge {
+        phone: number(n),
+        ..request(None, "a", now)
+    };
+    for i in 0..2 {
+        let made = store
+            .create_admitted(&at("+819077770001", T + i), &limited(2))
+            .await
+            .unwrap();
+        assert!(made.is_ok(), "{made:?}");
+    }
+    let refused = store
+        .create_admitted(&at("+819077770001", T + 5), &limited(2))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        refused,
+        Refused::Limit {
+            counter: per_number("+819077770001", 2),
+            count: 2
+        }
+    );
+    let made = store
+        .count_challenges(Scope::Phone(&number("+819077770001")), T)
+        .await
+        .unwrap();
+    assert_eq!(made, 2, "the refused one was not written");
+    // A window (and a bucket, a sixtieth of it) later the calls no longer count.
+    assert!(
+        store
+            .create_admitted(&at("+819077770001", T + 610_001), &limited(2))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    // A further call of a challenge is counted the same way.
+    let two = Admission {
+        counters: vec![per_number("+819077770002", 2)],
+        ..Admission::default()
+    };
+    assert!(store.admit_call(&two, T).await.unwrap().is_ok());
+    assert!(store.admit_call(&two, T).await.unwrap().is_ok());
+    assert!(matches!(
+        store.admit_call(&two, T).await.unwrap(),
+        Err(Refused::Limit { count: 2, .. })
+    ));
+    // The cap counts the new challenge with the others waiting for or in a call.
+    let active = store.active_challenges().await.unwrap();
+    let cap = Admission {
+        max_active: Some(active as u32 + 1),
+        ..Admission::default()
+    };
+    assert!(
+        store
+            .create_admitted(&at("+819077770003", T), &cap)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert_eq!(
+        store
+            .create_admitted(&at("+819077770003", T), &cap)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        Refused::TooManyCalls {
+            active: active + 2,
+            cap: active as u32 + 1
+        }
+    );
+
+    // A note in a call's detail, after what it says.
+    let (f, _) = store
+        .create_challenge(&at("+819077770010", T + 10))
+        .await
+        .unwrap();
+    store
+        .start_call(&NewCall {
+            id: "call_noted".into(),
+            challenge_id: f.id.clone(),
+            phone_masked: "+81 ** **** **10".into(),
+            started_at_ms: T,
+        })
+        .await
+        .unwrap();
+    store
+        .finish_call(
+            "call_noted",
+            &CallEnd {
+                outcome: "busy".into(),
+                detail: Some("486".into()),
+                ended_at_ms: T + 1,
+                ..CallEnd::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .note_call("call_noted", "next: refused")
+            .await
+            .unwrap()
+    );
+    let noted = store.call("call_noted").await.unwrap().unwrap();
+    assert_eq!(
+        noted.end.unwrap().detail.as_deref(),
+        Some("486; next: refused")
+    );
+
+    // Pruning forgets the counts before a time.
+    assert!(store.prune_rate_counts(T + 1_000_000).await.unwrap() >= 3);
+    assert!(store.admit_call(&two, T).await.unwrap().is_ok());
+    // Nothing of these is left queued for the claims that follow.
+    store.expire_due(i64::MAX / 2).await.unwrap();
 }
