@@ -268,9 +268,9 @@ pub(crate) async fn create(
     }
     let policy = &state.cfg.policy;
     // Checked and counted in the transaction that makes the challenge. One a trusted device
-    // approves makes no call: nothing to check.
+    // approves makes no call: only a fraud block refuses it.
     let admission = match trusted {
-        Some(_) => store::Admission::default(),
+        Some(_) => policy.blocks_only(),
         None => {
             let checked = policy.check_number(&phone)?;
             policy.admission(&phone, &checked, req.user_id.as_deref(), &key.id, true)
@@ -295,13 +295,14 @@ pub(crate) async fn create(
                 } else {
                     0
                 },
+                fraud_block_ms: policy.fraud_block.as_millis() as i64,
                 now_ms: now,
                 expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
             },
             &admission,
         )
         .await?;
-    let (c, replay) = made.map_err(|r| policy.refusal(r, &phone))?;
+    let (c, replay) = made.map_err(|r| policy.refusal(r, &phone, now))?;
     if replay {
         return Ok((c, true));
     }

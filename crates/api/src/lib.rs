@@ -136,6 +136,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             users::revoke_trusted_devices
         ))
         .routes(routes!(users::revoke_trusted_device))
+        .routes(routes!(users::list_fraud_blocks, users::lift_fraud_blocks))
         .routes(routes!(calls::list_calls))
         .routes(routes!(calls::get_call))
         .routes(routes!(healthz))
@@ -254,6 +255,8 @@ pub struct Problem {
     title: &'static str,
     detail: String,
     retry_after: Option<u64>,
+    /// An extension member (RFC 9457 §3.2), e.g. when a block lifts.
+    extra: Option<Box<(&'static str, serde_json::Value)>>,
 }
 
 impl Problem {
@@ -269,6 +272,7 @@ impl Problem {
             title,
             detail: detail.into(),
             retry_after: None,
+            extra: None,
         }
     }
 
@@ -323,12 +327,18 @@ impl From<policy::Refusal> for Problem {
         use policy::RefusalKind as K;
         let status = match r.kind {
             K::InvalidNumber => StatusCode::UNPROCESSABLE_ENTITY,
-            K::CountryNotAllowed | K::NumberTypeNotAllowed => StatusCode::FORBIDDEN,
+            K::CountryNotAllowed | K::NumberTypeNotAllowed | K::FraudBlock => StatusCode::FORBIDDEN,
             K::RateLimited | K::TooManyCalls => StatusCode::TOO_MANY_REQUESTS,
         };
         let mut p = Problem::new(status, r.kind.as_str(), r.kind.title(), r.detail);
         if let Some(s) = r.retry_after_s {
             p = p.with_retry_after(s);
+        }
+        if let Some(until) = r.until_ms {
+            p.extra = Some(Box::new((
+                "blocked_until",
+                serde_json::Value::String(rfc3339(until)),
+            )));
         }
         p
     }
@@ -358,12 +368,16 @@ impl From<StoreError> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": format!("https://callverify.invalid/problems/{}", self.kind),
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
+        if let (Some(extra), Some(o)) = (self.extra, body.as_object_mut()) {
+            let (k, v) = *extra;
+            o.insert(k.into(), v);
+        }
         let mut r = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
@@ -378,28 +392,7 @@ impl IntoResponse for Problem {
     }
 }
 
-/// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-25T05:40:28.123Z`).
-pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
-}
+pub use policy::rfc3339;
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers

@@ -1,13 +1,14 @@
 //! Users' phones (registration starts an `enroll` call; the phone is verified only when it
-//! is approved) and trusted devices. Users are the identity service's own ids; any service
-//! key of the gateway may manage them.
+//! is approved), trusted devices and fraud blocks. Users are the identity service's own ids;
+//! any service key of the gateway may manage them.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use store::{Phone, PhoneRole, PhoneState, Purpose, TrustedDevice};
+use store::{FraudBlock, Phone, PhoneRole, PhoneState, Purpose, TrustedDevice};
+use tracing::info;
 use utoipa::ToSchema;
 
 use crate::challenges::{ChallengeView, CreateRequest, check_user_id, create};
@@ -308,4 +309,110 @@ pub(crate) async fn revoke_trusted_device(
     } else {
         Err(Problem::not_found("active trusted device", &device))
     }
+}
+
+/// A fraud block: a fraud report (0#) on a call of the user's refuses new challenges for the
+/// user and the number called until it lifts.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct FraudBlockView {
+    #[schema(example = "fb_2k9x7m1q4v8c")]
+    id: String,
+    /// The number blocked, masked.
+    #[schema(example = "+81 ** **** **78")]
+    phone_number: String,
+    /// The challenge whose call the fraud was reported on.
+    challenge_id: String,
+    reason: String,
+    created_at: String,
+    /// When it lifts by itself.
+    until: String,
+    /// When it was lifted early, and by which API key (id and name).
+    lifted_at: Option<String>,
+    lifted_by: Option<String>,
+    /// It refuses challenges now.
+    active: bool,
+}
+
+impl FraudBlockView {
+    fn of(b: &FraudBlock, now: i64) -> FraudBlockView {
+        FraudBlockView {
+            id: b.id.clone(),
+            phone_number: b.phone.masked(),
+            challenge_id: b.challenge_id.clone(),
+            reason: b.reason.clone(),
+            created_at: rfc3339(b.created_at_ms),
+            until: rfc3339(b.until_ms),
+            lifted_at: b.lifted_at_ms.map(rfc3339),
+            lifted_by: match (&b.lifted_by_key_id, &b.lifted_by_key_name) {
+                (Some(id), Some(name)) => Some(format!("{id} ({name})")),
+                (Some(id), None) => Some(id.clone()),
+                _ => None,
+            },
+            active: b.holds_at(now),
+        }
+    }
+}
+
+/// A user's fraud blocks.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct FraudBlockList {
+    fraud_blocks: Vec<FraudBlockView>,
+}
+
+/// How many blocks were lifted.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Lifted {
+    lifted: u64,
+}
+
+/// A user's fraud blocks, newest first (lifted and past ones included).
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/fraud-block",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "the identity service's user id")),
+    responses((status = 200, body = FraudBlockList), (status = 401, body = crate::ProblemDoc),
+              (status = 403, body = crate::ProblemDoc), (status = 422, body = crate::ProblemDoc))
+)]
+pub(crate) async fn list_fraud_blocks(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<FraudBlockList>, Problem> {
+    service(&state, &headers).await?;
+    check_user_id(&user)?;
+    let now = now_ms();
+    let list = state.store.fraud_blocks(&user).await?;
+    Ok(axum::Json(FraudBlockList {
+        fraud_blocks: list.iter().map(|b| FraudBlockView::of(b, now)).collect(),
+    }))
+}
+
+/// Lift a user's fraud blocks now (e.g. once the user has confirmed the report was a
+/// mistake); the lift is kept with the key that made it.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}/fraud-block",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "the identity service's user id")),
+    responses((status = 200, body = Lifted), (status = 401, body = crate::ProblemDoc),
+              (status = 403, body = crate::ProblemDoc), (status = 422, body = crate::ProblemDoc))
+)]
+pub(crate) async fn lift_fraud_blocks(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Lifted>, Problem> {
+    let key = service(&state, &headers).await?;
+    check_user_id(&user)?;
+    let lifted = state.store.lift_fraud_blocks(&user, &key, now_ms()).await?;
+    info!(
+        lifted,
+        key = %key.id,
+        key_name = %key.name,
+        "fraud block lifted through the API"
+    );
+    Ok(axum::Json(Lifted { lifted }))
 }

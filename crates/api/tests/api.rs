@@ -1184,6 +1184,8 @@ async fn the_openapi_document_matches_the_routes() {
         "GET /v1/users/{user_id}/trusted-devices",
         "DELETE /v1/users/{user_id}/trusted-devices",
         "DELETE /v1/users/{user_id}/trusted-devices/{device_id}",
+        "GET /v1/users/{user_id}/fraud-block",
+        "DELETE /v1/users/{user_id}/fraud-block",
         "GET /v1/calls",
         "GET /v1/calls/{id}",
         "GET /healthz",
@@ -1291,6 +1293,32 @@ async fn cancel_hangs_up_a_ringing_call() {
         "canceled",
         "still: a decided challenge never changes"
     );
+}
+
+/// Moves a challenge through the states a call takes it to `last`, as the call runner does,
+/// `at` ms since the epoch.
+async fn decided(store: &Store, id: &str, last: store::ChallengeState, at: i64) {
+    use store::ChallengeState::*;
+    for s in [Calling, Ringing, Answered, last] {
+        assert!(
+            store.transition(id, s, at, None, None).await.unwrap(),
+            "{id} to {s}"
+        );
+    }
+}
+
+/// Registers `number` as `user`'s primary phone and approves the enrolment call.
+async fn enrolled(addr: SocketAddr, store: &Store, key: &str, user: &str, number: &str) {
+    let r = post_json(
+        addr,
+        &format!("/v1/users/{user}/phones"),
+        key,
+        &format!(r#"{{"phone_number":"{number}"}}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["challenge"]["id"].as_str().unwrap().to_string();
+    decided(store, &id, store::ChallengeState::Approved, now_ms()).await;
 }
 
 fn kind_of(r: &Reply) -> String {
@@ -1600,4 +1628,158 @@ async fn fifty_at_once_over_two_nodes_make_exactly_five_challenges_on_postgresql
     let a = Store::open(&pg.url).await.unwrap().cached().unwrap();
     let b = Store::open(&pg.url).await.unwrap().cached().unwrap();
     bursts_are_held_to_the_limits(vec![a, b]).await;
+}
+
+/// A fraud report (0#) blocks the user and the number for `fraud_block_hours`: new
+/// challenges answer 403 `fraud-block` with the time it lifts, a trusted device does not get
+/// around it (its token is revoked too), the webhook says `fraud_reported`; the service key
+/// lifts it early, and the lift is kept with the key that made it.
+#[tokio::test]
+async fn a_fraud_report_blocks_the_user_and_the_number_until_it_is_lifted() {
+    use store::ChallengeState::*;
+    let store = sqlite("api-fraud").await;
+    let (service, _) = keys(&store).await;
+    let (hook, got) = receiver().await;
+    let mut cfg = config();
+    cfg.webhooks.secret = b"webhook secret".to_vec();
+    cfg.webhooks.first_retry = std::time::Duration::from_millis(200);
+    cfg.policy.fraud_block = std::time::Duration::from_secs(3 * 3600);
+    let state = AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: Arc::new(cfg),
+    };
+    let workers = api::webhooks::spawn_workers(state.clone());
+    let addr = serve(state).await;
+    enrolled(addr, &store, &service, "alice", "+819012345678").await;
+    // A trusted device, then a sign-in on which alice presses 0#.
+    let r = post_json(
+        addr,
+        "/v1/challenges",
+        &service,
+        r#"{"user_id":"alice","remember_device":true}"#,
+    )
+    .await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    decided(&store, &id, Approved, now_ms()).await;
+    let r = authorized(
+        addr,
+        "GET",
+        &format!("/v1/challenges/{id}"),
+        &auth(&service),
+    )
+    .await;
+    let td = r.json()["trusted_device_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = format!(r#"{{"user_id":"alice","callback_url":"http://{hook}/hook"}}"#);
+    let r = post_json(addr, "/v1/challenges", &service, &body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let reported = r.json()["id"].as_str().unwrap().to_string();
+    let at = now_ms();
+    decided(&store, &reported, FraudReported, at).await;
+
+    let refused = |r: &Reply| {
+        assert_eq!(
+            (r.status, kind_of(r).as_str()),
+            (403, "fraud-block"),
+            "{}",
+            r.body
+        );
+        let until = api::rfc3339(at + 3 * 3_600_000);
+        assert_eq!(r.json()["blocked_until"], until.as_str(), "{}", r.body);
+        assert!(r.json()["detail"].as_str().unwrap().contains(&until));
+        let retry: u64 = r.headers["retry-after"].parse().unwrap();
+        assert!((3 * 3600 - 60..=3 * 3600).contains(&retry), "{retry}");
+    };
+    refused(&post_json(addr, "/v1/challenges", &service, r#"{"user_id":"alice"}"#).await);
+    // A trusted-device token does not get around it.
+    let with_td = format!(r#"{{"user_id":"alice","trusted_device_token":"{td}"}}"#);
+    refused(&post_json(addr, "/v1/challenges", &service, &with_td).await);
+    // The number is blocked too, whoever asks for it.
+    refused(&post_json(addr, "/v1/challenges", &service, BODY).await);
+    refused(
+        &post_json(
+            addr,
+            "/v1/users/bob/phones",
+            &service,
+            r#"{"phone_number":"+819012345678"}"#,
+        )
+        .await,
+    );
+    // Others are not.
+    assert_eq!(
+        post_json(
+            addr,
+            "/v1/challenges",
+            &service,
+            r#"{"phone_number":"+819011112222"}"#
+        )
+        .await
+        .status,
+        201
+    );
+    // The report revoked alice's trusted devices.
+    let r = authorized(
+        addr,
+        "GET",
+        "/v1/users/alice/trusted-devices",
+        &auth(&service),
+    )
+    .await;
+    assert_eq!(
+        r.json()["trusted_devices"][0]["active"],
+        false,
+        "{}",
+        r.body
+    );
+    // The webhook of the reported challenge says so (its first attempt gets a 500).
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while got.lock().unwrap().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let deliveries = got.lock().unwrap().clone();
+    assert_eq!(deliveries.len(), 2);
+    for (_, body) in &deliveries {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["challenge"]["id"], reported.as_str());
+        assert_eq!(v["challenge"]["state"], "fraud_reported");
+    }
+
+    // Listed; lifted by the service key; the lift is kept.
+    let path = "/v1/users/alice/fraud-block";
+    let r = authorized(addr, "GET", path, &auth(&service)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let blocks = r.json()["fraud_blocks"].as_array().unwrap().clone();
+    assert_eq!(blocks.len(), 1, "{}", r.body);
+    assert_eq!(
+        (
+            blocks[0]["active"].as_bool(),
+            blocks[0]["challenge_id"].as_str(),
+            blocks[0]["phone_number"].as_str()
+        ),
+        (
+            Some(true),
+            Some(reported.as_str()),
+            Some("+81 ** **** **78")
+        )
+    );
+    let r = authorized(addr, "DELETE", path, &auth(&service)).await;
+    assert_eq!((r.status, r.json()["lifted"].as_u64()), (200, Some(1)));
+    let r = authorized(addr, "GET", path, &auth(&service)).await;
+    let block = &r.json()["fraud_blocks"][0];
+    assert_eq!(block["active"], false);
+    let by = block["lifted_by"].as_str().unwrap();
+    assert!(by.starts_with("key_") && by.ends_with(" (idp)"), "{by}");
+    assert!(block["lifted_at"].is_string());
+    let r = post_json(addr, "/v1/challenges", &service, r#"{"user_id":"alice"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        authorized(addr, "DELETE", path, &auth("cvk_unknown"))
+            .await
+            .status,
+        401
+    );
+    workers.abort();
 }

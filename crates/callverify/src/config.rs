@@ -611,6 +611,9 @@ pub struct PolicySettings {
     /// Challenges waiting for or in a call, at most.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent_calls: u32,
+    /// Hours a fraud report (0#) blocks calls for the user and the number.
+    #[serde(default = "default_fraud_block_hours")]
+    pub fraud_block_hours: Spanned<u64>,
 }
 
 /// The cap per country in the file: `{ max = 200, window_s = 3600, overrides = { JP = 1000 } }`.
@@ -657,6 +660,9 @@ fn default_per_country() -> Spanned<CountryLimitSettings> {
 fn default_max_concurrent() -> u32 {
     1000
 }
+fn default_fraud_block_hours() -> Spanned<u64> {
+    Spanned::new(0..0, 24)
+}
 
 impl Default for PolicySettings {
     fn default() -> Self {
@@ -668,6 +674,7 @@ impl Default for PolicySettings {
             per_api_key: default_per_key(),
             per_country: default_per_country(),
             max_concurrent_calls: default_max_concurrent(),
+            fraud_block_hours: default_fraud_block_hours(),
         }
     }
 }
@@ -1068,6 +1075,12 @@ impl Config {
                 format!("per_country.overrides: {bad:?} is not an ISO 3166 code such as \"JP\""),
             ));
         }
+        if !(1..=8760).contains(p.fraud_block_hours.get_ref()) {
+            return Err(err(
+                Some(p.fraud_block_hours.span()),
+                "fraud_block_hours must be 1 to 8760 (a year)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -1098,6 +1111,7 @@ impl Config {
                 overrides: c.overrides.clone(),
             },
             max_concurrent_calls: p.max_concurrent_calls,
+            fraud_block: Duration::from_secs(*p.fraud_block_hours.get_ref() * 3600),
         }
     }
 
@@ -1466,6 +1480,12 @@ mod tests {
                 0,
             ),
             (
+                "fraud_block_hours = 24",
+                "fraud_block_hours = 0",
+                "1 to 8760",
+                0,
+            ),
+            (
                 "per_country = { max = 200, window_s = 3600, overrides = { JP = 2000 } }",
                 "per_country = { max = 200, window_s = 3600, overrides = { Japan = 2000 } }",
                 "per_country.overrides: \"Japan\"",
@@ -1539,6 +1559,7 @@ mod tests {
         );
         assert_eq!(p.per_country.limit.max, 200);
         assert_eq!(p.per_country.overrides.get("JP"), Some(&2000));
+        assert_eq!(p.fraud_block, Duration::from_secs(24 * 3600));
         // No allowed_countries: refused, saying what to write.
         let e = error_with(
             "allowed_countries = [\"JP\", \"US\", \"GB\"]\n",

@@ -440,7 +440,7 @@ impl Runner {
                 };
                 if let Some((state, reason, status)) = step {
                     self.store
-                        .transition(id, state, now_ms(), reason.as_deref(), status)
+                        .transition_called(id, state, now_ms(), reason.as_deref(), status, phone)
                         .await?;
                 }
             }

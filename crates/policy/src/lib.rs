@@ -2,7 +2,7 @@
 //! country's plan, in an allowed country, of an allowed type: libphonenumber's metadata
 //! through the `phonenumber` crate), and the limits every call is counted against (per
 //! number, per user, per API key and per country, the cap on challenges waiting for or in a
-//! call).
+//! call, fraud blocks).
 //!
 //! The API checks each new challenge with it; the call runner checks each further phone a
 //! challenge calls (a user's fallback phone, or the current primary phone an enrolment must
@@ -170,6 +170,8 @@ pub struct Policy {
     pub per_country: CountryLimit,
     /// Challenges waiting for or in a call, at most.
     pub max_concurrent_calls: u32,
+    /// How long a fraud report blocks the user and the numbers called.
+    pub fraud_block: Duration,
 }
 
 impl Default for Policy {
@@ -185,6 +187,7 @@ impl Default for Policy {
                 overrides: BTreeMap::new(),
             },
             max_concurrent_calls: 1000,
+            fraud_block: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -202,6 +205,8 @@ pub enum RefusalKind {
     RateLimited,
     /// The cap of challenges waiting for or in a call is reached.
     TooManyCalls,
+    /// A fraud report blocks the user or the number.
+    FraudBlock,
 }
 
 impl RefusalKind {
@@ -213,6 +218,7 @@ impl RefusalKind {
             RefusalKind::NumberTypeNotAllowed => "number-type-not-allowed",
             RefusalKind::RateLimited => "rate-limited",
             RefusalKind::TooManyCalls => "too-many-calls",
+            RefusalKind::FraudBlock => "fraud-block",
         }
     }
 
@@ -224,6 +230,7 @@ impl RefusalKind {
             RefusalKind::NumberTypeNotAllowed => "Calls to this type of number are not allowed",
             RefusalKind::RateLimited => "Too many calls",
             RefusalKind::TooManyCalls => "The gateway is at its cap of concurrent calls",
+            RefusalKind::FraudBlock => "Calls are blocked after a fraud report",
         }
     }
 
@@ -234,6 +241,7 @@ impl RefusalKind {
             RefusalKind::NumberTypeNotAllowed => "number_type_not_allowed",
             RefusalKind::RateLimited => "rate_limited",
             RefusalKind::TooManyCalls => "too_many_calls",
+            RefusalKind::FraudBlock => "fraud_block",
         }
     }
 }
@@ -245,8 +253,10 @@ pub struct Refusal {
     pub kind: RefusalKind,
     /// Why, for people.
     pub detail: String,
-    /// When to try again (rate limits, the cap), in seconds.
+    /// When to try again (rate limits, the cap, a block), in seconds.
     pub retry_after_s: Option<u64>,
+    /// When a fraud block lifts, ms since the epoch.
+    pub until_ms: Option<i64>,
 }
 
 impl Refusal {
@@ -256,6 +266,7 @@ impl Refusal {
             kind,
             detail,
             retry_after_s: None,
+            until_ms: None,
         }
     }
 }
@@ -363,11 +374,21 @@ impl Policy {
         Admission {
             counters,
             max_active: new_challenge.then_some(self.max_concurrent_calls),
+            blocks: true,
+        }
+    }
+
+    /// The admission of a challenge that makes no call (approved by a trusted device): only
+    /// fraud blocks refuse it.
+    pub fn blocks_only(&self) -> Admission {
+        Admission {
+            blocks: true,
+            ..Admission::default()
         }
     }
 
     /// The refusal of the store's `refused`, for a call to `number`.
-    pub fn refusal(&self, refused: Refused, number: &PhoneNumber) -> Refusal {
+    pub fn refusal(&self, refused: Refused, number: &PhoneNumber, now_ms: i64) -> Refusal {
         match refused {
             Refused::Limit { counter, count } => {
                 let what = match counter.scope {
@@ -398,6 +419,19 @@ impl Policy {
                 r.retry_after_s = Some(5);
                 r
             }
+            Refused::FraudBlock { until_ms } => {
+                let mut r = Refusal::new(
+                    RefusalKind::FraudBlock,
+                    format!(
+                        "a fraud report blocks calls for this user or {} until {}",
+                        number.masked(),
+                        rfc3339(until_ms)
+                    ),
+                );
+                r.retry_after_s = Some(((until_ms - now_ms).max(0) as u64).div_ceil(1000));
+                r.until_ms = Some(until_ms);
+                r
+            }
         }
     }
 
@@ -417,9 +451,9 @@ impl Policy {
         };
         let admission = self.admission(number, &checked, user, api_key, false);
         Ok(store
-            .admit_call(&admission, now_ms)
+            .admit_call(user, number, &admission, now_ms)
             .await?
-            .map_err(|r| self.refusal(r, number)))
+            .map_err(|r| self.refusal(r, number, now_ms)))
     }
 
     /// The longest window of the limits: counts older than that are of no use.
@@ -434,6 +468,29 @@ impl Policy {
         .max()
         .unwrap_or_default()
     }
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-25T05:40:28.123Z`).
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
 }
 
 #[cfg(test)]
@@ -557,6 +614,7 @@ mod tests {
             ]
         );
         assert_eq!(a.max_active, Some(1000));
+        assert!(a.blocks);
         let a = p.admission(&number, &checked, None, "key_1", false);
         assert_eq!(a.counters.len(), 3);
         assert_eq!(a.max_active, None);
@@ -566,11 +624,19 @@ mod tests {
                 count: 5,
             },
             &number,
+            0,
         );
         assert_eq!(
             r.detail,
             "number +81 ** **** **78 had 5 calls in the last 600 s (limit 5)"
         );
         assert_eq!(r.retry_after_s, Some(600));
+        let r = p.refusal(Refused::FraudBlock { until_ms: 90_500 }, &number, 500);
+        assert_eq!((r.retry_after_s, r.until_ms), (Some(90), Some(90_500)));
+        assert!(
+            r.detail.contains("until 1970-01-01T00:01:30.500Z"),
+            "{}",
+            r.detail
+        );
     }
 }

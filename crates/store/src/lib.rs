@@ -19,7 +19,7 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
 pub use limits::{Admission, CountScope, Counter, Refused};
 pub use types::{BadNumber, ChallengeState, PhoneNumber, PhoneRole, Purpose, new_id, now_ms};
-pub use users::{Phone, PhoneState, TrustedDevice};
+pub use users::{FraudBlock, Phone, PhoneState, TrustedDevice};
 pub use webhooks::{Webhook, WebhookAttempt, WebhookNext};
 
 /// Which database.
@@ -78,6 +78,8 @@ pub struct NewChallenge {
     pub enrol: Option<PhoneRole>,
     /// How long an approved sign-in trusts the device (0: no trusted-device token).
     pub remember_device_ms: i64,
+    /// How long a fraud report on it blocks the user and the numbers called (0: no block).
+    pub fraud_block_ms: i64,
     /// Now, in ms since the epoch.
     pub now_ms: i64,
     /// When it expires, in ms since the epoch.
@@ -518,8 +520,8 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO challenges (id, api_key_id, idempotency_key, request_hash, user_id, \
              phone, language, purpose, callback_url, state, created_at, updated_at, expires_at, \
-             remember_device_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12)",
+             remember_device_ms, fraud_block_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12, $13)",
         )
         .bind(&id)
         .bind(&c.api_key_id)
@@ -533,6 +535,7 @@ impl Store {
         .bind(c.now_ms)
         .bind(c.expires_at_ms)
         .bind(c.remember_device_ms)
+        .bind(c.fraud_block_ms.max(0))
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -553,7 +556,16 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt("an enrolment challenge needs a user".into()))?;
             users::insert_phone(&mut tx, user, &c.phone, role, &c.language, &id, c.now_ms).await?;
         }
-        if let Err(refused) = limits::admit(&mut tx, self.backend, admission, c.now_ms).await? {
+        if let Err(refused) = limits::admit(
+            &mut tx,
+            self.backend,
+            admission,
+            c.user_id.as_deref(),
+            &c.phone,
+            c.now_ms,
+        )
+        .await?
+        {
             tx.rollback().await?;
             return Ok(Err(refused));
         }
@@ -565,15 +577,17 @@ impl Store {
         Ok(Ok((created, false)))
     }
 
-    /// Admits one more call of a challenge (a second phone it calls) within `admission`,
-    /// counted as it is checked, in one transaction.
+    /// Admits one more call of a challenge (a second phone it calls) to `phone` of `user`
+    /// within `admission`, counted as it is checked, in one transaction.
     pub async fn admit_call(
         &self,
+        user: Option<&str>,
+        phone: &PhoneNumber,
         admission: &Admission,
         now_ms: i64,
     ) -> Result<std::result::Result<(), Refused>> {
         let mut tx = self.pool.begin().await?;
-        let admitted = limits::admit(&mut tx, self.backend, admission, now_ms).await?;
+        let admitted = limits::admit(&mut tx, self.backend, admission, user, phone, now_ms).await?;
         if admitted.is_ok() {
             tx.commit().await?;
         } else {
@@ -675,7 +689,22 @@ impl Store {
         reason: Option<&str>,
         sip_status: Option<i64>,
     ) -> Result<bool> {
-        self.transition_claiming(id, to, at_ms, reason, sip_status, None)
+        self.transition_claiming(id, to, at_ms, reason, sip_status, None, None)
+            .await
+    }
+
+    /// [`Store::transition`] by a call to `called`: a fraud report (0#) then blocks that
+    /// number too, besides the challenge's user and number.
+    pub async fn transition_called(
+        &self,
+        id: &str,
+        to: ChallengeState,
+        at_ms: i64,
+        reason: Option<&str>,
+        sip_status: Option<i64>,
+        called: &PhoneNumber,
+    ) -> Result<bool> {
+        self.transition_claiming(id, to, at_ms, reason, sip_status, None, Some(called))
             .await
     }
 
@@ -689,6 +718,7 @@ impl Store {
             None,
             None,
             Some(lease_until_ms),
+            None,
         )
         .await
     }
@@ -784,6 +814,7 @@ impl Store {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn transition_claiming(
         &self,
         id: &str,
@@ -792,6 +823,7 @@ impl Store {
         reason: Option<&str>,
         sip_status: Option<i64>,
         lease_until_ms: Option<i64>,
+        called: Option<&PhoneNumber>,
     ) -> Result<bool> {
         let from = to.predecessors();
         if from.is_empty() {
@@ -826,6 +858,9 @@ impl Store {
         insert_event(&mut tx, id, to, at_ms, reason).await?;
         if to == ChallengeState::Approved {
             users::on_approved(&mut tx, id, at_ms).await?;
+        }
+        if to == ChallengeState::FraudReported {
+            users::on_fraud_reported(&mut tx, id, at_ms, called).await?;
         }
         if to.is_terminal() {
             webhooks::on_decided(&mut tx, id, at_ms).await?;

@@ -11,7 +11,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::{Backend, Result};
+use crate::{Backend, PhoneNumber, Result};
 
 /// What a limit counts calls of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,19 +57,21 @@ impl Counter {
     }
 }
 
-/// What admitting a call checks: the limits it is counted against and the cap on challenges
-/// waiting for or in a call.
+/// What admitting a call checks: the limits it is counted against, the cap on challenges
+/// waiting for or in a call, and whether fraud blocks refuse it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Admission {
     /// Checked, and counted when admitted.
     pub counters: Vec<Counter>,
     /// Challenges waiting for or in a call, at most (the new one included).
     pub max_active: Option<u32>,
+    /// Refused while a fraud block holds for the user or the number.
+    pub blocks: bool,
 }
 
 impl Admission {
     fn is_empty(&self) -> bool {
-        self.counters.is_empty() && self.max_active.is_none()
+        self.counters.is_empty() && self.max_active.is_none() && !self.blocks
     }
 }
 
@@ -90,18 +92,25 @@ pub enum Refused {
         /// The cap.
         cap: u32,
     },
+    /// A fraud report blocks the user or the number until this time (ms since the epoch).
+    FraudBlock {
+        /// When the block lifts.
+        until_ms: i64,
+    },
 }
 
 /// An arbitrary constant: the key of the advisory lock every admission takes on PostgreSQL.
 const ADMISSION_LOCK: i64 = 0x0063_7661_646d_6974; // "cvadmit"
 
-/// In `tx`: counts the call against `a`'s limits and checks them and the cap at `now_ms`. On
-/// `Err(refused)` the caller must roll the transaction back (nothing it wrote may stay, the
-/// counts included).
+/// In `tx`: counts the call against `a`'s limits and checks them, the cap and the blocks of
+/// `user` and `phone` at `now_ms`. On `Err(refused)` the caller must roll the transaction
+/// back (nothing it wrote may stay, the counts included).
 pub(crate) async fn admit(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
     a: &Admission,
+    user: Option<&str>,
+    phone: &PhoneNumber,
     now_ms: i64,
 ) -> Result<std::result::Result<(), Refused>> {
     if a.is_empty() {
@@ -158,6 +167,13 @@ pub(crate) async fn admit(
          WHERE state IN ('queued', 'calling', 'ringing', 'answered')) AS active"
             .into(),
     );
+    parts.push(format!(
+        "(SELECT MAX(until) FROM fraud_blocks WHERE lifted_at IS NULL AND until > {} \
+         AND (user_id = {} OR phone = {})) AS blocked",
+        next(),
+        next(),
+        next()
+    ));
     let sql = format!("SELECT {}", parts.join(", "));
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for c in &a.counters {
@@ -166,7 +182,17 @@ pub(crate) async fn admit(
             .bind(c.key.as_str())
             .bind(now_ms - c.window_ms - c.bucket_ms());
     }
-    let row = q.fetch_one(&mut **tx).await?;
+    let row = q
+        .bind(now_ms)
+        .bind(user)
+        .bind(phone.as_e164())
+        .fetch_one(&mut **tx)
+        .await?;
+    if a.blocks
+        && let Some(until_ms) = row.try_get::<Option<i64>, _>("blocked")?
+    {
+        return Ok(Err(Refused::FraudBlock { until_ms }));
+    }
     for (i, c) in a.counters.iter().enumerate() {
         let with_this: i64 = row.try_get(format!("c{i}").as_str())?;
         if with_this > i64::from(c.max) {

@@ -20,6 +20,7 @@ fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
         callback_url: Some("https://idp.example/hook".into()),
         enrol: None,
         remember_device_ms: 0,
+        fraud_block_ms: 86_400_000,
         now_ms: now,
         expires_at_ms: now + 300_000,
     }
@@ -204,7 +205,7 @@ async fn suite(store: Store) {
     api_keys(&store).await;
     users_and_trust(&store).await;
     webhooks_limits_and_expiry(&store).await;
-    admissions_and_counts(&store).await;
+    admissions_blocks_and_scopes(&store).await;
 }
 
 fn enrolment(user: &str, number: &str, role: PhoneRole, now: i64) -> NewChallenge {
@@ -1016,8 +1017,10 @@ async fn claims(a: &Store, b: &Store) {
 }
 
 /// Limits counted and checked in the admitting transaction (nothing written when refused),
-/// the cap, notes in the call log, pruning.
-async fn admissions_and_counts(store: &Store) {
+/// the cap, fraud blocks made by a report and lifted, trusted devices revoked by a report,
+/// notes in the call log, pruning.
+async fn admissions_blocks_and_scopes(store: &Store) {
+    use ChallengeState::*;
     const T: i64 = 200_000_000;
     let number = |n: &str| PhoneNumber::parse(n).unwrap();
     let per_number = |key: &str, max| Counter {
@@ -1067,14 +1070,15 @@ async fn admissions_and_counts(store: &Store) {
             .is_ok()
     );
     // A further call of a challenge is counted the same way.
+    let n2 = number("+819077770002");
     let two = Admission {
         counters: vec![per_number("+819077770002", 2)],
         ..Admission::default()
     };
-    assert!(store.admit_call(&two, T).await.unwrap().is_ok());
-    assert!(store.admit_call(&two, T).await.unwrap().is_ok());
+    assert!(store.admit_call(None, &n2, &two, T).await.unwrap().is_ok());
+    assert!(store.admit_call(None, &n2, &two, T).await.unwrap().is_ok());
     assert!(matches!(
-        store.admit_call(&two, T).await.unwrap(),
+        store.admit_call(None, &n2, &two, T).await.unwrap(),
         Err(Refused::Limit { count: 2, .. })
     ));
     // The cap counts the new challenge with the others waiting for or in a call.
@@ -1102,11 +1106,149 @@ async fn admissions_and_counts(store: &Store) {
         }
     );
 
-    // A note in a call's detail, after what it says.
-    let (f, _) = store
-        .create_challenge(&at("+819077770010", T + 10))
+    // A fraud report blocks the user and both numbers called, revokes the user's trusted
+    // devices; a block refuses only an admission that checks blocks; a lift is kept.
+    let (e, _) = store
+        .create_challenge(&enrolment("u-9", "+819077770010", PhoneRole::Primary, T))
         .await
         .unwrap();
+    decide(store, &e.id, Approved, T + 1).await;
+    let (s, _) = store
+        .create_challenge(&NewChallenge {
+            user_id: Some("u-9".into()),
+            remember_device_ms: 1_000_000,
+            ..at("+819077770010", T + 2)
+        })
+        .await
+        .unwrap();
+    decide(store, &s.id, Approved, T + 3).await;
+    assert!(
+        store
+            .trusted_device_of(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .valid_at(T + 4)
+    );
+    let (f, _) = store
+        .create_challenge(&NewChallenge {
+            user_id: Some("u-9".into()),
+            fraud_block_ms: 3_600_000,
+            ..at("+819077770010", T + 10)
+        })
+        .await
+        .unwrap();
+    for st in [Calling, Answered] {
+        assert!(
+            store
+                .transition(&f.id, st, T + 11, None, None)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        store
+            .transition_called(
+                &f.id,
+                FraudReported,
+                T + 20,
+                None,
+                None,
+                &number("+819077770011")
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .trusted_device_of(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .valid_at(T + 21)
+    );
+    let blocks = Admission {
+        blocks: true,
+        ..Admission::default()
+    };
+    let until = T + 20 + 3_600_000;
+    for (user, n) in [
+        (Some("u-9"), "+819077770099"),
+        (None, "+819077770010"),
+        (None, "+819077770011"),
+        (Some("u-other"), "+819077770011"),
+    ] {
+        let r = store
+            .create_admitted(
+                &NewChallenge {
+                    user_id: user.map(str::to_string),
+                    ..at(n, T + 30)
+                },
+                &blocks,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.unwrap_err(),
+            Refused::FraudBlock { until_ms: until },
+            "{user:?} {n}"
+        );
+    }
+    assert!(
+        store
+            .create_admitted(&at("+819077770011", T + 30), &Admission::default())
+            .await
+            .unwrap()
+            .is_ok(),
+        "an admission without blocks"
+    );
+    assert!(
+        store
+            .create_admitted(&at("+819077770011", until), &blocks)
+            .await
+            .unwrap()
+            .is_ok(),
+        "lifted by itself at its end"
+    );
+    let listed = store.fraud_blocks("u-9").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|b| b.holds_at(T + 40) && b.challenge_id == f.id)
+    );
+    let (key, _) = store
+        .create_api_key("idp-9", KeyKind::Service, T)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.lift_fraud_blocks("u-9", &key, T + 50).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.lift_fraud_blocks("u-9", &key, T + 51).await.unwrap(),
+        0
+    );
+    let listed = store.fraud_blocks("u-9").await.unwrap();
+    assert!(listed.iter().all(|b| !b.holds_at(T + 60)
+        && b.lifted_at_ms == Some(T + 50)
+        && b.lifted_by_key_id.as_deref() == Some(key.id.as_str())
+        && b.lifted_by_key_name.as_deref() == Some("idp-9")));
+    assert!(
+        store
+            .create_admitted(
+                &NewChallenge {
+                    user_id: Some("u-9".into()),
+                    ..at("+819077770010", T + 60)
+                },
+                &blocks
+            )
+            .await
+            .unwrap()
+            .is_ok()
+    );
+
+    // A note in a call's detail, after what it says.
     store
         .start_call(&NewCall {
             id: "call_noted".into(),
@@ -1142,7 +1284,7 @@ async fn admissions_and_counts(store: &Store) {
 
     // Pruning forgets the counts before a time.
     assert!(store.prune_rate_counts(T + 1_000_000).await.unwrap() >= 3);
-    assert!(store.admit_call(&two, T).await.unwrap().is_ok());
+    assert!(store.admit_call(None, &n2, &two, T).await.unwrap().is_ok());
     // Nothing of these is left queued for the claims that follow.
     store.expire_due(i64::MAX / 2).await.unwrap();
 }

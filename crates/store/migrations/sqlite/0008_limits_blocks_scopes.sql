@@ -1,4 +1,4 @@
--- Rate limits counted where they are checked.
+-- Rate limits counted where they are checked, and fraud blocks.
 --
 -- `rate_counts`: the calls counted against each limit (scope `phone`, `user`, `api_key` or
 -- `country`, and its key), in buckets of a sixtieth of the limit's window, so that a check
@@ -13,3 +13,23 @@ CREATE TABLE rate_counts (
     PRIMARY KEY (scope, key, bucket)
 );
 CREATE INDEX rate_counts_bucket ON rate_counts (bucket);
+
+-- A fraud report (0#) blocks the user and the numbers called until `until`, unless lifted
+-- earlier through the API (by the key named in `lifted_by_*`).
+CREATE TABLE fraud_blocks (
+    id TEXT PRIMARY KEY,
+    user_id TEXT,
+    phone TEXT,
+    challenge_id TEXT NOT NULL REFERENCES challenges (id),
+    reason TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    until BIGINT NOT NULL,
+    lifted_at BIGINT,
+    lifted_by_key_id TEXT,
+    lifted_by_key_name TEXT
+);
+CREATE INDEX fraud_blocks_user ON fraud_blocks (user_id, until);
+CREATE INDEX fraud_blocks_phone ON fraud_blocks (phone, until);
+
+-- How long a fraud report on the challenge blocks (set from the policy when it is made).
+ALTER TABLE challenges ADD COLUMN fraud_block_ms BIGINT NOT NULL DEFAULT 86400000;
