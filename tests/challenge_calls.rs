@@ -1,6 +1,7 @@
 //! A stored challenge called through sipp: the store follows the call (`queued → calling →
 //! ringing → answered → approved`, or a failure) and keeps the call log, on SQLite and on
-//! PostgreSQL; a user's fallback phone is checked against the policy before it is called.
+//! PostgreSQL; a user's fallback phone, and the current primary phone an enrolment must be
+//! approved on, are checked against the policy before they are called.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -323,4 +324,122 @@ async fn a_fallback_phone_is_checked_and_counted_before_it_is_called() {
         "{reason}"
     );
     assert_eq!(call_log(&store).await.len(), 1);
+}
+
+/// An enrolment that must be approved on the user's current primary phone calls that phone
+/// first; the new phone is called, and verified, only once it approved.
+#[tokio::test]
+async fn replacing_a_verified_phone_calls_the_current_one_first() {
+    let now = store::now_ms();
+    let enrol = |number: &str, confirm: bool| NewChallenge {
+        user_id: Some("erin".into()),
+        purpose: Purpose::Enroll,
+        enrol: Some(PhoneRole::Primary),
+        confirm_primary: confirm,
+        ..sign_in("key_test", number, now)
+    };
+    let primary = |store: Store| async move {
+        store
+            .verified_phone("erin", PhoneRole::Primary)
+            .await
+            .unwrap()
+            .map(|p| p.phone.as_e164().to_string())
+    };
+
+    // The current phone is busy: the challenge ends so, and the new phone is not called.
+    let store = sqlite_store("challenge-replace-busy").await;
+    verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
+    let (c, _) = store
+        .create_challenge(&enrol("+819055556666", true))
+        .await
+        .unwrap();
+    let dir = scratch("challenge-replace-busy-sipp");
+    let sipp = phones(&dir, Some("+819011112222"), 1);
+    let runner = runner_through(store.clone(), sipp.addr)
+        .await
+        .with_policy(japan());
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sipp.finish().await.passed);
+    assert_eq!(state, Some(ChallengeState::Busy));
+    let c = store.challenge(&c.id).await.unwrap().unwrap();
+    assert_eq!(
+        c.reason.as_deref(),
+        Some("the current primary phone did not approve: busy")
+    );
+    let log = call_log(&store).await;
+    assert_eq!(
+        log.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
+        ["+81 ** **** **22"],
+        "only the current phone was called"
+    );
+    assert_eq!(
+        primary(store.clone()).await.as_deref(),
+        Some("+819011112222")
+    );
+
+    // Both approve: called in that order, and the new phone replaces the old one.
+    let store = sqlite_store("challenge-replace-both").await;
+    verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
+    let (c, _) = store
+        .create_challenge(&enrol("+819055556666", true))
+        .await
+        .unwrap();
+    let dir = scratch("challenge-replace-both-sipp");
+    let sipp = phones(&dir, None, 2);
+    let runner = runner_through(store.clone(), sipp.addr)
+        .await
+        .with_policy(japan());
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sipp.finish().await.passed);
+    assert_eq!(state, Some(ChallengeState::Approved));
+    let log: Vec<(String, String)> = call_log(&store)
+        .await
+        .into_iter()
+        .map(|(n, o, _)| (n, o))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("+81 ** **** **22".to_string(), "approved".to_string()),
+            ("+81 ** **** **66".to_string(), "approved".to_string())
+        ]
+    );
+    assert_eq!(
+        primary(store.clone()).await.as_deref(),
+        Some("+819055556666")
+    );
+
+    // Without the need (a phone_admin key made it), only the new phone is called.
+    let store = sqlite_store("challenge-replace-admin").await;
+    verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
+    let (c, _) = store
+        .create_challenge(&enrol("+819055556666", false))
+        .await
+        .unwrap();
+    let dir = scratch("challenge-replace-admin-sipp");
+    let sipp = phones(&dir, None, 1);
+    let runner = runner_through(store.clone(), sipp.addr)
+        .await
+        .with_policy(japan());
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sipp.finish().await.passed);
+    assert_eq!(state, Some(ChallengeState::Approved));
+    assert_eq!(
+        call_log(&store)
+            .await
+            .iter()
+            .map(|l| l.0.as_str())
+            .collect::<Vec<_>>(),
+        ["+81 ** **** **66"]
+    );
+    assert_eq!(primary(store).await.as_deref(), Some("+819055556666"));
 }

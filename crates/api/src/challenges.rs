@@ -97,6 +97,10 @@ pub(crate) struct ChallengeView {
     trusted_device_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trusted_until: Option<String>,
+    /// An enrolment that calls the user's current primary phone first: the new phone is
+    /// called, and verified, only if that one approves.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    confirm_primary: bool,
 }
 
 impl ChallengeView {
@@ -117,6 +121,7 @@ impl ChallengeView {
             poll_token,
             trusted_device_token: None,
             trusted_until: None,
+            confirm_primary: c.confirm_primary,
         }
     }
 
@@ -276,6 +281,16 @@ pub(crate) async fn create(
             policy.admission(&phone, &checked, req.user_id.as_deref(), &key.id, true)
         }
     };
+    // Replacing or adding a phone of a user who has a verified primary one: that phone must
+    // approve first, unless the key may administer phones.
+    let confirm_primary = match (&enrol, &req.user_id) {
+        (Some(_), Some(u)) if !key.phone_admin => state
+            .store
+            .verified_phone(u, PhoneRole::Primary)
+            .await?
+            .is_some(),
+        _ => false,
+    };
     let now = now_ms();
     let made = state
         .store
@@ -296,6 +311,7 @@ pub(crate) async fn create(
                     0
                 },
                 fraud_block_ms: policy.fraud_block.as_millis() as i64,
+                confirm_primary,
                 now_ms: now,
                 expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
             },

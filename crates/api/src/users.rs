@@ -1,6 +1,8 @@
 //! Users' phones (registration starts an `enroll` call; the phone is verified only when it
-//! is approved), trusted devices and fraud blocks. Users are the identity service's own ids;
-//! any service key of the gateway may manage them.
+//! is approved, and when the user already has a verified primary phone, only once that phone
+//! approved too), trusted devices and fraud blocks. Users are the identity service's own
+//! ids; any service key of the gateway may manage them, but only a `phone_admin` key replaces
+//! a verified phone without its approval or removes one.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -81,7 +83,8 @@ pub(crate) struct PhoneList {
 
 /// Register a phone for a user: the gateway calls it (an `enroll` challenge) and the phone
 /// is verified when the user presses '#'. A verified phone replaces the user's earlier one
-/// in the same role.
+/// in the same role. When the user has a verified primary phone, that phone is called first
+/// and the new one only if it approves (unless the key has `phone_admin`).
 #[utoipa::path(
     post,
     path = "/v1/users/{user_id}/phones",
@@ -173,7 +176,8 @@ pub(crate) async fn list_phones(
     }))
 }
 
-/// Remove a phone of a user.
+/// Remove a phone of a user (a verified one with a `phone_admin` key only: removing it and
+/// registering another would replace it without its approval).
 #[utoipa::path(
     delete,
     path = "/v1/users/{user_id}/phones/{phone_id}",
@@ -182,15 +186,33 @@ pub(crate) async fn list_phones(
     params(("user_id" = String, Path, description = "the identity service's user id"),
            ("phone_id" = String, Path, description = "the phone")),
     responses((status = 204, description = "Removed"), (status = 401, body = crate::ProblemDoc),
-              (status = 403, body = crate::ProblemDoc), (status = 404, body = crate::ProblemDoc))
+              (status = 403, description = "A verified phone, and the key has no phone_admin", body = crate::ProblemDoc),
+              (status = 404, body = crate::ProblemDoc), (status = 422, body = crate::ProblemDoc))
 )]
 pub(crate) async fn remove_phone(
     State(state): State<AppState>,
     Path((user, phone)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, Problem> {
-    service(&state, &headers).await?;
-    if state.store.remove_phone(&user, &phone, now_ms()).await? {
+    let key = service(&state, &headers).await?;
+    check_user_id(&user)?;
+    let verified = state
+        .store
+        .phones(&user)
+        .await?
+        .iter()
+        .any(|p| p.id == phone && p.state == PhoneState::Verified);
+    if verified && !key.phone_admin {
+        return Err(Problem::forbidden(
+            "Removing a verified phone needs a phone_admin key",
+            "register the new phone instead: the verified one is called to approve it",
+        ));
+    }
+    if state
+        .store
+        .remove_phone(&user, &phone, now_ms(), key.phone_admin)
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Problem::not_found("phone", &phone))

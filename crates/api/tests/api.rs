@@ -1042,15 +1042,20 @@ async fn users_phones_and_trusted_devices() {
     )
     .await;
     assert_eq!(r.json()["phone"]["role"], "fallback");
+    // Alice has a verified primary phone: the fallback is called only once that approves.
+    assert_eq!(r.json()["challenge"]["confirm_primary"], true, "{}", r.body);
     let r = authorized(addr, "GET", "/v1/users/alice/phones", &key).await;
     assert_eq!(r.json()["phones"].as_array().unwrap().len(), 2);
-    let r = authorized(
-        addr,
-        "DELETE",
-        &format!("/v1/users/alice/phones/{phone_id}"),
-        &key,
-    )
-    .await;
+    // A verified phone is removed only with a phone_admin key.
+    let path = format!("/v1/users/alice/phones/{phone_id}");
+    let r = authorized(addr, "DELETE", &path, &key).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let (admin_key, admin) = store
+        .create_api_key_with("idp-admin", KeyKind::Service, true, 0)
+        .await
+        .unwrap();
+    assert!(admin_key.phone_admin);
+    let r = authorized(addr, "DELETE", &path, &auth(&admin)).await;
     assert_eq!(r.status, 204);
     let r = authorized(
         addr,
@@ -1782,4 +1787,51 @@ async fn a_fraud_report_blocks_the_user_and_the_number_until_it_is_lifted() {
         401
     );
     workers.abort();
+}
+
+/// An enrolment for a user with a verified primary phone is marked to be approved on that
+/// phone first (the runner calls it first), unless the key has `phone_admin`.
+#[tokio::test]
+async fn replacing_a_verified_phone_needs_it_unless_the_key_is_a_phone_admin() {
+    let store = sqlite("api-replace").await;
+    let (service, _) = keys(&store).await;
+    let (_, admin) = store
+        .create_api_key_with("idp-admin", KeyKind::Service, true, 0)
+        .await
+        .unwrap();
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: cfg(),
+    })
+    .await;
+    let register = |key: String, number: &'static str, role: &'static str| async move {
+        let body = format!(r#"{{"phone_number":"{number}","role":"{role}"}}"#);
+        let r = post_json(addr, "/v1/users/carol/phones", &key, &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["challenge"]["confirm_primary"].as_bool()
+    };
+    // The first phone: nothing to confirm with.
+    assert_eq!(
+        register(service.clone(), "+819011112222", "primary").await,
+        None
+    );
+    enrolled(addr, &store, &service, "carol", "+819011112222").await;
+    assert_eq!(
+        register(service.clone(), "+819055556666", "primary").await,
+        Some(true)
+    );
+    assert_eq!(
+        register(service.clone(), "+819033334444", "fallback").await,
+        Some(true)
+    );
+    assert_eq!(register(admin, "+819055556666", "primary").await, None);
+    let c = store
+        .phones("carol")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.phone.as_e164() == "+819055556666")
+        .count();
+    assert_eq!(c, 2);
 }

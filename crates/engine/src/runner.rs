@@ -344,7 +344,14 @@ impl Runner {
             let next = i + 1 < legs.len();
             let goes_on = |o: &Outcome| next && (leg.goes_on)(o);
             let (outcome, call_id) = self
-                .call_one(id, &leg.phone, prompts.clone(), &hangup, &goes_on)
+                .call_one(
+                    id,
+                    &leg.phone,
+                    prompts.clone(),
+                    &hangup,
+                    &goes_on,
+                    leg.label,
+                )
                 .await?;
             if !goes_on(&outcome) {
                 break;
@@ -365,11 +372,9 @@ impl Runner {
         refusal: &policy::Refusal,
         before: Option<&(Outcome, String)>,
     ) -> Result<(), RunError> {
-        let note = format!(
-            "the fallback phone ({}) was not called: {refusal}",
-            leg.phone
-        );
-        warn!(challenge = %id, to = %leg.phone, refusal = %refusal, "the fallback phone was not called");
+        let which = leg.label.unwrap_or("the fallback phone");
+        let note = format!("{which} ({}) was not called: {refusal}", leg.phone);
+        warn!(challenge = %id, to = %leg.phone, refusal = %refusal, "{which} was not called");
         let (state, reason, status) = match before {
             Some((outcome, call_id)) => {
                 self.store.note_call(call_id, &note).await?;
@@ -389,7 +394,9 @@ impl Runner {
     }
 
     /// One call of a challenge; an outcome after which the next phone is called (`goes_on`)
-    /// does not decide the challenge. Returns the outcome and the call's id.
+    /// does not decide the challenge. `label` names the phone in the reason of a decision
+    /// that is not an approval (for an enrolment's two phones). Returns the outcome and the
+    /// call's id.
     async fn call_one(
         &self,
         id: &str,
@@ -397,6 +404,7 @@ impl Runner {
         prompts: Prompts,
         hangup: &Notify,
         goes_on: &(dyn Fn(&Outcome) -> bool + Sync),
+        label: Option<&str>,
     ) -> Result<(Outcome, String), RunError> {
         let call_id = store::new_id("call");
         let span = info_span!("call", challenge = %id, call = %call_id, to = %phone);
@@ -421,6 +429,20 @@ impl Runner {
         )
         .instrument(span.clone());
         let decides = |o: &Outcome| !goes_on(o);
+        let decision = |o: &Outcome| {
+            let (state, reason, status) = decision(o);
+            match label {
+                Some(which) if state != ChallengeState::Approved => {
+                    let what = reason.unwrap_or_else(|| o.name().to_string());
+                    (
+                        state,
+                        Some(format!("{which} did not approve: {what}")),
+                        status,
+                    )
+                }
+                _ => (state, reason, status),
+            }
+        };
         let record = async {
             let mut finished = None;
             let mut steps = Vec::new();

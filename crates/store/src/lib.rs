@@ -80,6 +80,9 @@ pub struct NewChallenge {
     pub remember_device_ms: i64,
     /// How long a fraud report on it blocks the user and the numbers called (0: no block).
     pub fraud_block_ms: i64,
+    /// An enrolment that must first be approved on the user's current primary phone (the
+    /// runner calls that phone first, and the new one only if it approves).
+    pub confirm_primary: bool,
     /// Now, in ms since the epoch.
     pub now_ms: i64,
     /// When it expires, in ms since the epoch.
@@ -119,6 +122,8 @@ pub struct Challenge {
     pub decided_at_ms: Option<i64>,
     /// How long an approval trusts the device (0: not asked).
     pub remember_device_ms: i64,
+    /// An enrolment to be approved on the user's current primary phone first.
+    pub confirm_primary: bool,
 }
 
 /// One state change.
@@ -337,6 +342,9 @@ pub struct ApiKey {
     pub name: String,
     /// What it may do.
     pub kind: KeyKind,
+    /// A service key that may replace users' verified phones without the old phone's
+    /// approval, and remove verified phones.
+    pub phone_admin: bool,
 }
 
 fn secret_hash(secret: &str) -> String {
@@ -348,7 +356,8 @@ fn secret_hash(secret: &str) -> String {
 }
 
 const CHALLENGE_COLUMNS: &str = "id, api_key_id, user_id, phone, language, purpose, callback_url, \
-     state, reason, sip_status, created_at, updated_at, expires_at, decided_at, remember_device_ms";
+     state, reason, sip_status, created_at, updated_at, expires_at, decided_at, remember_device_ms, \
+     confirm_primary";
 
 impl Store {
     /// Connects (creating a SQLite file if needed) and brings the schema up to date.
@@ -520,8 +529,8 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO challenges (id, api_key_id, idempotency_key, request_hash, user_id, \
              phone, language, purpose, callback_url, state, created_at, updated_at, expires_at, \
-             remember_device_ms, fraud_block_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12, $13)",
+             remember_device_ms, fraud_block_ms, confirm_primary) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12, $13, $14)",
         )
         .bind(&id)
         .bind(&c.api_key_id)
@@ -536,6 +545,7 @@ impl Store {
         .bind(c.expires_at_ms)
         .bind(c.remember_device_ms)
         .bind(c.fraud_block_ms.max(0))
+        .bind(i64::from(c.confirm_primary))
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -932,16 +942,31 @@ impl Store {
         kind: KeyKind,
         now_ms: i64,
     ) -> Result<(ApiKey, String)> {
+        self.create_api_key_with(name, kind, false, now_ms).await
+    }
+
+    /// [`Store::create_api_key`], a service key with `phone_admin` if asked (ignored for
+    /// other kinds).
+    pub async fn create_api_key_with(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        phone_admin: bool,
+        now_ms: i64,
+    ) -> Result<(ApiKey, String)> {
         let id = new_id("key");
         let secret = new_id("cvk");
+        let phone_admin = phone_admin && kind == KeyKind::Service;
         sqlx::query(
-            "INSERT INTO api_keys (id, name, kind, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_keys (id, name, kind, secret_hash, created_at, phone_admin) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&id)
         .bind(name)
         .bind(kind.as_str())
         .bind(secret_hash(&secret))
         .bind(now_ms)
+        .bind(i64::from(phone_admin))
         .execute(&self.pool)
         .await?;
         Ok((
@@ -949,6 +974,7 @@ impl Store {
                 id,
                 name: name.into(),
                 kind,
+                phone_admin,
             },
             secret,
         ))
@@ -957,7 +983,8 @@ impl Store {
     /// The key whose secret this is, unless unknown or revoked.
     pub async fn api_key(&self, secret: &str) -> Result<Option<ApiKey>> {
         let row = sqlx::query(
-            "SELECT id, name, kind FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL",
+            "SELECT id, name, kind, phone_admin FROM api_keys \
+             WHERE secret_hash = $1 AND revoked_at IS NULL",
         )
         .bind(secret_hash(secret))
         .fetch_optional(&self.pool)
@@ -968,6 +995,7 @@ impl Store {
                 id: r.try_get("id")?,
                 name: r.try_get("name")?,
                 kind: KeyKind::from_name(&kind).ok_or(StoreError::Corrupt(kind))?,
+                phone_admin: r.try_get::<i64, _>("phone_admin")? != 0,
             })
         })
         .transpose()
@@ -977,8 +1005,8 @@ impl Store {
     /// gateway makes for itself, such as the demo page's, to be made once, not per start).
     pub async fn api_key_named(&self, name: &str, kind: KeyKind) -> Result<Option<ApiKey>> {
         let row = sqlx::query(
-            "SELECT id FROM api_keys WHERE name = $1 AND kind = $2 AND revoked_at IS NULL \
-             ORDER BY created_at, id LIMIT 1",
+            "SELECT id, phone_admin FROM api_keys WHERE name = $1 AND kind = $2 \
+             AND revoked_at IS NULL ORDER BY created_at, id LIMIT 1",
         )
         .bind(name)
         .bind(kind.as_str())
@@ -989,6 +1017,7 @@ impl Store {
                 id: r.try_get("id")?,
                 name: name.into(),
                 kind,
+                phone_admin: r.try_get::<i64, _>("phone_admin")? != 0,
             })
         })
         .transpose()
@@ -1420,5 +1449,6 @@ fn challenge_from(r: &AnyRow) -> Result<Challenge> {
         expires_at_ms: r.try_get("expires_at")?,
         decided_at_ms: r.try_get("decided_at")?,
         remember_device_ms: r.try_get("remember_device_ms")?,
+        confirm_primary: r.try_get::<i64, _>("confirm_primary")? != 0,
     })
 }

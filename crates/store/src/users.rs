@@ -320,14 +320,23 @@ impl Store {
             .max_by_key(|p| p.verified_at_ms))
     }
 
-    /// Removes a user's phone; `false` when the user has no such phone.
-    pub async fn remove_phone(&self, user_id: &str, phone_id: &str, now_ms: i64) -> Result<bool> {
+    /// Removes a user's phone (a verified one only if `verified_too`); `false` when the
+    /// user has no such phone (or it is verified and `verified_too` is not set).
+    pub async fn remove_phone(
+        &self,
+        user_id: &str,
+        phone_id: &str,
+        now_ms: i64,
+        verified_too: bool,
+    ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE phones SET removed_at = $1 WHERE id = $2 AND user_id = $3 AND removed_at IS NULL",
+            "UPDATE phones SET removed_at = $1 WHERE id = $2 AND user_id = $3 \
+             AND removed_at IS NULL AND (verified_at IS NULL OR $4 = 1)",
         )
         .bind(now_ms)
         .bind(phone_id)
         .bind(user_id)
+        .bind(i64::from(verified_too))
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)

@@ -21,6 +21,7 @@ fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
         enrol: None,
         remember_device_ms: 0,
         fraud_block_ms: 86_400_000,
+        confirm_primary: false,
         now_ms: now,
         expires_at_ms: now + 300_000,
     }
@@ -317,19 +318,26 @@ async fn users_and_trust(store: &Store) {
     );
     assert!(
         store
-            .remove_phone("u-1", &phones[0].id, 13_000)
+            .remove_phone("u-1", &phones[0].id, 13_000, false)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .remove_phone("u-1", &phones[0].id, 13_001)
+            .remove_phone("u-1", &phones[0].id, 13_001, false)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .remove_phone("u-2", &phones[1].id, 13_002)
+            .remove_phone("u-1", &phones[1].id, 13_001, false)
+            .await
+            .unwrap(),
+        "verified: only when asked"
+    );
+    assert!(
+        !store
+            .remove_phone("u-2", &phones[1].id, 13_002, true)
             .await
             .unwrap(),
         "not u-2's"
@@ -1017,8 +1025,8 @@ async fn claims(a: &Store, b: &Store) {
 }
 
 /// Limits counted and checked in the admitting transaction (nothing written when refused),
-/// the cap, fraud blocks made by a report and lifted, trusted devices revoked by a report,
-/// notes in the call log, pruning.
+/// the cap, fraud blocks made by a report and lifted, trusted devices revoked by a report
+/// and by a new primary phone, phone_admin keys, notes in the call log, pruning.
 async fn admissions_blocks_and_scopes(store: &Store) {
     use ChallengeState::*;
     const T: i64 = 200_000_000;
@@ -1246,6 +1254,27 @@ async fn admissions_blocks_and_scopes(store: &Store) {
             .await
             .unwrap()
             .is_ok()
+    );
+
+    // Keys: phone_admin is kept, for service keys only.
+    let (admin, secret) = store
+        .create_api_key_with("admin", KeyKind::Service, true, T)
+        .await
+        .unwrap();
+    assert!(admin.phone_admin);
+    assert_eq!(store.api_key(&secret).await.unwrap(), Some(admin));
+    let (op, _) = store
+        .create_api_key_with("ops-9", KeyKind::Operator, true, T)
+        .await
+        .unwrap();
+    assert!(!op.phone_admin);
+    assert!(
+        !store
+            .api_key_named("idp-9", KeyKind::Service)
+            .await
+            .unwrap()
+            .unwrap()
+            .phone_admin
     );
 
     // A note in a call's detail, after what it says.

@@ -1,4 +1,4 @@
--- Rate limits counted where they are checked, and fraud blocks.
+-- Rate limits counted where they are checked, fraud blocks, phone replacement and key scopes.
 --
 -- `rate_counts`: the calls counted against each limit (scope `phone`, `user`, `api_key` or
 -- `country`, and its key), in buckets of a sixtieth of the limit's window, so that a check
@@ -31,5 +31,11 @@ CREATE TABLE fraud_blocks (
 CREATE INDEX fraud_blocks_user ON fraud_blocks (user_id, until);
 CREATE INDEX fraud_blocks_phone ON fraud_blocks (phone, until);
 
--- How long a fraud report on the challenge blocks (set from the policy when it is made).
+-- How long a fraud report on the challenge blocks (set from the policy when it is made), and
+-- whether an enrolment must first be approved on the user's current primary phone.
 ALTER TABLE challenges ADD COLUMN fraud_block_ms BIGINT NOT NULL DEFAULT 86400000;
+ALTER TABLE challenges ADD COLUMN confirm_primary BIGINT NOT NULL DEFAULT 0;
+
+-- A service key with `phone_admin` (1) replaces users' verified phones without the old
+-- phone's approval, and removes verified phones.
+ALTER TABLE api_keys ADD COLUMN phone_admin BIGINT NOT NULL DEFAULT 0;
