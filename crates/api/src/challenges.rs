@@ -23,6 +23,9 @@ use crate::{
     trusted_device_id, trusted_device_token,
 };
 
+/// A poll token stops working this long after its challenge is decided.
+pub(crate) const POLL_TOKEN_AFTER_DECISION_MS: i64 = 10 * 60_000;
+
 /// A new challenge.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -125,14 +128,17 @@ impl ChallengeView {
         }
     }
 
-    /// The view with its trusted-device token, when the challenge made one.
+    /// The view with its trusted-device token, when the challenge made one and the reader
+    /// may see it (`tokens`: its poll token or the key that made it, never an operator).
     pub(crate) async fn full(
         state: &AppState,
         c: &Challenge,
         poll_token: Option<String>,
+        tokens: bool,
     ) -> Result<ChallengeView, Problem> {
         let mut v = ChallengeView::of(c, poll_token);
-        if c.state == ChallengeState::Approved
+        if tokens
+            && c.state == ChallengeState::Approved
             && c.remember_device_ms > 0
             && let Some(td) = state.store.trusted_device_of(&c.id).await?
             && td.valid_at(now_ms())
@@ -305,7 +311,8 @@ pub(crate) async fn create(
                 purpose: req.purpose,
                 callback_url: req.callback_url,
                 enrol,
-                remember_device_ms: if req.remember_device {
+                // A trusted device keeps the expiry it has: no new one is made.
+                remember_device_ms: if req.remember_device && trusted.is_none() {
                     state.cfg.trusted_device_ttl.as_millis() as i64
                 } else {
                     0
@@ -385,15 +392,26 @@ pub(crate) async fn create_challenge(
         StatusCode::CREATED
     };
     let location = format!("/v1/challenges/{}", c.id);
-    let view = ChallengeView::full(&state, &c, Some(token)).await?;
+    let view = ChallengeView::full(&state, &c, Some(token), true).await?;
     Ok((status, [(header::LOCATION, location)], axum::Json(view)).into_response())
 }
 
-/// Who may read or cancel a challenge: its poll token, the service key that made it, or an
-/// operator key (read only).
+/// Who may read or cancel a challenge: its poll token (until 10 minutes after the
+/// decision), the service key that made it, or an operator key (read only, and never shown
+/// a token).
 enum Reader {
     PollToken,
     Key(ApiKey),
+}
+
+impl Reader {
+    /// Whether it may see the challenge's tokens.
+    fn sees_tokens(&self) -> bool {
+        match self {
+            Reader::PollToken => true,
+            Reader::Key(k) => k.kind == KeyKind::Service,
+        }
+    }
 }
 
 async fn reader(state: &AppState, id: &str, headers: &HeaderMap) -> Result<Reader, Problem> {
@@ -423,6 +441,17 @@ async fn readable(
         && k.id != c.api_key_id
     {
         return Err(Problem::not_found("challenge", id));
+    }
+    if let Reader::PollToken = who
+        && c.decided_at_ms
+            .is_some_and(|d| now_ms() - d > POLL_TOKEN_AFTER_DECISION_MS)
+    {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "poll-token-expired",
+            "The poll token has expired",
+            "a poll token stops working 10 minutes after its challenge is decided",
+        ));
     }
     Ok((who, c))
 }
@@ -478,7 +507,7 @@ pub(crate) struct WaitQuery {
     params(("id" = String, Path, description = "the challenge"), WaitQuery),
     responses(
         (status = 200, body = ChallengeView),
-        (status = 401, body = crate::ProblemDoc),
+        (status = 401, description = "No or unknown credentials, or a poll token 10 minutes after the decision", body = crate::ProblemDoc),
         (status = 404, body = crate::ProblemDoc),
     )
 )]
@@ -488,7 +517,7 @@ pub(crate) async fn get_challenge(
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (_, mut c) = readable(&state, &id, &headers).await?;
+    let (who, mut c) = readable(&state, &id, &headers).await?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.cfg.max_wait);
     // Plain polls (the common case) do not subscribe; a long poll subscribes, then reads
     // again so that a change between the two reads is not missed.
@@ -505,7 +534,8 @@ pub(crate) async fn get_challenge(
             c = now;
         }
     }
-    Ok(axum::Json(ChallengeView::full(&state, &c, None).await?).into_response())
+    let view = ChallengeView::full(&state, &c, None, who.sees_tokens()).await?;
+    Ok(axum::Json(view).into_response())
 }
 
 /// Follow a challenge as server-sent events: one `state` event now and one at each
@@ -528,7 +558,8 @@ pub(crate) async fn challenge_events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let rx = state.store.subscribe();
-    let (_, c) = readable(&state, &id, &headers).await?;
+    let (who, c) = readable(&state, &id, &headers).await?;
+    let tokens = who.sees_tokens();
     // Bounded: a challenge is decided by its expiry plus the longest call; the stream ends
     // then at the latest.
     let end = tokio::time::Instant::now() + state.cfg.challenge_ttl + Duration::from_secs(600);
@@ -542,7 +573,7 @@ pub(crate) async fn challenge_events(
                 Some(c) => c,
                 None => return None,
             };
-            let event = match ChallengeView::full(&state, &c, None).await {
+            let event = match ChallengeView::full(&state, &c, None, tokens).await {
                 Ok(v) => Event::default()
                     .event("state")
                     .id(format!("{}", c.updated_at_ms))
@@ -622,5 +653,5 @@ pub(crate) async fn cancel_challenge(
     {
         info!(challenge = %id, "canceled: hanging up");
     }
-    Ok(axum::Json(ChallengeView::full(&state, &c, None).await?).into_response())
+    Ok(axum::Json(ChallengeView::full(&state, &c, None, true).await?).into_response())
 }

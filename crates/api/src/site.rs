@@ -186,7 +186,7 @@ async fn started(
     // No Idempotency-Key from the browser: each press of the button is a new challenge.
     let (c, _) = create(state, key, &HeaderMap::new(), body, req).await?;
     let token = poll_token(&state.cfg.token_secret, &c.id);
-    let view = ChallengeView::full(state, &c, Some(token)).await?;
+    let view = ChallengeView::full(state, &c, Some(token), true).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(Next {

@@ -1789,6 +1789,130 @@ async fn a_fraud_report_blocks_the_user_and_the_number_until_it_is_lifted() {
     workers.abort();
 }
 
+/// Operator keys never see trusted-device tokens; a poll token stops working 10 minutes
+/// after the decision; a trusted device presented with remember_device keeps its expiry; a
+/// new primary phone revokes the user's trusted devices.
+#[tokio::test]
+async fn tokens_are_shown_only_to_their_owners_and_do_not_renew() {
+    use store::ChallengeState::*;
+    let store = sqlite("api-tokens").await;
+    let (service, operator) = keys(&store).await;
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: cfg(),
+    })
+    .await;
+    enrolled(addr, &store, &service, "alice", "+819012345678").await;
+    let sign_in = |body: &'static str| post_json(addr, "/v1/challenges", &service, body);
+    let r = sign_in(r#"{"user_id":"alice","remember_device":true}"#).await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let poll = auth(r.json()["poll_token"].as_str().unwrap());
+    // Decided nine minutes ago.
+    decided(&store, &id, Approved, now_ms() - 9 * 60_000).await;
+    let path = format!("/v1/challenges/{id}");
+    let r = authorized(addr, "GET", &path, &auth(&operator)).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.json().get("trusted_device_token").is_none() && !r.body.contains("cvt_"),
+        "an operator sees no token: {}",
+        r.body
+    );
+    let (status, events) = sse(addr, &format!("{path}/events"), &auth(&operator)).await;
+    assert_eq!(status, 200);
+    assert!(events[0].get("trusted_device_token").is_none());
+    let r = authorized(addr, "GET", &path, &poll).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let td = r.json()["trusted_device_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let until = r.json()["trusted_until"].as_str().unwrap().to_string();
+    assert!(
+        authorized(addr, "GET", &path, &auth(&service))
+            .await
+            .body
+            .contains(&td)
+    );
+
+    // Ten minutes after the decision the poll token no longer reads nor cancels.
+    let r = sign_in(r#"{"user_id":"alice"}"#).await;
+    let old = r.json()["id"].as_str().unwrap().to_string();
+    let old_poll = auth(r.json()["poll_token"].as_str().unwrap());
+    decided(&store, &old, Denied, now_ms() - 11 * 60_000).await;
+    let old_path = format!("/v1/challenges/{old}");
+    let r = authorized(addr, "GET", &old_path, &old_poll).await;
+    assert_eq!(
+        (r.status, kind_of(&r).as_str()),
+        (401, "poll-token-expired")
+    );
+    assert_eq!(
+        sse(addr, &format!("{old_path}/events"), &old_poll).await.0,
+        401
+    );
+    assert_eq!(
+        authorized(addr, "DELETE", &old_path, &old_poll)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        authorized(addr, "GET", &old_path, &auth(&service))
+            .await
+            .status,
+        200
+    );
+
+    // Presented again with remember_device: approved, and the device keeps its expiry.
+    let body =
+        format!(r#"{{"user_id":"alice","remember_device":true,"trusted_device_token":"{td}"}}"#);
+    let r = post_json(addr, "/v1/challenges", &service, &body).await;
+    assert_eq!(
+        (r.json()["state"].as_str(), r.json()["reason"].as_str()),
+        (Some("approved"), Some("trusted_device")),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.json().get("trusted_device_token").is_none(),
+        "no new token: {}",
+        r.body
+    );
+    let r = authorized(
+        addr,
+        "GET",
+        "/v1/users/alice/trusted-devices",
+        &auth(&service),
+    )
+    .await;
+    let devices = r.json()["trusted_devices"].as_array().unwrap().clone();
+    assert_eq!(devices.len(), 1, "{}", r.body);
+    assert_eq!(devices[0]["expires_at"], until.as_str());
+
+    // A new primary phone (here by a phone_admin key, so without the old phone's call)
+    // revokes the trusted devices.
+    let (_, admin) = store
+        .create_api_key_with("idp-admin", KeyKind::Service, true, 0)
+        .await
+        .unwrap();
+    enrolled(addr, &store, &admin, "alice", "+819055556666").await;
+    let r = authorized(
+        addr,
+        "GET",
+        "/v1/users/alice/trusted-devices",
+        &auth(&service),
+    )
+    .await;
+    assert_eq!(
+        r.json()["trusted_devices"][0]["active"],
+        false,
+        "{}",
+        r.body
+    );
+    let r = post_json(addr, "/v1/challenges", &service, &body).await;
+    assert_eq!(r.json()["state"], "queued", "called again: {}", r.body);
+}
+
 /// An enrolment for a user with a verified primary phone is marked to be approved on that
 /// phone first (the runner calls it first), unless the key has `phone_admin`.
 #[tokio::test]

@@ -91,8 +91,9 @@ pub(crate) async fn insert_phone(
 }
 
 /// In the transaction that approves challenge `id`: an enrolment verifies its phone (which
-/// replaces the user's earlier phone in that role); a sign-in that asked to remember the
-/// device makes a trusted device.
+/// replaces the user's earlier phone in that role; a new primary phone also revokes the
+/// user's trusted devices); a sign-in that asked to remember the device makes a trusted
+/// device.
 pub(crate) async fn on_approved(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &str,
@@ -123,6 +124,9 @@ pub(crate) async fn on_approved(
         .bind(&pid)
         .execute(&mut **tx)
         .await?;
+        if role == PhoneRole::Primary.as_str() {
+            revoke_all(tx, &user, at_ms).await?;
+        }
     }
     sqlx::query(
         "INSERT INTO trusted_devices (id, user_id, challenge_id, created_at, expires_at) \

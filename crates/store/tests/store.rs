@@ -1256,6 +1256,59 @@ async fn admissions_blocks_and_scopes(store: &Store) {
             .is_ok()
     );
 
+    // A new primary phone revokes the trusted devices; a new fallback does not.
+    let (s2, _) = store
+        .create_challenge(&NewChallenge {
+            user_id: Some("u-9".into()),
+            remember_device_ms: 1_000_000,
+            ..at("+819077770010", T + 70)
+        })
+        .await
+        .unwrap();
+    decide(store, &s2.id, Approved, T + 71).await;
+    let (fb, _) = store
+        .create_challenge(&enrolment(
+            "u-9",
+            "+819077770012",
+            PhoneRole::Fallback,
+            T + 72,
+        ))
+        .await
+        .unwrap();
+    decide(store, &fb.id, Approved, T + 73).await;
+    assert!(
+        store
+            .trusted_device_of(&s2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .valid_at(T + 74)
+    );
+    let (p2, _) = store
+        .create_challenge(&NewChallenge {
+            confirm_primary: true,
+            ..enrolment("u-9", "+819077770013", PhoneRole::Primary, T + 75)
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .challenge(&p2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .confirm_primary
+    );
+    decide(store, &p2.id, Approved, T + 76).await;
+    assert!(
+        !store
+            .trusted_device_of(&s2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .valid_at(T + 77)
+    );
+
     // Keys: phone_admin is kept, for service keys only.
     let (admin, secret) = store
         .create_api_key_with("admin", KeyKind::Service, true, T)
