@@ -19,8 +19,8 @@ use tracing::{error, info, warn};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    AppState, Problem, bearer, now_ms, poll_token, poll_token_matches, rfc3339, service,
-    trusted_device_id, trusted_device_token,
+    AppState, DEMO_USERS, Problem, bearer, now_ms, poll_token, poll_token_matches, rfc3339,
+    service, trusted_device_id, trusted_device_token,
 };
 
 /// A poll token stops working this long after its challenge is decided.
@@ -150,8 +150,13 @@ impl ChallengeView {
     }
 }
 
-/// A user id as the identity service names its users.
+/// A user id as the identity service names its users (`demo:` ids are the demo page's).
 pub(crate) fn check_user_id(u: &str) -> Result<(), Problem> {
+    if u.starts_with(DEMO_USERS) {
+        return Err(Problem::unprocessable(
+            "user ids starting with demo: belong to the /demo page",
+        ));
+    }
     let ok = (1..=128).contains(&u.len())
         && u.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b));
@@ -161,6 +166,20 @@ pub(crate) fn check_user_id(u: &str) -> Result<(), Problem> {
         Err(Problem::unprocessable(
             "user_id must be 1 to 128 of A-Z a-z 0-9 . _ @ + -",
         ))
+    }
+}
+
+/// A user id the key may name: the demo page's key only `demo:` users, every other key only
+/// the others.
+pub(crate) fn check_user_for(state: &AppState, key: &ApiKey, u: &str) -> Result<(), Problem> {
+    let demo = state.cfg.demo_page.as_ref().is_some_and(|d| d.id == key.id);
+    match (demo, u.strip_prefix(DEMO_USERS)) {
+        (true, Some(rest)) => check_user_id(rest),
+        (true, None) => Err(Problem::forbidden(
+            "The demo page's key names demo users only",
+            "its users' ids start with demo:",
+        )),
+        (false, _) => check_user_id(u),
     }
 }
 
@@ -174,7 +193,7 @@ pub(crate) async fn create(
     req: CreateRequest,
 ) -> Result<(Challenge, bool), Problem> {
     if let Some(u) = &req.user_id {
-        check_user_id(u)?;
+        check_user_for(state, key, u)?;
     }
     if !matches!(req.language.as_str(), "en" | "ja") {
         return Err(Problem::unprocessable(format!(

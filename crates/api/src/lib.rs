@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
-use store::{ApiKey, KeyKind, Store, StoreError, now_ms};
+use store::{ApiKey, KeyKind, PhoneNumber, Store, StoreError, now_ms};
 use tracing::error;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,6 +50,8 @@ pub struct ApiConfig {
     /// The service key the `/demo` page's backend makes its challenges with; `None`: the
     /// demo page is off.
     pub demo_page: Option<ApiKey>,
+    /// The only numbers the `/demo` page registers.
+    pub demo_numbers: Vec<PhoneNumber>,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +64,7 @@ impl Default for ApiConfig {
             policy: Policy::default(),
             webhooks: webhooks::WebhookConfig::default(),
             demo_page: None,
+            demo_numbers: Vec::new(),
         }
     }
 }
@@ -409,6 +412,11 @@ async fn api_key(state: &AppState, headers: &HeaderMap) -> Result<Option<ApiKey>
         _ => Ok(None),
     }
 }
+
+/// The id of the `/demo` page's users: its backend prefixes the ids the page sends with
+/// this, and only its key may name such users (other keys cannot: ':' is not allowed in
+/// their user ids).
+pub const DEMO_USERS: &str = "demo:";
 
 /// A service key, or 401/403.
 async fn service(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, Problem> {

@@ -13,7 +13,7 @@ use store::{FraudBlock, Phone, PhoneRole, PhoneState, Purpose, TrustedDevice};
 use tracing::info;
 use utoipa::ToSchema;
 
-use crate::challenges::{ChallengeView, CreateRequest, check_user_id, create};
+use crate::challenges::{ChallengeView, CreateRequest, check_user_for, check_user_id, create};
 use crate::{AppState, Problem, now_ms, poll_token, rfc3339, service};
 
 /// A phone to register.
@@ -108,7 +108,7 @@ pub(crate) async fn register_phone(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let key = service(&state, &headers).await?;
-    check_user_id(&user)?;
+    check_user_for(&state, &key, &user)?;
     let reg: RegisterPhone = serde_json::from_slice(&body).map_err(Problem::malformed)?;
     let req = CreateRequest {
         phone_number: Some(reg.phone_number),
@@ -266,7 +266,7 @@ pub(crate) struct Revoked {
     security(("bearer" = [])),
     params(("user_id" = String, Path, description = "the identity service's user id")),
     responses((status = 200, body = TrustedDeviceList), (status = 401, body = crate::ProblemDoc),
-              (status = 403, body = crate::ProblemDoc))
+              (status = 403, body = crate::ProblemDoc), (status = 422, body = crate::ProblemDoc))
 )]
 pub(crate) async fn list_trusted_devices(
     State(state): State<AppState>,
@@ -274,6 +274,7 @@ pub(crate) async fn list_trusted_devices(
     headers: HeaderMap,
 ) -> Result<axum::Json<TrustedDeviceList>, Problem> {
     service(&state, &headers).await?;
+    check_user_id(&user)?;
     let now = now_ms();
     let list = state.store.trusted_devices(&user).await?;
     Ok(axum::Json(TrustedDeviceList {
@@ -289,7 +290,7 @@ pub(crate) async fn list_trusted_devices(
     security(("bearer" = [])),
     params(("user_id" = String, Path, description = "the identity service's user id")),
     responses((status = 200, body = Revoked), (status = 401, body = crate::ProblemDoc),
-              (status = 403, body = crate::ProblemDoc))
+              (status = 403, body = crate::ProblemDoc), (status = 422, body = crate::ProblemDoc))
 )]
 pub(crate) async fn revoke_trusted_devices(
     State(state): State<AppState>,
@@ -297,6 +298,7 @@ pub(crate) async fn revoke_trusted_devices(
     headers: HeaderMap,
 ) -> Result<axum::Json<Revoked>, Problem> {
     service(&state, &headers).await?;
+    check_user_id(&user)?;
     let revoked = state
         .store
         .revoke_trusted_devices(&user, None, now_ms())
@@ -313,7 +315,8 @@ pub(crate) async fn revoke_trusted_devices(
     params(("user_id" = String, Path, description = "the identity service's user id"),
            ("device_id" = String, Path, description = "the device")),
     responses((status = 204, description = "Revoked"), (status = 401, body = crate::ProblemDoc),
-              (status = 403, body = crate::ProblemDoc), (status = 404, body = crate::ProblemDoc))
+              (status = 403, body = crate::ProblemDoc), (status = 404, body = crate::ProblemDoc),
+              (status = 422, body = crate::ProblemDoc))
 )]
 pub(crate) async fn revoke_trusted_device(
     State(state): State<AppState>,
@@ -321,6 +324,7 @@ pub(crate) async fn revoke_trusted_device(
     headers: HeaderMap,
 ) -> Result<StatusCode, Problem> {
     service(&state, &headers).await?;
+    check_user_id(&user)?;
     if state
         .store
         .revoke_trusted_devices(&user, Some(&device), now_ms())

@@ -1107,6 +1107,7 @@ async fn the_pages_are_served_and_the_demo_page_is_off_unless_configured() {
         runner: None,
         cfg: Arc::new(ApiConfig {
             demo_page: Some(key),
+            demo_numbers: vec![store::PhoneNumber::parse("+819012345678").unwrap()],
             ..config()
         }),
     })
@@ -1958,4 +1959,87 @@ async fn replacing_a_verified_phone_needs_it_unless_the_key_is_a_phone_admin() {
         .filter(|p| p.phone.as_e164() == "+819055556666")
         .count();
     assert_eq!(c, 2);
+}
+
+/// The demo page's users are `demo:` users of its own, and it registers only its numbers:
+/// it never reaches a real user's phone, and real keys cannot name its users.
+#[tokio::test]
+async fn the_demo_page_has_users_and_numbers_of_its_own() {
+    let store = sqlite("api-demo-namespace").await;
+    let (service, _) = keys(&store).await;
+    let (demo_key, _) = store
+        .create_api_key("demo page", KeyKind::Service, 0)
+        .await
+        .unwrap();
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: Arc::new(ApiConfig {
+            demo_page: Some(demo_key),
+            demo_numbers: vec![store::PhoneNumber::parse("+819012345678").unwrap()],
+            ..config()
+        }),
+    })
+    .await;
+    // A real user with a real phone.
+    enrolled(addr, &store, &service, "alice", "+819011112222").await;
+    let page = |path: &'static str, body: &'static str| {
+        http(
+            addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    // The page's alice is not the real alice: she has no phone yet.
+    let r = page("/demo/api/sign-in", r#"{"user_id":"alice"}"#).await;
+    assert_eq!(r.json()["next"], "register", "{}", r.body);
+    // Only the demo's numbers.
+    let r = page(
+        "/demo/api/register",
+        r#"{"user_id":"alice","phone_number":"+819077778888"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, kind_of(&r).as_str()),
+        (403, "not-a-demo-number"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("+81 ** **** **78"), "{}", r.body);
+    let r = page(
+        "/demo/api/register",
+        r#"{"user_id":"alice","phone_number":"+819012345678"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["challenge"]["user_id"], "demo:alice");
+    let phones = store.phones("alice").await.unwrap();
+    assert_eq!(phones.len(), 1);
+    assert_eq!(phones[0].phone.as_e164(), "+819011112222", "untouched");
+    assert_eq!(store.phones("demo:alice").await.unwrap().len(), 1);
+    // Real keys cannot name demo users.
+    for (method, path, body) in [
+        ("POST", "/v1/challenges", r#"{"user_id":"demo:alice"}"#),
+        (
+            "POST",
+            "/v1/users/demo:alice/phones",
+            r#"{"phone_number":"+819012345678"}"#,
+        ),
+        ("GET", "/v1/users/demo:alice/phones", ""),
+        ("DELETE", "/v1/users/demo:alice/trusted-devices", ""),
+        ("DELETE", "/v1/users/demo:alice/fraud-block", ""),
+    ] {
+        let r = http(
+            addr,
+            method,
+            path,
+            &[("Authorization", &auth(&service))],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 422, "{method} {path}: {}", r.body);
+        assert!(r.body.contains("demo:"), "{}", r.body);
+    }
 }

@@ -476,6 +476,30 @@ pub struct Config {
     /// Toll-fraud and abuse limits.
     #[serde(default)]
     pub policy: PolicySettings,
+    /// The `/demo` page.
+    #[serde(default)]
+    pub demo: DemoSettings,
+}
+
+/// The `[demo]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
+    /// The only numbers the `/demo` page registers (E.164).
+    #[serde(default = "no_numbers")]
+    pub numbers: Spanned<Vec<String>>,
+}
+
+fn no_numbers() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        DemoSettings {
+            numbers: no_numbers(),
+        }
+    }
 }
 
 /// The `[store]` table.
@@ -971,6 +995,7 @@ impl Config {
             ));
         }
         self.check_policy(err)?;
+        self.check_demo(err)?;
         let amd = &c.amd;
         if amd.enabled && amd.gap_ms.get_ref() >= amd.max_greeting_ms.get_ref() {
             return Err(err(
@@ -1084,6 +1109,32 @@ impl Config {
         Ok(())
     }
 
+    fn check_demo(
+        &self,
+        err: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let numbers = &self.demo.numbers;
+        if let Some(bad) = numbers
+            .get_ref()
+            .iter()
+            .find(|n| store::PhoneNumber::parse(n).is_err())
+        {
+            return Err(err(
+                Some(numbers.span()),
+                format!("demo.numbers: {bad:?} is not an E.164 number such as \"+819012345678\""),
+            ));
+        }
+        if self.api.demo_page && numbers.get_ref().is_empty() {
+            return Err(err(
+                None,
+                "api.demo_page = true needs [demo] numbers: the only numbers the page registers \
+                 (e.g. numbers = [\"+819012345678\"], a phone of the demo's)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The toll-fraud policy.
     pub fn policy(&self) -> api::Policy {
         let p = &self.policy;
@@ -1184,6 +1235,13 @@ impl Config {
             },
             // The gateway makes the demo page's key when `demo_page` is set.
             demo_page: None,
+            demo_numbers: self
+                .demo
+                .numbers
+                .get_ref()
+                .iter()
+                .filter_map(|n| store::PhoneNumber::parse(n).ok())
+                .collect(),
         })
     }
 
@@ -1543,10 +1601,12 @@ mod tests {
         let c = Config::parse(&text, "docker.toml", |_| None).unwrap();
         assert_eq!(c.trunks[0].address, "172.28.0.20:5060".parse().unwrap());
         assert_eq!(c.store.url_env.as_deref(), Some("CALLVERIFY_DATABASE_URL"));
+        assert!(c.api.demo_page);
+        assert_eq!(c.demo.numbers.get_ref(), &["+819012345678".to_string()]);
     }
 
     #[test]
-    fn the_policy_must_name_the_countries_to_call() {
+    fn the_policy_must_name_the_countries_and_the_demo_its_numbers() {
         let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
         let p = c.policy();
         assert_eq!(
@@ -1587,6 +1647,27 @@ mod tests {
             env_with_password,
         );
         assert!(e.to_string().contains("allowed_countries is empty"), "{e}");
+        // The demo page needs its numbers.
+        let e = error_with("demo_page = false", "demo_page = true", env_with_password);
+        assert!(
+            e.to_string()
+                .contains("api.demo_page = true needs [demo] numbers"),
+            "{e}"
+        );
+        let text = shipped()
+            .replace("demo_page = false", "demo_page = true")
+            .replace("# [demo]\n# numbers", "[demo]\nnumbers");
+        let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+        let a = c.api_settings(|_| Some("x".repeat(32))).unwrap();
+        assert_eq!(a.demo_numbers[0].as_e164(), "+819012345678");
+        let bad = text.replace("\"+819012345678\"]", "\"090-1234-5678\"]");
+        let e = Config::parse(&bad, "c.toml", env_with_password).unwrap_err();
+        assert_eq!(e.line, Some(line_of_text("# numbers = [")), "{e}");
+        assert!(
+            e.to_string()
+                .contains("\"090-1234-5678\" is not an E.164 number"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ use store::KeyKind;
 use crate::config::Config;
 use crate::gateway::Gateway;
 
-/// The demo user's phone (baresip answers whatever number is called).
+/// The demo user's phone, the only one the `/demo` page registers (baresip answers whatever
+/// number is called).
 const NUMBER: &str = "+819012345678";
 
 fn free_port() -> anyhow::Result<u16> {
@@ -31,11 +32,9 @@ fn write_keypress(path: &Path) -> anyhow::Result<()> {
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec)?;
-    // '#' 4.5 s after the answer: while the instructions play (a key during the greeting,
-    // before anyone asked for one, is dropped).
-    for n in 0..(8000 * 5 + 5200) {
+    for n in 0..(8000 * 3 + 1200) {
         let t = n as f64 / 8000.0;
-        let tone = (4.5..4.65).contains(&t);
+        let tone = (2.0..2.15).contains(&t);
         let v = if tone {
             let tau = std::f64::consts::TAU;
             5000.0 * ((tau * 941.0 * t).sin() + (tau * 1477.0 * t).sin())
@@ -262,7 +261,8 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
          [call]\nprompts = {:?}\nrepeats = 2\ncall_timeout_s = 60\nfirst_key_timeout_s = 20\n\
          [store]\nurl = \"sqlite://{}\"\n\
          [policy]\nallowed_countries = [\"JP\"]\n\
-         [api]\ndemo_page = {}\n",
+         [api]\ndemo_page = {}\n\
+         [demo]\nnumbers = [\"{NUMBER}\"]\n",
         phone.addr,
         prompts_dir().display().to_string(),
         dir.join("callverify.db").display(),
@@ -289,7 +289,10 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
         println!("demo page: http://{}/demo", gw.api_addr);
         println!("console:   http://{}/console", gw.api_addr);
         println!("operator key (for the console): {op}");
-        println!("any +81 number you register is answered by the softphone, which presses '#'");
+        println!(
+            "register {} (the only number the page calls): the softphone answers and presses '#'",
+            NUMBER
+        );
         println!("serving until SIGTERM or Ctrl-C (an hour at most)");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

@@ -149,7 +149,7 @@ impl Gateway {
                         .0
                 }
             };
-            warn!("the /demo page is on: whoever reaches it can have a number called");
+            warn!("the /demo page is on: whoever reaches it can have the [demo] numbers called");
             api_cfg.demo_page = Some(key);
         }
         let state = api::AppState {

@@ -39,6 +39,7 @@ fn world() -> &'static World {
             let mut cfg = api::ApiConfig {
                 token_secret: b"fuzz token secret, 32 bytes at least".to_vec(),
                 demo_page: Some(demo),
+                demo_numbers: vec![store::PhoneNumber::parse("+819012345678").unwrap()],
                 ..api::ApiConfig::default()
             };
             cfg.policy.allowed_countries = api::Countries::Any;
