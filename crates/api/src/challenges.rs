@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     AppState, DEMO_USERS, Problem, bearer, now_ms, poll_token, poll_token_matches, rfc3339,
-    service, trusted_device_id, trusted_device_token,
+    service, trusted_device_id, trusted_device_token, user_tag,
 };
 
 /// A poll token stops working this long after its challenge is decided.
@@ -288,11 +288,11 @@ pub(crate) async fn create(
             Some(id) => match state.store.trusted_device(id).await? {
                 Some(td) if &td.user_id == u && td.valid_at(now) => trusted = Some(td),
                 _ => {
-                    info!(user = %u, "a trusted-device token was expired, revoked or not the user's: calling")
+                    info!(user = %user_tag(secret, u), "a trusted-device token was expired, revoked or not the user's: calling")
                 }
             },
             None => {
-                warn!(user = %u, "a trusted-device token with a bad signature: calling")
+                warn!(user = %user_tag(secret, u), "a trusted-device token with a bad signature: calling")
             }
         }
     }

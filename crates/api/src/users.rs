@@ -14,7 +14,7 @@ use tracing::info;
 use utoipa::ToSchema;
 
 use crate::challenges::{ChallengeView, CreateRequest, check_user_for, check_user_id, create};
-use crate::{AppState, Problem, now_ms, poll_token, rfc3339, service};
+use crate::{AppState, Problem, now_ms, poll_token, rfc3339, service, user_tag};
 
 /// A phone to register.
 #[derive(Deserialize, ToSchema)]
@@ -435,6 +435,7 @@ pub(crate) async fn lift_fraud_blocks(
     check_user_id(&user)?;
     let lifted = state.store.lift_fraud_blocks(&user, &key, now_ms()).await?;
     info!(
+        user = %user_tag(&state.cfg.token_secret, &user),
         lifted,
         key = %key.id,
         key_name = %key.name,

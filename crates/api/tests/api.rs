@@ -2043,3 +2043,62 @@ async fn the_demo_page_has_users_and_numbers_of_its_own() {
         assert!(r.body.contains("demo:"), "{}", r.body);
     }
 }
+
+/// Log lines name users by a keyed tag, never by their id.
+#[tokio::test]
+async fn logs_name_users_by_a_keyed_tag() {
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let lines = lines.clone();
+            move || lines.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    // This test's runtime has one thread: the server's tasks log through this subscriber.
+    let _logs = tracing::subscriber::set_default(subscriber);
+    let store = sqlite("api-log-users").await;
+    let (service, _) = keys(&store).await;
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        cfg: cfg(),
+    })
+    .await;
+    let user = "alice.liddell@example.com";
+    enrolled(addr, &store, &service, user, "+819012345678").await;
+    // A forged token, and a genuine one of no device: both logged, both called.
+    let unknown = api::trusted_device_token(b"test token secret", "td_unknown");
+    for token in ["cvt_td_1.00", unknown.as_str()] {
+        let body = format!(r#"{{"user_id":"{user}","trusted_device_token":"{token}"}}"#);
+        let r = post_json(addr, "/v1/challenges", &service, &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    authorized(
+        addr,
+        "DELETE",
+        &format!("/v1/users/{user}/fraud-block"),
+        &auth(&service),
+    )
+    .await;
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let tag = api::user_tag(b"test token secret", user);
+    assert_eq!(tag.len(), 12);
+    for said in ["bad signature", "expired, revoked", "fraud block lifted"] {
+        assert!(text.contains(said), "{said}: {text}");
+    }
+    assert_eq!(text.matches(&format!("user={tag}")).count(), 3, "{text}");
+    assert!(!text.contains("alice"), "{text}");
+    assert_ne!(tag, api::user_tag(b"another secret", user));
+}
