@@ -1,6 +1,7 @@
 //! A stored challenge called through sipp: the store follows the call (`queued → calling →
 //! ringing → answered → approved`, or a failure) and keeps the call log, on SQLite and on
-//! PostgreSQL.
+//! PostgreSQL; a user's fallback phone, and the current primary phone an enrolment must be
+//! approved on, are checked against the policy before they are called.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,72 @@ use engine::Runner;
 use media::Language;
 use sip::Transport;
 use store::{ChallengeState, NewChallenge, PhoneRole, Purpose, Store};
+
+/// The policy of these tests: Japan's mobiles and fixed lines.
+fn japan() -> Arc<policy::Policy> {
+    Arc::new(policy::Policy {
+        allowed_countries: policy::Countries::Only(vec!["JP".into()]),
+        ..policy::Policy::default()
+    })
+}
+
+/// A sipp callee for `calls` calls in `dir`: 486 to `busy` (if any), and to any other number
+/// an answer, then RFC 4733 '#'.
+fn phones(dir: &std::path::Path, busy: Option<&str>, calls: usize) -> Sipp {
+    let file = callee_scenario_after(
+        dir,
+        Some(std::path::Path::new(SIPP_POUND)),
+        std::time::Duration::from_millis(300),
+        std::time::Duration::from_millis(KEY_AT_MS as u64),
+    );
+    if let Some(number) = busy {
+        let scenario = std::fs::read_to_string(&file).unwrap();
+        let digits = number.trim_start_matches('+');
+        let scenario = scenario
+            .replacen(
+                "<recv request=\"INVITE\" crlf=\"true\">\n    <action>",
+                &format!("<recv request=\"INVITE\" crlf=\"true\">\n    <action>\n      <ereg regexp=\"sip:[+]{digits}@\" search_in=\"msg\" check_it=\"false\" assign_to=\"busy\"/>"),
+                1,
+            )
+            .replacen("</recv>", "</recv>\n  <nop next=\"busy\" test=\"busy\"/>", 1)
+            .replace(
+                "</scenario>",
+                "  <nop next=\"done\"/>\n  <label id=\"busy\"/>\n  <send><![CDATA[\n\nSIP/2.0 486 Busy Here\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag02[call_number]\n[last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n  ]]></send>\n  <recv request=\"ACK\" crlf=\"true\"/>\n  <label id=\"done\"/>\n</scenario>",
+            );
+        std::fs::write(&file, scenario).unwrap();
+    }
+    Sipp::start_file(dir.to_path_buf(), &file, V4, &["-m", &calls.to_string()])
+}
+
+/// The call log, oldest first: (masked number, outcome, detail).
+async fn call_log(store: &Store) -> Vec<(String, String, Option<String>)> {
+    let (calls, _) = store
+        .calls(&store::CallFilter::default(), 10, None)
+        .await
+        .unwrap();
+    let mut log = Vec::new();
+    for call in calls.iter().rev() {
+        let end = store.call(&call.id).await.unwrap().unwrap().end.unwrap();
+        log.push((call.phone_masked.clone(), end.outcome, end.detail));
+    }
+    log
+}
+
+/// Enrols `number` for `user` in `role`, verified (as an approved enrolment call leaves it).
+async fn verified(store: &Store, user: &str, number: &str, role: PhoneRole, now: i64) {
+    let (e, _) = store
+        .create_challenge(&NewChallenge {
+            user_id: Some(user.into()),
+            purpose: Purpose::Enroll,
+            enrol: Some(role),
+            ..sign_in("key_test", number, now)
+        })
+        .await
+        .unwrap();
+    for s in [ChallengeState::Calling, ChallengeState::Approved] {
+        assert!(store.transition(&e.id, s, now, None, None).await.unwrap());
+    }
+}
 
 async fn challenge_through(store: Store, sipp: Sipp) -> (String, Option<ChallengeState>) {
     let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
@@ -111,47 +178,17 @@ async fn a_busy_primary_falls_back_to_the_verified_fallback_phone() {
         enrol,
         ..sign_in("key_test", number, now)
     };
-    // Both phones enrolled and verified (as approved enrolment calls leave them).
-    for (number, role) in [
-        ("+819011112222", PhoneRole::Primary),
-        ("+819033334444", PhoneRole::Fallback),
-    ] {
-        let (e, _) = store
-            .create_challenge(&request(number, Purpose::Enroll, Some(role), "carol"))
-            .await
-            .unwrap();
-        for s in [ChallengeState::Calling, ChallengeState::Approved] {
-            assert!(store.transition(&e.id, s, now, None, None).await.unwrap());
-        }
-    }
+    verified(&store, "carol", "+819011112222", PhoneRole::Primary, now).await;
+    verified(&store, "carol", "+819033334444", PhoneRole::Fallback, now).await;
     let (c, _) = store
         .create_challenge(&request("+819011112222", Purpose::SignIn, None, "carol"))
         .await
         .unwrap();
-
-    let file = callee_scenario_after(
-        &dir,
-        Some(std::path::Path::new(SIPP_POUND)),
-        std::time::Duration::from_millis(300),
-        std::time::Duration::from_millis(KEY_AT_MS as u64),
-    );
-    let scenario = std::fs::read_to_string(&file).unwrap();
-    let scenario = scenario
-        .replacen(
-            "<recv request=\"INVITE\" crlf=\"true\">\n    <action>",
-            "<recv request=\"INVITE\" crlf=\"true\">\n    <action>\n      <ereg regexp=\"sip:[+]819011112222@\" search_in=\"msg\" check_it=\"false\" assign_to=\"primary\"/>",
-            1,
-        )
-        .replacen("</recv>", "</recv>\n  <nop next=\"busy\" test=\"primary\"/>", 1)
-        .replace(
-            "</scenario>",
-            "  <nop next=\"done\"/>\n  <label id=\"busy\"/>\n  <send><![CDATA[\n\nSIP/2.0 486 Busy Here\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag02[call_number]\n[last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n  ]]></send>\n  <recv request=\"ACK\" crlf=\"true\"/>\n  <label id=\"done\"/>\n</scenario>",
-        );
-    std::fs::write(&file, scenario).unwrap();
-    let sipp = Sipp::start_file(dir.clone(), &file, V4, &["-m", "2"]);
+    let sipp = phones(&dir, Some("+819011112222"), 2);
     let runner = runner_through(store.clone(), sipp.addr)
         .await
-        .with_fallback(true);
+        .with_fallback(true)
+        .with_policy(japan());
     let state = tokio::time::timeout(BOUND, runner.run(&c.id))
         .await
         .expect("within the bound")
@@ -159,15 +196,11 @@ async fn a_busy_primary_falls_back_to_the_verified_fallback_phone() {
     let exit = sipp.finish().await;
     assert!(exit.passed, "{}", exit.log);
     assert_eq!(state, Some(ChallengeState::Approved));
-    let (calls, _) = store
-        .calls(&store::CallFilter::default(), 10, None)
+    let log: Vec<(String, String)> = call_log(&store)
         .await
-        .unwrap();
-    let mut log: Vec<(String, String)> = Vec::new();
-    for call in calls.iter().rev() {
-        let end = store.call(&call.id).await.unwrap().unwrap().end.unwrap();
-        log.push((call.phone_masked.clone(), end.outcome));
-    }
+        .into_iter()
+        .map(|(n, o, _)| (n, o))
+        .collect();
     assert_eq!(
         log,
         [
@@ -199,4 +232,218 @@ async fn a_busy_primary_falls_back_to_the_verified_fallback_phone() {
         .unwrap();
     assert!(sipp.finish().await.passed);
     assert_eq!(state, Some(ChallengeState::Busy));
+}
+
+/// The fallback phone goes through the number checks and the limits before it is called:
+/// refused, the challenge ends with the primary's outcome, the refusal in its reason and in
+/// the primary call's detail, and the fallback is not called.
+#[tokio::test]
+async fn a_fallback_phone_is_checked_and_counted_before_it_is_called() {
+    let now = store::now_ms();
+    // A premium-rate fallback (registered when the policy allowed it, or written in SQL).
+    let store = sqlite_store("challenge-fallback-type").await;
+    verified(&store, "carol", "+819011112222", PhoneRole::Primary, now).await;
+    verified(&store, "carol", "+81990123456", PhoneRole::Fallback, now).await;
+    let (c, _) = store
+        .create_challenge(&NewChallenge {
+            user_id: Some("carol".into()),
+            ..sign_in("key_test", "+819011112222", now)
+        })
+        .await
+        .unwrap();
+    let dir = scratch("challenge-fallback-type-sipp");
+    let sipp = phones(&dir, Some("+819011112222"), 1);
+    let runner = runner_through(store.clone(), sipp.addr)
+        .await
+        .with_fallback(true)
+        .with_policy(japan());
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sipp.finish().await.passed);
+    assert_eq!(state, Some(ChallengeState::Busy));
+    let reason = store
+        .challenge(&c.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .reason
+        .unwrap();
+    assert!(
+        reason.contains("the fallback phone (+81 * **** **56) was not called")
+            && reason.contains("number-type-not-allowed"),
+        "{reason}"
+    );
+    let log = call_log(&store).await;
+    assert_eq!(log.len(), 1, "only the primary was called: {log:?}");
+    assert_eq!(log[0].1, "busy");
+    assert!(
+        log[0].2.as_deref().unwrap_or("").contains("premium_rate"),
+        "{log:?}"
+    );
+
+    // A fallback of an allowed type, but the user's limit is reached by the sign-in itself.
+    let store = sqlite_store("challenge-fallback-limit").await;
+    verified(&store, "dave", "+819011112222", PhoneRole::Primary, now).await;
+    verified(&store, "dave", "+819033334444", PhoneRole::Fallback, now).await;
+    let policy = Arc::new(policy::Policy {
+        per_user: policy::RateLimit::new(1, std::time::Duration::from_secs(600)),
+        ..(*japan()).clone()
+    });
+    let number = store::PhoneNumber::parse("+819011112222").unwrap();
+    let checked = policy.check_number(&number).unwrap();
+    let (c, _) = store
+        .create_admitted(
+            &NewChallenge {
+                user_id: Some("dave".into()),
+                ..sign_in("key_test", "+819011112222", now)
+            },
+            &policy.admission(&number, &checked, Some("dave"), "key_test", true),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let dir = scratch("challenge-fallback-limit-sipp");
+    let sipp = phones(&dir, Some("+819011112222"), 1);
+    let runner = runner_through(store.clone(), sipp.addr)
+        .await
+        .with_fallback(true)
+        .with_policy(policy);
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sipp.finish().await.passed);
+    assert_eq!(state, Some(ChallengeState::Busy));
+    let reason = store
+        .challenge(&c.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .reason
+        .unwrap();
+    assert!(
+        reason.contains("rate-limited: the user had 1 calls in the last 600 s (limit 1)"),
+        "{reason}"
+    );
+    assert_eq!(call_log(&store).await.len(), 1);
+}
+
+/// An enrolment that must be approved on the user's current primary phone calls that phone
+/// first; the new phone is called, and verified, only once it approved.
+#[tokio::test]
+async fn replacing_a_verified_phone_calls_the_current_one_first() {
+    let now = store::now_ms();
+    let enrol = |number: &str, confirm: bool| NewChallenge {
+        user_id: Some("erin".into()),
+        purpose: Purpose::Enroll,
+        enrol: Some(PhoneRole::Primary),
+        confirm_primary: confirm,
+        ..sign_in("key_test", number, now)
+    };
+    let primary = |store: Store| async move {
+        store
+            .verified_phone("erin", PhoneRole::Primary)
+            .await
+            .unwrap()
+            .map(|p| p.phone.as_e164().to_string())
+    };
+
+    // The current phone is busy: the challenge ends so, and the new phone is not called.
+    let store = sqlite_store("challenge-replace-busy").await;
+    verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
+    let (c, _) = store
+        .create_challenge(&enrol("+819055556666", true))
+        .await
+        .unwrap();
+    let dir = scratch("challenge-replace-busy-sipp");
+    let sipp = phones(&dir, Some("+819011112222"), 1);
+    let runner = runner_through(store.clone(), sipp.addr)
+        .await
+        .with_policy(japan());
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sipp.finish().await.passed);
+    assert_eq!(state, Some(ChallengeState::Busy));
+    let c = store.challenge(&c.id).await.unwrap().unwrap();
+    assert_eq!(
+        c.reason.as_deref(),
+        Some("the current primary phone did not approve: busy")
+    );
+    let log = call_log(&store).await;
+    assert_eq!(
+        log.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
+        ["+81 ** **** **22"],
+        "only the current phone was called"
+    );
+    assert_eq!(
+        primary(store.clone()).await.as_deref(),
+        Some("+819011112222")
+    );
+
+    // Both approve: called in that order, and the new phone replaces the old one.
+    let store = sqlite_store("challenge-replace-both").await;
+    verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
+    let (c, _) = store
+        .create_challenge(&enrol("+819055556666", true))
+        .await
+        .unwrap();
+    let dir = scratch("challenge-replace-both-sipp");
+    let sipp = phones(&dir, None, 2);
+    let runner = runner_through(store.clone(), sipp.addr)
+        .await
+        .with_policy(japan());
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sipp.finish().await.passed);
+    assert_eq!(state, Some(ChallengeState::Approved));
+    let log: Vec<(String, String)> = call_log(&store)
+        .await
+        .into_iter()
+        .map(|(n, o, _)| (n, o))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("+81 ** **** **22".to_string(), "approved".to_string()),
+            ("+81 ** **** **66".to_string(), "approved".to_string())
+        ]
+    );
+    assert_eq!(
+        primary(store.clone()).await.as_deref(),
+        Some("+819055556666")
+    );
+
+    // Without the need (a phone_admin key made it), only the new phone is called.
+    let store = sqlite_store("challenge-replace-admin").await;
+    verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
+    let (c, _) = store
+        .create_challenge(&enrol("+819055556666", false))
+        .await
+        .unwrap();
+    let dir = scratch("challenge-replace-admin-sipp");
+    let sipp = phones(&dir, None, 1);
+    let runner = runner_through(store.clone(), sipp.addr)
+        .await
+        .with_policy(japan());
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sipp.finish().await.passed);
+    assert_eq!(state, Some(ChallengeState::Approved));
+    assert_eq!(
+        call_log(&store)
+            .await
+            .iter()
+            .map(|l| l.0.as_str())
+            .collect::<Vec<_>>(),
+        ["+81 ** **** **66"]
+    );
+    assert_eq!(primary(store).await.as_deref(), Some("+819055556666"));
 }

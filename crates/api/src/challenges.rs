@@ -19,9 +19,12 @@ use tracing::{info, warn};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    AppState, Problem, bearer, now_ms, poll_token, poll_token_matches, rfc3339, service,
-    trusted_device_id, trusted_device_token,
+    AppState, DEMO_USERS, Problem, bearer, now_ms, poll_token, poll_token_matches, rfc3339,
+    service, trusted_device_id, trusted_device_token, user_tag,
 };
+
+/// A poll token stops working this long after its challenge is decided.
+pub(crate) const POLL_TOKEN_AFTER_DECISION_MS: i64 = 10 * 60_000;
 
 /// A new challenge.
 #[derive(Deserialize, ToSchema)]
@@ -97,6 +100,10 @@ pub(crate) struct ChallengeView {
     trusted_device_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trusted_until: Option<String>,
+    /// An enrolment that calls the user's current primary phone first: the new phone is
+    /// called, and verified, only if that one approves.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    confirm_primary: bool,
 }
 
 impl ChallengeView {
@@ -117,17 +124,21 @@ impl ChallengeView {
             poll_token,
             trusted_device_token: None,
             trusted_until: None,
+            confirm_primary: c.confirm_primary,
         }
     }
 
-    /// The view with its trusted-device token, when the challenge made one.
+    /// The view with its trusted-device token, when the challenge made one and the reader
+    /// may see it (`tokens`: its poll token or the key that made it, never an operator).
     pub(crate) async fn full(
         state: &AppState,
         c: &Challenge,
         poll_token: Option<String>,
+        tokens: bool,
     ) -> Result<ChallengeView, Problem> {
         let mut v = ChallengeView::of(c, poll_token);
-        if c.state == ChallengeState::Approved
+        if tokens
+            && c.state == ChallengeState::Approved
             && c.remember_device_ms > 0
             && let Some(td) = state.store.trusted_device_of(&c.id).await?
             && td.valid_at(now_ms())
@@ -139,8 +150,13 @@ impl ChallengeView {
     }
 }
 
-/// A user id as the identity service names its users.
+/// A user id as the identity service names its users (`demo:` ids are the demo page's).
 pub(crate) fn check_user_id(u: &str) -> Result<(), Problem> {
+    if u.starts_with(DEMO_USERS) {
+        return Err(Problem::unprocessable(
+            "user ids starting with demo: belong to the /demo page",
+        ));
+    }
     let ok = (1..=128).contains(&u.len())
         && u.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b));
@@ -150,6 +166,20 @@ pub(crate) fn check_user_id(u: &str) -> Result<(), Problem> {
         Err(Problem::unprocessable(
             "user_id must be 1 to 128 of A-Z a-z 0-9 . _ @ + -",
         ))
+    }
+}
+
+/// A user id the key may name: the demo page's key only `demo:` users, every other key only
+/// the others.
+pub(crate) fn check_user_for(state: &AppState, key: &ApiKey, u: &str) -> Result<(), Problem> {
+    let demo = state.cfg.demo_page.as_ref().is_some_and(|d| d.id == key.id);
+    match (demo, u.strip_prefix(DEMO_USERS)) {
+        (true, Some(rest)) => check_user_id(rest),
+        (true, None) => Err(Problem::forbidden(
+            "The demo page's key names demo users only",
+            "its users' ids start with demo:",
+        )),
+        (false, _) => check_user_id(u),
     }
 }
 
@@ -163,7 +193,7 @@ pub(crate) async fn create(
     req: CreateRequest,
 ) -> Result<(Challenge, bool), Problem> {
     if let Some(u) = &req.user_id {
-        check_user_id(u)?;
+        check_user_for(state, key, u)?;
     }
     if !matches!(req.language.as_str(), "en" | "ja") {
         return Err(Problem::unprocessable(format!(
@@ -251,48 +281,70 @@ pub(crate) async fn create(
         ));
     }
     // A valid trusted-device token of this user skips the call.
+    let secret = &state.cfg.token_secret;
     let mut trusted = None;
     if let (Some(t), Some(u)) = (&req.trusted_device_token, &req.user_id) {
-        match trusted_device_id(&state.cfg.token_secret, t) {
+        match trusted_device_id(secret, t) {
             Some(id) => match state.store.trusted_device(id).await? {
                 Some(td) if &td.user_id == u && td.valid_at(now) => trusted = Some(td),
                 _ => {
-                    info!(user = %u, "a trusted-device token was expired, revoked or not the user's: calling")
+                    info!(user = %user_tag(secret, u), "a trusted-device token was expired, revoked or not the user's: calling")
                 }
             },
-            None => warn!(user = %u, "a trusted-device token with a bad signature: calling"),
+            None => {
+                warn!(user = %user_tag(secret, u), "a trusted-device token with a bad signature: calling")
+            }
         }
     }
-    if trusted.is_none() {
-        state.cfg.policy.check_number(&phone)?;
-        state
-            .cfg
-            .policy
-            .check_rates(&state.store, &phone, req.user_id.as_deref(), &key.id, now)
-            .await?;
-    }
+    let policy = &state.cfg.policy;
+    // Checked and counted in the transaction that makes the challenge. One a trusted device
+    // approves makes no call: only a fraud block refuses it.
+    let admission = match trusted {
+        Some(_) => policy.blocks_only(),
+        None => {
+            let checked = policy.check_number(&phone)?;
+            policy.admission(&phone, &checked, req.user_id.as_deref(), &key.id, true)
+        }
+    };
+    // Replacing or adding a phone of a user who has a verified primary one: that phone must
+    // approve first, unless the key may administer phones.
+    let confirm_primary = match (&enrol, &req.user_id) {
+        (Some(_), Some(u)) if !key.phone_admin => state
+            .store
+            .verified_phone(u, PhoneRole::Primary)
+            .await?
+            .is_some(),
+        _ => false,
+    };
     let now = now_ms();
-    let (c, replay) = state
+    let made = state
         .store
-        .create_challenge(&NewChallenge {
-            api_key_id: key.id.clone(),
-            idempotency_key,
-            request_hash,
-            user_id: req.user_id,
-            phone,
-            language: req.language,
-            purpose: req.purpose,
-            callback_url: req.callback_url,
-            enrol,
-            remember_device_ms: if req.remember_device {
-                state.cfg.trusted_device_ttl.as_millis() as i64
-            } else {
-                0
+        .create_admitted(
+            &NewChallenge {
+                api_key_id: key.id.clone(),
+                idempotency_key,
+                request_hash,
+                user_id: req.user_id,
+                phone: phone.clone(),
+                language: req.language,
+                purpose: req.purpose,
+                callback_url: req.callback_url,
+                enrol,
+                // A trusted device keeps the expiry it has: no new one is made.
+                remember_device_ms: if req.remember_device && trusted.is_none() {
+                    state.cfg.trusted_device_ttl.as_millis() as i64
+                } else {
+                    0
+                },
+                fraud_block_ms: policy.fraud_block.as_millis() as i64,
+                confirm_primary,
+                now_ms: now,
+                expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
             },
-            now_ms: now,
-            expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
-        })
+            &admission,
+        )
         .await?;
+    let (c, replay) = made.map_err(|r| policy.refusal(r, &phone, now))?;
     if replay {
         return Ok((c, true));
     }
@@ -331,7 +383,7 @@ pub(crate) async fn create(
         (status = 201, description = "Created; `Location` names it", body = ChallengeView),
         (status = 200, description = "A replay of an earlier request with this Idempotency-Key", body = ChallengeView),
         (status = 400, body = crate::ProblemDoc), (status = 401, body = crate::ProblemDoc),
-        (status = 403, description = "An operator key, or a country not allowed", body = crate::ProblemDoc),
+        (status = 403, description = "An operator key, a country or type of number not allowed, or a fraud block (`blocked_until`)", body = crate::ProblemDoc),
         (status = 409, description = "Idempotency key reused, or the user has no verified phone", body = crate::ProblemDoc),
         (status = 413, description = "Body over 16 KiB"),
         (status = 422, body = crate::ProblemDoc),
@@ -353,15 +405,26 @@ pub(crate) async fn create_challenge(
         StatusCode::CREATED
     };
     let location = format!("/v1/challenges/{}", c.id);
-    let view = ChallengeView::full(&state, &c, Some(token)).await?;
+    let view = ChallengeView::full(&state, &c, Some(token), true).await?;
     Ok((status, [(header::LOCATION, location)], axum::Json(view)).into_response())
 }
 
-/// Who may read or cancel a challenge: its poll token, the service key that made it, or an
-/// operator key (read only).
+/// Who may read or cancel a challenge: its poll token (until 10 minutes after the
+/// decision), the service key that made it, or an operator key (read only, and never shown
+/// a token).
 enum Reader {
     PollToken,
     Key(ApiKey),
+}
+
+impl Reader {
+    /// Whether it may see the challenge's tokens.
+    fn sees_tokens(&self) -> bool {
+        match self {
+            Reader::PollToken => true,
+            Reader::Key(k) => k.kind == KeyKind::Service,
+        }
+    }
 }
 
 async fn reader(state: &AppState, id: &str, headers: &HeaderMap) -> Result<Reader, Problem> {
@@ -391,6 +454,17 @@ async fn readable(
         && k.id != c.api_key_id
     {
         return Err(Problem::not_found("challenge", id));
+    }
+    if let Reader::PollToken = who
+        && c.decided_at_ms
+            .is_some_and(|d| now_ms() - d > POLL_TOKEN_AFTER_DECISION_MS)
+    {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "poll-token-expired",
+            "The poll token has expired",
+            "a poll token stops working 10 minutes after its challenge is decided",
+        ));
     }
     Ok((who, c))
 }
@@ -446,7 +520,7 @@ pub(crate) struct WaitQuery {
     params(("id" = String, Path, description = "the challenge"), WaitQuery),
     responses(
         (status = 200, body = ChallengeView),
-        (status = 401, body = crate::ProblemDoc),
+        (status = 401, description = "No or unknown credentials, or a poll token 10 minutes after the decision", body = crate::ProblemDoc),
         (status = 404, body = crate::ProblemDoc),
     )
 )]
@@ -456,7 +530,7 @@ pub(crate) async fn get_challenge(
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (_, mut c) = readable(&state, &id, &headers).await?;
+    let (who, mut c) = readable(&state, &id, &headers).await?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.cfg.max_wait);
     // Plain polls (the common case) do not subscribe; a long poll subscribes, then reads
     // again so that a change between the two reads is not missed.
@@ -473,7 +547,8 @@ pub(crate) async fn get_challenge(
             c = now;
         }
     }
-    Ok(axum::Json(ChallengeView::full(&state, &c, None).await?).into_response())
+    let view = ChallengeView::full(&state, &c, None, who.sees_tokens()).await?;
+    Ok(axum::Json(view).into_response())
 }
 
 /// Follow a challenge as server-sent events: one `state` event now and one at each
@@ -496,13 +571,14 @@ pub(crate) async fn challenge_events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let rx = state.store.subscribe();
-    let (_, c) = readable(&state, &id, &headers).await?;
+    let (who, c) = readable(&state, &id, &headers).await?;
+    let tokens = who.sees_tokens();
     // Bounded: a challenge is decided by its expiry plus the longest call; the stream ends
     // then at the latest.
     let end = tokio::time::Instant::now() + state.cfg.challenge_ttl + Duration::from_secs(600);
     let stream = futures_util::stream::unfold(
         (Some(c), rx, state, id, end, false),
-        |(current, mut rx, state, id, end, done)| async move {
+        move |(current, mut rx, state, id, end, done)| async move {
             if done {
                 return None;
             }
@@ -510,7 +586,7 @@ pub(crate) async fn challenge_events(
                 Some(c) => c,
                 None => return None,
             };
-            let event = match ChallengeView::full(&state, &c, None).await {
+            let event = match ChallengeView::full(&state, &c, None, tokens).await {
                 Ok(v) => Event::default()
                     .event("state")
                     .id(format!("{}", c.updated_at_ms))
@@ -590,5 +666,5 @@ pub(crate) async fn cancel_challenge(
     {
         info!(challenge = %id, "canceled: hanging up");
     }
-    Ok(axum::Json(ChallengeView::full(&state, &c, None).await?).into_response())
+    Ok(axum::Json(ChallengeView::full(&state, &c, None, true).await?).into_response())
 }

@@ -6,11 +6,10 @@
 //!
 //! Poll tokens are `HMAC-SHA256(token secret, challenge id)` and trusted-device tokens
 //! `HMAC-SHA256(token secret, device id)`: nothing secret is stored, and neither is of use
-//! for anything else.
+//! for anything else. Logs name users by [`user_tag`], never by their id.
 
 mod calls;
 mod challenges;
-mod policy;
 mod site;
 mod users;
 pub mod webhooks;
@@ -24,13 +23,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
-use store::{ApiKey, KeyKind, Store, StoreError, now_ms};
+use store::{ApiKey, KeyKind, PhoneNumber, Store, StoreError, now_ms};
 use tracing::error;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use policy::{Policy, RateLimit};
+pub use policy::{Countries, CountryLimit, NumberType, Policy, RateLimit};
 
 /// Settings of the API.
 #[derive(Clone, Debug)]
@@ -51,6 +50,8 @@ pub struct ApiConfig {
     /// The service key the `/demo` page's backend makes its challenges with; `None`: the
     /// demo page is off.
     pub demo_page: Option<ApiKey>,
+    /// The only numbers the `/demo` page registers.
+    pub demo_numbers: Vec<PhoneNumber>,
 }
 
 impl Default for ApiConfig {
@@ -63,6 +64,7 @@ impl Default for ApiConfig {
             policy: Policy::default(),
             webhooks: webhooks::WebhookConfig::default(),
             demo_page: None,
+            demo_numbers: Vec::new(),
         }
     }
 }
@@ -157,6 +159,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             users::revoke_trusted_devices
         ))
         .routes(routes!(users::revoke_trusted_device))
+        .routes(routes!(users::list_fraud_blocks, users::lift_fraud_blocks))
         .routes(routes!(calls::list_calls))
         .routes(routes!(calls::get_call))
         .routes(routes!(healthz))
@@ -290,6 +293,8 @@ pub struct Problem {
     title: &'static str,
     detail: String,
     retry_after: Option<u64>,
+    /// An extension member (RFC 9457 §3.2), e.g. when a block lifts.
+    extra: Option<Box<(&'static str, serde_json::Value)>>,
 }
 
 impl Problem {
@@ -305,6 +310,7 @@ impl Problem {
             title,
             detail: detail.into(),
             retry_after: None,
+            extra: None,
         }
     }
 
@@ -354,6 +360,28 @@ impl Problem {
     }
 }
 
+impl From<policy::Refusal> for Problem {
+    fn from(r: policy::Refusal) -> Problem {
+        use policy::RefusalKind as K;
+        let status = match r.kind {
+            K::InvalidNumber => StatusCode::UNPROCESSABLE_ENTITY,
+            K::CountryNotAllowed | K::NumberTypeNotAllowed | K::FraudBlock => StatusCode::FORBIDDEN,
+            K::RateLimited | K::TooManyCalls => StatusCode::TOO_MANY_REQUESTS,
+        };
+        let mut p = Problem::new(status, r.kind.as_str(), r.kind.title(), r.detail);
+        if let Some(s) = r.retry_after_s {
+            p = p.with_retry_after(s);
+        }
+        if let Some(until) = r.until_ms {
+            p.extra = Some(Box::new((
+                "blocked_until",
+                serde_json::Value::String(rfc3339(until)),
+            )));
+        }
+        p
+    }
+}
+
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
         match e {
@@ -378,12 +406,16 @@ impl From<StoreError> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": format!("https://callverify.invalid/problems/{}", self.kind),
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
+        if let (Some(extra), Some(o)) = (self.extra, body.as_object_mut()) {
+            let (k, v) = *extra;
+            o.insert(k.into(), v);
+        }
         let mut r = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
@@ -398,27 +430,13 @@ impl IntoResponse for Problem {
     }
 }
 
-/// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-25T05:40:28.123Z`).
-pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+pub use policy::rfc3339;
+
+/// How a log line names user `id`: the first 12 hex digits of HMAC-SHA256(token secret,
+/// "user:" + id), the same on every node and across restarts, of no use to find the id.
+pub fn user_tag(secret: &[u8], id: &str) -> String {
+    let tag = mac(secret, "user:", id).finalize().into_bytes();
+    hex(&tag[..6])
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -436,6 +454,11 @@ async fn api_key(state: &AppState, headers: &HeaderMap) -> Result<Option<ApiKey>
         _ => Ok(None),
     }
 }
+
+/// The id of the `/demo` page's users: its backend prefixes the ids the page sends with
+/// this, and only its key may name such users (other keys cannot: ':' is not allowed in
+/// their user ids).
+pub const DEMO_USERS: &str = "demo:";
 
 /// A service key, or 401/403.
 async fn service(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, Problem> {

@@ -4,9 +4,12 @@
 //!
 //! `/demo`'s small backend (`/demo/api/*`) plays the identity service: it makes the
 //! challenges with a service key of its own (never sent to the browser), so the page holds
-//! only each challenge's poll token, as a real login page would. It is off unless
-//! configured ([`ApiConfig::demo_page`](crate::ApiConfig)), since it lets anyone who can
-//! reach it have the gateway call a number (the policy's limits still apply).
+//! only each challenge's poll token, as a real login page would. Its users live in a
+//! namespace of their own: the ids the page sends are prefixed with `demo:` here (no other
+//! key may name such users, and this key names no others), so the page never touches a real
+//! user; and it registers only the numbers of `[demo] numbers`. It is off unless configured
+//! ([`ApiConfig::demo_page`](crate::ApiConfig)), since anyone who can reach it can have those
+//! numbers called (the policy's limits still apply).
 //! `/console` is static: the operator pastes an operator key, which the page keeps in the
 //! tab's session storage and sends to `/v1/calls`.
 
@@ -15,10 +18,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use store::{PhoneRole, Purpose};
+use store::{PhoneNumber, PhoneRole, Purpose};
 
 use crate::challenges::{ChallengeView, CreateRequest, check_user_id, create};
-use crate::{AppState, Problem, poll_token};
+use crate::{AppState, DEMO_USERS, Problem, poll_token};
 
 const DEMO_HTML: &str = include_str!("../site/demo.html");
 const CONSOLE_HTML: &str = include_str!("../site/console.html");
@@ -130,9 +133,10 @@ pub(crate) async fn sign_in(
     let key = demo_key(&state, &headers)?;
     let req: SignIn = serde_json::from_slice(&body).map_err(Problem::malformed)?;
     check_user_id(&req.user_id)?;
+    let user = format!("{DEMO_USERS}{}", req.user_id);
     if state
         .store
-        .verified_phone(&req.user_id, PhoneRole::Primary)
+        .verified_phone(&user, PhoneRole::Primary)
         .await?
         .is_none()
     {
@@ -144,7 +148,7 @@ pub(crate) async fn sign_in(
     }
     let create_req = CreateRequest {
         phone_number: None,
-        user_id: Some(req.user_id),
+        user_id: Some(user),
         language: req.language,
         purpose: Purpose::SignIn,
         phone_role: None,
@@ -164,9 +168,28 @@ pub(crate) async fn register(
     let key = demo_key(&state, &headers)?;
     let req: Register = serde_json::from_slice(&body).map_err(Problem::malformed)?;
     check_user_id(&req.user_id)?;
+    let demo_number = PhoneNumber::parse(&req.phone_number)
+        .ok()
+        .filter(|n| state.cfg.demo_numbers.contains(n));
+    if demo_number.is_none() {
+        let numbers: Vec<String> = state.cfg.demo_numbers.iter().map(|n| n.masked()).collect();
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "not-a-demo-number",
+            "The demo calls its own numbers only",
+            format!(
+                "this demo registers only {}",
+                if numbers.is_empty() {
+                    "no number".to_string()
+                } else {
+                    numbers.join(", ")
+                }
+            ),
+        ));
+    }
     let create_req = CreateRequest {
         phone_number: Some(req.phone_number),
-        user_id: Some(req.user_id),
+        user_id: Some(format!("{DEMO_USERS}{}", req.user_id)),
         language: req.language,
         purpose: Purpose::Enroll,
         phone_role: Some(PhoneRole::Primary),
@@ -186,7 +209,7 @@ async fn started(
     // No Idempotency-Key from the browser: each press of the button is a new challenge.
     let (c, _) = create(state, key, &HeaderMap::new(), body, req).await?;
     let token = poll_token(&state.cfg.token_secret, &c.id);
-    let view = ChallengeView::full(state, &c, Some(token)).await?;
+    let view = ChallengeView::full(state, &c, Some(token), true).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(Next {

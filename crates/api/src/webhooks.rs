@@ -90,7 +90,8 @@ fn retry_delay(cfg: &WebhookConfig, attempts_made: u32) -> Duration {
     cfg.first_retry.saturating_mul(factor).min(cfg.max_retry)
 }
 
-/// Starts the background work (webhook deliveries, expiry); it runs until aborted.
+/// Starts the background work (webhook deliveries, expiry, pruning the rate limits' counts);
+/// it runs until aborted.
 pub fn spawn_workers(state: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
         crate::install_crypto_provider();
@@ -108,9 +109,18 @@ pub fn spawn_workers(state: AppState) -> JoinHandle<()> {
         };
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned = tokio::time::Instant::now();
         loop {
             tick.tick().await;
             let now = now_ms();
+            // The counts of the rate limits, once older than every window (twice over).
+            if pruned.elapsed() >= Duration::from_secs(60) {
+                pruned = tokio::time::Instant::now();
+                let keep = 2 * state.cfg.policy.longest_window().as_millis() as i64;
+                if let Err(e) = state.store.prune_rate_counts(now - keep).await {
+                    warn!(error = %e, "pruning the rate limits' counts failed");
+                }
+            }
             match state.store.expire_due(now).await {
                 Ok(ids) => {
                     for id in ids {

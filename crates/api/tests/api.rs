@@ -83,11 +83,18 @@ async fn sqlite(name: &str) -> Store {
     sqlite_store(name).await.cached().unwrap()
 }
 
-fn cfg() -> Arc<ApiConfig> {
-    Arc::new(ApiConfig {
+/// The settings of most tests: every country may be called (the default is none).
+fn config() -> ApiConfig {
+    let mut c = ApiConfig {
         token_secret: b"test token secret".to_vec(),
         ..ApiConfig::default()
-    })
+    };
+    c.policy.allowed_countries = api::Countries::Any;
+    c
+}
+
+fn cfg() -> Arc<ApiConfig> {
+    Arc::new(config())
 }
 
 const BODY: &str = r#"{"phone_number":"+819012345678","language":"ja"}"#;
@@ -460,9 +467,8 @@ async fn cancel_server_sent_events_and_expiry() {
         runner: None,
         readiness: Default::default(),
         cfg: Arc::new(ApiConfig {
-            token_secret: b"test token secret".to_vec(),
             challenge_ttl: std::time::Duration::from_secs(2),
-            ..ApiConfig::default()
+            ..config()
         }),
     };
     let workers = api::webhooks::spawn_workers(state.clone());
@@ -575,11 +581,8 @@ async fn cancel_server_sent_events_and_expiry() {
 async fn policy_refuses_with_reasons() {
     let store = sqlite("api-policy").await;
     let (service, _) = keys(&store).await;
-    let mut cfg = ApiConfig {
-        token_secret: b"test token secret".to_vec(),
-        ..ApiConfig::default()
-    };
-    cfg.policy.allowed_countries = Some(vec!["JP".into()]);
+    let mut cfg = config();
+    cfg.policy.allowed_countries = api::Countries::Only(vec!["JP".into()]);
     cfg.policy.per_number = api::RateLimit::new(2, std::time::Duration::from_secs(600));
     cfg.policy.per_user = api::RateLimit::new(1, std::time::Duration::from_secs(600));
     cfg.policy.max_concurrent_calls = 4;
@@ -616,7 +619,7 @@ async fn policy_refuses_with_reasons() {
         r.json()["detail"]
             .as_str()
             .unwrap()
-            .contains("+81 ** **** **78 had 2 challenges")
+            .contains("+81 ** **** **78 had 2 calls")
     );
     assert_eq!(r.headers["retry-after"], "600");
     // An idempotent replay is answered even at the limit.
@@ -694,10 +697,7 @@ async fn rate_limits_per_user_and_per_api_key() {
         .create_api_key("idp-2", KeyKind::Service, 0)
         .await
         .unwrap();
-    let mut cfg = ApiConfig {
-        token_secret: b"test token secret".to_vec(),
-        ..ApiConfig::default()
-    };
+    let mut cfg = config();
     cfg.policy.per_user = api::RateLimit::new(2, std::time::Duration::from_secs(600));
     cfg.policy.per_api_key = api::RateLimit::new(5, std::time::Duration::from_secs(60));
     let addr = serve(AppState {
@@ -748,12 +748,12 @@ async fn rate_limits_per_user_and_per_api_key() {
     let r = post_json(addr, "/v1/challenges", &service, alice).await;
     refused(
         &r,
-        r#"user "alice" had 2 challenges in the last 600 s (limit 2)"#,
+        "the user had 2 calls in the last 600 s (limit 2)",
         "600",
     );
     // Another API key is held to the same user limit.
     let r = post_json(addr, "/v1/challenges", &other_service, alice).await;
-    refused(&r, r#"user "alice" had 2"#, "600");
+    refused(&r, "the user had 2", "600");
 
     // The first key has made 2 challenges: 3 more to other numbers, then it is refused.
     for n in 1..=3 {
@@ -770,7 +770,7 @@ async fn rate_limits_per_user_and_per_api_key() {
     .await;
     refused(
         &r,
-        "this API key had 5 challenges in the last 60 s (limit 5)",
+        "this API key had 5 calls in the last 60 s (limit 5)",
         "60",
     );
     // The other key is not.
@@ -824,10 +824,7 @@ async fn webhooks_are_signed_retried_and_logged() {
     let store = sqlite("api-webhooks").await;
     let (service, _) = keys(&store).await;
     let (hook, got) = receiver().await;
-    let mut cfg = ApiConfig {
-        token_secret: b"test token secret".to_vec(),
-        ..ApiConfig::default()
-    };
+    let mut cfg = config();
     cfg.webhooks.secret = b"webhook secret".to_vec();
     cfg.webhooks.first_retry = std::time::Duration::from_millis(200);
     let state = AppState {
@@ -1051,15 +1048,20 @@ async fn users_phones_and_trusted_devices() {
     )
     .await;
     assert_eq!(r.json()["phone"]["role"], "fallback");
+    // Alice has a verified primary phone: the fallback is called only once that approves.
+    assert_eq!(r.json()["challenge"]["confirm_primary"], true, "{}", r.body);
     let r = authorized(addr, "GET", "/v1/users/alice/phones", &key).await;
     assert_eq!(r.json()["phones"].as_array().unwrap().len(), 2);
-    let r = authorized(
-        addr,
-        "DELETE",
-        &format!("/v1/users/alice/phones/{phone_id}"),
-        &key,
-    )
-    .await;
+    // A verified phone is removed only with a phone_admin key.
+    let path = format!("/v1/users/alice/phones/{phone_id}");
+    let r = authorized(addr, "DELETE", &path, &key).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let (admin_key, admin) = store
+        .create_api_key_with("idp-admin", KeyKind::Service, true, 0)
+        .await
+        .unwrap();
+    assert!(admin_key.phone_admin);
+    let r = authorized(addr, "DELETE", &path, &auth(&admin)).await;
     assert_eq!(r.status, 204);
     let r = authorized(
         addr,
@@ -1112,9 +1114,9 @@ async fn the_pages_are_served_and_the_demo_page_is_off_unless_configured() {
         runner: None,
         readiness: Default::default(),
         cfg: Arc::new(ApiConfig {
-            token_secret: b"test token secret".to_vec(),
             demo_page: Some(key),
-            ..ApiConfig::default()
+            demo_numbers: vec![store::PhoneNumber::parse("+819012345678").unwrap()],
+            ..config()
         }),
     })
     .await;
@@ -1197,6 +1199,8 @@ async fn the_openapi_document_matches_the_routes() {
         "GET /v1/users/{user_id}/trusted-devices",
         "DELETE /v1/users/{user_id}/trusted-devices",
         "DELETE /v1/users/{user_id}/trusted-devices/{device_id}",
+        "GET /v1/users/{user_id}/fraud-block",
+        "DELETE /v1/users/{user_id}/fraud-block",
         "GET /v1/calls",
         "GET /v1/calls/{id}",
         "GET /healthz",
@@ -1305,4 +1309,816 @@ async fn cancel_hangs_up_a_ringing_call() {
         "canceled",
         "still: a decided challenge never changes"
     );
+}
+
+/// Moves a challenge through the states a call takes it to `last`, as the call runner does,
+/// `at` ms since the epoch.
+async fn decided(store: &Store, id: &str, last: store::ChallengeState, at: i64) {
+    use store::ChallengeState::*;
+    for s in [Calling, Ringing, Answered, last] {
+        assert!(
+            store.transition(id, s, at, None, None).await.unwrap(),
+            "{id} to {s}"
+        );
+    }
+}
+
+/// Registers `number` as `user`'s primary phone and approves the enrolment call.
+async fn enrolled(addr: SocketAddr, store: &Store, key: &str, user: &str, number: &str) {
+    let r = post_json(
+        addr,
+        &format!("/v1/users/{user}/phones"),
+        key,
+        &format!(r#"{{"phone_number":"{number}"}}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["challenge"]["id"].as_str().unwrap().to_string();
+    decided(store, &id, store::ChallengeState::Approved, now_ms()).await;
+}
+
+fn kind_of(r: &Reply) -> String {
+    r.json()["type"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Premium-rate, shared-cost, personal and other costly numbers of allowed countries are
+/// refused by their type (libphonenumber's metadata) unless the policy lists the type.
+#[tokio::test]
+async fn costly_numbers_are_refused_by_their_type() {
+    let store = sqlite("api-number-types").await;
+    let (service, _) = keys(&store).await;
+    let mut cfg = config();
+    cfg.policy.allowed_countries =
+        api::Countries::Only(vec!["US".into(), "GB".into(), "JP".into()]);
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        readiness: Default::default(),
+        cfg: Arc::new(cfg.clone()),
+    })
+    .await;
+    for (number, kind) in [
+        ("+19002345678", "premium_rate"),
+        ("+449012345678", "premium_rate"),
+        ("+81990123456", "premium_rate"),
+        ("+448431234567", "premium_rate"),
+        ("+447012345678", "personal_number"),
+        ("+18002345678", "toll_free"),
+    ] {
+        let r = post_json(
+            addr,
+            "/v1/challenges",
+            &service,
+            &format!(r#"{{"phone_number":"{number}"}}"#),
+        )
+        .await;
+        assert_eq!(r.status, 403, "{number}: {}", r.body);
+        assert_eq!(kind_of(&r), "number-type-not-allowed", "{}", r.body);
+        let detail = r.json()["detail"].as_str().unwrap().to_string();
+        assert!(detail.contains(&format!("a {kind} number")), "{detail}");
+        // Registering one as a phone is refused the same way.
+        let r = post_json(
+            addr,
+            "/v1/users/mallory/phones",
+            &service,
+            &format!(r#"{{"phone_number":"{number}"}}"#),
+        )
+        .await;
+        assert_eq!(
+            (r.status, kind_of(&r).as_str()),
+            (403, "number-type-not-allowed")
+        );
+    }
+    // Mobile, fixed line and either are called.
+    for number in ["+819012345678", "+442071838750", "+12025550123"] {
+        let r = post_json(
+            addr,
+            "/v1/challenges",
+            &service,
+            &format!(r#"{{"phone_number":"{number}"}}"#),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{number}: {}", r.body);
+    }
+    // A type the policy lists is called.
+    cfg.policy
+        .allowed_number_types
+        .push(api::NumberType::PremiumRate);
+    let addr = serve(AppState {
+        store,
+        runner: None,
+        readiness: Default::default(),
+        cfg: Arc::new(cfg),
+    })
+    .await;
+    let r = post_json(
+        addr,
+        "/v1/challenges",
+        &service,
+        r#"{"phone_number":"+449012345678"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+/// Calls to one country are capped in a window, with another cap for some countries.
+#[tokio::test]
+async fn calls_per_country_are_capped() {
+    let store = sqlite("api-per-country").await;
+    let (service, _) = keys(&store).await;
+    let mut cfg = config();
+    cfg.policy.per_country = api::CountryLimit {
+        limit: api::RateLimit::new(2, std::time::Duration::from_secs(3600)),
+        overrides: [("JP".to_string(), 3)].into(),
+    };
+    let addr = serve(AppState {
+        store,
+        runner: None,
+        readiness: Default::default(),
+        cfg: Arc::new(cfg),
+    })
+    .await;
+    let post = |n: &str| {
+        let body = format!(r#"{{"phone_number":"{n}"}}"#);
+        let service = service.clone();
+        async move { post_json(addr, "/v1/challenges", &service, &body).await }
+    };
+    for n in ["+819011110001", "+819011110002", "+819011110003"] {
+        assert_eq!(post(n).await.status, 201);
+    }
+    let r = post("+819011110004").await;
+    assert_eq!((r.status, kind_of(&r).as_str()), (429, "rate-limited"));
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("country JP had 3 calls in the last 3600 s (limit 3)"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.headers["retry-after"], "3600");
+    for n in ["+12025550123", "+12025550124"] {
+        assert_eq!(post(n).await.status, 201);
+    }
+    let r = post("+12025550125").await;
+    assert_eq!(r.status, 429);
+    assert!(r.body.contains("country US had 2 calls"), "{}", r.body);
+    assert_eq!(post("+442071838750").await.status, 201);
+}
+
+/// `n` requests at once, each on its own connection, spread over `addrs` in turn: their
+/// answers.
+async fn at_once(
+    addrs: &[SocketAddr],
+    n: usize,
+    key: &str,
+    extra: &[(&'static str, &'static str)],
+    body: &'static str,
+) -> Vec<Reply> {
+    at_once_each(addrs, key, extra, vec![body.to_string(); n]).await
+}
+
+/// One request for each of `bodies` at once (as [`at_once`]).
+async fn at_once_each(
+    addrs: &[SocketAddr],
+    key: &str,
+    extra: &[(&'static str, &'static str)],
+    bodies: Vec<String>,
+) -> Vec<Reply> {
+    let start = Arc::new(tokio::sync::Barrier::new(bodies.len()));
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let (addr, start) = (addrs[i % addrs.len()], start.clone());
+            let mut headers = vec![("Authorization".to_string(), auth(key))];
+            headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            tokio::spawn(async move {
+                let h: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                start.wait().await;
+                http(addr, "POST", "/v1/challenges", &h, body.as_bytes()).await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// 50 requests at once for one new number with a limit of 5 make exactly 5 challenges and 45
+/// answers 429; 20 at once with one Idempotency-Key make one challenge, the others its
+/// replays (even with the number's limit reached).
+async fn bursts_are_held_to_the_limits(stores: Vec<Store>) {
+    let (service, _) = keys(&stores[0]).await;
+    let mut cfg = config();
+    cfg.policy.per_number = api::RateLimit::new(5, std::time::Duration::from_secs(600));
+    let cfg = Arc::new(cfg);
+    let mut addrs = Vec::new();
+    for store in &stores {
+        addrs.push(
+            serve(AppState {
+                store: store.clone(),
+                runner: None,
+                readiness: Default::default(),
+                cfg: cfg.clone(),
+            })
+            .await,
+        );
+    }
+    let number = store::PhoneNumber::parse("+819012340000").unwrap();
+    let replies = at_once(
+        &addrs,
+        50,
+        &service,
+        &[],
+        r#"{"phone_number":"+819012340000"}"#,
+    )
+    .await;
+    let count = |s: u16| replies.iter().filter(|r| r.status == s).count();
+    let made = stores[0]
+        .count_challenges(store::Scope::Phone(&number), 0)
+        .await
+        .unwrap();
+    eprintln!(
+        "50 at once over {} node(s): {} created (201), {} refused (429), {} challenges stored",
+        addrs.len(),
+        count(201),
+        count(429),
+        made
+    );
+    assert_eq!((count(201), count(429), made), (5, 45, 5));
+    assert!(
+        replies
+            .iter()
+            .filter(|r| r.status == 429)
+            .all(|r| kind_of(r) == "rate-limited"),
+        "{}",
+        replies.iter().find(|r| r.status != 201).unwrap().body
+    );
+
+    // One Idempotency-Key sent 20 times at once (the number is at its limit already).
+    let replies = at_once(
+        &addrs,
+        20,
+        &service,
+        &[("Idempotency-Key", "burst-1")],
+        r#"{"phone_number":"+819012349999"}"#,
+    )
+    .await;
+    let ids: std::collections::HashSet<String> = replies
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap_or("none").to_string())
+        .collect();
+    assert_eq!(
+        replies.iter().filter(|r| r.status == 201).count(),
+        1,
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 19);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let replayed = at_once(
+        &addrs,
+        4,
+        &service,
+        &[("Idempotency-Key", "burst-1")],
+        r#"{"phone_number":"+819012349999"}"#,
+    )
+    .await;
+    assert!(replayed.iter().all(|r| r.status == 200));
+
+    // The cap on challenges waiting for a call: 5 more places, 50 numbers at once.
+    let active = stores[0].active_challenges().await.unwrap() as u32;
+    let mut cfg = config();
+    cfg.policy.max_concurrent_calls = active + 5;
+    let cfg = Arc::new(cfg);
+    let mut addrs = Vec::new();
+    for store in &stores {
+        addrs.push(
+            serve(AppState {
+                store: store.clone(),
+                runner: None,
+                readiness: Default::default(),
+                cfg: cfg.clone(),
+            })
+            .await,
+        );
+    }
+    let bodies = (0..50)
+        .map(|i| format!(r#"{{"phone_number":"+8190555{i:05}"}}"#))
+        .collect();
+    let replies = at_once_each(&addrs, &service, &[], bodies).await;
+    let count = |s: u16| replies.iter().filter(|r| r.status == s).count();
+    eprintln!(
+        "50 numbers at once, 5 places left under the cap: {} created, {} refused",
+        count(201),
+        count(429)
+    );
+    assert_eq!((count(201), count(429)), (5, 45));
+    assert!(
+        replies
+            .iter()
+            .filter(|r| r.status == 429)
+            .all(|r| kind_of(r) == "too-many-calls")
+    );
+    assert_eq!(
+        stores[0].active_challenges().await.unwrap() as u32,
+        active + 5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_at_once_make_exactly_five_challenges_on_sqlite() {
+    bursts_are_held_to_the_limits(vec![sqlite("api-burst").await]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_at_once_over_two_nodes_make_exactly_five_challenges_on_postgresql() {
+    let pg = callverify_e2e::Postgres::start("api-burst");
+    let a = Store::open(&pg.url).await.unwrap().cached().unwrap();
+    let b = Store::open(&pg.url).await.unwrap().cached().unwrap();
+    bursts_are_held_to_the_limits(vec![a, b]).await;
+}
+
+/// A fraud report (0#) blocks the user and the number for `fraud_block_hours`: new
+/// challenges answer 403 `fraud-block` with the time it lifts, a trusted device does not get
+/// around it (its token is revoked too), the webhook says `fraud_reported`; the service key
+/// lifts it early, and the lift is kept with the key that made it.
+#[tokio::test]
+async fn a_fraud_report_blocks_the_user_and_the_number_until_it_is_lifted() {
+    use store::ChallengeState::*;
+    let store = sqlite("api-fraud").await;
+    let (service, _) = keys(&store).await;
+    let (hook, got) = receiver().await;
+    let mut cfg = config();
+    cfg.webhooks.secret = b"webhook secret".to_vec();
+    cfg.webhooks.first_retry = std::time::Duration::from_millis(200);
+    cfg.policy.fraud_block = std::time::Duration::from_secs(3 * 3600);
+    let state = AppState {
+        store: store.clone(),
+        runner: None,
+        readiness: Default::default(),
+        cfg: Arc::new(cfg),
+    };
+    let workers = api::webhooks::spawn_workers(state.clone());
+    let addr = serve(state).await;
+    enrolled(addr, &store, &service, "alice", "+819012345678").await;
+    // A trusted device, then a sign-in on which alice presses 0#.
+    let r = post_json(
+        addr,
+        "/v1/challenges",
+        &service,
+        r#"{"user_id":"alice","remember_device":true}"#,
+    )
+    .await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    decided(&store, &id, Approved, now_ms()).await;
+    let r = authorized(
+        addr,
+        "GET",
+        &format!("/v1/challenges/{id}"),
+        &auth(&service),
+    )
+    .await;
+    let td = r.json()["trusted_device_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = format!(r#"{{"user_id":"alice","callback_url":"http://{hook}/hook"}}"#);
+    let r = post_json(addr, "/v1/challenges", &service, &body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let reported = r.json()["id"].as_str().unwrap().to_string();
+    let at = now_ms();
+    decided(&store, &reported, FraudReported, at).await;
+
+    let refused = |r: &Reply| {
+        assert_eq!(
+            (r.status, kind_of(r).as_str()),
+            (403, "fraud-block"),
+            "{}",
+            r.body
+        );
+        let until = api::rfc3339(at + 3 * 3_600_000);
+        assert_eq!(r.json()["blocked_until"], until.as_str(), "{}", r.body);
+        assert!(r.json()["detail"].as_str().unwrap().contains(&until));
+        let retry: u64 = r.headers["retry-after"].parse().unwrap();
+        assert!((3 * 3600 - 60..=3 * 3600).contains(&retry), "{retry}");
+    };
+    refused(&post_json(addr, "/v1/challenges", &service, r#"{"user_id":"alice"}"#).await);
+    // A trusted-device token does not get around it.
+    let with_td = format!(r#"{{"user_id":"alice","trusted_device_token":"{td}"}}"#);
+    refused(&post_json(addr, "/v1/challenges", &service, &with_td).await);
+    // The number is blocked too, whoever asks for it.
+    refused(&post_json(addr, "/v1/challenges", &service, BODY).await);
+    refused(
+        &post_json(
+            addr,
+            "/v1/users/bob/phones",
+            &service,
+            r#"{"phone_number":"+819012345678"}"#,
+        )
+        .await,
+    );
+    // Others are not.
+    assert_eq!(
+        post_json(
+            addr,
+            "/v1/challenges",
+            &service,
+            r#"{"phone_number":"+819011112222"}"#
+        )
+        .await
+        .status,
+        201
+    );
+    // The report revoked alice's trusted devices.
+    let r = authorized(
+        addr,
+        "GET",
+        "/v1/users/alice/trusted-devices",
+        &auth(&service),
+    )
+    .await;
+    assert_eq!(
+        r.json()["trusted_devices"][0]["active"],
+        false,
+        "{}",
+        r.body
+    );
+    // The webhook of the reported challenge says so (its first attempt gets a 500).
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while got.lock().unwrap().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let deliveries = got.lock().unwrap().clone();
+    assert_eq!(deliveries.len(), 2);
+    for (_, body) in &deliveries {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["challenge"]["id"], reported.as_str());
+        assert_eq!(v["challenge"]["state"], "fraud_reported");
+    }
+
+    // Listed; lifted by the service key; the lift is kept.
+    let path = "/v1/users/alice/fraud-block";
+    let r = authorized(addr, "GET", path, &auth(&service)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let blocks = r.json()["fraud_blocks"].as_array().unwrap().clone();
+    assert_eq!(blocks.len(), 1, "{}", r.body);
+    assert_eq!(
+        (
+            blocks[0]["active"].as_bool(),
+            blocks[0]["challenge_id"].as_str(),
+            blocks[0]["phone_number"].as_str()
+        ),
+        (
+            Some(true),
+            Some(reported.as_str()),
+            Some("+81 ** **** **78")
+        )
+    );
+    let r = authorized(addr, "DELETE", path, &auth(&service)).await;
+    assert_eq!((r.status, r.json()["lifted"].as_u64()), (200, Some(1)));
+    let r = authorized(addr, "GET", path, &auth(&service)).await;
+    let block = &r.json()["fraud_blocks"][0];
+    assert_eq!(block["active"], false);
+    let by = block["lifted_by"].as_str().unwrap();
+    assert!(by.starts_with("key_") && by.ends_with(" (idp)"), "{by}");
+    assert!(block["lifted_at"].is_string());
+    let r = post_json(addr, "/v1/challenges", &service, r#"{"user_id":"alice"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        authorized(addr, "DELETE", path, &auth("cvk_unknown"))
+            .await
+            .status,
+        401
+    );
+    workers.abort();
+}
+
+/// Operator keys never see trusted-device tokens; a poll token stops working 10 minutes
+/// after the decision; a trusted device presented with remember_device keeps its expiry; a
+/// new primary phone revokes the user's trusted devices.
+#[tokio::test]
+async fn tokens_are_shown_only_to_their_owners_and_do_not_renew() {
+    use store::ChallengeState::*;
+    let store = sqlite("api-tokens").await;
+    let (service, operator) = keys(&store).await;
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        readiness: Default::default(),
+        cfg: cfg(),
+    })
+    .await;
+    enrolled(addr, &store, &service, "alice", "+819012345678").await;
+    let sign_in = |body: &'static str| post_json(addr, "/v1/challenges", &service, body);
+    let r = sign_in(r#"{"user_id":"alice","remember_device":true}"#).await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let poll = auth(r.json()["poll_token"].as_str().unwrap());
+    // Decided nine minutes ago.
+    decided(&store, &id, Approved, now_ms() - 9 * 60_000).await;
+    let path = format!("/v1/challenges/{id}");
+    let r = authorized(addr, "GET", &path, &auth(&operator)).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.json().get("trusted_device_token").is_none() && !r.body.contains("cvt_"),
+        "an operator sees no token: {}",
+        r.body
+    );
+    let (status, events) = sse(addr, &format!("{path}/events"), &auth(&operator)).await;
+    assert_eq!(status, 200);
+    assert!(events[0].get("trusted_device_token").is_none());
+    let r = authorized(addr, "GET", &path, &poll).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let td = r.json()["trusted_device_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let until = r.json()["trusted_until"].as_str().unwrap().to_string();
+    assert!(
+        authorized(addr, "GET", &path, &auth(&service))
+            .await
+            .body
+            .contains(&td)
+    );
+
+    // Ten minutes after the decision the poll token no longer reads nor cancels.
+    let r = sign_in(r#"{"user_id":"alice"}"#).await;
+    let old = r.json()["id"].as_str().unwrap().to_string();
+    let old_poll = auth(r.json()["poll_token"].as_str().unwrap());
+    decided(&store, &old, Denied, now_ms() - 11 * 60_000).await;
+    let old_path = format!("/v1/challenges/{old}");
+    let r = authorized(addr, "GET", &old_path, &old_poll).await;
+    assert_eq!(
+        (r.status, kind_of(&r).as_str()),
+        (401, "poll-token-expired")
+    );
+    assert_eq!(
+        sse(addr, &format!("{old_path}/events"), &old_poll).await.0,
+        401
+    );
+    assert_eq!(
+        authorized(addr, "DELETE", &old_path, &old_poll)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        authorized(addr, "GET", &old_path, &auth(&service))
+            .await
+            .status,
+        200
+    );
+
+    // Presented again with remember_device: approved, and the device keeps its expiry.
+    let body =
+        format!(r#"{{"user_id":"alice","remember_device":true,"trusted_device_token":"{td}"}}"#);
+    let r = post_json(addr, "/v1/challenges", &service, &body).await;
+    assert_eq!(
+        (r.json()["state"].as_str(), r.json()["reason"].as_str()),
+        (Some("approved"), Some("trusted_device")),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.json().get("trusted_device_token").is_none(),
+        "no new token: {}",
+        r.body
+    );
+    let r = authorized(
+        addr,
+        "GET",
+        "/v1/users/alice/trusted-devices",
+        &auth(&service),
+    )
+    .await;
+    let devices = r.json()["trusted_devices"].as_array().unwrap().clone();
+    assert_eq!(devices.len(), 1, "{}", r.body);
+    assert_eq!(devices[0]["expires_at"], until.as_str());
+
+    // A new primary phone (here by a phone_admin key, so without the old phone's call)
+    // revokes the trusted devices.
+    let (_, admin) = store
+        .create_api_key_with("idp-admin", KeyKind::Service, true, 0)
+        .await
+        .unwrap();
+    enrolled(addr, &store, &admin, "alice", "+819055556666").await;
+    let r = authorized(
+        addr,
+        "GET",
+        "/v1/users/alice/trusted-devices",
+        &auth(&service),
+    )
+    .await;
+    assert_eq!(
+        r.json()["trusted_devices"][0]["active"],
+        false,
+        "{}",
+        r.body
+    );
+    let r = post_json(addr, "/v1/challenges", &service, &body).await;
+    assert_eq!(r.json()["state"], "queued", "called again: {}", r.body);
+}
+
+/// An enrolment for a user with a verified primary phone is marked to be approved on that
+/// phone first (the runner calls it first), unless the key has `phone_admin`.
+#[tokio::test]
+async fn replacing_a_verified_phone_needs_it_unless_the_key_is_a_phone_admin() {
+    let store = sqlite("api-replace").await;
+    let (service, _) = keys(&store).await;
+    let (_, admin) = store
+        .create_api_key_with("idp-admin", KeyKind::Service, true, 0)
+        .await
+        .unwrap();
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        readiness: Default::default(),
+        cfg: cfg(),
+    })
+    .await;
+    let register = |key: String, number: &'static str, role: &'static str| async move {
+        let body = format!(r#"{{"phone_number":"{number}","role":"{role}"}}"#);
+        let r = post_json(addr, "/v1/users/carol/phones", &key, &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["challenge"]["confirm_primary"].as_bool()
+    };
+    // The first phone: nothing to confirm with.
+    assert_eq!(
+        register(service.clone(), "+819011112222", "primary").await,
+        None
+    );
+    enrolled(addr, &store, &service, "carol", "+819011112222").await;
+    assert_eq!(
+        register(service.clone(), "+819055556666", "primary").await,
+        Some(true)
+    );
+    assert_eq!(
+        register(service.clone(), "+819033334444", "fallback").await,
+        Some(true)
+    );
+    assert_eq!(register(admin, "+819055556666", "primary").await, None);
+    let c = store
+        .phones("carol")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.phone.as_e164() == "+819055556666")
+        .count();
+    assert_eq!(c, 2);
+}
+
+/// The demo page's users are `demo:` users of its own, and it registers only its numbers:
+/// it never reaches a real user's phone, and real keys cannot name its users.
+#[tokio::test]
+async fn the_demo_page_has_users_and_numbers_of_its_own() {
+    let store = sqlite("api-demo-namespace").await;
+    let (service, _) = keys(&store).await;
+    let (demo_key, _) = store
+        .create_api_key("demo page", KeyKind::Service, 0)
+        .await
+        .unwrap();
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        readiness: Default::default(),
+        cfg: Arc::new(ApiConfig {
+            demo_page: Some(demo_key),
+            demo_numbers: vec![store::PhoneNumber::parse("+819012345678").unwrap()],
+            ..config()
+        }),
+    })
+    .await;
+    // A real user with a real phone.
+    enrolled(addr, &store, &service, "alice", "+819011112222").await;
+    let page = |path: &'static str, body: &'static str| {
+        http(
+            addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    // The page's alice is not the real alice: she has no phone yet.
+    let r = page("/demo/api/sign-in", r#"{"user_id":"alice"}"#).await;
+    assert_eq!(r.json()["next"], "register", "{}", r.body);
+    // Only the demo's numbers.
+    let r = page(
+        "/demo/api/register",
+        r#"{"user_id":"alice","phone_number":"+819077778888"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, kind_of(&r).as_str()),
+        (403, "not-a-demo-number"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("+81 ** **** **78"), "{}", r.body);
+    let r = page(
+        "/demo/api/register",
+        r#"{"user_id":"alice","phone_number":"+819012345678"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["challenge"]["user_id"], "demo:alice");
+    let phones = store.phones("alice").await.unwrap();
+    assert_eq!(phones.len(), 1);
+    assert_eq!(phones[0].phone.as_e164(), "+819011112222", "untouched");
+    assert_eq!(store.phones("demo:alice").await.unwrap().len(), 1);
+    // Real keys cannot name demo users.
+    for (method, path, body) in [
+        ("POST", "/v1/challenges", r#"{"user_id":"demo:alice"}"#),
+        (
+            "POST",
+            "/v1/users/demo:alice/phones",
+            r#"{"phone_number":"+819012345678"}"#,
+        ),
+        ("GET", "/v1/users/demo:alice/phones", ""),
+        ("DELETE", "/v1/users/demo:alice/trusted-devices", ""),
+        ("DELETE", "/v1/users/demo:alice/fraud-block", ""),
+    ] {
+        let r = http(
+            addr,
+            method,
+            path,
+            &[("Authorization", &auth(&service))],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 422, "{method} {path}: {}", r.body);
+        assert!(r.body.contains("demo:"), "{}", r.body);
+    }
+}
+
+/// Log lines name users by a keyed tag, never by their id.
+#[tokio::test]
+async fn logs_name_users_by_a_keyed_tag() {
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let lines = lines.clone();
+            move || lines.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    // This test's runtime has one thread: the server's tasks log through this subscriber.
+    let _logs = tracing::subscriber::set_default(subscriber);
+    let store = sqlite("api-log-users").await;
+    let (service, _) = keys(&store).await;
+    let addr = serve(AppState {
+        store: store.clone(),
+        runner: None,
+        readiness: Default::default(),
+        cfg: cfg(),
+    })
+    .await;
+    let user = "alice.liddell@example.com";
+    enrolled(addr, &store, &service, user, "+819012345678").await;
+    // A forged token, and a genuine one of no device: both logged, both called.
+    let unknown = api::trusted_device_token(b"test token secret", "td_unknown");
+    for token in ["cvt_td_1.00", unknown.as_str()] {
+        let body = format!(r#"{{"user_id":"{user}","trusted_device_token":"{token}"}}"#);
+        let r = post_json(addr, "/v1/challenges", &service, &body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    authorized(
+        addr,
+        "DELETE",
+        &format!("/v1/users/{user}/fraud-block"),
+        &auth(&service),
+    )
+    .await;
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let tag = api::user_tag(b"test token secret", user);
+    assert_eq!(tag.len(), 12);
+    for said in ["bad signature", "expired, revoked", "fraud block lifted"] {
+        assert!(text.contains(said), "{said}: {text}");
+    }
+    assert_eq!(text.matches(&format!("user={tag}")).count(), 3, "{text}");
+    assert!(!text.contains("alice"), "{text}");
+    assert_ne!(tag, api::user_tag(b"another secret", user));
 }

@@ -75,7 +75,8 @@ fn node(dir: &Path, n: usize, url: &str, trunk: std::net::SocketAddr, max_calls:
          [store]\nurl = \"{url}\"\n\n\
          [api]\nlisten = \"{api}\"\n\n\
          [policy]\nallowed_countries = [\"JP\"]\nmax_concurrent_calls = 100000\n\
-         per_api_key = {{ max = 1000000, window_s = 60 }}\n",
+         per_api_key = {{ max = 1000000, window_s = 60 }}\n\
+         per_country = {{ max = 1000000, window_s = 60 }}\n",
         sip = free_port(V4),
         rtp_end = rtp + 9_999,
     );

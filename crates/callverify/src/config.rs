@@ -491,6 +491,30 @@ pub struct Config {
     /// Toll-fraud and abuse limits.
     #[serde(default)]
     pub policy: PolicySettings,
+    /// The `/demo` page.
+    #[serde(default)]
+    pub demo: DemoSettings,
+}
+
+/// The `[demo]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
+    /// The only numbers the `/demo` page registers (E.164).
+    #[serde(default = "no_numbers")]
+    pub numbers: Spanned<Vec<String>>,
+}
+
+fn no_numbers() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        DemoSettings {
+            numbers: no_numbers(),
+        }
+    }
 }
 
 /// The `[store]` table.
@@ -605,8 +629,12 @@ pub struct Limit {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySettings {
-    /// ISO 3166 codes of the countries that may be called; absent: any.
+    /// ISO 3166 codes of the countries that may be called, or `["*"]` for every country; it
+    /// must be given.
     pub allowed_countries: Option<Spanned<Vec<String>>>,
+    /// The types of number that may be called (libphonenumber's: `mobile`, `fixed_line`, …);
+    /// absent: mobile, fixed_line and fixed_line_or_mobile.
+    pub allowed_number_types: Option<Spanned<Vec<String>>>,
     /// Per number.
     #[serde(default = "default_per_number")]
     pub per_number: Limit,
@@ -616,9 +644,28 @@ pub struct PolicySettings {
     /// Per API key.
     #[serde(default = "default_per_key")]
     pub per_api_key: Limit,
+    /// Per country, with other caps for some countries.
+    #[serde(default = "default_per_country")]
+    pub per_country: Spanned<CountryLimitSettings>,
     /// Challenges waiting for or in a call, at most.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent_calls: u32,
+    /// Hours a fraud report (0#) blocks calls for the user and the number.
+    #[serde(default = "default_fraud_block_hours")]
+    pub fraud_block_hours: Spanned<u64>,
+}
+
+/// The cap per country in the file: `{ max = 200, window_s = 3600, overrides = { JP = 1000 } }`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountryLimitSettings {
+    /// Calls to one country at most…
+    pub max: u32,
+    /// …in this many seconds.
+    pub window_s: u64,
+    /// Another cap (in the same window) for these countries.
+    #[serde(default)]
+    pub overrides: std::collections::BTreeMap<String, u32>,
 }
 
 fn default_per_number() -> Limit {
@@ -639,20 +686,40 @@ fn default_per_key() -> Limit {
         window_s: 60,
     }
 }
+fn default_per_country() -> Spanned<CountryLimitSettings> {
+    Spanned::new(
+        0..0,
+        CountryLimitSettings {
+            max: 200,
+            window_s: 3600,
+            overrides: Default::default(),
+        },
+    )
+}
 fn default_max_concurrent() -> u32 {
     1000
+}
+fn default_fraud_block_hours() -> Spanned<u64> {
+    Spanned::new(0..0, 24)
 }
 
 impl Default for PolicySettings {
     fn default() -> Self {
         PolicySettings {
             allowed_countries: None,
+            allowed_number_types: None,
             per_number: default_per_number(),
             per_user: default_per_user(),
             per_api_key: default_per_key(),
+            per_country: default_per_country(),
             max_concurrent_calls: default_max_concurrent(),
+            fraud_block_hours: default_fraud_block_hours(),
         }
     }
+}
+
+fn is_country_code(c: &str) -> bool {
+    c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())
 }
 
 /// A configuration error, with where it is.
@@ -942,17 +1009,8 @@ impl Config {
                 "trusted_device_days must be at most 365".into(),
             ));
         }
-        if let Some(list) = &self.policy.allowed_countries
-            && let Some(bad) = list
-                .get_ref()
-                .iter()
-                .find(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()))
-        {
-            return Err(err(
-                Some(list.span()),
-                format!("allowed_countries: {bad:?} is not an ISO 3166 code such as \"JP\""),
-            ));
-        }
+        self.check_policy(err)?;
+        self.check_demo(err)?;
         let amd = &c.amd;
         if amd.enabled && amd.gap_ms.get_ref() >= amd.max_greeting_ms.get_ref() {
             return Err(err(
@@ -969,6 +1027,160 @@ impl Config {
 }
 
 impl Config {
+    fn check_policy(
+        &self,
+        err: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let p = &self.policy;
+        let Some(list) = &p.allowed_countries else {
+            return Err(err(
+                None,
+                "[policy] has no allowed_countries: list the countries callverify may call \
+                 (ISO 3166 codes, e.g. allowed_countries = [\"JP\", \"US\"]), or write \
+                 allowed_countries = [\"*\"] to call every country"
+                    .into(),
+            ));
+        };
+        let countries = list.get_ref();
+        if countries.is_empty() {
+            return Err(err(
+                Some(list.span()),
+                "allowed_countries is empty: no number could be called; list the countries \
+                 (e.g. [\"JP\"]) or write [\"*\"] for every country"
+                    .into(),
+            ));
+        }
+        if countries.iter().any(|c| c == "*") && countries.len() > 1 {
+            return Err(err(
+                Some(list.span()),
+                "allowed_countries: \"*\" (every country) goes alone".into(),
+            ));
+        }
+        if let Some(bad) = countries
+            .iter()
+            .find(|c| c.as_str() != "*" && !is_country_code(c))
+        {
+            return Err(err(
+                Some(list.span()),
+                format!(
+                    "allowed_countries: {bad:?} is not an ISO 3166 code such as \"JP\" (or \"*\" for every country)"
+                ),
+            ));
+        }
+        if let Some(types) = &p.allowed_number_types {
+            if types.get_ref().is_empty() {
+                return Err(err(
+                    Some(types.span()),
+                    "allowed_number_types is empty: no number could be called".into(),
+                ));
+            }
+            if let Some(bad) = types
+                .get_ref()
+                .iter()
+                .find(|t| api::NumberType::from_name(t).is_none())
+            {
+                let known: Vec<&str> = api::NumberType::ALL.iter().map(|t| t.as_str()).collect();
+                return Err(err(
+                    Some(types.span()),
+                    format!(
+                        "allowed_number_types: unknown type {bad:?}, expected some of {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        let limits = [
+            ("per_number", p.per_number),
+            ("per_user", p.per_user),
+            ("per_api_key", p.per_api_key),
+        ];
+        let c = p.per_country.get_ref();
+        for (name, l) in limits.into_iter().chain([(
+            "per_country",
+            Limit {
+                max: c.max,
+                window_s: c.window_s,
+            },
+        )]) {
+            if l.window_s == 0 || l.window_s > 7 * 86_400 {
+                return Err(err(
+                    None,
+                    format!("policy.{name}: window_s must be 1 to 604800 (a week)"),
+                ));
+            }
+        }
+        if let Some(bad) = c.overrides.keys().find(|k| !is_country_code(k)) {
+            return Err(err(
+                Some(p.per_country.span()),
+                format!("per_country.overrides: {bad:?} is not an ISO 3166 code such as \"JP\""),
+            ));
+        }
+        if !(1..=8760).contains(p.fraud_block_hours.get_ref()) {
+            return Err(err(
+                Some(p.fraud_block_hours.span()),
+                "fraud_block_hours must be 1 to 8760 (a year)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_demo(
+        &self,
+        err: &impl Fn(Option<Range<usize>>, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let numbers = &self.demo.numbers;
+        if let Some(bad) = numbers
+            .get_ref()
+            .iter()
+            .find(|n| store::PhoneNumber::parse(n).is_err())
+        {
+            return Err(err(
+                Some(numbers.span()),
+                format!("demo.numbers: {bad:?} is not an E.164 number such as \"+819012345678\""),
+            ));
+        }
+        if self.api.demo_page && numbers.get_ref().is_empty() {
+            return Err(err(
+                None,
+                "api.demo_page = true needs [demo] numbers: the only numbers the page registers \
+                 (e.g. numbers = [\"+819012345678\"], a phone of the demo's)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The toll-fraud policy.
+    pub fn policy(&self) -> api::Policy {
+        let p = &self.policy;
+        let limit = |l: Limit| api::RateLimit::new(l.max, Duration::from_secs(l.window_s));
+        let c = p.per_country.get_ref();
+        api::Policy {
+            allowed_countries: match p.allowed_countries.as_ref().map(|l| l.get_ref()) {
+                Some(l) if l.iter().any(|c| c == "*") => api::Countries::Any,
+                Some(l) => api::Countries::Only(l.clone()),
+                None => api::Countries::Only(Vec::new()),
+            },
+            allowed_number_types: match &p.allowed_number_types {
+                Some(t) => t
+                    .get_ref()
+                    .iter()
+                    .filter_map(|t| api::NumberType::from_name(t))
+                    .collect(),
+                None => api::NumberType::DEFAULT_ALLOWED.to_vec(),
+            },
+            per_number: limit(p.per_number),
+            per_user: limit(p.per_user),
+            per_api_key: limit(p.per_api_key),
+            per_country: api::CountryLimit {
+                limit: api::RateLimit::new(c.max, Duration::from_secs(c.window_s)),
+                overrides: c.overrides.clone(),
+            },
+            max_concurrent_calls: p.max_concurrent_calls,
+            fraud_block: Duration::from_secs(*p.fraud_block_hours.get_ref() * 3600),
+        }
+    }
+
     /// The media settings for calls.
     pub fn media_settings(&self) -> engine::MediaConfig {
         let PortRange { first, last } = *self.media.rtp_ports.get_ref();
@@ -1025,20 +1237,12 @@ impl Config {
             None => Err(format!("{var} is not set (api needs it)")),
         };
         let a = &self.api;
-        let p = &self.policy;
-        let limit = |l: Limit| api::RateLimit::new(l.max, Duration::from_secs(l.window_s));
         Ok(api::ApiConfig {
             token_secret: secret(&a.token_secret_env)?,
             challenge_ttl: Duration::from_secs(*a.challenge_ttl_s.get_ref()),
             max_wait: Duration::from_secs(a.max_wait_s),
             trusted_device_ttl: Duration::from_secs(*a.trusted_device_days.get_ref() * 86_400),
-            policy: api::Policy {
-                allowed_countries: p.allowed_countries.as_ref().map(|l| l.get_ref().clone()),
-                per_number: limit(p.per_number),
-                per_user: limit(p.per_user),
-                per_api_key: limit(p.per_api_key),
-                max_concurrent_calls: p.max_concurrent_calls,
-            },
+            policy: self.policy(),
             webhooks: api::webhooks::WebhookConfig {
                 secret: secret(&a.webhook_secret_env)?,
                 max_attempts: a.webhook_max_attempts.max(1),
@@ -1046,6 +1250,13 @@ impl Config {
             },
             // The gateway makes the demo page's key when `demo_page` is set.
             demo_page: None,
+            demo_numbers: self
+                .demo
+                .numbers
+                .get_ref()
+                .iter()
+                .filter_map(|n| store::PhoneNumber::parse(n).ok())
+                .collect(),
         })
     }
 
@@ -1327,6 +1538,36 @@ mod tests {
                 "shorter than amd.max_greeting_ms",
                 0,
             ),
+            (
+                "allowed_countries = [\"JP\", \"US\", \"GB\"]",
+                "allowed_countries = [\"JP\", \"*\"]",
+                "\"*\" (every country) goes alone",
+                0,
+            ),
+            (
+                "allowed_countries = [\"JP\", \"US\", \"GB\"]",
+                "allowed_countries = [\"Japan\"]",
+                "not an ISO 3166 code",
+                0,
+            ),
+            (
+                "allowed_number_types = [\"mobile\", \"fixed_line\", \"fixed_line_or_mobile\"]",
+                "allowed_number_types = [\"mobile\", \"premium\"]",
+                "unknown type \"premium\", expected some of fixed_line, mobile",
+                0,
+            ),
+            (
+                "fraud_block_hours = 24",
+                "fraud_block_hours = 0",
+                "1 to 8760",
+                0,
+            ),
+            (
+                "per_country = { max = 200, window_s = 3600, overrides = { JP = 2000 } }",
+                "per_country = { max = 200, window_s = 3600, overrides = { Japan = 2000 } }",
+                "per_country.overrides: \"Japan\"",
+                0,
+            ),
         ];
         for (find, replace, words, offset) in cases {
             let line = line_of_text(find) + offset;
@@ -1379,6 +1620,73 @@ mod tests {
         let c = Config::parse(&text, "docker.toml", |_| None).unwrap();
         assert_eq!(c.trunks[0].address, "172.28.0.20:5060".parse().unwrap());
         assert_eq!(c.store.url_env.as_deref(), Some("CALLVERIFY_DATABASE_URL"));
+        assert!(c.api.demo_page);
+        assert_eq!(c.demo.numbers.get_ref(), &["+819012345678".to_string()]);
+    }
+
+    #[test]
+    fn the_policy_must_name_the_countries_and_the_demo_its_numbers() {
+        let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
+        let p = c.policy();
+        assert_eq!(
+            p.allowed_countries,
+            api::Countries::Only(vec!["JP".into(), "US".into(), "GB".into()])
+        );
+        assert_eq!(
+            p.allowed_number_types,
+            api::NumberType::DEFAULT_ALLOWED.to_vec()
+        );
+        assert_eq!(p.per_country.limit.max, 200);
+        assert_eq!(p.per_country.overrides.get("JP"), Some(&2000));
+        assert_eq!(p.fraud_block, Duration::from_secs(24 * 3600));
+        // No allowed_countries: refused, saying what to write.
+        let e = error_with(
+            "allowed_countries = [\"JP\", \"US\", \"GB\"]\n",
+            "",
+            env_with_password,
+        );
+        assert_eq!(e.line, None);
+        let text = e.to_string();
+        assert!(
+            text.contains("[policy] has no allowed_countries")
+                && text.contains("allowed_countries = [\"JP\", \"US\"]")
+                && text.contains("allowed_countries = [\"*\"] to call every country"),
+            "{text}"
+        );
+        // Every country only when said.
+        let text = shipped().replace(
+            "allowed_countries = [\"JP\", \"US\", \"GB\"]",
+            "allowed_countries = [\"*\"]",
+        );
+        let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+        assert_eq!(c.policy().allowed_countries, api::Countries::Any);
+        let e = error_with(
+            "allowed_countries = [\"JP\", \"US\", \"GB\"]",
+            "allowed_countries = []",
+            env_with_password,
+        );
+        assert!(e.to_string().contains("allowed_countries is empty"), "{e}");
+        // The demo page needs its numbers.
+        let e = error_with("demo_page = false", "demo_page = true", env_with_password);
+        assert!(
+            e.to_string()
+                .contains("api.demo_page = true needs [demo] numbers"),
+            "{e}"
+        );
+        let text = shipped()
+            .replace("demo_page = false", "demo_page = true")
+            .replace("# [demo]\n# numbers", "[demo]\nnumbers");
+        let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+        let a = c.api_settings(|_| Some("x".repeat(32))).unwrap();
+        assert_eq!(a.demo_numbers[0].as_e164(), "+819012345678");
+        let bad = text.replace("\"+819012345678\"]", "\"090-1234-5678\"]");
+        let e = Config::parse(&bad, "c.toml", env_with_password).unwrap_err();
+        assert_eq!(e.line, Some(line_of_text("# numbers = [")), "{e}");
+        assert!(
+            e.to_string()
+                .contains("\"090-1234-5678\" is not an E.164 number"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ use store::KeyKind;
 use crate::config::Config;
 use crate::gateway::Gateway;
 
-/// The demo user's phone (baresip answers whatever number is called).
+/// The demo user's phone, the only one the `/demo` page registers (baresip answers whatever
+/// number is called).
 const NUMBER: &str = "+819012345678";
 
 fn free_port() -> anyhow::Result<u16> {
@@ -262,7 +263,8 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
          [call]\nprompts = {:?}\nrepeats = 2\ncall_timeout_s = 60\nfirst_key_timeout_s = 20\n\
          [store]\nurl = \"sqlite://{}\"\n\
          [policy]\nallowed_countries = [\"JP\"]\n\
-         [api]\ndemo_page = {}\n",
+         [api]\ndemo_page = {}\n\
+         [demo]\nnumbers = [\"{NUMBER}\"]\n",
         phone.addr,
         prompts_dir().display().to_string(),
         dir.join("callverify.db").display(),
@@ -289,7 +291,10 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
         println!("demo page: http://{}/demo", gw.api_addr);
         println!("console:   http://{}/console", gw.api_addr);
         println!("operator key (for the console): {op}");
-        println!("any +81 number you register is answered by the softphone, which presses '#'");
+        println!(
+            "register {} (the only number the page calls): the softphone answers and presses '#'",
+            NUMBER
+        );
         println!("serving until SIGTERM or Ctrl-C (an hour at most)");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

@@ -134,6 +134,7 @@ impl Gateway {
                 prompts,
             )
             .with_fallback(cfg.api.call_fallback)
+            .with_policy(Arc::new(api_cfg.policy.clone()))
             .with_capacity(cfg.call.max_calls)
             .with_lease(Duration::from_secs(cfg.call.claim_lease_s)),
         );
@@ -149,7 +150,7 @@ impl Gateway {
                         .0
                 }
             };
-            warn!("the /demo page is on: whoever reaches it can have a number called");
+            warn!("the /demo page is on: whoever reaches it can have the [demo] numbers called");
             api_cfg.demo_page = Some(key);
         }
         let readiness = api::Readiness::default();

@@ -64,6 +64,10 @@ enum Command {
         /// `service` (identity services) or `operator` (read-only call log).
         #[arg(long, default_value = "service")]
         kind: String,
+        /// A service key that may replace a user's verified phone without that phone's
+        /// approval, and remove verified phones (for the identity service's administrators).
+        #[arg(long)]
+        phone_admin: bool,
         /// The configuration file (for the store).
         #[arg(long, default_value = "sip-config/callverify.toml")]
         config: PathBuf,
@@ -147,10 +151,18 @@ fn serve(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     })
 }
 
-fn create_api_key(name: &str, kind: &str, path: &std::path::Path) -> anyhow::Result<()> {
+fn create_api_key(
+    name: &str,
+    kind: &str,
+    phone_admin: bool,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
     let Some(kind) = store::KeyKind::from_name(kind) else {
         anyhow::bail!("kind {kind:?}: expected service or operator");
     };
+    if phone_admin && kind != store::KeyKind::Service {
+        anyhow::bail!("--phone-admin is for service keys");
+    }
     let cfg = load(path)?;
     let url = cfg
         .store_url(|v| std::env::var(v).ok())
@@ -158,9 +170,17 @@ fn create_api_key(name: &str, kind: &str, path: &std::path::Path) -> anyhow::Res
     let rt = tokio::runtime::Runtime::new()?;
     let (key, secret) = rt.block_on(async {
         let store = store::Store::open(&url).await?;
-        anyhow::Ok(store.create_api_key(name, kind, store::now_ms()).await?)
+        anyhow::Ok(
+            store
+                .create_api_key_with(name, kind, phone_admin, store::now_ms())
+                .await?,
+        )
     })?;
-    eprintln!("API key {} ({name}); its secret, shown once:", key.id);
+    let admin = if key.phone_admin { ", phone_admin" } else { "" };
+    eprintln!(
+        "API key {} ({name}{admin}); its secret, shown once:",
+        key.id
+    );
     println!("{secret}");
     Ok(())
 }
@@ -193,15 +213,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CreateApiKey { name, kind, config } => {
-            match create_api_key(&name, &kind, &config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("callverify create-api-key: {e:#}");
-                    ExitCode::from(2)
-                }
+        Command::CreateApiKey {
+            name,
+            kind,
+            phone_admin,
+            config,
+        } => match create_api_key(&name, &kind, phone_admin, &config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("callverify create-api-key: {e:#}");
+                ExitCode::from(2)
             }
-        }
+        },
         Command::Call {
             number,
             lang,

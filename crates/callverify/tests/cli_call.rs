@@ -38,7 +38,8 @@ async fn a_call_through_the_configured_trunk_prints_its_outcome_as_json() {
         "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\"]\n\n\
          [[trunk]]\nname = \"sipp\"\naddress = \"{trunk}\"\n\n\
          [media]\nrtp_ports = \"{rtp}-{rtp1}\"\n\n\
-         [call]\nprompts = \"{prompts}\"\nfirst_key_timeout_s = 5\ncall_timeout_s = 60\n",
+         [call]\nprompts = \"{prompts}\"\nfirst_key_timeout_s = 5\ncall_timeout_s = 60\n\n\
+         [policy]\nallowed_countries = [\"JP\"]\n",
         sip = free_port(V4),
         trunk = sipp.addr,
         rtp1 = rtp + 1,
@@ -85,7 +86,8 @@ async fn a_tls_trunk_with_mandatory_srtp_from_the_configuration_is_approved() {
          [[trunk]]\nname = \"softphone\"\naddress = \"{trunk}\"\ntransport = \"tls\"\n\
          domain = \"127.0.0.1\"\ntls_ca_file = \"{ca}\"\nsrtp = \"mandatory\"\n\n\
          [media]\nrtp_ports = \"{rtp}-{rtp1}\"\n\n\
-         [call]\nprompts = \"{prompts}\"\nfirst_key_timeout_s = 5\ncall_timeout_s = 60\n",
+         [call]\nprompts = \"{prompts}\"\nfirst_key_timeout_s = 5\ncall_timeout_s = 60\n\n\
+         [policy]\nallowed_countries = [\"JP\"]\n",
         sip = free_port(V4),
         tls = free_port(V4),
         cert = own.cert_file.display(),

@@ -55,3 +55,31 @@ fn bad_files_exit_2_with_line_and_reason() {
     assert_eq!(code, 2);
     assert!(stderr.contains("/nonexistent/callverify.toml"), "{stderr}");
 }
+
+#[test]
+fn a_file_that_does_not_name_the_countries_to_call_is_refused_saying_what_to_write() {
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    let without = text.replace("allowed_countries = [\"JP\", \"US\", \"GB\"]\n", "");
+    assert_ne!(without, text);
+    let path = std::env::temp_dir().join(format!(
+        "callverify-no-countries-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, without).unwrap();
+    let (code, stdout, stderr) = check(path.to_str().unwrap(), Some("x"));
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stderr.contains("[policy] has no allowed_countries")
+            && stderr.contains("allowed_countries = [\"*\"] to call every country"),
+        "{stderr}"
+    );
+    // Every country, said explicitly, is accepted.
+    let every = text.replace(
+        "allowed_countries = [\"JP\", \"US\", \"GB\"]",
+        "allowed_countries = [\"*\"]",
+    );
+    std::fs::write(&path, every).unwrap();
+    let (code, _, stderr) = check(path.to_str().unwrap(), Some("x"));
+    assert_eq!(code, 0, "{stderr}");
+    let _ = std::fs::remove_file(&path);
+}

@@ -31,7 +31,8 @@ fn config(dir: &Path, n: u16, url: &str, trunk: std::net::SocketAddr, max_calls:
          [store]\nurl = \"{url}\"\n\n\
          [api]\nlisten = \"127.0.0.1:{api}\"\n\n\
          [policy]\nallowed_countries = [\"JP\"]\nmax_concurrent_calls = 2000\n\
-         per_api_key = {{ max = 100000, window_s = 60 }}\n",
+         per_api_key = {{ max = 100000, window_s = 60 }}\n\
+         per_country = {{ max = 100000, window_s = 60 }}\n",
         sip = free_port(V4),
         rtp_end = rtp + 1_999,
         api = free_port(V4),

@@ -7,15 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use media::Language;
+use policy::Policy;
 use store::{
-    CallEnd, CallStep, ChallengeState, KeyRecord, NewCall, PhoneNumber, PhoneRole, Purpose, Store,
-    StoreError, now_ms,
+    CallEnd, CallStep, ChallengeState, KeyRecord, NewCall, PhoneNumber, Store, StoreError, now_ms,
 };
 use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::call::{CallReport, Outcome, Prompts, Report, ScriptConfig};
 use crate::call_driver::{MediaConfig, VerifyError, verify};
+use crate::legs::{Leg, plan};
 use crate::sip_driver::SipEndpoint;
 
 /// The challenge state an outcome decides.
@@ -57,6 +58,8 @@ pub struct Runner {
     script: ScriptConfig,
     prompts: HashMap<Language, Prompts>,
     fallback: bool,
+    /// What a further phone of a challenge is checked against before it is called.
+    policy: Arc<Policy>,
     /// How long a claim holds unless renewed (renewed every third of it).
     lease: Duration,
     /// The most calls at once on this node.
@@ -98,6 +101,7 @@ impl Runner {
             script,
             prompts,
             fallback: false,
+            policy: Arc::new(Policy::default()),
             lease: Duration::from_secs(15),
             capacity: 500,
             active: Mutex::new(HashMap::new()),
@@ -309,6 +313,14 @@ impl Runner {
         self
     }
 
+    /// The policy that a challenge's further phones (a fallback, the current primary phone an
+    /// enrolment must be approved on) are checked and counted against before they are
+    /// called (by default none is allowed: [`Policy::default`] allows no country).
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Runner {
+        self.policy = policy;
+        self
+    }
+
     /// The SIP endpoint.
     pub fn endpoint(&self) -> &Arc<SipEndpoint> {
         &self.endpoint
@@ -402,40 +414,90 @@ impl Runner {
                 return Ok(Some(ChallengeState::Failed));
             }
         };
-        let mut phones = vec![challenge.phone.clone()];
-        if self.fallback
-            && challenge.purpose == Purpose::SignIn
-            && let Some(user) = &challenge.user_id
-            && let Some(f) = self.store.verified_phone(user, PhoneRole::Fallback).await?
-            && f.phone != challenge.phone
-        {
-            phones.push(f.phone);
-        }
-        for (i, phone) in phones.iter().enumerate() {
-            let last = i + 1 == phones.len();
-            let outcome = self
-                .call_one(id, phone, prompts.clone(), &hangup, last)
-                .await?;
-            if !matches!(outcome, Outcome::NoAnswer | Outcome::Busy) {
+        let legs = plan(&self.store, self.fallback, &challenge).await?;
+        // The call before, if it did not decide: its outcome and its id in the call log.
+        let mut before: Option<(Outcome, String)> = None;
+        for (i, leg) in legs.iter().enumerate() {
+            if !leg.admitted
+                && let Err(refusal) = self
+                    .policy
+                    .admit_call(
+                        &self.store,
+                        challenge.user_id.as_deref(),
+                        &challenge.api_key_id,
+                        &leg.phone,
+                        now_ms(),
+                    )
+                    .await?
+            {
+                self.not_called(id, leg, &refusal, before.as_ref()).await?;
                 break;
             }
-            if !last {
-                info!(challenge = %id, outcome = outcome.name(), "calling the fallback phone");
+            let next = i + 1 < legs.len();
+            let goes_on = |o: &Outcome| next && (leg.goes_on)(o);
+            let (outcome, call_id) = self
+                .call_one(
+                    id,
+                    &leg.phone,
+                    prompts.clone(),
+                    &hangup,
+                    &goes_on,
+                    leg.label,
+                )
+                .await?;
+            if !goes_on(&outcome) {
+                break;
             }
+            info!(challenge = %id, outcome = outcome.name(), "calling the next phone");
+            before = Some((outcome, call_id));
         }
         Ok(self.store.challenge(id).await?.map(|c| c.state))
     }
 
-    /// One call of a challenge; a `no_answer` or `busy` decides the challenge only on the
-    /// `last` phone.
+    /// A further phone the policy refused: the challenge ends with the outcome of the call
+    /// before (or `failed` when there was none), and the refusal is in the log, in the
+    /// challenge's reason and in the detail of the call before.
+    async fn not_called(
+        &self,
+        id: &str,
+        leg: &Leg,
+        refusal: &policy::Refusal,
+        before: Option<&(Outcome, String)>,
+    ) -> Result<(), RunError> {
+        let which = leg.label.unwrap_or("the fallback phone");
+        let note = format!("{which} ({}) was not called: {refusal}", leg.phone);
+        warn!(challenge = %id, to = %leg.phone, refusal = %refusal, "{which} was not called");
+        let (state, reason, status) = match before {
+            Some((outcome, call_id)) => {
+                self.store.note_call(call_id, &note).await?;
+                let (state, reason, status) = decision(outcome);
+                let reason = match reason {
+                    Some(r) => format!("{r}; {note}"),
+                    None => note,
+                };
+                (state, reason, status)
+            }
+            None => (ChallengeState::Failed, note, None),
+        };
+        self.store
+            .transition(id, state, now_ms(), Some(&reason), status)
+            .await?;
+        Ok(())
+    }
+
+    /// One call of a challenge; an outcome after which the next phone is called (`goes_on`)
+    /// does not decide the challenge. `label` names the phone in the reason of a decision
+    /// that is not an approval (for an enrolment's two phones). Returns the outcome and the
+    /// call's id.
     async fn call_one(
         &self,
         id: &str,
         phone: &PhoneNumber,
         prompts: Prompts,
         hangup: &Notify,
-        last: bool,
-    ) -> Result<Outcome, RunError> {
+        goes_on: &(dyn Fn(&Outcome) -> bool + Sync),
+        label: Option<&str>,
+    ) -> Result<(Outcome, String), RunError> {
         let call_id = store::new_id("call");
         let span = info_span!("call", challenge = %id, call = %call_id, to = %phone);
         self.store
@@ -458,7 +520,21 @@ impl Runner {
             hangup.notified(),
         )
         .instrument(span.clone());
-        let decides = |o: &Outcome| last || !matches!(o, Outcome::NoAnswer | Outcome::Busy);
+        let decides = |o: &Outcome| !goes_on(o);
+        let decision = |o: &Outcome| {
+            let (state, reason, status) = decision(o);
+            match label {
+                Some(which) if state != ChallengeState::Approved => {
+                    let what = reason.unwrap_or_else(|| o.name().to_string());
+                    (
+                        state,
+                        Some(format!("{which} did not approve: {what}")),
+                        status,
+                    )
+                }
+                _ => (state, reason, status),
+            }
+        };
         let record = async {
             let mut finished = None;
             let mut steps = Vec::new();
@@ -480,7 +556,7 @@ impl Runner {
                 };
                 if let Some((state, reason, status)) = step {
                     self.store
-                        .transition(id, state, now_ms(), reason.as_deref(), status)
+                        .transition_called(id, state, now_ms(), reason.as_deref(), status, phone)
                         .await?;
                 }
             }
@@ -532,7 +608,7 @@ impl Runner {
         if !self.store.finish_call(&call_id, &end).await? {
             warn!(call = %call_id, "the call had already ended in the log");
         }
-        Ok(report.outcome)
+        Ok((report.outcome, call_id))
     }
 }
 

@@ -36,15 +36,18 @@ fn world() -> &'static World {
                 .create_api_key("fuzz", store::KeyKind::Service, 0)
                 .await
                 .unwrap();
+            let mut cfg = api::ApiConfig {
+                token_secret: b"fuzz token secret, 32 bytes at least".to_vec(),
+                demo_page: Some(demo),
+                demo_numbers: vec![store::PhoneNumber::parse("+819012345678").unwrap()],
+                ..api::ApiConfig::default()
+            };
+            cfg.policy.allowed_countries = api::Countries::Any;
             let state = api::AppState {
                 store,
                 runner: None,
                 readiness: Default::default(),
-                cfg: Arc::new(api::ApiConfig {
-                    token_secret: b"fuzz token secret, 32 bytes at least".to_vec(),
-                    demo_page: Some(demo),
-                    ..api::ApiConfig::default()
-                }),
+                cfg: Arc::new(cfg),
             };
             (api::router(state), key)
         });

@@ -10,6 +10,7 @@
 
 mod cache;
 pub mod fault;
+mod limits;
 pub mod types;
 mod users;
 mod webhooks;
@@ -17,8 +18,9 @@ mod webhooks;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
+pub use limits::{Admission, CountScope, Counter, Refused};
 pub use types::{BadNumber, ChallengeState, PhoneNumber, PhoneRole, Purpose, new_id, now_ms};
-pub use users::{Phone, PhoneState, TrustedDevice};
+pub use users::{FraudBlock, Phone, PhoneState, TrustedDevice};
 pub use webhooks::{Webhook, WebhookAttempt, WebhookNext};
 
 /// Which database.
@@ -77,6 +79,11 @@ pub struct NewChallenge {
     pub enrol: Option<PhoneRole>,
     /// How long an approved sign-in trusts the device (0: no trusted-device token).
     pub remember_device_ms: i64,
+    /// How long a fraud report on it blocks the user and the numbers called (0: no block).
+    pub fraud_block_ms: i64,
+    /// An enrolment that must first be approved on the user's current primary phone (the
+    /// runner calls that phone first, and the new one only if it approves).
+    pub confirm_primary: bool,
     /// Now, in ms since the epoch.
     pub now_ms: i64,
     /// When it expires, in ms since the epoch.
@@ -116,6 +123,8 @@ pub struct Challenge {
     pub decided_at_ms: Option<i64>,
     /// How long an approval trusts the device (0: not asked).
     pub remember_device_ms: i64,
+    /// An enrolment to be approved on the user's current primary phone first.
+    pub confirm_primary: bool,
 }
 
 /// One state change.
@@ -268,6 +277,10 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_call_steps.sql")),
     (6, include_str!("../migrations/sqlite/0006_claims.sql")),
     (7, include_str!("../migrations/sqlite/0007_call_srtp.sql")),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_limits_blocks_scopes.sql"),
+    ),
 ];
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -289,6 +302,10 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     ),
     (6, include_str!("../migrations/postgres/0006_claims.sql")),
     (7, include_str!("../migrations/postgres/0007_call_srtp.sql")),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_limits_blocks_scopes.sql"),
+    ),
 ];
 
 /// What an API key may do.
@@ -326,6 +343,9 @@ pub struct ApiKey {
     pub name: String,
     /// What it may do.
     pub kind: KeyKind,
+    /// A service key that may replace users' verified phones without the old phone's
+    /// approval, and remove verified phones.
+    pub phone_admin: bool,
 }
 
 fn secret_hash(secret: &str) -> String {
@@ -337,7 +357,8 @@ fn secret_hash(secret: &str) -> String {
 }
 
 const CHALLENGE_COLUMNS: &str = "id, api_key_id, user_id, phone, language, purpose, callback_url, \
-     state, reason, sip_status, created_at, updated_at, expires_at, decided_at, remember_device_ms";
+     state, reason, sip_status, created_at, updated_at, expires_at, decided_at, remember_device_ms, \
+     confirm_primary";
 
 impl Store {
     /// Connects (creating a SQLite file if needed) and brings the schema up to date.
@@ -486,20 +507,41 @@ impl Store {
 
     /// Creates a challenge in `queued` (with its first event), or, when the same API key
     /// sent the same idempotency key before, returns the challenge that request made
-    /// (`true`: a replay). The same key with a different request is an error.
+    /// (`true`: a replay). The same key with a different request is an error. No limit is
+    /// checked (see [`Store::create_admitted`]).
     pub async fn create_challenge(&self, c: &NewChallenge) -> Result<(Challenge, bool)> {
+        match self.create_admitted(c, &Admission::default()).await? {
+            Ok(made) => Ok(made),
+            Err(r) => Err(StoreError::Corrupt(format!(
+                "a challenge with no limits was refused: {r:?}"
+            ))),
+        }
+    }
+
+    /// [`Store::create_challenge`] within the limits of `admission`, checked and counted in
+    /// the transaction that inserts the challenge: `Ok(Err(refused))` when they refuse it
+    /// (then nothing is written, and nothing counted). A replay of an idempotency key is
+    /// answered whatever the limits.
+    pub async fn create_admitted(
+        &self,
+        c: &NewChallenge,
+        admission: &Admission,
+    ) -> Result<std::result::Result<(Challenge, bool), Refused>> {
         if let Some(key) = &c.idempotency_key
             && let Some(found) = self.by_idempotency_key(&c.api_key_id, key).await?
         {
-            return self.replay(found, key, &c.request_hash);
+            return self.replay(found, key, &c.request_hash).map(Ok);
         }
         let id = new_id("ch");
         let mut tx = self.pool.begin().await?;
+        // The first statement is a write: on SQLite the transaction holds the writer lock
+        // from here, so the limits below are read and counted with no other admission
+        // between.
         let inserted = sqlx::query(
             "INSERT INTO challenges (id, api_key_id, idempotency_key, request_hash, user_id, \
              phone, language, purpose, callback_url, state, created_at, updated_at, expires_at, \
-             remember_device_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12)",
+             remember_device_ms, fraud_block_ms, confirm_primary) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12, $13, $14)",
         )
         .bind(&id)
         .bind(&c.api_key_id)
@@ -513,6 +555,8 @@ impl Store {
         .bind(c.now_ms)
         .bind(c.expires_at_ms)
         .bind(c.remember_device_ms)
+        .bind(c.fraud_block_ms.max(0))
+        .bind(i64::from(c.confirm_primary))
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -521,7 +565,7 @@ impl Store {
             if let Some(key) = &c.idempotency_key
                 && let Some(found) = self.by_idempotency_key(&c.api_key_id, key).await?
             {
-                return self.replay(found, key, &c.request_hash);
+                return self.replay(found, key, &c.request_hash).map(Ok);
             }
             return Err(e.into());
         }
@@ -533,12 +577,53 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt("an enrolment challenge needs a user".into()))?;
             users::insert_phone(&mut tx, user, &c.phone, role, &c.language, &id, c.now_ms).await?;
         }
+        if let Err(refused) = limits::admit(
+            &mut tx,
+            self.backend,
+            admission,
+            c.user_id.as_deref(),
+            &c.phone,
+            c.now_ms,
+        )
+        .await?
+        {
+            tx.rollback().await?;
+            return Ok(Err(refused));
+        }
         tx.commit().await?;
         let created = self
             .challenge(&id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("challenge {id} vanished")))?;
-        Ok((created, false))
+        Ok(Ok((created, false)))
+    }
+
+    /// Admits one more call of a challenge (a second phone it calls) to `phone` of `user`
+    /// within `admission`, counted as it is checked, in one transaction.
+    pub async fn admit_call(
+        &self,
+        user: Option<&str>,
+        phone: &PhoneNumber,
+        admission: &Admission,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), Refused>> {
+        let mut tx = self.pool.begin().await?;
+        let admitted = limits::admit(&mut tx, self.backend, admission, user, phone, now_ms).await?;
+        if admitted.is_ok() {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(admitted)
+    }
+
+    /// Forgets the counts of calls older than `before_ms` (older than every limit's window).
+    pub async fn prune_rate_counts(&self, before_ms: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM rate_counts WHERE bucket < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// The challenge an earlier request with this API key and idempotency key made, if
@@ -625,7 +710,22 @@ impl Store {
         reason: Option<&str>,
         sip_status: Option<i64>,
     ) -> Result<bool> {
-        self.transition_claiming(id, to, at_ms, reason, sip_status, None)
+        self.transition_claiming(id, to, at_ms, reason, sip_status, None, None)
+            .await
+    }
+
+    /// [`Store::transition`] by a call to `called`: a fraud report (0#) then blocks that
+    /// number too, besides the challenge's user and number.
+    pub async fn transition_called(
+        &self,
+        id: &str,
+        to: ChallengeState,
+        at_ms: i64,
+        reason: Option<&str>,
+        sip_status: Option<i64>,
+        called: &PhoneNumber,
+    ) -> Result<bool> {
+        self.transition_claiming(id, to, at_ms, reason, sip_status, None, Some(called))
             .await
     }
 
@@ -639,6 +739,7 @@ impl Store {
             None,
             None,
             Some(lease_until_ms),
+            None,
         )
         .await
     }
@@ -734,6 +835,7 @@ impl Store {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn transition_claiming(
         &self,
         id: &str,
@@ -742,6 +844,7 @@ impl Store {
         reason: Option<&str>,
         sip_status: Option<i64>,
         lease_until_ms: Option<i64>,
+        called: Option<&PhoneNumber>,
     ) -> Result<bool> {
         let from = to.predecessors();
         if from.is_empty() {
@@ -776,6 +879,9 @@ impl Store {
         insert_event(&mut tx, id, to, at_ms, reason).await?;
         if to == ChallengeState::Approved {
             users::on_approved(&mut tx, id, at_ms).await?;
+        }
+        if to == ChallengeState::FraudReported {
+            users::on_fraud_reported(&mut tx, id, at_ms, called).await?;
         }
         if to.is_terminal() {
             webhooks::on_decided(&mut tx, id, at_ms).await?;
@@ -847,16 +953,31 @@ impl Store {
         kind: KeyKind,
         now_ms: i64,
     ) -> Result<(ApiKey, String)> {
+        self.create_api_key_with(name, kind, false, now_ms).await
+    }
+
+    /// [`Store::create_api_key`], a service key with `phone_admin` if asked (ignored for
+    /// other kinds).
+    pub async fn create_api_key_with(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        phone_admin: bool,
+        now_ms: i64,
+    ) -> Result<(ApiKey, String)> {
         let id = new_id("key");
         let secret = new_id("cvk");
+        let phone_admin = phone_admin && kind == KeyKind::Service;
         sqlx::query(
-            "INSERT INTO api_keys (id, name, kind, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_keys (id, name, kind, secret_hash, created_at, phone_admin) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&id)
         .bind(name)
         .bind(kind.as_str())
         .bind(secret_hash(&secret))
         .bind(now_ms)
+        .bind(i64::from(phone_admin))
         .execute(&self.pool)
         .await?;
         Ok((
@@ -864,6 +985,7 @@ impl Store {
                 id,
                 name: name.into(),
                 kind,
+                phone_admin,
             },
             secret,
         ))
@@ -872,7 +994,8 @@ impl Store {
     /// The key whose secret this is, unless unknown or revoked.
     pub async fn api_key(&self, secret: &str) -> Result<Option<ApiKey>> {
         let row = sqlx::query(
-            "SELECT id, name, kind FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL",
+            "SELECT id, name, kind, phone_admin FROM api_keys \
+             WHERE secret_hash = $1 AND revoked_at IS NULL",
         )
         .bind(secret_hash(secret))
         .fetch_optional(&self.pool)
@@ -883,6 +1006,7 @@ impl Store {
                 id: r.try_get("id")?,
                 name: r.try_get("name")?,
                 kind: KeyKind::from_name(&kind).ok_or(StoreError::Corrupt(kind))?,
+                phone_admin: r.try_get::<i64, _>("phone_admin")? != 0,
             })
         })
         .transpose()
@@ -892,8 +1016,8 @@ impl Store {
     /// gateway makes for itself, such as the demo page's, to be made once, not per start).
     pub async fn api_key_named(&self, name: &str, kind: KeyKind) -> Result<Option<ApiKey>> {
         let row = sqlx::query(
-            "SELECT id FROM api_keys WHERE name = $1 AND kind = $2 AND revoked_at IS NULL \
-             ORDER BY created_at, id LIMIT 1",
+            "SELECT id, phone_admin FROM api_keys WHERE name = $1 AND kind = $2 \
+             AND revoked_at IS NULL ORDER BY created_at, id LIMIT 1",
         )
         .bind(name)
         .bind(kind.as_str())
@@ -904,6 +1028,7 @@ impl Store {
                 id: r.try_get("id")?,
                 name: name.into(),
                 kind,
+                phone_admin: r.try_get::<i64, _>("phone_admin")? != 0,
             })
         })
         .transpose()
@@ -1072,6 +1197,20 @@ impl Store {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Adds `note` to the detail of a call in the log (after what it says already), e.g.
+    /// why the phone to call next was refused.
+    pub async fn note_call(&self, id: &str, note: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE calls SET detail = CASE WHEN detail IS NULL THEN $1 \
+             ELSE detail || '; ' || $1 END WHERE id = $2",
+        )
+        .bind(note)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// The rows `sql` (with the call's id as `$1`) selects, each made into a `T`.
@@ -1321,5 +1460,6 @@ fn challenge_from(r: &AnyRow) -> Result<Challenge> {
         expires_at_ms: r.try_get("expires_at")?,
         decided_at_ms: r.try_get("decided_at")?,
         remember_device_ms: r.try_get("remember_device_ms")?,
+        confirm_primary: r.try_get::<i64, _>("confirm_primary")? != 0,
     })
 }

@@ -1,5 +1,6 @@
-//! Users' phones and trusted devices. Users are the identity service's own ids: nothing is
-//! stored of a user but the phones registered for it and the devices it trusts.
+//! Users' phones, trusted devices and fraud blocks. Users are the identity service's own ids:
+//! nothing is stored of a user but the phones registered for it, the devices it trusts and
+//! the blocks its fraud reports made.
 
 use sqlx::{AssertSqlSafe, Row};
 
@@ -90,8 +91,9 @@ pub(crate) async fn insert_phone(
 }
 
 /// In the transaction that approves challenge `id`: an enrolment verifies its phone (which
-/// replaces the user's earlier phone in that role); a sign-in that asked to remember the
-/// device makes a trusted device.
+/// replaces the user's earlier phone in that role; a new primary phone also revokes the
+/// user's trusted devices); a sign-in that asked to remember the device makes a trusted
+/// device.
 pub(crate) async fn on_approved(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &str,
@@ -122,6 +124,9 @@ pub(crate) async fn on_approved(
         .bind(&pid)
         .execute(&mut **tx)
         .await?;
+        if role == PhoneRole::Primary.as_str() {
+            revoke_all(tx, &user, at_ms).await?;
+        }
     }
     sqlx::query(
         "INSERT INTO trusted_devices (id, user_id, challenge_id, created_at, expires_at) \
@@ -134,6 +139,126 @@ pub(crate) async fn on_approved(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+async fn revoke_all(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user: &str,
+    at_ms: i64,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE trusted_devices SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(at_ms)
+    .bind(user)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// In the transaction that decides challenge `id` `fraud_reported`: the user and the
+/// numbers called (the challenge's, and `called` if another) are blocked for the
+/// challenge's `fraud_block_ms`, and the user's trusted devices are revoked.
+pub(crate) async fn on_fraud_reported(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    at_ms: i64,
+    called: Option<&PhoneNumber>,
+) -> Result<()> {
+    let Some(row) =
+        sqlx::query("SELECT user_id, phone, fraud_block_ms FROM challenges WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+    else {
+        return Ok(());
+    };
+    let user: Option<String> = row.try_get("user_id")?;
+    let mut phones: Vec<String> = vec![row.try_get("phone")?];
+    if let Some(c) = called
+        && !phones.iter().any(|p| p == c.as_e164())
+    {
+        phones.push(c.as_e164().to_string());
+    }
+    let block_ms: i64 = row.try_get("fraud_block_ms")?;
+    if block_ms > 0 {
+        block(
+            tx,
+            user.as_deref(),
+            &phones,
+            id,
+            "fraud reported (0#)",
+            at_ms,
+            at_ms + block_ms,
+        )
+        .await?;
+    }
+    if let Some(u) = &user {
+        revoke_all(tx, u, at_ms).await?;
+    }
+    Ok(())
+}
+
+/// Blocks calls for `user` and each of `phones` from `at_ms` until `until_ms`, because of
+/// challenge `id` (the one place blocks are made: a fraud report, or another trigger).
+pub(crate) async fn block(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user: Option<&str>,
+    phones: &[String],
+    id: &str,
+    reason: &str,
+    at_ms: i64,
+    until_ms: i64,
+) -> Result<()> {
+    for phone in phones {
+        sqlx::query(
+            "INSERT INTO fraud_blocks (id, user_id, phone, challenge_id, reason, created_at, until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(crate::new_id("fb"))
+        .bind(user)
+        .bind(phone)
+        .bind(id)
+        .bind(reason)
+        .bind(at_ms)
+        .bind(until_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A fraud block: calls for the user and the number are refused until `until_ms` unless
+/// lifted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FraudBlock {
+    /// Its id (`fb_…`).
+    pub id: String,
+    /// The user blocked, if the challenge had one.
+    pub user_id: Option<String>,
+    /// The number blocked.
+    pub phone: PhoneNumber,
+    /// The challenge whose report made it.
+    pub challenge_id: String,
+    /// Why.
+    pub reason: String,
+    /// Made, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Lifts by itself then.
+    pub until_ms: i64,
+    /// Lifted early then, through the API.
+    pub lifted_at_ms: Option<i64>,
+    /// By the key with this id…
+    pub lifted_by_key_id: Option<String>,
+    /// …and this name.
+    pub lifted_by_key_name: Option<String>,
+}
+
+impl FraudBlock {
+    /// Whether it refuses calls at `now_ms`.
+    pub fn holds_at(&self, now_ms: i64) -> bool {
+        self.lifted_at_ms.is_none() && now_ms < self.until_ms
+    }
 }
 
 const PHONE_COLUMNS: &str = "p.id, p.user_id, p.phone, p.role, p.language, p.challenge_id, \
@@ -199,17 +324,76 @@ impl Store {
             .max_by_key(|p| p.verified_at_ms))
     }
 
-    /// Removes a user's phone; `false` when the user has no such phone.
-    pub async fn remove_phone(&self, user_id: &str, phone_id: &str, now_ms: i64) -> Result<bool> {
+    /// Removes a user's phone (a verified one only if `verified_too`); `false` when the
+    /// user has no such phone (or it is verified and `verified_too` is not set).
+    pub async fn remove_phone(
+        &self,
+        user_id: &str,
+        phone_id: &str,
+        now_ms: i64,
+        verified_too: bool,
+    ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE phones SET removed_at = $1 WHERE id = $2 AND user_id = $3 AND removed_at IS NULL",
+            "UPDATE phones SET removed_at = $1 WHERE id = $2 AND user_id = $3 \
+             AND removed_at IS NULL AND (verified_at IS NULL OR $4 = 1)",
         )
         .bind(now_ms)
         .bind(phone_id)
         .bind(user_id)
+        .bind(i64::from(verified_too))
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// A user's fraud blocks, lifted and past ones included, newest first.
+    pub async fn fraud_blocks(&self, user_id: &str) -> Result<Vec<FraudBlock>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, phone, challenge_id, reason, created_at, until, lifted_at, \
+             lifted_by_key_id, lifted_by_key_name FROM fraud_blocks WHERE user_id = $1 \
+             ORDER BY created_at DESC, id DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let phone: String = r.try_get("phone")?;
+                Ok(FraudBlock {
+                    id: r.try_get("id")?,
+                    user_id: r.try_get("user_id")?,
+                    phone: PhoneNumber::parse(&phone).map_err(|_| StoreError::Corrupt(phone))?,
+                    challenge_id: r.try_get("challenge_id")?,
+                    reason: r.try_get("reason")?,
+                    created_at_ms: r.try_get("created_at")?,
+                    until_ms: r.try_get("until")?,
+                    lifted_at_ms: r.try_get("lifted_at")?,
+                    lifted_by_key_id: r.try_get("lifted_by_key_id")?,
+                    lifted_by_key_name: r.try_get("lifted_by_key_name")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Lifts the fraud blocks of a user that hold at `now_ms`, recording that `by` did;
+    /// returns how many.
+    pub async fn lift_fraud_blocks(
+        &self,
+        user_id: &str,
+        by: &crate::ApiKey,
+        now_ms: i64,
+    ) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE fraud_blocks SET lifted_at = $1, lifted_by_key_id = $2, lifted_by_key_name = $3 \
+             WHERE user_id = $4 AND lifted_at IS NULL AND until > $1",
+        )
+        .bind(now_ms)
+        .bind(&by.id)
+        .bind(&by.name)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// The trusted device with this id.

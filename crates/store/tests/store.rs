@@ -3,9 +3,9 @@
 
 use callverify_e2e::{Postgres, scratch};
 use store::{
-    Backend, CallEnd, CallFilter, CallStep, ChallengeState, KeyKind, KeyRecord, NewCall,
-    NewChallenge, PhoneNumber, PhoneRole, PhoneState, Purpose, Scope, Store, StoreError,
-    WebhookAttempt, WebhookNext,
+    Admission, Backend, CallEnd, CallFilter, CallStep, ChallengeState, CountScope, Counter,
+    KeyKind, KeyRecord, NewCall, NewChallenge, PhoneNumber, PhoneRole, PhoneState, Purpose,
+    Refused, Scope, Store, StoreError, WebhookAttempt, WebhookNext,
 };
 
 fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
@@ -20,6 +20,8 @@ fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
         callback_url: Some("https://idp.example/hook".into()),
         enrol: None,
         remember_device_ms: 0,
+        fraud_block_ms: 86_400_000,
+        confirm_primary: false,
         now_ms: now,
         expires_at_ms: now + 300_000,
     }
@@ -204,6 +206,7 @@ async fn suite(store: Store) {
     api_keys(&store).await;
     users_and_trust(&store).await;
     webhooks_limits_and_expiry(&store).await;
+    admissions_blocks_and_scopes(&store).await;
 }
 
 fn enrolment(user: &str, number: &str, role: PhoneRole, now: i64) -> NewChallenge {
@@ -315,19 +318,26 @@ async fn users_and_trust(store: &Store) {
     );
     assert!(
         store
-            .remove_phone("u-1", &phones[0].id, 13_000)
+            .remove_phone("u-1", &phones[0].id, 13_000, false)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .remove_phone("u-1", &phones[0].id, 13_001)
+            .remove_phone("u-1", &phones[0].id, 13_001, false)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .remove_phone("u-2", &phones[1].id, 13_002)
+            .remove_phone("u-1", &phones[1].id, 13_001, false)
+            .await
+            .unwrap(),
+        "verified: only when asked"
+    );
+    assert!(
+        !store
+            .remove_phone("u-2", &phones[1].id, 13_002, true)
             .await
             .unwrap(),
         "not u-2's"
@@ -1012,4 +1022,351 @@ async fn claims(a: &Store, b: &Store) {
     );
     assert!(a.renew_claims(T + 20_000).await.unwrap().is_empty());
     assert!(a.interrupt_lapsed(T + 30_000).await.unwrap().is_empty());
+}
+
+/// Limits counted and checked in the admitting transaction (nothing written when refused),
+/// the cap, fraud blocks made by a report and lifted, trusted devices revoked by a report
+/// and by a new primary phone, phone_admin keys, notes in the call log, pruning.
+async fn admissions_blocks_and_scopes(store: &Store) {
+    use ChallengeState::*;
+    const T: i64 = 200_000_000;
+    let number = |n: &str| PhoneNumber::parse(n).unwrap();
+    let per_number = |key: &str, max| Counter {
+        scope: CountScope::Phone,
+        key: key.into(),
+        max,
+        window_ms: 600_000,
+    };
+    let limited = |max| Admission {
+        counters: vec![per_number("+819077770001", max)],
+        ..Admission::default()
+    };
+    let at = |n: &str, now: i64| NewChallenge {
+        phone: number(n),
+        ..request(None, "a", now)
+    };
+    for i in 0..2 {
+        let made = store
+            .create_admitted(&at("+819077770001", T + i), &limited(2))
+            .await
+            .unwrap();
+        assert!(made.is_ok(), "{made:?}");
+    }
+    let refused = store
+        .create_admitted(&at("+819077770001", T + 5), &limited(2))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        refused,
+        Refused::Limit {
+            counter: per_number("+819077770001", 2),
+            count: 2
+        }
+    );
+    let made = store
+        .count_challenges(Scope::Phone(&number("+819077770001")), T)
+        .await
+        .unwrap();
+    assert_eq!(made, 2, "the refused one was not written");
+    // A window (and a bucket, a sixtieth of it) later the calls no longer count.
+    assert!(
+        store
+            .create_admitted(&at("+819077770001", T + 610_001), &limited(2))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    // A further call of a challenge is counted the same way.
+    let n2 = number("+819077770002");
+    let two = Admission {
+        counters: vec![per_number("+819077770002", 2)],
+        ..Admission::default()
+    };
+    assert!(store.admit_call(None, &n2, &two, T).await.unwrap().is_ok());
+    assert!(store.admit_call(None, &n2, &two, T).await.unwrap().is_ok());
+    assert!(matches!(
+        store.admit_call(None, &n2, &two, T).await.unwrap(),
+        Err(Refused::Limit { count: 2, .. })
+    ));
+    // The cap counts the new challenge with the others waiting for or in a call.
+    let active = store.active_challenges().await.unwrap();
+    let cap = Admission {
+        max_active: Some(active as u32 + 1),
+        ..Admission::default()
+    };
+    assert!(
+        store
+            .create_admitted(&at("+819077770003", T), &cap)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert_eq!(
+        store
+            .create_admitted(&at("+819077770003", T), &cap)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        Refused::TooManyCalls {
+            active: active + 2,
+            cap: active as u32 + 1
+        }
+    );
+
+    // A fraud report blocks the user and both numbers called, revokes the user's trusted
+    // devices; a block refuses only an admission that checks blocks; a lift is kept.
+    let (e, _) = store
+        .create_challenge(&enrolment("u-9", "+819077770010", PhoneRole::Primary, T))
+        .await
+        .unwrap();
+    decide(store, &e.id, Approved, T + 1).await;
+    let (s, _) = store
+        .create_challenge(&NewChallenge {
+            user_id: Some("u-9".into()),
+            remember_device_ms: 1_000_000,
+            ..at("+819077770010", T + 2)
+        })
+        .await
+        .unwrap();
+    decide(store, &s.id, Approved, T + 3).await;
+    assert!(
+        store
+            .trusted_device_of(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .valid_at(T + 4)
+    );
+    let (f, _) = store
+        .create_challenge(&NewChallenge {
+            user_id: Some("u-9".into()),
+            fraud_block_ms: 3_600_000,
+            ..at("+819077770010", T + 10)
+        })
+        .await
+        .unwrap();
+    for st in [Calling, Answered] {
+        assert!(
+            store
+                .transition(&f.id, st, T + 11, None, None)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        store
+            .transition_called(
+                &f.id,
+                FraudReported,
+                T + 20,
+                None,
+                None,
+                &number("+819077770011")
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .trusted_device_of(&s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .valid_at(T + 21)
+    );
+    let blocks = Admission {
+        blocks: true,
+        ..Admission::default()
+    };
+    let until = T + 20 + 3_600_000;
+    for (user, n) in [
+        (Some("u-9"), "+819077770099"),
+        (None, "+819077770010"),
+        (None, "+819077770011"),
+        (Some("u-other"), "+819077770011"),
+    ] {
+        let r = store
+            .create_admitted(
+                &NewChallenge {
+                    user_id: user.map(str::to_string),
+                    ..at(n, T + 30)
+                },
+                &blocks,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.unwrap_err(),
+            Refused::FraudBlock { until_ms: until },
+            "{user:?} {n}"
+        );
+    }
+    assert!(
+        store
+            .create_admitted(&at("+819077770011", T + 30), &Admission::default())
+            .await
+            .unwrap()
+            .is_ok(),
+        "an admission without blocks"
+    );
+    assert!(
+        store
+            .create_admitted(&at("+819077770011", until), &blocks)
+            .await
+            .unwrap()
+            .is_ok(),
+        "lifted by itself at its end"
+    );
+    let listed = store.fraud_blocks("u-9").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|b| b.holds_at(T + 40) && b.challenge_id == f.id)
+    );
+    let (key, _) = store
+        .create_api_key("idp-9", KeyKind::Service, T)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.lift_fraud_blocks("u-9", &key, T + 50).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.lift_fraud_blocks("u-9", &key, T + 51).await.unwrap(),
+        0
+    );
+    let listed = store.fraud_blocks("u-9").await.unwrap();
+    assert!(listed.iter().all(|b| !b.holds_at(T + 60)
+        && b.lifted_at_ms == Some(T + 50)
+        && b.lifted_by_key_id.as_deref() == Some(key.id.as_str())
+        && b.lifted_by_key_name.as_deref() == Some("idp-9")));
+    assert!(
+        store
+            .create_admitted(
+                &NewChallenge {
+                    user_id: Some("u-9".into()),
+                    ..at("+819077770010", T + 60)
+                },
+                &blocks
+            )
+            .await
+            .unwrap()
+            .is_ok()
+    );
+
+    // A new primary phone revokes the trusted devices; a new fallback does not.
+    let (s2, _) = store
+        .create_challenge(&NewChallenge {
+            user_id: Some("u-9".into()),
+            remember_device_ms: 1_000_000,
+            ..at("+819077770010", T + 70)
+        })
+        .await
+        .unwrap();
+    decide(store, &s2.id, Approved, T + 71).await;
+    let (fb, _) = store
+        .create_challenge(&enrolment(
+            "u-9",
+            "+819077770012",
+            PhoneRole::Fallback,
+            T + 72,
+        ))
+        .await
+        .unwrap();
+    decide(store, &fb.id, Approved, T + 73).await;
+    assert!(
+        store
+            .trusted_device_of(&s2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .valid_at(T + 74)
+    );
+    let (p2, _) = store
+        .create_challenge(&NewChallenge {
+            confirm_primary: true,
+            ..enrolment("u-9", "+819077770013", PhoneRole::Primary, T + 75)
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .challenge(&p2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .confirm_primary
+    );
+    decide(store, &p2.id, Approved, T + 76).await;
+    assert!(
+        !store
+            .trusted_device_of(&s2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .valid_at(T + 77)
+    );
+
+    // Keys: phone_admin is kept, for service keys only.
+    let (admin, secret) = store
+        .create_api_key_with("admin", KeyKind::Service, true, T)
+        .await
+        .unwrap();
+    assert!(admin.phone_admin);
+    assert_eq!(store.api_key(&secret).await.unwrap(), Some(admin));
+    let (op, _) = store
+        .create_api_key_with("ops-9", KeyKind::Operator, true, T)
+        .await
+        .unwrap();
+    assert!(!op.phone_admin);
+    assert!(
+        !store
+            .api_key_named("idp-9", KeyKind::Service)
+            .await
+            .unwrap()
+            .unwrap()
+            .phone_admin
+    );
+
+    // A note in a call's detail, after what it says.
+    store
+        .start_call(&NewCall {
+            id: "call_noted".into(),
+            challenge_id: f.id.clone(),
+            phone_masked: "+81 ** **** **10".into(),
+            started_at_ms: T,
+        })
+        .await
+        .unwrap();
+    store
+        .finish_call(
+            "call_noted",
+            &CallEnd {
+                outcome: "busy".into(),
+                detail: Some("486".into()),
+                ended_at_ms: T + 1,
+                ..CallEnd::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .note_call("call_noted", "next: refused")
+            .await
+            .unwrap()
+    );
+    let noted = store.call("call_noted").await.unwrap().unwrap();
+    assert_eq!(
+        noted.end.unwrap().detail.as_deref(),
+        Some("486; next: refused")
+    );
+
+    // Pruning forgets the counts before a time.
+    assert!(store.prune_rate_counts(T + 1_000_000).await.unwrap() >= 3);
+    assert!(store.admit_call(None, &n2, &two, T).await.unwrap().is_ok());
+    // Nothing of these is left queued for the claims that follow.
+    store.expire_due(i64::MAX / 2).await.unwrap();
 }
