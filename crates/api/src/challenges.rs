@@ -171,14 +171,15 @@ pub(crate) async fn create(
             req.language
         )));
     }
-    if let Some(url) = &req.callback_url
-        && !((url.starts_with("https://") || url.starts_with("http://"))
-            && url.len() <= 2048
-            && reqwest::Url::parse(url).is_ok())
-    {
-        return Err(Problem::unprocessable(
-            "callback_url must be an http(s) URL of at most 2048 bytes",
-        ));
+    if let Some(url) = &req.callback_url {
+        state.cfg.webhooks.callbacks.check(url).await.map_err(|r| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "callback-not-allowed",
+                "The callback URL is not allowed",
+                r.0,
+            )
+        })?;
     }
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,

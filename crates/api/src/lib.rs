@@ -8,6 +8,7 @@
 //! `HMAC-SHA256(token secret, device id)`: nothing secret is stored, and neither is of use
 //! for anything else.
 
+pub mod callback;
 mod calls;
 mod challenges;
 mod policy;

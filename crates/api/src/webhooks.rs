@@ -7,7 +7,13 @@
 //! time and refuses a `t` more than five minutes from its clock ([`verify_signature`]), so a
 //! captured delivery cannot be replayed later; `Callverify-Delivery` (challenge id and
 //! attempt) lets it drop duplicates.
+//!
+//! A delivery goes only where [`crate::callback`] allows, checked again at each attempt
+//! with the name resolved once and the connection pinned to the checked addresses. An
+//! attempt's stored error says only `refused by policy` or `no answer` (or the HTTP status
+//! is kept): nothing that would tell a port that is open from one that is closed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hmac::Mac;
@@ -15,8 +21,14 @@ use store::{Webhook, WebhookAttempt, WebhookNext};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::callback::{CallbackPolicy, Pinned, refused_in};
 use crate::challenges::ChallengeView;
 use crate::{AppState, hex, now_ms, unhex};
+
+/// The stored error of an attempt the callback policy stopped before anything was sent.
+pub const REFUSED: &str = "refused by policy";
+/// The stored error of an attempt that got no HTTP answer (refused, reset, timed out, TLS).
+pub const NO_ANSWER: &str = "no answer";
 
 /// Webhook settings.
 #[derive(Clone, Debug)]
@@ -31,6 +43,8 @@ pub struct WebhookConfig {
     pub max_retry: Duration,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// Where callbacks may go.
+    pub callbacks: CallbackPolicy,
 }
 
 impl Default for WebhookConfig {
@@ -41,6 +55,7 @@ impl Default for WebhookConfig {
             first_retry: Duration::from_secs(2),
             max_retry: Duration::from_secs(600),
             timeout: Duration::from_secs(10),
+            callbacks: CallbackPolicy::default(),
         }
     }
 }
@@ -97,6 +112,9 @@ pub fn spawn_workers(state: AppState) -> JoinHandle<()> {
         let client = match reqwest::Client::builder()
             .timeout(state.cfg.webhooks.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve and connect where the policy cannot see.
+            .no_proxy()
+            .dns_resolver(Arc::new(Pinned(state.cfg.webhooks.callbacks.clone())))
             .user_agent(concat!("callverify/", env!("CARGO_PKG_VERSION")))
             .build()
         {
@@ -159,25 +177,18 @@ async fn deliver(state: AppState, client: reqwest::Client, w: Webhook) {
     .to_string();
     let sent_at = now_ms();
     let started = Instant::now();
-    let result = client
-        .post(&w.url)
-        .header("content-type", "application/json")
-        .header(
-            "callverify-signature",
-            signature(&cfg.secret, sent_at / 1000, body.as_bytes()),
-        )
-        .header(
-            "callverify-delivery",
-            format!("{}/{attempt}", w.challenge_id),
-        )
-        .body(body)
-        .send()
-        .await;
-    let duration_ms = Some(started.elapsed().as_millis() as i64);
-    let (status, error) = match result {
-        Ok(r) => (Some(i64::from(r.status().as_u16())), None),
-        Err(e) => (None, Some(without_url(&e))),
+    let (status, error) = match post(&client, cfg, &w, attempt, sent_at, body).await {
+        Ok(status) => (Some(status), None),
+        Err(Failure::Refused(why)) => {
+            warn!(challenge = %w.challenge_id, attempt, reason = %why, "webhook refused by policy");
+            (None, Some(REFUSED.to_string()))
+        }
+        Err(Failure::NoAnswer(kind)) => {
+            info!(challenge = %w.challenge_id, attempt, kind, "webhook got no answer");
+            (None, Some(NO_ANSWER.to_string()))
+        }
     };
+    let duration_ms = Some(started.elapsed().as_millis() as i64);
     let ok = status.is_some_and(|s| (200..300).contains(&s));
     let next = if ok {
         WebhookNext::Delivered
@@ -221,27 +232,52 @@ async fn deliver(state: AppState, client: reqwest::Client, w: Webhook) {
     }
 }
 
-/// An HTTP client error without its URL (a callback URL may carry a secret).
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_request() {
-        "request failed"
-    } else {
-        "failed"
-    };
-    let mut detail = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
+/// Why an attempt got no HTTP status.
+enum Failure {
+    /// The callback policy stopped it (the reason is for the log).
+    Refused(String),
+    /// No answer; the kind of failure is for the log, never the URL (it may carry a secret).
+    NoAnswer(&'static str),
+}
+
+/// One attempt: the URL checked again, then the POST; the answer's status.
+async fn post(
+    client: &reqwest::Client,
+    cfg: &WebhookConfig,
+    w: &Webhook,
+    attempt: i64,
+    sent_at: i64,
+    body: String,
+) -> Result<i64, Failure> {
+    cfg.callbacks
+        .check_before_sending(&w.url)
+        .map_err(|r| Failure::Refused(r.0))?;
+    let sent = client
+        .post(&w.url)
+        .header("content-type", "application/json")
+        .header(
+            "callverify-signature",
+            signature(&cfg.secret, sent_at / 1000, body.as_bytes()),
+        )
+        .header(
+            "callverify-delivery",
+            format!("{}/{attempt}", w.challenge_id),
+        )
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(r) => Ok(i64::from(r.status().as_u16())),
+        Err(e) => Err(match refused_in(&e) {
+            Some(r) => Failure::Refused(r.0.clone()),
+            None => Failure::NoAnswer(if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "request failed"
+            }),
+        }),
     }
 }
 

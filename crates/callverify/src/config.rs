@@ -551,6 +551,16 @@ pub struct ApiSettings {
     /// key of its own: anyone who reaches it can have a number called (within the policy).
     #[serde(default)]
     pub demo_page: bool,
+    /// Take `http://` callback URLs too (webhooks then travel unencrypted).
+    #[serde(default)]
+    pub allow_http_callbacks: bool,
+    /// Networks callbacks may reach although they are not public (`"10.1.0.0/16"`).
+    #[serde(default = "no_networks")]
+    pub callback_allow: Spanned<Vec<String>>,
+}
+
+fn no_networks() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
 }
 
 fn default_api_listen() -> std::net::SocketAddr {
@@ -587,6 +597,8 @@ impl Default for ApiSettings {
             call_fallback: true,
             webhook_max_attempts: default_webhook_attempts(),
             demo_page: false,
+            allow_http_callbacks: false,
+            callback_allow: no_networks(),
         }
     }
 }
@@ -942,6 +954,15 @@ impl Config {
                 "trusted_device_days must be at most 365".into(),
             ));
         }
+        let nets = &self.api.callback_allow;
+        if let Some(Err(e)) = nets
+            .get_ref()
+            .iter()
+            .map(|n| api::callback::parse_net(n))
+            .find(Result::is_err)
+        {
+            return Err(err(Some(nets.span()), format!("callback_allow: {e}")));
+        }
         if let Some(list) = &self.policy.allowed_countries
             && let Some(bad) = list
                 .get_ref()
@@ -1042,6 +1063,16 @@ impl Config {
             webhooks: api::webhooks::WebhookConfig {
                 secret: secret(&a.webhook_secret_env)?,
                 max_attempts: a.webhook_max_attempts.max(1),
+                callbacks: api::callback::CallbackPolicy {
+                    allow_http: a.allow_http_callbacks,
+                    allow: a
+                        .callback_allow
+                        .get_ref()
+                        .iter()
+                        .map(|n| api::callback::parse_net(n))
+                        .collect::<Result<_, _>>()?,
+                    resolver: api::callback::Resolver::system(),
+                },
                 ..api::webhooks::WebhookConfig::default()
             },
             // The gateway makes the demo page's key when `demo_page` is set.
@@ -1327,6 +1358,12 @@ mod tests {
                 "shorter than amd.max_greeting_ms",
                 0,
             ),
+            (
+                "callback_allow = []",
+                "callback_allow = [\"10.0.0.0/8\", \"intranet\"]",
+                "callback_allow: \"intranet\" is not a network",
+                0,
+            ),
         ];
         for (find, replace, words, offset) in cases {
             let line = line_of_text(find) + offset;
@@ -1387,5 +1424,31 @@ mod tests {
         let cut = &text[..text.find("# Trunks are tried").unwrap()];
         let e = Config::parse(cut, "c.toml", env_with_password).unwrap_err();
         assert!(e.to_string().contains("no [[trunk]]"), "{e}");
+    }
+
+    #[test]
+    fn the_api_settings_carry_the_callback_policy() {
+        let secrets = |v: &str| {
+            env_with_password(v).or_else(|| v.ends_with("_SECRET").then(|| "k".repeat(32)))
+        };
+        let text = shipped()
+            .replace(
+                "allow_http_callbacks = false",
+                "allow_http_callbacks = true",
+            )
+            .replace(
+                "callback_allow = []",
+                "callback_allow = [\"10.1.2.3/16\", \"::1\"]",
+            );
+        let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+        let cb = c.api_settings(secrets).unwrap().webhooks.callbacks;
+        assert!(cb.allow_http);
+        assert_eq!(
+            cb.allow,
+            vec!["10.1.0.0/16".parse().unwrap(), "::1/128".parse().unwrap()]
+        );
+        let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
+        let cb = c.api_settings(secrets).unwrap().webhooks.callbacks;
+        assert!(!cb.allow_http && cb.allow.is_empty());
     }
 }
