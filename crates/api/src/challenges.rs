@@ -502,14 +502,15 @@ pub(crate) async fn challenge_events(
     // then at the latest.
     let end = tokio::time::Instant::now() + state.cfg.challenge_ttl + Duration::from_secs(600);
     let stream = futures_util::stream::unfold(
-        (Some(c), rx, state, id, end, false),
-        |(current, mut rx, state, id, end, done)| async move {
-            if done {
-                return None;
-            }
-            let c = match current {
-                Some(c) => c,
-                None => return None,
+        (Step::Show(Box::new(c)), rx, state, id, end),
+        |(step, mut rx, state, id, end)| async move {
+            let c = match step {
+                Step::Done => return None,
+                Step::Show(c) => *c,
+                Step::Wait(seen) => next_change(&state, &mut rx, &id, seen, end)
+                    .await
+                    .ok()
+                    .flatten()?,
             };
             let event = match ChallengeView::full(&state, &c, None).await {
                 Ok(v) => Event::default()
@@ -519,17 +520,25 @@ pub(crate) async fn challenge_events(
                     .unwrap_or_else(|_| Event::default().event("error")),
                 Err(_) => Event::default().event("error").data("store unavailable"),
             };
-            if c.state.is_terminal() {
-                return Some((Ok(event), (None, rx, state, id, end, true)));
-            }
-            let next = next_change(&state, &mut rx, &id, c.state, end)
-                .await
-                .ok()
-                .flatten();
-            Some((Ok(event), (next, rx, state, id, end, false)))
+            let step = if c.state.is_terminal() {
+                Step::Done
+            } else {
+                Step::Wait(c.state)
+            };
+            Some((Ok(event), (step, rx, state, id, end)))
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// What an event stream does next.
+enum Step {
+    /// Sends this state (the current one at the start).
+    Show(Box<Challenge>),
+    /// Waits for a change from this state.
+    Wait(ChallengeState),
+    /// Ends (the challenge is decided).
+    Done,
 }
 
 /// Cancel a challenge (its service key or poll token): it is decided `canceled` at once and
