@@ -365,6 +365,16 @@ enum Reader {
     Key(ApiKey),
 }
 
+impl Reader {
+    /// The API key's id; `None` for the poll token.
+    fn key_id(&self) -> Option<&str> {
+        match self {
+            Reader::PollToken => None,
+            Reader::Key(k) => Some(&k.id),
+        }
+    }
+}
+
 async fn reader(state: &AppState, id: &str, headers: &HeaderMap) -> Result<Reader, Problem> {
     if bearer(headers).is_some_and(|t| poll_token_matches(&state.cfg.token_secret, id, t)) {
         return Ok(Reader::PollToken);
@@ -449,6 +459,7 @@ pub(crate) struct WaitQuery {
         (status = 200, body = ChallengeView),
         (status = 401, body = crate::ProblemDoc),
         (status = 404, body = crate::ProblemDoc),
+        (status = 429, description = "A long poll beyond the credential's cap; see Retry-After", body = crate::ProblemDoc),
     )
 )]
 pub(crate) async fn get_challenge(
@@ -457,11 +468,12 @@ pub(crate) async fn get_challenge(
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (_, mut c) = readable(&state, &id, &headers).await?;
+    let (who, mut c) = readable(&state, &id, &headers).await?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.cfg.max_wait);
     // Plain polls (the common case) do not subscribe; a long poll subscribes, then reads
     // again so that a change between the two reads is not missed.
     if !wait.is_zero() && !c.state.is_terminal() {
+        let _slot = state.cfg.streams.admit(&id, who.key_id())?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut rx = state.store.subscribe();
         let seen = c.state;
@@ -489,6 +501,7 @@ pub(crate) async fn get_challenge(
         (status = 200, description = "text/event-stream of `state` events, each a ChallengeView", content_type = "text/event-stream", body = String),
         (status = 401, body = crate::ProblemDoc),
         (status = 404, body = crate::ProblemDoc),
+        (status = 429, description = "Beyond the credential's cap on streams; see Retry-After", body = crate::ProblemDoc),
     )
 )]
 pub(crate) async fn challenge_events(
@@ -497,13 +510,15 @@ pub(crate) async fn challenge_events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let rx = state.store.subscribe();
-    let (_, c) = readable(&state, &id, &headers).await?;
+    let (who, c) = readable(&state, &id, &headers).await?;
+    // Held by the stream: given back when it ends or the client goes.
+    let slot = state.cfg.streams.admit(&id, who.key_id())?;
     // Bounded: a challenge is decided by its expiry plus the longest call; the stream ends
     // then at the latest.
     let end = tokio::time::Instant::now() + state.cfg.challenge_ttl + Duration::from_secs(600);
     let stream = futures_util::stream::unfold(
-        (Step::Show(Box::new(c)), rx, state, id, end),
-        |(step, mut rx, state, id, end)| async move {
+        (Step::Show(Box::new(c)), rx, state, id, end, slot),
+        |(step, mut rx, state, id, end, slot)| async move {
             let c = match step {
                 Step::Done => return None,
                 Step::Show(c) => *c,
@@ -525,7 +540,7 @@ pub(crate) async fn challenge_events(
             } else {
                 Step::Wait(c.state)
             };
-            Some((Ok(event), (step, rx, state, id, end)))
+            Some((Ok(event), (step, rx, state, id, end, slot)))
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

@@ -12,7 +12,9 @@ pub mod callback;
 mod calls;
 mod challenges;
 mod policy;
+mod serve;
 mod site;
+mod streams;
 mod users;
 pub mod webhooks;
 
@@ -32,6 +34,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use policy::{Policy, RateLimit};
+pub use serve::{ServeLimits, serve};
+pub use streams::StreamCaps;
 
 /// Settings of the API.
 #[derive(Clone, Debug)]
@@ -43,6 +47,9 @@ pub struct ApiConfig {
     pub challenge_ttl: Duration,
     /// The longest `?wait=` honoured.
     pub max_wait: Duration,
+    /// Long polls and event streams a credential may hold open at once on this node (the
+    /// count is shared by the clones of this configuration).
+    pub streams: StreamCaps,
     /// How long "don't ask again" trusts a device.
     pub trusted_device_ttl: Duration,
     /// Toll-fraud and abuse limits.
@@ -60,6 +67,7 @@ impl Default for ApiConfig {
             token_secret: Vec::new(),
             challenge_ttl: Duration::from_secs(300),
             max_wait: Duration::from_secs(25),
+            streams: StreamCaps::default(),
             trusted_device_ttl: Duration::from_secs(14 * 86_400),
             policy: Policy::default(),
             webhooks: webhooks::WebhookConfig::default(),

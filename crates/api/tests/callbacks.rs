@@ -116,6 +116,7 @@ async fn callbacks_to_inside_are_refused_at_creation() {
     let state = |allow_http| AppState {
         store: store.clone(),
         runner: None,
+        readiness: Default::default(),
         cfg: cfg(CallbackPolicy {
             allow_http,
             allow: Vec::new(),
@@ -212,6 +213,7 @@ async fn callback_allow_admits_the_listed_networks() {
     let state = AppState {
         store: store.clone(),
         runner: None,
+        readiness: Default::default(),
         cfg: cfg(CallbackPolicy {
             allow_http: true,
             allow: loopback_allowed(),
@@ -299,6 +301,7 @@ async fn a_delivery_checks_the_address_again_and_connects_only_there() {
     let state = |allow| AppState {
         store: store.clone(),
         runner: None,
+        readiness: Default::default(),
         cfg: cfg(policy(allow)),
     };
     // Challenges are made where loopback is allowed, delivered where it no longer is.
@@ -402,6 +405,7 @@ async fn failed_deliveries_say_only_no_answer() {
     let state = AppState {
         store: store.clone(),
         runner: None,
+        readiness: Default::default(),
         cfg: cfg(CallbackPolicy {
             allow_http: true,
             allow: loopback_allowed(),

@@ -557,6 +557,38 @@ pub struct ApiSettings {
     /// Networks callbacks may reach although they are not public (`"10.1.0.0/16"`).
     #[serde(default = "no_networks")]
     pub callback_allow: Spanned<Vec<String>>,
+    /// Seconds a client may take to send a request's headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_s: Spanned<u64>,
+    /// Seconds a request may take to be answered (long polls and event streams excepted),
+    /// and a response may wait for the client to read it.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_s: Spanned<u64>,
+    /// HTTP connections open at once, at most.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<usize>,
+    /// Long polls and event streams one poll token may hold open at once.
+    #[serde(default = "default_streams_per_poll_token")]
+    pub max_streams_per_poll_token: Spanned<u32>,
+    /// Long polls and event streams one API key may hold open at once.
+    #[serde(default = "default_streams_per_api_key")]
+    pub max_streams_per_api_key: Spanned<u32>,
+}
+
+fn default_header_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+fn default_request_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
+}
+fn default_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 4096)
+}
+fn default_streams_per_poll_token() -> Spanned<u32> {
+    Spanned::new(0..0, 4)
+}
+fn default_streams_per_api_key() -> Spanned<u32> {
+    Spanned::new(0..0, 1000)
 }
 
 fn no_networks() -> Spanned<Vec<String>> {
@@ -599,6 +631,11 @@ impl Default for ApiSettings {
             demo_page: false,
             allow_http_callbacks: false,
             callback_allow: no_networks(),
+            header_timeout_s: default_header_timeout(),
+            request_timeout_s: default_request_timeout(),
+            max_connections: default_max_connections(),
+            max_streams_per_poll_token: default_streams_per_poll_token(),
+            max_streams_per_api_key: default_streams_per_api_key(),
         }
     }
 }
@@ -954,6 +991,38 @@ impl Config {
                 "trusted_device_days must be at most 365".into(),
             ));
         }
+        let a = &self.api;
+        for (v, name) in [
+            (&a.header_timeout_s, "header_timeout_s"),
+            (&a.request_timeout_s, "request_timeout_s"),
+        ] {
+            if !(1..=3600).contains(v.get_ref()) {
+                return Err(err(
+                    Some(v.span()),
+                    format!("{name} must be 1 to 3600 seconds, found {}", v.get_ref()),
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(a.max_connections.get_ref()) {
+            return Err(err(
+                Some(a.max_connections.span()),
+                format!(
+                    "max_connections must be 1 to 1000000, found {}",
+                    a.max_connections.get_ref()
+                ),
+            ));
+        }
+        for (v, name) in [
+            (&a.max_streams_per_poll_token, "max_streams_per_poll_token"),
+            (&a.max_streams_per_api_key, "max_streams_per_api_key"),
+        ] {
+            if *v.get_ref() == 0 {
+                return Err(err(
+                    Some(v.span()),
+                    format!("{name} must be at least 1 (long polls and event streams need it)"),
+                ));
+            }
+        }
         let nets = &self.api.callback_allow;
         if let Some(Err(e)) = nets
             .get_ref()
@@ -1052,6 +1121,10 @@ impl Config {
             token_secret: secret(&a.token_secret_env)?,
             challenge_ttl: Duration::from_secs(*a.challenge_ttl_s.get_ref()),
             max_wait: Duration::from_secs(a.max_wait_s),
+            streams: api::StreamCaps::new(
+                *a.max_streams_per_poll_token.get_ref(),
+                *a.max_streams_per_api_key.get_ref(),
+            ),
             trusted_device_ttl: Duration::from_secs(*a.trusted_device_days.get_ref() * 86_400),
             policy: api::Policy {
                 allowed_countries: p.allowed_countries.as_ref().map(|l| l.get_ref().clone()),
@@ -1078,6 +1151,16 @@ impl Config {
             // The gateway makes the demo page's key when `demo_page` is set.
             demo_page: None,
         })
+    }
+
+    /// The HTTP server's limits (`[api]`).
+    pub fn serve_limits(&self) -> api::ServeLimits {
+        let a = &self.api;
+        api::ServeLimits {
+            header_timeout: Duration::from_secs(*a.header_timeout_s.get_ref()),
+            request_timeout: Duration::from_secs(*a.request_timeout_s.get_ref()),
+            max_connections: *a.max_connections.get_ref(),
+        }
     }
 
     /// The store's URL (from `url_env` when set).
@@ -1359,6 +1442,30 @@ mod tests {
                 0,
             ),
             (
+                "header_timeout_s = 10",
+                "header_timeout_s = 0",
+                "header_timeout_s must be 1 to 3600",
+                0,
+            ),
+            (
+                "request_timeout_s = 30",
+                "request_timeout_s = 86400",
+                "request_timeout_s must be 1 to 3600",
+                0,
+            ),
+            (
+                "max_connections = 4096",
+                "max_connections = 0",
+                "max_connections must be 1 to 1000000",
+                0,
+            ),
+            (
+                "max_streams_per_poll_token = 4",
+                "max_streams_per_poll_token = 0",
+                "at least 1",
+                0,
+            ),
+            (
                 "callback_allow = []",
                 "callback_allow = [\"10.0.0.0/8\", \"intranet\"]",
                 "callback_allow: \"intranet\" is not a network",
@@ -1450,5 +1557,35 @@ mod tests {
         let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
         let cb = c.api_settings(secrets).unwrap().webhooks.callbacks;
         assert!(!cb.allow_http && cb.allow.is_empty());
+    }
+
+    #[test]
+    fn the_http_limits_come_from_the_file() {
+        let text = shipped()
+            .replace("header_timeout_s = 10", "header_timeout_s = 2")
+            .replace(
+                "max_streams_per_api_key = 1000",
+                "max_streams_per_api_key = 7",
+            );
+        let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+        assert_eq!(
+            c.serve_limits(),
+            api::ServeLimits {
+                header_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(30),
+                max_connections: 4096,
+            }
+        );
+        let secrets = |v: &str| v.ends_with("_SECRET").then(|| "k".repeat(32));
+        let streams = c.api_settings(secrets).unwrap().streams;
+        assert_eq!((streams.per_poll_token, streams.per_api_key), (4, 7));
+        // Absent, they take their defaults.
+        let bare = Config::parse(
+            &shipped().replace("header_timeout_s = 10\n", ""),
+            "c.toml",
+            env_with_password,
+        )
+        .unwrap();
+        assert_eq!(bare.serve_limits(), api::ServeLimits::default());
     }
 }
