@@ -56,6 +56,9 @@ pub struct ApiConfig {
     pub policy: Policy,
     /// Webhook signing and retries.
     pub webhooks: webhooks::WebhookConfig,
+    /// How long the call log, state changes and webhook attempts are kept, and decided
+    /// challenges' numbers in full (`[store] retention_days`).
+    pub retention: Duration,
     /// The service key the `/demo` page's backend makes its challenges with; `None`: the
     /// demo page is off.
     pub demo_page: Option<ApiKey>,
@@ -71,6 +74,7 @@ impl Default for ApiConfig {
             trusted_device_ttl: Duration::from_secs(14 * 86_400),
             policy: Policy::default(),
             webhooks: webhooks::WebhookConfig::default(),
+            retention: Duration::from_secs(90 * 86_400),
             demo_page: None,
         }
     }

@@ -67,7 +67,14 @@ impl Policy {
 
     /// Whether the number may be called at all.
     pub fn check_number(&self, number: &PhoneNumber) -> Result<(), Problem> {
-        let parsed = phonenumber::parse(None, number.as_e164()).map_err(|e| {
+        let e164 = number.as_e164().ok_or_else(|| {
+            refused(
+                "invalid-number",
+                "The number is not a valid phone number",
+                format!("{number} is redacted"),
+            )
+        })?;
+        let parsed = phonenumber::parse(None, e164).map_err(|e| {
             refused(
                 "invalid-number",
                 "The number is not a valid phone number",

@@ -1,6 +1,7 @@
 //! Webhooks and the other background work of the API: every decided challenge with a
 //! `callback_url` is posted there, signed, retried with exponential backoff, every attempt
-//! logged in the store; queued challenges past their expiry become `expired`.
+//! logged in the store; queued challenges past their expiry become `expired`; every hour
+//! (and at start) what is older than the retention period is forgotten.
 //!
 //! The signature header is `Callverify-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 //! "<t>.<body>">` with the webhook secret. A receiver recomputes it, compares in constant
@@ -105,7 +106,33 @@ fn retry_delay(cfg: &WebhookConfig, attempts_made: u32) -> Duration {
     cfg.first_retry.saturating_mul(factor).min(cfg.max_retry)
 }
 
-/// Starts the background work (webhook deliveries, expiry); it runs until aborted.
+/// How often what is older than the retention period is looked for.
+pub const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Rows a retention batch deletes or masks at most (one transaction each).
+const RETENTION_BATCH: u32 = 500;
+
+/// One retention sweep: forgets what is older than `retention` (see `store::Forgotten`).
+async fn sweep(store: store::Store, retention: Duration) {
+    let cutoff = now_ms().saturating_sub(retention.as_millis().min(i64::MAX as u128) as i64);
+    match store.forget_before(cutoff, RETENTION_BATCH).await {
+        Ok(f) if f.is_empty() => {}
+        Ok(f) => info!(
+            calls = f.calls,
+            events = f.events,
+            webhook_attempts = f.webhook_attempts,
+            webhooks = f.webhooks,
+            phones = f.phones,
+            trusted_devices = f.trusted_devices,
+            numbers_masked = f.numbers,
+            "retention: forgot what was older than {} days",
+            retention.as_secs() / 86_400
+        ),
+        Err(e) => warn!(error = %e, "retention sweep failed (tried again next time)"),
+    }
+}
+
+/// Starts the background work (webhook deliveries, expiry, retention); it runs until aborted.
 pub fn spawn_workers(state: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
         crate::install_crypto_provider();
@@ -126,8 +153,18 @@ pub fn spawn_workers(state: AppState) -> JoinHandle<()> {
         };
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_sweep = Instant::now();
+        let mut sweeping: Option<JoinHandle<()>> = None;
         loop {
             tick.tick().await;
+            // In a task of its own, one at a time: a long first sweep delays no webhook.
+            if Instant::now() >= next_sweep && sweeping.as_ref().is_none_or(|s| s.is_finished()) {
+                next_sweep = Instant::now() + RETENTION_SWEEP_EVERY;
+                sweeping = Some(tokio::spawn(sweep(
+                    state.store.clone(),
+                    state.cfg.retention,
+                )));
+            }
             let now = now_ms();
             match state.store.expire_due(now).await {
                 Ok(ids) => {

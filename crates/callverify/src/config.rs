@@ -503,6 +503,14 @@ pub struct StoreSettings {
     /// If set, the URL is read from this environment variable instead (it may hold a
     /// password).
     pub url_env: Option<String>,
+    /// Days the call log, state changes, webhook attempts and decided challenges' whole
+    /// numbers are kept.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: Spanned<u64>,
+}
+
+fn default_retention_days() -> Spanned<u64> {
+    Spanned::new(0..0, 90)
 }
 
 fn default_store_url() -> String {
@@ -514,6 +522,7 @@ impl Default for StoreSettings {
         StoreSettings {
             url: default_store_url(),
             url_env: None,
+            retention_days: default_retention_days(),
         }
     }
 }
@@ -991,6 +1000,13 @@ impl Config {
                 "trusted_device_days must be at most 365".into(),
             ));
         }
+        let days = &self.store.retention_days;
+        if !(1..=3650).contains(days.get_ref()) {
+            return Err(err(
+                Some(days.span()),
+                format!("retention_days must be 1 to 3650, found {}", days.get_ref()),
+            ));
+        }
         let a = &self.api;
         for (v, name) in [
             (&a.header_timeout_s, "header_timeout_s"),
@@ -1148,6 +1164,7 @@ impl Config {
                 },
                 ..api::webhooks::WebhookConfig::default()
             },
+            retention: Duration::from_secs(*self.store.retention_days.get_ref() * 86_400),
             // The gateway makes the demo page's key when `demo_page` is set.
             demo_page: None,
         })
@@ -1442,6 +1459,12 @@ mod tests {
                 0,
             ),
             (
+                "retention_days = 90",
+                "retention_days = 0",
+                "retention_days must be 1 to 3650",
+                0,
+            ),
+            (
                 "header_timeout_s = 10",
                 "header_timeout_s = 0",
                 "header_timeout_s must be 1 to 3600",
@@ -1579,6 +1602,16 @@ mod tests {
         let secrets = |v: &str| v.ends_with("_SECRET").then(|| "k".repeat(32));
         let streams = c.api_settings(secrets).unwrap().streams;
         assert_eq!((streams.per_poll_token, streams.per_api_key), (4, 7));
+        let c = Config::parse(
+            &shipped().replace("retention_days = 90", "retention_days = 30"),
+            "c.toml",
+            env_with_password,
+        )
+        .unwrap();
+        assert_eq!(
+            c.api_settings(secrets).unwrap().retention,
+            Duration::from_secs(30 * 86_400)
+        );
         // Absent, they take their defaults.
         let bare = Config::parse(
             &shipped().replace("header_timeout_s = 10\n", ""),

@@ -79,7 +79,7 @@ pub(crate) async fn insert_phone(
     )
     .bind(crate::new_id("ph"))
     .bind(user)
-    .bind(phone.as_e164())
+    .bind(phone.stored())
     .bind(role.as_str())
     .bind(language)
     .bind(challenge_id)
