@@ -51,6 +51,11 @@ impl Default for ServeLimits {
     }
 }
 
+/// The most a connection buffers of what the client sends (hyper's default is about 400
+/// KiB): a request's headers must fit (else 431), so `max_connections` of them hold at most
+/// this much each. Bodies are limited apart ([`crate::MAX_BODY`]).
+const READ_BUFFER: usize = 64 * 1024;
+
 /// Serves `router` on `listener` within `limits` until `shutdown` completes, then stops
 /// accepting and returns once the requests in flight are answered.
 pub async fn serve(
@@ -63,7 +68,9 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(READ_BUFFER)
+        .max_buf_size(READ_BUFFER);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {

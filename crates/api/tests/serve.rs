@@ -375,6 +375,20 @@ async fn slow_handlers_slow_bodies_and_unread_answers_meet_the_request_timeout()
     assert!(text.contains("request-timeout"), "{text}");
     assert!(text.contains("application/problem+json"), "{text}");
 
+    // Headers beyond the connection's buffer are refused, not held.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let huge = format!(
+        "GET /slow HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let _ = s.write_all(huge.as_bytes()).await;
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(BOUND, s.read_to_end(&mut raw))
+        .await
+        .expect("an answer");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+
     // A body that stops short of its Content-Length.
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
