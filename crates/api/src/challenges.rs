@@ -201,14 +201,15 @@ pub(crate) async fn create(
             req.language
         )));
     }
-    if let Some(url) = &req.callback_url
-        && !((url.starts_with("https://") || url.starts_with("http://"))
-            && url.len() <= 2048
-            && reqwest::Url::parse(url).is_ok())
-    {
-        return Err(Problem::unprocessable(
-            "callback_url must be an http(s) URL of at most 2048 bytes",
-        ));
+    if let Some(url) = &req.callback_url {
+        state.cfg.webhooks.callbacks.check(url).await.map_err(|r| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "callback-not-allowed",
+                "The callback URL is not allowed",
+                r.0,
+            )
+        })?;
     }
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
@@ -425,6 +426,14 @@ impl Reader {
             Reader::Key(k) => k.kind == KeyKind::Service,
         }
     }
+
+    /// The API key's id; `None` for the poll token.
+    fn key_id(&self) -> Option<&str> {
+        match self {
+            Reader::PollToken => None,
+            Reader::Key(k) => Some(&k.id),
+        }
+    }
 }
 
 async fn reader(state: &AppState, id: &str, headers: &HeaderMap) -> Result<Reader, Problem> {
@@ -522,6 +531,7 @@ pub(crate) struct WaitQuery {
         (status = 200, body = ChallengeView),
         (status = 401, description = "No or unknown credentials, or a poll token 10 minutes after the decision", body = crate::ProblemDoc),
         (status = 404, body = crate::ProblemDoc),
+        (status = 429, description = "A long poll beyond the credential's cap; see Retry-After", body = crate::ProblemDoc),
     )
 )]
 pub(crate) async fn get_challenge(
@@ -535,6 +545,7 @@ pub(crate) async fn get_challenge(
     // Plain polls (the common case) do not subscribe; a long poll subscribes, then reads
     // again so that a change between the two reads is not missed.
     if !wait.is_zero() && !c.state.is_terminal() {
+        let _slot = state.cfg.streams.admit(&id, who.key_id())?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut rx = state.store.subscribe();
         let seen = c.state;
@@ -563,6 +574,7 @@ pub(crate) async fn get_challenge(
         (status = 200, description = "text/event-stream of `state` events, each a ChallengeView", content_type = "text/event-stream", body = String),
         (status = 401, body = crate::ProblemDoc),
         (status = 404, body = crate::ProblemDoc),
+        (status = 429, description = "Beyond the credential's cap on streams; see Retry-After", body = crate::ProblemDoc),
     )
 )]
 pub(crate) async fn challenge_events(
@@ -573,18 +585,21 @@ pub(crate) async fn challenge_events(
     let rx = state.store.subscribe();
     let (who, c) = readable(&state, &id, &headers).await?;
     let tokens = who.sees_tokens();
+    // Held by the stream: given back when it ends or the client goes.
+    let slot = state.cfg.streams.admit(&id, who.key_id())?;
     // Bounded: a challenge is decided by its expiry plus the longest call; the stream ends
     // then at the latest.
     let end = tokio::time::Instant::now() + state.cfg.challenge_ttl + Duration::from_secs(600);
     let stream = futures_util::stream::unfold(
-        (Some(c), rx, state, id, end, false),
-        move |(current, mut rx, state, id, end, done)| async move {
-            if done {
-                return None;
-            }
-            let c = match current {
-                Some(c) => c,
-                None => return None,
+        (Step::Show(Box::new(c)), rx, state, id, end, slot),
+        move |(step, mut rx, state, id, end, slot)| async move {
+            let c = match step {
+                Step::Done => return None,
+                Step::Show(c) => *c,
+                Step::Wait(seen) => next_change(&state, &mut rx, &id, seen, end)
+                    .await
+                    .ok()
+                    .flatten()?,
             };
             let event = match ChallengeView::full(&state, &c, None, tokens).await {
                 Ok(v) => Event::default()
@@ -594,17 +609,25 @@ pub(crate) async fn challenge_events(
                     .unwrap_or_else(|_| Event::default().event("error")),
                 Err(_) => Event::default().event("error").data("store unavailable"),
             };
-            if c.state.is_terminal() {
-                return Some((Ok(event), (None, rx, state, id, end, true)));
-            }
-            let next = next_change(&state, &mut rx, &id, c.state, end)
-                .await
-                .ok()
-                .flatten();
-            Some((Ok(event), (next, rx, state, id, end, false)))
+            let step = if c.state.is_terminal() {
+                Step::Done
+            } else {
+                Step::Wait(c.state)
+            };
+            Some((Ok(event), (step, rx, state, id, end, slot)))
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// What an event stream does next.
+enum Step {
+    /// Sends this state (the current one at the start).
+    Show(Box<Challenge>),
+    /// Waits for a change from this state.
+    Wait(ChallengeState),
+    /// Ends (the challenge is decided).
+    Done,
 }
 
 /// Cancel a challenge (its service key or poll token): it is decided `canceled` at once and

@@ -8,9 +8,12 @@
 //! `HMAC-SHA256(token secret, device id)`: nothing secret is stored, and neither is of use
 //! for anything else. Logs name users by [`user_tag`], never by their id.
 
+pub mod callback;
 mod calls;
 mod challenges;
+mod serve;
 mod site;
+mod streams;
 mod users;
 pub mod webhooks;
 
@@ -30,6 +33,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use policy::{Countries, CountryLimit, NumberType, Policy, RateLimit};
+pub use serve::{ServeLimits, serve};
+pub use streams::StreamCaps;
 
 /// Settings of the API.
 #[derive(Clone, Debug)]
@@ -41,12 +46,18 @@ pub struct ApiConfig {
     pub challenge_ttl: Duration,
     /// The longest `?wait=` honoured.
     pub max_wait: Duration,
+    /// Long polls and event streams a credential may hold open at once on this node (the
+    /// count is shared by the clones of this configuration).
+    pub streams: StreamCaps,
     /// How long "don't ask again" trusts a device.
     pub trusted_device_ttl: Duration,
     /// Toll-fraud and abuse limits.
     pub policy: Policy,
     /// Webhook signing and retries.
     pub webhooks: webhooks::WebhookConfig,
+    /// How long the call log, state changes and webhook attempts are kept, and decided
+    /// challenges' numbers in full (`[store] retention_days`).
+    pub retention: Duration,
     /// The service key the `/demo` page's backend makes its challenges with; `None`: the
     /// demo page is off.
     pub demo_page: Option<ApiKey>,
@@ -60,9 +71,11 @@ impl Default for ApiConfig {
             token_secret: Vec::new(),
             challenge_ttl: Duration::from_secs(300),
             max_wait: Duration::from_secs(25),
+            streams: StreamCaps::default(),
             trusted_device_ttl: Duration::from_secs(14 * 86_400),
             policy: Policy::default(),
             webhooks: webhooks::WebhookConfig::default(),
+            retention: Duration::from_secs(90 * 86_400),
             demo_page: None,
             demo_numbers: Vec::new(),
         }

@@ -1,13 +1,20 @@
 //! Webhooks and the other background work of the API: every decided challenge with a
 //! `callback_url` is posted there, signed, retried with exponential backoff, every attempt
-//! logged in the store; queued challenges past their expiry become `expired`.
+//! logged in the store; queued challenges past their expiry become `expired`; every hour
+//! (and at start) what is older than the retention period is forgotten.
 //!
 //! The signature header is `Callverify-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 //! "<t>.<body>">` with the webhook secret. A receiver recomputes it, compares in constant
 //! time and refuses a `t` more than five minutes from its clock ([`verify_signature`]), so a
 //! captured delivery cannot be replayed later; `Callverify-Delivery` (challenge id and
 //! attempt) lets it drop duplicates.
+//!
+//! A delivery goes only where [`crate::callback`] allows, checked again at each attempt
+//! with the name resolved once and the connection pinned to the checked addresses. An
+//! attempt's stored error says only `refused by policy` or `no answer` (or the HTTP status
+//! is kept): nothing that would tell a port that is open from one that is closed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hmac::Mac;
@@ -15,8 +22,14 @@ use store::{Webhook, WebhookAttempt, WebhookNext};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::callback::{CallbackPolicy, Pinned, refused_in};
 use crate::challenges::ChallengeView;
 use crate::{AppState, hex, now_ms, unhex};
+
+/// The stored error of an attempt the callback policy stopped before anything was sent.
+pub const REFUSED: &str = "refused by policy";
+/// The stored error of an attempt that got no HTTP answer (refused, reset, timed out, TLS).
+pub const NO_ANSWER: &str = "no answer";
 
 /// Webhook settings.
 #[derive(Clone, Debug)]
@@ -31,6 +44,8 @@ pub struct WebhookConfig {
     pub max_retry: Duration,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// Where callbacks may go.
+    pub callbacks: CallbackPolicy,
 }
 
 impl Default for WebhookConfig {
@@ -41,6 +56,7 @@ impl Default for WebhookConfig {
             first_retry: Duration::from_secs(2),
             max_retry: Duration::from_secs(600),
             timeout: Duration::from_secs(10),
+            callbacks: CallbackPolicy::default(),
         }
     }
 }
@@ -90,14 +106,44 @@ fn retry_delay(cfg: &WebhookConfig, attempts_made: u32) -> Duration {
     cfg.first_retry.saturating_mul(factor).min(cfg.max_retry)
 }
 
-/// Starts the background work (webhook deliveries, expiry, pruning the rate limits' counts);
-/// it runs until aborted.
+/// How often what is older than the retention period is looked for.
+pub const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Rows a retention batch deletes or masks at most (one transaction each).
+const RETENTION_BATCH: u32 = 500;
+
+/// One retention sweep: forgets what is older than `retention` (see `store::Forgotten`).
+async fn sweep(store: store::Store, retention: Duration) {
+    let cutoff = now_ms().saturating_sub(retention.as_millis().min(i64::MAX as u128) as i64);
+    match store.forget_before(cutoff, RETENTION_BATCH).await {
+        Ok(f) if f.is_empty() => {}
+        Ok(f) => info!(
+            calls = f.calls,
+            events = f.events,
+            webhook_attempts = f.webhook_attempts,
+            webhooks = f.webhooks,
+            phones = f.phones,
+            trusted_devices = f.trusted_devices,
+            fraud_blocks = f.fraud_blocks,
+            numbers_masked = f.numbers,
+            "retention: forgot what was older than {} days",
+            retention.as_secs() / 86_400
+        ),
+        Err(e) => warn!(error = %e, "retention sweep failed (tried again next time)"),
+    }
+}
+
+/// Starts the background work (webhook deliveries, expiry, pruning the rate limits' counts,
+/// retention); it runs until aborted.
 pub fn spawn_workers(state: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
         crate::install_crypto_provider();
         let client = match reqwest::Client::builder()
             .timeout(state.cfg.webhooks.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve and connect where the policy cannot see.
+            .no_proxy()
+            .dns_resolver(Arc::new(Pinned(state.cfg.webhooks.callbacks.clone())))
             .user_agent(concat!("callverify/", env!("CARGO_PKG_VERSION")))
             .build()
         {
@@ -110,8 +156,18 @@ pub fn spawn_workers(state: AppState) -> JoinHandle<()> {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pruned = tokio::time::Instant::now();
+        let mut next_sweep = Instant::now();
+        let mut sweeping: Option<JoinHandle<()>> = None;
         loop {
             tick.tick().await;
+            // In a task of its own, one at a time: a long first sweep delays no webhook.
+            if Instant::now() >= next_sweep && sweeping.as_ref().is_none_or(|s| s.is_finished()) {
+                next_sweep = Instant::now() + RETENTION_SWEEP_EVERY;
+                sweeping = Some(tokio::spawn(sweep(
+                    state.store.clone(),
+                    state.cfg.retention,
+                )));
+            }
             let now = now_ms();
             // The counts of the rate limits, once older than every window (twice over).
             if pruned.elapsed() >= Duration::from_secs(60) {
@@ -169,25 +225,18 @@ async fn deliver(state: AppState, client: reqwest::Client, w: Webhook) {
     .to_string();
     let sent_at = now_ms();
     let started = Instant::now();
-    let result = client
-        .post(&w.url)
-        .header("content-type", "application/json")
-        .header(
-            "callverify-signature",
-            signature(&cfg.secret, sent_at / 1000, body.as_bytes()),
-        )
-        .header(
-            "callverify-delivery",
-            format!("{}/{attempt}", w.challenge_id),
-        )
-        .body(body)
-        .send()
-        .await;
-    let duration_ms = Some(started.elapsed().as_millis() as i64);
-    let (status, error) = match result {
-        Ok(r) => (Some(i64::from(r.status().as_u16())), None),
-        Err(e) => (None, Some(without_url(&e))),
+    let (status, error) = match post(&client, cfg, &w, attempt, sent_at, body).await {
+        Ok(status) => (Some(status), None),
+        Err(Failure::Refused(why)) => {
+            warn!(challenge = %w.challenge_id, attempt, reason = %why, "webhook refused by policy");
+            (None, Some(REFUSED.to_string()))
+        }
+        Err(Failure::NoAnswer(kind)) => {
+            info!(challenge = %w.challenge_id, attempt, kind, "webhook got no answer");
+            (None, Some(NO_ANSWER.to_string()))
+        }
     };
+    let duration_ms = Some(started.elapsed().as_millis() as i64);
     let ok = status.is_some_and(|s| (200..300).contains(&s));
     let next = if ok {
         WebhookNext::Delivered
@@ -231,27 +280,52 @@ async fn deliver(state: AppState, client: reqwest::Client, w: Webhook) {
     }
 }
 
-/// An HTTP client error without its URL (a callback URL may carry a secret).
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_request() {
-        "request failed"
-    } else {
-        "failed"
-    };
-    let mut detail = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
+/// Why an attempt got no HTTP status.
+enum Failure {
+    /// The callback policy stopped it (the reason is for the log).
+    Refused(String),
+    /// No answer; the kind of failure is for the log, never the URL (it may carry a secret).
+    NoAnswer(&'static str),
+}
+
+/// One attempt: the URL checked again, then the POST; the answer's status.
+async fn post(
+    client: &reqwest::Client,
+    cfg: &WebhookConfig,
+    w: &Webhook,
+    attempt: i64,
+    sent_at: i64,
+    body: String,
+) -> Result<i64, Failure> {
+    cfg.callbacks
+        .check_before_sending(&w.url)
+        .map_err(|r| Failure::Refused(r.0))?;
+    let sent = client
+        .post(&w.url)
+        .header("content-type", "application/json")
+        .header(
+            "callverify-signature",
+            signature(&cfg.secret, sent_at / 1000, body.as_bytes()),
+        )
+        .header(
+            "callverify-delivery",
+            format!("{}/{attempt}", w.challenge_id),
+        )
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(r) => Ok(i64::from(r.status().as_u16())),
+        Err(e) => Err(match refused_in(&e) {
+            Some(r) => Failure::Refused(r.0.clone()),
+            None => Failure::NoAnswer(if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "request failed"
+            }),
+        }),
     }
 }
 

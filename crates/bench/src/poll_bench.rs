@@ -166,7 +166,12 @@ fn run(backend: &str, a: &Args) {
         };
         let lis = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = lis.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(lis, api::router(state)).await });
+        tokio::spawn(api::serve(
+            lis,
+            api::router(state),
+            api::ServeLimits::default(),
+            std::future::pending(),
+        ));
         (addr, ids)
     });
     let script = wrk_script(&dir, &ids);

@@ -527,6 +527,14 @@ pub struct StoreSettings {
     /// If set, the URL is read from this environment variable instead (it may hold a
     /// password).
     pub url_env: Option<String>,
+    /// Days the call log, state changes, webhook attempts and decided challenges' whole
+    /// numbers are kept.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: Spanned<u64>,
+}
+
+fn default_retention_days() -> Spanned<u64> {
+    Spanned::new(0..0, 90)
 }
 
 fn default_store_url() -> String {
@@ -538,6 +546,7 @@ impl Default for StoreSettings {
         StoreSettings {
             url: default_store_url(),
             url_env: None,
+            retention_days: default_retention_days(),
         }
     }
 }
@@ -575,6 +584,48 @@ pub struct ApiSettings {
     /// key of its own: anyone who reaches it can have a number called (within the policy).
     #[serde(default)]
     pub demo_page: bool,
+    /// Take `http://` callback URLs too (webhooks then travel unencrypted).
+    #[serde(default)]
+    pub allow_http_callbacks: bool,
+    /// Networks callbacks may reach although they are not public (`"10.1.0.0/16"`).
+    #[serde(default = "no_networks")]
+    pub callback_allow: Spanned<Vec<String>>,
+    /// Seconds a client may take to send a request's headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_s: Spanned<u64>,
+    /// Seconds a request may take to be answered (long polls and event streams excepted),
+    /// and a response may wait for the client to read it.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_s: Spanned<u64>,
+    /// HTTP connections open at once, at most.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<usize>,
+    /// Long polls and event streams one poll token may hold open at once.
+    #[serde(default = "default_streams_per_poll_token")]
+    pub max_streams_per_poll_token: Spanned<u32>,
+    /// Long polls and event streams one API key may hold open at once.
+    #[serde(default = "default_streams_per_api_key")]
+    pub max_streams_per_api_key: Spanned<u32>,
+}
+
+fn default_header_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+fn default_request_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 30)
+}
+fn default_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 4096)
+}
+fn default_streams_per_poll_token() -> Spanned<u32> {
+    Spanned::new(0..0, 4)
+}
+fn default_streams_per_api_key() -> Spanned<u32> {
+    Spanned::new(0..0, 1000)
+}
+
+fn no_networks() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
 }
 
 fn default_api_listen() -> std::net::SocketAddr {
@@ -611,6 +662,13 @@ impl Default for ApiSettings {
             call_fallback: true,
             webhook_max_attempts: default_webhook_attempts(),
             demo_page: false,
+            allow_http_callbacks: false,
+            callback_allow: no_networks(),
+            header_timeout_s: default_header_timeout(),
+            request_timeout_s: default_request_timeout(),
+            max_connections: default_max_connections(),
+            max_streams_per_poll_token: default_streams_per_poll_token(),
+            max_streams_per_api_key: default_streams_per_api_key(),
         }
     }
 }
@@ -1011,6 +1069,54 @@ impl Config {
         }
         self.check_policy(err)?;
         self.check_demo(err)?;
+        let days = &self.store.retention_days;
+        if !(1..=3650).contains(days.get_ref()) {
+            return Err(err(
+                Some(days.span()),
+                format!("retention_days must be 1 to 3650, found {}", days.get_ref()),
+            ));
+        }
+        let a = &self.api;
+        for (v, name) in [
+            (&a.header_timeout_s, "header_timeout_s"),
+            (&a.request_timeout_s, "request_timeout_s"),
+        ] {
+            if !(1..=3600).contains(v.get_ref()) {
+                return Err(err(
+                    Some(v.span()),
+                    format!("{name} must be 1 to 3600 seconds, found {}", v.get_ref()),
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(a.max_connections.get_ref()) {
+            return Err(err(
+                Some(a.max_connections.span()),
+                format!(
+                    "max_connections must be 1 to 1000000, found {}",
+                    a.max_connections.get_ref()
+                ),
+            ));
+        }
+        for (v, name) in [
+            (&a.max_streams_per_poll_token, "max_streams_per_poll_token"),
+            (&a.max_streams_per_api_key, "max_streams_per_api_key"),
+        ] {
+            if *v.get_ref() == 0 {
+                return Err(err(
+                    Some(v.span()),
+                    format!("{name} must be at least 1 (long polls and event streams need it)"),
+                ));
+            }
+        }
+        let nets = &self.api.callback_allow;
+        if let Some(Err(e)) = nets
+            .get_ref()
+            .iter()
+            .map(|n| api::callback::parse_net(n))
+            .find(Result::is_err)
+        {
+            return Err(err(Some(nets.span()), format!("callback_allow: {e}")));
+        }
         let amd = &c.amd;
         if amd.enabled && amd.gap_ms.get_ref() >= amd.max_greeting_ms.get_ref() {
             return Err(err(
@@ -1241,13 +1347,28 @@ impl Config {
             token_secret: secret(&a.token_secret_env)?,
             challenge_ttl: Duration::from_secs(*a.challenge_ttl_s.get_ref()),
             max_wait: Duration::from_secs(a.max_wait_s),
+            streams: api::StreamCaps::new(
+                *a.max_streams_per_poll_token.get_ref(),
+                *a.max_streams_per_api_key.get_ref(),
+            ),
             trusted_device_ttl: Duration::from_secs(*a.trusted_device_days.get_ref() * 86_400),
             policy: self.policy(),
             webhooks: api::webhooks::WebhookConfig {
                 secret: secret(&a.webhook_secret_env)?,
                 max_attempts: a.webhook_max_attempts.max(1),
+                callbacks: api::callback::CallbackPolicy {
+                    allow_http: a.allow_http_callbacks,
+                    allow: a
+                        .callback_allow
+                        .get_ref()
+                        .iter()
+                        .map(|n| api::callback::parse_net(n))
+                        .collect::<Result<_, _>>()?,
+                    resolver: api::callback::Resolver::system(),
+                },
                 ..api::webhooks::WebhookConfig::default()
             },
+            retention: Duration::from_secs(*self.store.retention_days.get_ref() * 86_400),
             // The gateway makes the demo page's key when `demo_page` is set.
             demo_page: None,
             demo_numbers: self
@@ -1258,6 +1379,16 @@ impl Config {
                 .filter_map(|n| store::PhoneNumber::parse(n).ok())
                 .collect(),
         })
+    }
+
+    /// The HTTP server's limits (`[api]`).
+    pub fn serve_limits(&self) -> api::ServeLimits {
+        let a = &self.api;
+        api::ServeLimits {
+            header_timeout: Duration::from_secs(*a.header_timeout_s.get_ref()),
+            request_timeout: Duration::from_secs(*a.request_timeout_s.get_ref()),
+            max_connections: *a.max_connections.get_ref(),
+        }
     }
 
     /// The store's URL (from `url_env` when set).
@@ -1568,6 +1699,42 @@ mod tests {
                 "per_country.overrides: \"Japan\"",
                 0,
             ),
+            (
+                "retention_days = 90",
+                "retention_days = 0",
+                "retention_days must be 1 to 3650",
+                0,
+            ),
+            (
+                "header_timeout_s = 10",
+                "header_timeout_s = 0",
+                "header_timeout_s must be 1 to 3600",
+                0,
+            ),
+            (
+                "request_timeout_s = 30",
+                "request_timeout_s = 86400",
+                "request_timeout_s must be 1 to 3600",
+                0,
+            ),
+            (
+                "max_connections = 4096",
+                "max_connections = 0",
+                "max_connections must be 1 to 1000000",
+                0,
+            ),
+            (
+                "max_streams_per_poll_token = 4",
+                "max_streams_per_poll_token = 0",
+                "at least 1",
+                0,
+            ),
+            (
+                "callback_allow = []",
+                "callback_allow = [\"10.0.0.0/8\", \"intranet\"]",
+                "callback_allow: \"intranet\" is not a network",
+                0,
+            ),
         ];
         for (find, replace, words, offset) in cases {
             let line = line_of_text(find) + offset;
@@ -1678,7 +1845,7 @@ mod tests {
             .replace("# [demo]\n# numbers", "[demo]\nnumbers");
         let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
         let a = c.api_settings(|_| Some("x".repeat(32))).unwrap();
-        assert_eq!(a.demo_numbers[0].as_e164(), "+819012345678");
+        assert_eq!(a.demo_numbers[0].as_e164(), Some("+819012345678"));
         let bad = text.replace("\"+819012345678\"]", "\"090-1234-5678\"]");
         let e = Config::parse(&bad, "c.toml", env_with_password).unwrap_err();
         assert_eq!(e.line, Some(line_of_text("# numbers = [")), "{e}");
@@ -1695,5 +1862,71 @@ mod tests {
         let cut = &text[..text.find("# Trunks are tried").unwrap()];
         let e = Config::parse(cut, "c.toml", env_with_password).unwrap_err();
         assert!(e.to_string().contains("no [[trunk]]"), "{e}");
+    }
+
+    #[test]
+    fn the_api_settings_carry_the_callback_policy() {
+        let secrets = |v: &str| {
+            env_with_password(v).or_else(|| v.ends_with("_SECRET").then(|| "k".repeat(32)))
+        };
+        let text = shipped()
+            .replace(
+                "allow_http_callbacks = false",
+                "allow_http_callbacks = true",
+            )
+            .replace(
+                "callback_allow = []",
+                "callback_allow = [\"10.1.2.3/16\", \"::1\"]",
+            );
+        let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+        let cb = c.api_settings(secrets).unwrap().webhooks.callbacks;
+        assert!(cb.allow_http);
+        assert_eq!(
+            cb.allow,
+            vec!["10.1.0.0/16".parse().unwrap(), "::1/128".parse().unwrap()]
+        );
+        let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
+        let cb = c.api_settings(secrets).unwrap().webhooks.callbacks;
+        assert!(!cb.allow_http && cb.allow.is_empty());
+    }
+
+    #[test]
+    fn the_http_limits_come_from_the_file() {
+        let text = shipped()
+            .replace("header_timeout_s = 10", "header_timeout_s = 2")
+            .replace(
+                "max_streams_per_api_key = 1000",
+                "max_streams_per_api_key = 7",
+            );
+        let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+        assert_eq!(
+            c.serve_limits(),
+            api::ServeLimits {
+                header_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(30),
+                max_connections: 4096,
+            }
+        );
+        let secrets = |v: &str| v.ends_with("_SECRET").then(|| "k".repeat(32));
+        let streams = c.api_settings(secrets).unwrap().streams;
+        assert_eq!((streams.per_poll_token, streams.per_api_key), (4, 7));
+        let c = Config::parse(
+            &shipped().replace("retention_days = 90", "retention_days = 30"),
+            "c.toml",
+            env_with_password,
+        )
+        .unwrap();
+        assert_eq!(
+            c.api_settings(secrets).unwrap().retention,
+            Duration::from_secs(30 * 86_400)
+        );
+        // Absent, they take their defaults.
+        let bare = Config::parse(
+            &shipped().replace("header_timeout_s = 10\n", ""),
+            "c.toml",
+            env_with_password,
+        )
+        .unwrap();
+        assert_eq!(bare.serve_limits(), api::ServeLimits::default());
     }
 }

@@ -179,11 +179,8 @@ impl Gateway {
         let stop = Arc::new(tokio::sync::Notify::new());
         let server = tokio::spawn({
             let stop = stop.clone();
-            async move {
-                axum::serve(lis, app)
-                    .with_graceful_shutdown(async move { stop.notified().await })
-                    .await
-            }
+            let limits = cfg.serve_limits();
+            async move { api::serve(lis, app, limits, async move { stop.notified().await }).await }
         });
         info!(api = %api_addr, "callverify is serving");
         Ok(Gateway {

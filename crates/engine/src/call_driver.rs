@@ -53,6 +53,9 @@ pub enum VerifyError {
     /// The SIP endpoint refused or has stopped.
     #[error(transparent)]
     Call(#[from] CallError),
+    /// The number is only kept masked (past the retention period): it cannot be dialed.
+    #[error("the number {0} is redacted: it cannot be dialed")]
+    Redacted(PhoneNumber),
 }
 
 /// Intervals between consecutive RTP packets of one call, in 0.25 ms bins up to 128 ms (the
@@ -219,6 +222,9 @@ pub async fn verify(
     reports: Option<mpsc::UnboundedSender<Report>>,
     cancel: impl Future<Output = ()>,
 ) -> Result<Finished, VerifyError> {
+    let dial = target
+        .as_e164()
+        .ok_or_else(|| VerifyError::Redacted(target.clone()))?;
     let (rtp, rtcp) = bind_pair(media).await?;
     let local = rtp.local_addr().map_err(|source| VerifyError::NoPorts {
         address: media.address,
@@ -244,7 +250,7 @@ pub async fn verify(
     let mut srtp: Option<(Srtp, Srtp)> = None;
     let mut their_key: Option<SdesKey> = None;
     let started = Instant::now();
-    let mut call = endpoint.call(target.as_e164(), offer).await?;
+    let mut call = endpoint.call(dial, offer).await?;
     let span = info_span!("call", call = %call.handle, to = %target);
     let mut vc = VerificationCall::new(started, script, prompts, StreamStart::random());
     async move {

@@ -296,7 +296,13 @@ impl Policy {
     /// Whether the number may be called at all: valid, of an allowed country and type.
     pub fn check_number(&self, number: &PhoneNumber) -> Result<Checked, Refusal> {
         let masked = number.masked();
-        let parsed = phonenumber::parse(None, number.as_e164())
+        let e164 = number.as_e164().ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::InvalidNumber,
+                format!("{masked} is redacted (kept past the retention period)"),
+            )
+        })?;
+        let parsed = phonenumber::parse(None, e164)
             .map_err(|e| Refusal::new(RefusalKind::InvalidNumber, format!("{masked}: {e}")))?;
         if !phonenumber::is_valid(&parsed) {
             return Err(Refusal::new(
@@ -356,7 +362,9 @@ impl Policy {
         new_challenge: bool,
     ) -> Admission {
         let mut counters = vec![
-            self.per_number.counter(CountScope::Phone, number.as_e164()),
+            // A redacted number never passes `check_number`, so never comes here.
+            self.per_number
+                .counter(CountScope::Phone, number.as_e164().unwrap_or_default()),
             self.per_api_key.counter(CountScope::ApiKey, api_key),
         ];
         if let Some(u) = user {

@@ -6,11 +6,13 @@
 //! forward, a decided challenge never changes (the update names the states it may come
 //! from), each change is written with its event in one transaction, an idempotency key
 //! gives back the challenge it made, and unfinished calls of a previous run become
-//! `interrupted` at start. No HTTP and no SIP here.
+//! `interrupted` at start. What is older than the retention period is forgotten in batches
+//! (`retention.rs`). No HTTP and no SIP here.
 
 mod cache;
 pub mod fault;
 mod limits;
+mod retention;
 pub mod types;
 mod users;
 mod webhooks;
@@ -19,6 +21,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
 pub use limits::{Admission, CountScope, Counter, Refused};
+pub use retention::Forgotten;
 pub use types::{BadNumber, ChallengeState, PhoneNumber, PhoneRole, Purpose, new_id, now_ms};
 pub use users::{FraudBlock, Phone, PhoneState, TrustedDevice};
 pub use webhooks::{Webhook, WebhookAttempt, WebhookNext};
@@ -281,6 +284,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         8,
         include_str!("../migrations/sqlite/0008_limits_blocks_scopes.sql"),
     ),
+    (9, include_str!("../migrations/sqlite/0009_retention.sql")),
 ];
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
     (
@@ -306,6 +310,7 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         8,
         include_str!("../migrations/postgres/0008_limits_blocks_scopes.sql"),
     ),
+    (9, include_str!("../migrations/postgres/0009_retention.sql")),
 ];
 
 /// What an API key may do.
@@ -548,7 +553,7 @@ impl Store {
         .bind(c.idempotency_key.as_deref())
         .bind(&c.request_hash)
         .bind(c.user_id.as_deref())
-        .bind(c.phone.as_e164())
+        .bind(c.phone.stored())
         .bind(&c.language)
         .bind(c.purpose.as_str())
         .bind(c.callback_url.as_deref())
@@ -1063,7 +1068,7 @@ impl Store {
         let (sql, value) = match scope {
             Scope::Phone(p) => (
                 "SELECT COUNT(*) FROM challenges WHERE phone = $1 AND created_at >= $2",
-                p.as_e164(),
+                p.stored(),
             ),
             Scope::User(u) => (
                 "SELECT COUNT(*) FROM challenges WHERE user_id = $1 AND created_at >= $2",
@@ -1448,7 +1453,7 @@ fn challenge_from(r: &AnyRow) -> Result<Challenge> {
         id: r.try_get("id")?,
         api_key_id: r.try_get("api_key_id")?,
         user_id: r.try_get("user_id")?,
-        phone: PhoneNumber::parse(&phone).map_err(|_| StoreError::Corrupt(phone))?,
+        phone: PhoneNumber::from_stored(&phone).map_err(|_| StoreError::Corrupt(phone))?,
         language: r.try_get("language")?,
         purpose: Purpose::from_name(&purpose).ok_or(StoreError::Corrupt(purpose))?,
         callback_url: r.try_get("callback_url")?,

@@ -3,10 +3,20 @@
 use std::fmt;
 
 /// A phone number in E.164 form ('+', a country code not starting with 0, 8 to 15 digits
-/// in all). `Display` and `Debug` show only its country code and last two digits
-/// (`+81 ** **** **78`); [`PhoneNumber::as_e164`] gives the whole number, for dialing only.
+/// in all), or what is left of one after the retention period: its masked form only.
+/// `Display` and `Debug` show only its country code and last two digits
+/// (`+81 ** **** **78`); [`PhoneNumber::as_e164`] gives the whole number, for dialing only,
+/// and nothing for a redacted one, which cannot be dialed.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct PhoneNumber(String);
+pub struct PhoneNumber(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    /// The whole number.
+    E164(String),
+    /// Only the masked form was kept.
+    Redacted(String),
+}
 
 /// Why a string is not an E.164 number.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,26 +40,75 @@ impl PhoneNumber {
                 digits.len()
             )));
         }
-        Ok(PhoneNumber(s.to_string()))
+        Ok(PhoneNumber(Repr::E164(s.to_string())))
     }
 
-    /// The whole number, to dial it.
-    pub fn as_e164(&self) -> &str {
-        &self.0
+    /// A number as the store keeps it: E.164, or the masked form of a redacted one.
+    pub(crate) fn from_stored(s: &str) -> Result<PhoneNumber, BadNumber> {
+        if let Ok(n) = PhoneNumber::parse(s) {
+            return Ok(n);
+        }
+        let masked = s.len() <= 40
+            && s.starts_with('+')
+            && s.contains(' ')
+            && s.contains('*')
+            && s[1..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b' ');
+        if masked {
+            Ok(PhoneNumber(Repr::Redacted(s.to_string())))
+        } else {
+            Err(BadNumber("neither an E.164 number nor a masked one".into()))
+        }
+    }
+
+    /// What the store keeps: the whole number, or the mask of a redacted one.
+    pub(crate) fn stored(&self) -> &str {
+        match &self.0 {
+            Repr::E164(s) | Repr::Redacted(s) => s,
+        }
+    }
+
+    /// The same number with only its masked form left: it still shows, it cannot be dialed.
+    pub fn redacted(&self) -> PhoneNumber {
+        PhoneNumber(Repr::Redacted(self.masked()))
+    }
+
+    /// Whether only the masked form is left.
+    pub fn is_redacted(&self) -> bool {
+        matches!(self.0, Repr::Redacted(_))
+    }
+
+    /// The whole number, to dial it; `None` once redacted.
+    pub fn as_e164(&self) -> Option<&str> {
+        match &self.0 {
+            Repr::E164(s) => Some(s),
+            Repr::Redacted(_) => None,
+        }
     }
 
     /// The country calling code (`81` of `+819012345678`).
     pub fn country_code(&self) -> &str {
-        let digits = &self.0[1..];
-        &digits[..country_code_len(digits)]
+        match &self.0 {
+            Repr::E164(s) => {
+                let digits = &s[1..];
+                &digits[..country_code_len(digits)]
+            }
+            // The mask starts with `+<code> `.
+            Repr::Redacted(m) => m[1..].split(' ').next().unwrap_or(""),
+        }
     }
 
     /// The number as logs, the API, the call log and webhooks show it: the country code
     /// and the last two digits, the other digits as `*` in groups of four from the right
     /// (`+81 ** **** **78`), so that no one reading it can dial the number.
     pub fn masked(&self) -> String {
+        let whole = match &self.0 {
+            Repr::E164(s) => s,
+            Repr::Redacted(m) => return m.clone(),
+        };
         let cc = self.country_code();
-        let national = &self.0[1 + cc.len()..];
+        let national = &whole[1 + cc.len()..];
         let n = national.len();
         let mut out = format!("+{cc}");
         for (i, b) in national.bytes().enumerate() {
@@ -292,7 +351,23 @@ mod tests {
                 format!("{}{}", n.country_code(), &e164[e164.len() - 2..])
             );
         }
-        assert_eq!(n.as_e164(), "+819012345678");
+        assert_eq!(n.as_e164(), Some("+819012345678"));
+        // Redacted: it shows as before and cannot be dialed; the store reads it back.
+        let r = n.redacted();
+        assert!(r.is_redacted() && !n.is_redacted());
+        assert_eq!(r.as_e164(), None);
+        assert_eq!((r.to_string(), r.country_code()), (n.to_string(), "81"));
+        assert_eq!(format!("{r:?}"), "PhoneNumber(+81 ** **** **78)");
+        assert_eq!(PhoneNumber::from_stored(r.stored()), Ok(r.clone()));
+        assert_eq!(PhoneNumber::from_stored("+819012345678"), Ok(n.clone()));
+        let short = PhoneNumber::parse("+3551234567").unwrap().redacted();
+        assert_eq!(
+            (short.masked(), short.country_code()),
+            ("+355 *** **67".into(), "355")
+        );
+        for bad in ["", "+", "81 ** **78", "+81 12 3456 78", "+81 ** **** **7x"] {
+            assert!(PhoneNumber::from_stored(bad).is_err(), "{bad}");
+        }
         for bad in [
             "819012345678",
             "+8190-1234",

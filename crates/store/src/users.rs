@@ -80,7 +80,7 @@ pub(crate) async fn insert_phone(
     )
     .bind(crate::new_id("ph"))
     .bind(user)
-    .bind(phone.as_e164())
+    .bind(phone.stored())
     .bind(role.as_str())
     .bind(language)
     .bind(challenge_id)
@@ -175,10 +175,10 @@ pub(crate) async fn on_fraud_reported(
     };
     let user: Option<String> = row.try_get("user_id")?;
     let mut phones: Vec<String> = vec![row.try_get("phone")?];
-    if let Some(c) = called
-        && !phones.iter().any(|p| p == c.as_e164())
+    if let Some(c) = called.and_then(PhoneNumber::as_e164)
+        && !phones.iter().any(|p| p == c)
     {
-        phones.push(c.as_e164().to_string());
+        phones.push(c.to_string());
     }
     let block_ms: i64 = row.try_get("fraud_block_ms")?;
     if block_ms > 0 {
