@@ -385,7 +385,7 @@ pub async fn verify(
 /// A fresh SDES master key and salt for one call, from the operating system's generator.
 fn srtp_key() -> SdesKey {
     let mut master = [0u8; MASTER_LEN];
-    getrandom::fill(&mut master).expect("the operating system's random generator works");
+    sip::random::fill(&mut master);
     SdesKey {
         tag: 1,
         suite: Suite::AesCm128HmacSha1_80,
