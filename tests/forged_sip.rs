@@ -19,8 +19,24 @@ use sip::Transport;
 use sip::message::{self, Builder, Incoming};
 use tokio::net::UdpSocket;
 
-/// A relay to sipp that keeps a copy of every request callverify sends.
-async fn observed(sipp: &Sipp) -> (Relay, Arc<Mutex<Vec<Vec<u8>>>>) {
+/// The scene of an attack: sipp as the phone behind a relay that keeps a copy of every
+/// request callverify sends (what the attacker sees), callverify's endpoint with the relay as
+/// its trunk, and the attacker's SIP and RTP sockets on the trunk's host.
+struct Scene {
+    sipp: Sipp,
+    _relay: Relay,
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    ep: engine::SipEndpoint,
+    /// callverify's SIP address.
+    gateway: SocketAddr,
+    /// callverify's RTP port.
+    port: u16,
+    media: engine::MediaConfig,
+    sig: UdpSocket,
+    rtp: UdpSocket,
+}
+
+async fn scene(sipp: Sipp) -> Scene {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let copy = seen.clone();
     let relay = Relay::start(sipp.addr, move |_, bytes| {
@@ -28,7 +44,25 @@ async fn observed(sipp: &Sipp) -> (Relay, Arc<Mutex<Vec<Vec<u8>>>>) {
         false
     })
     .await;
-    (relay, seen)
+    let ep = endpoint(
+        V4,
+        Duration::from_secs(6),
+        vec![trunk("sipp", Transport::Udp, relay.addr)],
+    )
+    .await;
+    let gateway = ep.local_addr(Transport::Udp, false).unwrap();
+    let port = free_rtp_pair(V4);
+    Scene {
+        sipp,
+        _relay: relay,
+        seen,
+        ep,
+        gateway,
+        port,
+        media: media_at(V4, port),
+        sig: UdpSocket::bind((V4, 0)).await.unwrap(),
+        rtp: UdpSocket::bind((V4, 0)).await.unwrap(),
+    }
 }
 
 /// The first request seen that starts with `method`, once it has gone by.
@@ -93,19 +127,17 @@ async fn press_pound(from: UdpSocket, to: SocketAddr, total: Duration) -> u32 {
 /// approved the challenge while the real phone was still ringing.)
 #[tokio::test]
 async fn a_forged_answer_from_another_port_of_the_trunk_approves_nothing() {
-    let sipp = Sipp::start("ring_no_answer", Transport::Udp, V4);
-    let (relay, seen) = observed(&sipp).await;
-    let ep = endpoint(
-        V4,
-        Duration::from_secs(6),
-        vec![trunk("sipp", Transport::Udp, relay.addr)],
-    )
-    .await;
-    let gateway = ep.local_addr(Transport::Udp, false).unwrap();
-    let port = free_rtp_pair(V4);
-    let media = media_at(V4, port);
-    let sig = UdpSocket::bind((V4, 0)).await.unwrap();
-    let rtp = UdpSocket::bind((V4, 0)).await.unwrap();
+    let Scene {
+        sipp,
+        _relay,
+        seen,
+        ep,
+        gateway,
+        port,
+        media,
+        sig,
+        rtp,
+    } = scene(Sipp::start("ring_no_answer", Transport::Udp, V4)).await;
     let attack = tokio::spawn(async move {
         let invite = wait_for(&seen, "INVITE ").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -150,19 +182,17 @@ async fn a_reinvite_from_another_port_moves_nothing() {
     let silence = testaudio::Signal::new().silence(9000.0).pcm();
     let path = scratch("pcap-forged-reinvite").join("silence.pcap");
     pcap::write(&path, &pcap::rtp(&[Part::Audio(silence)]));
-    let sipp = Sipp::callee("forged-reinvite", V4, Some(&path));
-    let (relay, seen) = observed(&sipp).await;
-    let ep = endpoint(
-        V4,
-        Duration::from_secs(6),
-        vec![trunk("sipp", Transport::Udp, relay.addr)],
-    )
-    .await;
-    let gateway = ep.local_addr(Transport::Udp, false).unwrap();
-    let port = free_rtp_pair(V4);
-    let media = media_at(V4, port);
-    let sig = UdpSocket::bind((V4, 0)).await.unwrap();
-    let rtp = UdpSocket::bind((V4, 0)).await.unwrap();
+    let Scene {
+        sipp,
+        _relay,
+        seen,
+        ep,
+        gateway,
+        port,
+        media,
+        sig,
+        rtp,
+    } = scene(Sipp::callee("forged-reinvite", V4, Some(&path))).await;
     let attack = tokio::spawn(async move {
         let ack = wait_for(&seen, "ACK ").await;
         let from = ack.header("From").unwrap();

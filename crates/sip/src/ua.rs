@@ -1181,10 +1181,13 @@ impl UserAgent {
             }
             Owner::Register(i) => {
                 let tr = &self.trunks[i];
-                if msg.call_id != tr.reg_call_id
-                    || msg.from_tag.as_deref() != Some(tr.reg_tag.as_str())
-                    || (msg.cseq, &msg.cseq_method) != (tr.reg_seq, &Method::Register)
-                {
+                if !answers(
+                    &msg,
+                    &tr.reg_call_id,
+                    &tr.reg_tag,
+                    tr.reg_seq,
+                    Method::Register,
+                ) {
                     return Err(mismatch("Call-ID, From tag or CSeq"));
                 }
                 self.on_register_response(i, now, msg);
@@ -1192,10 +1195,8 @@ impl UserAgent {
             }
             Owner::Options(i) => {
                 let tr = &self.trunks[i];
-                if msg.call_id != tr.options_call_id
-                    || msg.from_tag.as_deref() != Some(tr.options_tag.as_str())
-                    || (msg.cseq, &msg.cseq_method) != (tr.options_seq, &Method::Options)
-                {
+                let (call_id, tag) = (&tr.options_call_id, &tr.options_tag);
+                if !answers(&msg, call_id, tag, tr.options_seq, Method::Options) {
                     return Err(mismatch("Call-ID, From tag or CSeq"));
                 }
                 self.on_options_response(i, now, msg);
@@ -1900,6 +1901,15 @@ impl UserAgent {
             self.send_register(i, now);
         }
     }
+}
+
+/// Whether a response names the request it claims to answer: its Call-ID, From tag, CSeq
+/// number and method.
+fn answers(msg: &Incoming, call_id: &str, from_tag: &str, cseq: u32, method: Method) -> bool {
+    msg.call_id == call_id
+        && msg.from_tag.as_deref() == Some(from_tag)
+        && msg.cseq == cseq
+        && msg.cseq_method == method
 }
 
 /// Runs a client transaction's timers due at `now`: a retransmission goes into `sends`;
