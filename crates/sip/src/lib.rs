@@ -4,7 +4,8 @@
 //! - [`ua`]: the [`UserAgent`]: outbound calls (INVITE with Timer A/B, ACK, CANCEL on ring
 //!   timeout, BYE, digest retry on 401/407), the requests it answers (BYE, re-INVITE,
 //!   OPTIONS, 481/488/501), REGISTER refresh and OPTIONS keep-alive with trunk failover.
-//! - [`transaction`]: RFC 3261 client transaction timers (A, B, E, F, D, K).
+//! - [`transaction`]: RFC 3261 client transactions and their timers (A, B, E, F, D).
+//! - [`timer`]: a table of an owner's timers (a call's, a trunk's), quinn-proto's shape.
 //! - [`message`]: parsing (on rsip) and building messages; TCP stream framing.
 //! - [`digest`]: RFC 2617 / RFC 7616 client authentication, written here because rsip's
 //!   helper prints `nc` in decimal and mishandles `-sess`.
@@ -20,6 +21,7 @@ pub mod digest;
 pub mod message;
 pub mod random;
 pub mod sdp;
+pub mod timer;
 pub mod transaction;
 pub mod ua;
 

@@ -269,93 +269,143 @@ fn direction(attr: &str) -> Option<Direction> {
 
 /// Checks the callee's answer against `offer` and says what to use.
 pub fn parse_answer(body: &str, offer: &Offer) -> Result<Answer, SdpError> {
-    let mut session_conn = None;
-    let mut session_dir = None;
-    let mut medias: Vec<Media> = Vec::new();
-    for (i, raw) in body.lines().enumerate() {
-        let line = i + 1;
-        let text = raw.trim_end_matches('\r');
-        if text.is_empty() {
-            continue;
-        }
-        let err = |reason: String| SdpError::Syntax { line, reason };
-        let (key, value) = text
-            .split_once('=')
-            .ok_or_else(|| err(format!("expected x=value, found {text:?}")))?;
-        if key.len() != 1 {
-            return Err(err(format!("type {key:?} is not one letter")));
-        }
-        match key {
-            "m" => {
-                let mut f = value.split_whitespace();
-                let kind = f.next().ok_or_else(|| err("m= is empty".into()))?;
-                let port = f.next().ok_or_else(|| err("m= has no port".into()))?;
-                let port = port.split('/').next().unwrap_or("");
-                let port: u16 = port
-                    .parse()
-                    .map_err(|_| err(format!("m= port {port:?} is not a number")))?;
-                let proto = f
-                    .next()
-                    .ok_or_else(|| err("m= has no transport".into()))?
-                    .to_string();
-                medias.push(Media {
-                    audio: kind == "audio",
-                    port,
-                    proto,
-                    formats: f.map(str::to_string).collect(),
-                    connection: None,
-                    rtpmaps: Vec::new(),
-                    ptime: None,
-                    direction: None,
-                    crypto: Vec::new(),
-                });
-            }
-            "c" => {
-                let addr = connection(value, line)?;
-                match medias.last_mut() {
-                    Some(m) => m.connection = Some(addr),
-                    None => session_conn = Some(addr),
-                }
-            }
-            "a" => {
-                let (name, arg) = value.split_once(':').unwrap_or((value, ""));
-                let Some(m) = medias.last_mut() else {
-                    session_dir = direction(name).or(session_dir);
-                    continue;
-                };
-                match name {
-                    "rtpmap" => {
-                        let (pt, enc) = arg
-                            .split_once(' ')
-                            .ok_or_else(|| err(format!("bad rtpmap {arg:?}")))?;
-                        let pt: u8 = pt
-                            .parse()
-                            .map_err(|_| err(format!("rtpmap payload type {pt:?}")))?;
-                        m.rtpmaps.push((pt, enc.trim().to_ascii_lowercase()));
-                    }
-                    "ptime" => m.ptime = arg.trim().parse().ok(),
-                    "crypto" => m.crypto.extend(SdesKey::parse(arg)),
-                    other => m.direction = direction(other).or(m.direction),
-                }
-            }
-            _ => {}
-        }
-    }
-
-    let audio_lines: Vec<&Media> = medias.iter().filter(|m| m.audio).collect();
+    let session = Session::read(body)?;
+    let audio_lines: Vec<&Media> = session.medias.iter().filter(|m| m.audio).collect();
     if audio_lines.is_empty() {
         return Err(SdpError::NoAudio);
     }
     let Some(audio) = audio_lines.iter().find(|m| m.port != 0) else {
         return Err(SdpError::Rejected);
     };
-    let offered = offer.sdes.offered();
+    let sdes = srtp_key(audio, &offer.sdes)?;
+    let (codec, codec_pt, telephone_event_pt) = formats(audio, &offer.codecs)?;
+    let ip = audio
+        .connection
+        .or(session.connection)
+        .ok_or(SdpError::NoConnection)?;
+    Ok(Answer {
+        remote: SocketAddr::new(ip, audio.port),
+        codec,
+        codec_pt,
+        telephone_event_pt,
+        ptime: audio.ptime,
+        direction: audio
+            .direction
+            .or(session.direction)
+            .unwrap_or(Direction::SendRecv),
+        sdes,
+    })
+}
+
+/// An answer's lines, read: the session's connection and direction, and its media.
+struct Session {
+    connection: Option<IpAddr>,
+    direction: Option<Direction>,
+    medias: Vec<Media>,
+}
+
+impl Session {
+    fn read(body: &str) -> Result<Session, SdpError> {
+        let mut session = Session {
+            connection: None,
+            direction: None,
+            medias: Vec::new(),
+        };
+        for (i, raw) in body.lines().enumerate() {
+            let line = i + 1;
+            let text = raw.trim_end_matches('\r');
+            if text.is_empty() {
+                continue;
+            }
+            let err = |reason: String| SdpError::Syntax { line, reason };
+            let (key, value) = text
+                .split_once('=')
+                .ok_or_else(|| err(format!("expected x=value, found {text:?}")))?;
+            if key.len() != 1 {
+                return Err(err(format!("type {key:?} is not one letter")));
+            }
+            match key {
+                "m" => session.medias.push(media_line(value, err)?),
+                "c" => {
+                    let addr = connection(value, line)?;
+                    match session.medias.last_mut() {
+                        Some(m) => m.connection = Some(addr),
+                        None => session.connection = Some(addr),
+                    }
+                }
+                "a" => {
+                    let (name, arg) = value.split_once(':').unwrap_or((value, ""));
+                    match session.medias.last_mut() {
+                        Some(m) => attribute(m, name, arg, err)?,
+                        None => session.direction = direction(name).or(session.direction),
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(session)
+    }
+}
+
+/// An `m=` line's value: `audio 6000 RTP/AVP 0 101`.
+fn media_line(value: &str, err: impl Fn(String) -> SdpError) -> Result<Media, SdpError> {
+    let mut f = value.split_whitespace();
+    let kind = f.next().ok_or_else(|| err("m= is empty".into()))?;
+    let port = f.next().ok_or_else(|| err("m= has no port".into()))?;
+    let port = port.split('/').next().unwrap_or("");
+    let port: u16 = port
+        .parse()
+        .map_err(|_| err(format!("m= port {port:?} is not a number")))?;
+    let proto = f
+        .next()
+        .ok_or_else(|| err("m= has no transport".into()))?
+        .to_string();
+    Ok(Media {
+        audio: kind == "audio",
+        port,
+        proto,
+        formats: f.map(str::to_string).collect(),
+        connection: None,
+        rtpmaps: Vec::new(),
+        ptime: None,
+        direction: None,
+        crypto: Vec::new(),
+    })
+}
+
+/// An `a=` line of a media section.
+fn attribute(
+    m: &mut Media,
+    name: &str,
+    arg: &str,
+    err: impl Fn(String) -> SdpError,
+) -> Result<(), SdpError> {
+    match name {
+        "rtpmap" => {
+            let (pt, enc) = arg
+                .split_once(' ')
+                .ok_or_else(|| err(format!("bad rtpmap {arg:?}")))?;
+            let pt: u8 = pt
+                .parse()
+                .map_err(|_| err(format!("rtpmap payload type {pt:?}")))?;
+            m.rtpmaps.push((pt, enc.trim().to_ascii_lowercase()));
+        }
+        "ptime" => m.ptime = arg.trim().parse().ok(),
+        "crypto" => m.crypto.extend(SdesKey::parse(arg)),
+        other => m.direction = direction(other).or(m.direction),
+    }
+    Ok(())
+}
+
+/// The callee's SRTP key, if the answer takes the offered one (by answering its tag with its
+/// suite); an error when the answer's transport or the policy needs one and there is none.
+fn srtp_key(audio: &Media, ours: &Sdes) -> Result<Option<SdesKey>, SdpError> {
+    let offered = ours.offered();
     let savp = audio.proto.eq_ignore_ascii_case("RTP/SAVP");
     let avp = audio.proto.eq_ignore_ascii_case("RTP/AVP");
     if !(avp || savp && offered.is_some()) {
         return Err(SdpError::Transport(audio.proto.clone()));
     }
-    // The answer takes the offered key by answering its tag with its suite.
     let sdes = offered.and_then(|ours| {
         audio
             .crypto
@@ -363,9 +413,15 @@ pub fn parse_answer(body: &str, offer: &Offer) -> Result<Answer, SdpError> {
             .find(|k| k.tag == ours.tag && k.suite == ours.suite)
             .cloned()
     });
-    if sdes.is_none() && (savp || offer.sdes.policy == SrtpPolicy::Mandatory && offered.is_some()) {
+    if sdes.is_none() && (savp || ours.policy == SrtpPolicy::Mandatory && offered.is_some()) {
         return Err(SdpError::NoSrtpKey);
     }
+    Ok(sdes)
+}
+
+/// The first of the answer's formats that is an offered codec (its codec and payload type),
+/// and its telephone-event payload type, if any.
+fn formats(audio: &Media, offered: &[Codec]) -> Result<(Codec, u8, Option<u8>), SdpError> {
     let encoding = |pt: u8| {
         audio
             .rtpmaps
@@ -394,28 +450,12 @@ pub fn parse_answer(body: &str, offer: &Offer) -> Result<Answer, SdpError> {
             None if pt == 8 => Some(Codec::Pcma),
             None => None,
         };
-        if let Some(c) = codec.filter(|c| offer.codecs.contains(c)) {
+        if let Some(c) = codec.filter(|c| offered.contains(c)) {
             chosen = Some((c, pt));
         }
     }
-    let (codec, codec_pt) =
-        chosen.ok_or_else(|| SdpError::NoCommonCodec(audio.formats.join(" ")))?;
-    let ip = audio
-        .connection
-        .or(session_conn)
-        .ok_or(SdpError::NoConnection)?;
-    Ok(Answer {
-        remote: SocketAddr::new(ip, audio.port),
-        codec,
-        codec_pt,
-        telephone_event_pt: te,
-        ptime: audio.ptime,
-        direction: audio
-            .direction
-            .or(session_dir)
-            .unwrap_or(Direction::SendRecv),
-        sdes,
-    })
+    let (codec, pt) = chosen.ok_or_else(|| SdpError::NoCommonCodec(audio.formats.join(" ")))?;
+    Ok((codec, pt, te))
 }
 
 #[cfg(test)]

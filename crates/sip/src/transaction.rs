@@ -1,10 +1,12 @@
-//! Client transaction timers (RFC 3261 §17.1): retransmission over UDP and the overall
-//! timeout, as plain data the user agent polls. Only the timing lives here; what a response
-//! means is the user agent's business.
+//! Client transactions (RFC 3261 §17.1): the request, and the rule of its retransmission over
+//! UDP and of its overall timeout; the timers themselves are set in the owner's
+//! [`TimerTable`]. Only the timing lives here; what a response means is the user agent's
+//! business.
 
 use std::time::{Duration, Instant};
 
 use crate::Transport;
+use crate::timer::{TimerKind, TimerTable};
 
 /// RFC 3261 timer values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,14 +39,6 @@ impl Timers {
             Transport::Tcp | Transport::Tls => Duration::ZERO,
         }
     }
-
-    /// Timer K (absorbing retransmitted responses to a non-INVITE request): T4 = 5 s.
-    pub fn k(&self, transport: Transport) -> Duration {
-        match transport {
-            Transport::Udp => Duration::from_secs(5),
-            Transport::Tcp | Transport::Tls => Duration::ZERO,
-        }
-    }
 }
 
 /// Which retransmission rule applies.
@@ -56,9 +50,11 @@ pub enum Kind {
     NonInvite,
 }
 
-/// One client transaction's request and its timers.
+/// One client transaction's request and the rule of its retransmissions. Its two timers
+/// (retransmission: A or E; timeout: B or F) live in its owner's [`TimerTable`], under the
+/// kinds it was started with, so that the owner has one place for all its deadlines.
 #[derive(Clone, Debug)]
-pub struct ClientTx {
+pub struct ClientTx<T> {
     /// The Via branch that identifies it.
     pub branch: String,
     /// The request as sent.
@@ -66,91 +62,74 @@ pub struct ClientTx {
     kind: Kind,
     reliable: bool,
     interval: Duration,
-    next_retransmit: Option<Instant>,
-    /// Timer B or F; `None` once a response ended the wait.
-    deadline: Option<Instant>,
+    retransmit: T,
+    timeout: T,
 }
 
-/// What a timer asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fired {
-    /// Send the request again.
-    Retransmit,
-    /// Timer B or F: the transaction timed out.
-    Timeout,
-}
-
-impl ClientTx {
-    /// A transaction whose request is sent now.
-    pub fn new(
+impl<T: TimerKind> ClientTx<T> {
+    /// A transaction whose request is sent now; its timers are set in `table` under
+    /// `retransmit` and `timeout` (no retransmissions over a stream).
+    pub fn start(
         kind: Kind,
-        branch: String,
-        bytes: Vec<u8>,
+        (branch, bytes): (String, Vec<u8>),
         transport: Transport,
-        timers: &Timers,
-        now: Instant,
-    ) -> ClientTx {
+        (retransmit, timeout): (T, T),
+        (timers, now): (&Timers, Instant),
+        table: &mut TimerTable<T>,
+    ) -> ClientTx<T> {
         let reliable = transport.is_reliable();
+        if reliable {
+            table.stop(retransmit);
+        } else {
+            table.set(retransmit, now + timers.t1);
+        }
+        table.set(timeout, now + timers.timeout());
         ClientTx {
             branch,
             bytes,
             kind,
             reliable,
             interval: timers.t1,
-            next_retransmit: (!reliable).then(|| now + timers.t1),
-            deadline: Some(now + timers.timeout()),
+            retransmit,
+            timeout,
         }
     }
 
     /// A provisional response arrived.
-    pub fn provisional(&mut self, timers: &Timers, now: Instant) {
+    pub fn provisional(&mut self, timers: &Timers, now: Instant, table: &mut TimerTable<T>) {
         match self.kind {
             // Proceeding: no more retransmissions; the TU's ring timeout takes over from B.
-            Kind::Invite => {
-                self.next_retransmit = None;
-                self.deadline = None;
-            }
+            Kind::Invite => self.finish(table),
             // Proceeding: retransmit every T2 until the final response or Timer F.
             Kind::NonInvite => {
                 if !self.reliable {
                     self.interval = timers.t2;
-                    self.next_retransmit = Some(now + timers.t2);
+                    table.set(self.retransmit, now + timers.t2);
                 }
             }
         }
     }
 
-    /// A final response arrived: no more timers.
-    pub fn finish(&mut self) {
-        self.next_retransmit = None;
-        self.deadline = None;
+    /// A final response arrived (or the transaction is given up): no more timers.
+    pub fn finish(&self, table: &mut TimerTable<T>) {
+        table.stop(self.retransmit);
+        table.stop(self.timeout);
     }
 
-    /// The next instant a timer fires.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.next_retransmit, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Runs the timers due at `now`.
-    pub fn handle_timeout(&mut self, timers: &Timers, now: Instant) -> Option<Fired> {
-        if self.deadline.is_some_and(|d| now >= d) {
-            self.finish();
-            return Some(Fired::Timeout);
-        }
-        match self.next_retransmit {
-            Some(at) if now >= at => {
-                self.interval = match self.kind {
-                    Kind::Invite => self.interval * 2,
-                    Kind::NonInvite => (self.interval * 2).min(timers.t2),
-                };
-                self.next_retransmit = Some(now + self.interval);
-                Some(Fired::Retransmit)
-            }
-            _ => None,
-        }
+    /// Its retransmission timer fired: the interval doubles (up to T2 for a non-INVITE), the
+    /// timer is set again, and the request is to be sent again.
+    pub fn retransmit(
+        &mut self,
+        timers: &Timers,
+        now: Instant,
+        table: &mut TimerTable<T>,
+    ) -> Vec<u8> {
+        self.interval = match self.kind {
+            Kind::Invite => self.interval * 2,
+            Kind::NonInvite => (self.interval * 2).min(timers.t2),
+        };
+        table.set(self.retransmit, now + self.interval);
+        self.bytes.clone()
     }
 }
 
@@ -158,17 +137,39 @@ impl ClientTx {
 mod tests {
     use super::*;
 
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum T {
+        Retransmit,
+        Timeout,
+    }
+
+    impl TimerKind for T {
+        const ALL: &'static [T] = &[T::Timeout, T::Retransmit];
+        fn index(self) -> usize {
+            self as usize
+        }
+    }
+
+    /// When the request goes (ms after the start), and when the transaction times out.
     fn sends(kind: Kind, transport: Transport, provisional_at: Option<u64>) -> (Vec<u64>, u64) {
         let timers = Timers::default();
         let t0 = Instant::now();
-        let mut tx = ClientTx::new(kind, "b".into(), vec![], transport, &timers, t0);
+        let mut table = TimerTable::default();
+        let mut tx = ClientTx::start(
+            kind,
+            ("b".into(), vec![]),
+            transport,
+            (T::Retransmit, T::Timeout),
+            (&timers, t0),
+            &mut table,
+        );
         let mut sent = vec![0];
         let mut ms = 0;
         loop {
             if provisional_at == Some(ms) {
-                tx.provisional(&timers, t0 + Duration::from_millis(ms));
+                tx.provisional(&timers, t0 + Duration::from_millis(ms), &mut table);
             }
-            let Some(at) = tx.poll_timeout() else {
+            let Some(at) = table.next_timeout() else {
                 return (sent, u64::MAX);
             };
             let next = (at - t0).as_millis() as u64;
@@ -179,10 +180,18 @@ mod tests {
             if provisional_at == Some(ms) {
                 continue;
             }
-            match tx.handle_timeout(&timers, t0 + Duration::from_millis(ms)) {
-                Some(Fired::Retransmit) => sent.push(ms),
-                Some(Fired::Timeout) => return (sent, ms),
-                None => {}
+            let now = t0 + Duration::from_millis(ms);
+            while let Some(t) = table.take_expired(now) {
+                match t {
+                    T::Timeout => {
+                        tx.finish(&mut table);
+                        return (sent, ms);
+                    }
+                    T::Retransmit => {
+                        tx.retransmit(&timers, now, &mut table);
+                        sent.push(ms);
+                    }
+                }
             }
         }
     }
