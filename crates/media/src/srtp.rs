@@ -177,6 +177,9 @@ struct Stream {
     rtcp_next: u32,
 }
 
+/// The most bytes protection adds to an RTP packet (the 80-bit authentication tag).
+pub const MAX_OVERHEAD: usize = 10;
+
 /// A receiver keeps state for at most this many SSRCs (a call has one sender).
 const MAX_STREAMS: usize = 8;
 
@@ -250,18 +253,32 @@ impl Srtp {
 
     /// Encrypts and authenticates an RTP packet this side sends.
     pub fn protect_rtp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let mut out = packet.to_vec();
+        out.resize(packet.len() + MAX_OVERHEAD, 0);
+        let len = self.protect_rtp_in_place(&mut out, packet.len())?;
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// As [`Srtp::protect_rtp`], in place: the packet is `buf[..len]`, and `buf` has room
+    /// for [`MAX_OVERHEAD`] more bytes; returns the protected packet's length.
+    pub fn protect_rtp_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let tl = self.suite.rtp_tag_len();
+        let packet = buf.get(..len).ok_or(SrtpError::Malformed)?;
         let hl = rtp_header_len(packet).ok_or(SrtpError::Malformed)?;
+        if buf.len() < len + tl {
+            return Err(SrtpError::Malformed);
+        }
         let seq = u16::from_be_bytes([packet[2], packet[3]]);
         let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
         let stream = self.streams.entry(ssrc).or_default();
         let index = guess_index(stream.rtp.top, seq);
         stream.rtp.accept(index);
         let roc = (index >> 16) as u32;
-        let mut out = packet.to_vec();
-        self.rtp.crypt(ssrc, index, &mut out[hl..]);
-        let tag = self.rtp.tag(&[&out, &roc.to_be_bytes()]);
-        out.extend_from_slice(&tag[..self.suite.rtp_tag_len()]);
-        Ok(out)
+        self.rtp.crypt(ssrc, index, &mut buf[hl..len]);
+        let tag = self.rtp.tag(&[&buf[..len], &roc.to_be_bytes()]);
+        buf[len..len + tl].copy_from_slice(&tag[..tl]);
+        Ok(len + tl)
     }
 
     /// Checks and decrypts an RTP packet received; nothing is remembered of a packet that
