@@ -11,7 +11,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::{Backend, PhoneNumber, Result};
+use crate::{Backend, PhoneNumber, Result, Store};
 
 /// What a limit counts calls of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -209,4 +209,34 @@ pub(crate) async fn admit(
         }
     }
     Ok(Ok(()))
+}
+
+impl Store {
+    /// Admits one more call of a challenge (a second phone it calls) to `phone` of `user`
+    /// within `admission`, counted as it is checked, in one transaction.
+    pub async fn admit_call(
+        &self,
+        user: Option<&str>,
+        phone: &PhoneNumber,
+        admission: &Admission,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), Refused>> {
+        let mut tx = self.pool.begin().await?;
+        let admitted = admit(&mut tx, self.backend, admission, user, phone, now_ms).await?;
+        if admitted.is_ok() {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(admitted)
+    }
+
+    /// Forgets the counts of calls older than `before_ms` (older than every limit's window).
+    pub async fn prune_rate_counts(&self, before_ms: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM rate_counts WHERE bucket < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
 }
