@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::limits::{self, Admission, Refused};
+use crate::types::{sql_list, undecided_sql};
 use crate::{
     ChallengeState, PhoneNumber, PhoneRole, Purpose, Result, Store, StoreError, new_id, users,
     webhooks,
@@ -311,7 +312,6 @@ impl Store {
         if from.is_empty() {
             return Ok(false);
         }
-        let list: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let decided = if to.is_terminal() { "$2" } else { "NULL" };
         let claim = match lease_until_ms {
             Some(_) => ", claimed_by = $6, lease_until = $7",
@@ -321,7 +321,7 @@ impl Store {
             "UPDATE challenges SET state = $1, updated_at = $2, decided_at = {decided}, \
              reason = COALESCE($3, reason), sip_status = COALESCE($4, sip_status){claim} \
              WHERE id = $5 AND state IN ({})",
-            list.join(", ")
+            sql_list(|s| from.contains(&s))
         );
         let mut tx = self.pool.begin().await?;
         let mut q = sqlx::query(AssertSqlSafe(sql))
@@ -410,12 +410,13 @@ impl Store {
 
     /// How many challenges are waiting for or in a call.
     pub async fn active_challenges(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM challenges \
-             WHERE state IN ('queued', 'calling', 'ringing', 'answered')",
-        )
-        .fetch_one(&self.pool)
-        .await?)
+        let sql = format!(
+            "SELECT COUNT(*) FROM challenges WHERE state IN ({})",
+            undecided_sql()
+        );
+        Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Challenges still queued after their expiry become `expired`; returns their ids.

@@ -5,6 +5,7 @@
 use sqlx::AssertSqlSafe;
 
 use crate::challenges::insert_event;
+use crate::types::in_call_sql;
 use crate::{Backend, ChallengeState, Result, Store};
 
 impl Store {
@@ -57,26 +58,29 @@ impl Store {
     /// Extends this node's claims on the challenges it is calling to `lease_until_ms`;
     /// returns the ones it still holds.
     pub async fn renew_claims(&self, lease_until_ms: i64) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
+        let sql = format!(
             "UPDATE challenges SET lease_until = $1 WHERE claimed_by = $2 \
-             AND state IN ('calling', 'ringing', 'answered') RETURNING id",
-        )
-        .bind(lease_until_ms)
-        .bind(self.node())
-        .fetch_all(&self.pool)
-        .await?)
+             AND state IN ({}) RETURNING id",
+            in_call_sql()
+        );
+        Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(lease_until_ms)
+            .bind(self.node())
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Challenges in a call whose node's claim lapsed before `now_ms` become `interrupted`,
     /// and so do their calls; returns their ids. They are never called again.
     pub async fn interrupt_lapsed(&self, now_ms: i64) -> Result<Vec<String>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM challenges WHERE state IN ('calling', 'ringing', 'answered') \
-             AND COALESCE(lease_until, 0) < $1",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT id FROM challenges WHERE state IN ({}) AND COALESCE(lease_until, 0) < $1",
+            in_call_sql()
+        );
+        let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?;
         let mut done = Vec::new();
         for id in ids {
             if self
@@ -107,11 +111,13 @@ impl Store {
     /// At start: challenges whose call was in progress when the gateway stopped become
     /// `interrupted` (with an event), and so do their calls. Returns how many challenges.
     pub async fn interrupt_unfinished(&self, now_ms: i64) -> Result<u64> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM challenges WHERE state IN ('calling', 'ringing', 'answered')",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT id FROM challenges WHERE state IN ({})",
+            in_call_sql()
+        );
+        let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         let mut n = 0;
         for id in ids {
             if self
