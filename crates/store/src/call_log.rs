@@ -305,7 +305,7 @@ impl Store {
             let (at, id) = c
                 .split_once('~')
                 .and_then(|(a, i)| a.parse::<i64>().ok().map(|a| (a, i.to_string())))
-                .ok_or_else(|| StoreError::Corrupt(format!("cursor {c:?}")))?;
+                .ok_or_else(|| StoreError::BadCursor(c.to_string()))?;
             let at = bind(Param::Int(at));
             let id = bind(Param::Text(id));
             conds.push(format!(
@@ -379,4 +379,31 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
         started_at_ms: r.try_get("started_at")?,
         end,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cursor_no_page_gave_is_its_own_error() {
+        let dir = std::env::temp_dir().join(crate::new_id("callverify-store-cursor"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.join("cv.db").display()))
+            .await
+            .unwrap();
+        for bad in ["bogus", "12", "x~call_1", "~", "1.5~call_1"] {
+            match store.calls(&CallFilter::default(), 10, Some(bad)).await {
+                Err(StoreError::BadCursor(c)) => assert_eq!(c, bad),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let (page, next) = store
+            .calls(&CallFilter::default(), 10, Some("5~call_1"))
+            .await
+            .unwrap();
+        assert!(page.is_empty() && next.is_none());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

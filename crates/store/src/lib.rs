@@ -64,6 +64,9 @@ pub enum StoreError {
     /// A stored value that this version does not know.
     #[error("stored value {0:?} is not understood")]
     Corrupt(String),
+    /// A cursor for [`Store::calls`] that no page of the call log gave.
+    #[error("cursor {0:?} is not one the call log gave")]
+    BadCursor(String),
     /// The store cannot be shared as asked.
     #[error("{0}")]
     InUse(#[from] std::io::Error),
