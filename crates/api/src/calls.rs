@@ -167,17 +167,23 @@ pub(crate) async fn list_calls(
         .store
         .calls(&filter, q.limit.unwrap_or(50), q.cursor.as_deref())
         .await
-        .map_err(|e| match e {
-            StoreError::Corrupt(c) if c.starts_with("cursor") => {
-                Problem::unprocessable(format!("{c} is not a cursor from this API"))
-            }
-            other => other.into(),
-        })?;
+        .map_err(listing_problem)?;
     Ok(axum::Json(CallPage {
         calls: calls.iter().map(|c| CallView::of(c, false)).collect(),
         next_cursor: next,
     })
     .into_response())
+}
+
+/// The answer to a listing that failed: a cursor the call log did not give is the client's
+/// mistake, anything else the store's.
+fn listing_problem(e: StoreError) -> Problem {
+    match e {
+        StoreError::BadCursor(c) => {
+            Problem::unprocessable(format!("cursor {c:?} is not a cursor from this API"))
+        }
+        other => other.into(),
+    }
 }
 
 /// One call with its keys, RTP figures and the challenge's timeline (operator key).
@@ -227,4 +233,19 @@ pub(crate) async fn get_call(
             .collect(),
     })
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_cursor_is_the_clients_mistake_and_only_it() {
+        let p = listing_problem(StoreError::BadCursor("bogus".into()));
+        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p.detail, "cursor \"bogus\" is not a cursor from this API");
+        // A stored value the store does not understand is not the client's, whatever it says.
+        let p = listing_problem(StoreError::Corrupt("cursor \"bogus\"".into()));
+        assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

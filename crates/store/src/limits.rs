@@ -11,7 +11,8 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::{Backend, PhoneNumber, Result};
+use crate::types::undecided_sql;
+use crate::{Backend, PhoneNumber, Result, Store};
 
 /// What a limit counts calls of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -127,6 +128,16 @@ pub(crate) async fn admit(
     }
     // Counted first (on SQLite the write that takes the lock, when the caller has not
     // written yet), then checked with this call included.
+    count(tx, a, now_ms).await?;
+    check(tx, a, user, phone, now_ms).await
+}
+
+/// In `tx`: adds the call to the bucket of now of each of `a`'s limits.
+async fn count(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    a: &Admission,
+    now_ms: i64,
+) -> Result<()> {
     if !a.counters.is_empty() {
         let values: Vec<String> = (0..a.counters.len())
             .map(|i| format!("(${}, ${}, ${}, 1)", 3 * i + 1, 3 * i + 2, 3 * i + 3))
@@ -146,7 +157,18 @@ pub(crate) async fn admit(
         }
         q.execute(&mut **tx).await?;
     }
-    // One statement for every check.
+    Ok(())
+}
+
+/// In `tx`, in one statement: whether a fraud block holds for `user` or `phone`, a limit of
+/// `a` is passed (this call counted), or the cap on challenges waiting for or in a call.
+async fn check(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    a: &Admission,
+    user: Option<&str>,
+    phone: &PhoneNumber,
+    now_ms: i64,
+) -> Result<std::result::Result<(), Refused>> {
     let mut parts = Vec::new();
     let mut n = 0;
     let mut next = || {
@@ -162,11 +184,10 @@ pub(crate) async fn admit(
             next()
         ));
     }
-    parts.push(
-        "(SELECT COUNT(*) FROM challenges \
-         WHERE state IN ('queued', 'calling', 'ringing', 'answered')) AS active"
-            .into(),
-    );
+    parts.push(format!(
+        "(SELECT COUNT(*) FROM challenges WHERE state IN ({})) AS active",
+        undecided_sql()
+    ));
     parts.push(format!(
         "(SELECT MAX(until) FROM fraud_blocks WHERE lifted_at IS NULL AND until > {} \
          AND (user_id = {} OR phone = {})) AS blocked",
@@ -209,4 +230,34 @@ pub(crate) async fn admit(
         }
     }
     Ok(Ok(()))
+}
+
+impl Store {
+    /// Admits one more call of a challenge (a second phone it calls) to `phone` of `user`
+    /// within `admission`, counted as it is checked, in one transaction.
+    pub async fn admit_call(
+        &self,
+        user: Option<&str>,
+        phone: &PhoneNumber,
+        admission: &Admission,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), Refused>> {
+        let mut tx = self.pool.begin().await?;
+        let admitted = admit(&mut tx, self.backend, admission, user, phone, now_ms).await?;
+        if admitted.is_ok() {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(admitted)
+    }
+
+    /// Forgets the counts of calls older than `before_ms` (older than every limit's window).
+    pub async fn prune_rate_counts(&self, before_ms: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM rate_counts WHERE bucket < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
 }

@@ -287,6 +287,33 @@ impl ChallengeState {
             .filter(|s| s.rank().is_some_and(|r| r < limit))
             .collect()
     }
+
+    /// Whether the challenge is in a call: placed (`calling`, `ringing`, `answered`), not
+    /// decided.
+    pub(crate) fn in_call(self) -> bool {
+        self.rank().is_some_and(|r| r > 0)
+    }
+}
+
+/// The states `keep` selects, in their order, as an SQL list: `'calling', 'ringing'`.
+pub(crate) fn sql_list(keep: impl Fn(ChallengeState) -> bool) -> String {
+    ChallengeState::ALL
+        .into_iter()
+        .filter(|&s| keep(s))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `'calling', 'ringing', 'answered'`: the states of a challenge in a call, as an SQL list.
+pub(crate) fn in_call_sql() -> String {
+    sql_list(ChallengeState::in_call)
+}
+
+/// `'queued', 'calling', 'ringing', 'answered'`: the states of a challenge waiting for or in
+/// a call, as an SQL list.
+pub(crate) fn undecided_sql() -> String {
+    sql_list(|s| !s.is_terminal())
 }
 
 impl fmt::Display for ChallengeState {
@@ -378,6 +405,19 @@ mod tests {
         ] {
             assert!(PhoneNumber::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_queries_name_the_states_in_a_call() {
+        assert_eq!(in_call_sql(), "'calling', 'ringing', 'answered'");
+        assert_eq!(
+            undecided_sql(),
+            "'queued', 'calling', 'ringing', 'answered'"
+        );
+        assert_eq!(
+            sql_list(|s| ChallengeState::Answered.predecessors().contains(&s)),
+            "'queued', 'calling', 'ringing'"
+        );
     }
 
     #[test]

@@ -1,0 +1,445 @@
+//! The configuration's tests: the shipped files load, every mistake is told with its line,
+//! and the tables become the crates' settings.
+
+use std::time::Duration;
+
+use super::*;
+
+fn shipped() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../sip-config/callverify.toml"
+    ))
+    .unwrap()
+}
+
+fn env_with_password(name: &str) -> Option<String> {
+    (name == "CALLVERIFY_TRUNK_LOCAL_PBX_PASSWORD").then(|| "s3cret".to_string())
+}
+
+#[test]
+fn the_shipped_example_loads() {
+    let c = Config::parse(&shipped(), "callverify.toml", env_with_password).unwrap();
+    assert_eq!(c.sip.listen.get_ref().len(), 4);
+    assert_eq!(c.sip.listen.get_ref()[2], "udp:[::1]:5070".parse().unwrap());
+    assert_eq!(c.trunks.len(), 2);
+    assert_eq!(c.trunks[1].transport, Transport::Tcp);
+    assert_eq!(*c.sip.timers.t1_ms.get_ref(), 500);
+}
+
+#[test]
+fn the_file_becomes_the_media_and_script_settings() {
+    let c = Config::parse(&shipped(), "callverify.toml", env_with_password).unwrap();
+    let m = c.media_settings();
+    assert_eq!(m.address, std::net::IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(m.ports, 16384..=32767);
+    assert_eq!(m.codecs, vec![media::Codec::Pcmu, media::Codec::Pcma]);
+    let s = c.script_settings();
+    assert_eq!(s.repeats, 3);
+    assert_eq!(s.first_key_timeout, Duration::from_secs(40));
+    assert_eq!(s.call_timeout, Duration::from_secs(120));
+    assert_eq!(s.amd.max_greeting, Duration::from_millis(4000));
+    assert_eq!(s.latching, media::rtp::Latching::Strict);
+    assert_eq!(c.language(), media::Language::En);
+}
+
+#[test]
+fn the_file_becomes_the_user_agent_settings_with_the_password_from_the_environment() {
+    let c = Config::parse(&shipped(), "callverify.toml", env_with_password).unwrap();
+    let (ua, trunks) = c.sip_settings(env_with_password);
+    assert_eq!(ua.listen.len(), 4);
+    assert_eq!(ua.timers.t1, Duration::from_millis(500));
+    assert_eq!(ua.ring_timeout, Duration::from_secs(45));
+    let creds = trunks[0].credentials.as_ref().unwrap();
+    assert_eq!(
+        (creds.username.as_str(), creds.password.as_str()),
+        ("callverify", "s3cret")
+    );
+    assert!(
+        !format!("{:?}", trunks[0]).contains("s3cret"),
+        "Debug masks the password"
+    );
+    assert_eq!(trunks[0].domain, "127.0.0.1");
+    assert_eq!(trunks[1].domain, "[::1]:5062", "no domain: the address");
+    assert_eq!(trunks[1].options_interval, Some(Duration::from_secs(30)));
+    sip::UserAgent::new(ua, trunks).expect("the user agent takes it");
+}
+
+/// The error for `text` with `line` of the shipped file replaced.
+fn error_with(find: &str, replace: &str, env: impl Fn(&str) -> Option<String>) -> ConfigError {
+    let text = shipped().replacen(find, replace, 1);
+    assert_ne!(text, shipped(), "{find:?} not in the example");
+    Config::parse(&text, "c.toml", env).unwrap_err()
+}
+
+fn line_of_text(find: &str) -> usize {
+    shipped().lines().position(|l| l.contains(find)).unwrap() + 1
+}
+
+/// The mistakes `errors_name_the_line_and_the_reason` makes in the shipped file: the text
+/// to replace, its replacement, words the error must hold, and the line of the error
+/// after the replaced one.
+const MISTAKES: &[(&str, &str, &str, usize)] = &[
+    ("t1_ms = 500", "t1_ms = \"fast\"", "expected u64", 0),
+    (
+        "address = \"127.0.0.1:5060\"",
+        "address = \"pbx.example:5060\"",
+        "socket address",
+        0,
+    ),
+    ("transport = \"udp\"", "transport = \"sctp\"", "udp", 0),
+    (
+        "\"tcp:127.0.0.1:5070\"",
+        "\"sctp:127.0.0.1:5070\"",
+        "unknown transport",
+        0,
+    ),
+    (
+        "\"tcp:127.0.0.1:5070\"",
+        "\"tls:127.0.0.1:5070\"",
+        "needs [sip.tls]",
+        0,
+    ),
+    (
+        "from_user = \"callverify\"",
+        "from_user = \"callverify\"\nsrtp = \"mandatory\"",
+        "srtp needs transport = \"tls\"",
+        1,
+    ),
+    (
+        "from_user = \"callverify\"",
+        "from_user = \"callverify\"\ntls_ca_file = \"ca.pem\"",
+        "tls_ca_file needs transport = \"tls\"",
+        1,
+    ),
+    (
+        "user_agent = \"callverify\"",
+        "user_agent = \"callverify\"\ntls = { cert_file = \"/nonexistent/cert.pem\", key_file = \"k.pem\" }",
+        "TLS: /nonexistent/cert.pem",
+        1,
+    ),
+    (
+        "codecs = [\"PCMU\", \"PCMA\"]",
+        "codecs = [\"G729\"]",
+        "PCMU",
+        0,
+    ),
+    ("t2_ms = 4000", "t2_ms = 100", "at least t1_ms", 0),
+    (
+        "ring_timeout_s = 45",
+        "ring_timeout_s = 45\nring_timout = 3",
+        "unknown field",
+        1,
+    ),
+    ("name = \"backup\"", "name = \"local-pbx\"", "used twice", 0),
+    (
+        "\"udp:127.0.0.1:5070\"",
+        "\"udp:0.0.0.0:5070\"",
+        "unspecified",
+        0,
+    ),
+    (
+        "rtp_ports = \"16384-32767\"",
+        "rtp_ports = \"20000\"",
+        "first-last",
+        0,
+    ),
+    (
+        "rtp_ports = \"16384-32767\"",
+        "rtp_ports = \"80-90\"",
+        ">= 1024",
+        0,
+    ),
+    (
+        "latching = \"strict\"",
+        "latching = \"loose\"",
+        "same-host",
+        0,
+    ),
+    (
+        "language = \"en\"",
+        "language = \"fr\"",
+        "expected en or ja",
+        0,
+    ),
+    ("repeats = 3", "repeats = 0", "1 to 10", 0),
+    (
+        "first_key_timeout_s = 40",
+        "first_key_timeout_s = 0",
+        "above 0",
+        0,
+    ),
+    (
+        "call_timeout_s = 120",
+        "call_timeout_s = 30",
+        "longer than sip.timers.ring_timeout_s (45)",
+        0,
+    ),
+    (
+        "gap_ms = 600",
+        "gap_ms = 5000",
+        "shorter than amd.max_greeting_ms",
+        0,
+    ),
+    (
+        "allowed_countries = [\"JP\", \"US\", \"GB\"]",
+        "allowed_countries = [\"JP\", \"*\"]",
+        "\"*\" (every country) goes alone",
+        0,
+    ),
+    (
+        "allowed_countries = [\"JP\", \"US\", \"GB\"]",
+        "allowed_countries = [\"Japan\"]",
+        "not an ISO 3166 code",
+        0,
+    ),
+    (
+        "allowed_number_types = [\"mobile\", \"fixed_line\", \"fixed_line_or_mobile\"]",
+        "allowed_number_types = [\"mobile\", \"premium\"]",
+        "unknown type \"premium\", expected some of fixed_line, mobile",
+        0,
+    ),
+    (
+        "fraud_block_hours = 24",
+        "fraud_block_hours = 0",
+        "1 to 8760",
+        0,
+    ),
+    (
+        "per_country = { max = 200, window_s = 3600, overrides = { JP = 2000 } }",
+        "per_country = { max = 200, window_s = 3600, overrides = { Japan = 2000 } }",
+        "per_country.overrides: \"Japan\"",
+        0,
+    ),
+    (
+        "retention_days = 90",
+        "retention_days = 0",
+        "retention_days must be 1 to 3650",
+        0,
+    ),
+    (
+        "header_timeout_s = 10",
+        "header_timeout_s = 0",
+        "header_timeout_s must be 1 to 3600",
+        0,
+    ),
+    (
+        "request_timeout_s = 30",
+        "request_timeout_s = 86400",
+        "request_timeout_s must be 1 to 3600",
+        0,
+    ),
+    (
+        "max_connections = 4096",
+        "max_connections = 0",
+        "max_connections must be 1 to 1000000",
+        0,
+    ),
+    (
+        "max_streams_per_poll_token = 4",
+        "max_streams_per_poll_token = 0",
+        "at least 1",
+        0,
+    ),
+    (
+        "callback_allow = []",
+        "callback_allow = [\"10.0.0.0/8\", \"intranet\"]",
+        "callback_allow: \"intranet\" is not a network",
+        0,
+    ),
+];
+
+#[test]
+fn errors_name_the_line_and_the_reason() {
+    for &(find, replace, words, offset) in MISTAKES {
+        let line = line_of_text(find) + offset;
+        let e = error_with(find, replace, env_with_password);
+        assert_eq!(e.line, Some(line), "{replace}: {e}");
+        assert!(e.to_string().contains(words), "{replace}: {e}");
+        assert!(
+            e.to_string().starts_with(&format!("c.toml:{line}: ")),
+            "{e}"
+        );
+    }
+    // A trunk no listener serves: the error points at the trunk.
+    let e = error_with("\"tcp:[::1]:5070\"]", "]", env_with_password);
+    assert_eq!(e.line, Some(line_of_text("name = \"backup\"")), "{e}");
+    assert!(
+        e.to_string()
+            .contains("tcp over IPv6 but sip.listen has no such listener")
+    );
+    let e = error_with("[sip]", "[sip", env_with_password);
+    assert!(e.line.is_some(), "{e}");
+}
+
+#[test]
+fn a_missing_password_names_the_variable_not_a_value() {
+    let e = Config::parse(&shipped(), "c.toml", |_| None).unwrap_err();
+    assert_eq!(e.line, Some(line_of_text("password_env =")));
+    assert!(
+        e.to_string()
+            .contains("CALLVERIFY_TRUNK_LOCAL_PBX_PASSWORD is not set"),
+        "{e}"
+    );
+    let e = error_with(
+        "password_env = \"CALLVERIFY_TRUNK_LOCAL_PBX_PASSWORD\"",
+        "",
+        env_with_password,
+    );
+    assert!(
+        e.to_string().contains("username without password_env"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_docker_compose_configuration_loads() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../sip-config/docker.toml"
+    ))
+    .unwrap();
+    let c = Config::parse(&text, "docker.toml", |_| None).unwrap();
+    assert_eq!(c.trunks[0].address, "172.28.0.20:5060".parse().unwrap());
+    assert_eq!(c.store.url_env.as_deref(), Some("CALLVERIFY_DATABASE_URL"));
+    assert!(c.api.demo_page);
+    assert_eq!(c.demo.numbers.get_ref(), &["+819012345678".to_string()]);
+}
+
+#[test]
+fn the_policy_must_name_the_countries_and_the_demo_its_numbers() {
+    let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
+    let p = c.policy();
+    assert_eq!(
+        p.allowed_countries,
+        api::Countries::Only(vec!["JP".into(), "US".into(), "GB".into()])
+    );
+    assert_eq!(
+        p.allowed_number_types,
+        api::NumberType::DEFAULT_ALLOWED.to_vec()
+    );
+    assert_eq!(p.per_country.limit.max, 200);
+    assert_eq!(p.per_country.overrides.get("JP"), Some(&2000));
+    assert_eq!(p.fraud_block, Duration::from_secs(24 * 3600));
+    // No allowed_countries: refused, saying what to write.
+    let e = error_with(
+        "allowed_countries = [\"JP\", \"US\", \"GB\"]\n",
+        "",
+        env_with_password,
+    );
+    assert_eq!(e.line, None);
+    let text = e.to_string();
+    assert!(
+        text.contains("[policy] has no allowed_countries")
+            && text.contains("allowed_countries = [\"JP\", \"US\"]")
+            && text.contains("allowed_countries = [\"*\"] to call every country"),
+        "{text}"
+    );
+    // Every country only when said.
+    let text = shipped().replace(
+        "allowed_countries = [\"JP\", \"US\", \"GB\"]",
+        "allowed_countries = [\"*\"]",
+    );
+    let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+    assert_eq!(c.policy().allowed_countries, api::Countries::Any);
+    let e = error_with(
+        "allowed_countries = [\"JP\", \"US\", \"GB\"]",
+        "allowed_countries = []",
+        env_with_password,
+    );
+    assert!(e.to_string().contains("allowed_countries is empty"), "{e}");
+    // The demo page needs its numbers.
+    let e = error_with("demo_page = false", "demo_page = true", env_with_password);
+    assert!(
+        e.to_string()
+            .contains("api.demo_page = true needs [demo] numbers"),
+        "{e}"
+    );
+    let text = shipped()
+        .replace("demo_page = false", "demo_page = true")
+        .replace("# [demo]\n# numbers", "[demo]\nnumbers");
+    let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+    let a = c.api_settings(|_| Some("x".repeat(32))).unwrap();
+    assert_eq!(a.demo_numbers[0].as_e164(), Some("+819012345678"));
+    let bad = text.replace("\"+819012345678\"]", "\"090-1234-5678\"]");
+    let e = Config::parse(&bad, "c.toml", env_with_password).unwrap_err();
+    assert_eq!(e.line, Some(line_of_text("# numbers = [")), "{e}");
+    assert!(
+        e.to_string()
+            .contains("\"090-1234-5678\" is not an E.164 number"),
+        "{e}"
+    );
+}
+
+#[test]
+fn no_trunk_is_an_error() {
+    let text = shipped();
+    let cut = &text[..text.find("# Trunks are tried").unwrap()];
+    let e = Config::parse(cut, "c.toml", env_with_password).unwrap_err();
+    assert!(e.to_string().contains("no [[trunk]]"), "{e}");
+}
+
+#[test]
+fn the_api_settings_carry_the_callback_policy() {
+    let secrets =
+        |v: &str| env_with_password(v).or_else(|| v.ends_with("_SECRET").then(|| "k".repeat(32)));
+    let text = shipped()
+        .replace(
+            "allow_http_callbacks = false",
+            "allow_http_callbacks = true",
+        )
+        .replace(
+            "callback_allow = []",
+            "callback_allow = [\"10.1.2.3/16\", \"::1\"]",
+        );
+    let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+    let cb = c.api_settings(secrets).unwrap().webhooks.callbacks;
+    assert!(cb.allow_http);
+    assert_eq!(
+        cb.allow,
+        vec!["10.1.0.0/16".parse().unwrap(), "::1/128".parse().unwrap()]
+    );
+    let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
+    let cb = c.api_settings(secrets).unwrap().webhooks.callbacks;
+    assert!(!cb.allow_http && cb.allow.is_empty());
+}
+
+#[test]
+fn the_http_limits_come_from_the_file() {
+    let text = shipped()
+        .replace("header_timeout_s = 10", "header_timeout_s = 2")
+        .replace(
+            "max_streams_per_api_key = 1000",
+            "max_streams_per_api_key = 7",
+        );
+    let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+    assert_eq!(
+        c.serve_limits(),
+        api::ServeLimits {
+            header_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    );
+    let secrets = |v: &str| v.ends_with("_SECRET").then(|| "k".repeat(32));
+    let streams = c.api_settings(secrets).unwrap().streams;
+    assert_eq!((streams.per_poll_token, streams.per_api_key), (4, 7));
+    let c = Config::parse(
+        &shipped().replace("retention_days = 90", "retention_days = 30"),
+        "c.toml",
+        env_with_password,
+    )
+    .unwrap();
+    assert_eq!(
+        c.api_settings(secrets).unwrap().retention,
+        Duration::from_secs(30 * 86_400)
+    );
+    // Absent, they take their defaults.
+    let bare = Config::parse(
+        &shipped().replace("header_timeout_s = 10\n", ""),
+        "c.toml",
+        env_with_password,
+    )
+    .unwrap();
+    assert_eq!(bare.serve_limits(), api::ServeLimits::default());
+}

@@ -1,0 +1,156 @@
+//! API keys: made with a secret shown once (only its SHA-256 is stored), looked up by
+//! secret or by name, revoked.
+
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError, new_id};
+
+/// What an API key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Identity services: create and read challenges.
+    Service,
+    /// Operators: read the call log.
+    Operator,
+}
+
+impl KeyKind {
+    /// Its name (`service`, `operator`), as stored and as `create-api-key --kind` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Service => "service",
+            KeyKind::Operator => "operator",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn from_name(name: &str) -> Option<KeyKind> {
+        [KeyKind::Service, KeyKind::Operator]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
+/// A stored API key (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Its id (`key_…`).
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// What it may do.
+    pub kind: KeyKind,
+    /// A service key that may replace users' verified phones without the old phone's
+    /// approval, and remove verified phones.
+    pub phone_admin: bool,
+}
+
+fn secret_hash(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Store {
+    /// Makes an API key; returns it and its secret (`cvk_…`), which is shown once: only
+    /// its SHA-256 is stored.
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        now_ms: i64,
+    ) -> Result<(ApiKey, String)> {
+        self.create_api_key_with(name, kind, false, now_ms).await
+    }
+
+    /// [`Store::create_api_key`], a service key with `phone_admin` if asked (ignored for
+    /// other kinds).
+    pub async fn create_api_key_with(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        phone_admin: bool,
+        now_ms: i64,
+    ) -> Result<(ApiKey, String)> {
+        let id = new_id("key");
+        let secret = new_id("cvk");
+        let phone_admin = phone_admin && kind == KeyKind::Service;
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, kind, secret_hash, created_at, phone_admin) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(secret_hash(&secret))
+        .bind(now_ms)
+        .bind(i64::from(phone_admin))
+        .execute(&self.pool)
+        .await?;
+        Ok((
+            ApiKey {
+                id,
+                name: name.into(),
+                kind,
+                phone_admin,
+            },
+            secret,
+        ))
+    }
+
+    /// The key whose secret this is, unless unknown or revoked.
+    pub async fn api_key(&self, secret: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query(
+            "SELECT id, name, kind, phone_admin FROM api_keys \
+             WHERE secret_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(secret_hash(secret))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let kind: String = r.try_get("kind")?;
+            Ok(ApiKey {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                kind: KeyKind::from_name(&kind).ok_or(StoreError::Corrupt(kind))?,
+                phone_admin: r.try_get::<i64, _>("phone_admin")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// The oldest key of `kind` named `name` that is not revoked, if any (for a key the
+    /// gateway makes for itself, such as the demo page's, to be made once, not per start).
+    pub async fn api_key_named(&self, name: &str, kind: KeyKind) -> Result<Option<ApiKey>> {
+        let row = sqlx::query(
+            "SELECT id, phone_admin FROM api_keys WHERE name = $1 AND kind = $2 \
+             AND revoked_at IS NULL ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(name)
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ApiKey {
+                id: r.try_get("id")?,
+                name: name.into(),
+                kind,
+                phone_admin: r.try_get::<i64, _>("phone_admin")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// Revokes a key: its secret stops working.
+    pub async fn revoke_api_key(&self, id: &str, now_ms: i64) -> Result<bool> {
+        let r =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,409 @@
+//! The call log: each call as it starts and how it ended, with its keys and steps; listed
+//! newest first with filters and keyset pagination. It never holds a whole number.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::{Result, Store, StoreError};
+
+/// A call being placed for a challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCall {
+    /// Its id (`call_…`).
+    pub id: String,
+    /// The challenge it serves.
+    pub challenge_id: String,
+    /// The number, masked: the call log never holds a whole number.
+    pub phone_masked: String,
+    /// When the INVITE went out, ms since the epoch.
+    pub started_at_ms: i64,
+}
+
+/// A key pressed during a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The key.
+    pub digit: String,
+    /// `in_band` or `rfc4733`.
+    pub source: String,
+    /// Milliseconds since the INVITE.
+    pub at_ms: i64,
+}
+
+/// One step of a call, for the operator's timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallStep {
+    /// Milliseconds since the INVITE.
+    pub at_ms: i64,
+    /// `invite`, `sip` (a response), `prompt`, `key`, `verdict` or `end`.
+    pub kind: String,
+    /// What: the trunk, `180 Ringing`, the prompt's name, `# (in_band)`, the outcome…
+    pub detail: String,
+}
+
+/// How a call ended, with what the call log keeps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallEnd {
+    /// The outcome's name (`approved`, `busy`, …).
+    pub outcome: String,
+    /// The SIP status of a failure.
+    pub sip_status: Option<i64>,
+    /// Why, in words.
+    pub detail: Option<String>,
+    /// The trunk used.
+    pub trunk: Option<String>,
+    /// When it ended, ms since the epoch.
+    pub ended_at_ms: i64,
+    /// INVITE to ringing.
+    pub post_dial_delay_ms: Option<i64>,
+    /// INVITE to answer.
+    pub time_to_answer_ms: Option<i64>,
+    /// Answer to the first key.
+    pub time_to_key_ms: Option<i64>,
+    /// INVITE to the verdict.
+    pub time_to_verdict_ms: Option<i64>,
+    /// RTP packets sent.
+    pub packets_sent: i64,
+    /// RTP packets accepted.
+    pub packets_received: i64,
+    /// RTP packets lost.
+    pub packets_lost: i64,
+    /// Interarrival jitter, ms.
+    pub jitter_ms: f64,
+    /// Packets from other sources or SSRCs (or SRTP packets that did not authenticate).
+    pub packets_rejected: i64,
+    /// Whether the media was SRTP.
+    pub srtp: bool,
+    /// The keys, in order.
+    pub keys: Vec<KeyRecord>,
+    /// What happened, in order.
+    pub steps: Vec<CallStep>,
+}
+
+/// One call in the call log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallEntry {
+    /// Its id.
+    pub id: String,
+    /// The challenge.
+    pub challenge_id: String,
+    /// The masked number.
+    pub phone_masked: String,
+    /// Started, ms since the epoch.
+    pub started_at_ms: i64,
+    /// The end, once the call is over.
+    pub end: Option<CallEnd>,
+}
+
+/// Which calls to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// Only this outcome (`in_progress` for calls not ended).
+    pub outcome: Option<String>,
+    /// Started at or after (ms since the epoch).
+    pub from_ms: Option<i64>,
+    /// Started before.
+    pub to_ms: Option<i64>,
+    /// Only this masked number.
+    pub phone_masked: Option<String>,
+    /// Only this trunk.
+    pub trunk: Option<String>,
+}
+
+const CALL_COLUMNS: &str = "id, challenge_id, phone_masked, started_at, trunk, outcome, \
+     sip_status, detail, ended_at, post_dial_delay_ms, time_to_answer_ms, time_to_key_ms, \
+     time_to_verdict_ms, packets_sent, packets_received, packets_lost, jitter_ms, packets_rejected, \
+     srtp";
+
+impl Store {
+    /// Records a call as it starts.
+    pub async fn start_call(&self, c: &NewCall) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO calls (id, challenge_id, phone_masked, started_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&c.id)
+        .bind(&c.challenge_id)
+        .bind(&c.phone_masked)
+        .bind(c.started_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records how a call ended, with its keys, once; `false` if it had already ended (or
+    /// is unknown).
+    pub async fn finish_call(&self, id: &str, e: &CallEnd) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE calls SET outcome = $1, sip_status = $2, detail = $3, trunk = $4, \
+             ended_at = $5, post_dial_delay_ms = $6, time_to_answer_ms = $7, time_to_key_ms = $8, \
+             time_to_verdict_ms = $9, packets_sent = $10, packets_received = $11, \
+             packets_lost = $12, jitter_ms = $13, packets_rejected = $14, srtp = $15 \
+             WHERE id = $16 AND ended_at IS NULL",
+        )
+        .bind(&e.outcome)
+        .bind(e.sip_status)
+        .bind(e.detail.as_deref())
+        .bind(e.trunk.as_deref())
+        .bind(e.ended_at_ms)
+        .bind(e.post_dial_delay_ms)
+        .bind(e.time_to_answer_ms)
+        .bind(e.time_to_key_ms)
+        .bind(e.time_to_verdict_ms)
+        .bind(e.packets_sent)
+        .bind(e.packets_received)
+        .bind(e.packets_lost)
+        .bind(e.jitter_ms)
+        .bind(e.packets_rejected)
+        .bind(i64::from(e.srtp))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for (seq, k) in e.keys.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO call_keys (call_id, seq, digit, source, at_ms) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(seq as i64)
+            .bind(&k.digit)
+            .bind(&k.source)
+            .bind(k.at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (seq, st) in e.steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO call_steps (call_id, seq, at_ms, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(seq as i64)
+            .bind(st.at_ms)
+            .bind(&st.kind)
+            .bind(&st.detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Adds `note` to the detail of a call in the log (after what it says already), e.g.
+    /// why the phone to call next was refused.
+    pub async fn note_call(&self, id: &str, note: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE calls SET detail = CASE WHEN detail IS NULL THEN $1 \
+             ELSE detail || '; ' || $1 END WHERE id = $2",
+        )
+        .bind(note)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The rows `sql` (with the call's id as `$1`) selects, each made into a `T`.
+    async fn rows_of_call<T>(
+        &self,
+        sql: &'static str,
+        id: &str,
+        f: impl Fn(&AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(f)
+            .collect()
+    }
+
+    /// One call with its keys and steps.
+    pub async fn call(&self, id: &str) -> Result<Option<CallEntry>> {
+        let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1");
+        let Some(row) = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut entry = call_from(&row)?;
+        if let Some(end) = &mut entry.end {
+            end.keys = self
+                .rows_of_call(
+                    "SELECT digit, source, at_ms FROM call_keys WHERE call_id = $1 ORDER BY seq",
+                    id,
+                    |k| {
+                        Ok(KeyRecord {
+                            digit: k.try_get("digit")?,
+                            source: k.try_get("source")?,
+                            at_ms: k.try_get("at_ms")?,
+                        })
+                    },
+                )
+                .await?;
+            end.steps = self
+                .rows_of_call(
+                    "SELECT at_ms, kind, detail FROM call_steps WHERE call_id = $1 ORDER BY seq",
+                    id,
+                    |r| {
+                        Ok(CallStep {
+                            at_ms: r.try_get("at_ms")?,
+                            kind: r.try_get("kind")?,
+                            detail: r.try_get("detail")?,
+                        })
+                    },
+                )
+                .await?;
+        }
+        Ok(Some(entry))
+    }
+
+    /// The call log, newest first: up to `limit` calls matching `filter`, after `cursor`
+    /// (from the previous page), and the cursor of the next page if there is one. Keys are
+    /// not loaded here (see [`Store::call`]).
+    pub async fn calls(
+        &self,
+        filter: &CallFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<CallEntry>, Option<String>)> {
+        enum Param {
+            Text(String),
+            Int(i64),
+        }
+        let limit = limit.clamp(1, 500);
+        let mut params: Vec<Param> = Vec::new();
+        // Adds a value and gives its placeholder.
+        let mut bind = |p: Param| {
+            params.push(p);
+            format!("${}", params.len())
+        };
+        let mut conds: Vec<String> = Vec::new();
+        match filter.outcome.as_deref() {
+            Some("in_progress") => conds.push("ended_at IS NULL".into()),
+            Some(o) => conds.push(format!("outcome = {}", bind(Param::Text(o.into())))),
+            None => {}
+        }
+        if let Some(p) = &filter.phone_masked {
+            conds.push(format!("phone_masked = {}", bind(Param::Text(p.clone()))));
+        }
+        if let Some(t) = &filter.trunk {
+            conds.push(format!("trunk = {}", bind(Param::Text(t.clone()))));
+        }
+        if let Some(f) = filter.from_ms {
+            conds.push(format!("started_at >= {}", bind(Param::Int(f))));
+        }
+        if let Some(t) = filter.to_ms {
+            conds.push(format!("started_at < {}", bind(Param::Int(t))));
+        }
+        if let Some(c) = cursor {
+            // Keyset pagination on (started_at, id), newest first.
+            let (at, id) = c
+                .split_once('~')
+                .and_then(|(a, i)| a.parse::<i64>().ok().map(|a| (a, i.to_string())))
+                .ok_or_else(|| StoreError::BadCursor(c.to_string()))?;
+            let at = bind(Param::Int(at));
+            let id = bind(Param::Text(id));
+            conds.push(format!(
+                "(started_at < {at} OR (started_at = {at} AND id < {id}))"
+            ));
+        }
+        let wher = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {CALL_COLUMNS} FROM calls {wher} ORDER BY started_at DESC, id DESC LIMIT {}",
+            limit + 1
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for p in params {
+            q = match p {
+                Param::Text(t) => q.bind(t),
+                Param::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut entries: Vec<CallEntry> = rows.iter().map(call_from).collect::<Result<_>>()?;
+        let next = if entries.len() > limit as usize {
+            entries.truncate(limit as usize);
+            entries
+                .last()
+                .map(|e| format!("{}~{}", e.started_at_ms, e.id))
+        } else {
+            None
+        };
+        Ok((entries, next))
+    }
+}
+
+fn call_from(r: &AnyRow) -> Result<CallEntry> {
+    let ended: Option<i64> = r.try_get("ended_at")?;
+    let end = match ended {
+        None => None,
+        Some(ended_at_ms) => Some(CallEnd {
+            outcome: r
+                .try_get::<Option<String>, _>("outcome")?
+                .unwrap_or_default(),
+            sip_status: r.try_get("sip_status")?,
+            detail: r.try_get("detail")?,
+            trunk: r.try_get("trunk")?,
+            ended_at_ms,
+            post_dial_delay_ms: r.try_get("post_dial_delay_ms")?,
+            time_to_answer_ms: r.try_get("time_to_answer_ms")?,
+            time_to_key_ms: r.try_get("time_to_key_ms")?,
+            time_to_verdict_ms: r.try_get("time_to_verdict_ms")?,
+            packets_sent: r.try_get::<Option<i64>, _>("packets_sent")?.unwrap_or(0),
+            packets_received: r
+                .try_get::<Option<i64>, _>("packets_received")?
+                .unwrap_or(0),
+            packets_lost: r.try_get::<Option<i64>, _>("packets_lost")?.unwrap_or(0),
+            jitter_ms: r.try_get::<Option<f64>, _>("jitter_ms")?.unwrap_or(0.0),
+            packets_rejected: r
+                .try_get::<Option<i64>, _>("packets_rejected")?
+                .unwrap_or(0),
+            srtp: r.try_get::<Option<i64>, _>("srtp")?.unwrap_or(0) != 0,
+            keys: Vec::new(),
+            steps: Vec::new(),
+        }),
+    };
+    Ok(CallEntry {
+        id: r.try_get("id")?,
+        challenge_id: r.try_get("challenge_id")?,
+        phone_masked: r.try_get("phone_masked")?,
+        started_at_ms: r.try_get("started_at")?,
+        end,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cursor_no_page_gave_is_its_own_error() {
+        let dir = std::env::temp_dir().join(crate::new_id("callverify-store-cursor"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.join("cv.db").display()))
+            .await
+            .unwrap();
+        for bad in ["bogus", "12", "x~call_1", "~", "1.5~call_1"] {
+            match store.calls(&CallFilter::default(), 10, Some(bad)).await {
+                Err(StoreError::BadCursor(c)) => assert_eq!(c, bad),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let (page, next) = store
+            .calls(&CallFilter::default(), 10, Some("5~call_1"))
+            .await
+            .unwrap();
+        assert!(page.is_empty() && next.is_none());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,144 @@
+//! Claims: which node calls a challenge, and until when its claim holds unless renewed. A
+//! challenge in a call whose claim lapsed, or that was in a call when the gateway stopped,
+//! becomes `interrupted` and is never called again.
+
+use sqlx::AssertSqlSafe;
+
+use crate::challenges::insert_event;
+use crate::types::in_call_sql;
+use crate::{Backend, ChallengeState, Result, Store};
+
+impl Store {
+    /// Claims the queued challenge `id` for this node until `lease_until_ms` (it becomes
+    /// `calling`); `false` when it was not queued (another node has it, or it was decided).
+    pub async fn claim(&self, id: &str, at_ms: i64, lease_until_ms: i64) -> Result<bool> {
+        self.transition_claiming(
+            id,
+            ChallengeState::Calling,
+            at_ms,
+            None,
+            None,
+            Some(lease_until_ms),
+            None,
+        )
+        .await
+    }
+
+    /// Claims the oldest queued challenge that has not expired, if any (on PostgreSQL with
+    /// `FOR UPDATE SKIP LOCKED`, so that nodes claiming at once take different ones).
+    pub async fn claim_next(&self, at_ms: i64, lease_until_ms: i64) -> Result<Option<String>> {
+        let skip_locked = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        // One statement, the transaction's first: on SQLite it takes the write lock (no
+        // stale read to upgrade), on PostgreSQL it skips rows other nodes are claiming.
+        let sql = format!(
+            "UPDATE challenges SET state = 'calling', updated_at = $1, claimed_by = $2, \
+             lease_until = $3 WHERE state = 'queued' AND id = (SELECT id FROM challenges \
+             WHERE state = 'queued' AND expires_at > $1 ORDER BY created_at LIMIT 1{skip_locked}) \
+             RETURNING id"
+        );
+        let mut tx = self.pool.begin().await?;
+        let Some(id): Option<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(at_ms)
+            .bind(self.node())
+            .bind(lease_until_ms)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        insert_event(&mut tx, &id, ChallengeState::Calling, at_ms, None).await?;
+        tx.commit().await?;
+        self.announce(&id, ChallengeState::Calling);
+        Ok(Some(id))
+    }
+
+    /// Extends this node's claims on the challenges it is calling to `lease_until_ms`;
+    /// returns the ones it still holds.
+    pub async fn renew_claims(&self, lease_until_ms: i64) -> Result<Vec<String>> {
+        let sql = format!(
+            "UPDATE challenges SET lease_until = $1 WHERE claimed_by = $2 \
+             AND state IN ({}) RETURNING id",
+            in_call_sql()
+        );
+        Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(lease_until_ms)
+            .bind(self.node())
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Challenges in a call whose node's claim lapsed before `now_ms` become `interrupted`,
+    /// and so do their calls; returns their ids. They are never called again.
+    pub async fn interrupt_lapsed(&self, now_ms: i64) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT id FROM challenges WHERE state IN ({}) AND COALESCE(lease_until, 0) < $1",
+            in_call_sql()
+        );
+        let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut done = Vec::new();
+        for id in ids {
+            if self
+                .transition(
+                    &id,
+                    ChallengeState::Interrupted,
+                    now_ms,
+                    Some("the node calling it stopped (its claim lapsed)"),
+                    None,
+                )
+                .await?
+            {
+                sqlx::query(
+                    "UPDATE calls SET outcome = 'interrupted', ended_at = $1, \
+                     detail = 'the node calling it stopped' \
+                     WHERE challenge_id = $2 AND ended_at IS NULL",
+                )
+                .bind(now_ms)
+                .bind(&id)
+                .execute(&self.pool)
+                .await?;
+                done.push(id);
+            }
+        }
+        Ok(done)
+    }
+
+    /// At start: challenges whose call was in progress when the gateway stopped become
+    /// `interrupted` (with an event), and so do their calls. Returns how many challenges.
+    pub async fn interrupt_unfinished(&self, now_ms: i64) -> Result<u64> {
+        let sql = format!(
+            "SELECT id FROM challenges WHERE state IN ({})",
+            in_call_sql()
+        );
+        let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut n = 0;
+        for id in ids {
+            if self
+                .transition(
+                    &id,
+                    ChallengeState::Interrupted,
+                    now_ms,
+                    Some("the gateway stopped during the call"),
+                    None,
+                )
+                .await?
+            {
+                n += 1;
+            }
+        }
+        sqlx::query(
+            "UPDATE calls SET outcome = 'interrupted', ended_at = $1 WHERE ended_at IS NULL",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(n)
+    }
+}
