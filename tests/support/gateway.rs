@@ -1,0 +1,155 @@
+//! `callverify serve` as a process, and what a test does with one: API keys made with the
+//! binary, plain HTTP requests, the call log read page by page, SIGTERM and a bounded wait.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::BOUND;
+
+/// `callverify serve` as a process (killed on drop).
+pub struct Served {
+    /// The process.
+    pub child: Child,
+    /// Its API's address.
+    pub api: String,
+}
+
+impl Served {
+    /// Starts `bin serve [extra] --config config` with both secrets set to `secret`, its
+    /// stderr into `log`; returns once its API at `api` listens (bounded by [`BOUND`]).
+    pub fn start(
+        bin: &Path,
+        config: &Path,
+        api: &str,
+        secret: &str,
+        extra: &[&str],
+        log: &Path,
+    ) -> Served {
+        let log = fs::File::create(log).expect("the serve log");
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .args(extra)
+            .arg("--config")
+            .arg(config)
+            .env("CALLVERIFY_TOKEN_SECRET", secret)
+            .env("CALLVERIFY_WEBHOOK_SECRET", secret)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("callverify serve");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(api).is_err() {
+            assert!(started.elapsed() < BOUND, "serve did not listen on {api}");
+            assert!(
+                child.try_wait().expect("its status").is_none(),
+                "serve exited"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Served {
+            child,
+            api: api.to_string(),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An API key made with `bin create-api-key NAME --kind KIND --config config`.
+pub fn create_api_key(bin: &Path, config: &Path, name: &str, kind: &str) -> String {
+    let out = Command::new(bin)
+        .args(["create-api-key", name, "--kind", kind, "--config"])
+        .arg(config)
+        .output()
+        .expect("callverify create-api-key");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("the key")
+        .trim()
+        .to_string()
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection (bounded by [`BOUND`]): the status
+/// and the body. `bearer` may be empty.
+pub fn http(addr: &str, method: &str, path: &str, bearer: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the API");
+    s.set_read_timeout(Some(BOUND)).expect("a read timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send the request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the answer");
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {raw}"));
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Every call in the call log of the API at `api` (operator key), following the pages.
+pub fn call_log(api: &str, operator: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, body) = http(
+            api,
+            "GET",
+            &format!("/v1/calls?limit=500{cursor}"),
+            operator,
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).expect("a page");
+        out.extend(page["calls"].as_array().into_iter().flatten().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+/// Sends SIGTERM to process `pid` (with kill(1)); whether kill succeeded (it fails when the
+/// process is gone).
+pub fn sigterm(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits for `child` to exit and returns its status; when it has not within `bound`, kills
+/// it and panics with "`what` did not end".
+pub fn wait_exit(child: &mut Child, bound: Duration, what: &str) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("its status") {
+            return status;
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not end");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
