@@ -10,11 +10,20 @@ pub fn free_port(ip: IpAddr) -> u16 {
     for _ in 0..100 {
         let udp = UdpSocket::bind((ip, 0)).expect("bind a UDP port on loopback");
         let port = udp.local_addr().expect("local address").port();
-        if TcpListener::bind((ip, port)).is_ok() {
+        if TcpListener::bind((ip, port)).is_ok() && handed_out(port) {
             return port;
         }
     }
     panic!("no free port on {ip}");
+}
+
+/// Notes `port` as handed out by this process: false if it was already. The kernel may give
+/// a port that was handed out and not yet bound back to the next caller; a test that asks for
+/// two would then get the same one twice.
+fn handed_out(port: u16) -> bool {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port)
 }
 
 /// A free even UDP port whose next three ports are free as well: sipp binds its audio RTP
@@ -27,7 +36,9 @@ pub fn free_media_ports(ip: IpAddr) -> u16 {
         if !(1024..=u16::MAX - 4).contains(&base) {
             continue;
         }
-        if (base..base + 4).all(|p| UdpSocket::bind((ip, p)).is_ok()) {
+        if (base..base + 4).all(|p| UdpSocket::bind((ip, p)).is_ok())
+            && (base..base + 4).all(handed_out)
+        {
             return base;
         }
     }
