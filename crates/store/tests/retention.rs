@@ -111,16 +111,16 @@ async fn enrolled_at(store: &Store, user: &str, number: &str, role: PhoneRole, a
     );
 }
 
-async fn retention(store: Store) {
-    let now = now_ms();
-    let (old, recent, cutoff) = (now - 120 * DAY, now - 10 * DAY, now - 90 * DAY);
-    let (old_id, old_call) = sign_in_at(&store, "alice", old).await;
-    let (new_id, new_call) = sign_in_at(&store, "bob", recent).await;
+/// The users' phones and fraud blocks, old (at `old`) and recent: Alice's primary phone
+/// registered long ago and in use, her fallback removed long ago, Carol's registration that
+/// never went through, Dave's phone removed recently; Erin's fraud report long ago, Frank's
+/// recently.
+async fn phones_and_blocks(store: &Store, old: i64, recent: i64) {
     // Alice's primary phone was registered long ago and is in use: it stays. Her fallback
     // was removed long ago, Carol's registration never went through, Dave's phone was
     // removed recently.
     enrolled_at(
-        &store,
+        store,
         "alice",
         "+819011112222",
         PhoneRole::Primary,
@@ -129,7 +129,7 @@ async fn retention(store: Store) {
     )
     .await;
     enrolled_at(
-        &store,
+        store,
         "alice",
         "+819033334444",
         PhoneRole::Fallback,
@@ -152,7 +152,7 @@ async fn retention(store: Store) {
             .unwrap()
     );
     enrolled_at(
-        &store,
+        store,
         "carol",
         "+819055556666",
         PhoneRole::Primary,
@@ -161,7 +161,7 @@ async fn retention(store: Store) {
     )
     .await;
     enrolled_at(
-        &store,
+        store,
         "dave",
         "+819077778888",
         PhoneRole::Primary,
@@ -195,6 +195,14 @@ async fn retention(store: Store) {
                 .unwrap()
         );
     }
+}
+
+async fn retention(store: Store) {
+    let now = now_ms();
+    let (old, recent, cutoff) = (now - 120 * DAY, now - 10 * DAY, now - 90 * DAY);
+    let (old_id, old_call) = sign_in_at(&store, "alice", old).await;
+    let (new_id, new_call) = sign_in_at(&store, "bob", recent).await;
+    phones_and_blocks(&store, old, recent).await;
     // Read once: a cached store holds the old challenge whole now.
     let before = store.challenge(&old_id).await.unwrap().unwrap();
     assert_eq!(before.phone.as_e164(), Some("+819012345678"));
