@@ -367,7 +367,7 @@ pub(crate) async fn create(
     }
     info!(challenge = %c.id, to = %c.phone, purpose = c.purpose.as_str(), "challenge created");
     if let Some(runner) = &state.runner {
-        runner.spawn_run(c.id.clone());
+        runner.wake();
     }
     Ok((c, false))
 }
