@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use media::Language;
 use policy::Policy;
-use store::{
-    CallEnd, CallStep, ChallengeState, KeyRecord, NewCall, PhoneNumber, Store, StoreError, now_ms,
-};
+use store::{CallEnd, CallStep, ChallengeState, NewCall, PhoneNumber, Store, StoreError, now_ms};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -659,15 +657,6 @@ fn call_end(r: &CallReport) -> CallEnd {
         jitter_ms: r.media.jitter_ms,
         packets_rejected: r.media.packets_rejected as i64,
         srtp: r.media.srtp,
-        keys: r
-            .keys
-            .iter()
-            .map(|k| KeyRecord {
-                digit: k.digit.to_string(),
-                source: k.source.name().into(),
-                at_ms: k.at_ms as i64,
-            })
-            .collect(),
         steps: Vec::new(),
     }
 }
