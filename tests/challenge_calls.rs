@@ -127,9 +127,10 @@ async fn approved_with_its_trail(store: Store) {
     let end = call.end.unwrap();
     assert_eq!(end.outcome, "approved");
     assert_eq!(end.trunk.as_deref(), Some("sipp"));
-    assert_eq!(end.keys.len(), 1);
+    let keys = end.keys();
+    assert_eq!(keys.len(), 1);
     assert_eq!(
-        (end.keys[0].digit.as_str(), end.keys[0].source.as_str()),
+        (keys[0].digit.as_str(), keys[0].source.as_str()),
         ("#", "rfc4733")
     );
     assert!(end.time_to_answer_ms.is_some() && end.packets_sent > 0);

@@ -88,7 +88,7 @@ impl CallView {
             srtp: e.map(|e| e.srtp),
             keys: with_keys.then(|| {
                 e.map(|e| {
-                    e.keys
+                    e.keys()
                         .iter()
                         .map(|k| KeyView {
                             digit: k.digit.clone(),

@@ -13,6 +13,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use store::{
     ApiKey, Challenge, ChallengeState, KeyKind, NewChallenge, PhoneNumber, PhoneRole, Purpose,
+    TrustedDevice,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
@@ -192,36 +193,8 @@ pub(crate) async fn create(
     body: &[u8],
     req: CreateRequest,
 ) -> Result<(Challenge, bool), Problem> {
-    if let Some(u) = &req.user_id {
-        check_user_for(state, key, u)?;
-    }
-    if !matches!(req.language.as_str(), "en" | "ja") {
-        return Err(Problem::unprocessable(format!(
-            "language {:?} is not offered: use en or ja",
-            req.language
-        )));
-    }
-    if let Some(url) = &req.callback_url {
-        state.cfg.webhooks.callbacks.check(url).await.map_err(|r| {
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "callback-not-allowed",
-                "The callback URL is not allowed",
-                r.0,
-            )
-        })?;
-    }
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(s) if !s.is_empty() && s.len() <= 255 => Some(s.to_string()),
-            _ => {
-                return Err(Problem::unprocessable(
-                    "Idempotency-Key must be 1 to 255 visible characters",
-                ));
-            }
-        },
-    };
+    check_request(state, key, &req).await?;
+    let idempotency_key = idempotency_key(headers)?;
     let request_hash = {
         use sha2::Digest;
         crate::hex(&sha2::Sha256::digest(body))
@@ -233,48 +206,7 @@ pub(crate) async fn create(
         return Ok((found, true));
     }
     let now = now_ms();
-    let parse = |s: &str| {
-        PhoneNumber::parse(s).map_err(|e| Problem::unprocessable(format!("phone_number: {e}")))
-    };
-    let (phone, enrol) = match (req.purpose, &req.phone_number, &req.user_id) {
-        (Purpose::Enroll, Some(p), Some(_)) => (
-            parse(p)?,
-            Some(req.phone_role.unwrap_or(PhoneRole::Primary)),
-        ),
-        (Purpose::Enroll, _, _) => {
-            return Err(Problem::unprocessable(
-                "an enrolment needs phone_number and user_id",
-            ));
-        }
-        (Purpose::SignIn, Some(_), Some(_)) => {
-            return Err(Problem::unprocessable(
-                "a sign-in takes phone_number or user_id, not both",
-            ));
-        }
-        (Purpose::SignIn, Some(p), None) => (parse(p)?, None),
-        (Purpose::SignIn, None, Some(u)) => {
-            match state.store.verified_phone(u, PhoneRole::Primary).await? {
-                Some(p) => (p.phone, None),
-                None => {
-                    return Err(Problem::new(
-                        StatusCode::CONFLICT,
-                        "no-verified-phone",
-                        "The user has no verified phone",
-                        format!(
-                            "user {u:?} must register a phone first (purpose enroll, or \
-                             POST /v1/users/{{user_id}}/phones)"
-                        ),
-                    ));
-                }
-            }
-        }
-        (Purpose::SignIn, None, None) => {
-            return Err(Problem::unprocessable("give phone_number or user_id"));
-        }
-    };
-    if req.phone_role.is_some() && enrol.is_none() {
-        return Err(Problem::unprocessable("phone_role is for enrolments"));
-    }
+    let (phone, enrol) = phone_to_call(state, &req).await?;
     let remember = req.remember_device || req.trusted_device_token.is_some();
     if remember && (req.purpose != Purpose::SignIn || req.user_id.is_none()) {
         return Err(Problem::unprocessable(
@@ -282,21 +214,7 @@ pub(crate) async fn create(
         ));
     }
     // A valid trusted-device token of this user skips the call.
-    let secret = &state.cfg.token_secret;
-    let mut trusted = None;
-    if let (Some(t), Some(u)) = (&req.trusted_device_token, &req.user_id) {
-        match trusted_device_id(secret, t) {
-            Some(id) => match state.store.trusted_device(id).await? {
-                Some(td) if &td.user_id == u && td.valid_at(now) => trusted = Some(td),
-                _ => {
-                    info!(user = %user_tag(secret, u), "a trusted-device token was expired, revoked or not the user's: calling")
-                }
-            },
-            None => {
-                warn!(user = %user_tag(secret, u), "a trusted-device token with a bad signature: calling")
-            }
-        }
-    }
+    let trusted = trusted_device(state, &req, now).await?;
     let policy = &state.cfg.policy;
     // Checked and counted in the transaction that makes the challenge. One a trusted device
     // approves makes no call: only a fraud block refuses it.
@@ -349,6 +267,41 @@ pub(crate) async fn create(
     if replay {
         return Ok((c, true));
     }
+    after_made(state, c, trusted, now).await
+}
+
+/// Checks a request's user (its key's to name), language and callback URL.
+async fn check_request(state: &AppState, key: &ApiKey, req: &CreateRequest) -> Result<(), Problem> {
+    if let Some(u) = &req.user_id {
+        check_user_for(state, key, u)?;
+    }
+    if !matches!(req.language.as_str(), "en" | "ja") {
+        return Err(Problem::unprocessable(format!(
+            "language {:?} is not offered: use en or ja",
+            req.language
+        )));
+    }
+    if let Some(url) = &req.callback_url {
+        state.cfg.webhooks.callbacks.check(url).await.map_err(|r| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "callback-not-allowed",
+                "The callback URL is not allowed",
+                r.0,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A challenge just made (not a replay): approved at once when a trusted device skips its
+/// call, otherwise queued and the dispatcher woken to call it.
+async fn after_made(
+    state: &AppState,
+    c: Challenge,
+    trusted: Option<TrustedDevice>,
+    now: i64,
+) -> Result<(Challenge, bool), Problem> {
     metrics::counter!("callverify_challenges_total", "purpose" => c.purpose.as_str()).increment(1);
     if let Some(td) = trusted {
         info!(challenge = %c.id, device = %td.id, "approved by a trusted device, no call");
@@ -367,9 +320,98 @@ pub(crate) async fn create(
     }
     info!(challenge = %c.id, to = %c.phone, purpose = c.purpose.as_str(), "challenge created");
     if let Some(runner) = &state.runner {
-        runner.spawn_run(c.id.clone());
+        runner.wake();
     }
     Ok((c, false))
+}
+
+/// The `Idempotency-Key` header, if given: 1 to 255 visible characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.is_empty() && s.len() <= 255 => Ok(Some(s.to_string())),
+            _ => Err(Problem::unprocessable(
+                "Idempotency-Key must be 1 to 255 visible characters",
+            )),
+        },
+    }
+}
+
+/// The phone a request calls (its number, or the user's verified primary phone), and the
+/// role it is enrolled in for an enrolment.
+async fn phone_to_call(
+    state: &AppState,
+    req: &CreateRequest,
+) -> Result<(PhoneNumber, Option<PhoneRole>), Problem> {
+    let parse = |s: &str| {
+        PhoneNumber::parse(s).map_err(|e| Problem::unprocessable(format!("phone_number: {e}")))
+    };
+    let (phone, enrol) = match (req.purpose, &req.phone_number, &req.user_id) {
+        (Purpose::Enroll, Some(p), Some(_)) => (
+            parse(p)?,
+            Some(req.phone_role.unwrap_or(PhoneRole::Primary)),
+        ),
+        (Purpose::Enroll, _, _) => {
+            return Err(Problem::unprocessable(
+                "an enrolment needs phone_number and user_id",
+            ));
+        }
+        (Purpose::SignIn, Some(_), Some(_)) => {
+            return Err(Problem::unprocessable(
+                "a sign-in takes phone_number or user_id, not both",
+            ));
+        }
+        (Purpose::SignIn, Some(p), None) => (parse(p)?, None),
+        (Purpose::SignIn, None, Some(u)) => {
+            match state.store.verified_phone(u, PhoneRole::Primary).await? {
+                Some(p) => (p.phone, None),
+                None => {
+                    return Err(Problem::new(
+                        StatusCode::CONFLICT,
+                        "no-verified-phone",
+                        "The user has no verified phone",
+                        format!(
+                            "user {u:?} must register a phone first (purpose enroll, or \
+                             POST /v1/users/{{user_id}}/phones)"
+                        ),
+                    ));
+                }
+            }
+        }
+        (Purpose::SignIn, None, None) => {
+            return Err(Problem::unprocessable("give phone_number or user_id"));
+        }
+    };
+    if req.phone_role.is_some() && enrol.is_none() {
+        return Err(Problem::unprocessable("phone_role is for enrolments"));
+    }
+    Ok((phone, enrol))
+}
+
+/// The user's trusted device whose token the request gave, if the token is valid at `now`
+/// (one that is not, or not the user's, is logged and the call is made).
+async fn trusted_device(
+    state: &AppState,
+    req: &CreateRequest,
+    now: i64,
+) -> Result<Option<TrustedDevice>, Problem> {
+    let secret = &state.cfg.token_secret;
+    let mut trusted = None;
+    if let (Some(t), Some(u)) = (&req.trusted_device_token, &req.user_id) {
+        match trusted_device_id(secret, t) {
+            Some(id) => match state.store.trusted_device(id).await? {
+                Some(td) if &td.user_id == u && td.valid_at(now) => trusted = Some(td),
+                _ => {
+                    info!(user = %user_tag(secret, u), "a trusted-device token was expired, revoked or not the user's: calling")
+                }
+            },
+            None => {
+                warn!(user = %user_tag(secret, u), "a trusted-device token with a bad signature: calling")
+            }
+        }
+    }
+    Ok(trusted)
 }
 
 /// Create a challenge: the gateway calls the number (or the user's verified phone).

@@ -211,8 +211,8 @@ async fn bind_pair(media: &MediaConfig) -> Result<(UdpSocket, UdpSocket), Verify
 }
 
 /// Places one verification call to `target` and runs it to its end. Reports go to `reports`
-/// as they happen (the last is [`Report::Finished`]); when `cancel` completes the call is
-/// hung up as `canceled`.
+/// as they happen; the final one, [`Report::Finished`], is not among them but returned; when
+/// `cancel` completes the call is hung up as `canceled`.
 pub async fn verify(
     endpoint: &SipEndpoint,
     media: &MediaConfig,
@@ -297,9 +297,6 @@ pub async fn verify(
                             detail = report.detail.as_deref().unwrap_or(""),
                             "verification call finished"
                         );
-                        if let Some(tx) = &reports {
-                            let _ = tx.send(Report::Finished(report.clone()));
-                        }
                         return Ok(Finished {
                             report: *report,
                             intervals,

@@ -19,7 +19,7 @@ pub struct NewCall {
     pub started_at_ms: i64,
 }
 
-/// A key pressed during a call.
+/// A key pressed during a call (read from the call's steps of kind `key`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRecord {
     /// The key.
@@ -37,8 +37,27 @@ pub struct CallStep {
     pub at_ms: i64,
     /// `invite`, `sip` (a response), `prompt`, `key`, `verdict` or `end`.
     pub kind: String,
-    /// What: the trunk, `180 Ringing`, the prompt's name, `# (in_band)`, the outcome…
+    /// What: the trunk, `180 Ringing`, the prompt's name, `# (in_band)` (a key; one pressed
+    /// before the instructions is `# (in_band) before the instructions: ignored`), the
+    /// outcome…
     pub detail: String,
+}
+
+impl CallStep {
+    /// The key a step of kind `key` says was pressed and taken (`None` for other steps, and
+    /// for a key dropped because it came before the instructions).
+    pub fn key(&self) -> Option<KeyRecord> {
+        if self.kind != "key" {
+            return None;
+        }
+        let (digit, rest) = self.detail.split_once(" (")?;
+        let source = rest.strip_suffix(')')?;
+        (digit.chars().count() == 1 && !source.contains(['(', ')'])).then(|| KeyRecord {
+            digit: digit.to_string(),
+            source: source.to_string(),
+            at_ms: self.at_ms,
+        })
+    }
 }
 
 /// How a call ended, with what the call log keeps.
@@ -74,10 +93,16 @@ pub struct CallEnd {
     pub packets_rejected: i64,
     /// Whether the media was SRTP.
     pub srtp: bool,
-    /// The keys, in order.
-    pub keys: Vec<KeyRecord>,
-    /// What happened, in order.
+    /// What happened, in order: the keys among it (see [`CallEnd::keys`]).
     pub steps: Vec<CallStep>,
+}
+
+impl CallEnd {
+    /// The keys pressed and taken, in order: the steps of kind `key` (the call log keeps a
+    /// key only there).
+    pub fn keys(&self) -> Vec<KeyRecord> {
+        self.steps.iter().filter_map(CallStep::key).collect()
+    }
 }
 
 /// One call in the call log.
@@ -130,7 +155,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records how a call ended, with its keys, once; `false` if it had already ended (or
+    /// Records how a call ended, with its steps, once; `false` if it had already ended (or
     /// is unknown).
     pub async fn finish_call(&self, id: &str, e: &CallEnd) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
@@ -161,18 +186,6 @@ impl Store {
         .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
-        }
-        for (seq, k) in e.keys.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO call_keys (call_id, seq, digit, source, at_ms) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(seq as i64)
-            .bind(&k.digit)
-            .bind(&k.source)
-            .bind(k.at_ms)
-            .execute(&mut *tx)
-            .await?;
         }
         for (seq, st) in e.steps.iter().enumerate() {
             sqlx::query(
@@ -220,7 +233,7 @@ impl Store {
             .collect()
     }
 
-    /// One call with its keys and steps.
+    /// One call with its steps (and so its keys).
     pub async fn call(&self, id: &str) -> Result<Option<CallEntry>> {
         let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1");
         let Some(row) = sqlx::query(AssertSqlSafe(sql))
@@ -232,19 +245,6 @@ impl Store {
         };
         let mut entry = call_from(&row)?;
         if let Some(end) = &mut entry.end {
-            end.keys = self
-                .rows_of_call(
-                    "SELECT digit, source, at_ms FROM call_keys WHERE call_id = $1 ORDER BY seq",
-                    id,
-                    |k| {
-                        Ok(KeyRecord {
-                            digit: k.try_get("digit")?,
-                            source: k.try_get("source")?,
-                            at_ms: k.try_get("at_ms")?,
-                        })
-                    },
-                )
-                .await?;
             end.steps = self
                 .rows_of_call(
                     "SELECT at_ms, kind, detail FROM call_steps WHERE call_id = $1 ORDER BY seq",
@@ -263,8 +263,8 @@ impl Store {
     }
 
     /// The call log, newest first: up to `limit` calls matching `filter`, after `cursor`
-    /// (from the previous page), and the cursor of the next page if there is one. Keys are
-    /// not loaded here (see [`Store::call`]).
+    /// (from the previous page), and the cursor of the next page if there is one. Steps (and
+    /// so keys) are not loaded here (see [`Store::call`]).
     pub async fn calls(
         &self,
         filter: &CallFilter,
@@ -368,7 +368,6 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
                 .try_get::<Option<i64>, _>("packets_rejected")?
                 .unwrap_or(0),
             srtp: r.try_get::<Option<i64>, _>("srtp")?.unwrap_or(0) != 0,
-            keys: Vec::new(),
             steps: Vec::new(),
         }),
     };

@@ -3,8 +3,8 @@
 
 use callverify_e2e::{Postgres, scratch};
 use store::{
-    CallEnd, CallStep, ChallengeState, Forgotten, KeyRecord, NewCall, NewChallenge, PhoneNumber,
-    PhoneRole, PhoneState, Purpose, Store, WebhookAttempt, WebhookNext, now_ms,
+    CallEnd, CallStep, ChallengeState, Forgotten, NewCall, NewChallenge, PhoneNumber, PhoneRole,
+    PhoneState, Purpose, Store, WebhookAttempt, WebhookNext, now_ms,
 };
 
 const DAY: i64 = 86_400_000;
@@ -60,16 +60,18 @@ async fn sign_in_at(store: &Store, user: &str, at: i64) -> (String, String) {
     let end = CallEnd {
         outcome: "approved".into(),
         ended_at_ms: at + 5000,
-        keys: vec![KeyRecord {
-            digit: "#".into(),
-            source: "rfc4733".into(),
-            at_ms: 3900,
-        }],
-        steps: vec![CallStep {
-            at_ms: 0,
-            kind: "invite".into(),
-            detail: "pbx".into(),
-        }],
+        steps: vec![
+            CallStep {
+                at_ms: 0,
+                kind: "invite".into(),
+                detail: "pbx".into(),
+            },
+            CallStep {
+                at_ms: 3900,
+                kind: "key".into(),
+                detail: "# (rfc4733)".into(),
+            },
+        ],
         ..CallEnd::default()
     };
     assert!(store.finish_call(&call, &end).await.unwrap());
@@ -264,8 +266,9 @@ async fn retention(store: Store) {
     assert_eq!(store.events(&new_id).await.unwrap(), recent_events);
     let call = store.call(&new_call).await.unwrap().unwrap();
     assert_eq!(call, recent_call);
-    assert_eq!(call.end.as_ref().unwrap().keys.len(), 1);
-    assert_eq!(call.end.as_ref().unwrap().steps.len(), 1);
+    assert_eq!(call.end.as_ref().unwrap().keys().len(), 1);
+    // The INVITE and the key.
+    assert_eq!(call.end.as_ref().unwrap().steps.len(), 2);
     assert_eq!(store.webhook_attempts(&new_id).await.unwrap().len(), 1);
     assert!(store.trusted_device_of(&new_id).await.unwrap().is_some());
     // Alice's phone in use is kept whole (sign-ins call it); her removed fallback and

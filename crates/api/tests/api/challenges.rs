@@ -313,6 +313,8 @@ async fn cancel_hangs_up_a_ringing_call() {
     let sipp = Sipp::start("ring_no_answer", Transport::Udp, V4);
     let store = sqlite("api-cancel-call").await;
     let runner = std::sync::Arc::new(runner_through(store.clone(), sipp.addr).await);
+    // The dispatcher claims what the API queues; it ends with the test's runtime.
+    runner.dispatch();
     let Api {
         addr,
         service,

@@ -1,7 +1,7 @@
 //! The call log: calls with their outcome, SIP status, timings, RTP figures, keys and steps;
 //! listed newest first in pages (keyset), filtered; a note added to a call's detail.
 
-use store::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall, Store};
+use store::{CallEnd, CallEntry, CallFilter, CallStep, NewCall, Store};
 
 use crate::common::{Db, request};
 
@@ -63,34 +63,24 @@ fn ended(i: i64) -> CallEnd {
         packets_lost: 2,
         jitter_ms: 1.25,
         srtp: i % 4 == 0,
-        keys: if i % 2 == 0 {
-            vec![
-                KeyRecord {
-                    digit: "0".into(),
-                    source: "in_band".into(),
-                    at_ms: 5000,
-                },
-                KeyRecord {
-                    digit: "#".into(),
-                    source: "rfc4733".into(),
-                    at_ms: 5600,
-                },
-            ]
-        } else {
-            Vec::new()
+        steps: {
+            let step = |at_ms, kind: &str, detail: &str| CallStep {
+                at_ms,
+                kind: kind.into(),
+                detail: detail.into(),
+            };
+            let mut steps = vec![step(0, "invite", "pbx"), step(120, "sip", "180")];
+            // The keys are kept as steps: one taken from each source, one dropped (it came
+            // before the instructions, so it is no key of the call's).
+            if i % 2 == 0 {
+                steps.extend([
+                    step(4000, "key", "5 (in_band) before the instructions: ignored"),
+                    step(5000, "key", "0 (in_band)"),
+                    step(5600, "key", "# (rfc4733)"),
+                ]);
+            }
+            steps
         },
-        steps: vec![
-            CallStep {
-                at_ms: 0,
-                kind: "invite".into(),
-                detail: "pbx".into(),
-            },
-            CallStep {
-                at_ms: 120,
-                kind: "sip".into(),
-                detail: "180".into(),
-            },
-        ],
         ..CallEnd::default()
     }
 }
@@ -128,8 +118,8 @@ async fn a_call_ends_once_with_its_outcome_keys_steps_and_figures(db: Db) {
         (end.outcome.as_str(), end.trunk.as_deref()),
         ("approved", Some("pbx"))
     );
-    let keys: Vec<(&str, &str, i64)> = end
-        .keys
+    let taken = end.keys();
+    let keys: Vec<(&str, &str, i64)> = taken
         .iter()
         .map(|k| (k.digit.as_str(), k.source.as_str(), k.at_ms))
         .collect();
@@ -140,7 +130,16 @@ async fn a_call_ends_once_with_its_outcome_keys_steps_and_figures(db: Db) {
         .iter()
         .map(|s| (s.at_ms, s.kind.as_str(), s.detail.as_str()))
         .collect();
-    assert_eq!(steps, vec![(0, "invite", "pbx"), (120, "sip", "180")]);
+    assert_eq!(
+        steps,
+        vec![
+            (0, "invite", "pbx"),
+            (120, "sip", "180"),
+            (4000, "key", "5 (in_band) before the instructions: ignored"),
+            (5000, "key", "0 (in_band)"),
+            (5600, "key", "# (rfc4733)")
+        ]
+    );
     assert!(store.call("call_24").await.unwrap().unwrap().end.is_none());
     assert!(store.call("call_nope").await.unwrap().is_none());
 }
