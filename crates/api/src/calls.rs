@@ -72,7 +72,7 @@ impl CallView {
             phone_number: c.phone_masked.clone(),
             started_at: rfc3339(c.started_at_ms),
             ended_at: e.map(|e| rfc3339(e.ended_at_ms)),
-            outcome: e.map(|e| e.outcome.clone()),
+            outcome: e.map(|e| e.outcome.to_string()),
             sip_status: e.and_then(|e| e.sip_status),
             detail: e.and_then(|e| e.detail.clone()),
             trunk: e.and_then(|e| e.trunk.clone()),

@@ -19,23 +19,6 @@ use crate::call_driver::{MediaConfig, VerifyError, verify};
 use crate::legs::{Leg, plan};
 use crate::sip_driver::SipEndpoint;
 
-/// The challenge state an outcome decides.
-pub fn state_of(outcome: &Outcome) -> ChallengeState {
-    match outcome {
-        Outcome::Approved => ChallengeState::Approved,
-        Outcome::Denied => ChallengeState::Denied,
-        Outcome::FraudReported => ChallengeState::FraudReported,
-        Outcome::NoInput => ChallengeState::NoInput,
-        Outcome::Voicemail => ChallengeState::Voicemail,
-        Outcome::NoAnswer => ChallengeState::NoAnswer,
-        Outcome::Busy => ChallengeState::Busy,
-        Outcome::Declined => ChallengeState::Declined,
-        Outcome::HungUp => ChallengeState::HungUp,
-        Outcome::Canceled => ChallengeState::Canceled,
-        Outcome::Failed { .. } => ChallengeState::Failed,
-    }
-}
-
 /// Why a challenge's call could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -470,12 +453,11 @@ impl Runner {
         let (state, reason, status) = match before {
             Some((outcome, call_id)) => {
                 self.store.note_call(call_id, &note).await?;
-                let (state, reason, status) = decision(outcome);
-                let reason = match reason {
+                let reason = match outcome.reason() {
                     Some(r) => format!("{r}; {note}"),
                     None => note,
                 };
-                (state, reason, status)
+                (outcome.state(), reason, outcome.sip_status().map(i64::from))
             }
             None => (ChallengeState::Failed, note, None),
         };
@@ -522,7 +504,8 @@ impl Runner {
         .instrument(span.clone());
         let decides = |o: &Outcome| !goes_on(o);
         let decision = |o: &Outcome| {
-            let (state, reason, status) = decision(o);
+            let (state, reason) = (o.state(), o.reason().map(str::to_string));
+            let status = o.sip_status().map(i64::from);
             match label {
                 Some(which) if state != ChallengeState::Approved => {
                     let what = reason.unwrap_or_else(|| o.name().to_string());
@@ -576,10 +559,8 @@ impl Runner {
                     .finish_call(
                         &call_id,
                         &CallEnd {
-                            outcome: "failed".into(),
                             detail: Some(reason),
-                            ended_at_ms: now_ms(),
-                            ..CallEnd::default()
+                            ..CallEnd::new(ChallengeState::Failed, now_ms())
                         },
                     )
                     .await?;
@@ -623,17 +604,6 @@ fn decided_elsewhere(state: ChallengeState) -> bool {
         state,
         ChallengeState::Canceled | ChallengeState::Interrupted
     )
-}
-
-fn decision(o: &Outcome) -> (ChallengeState, Option<String>, Option<i64>) {
-    match o {
-        Outcome::Failed { status, reason } => (
-            ChallengeState::Failed,
-            Some(reason.clone()),
-            status.map(i64::from),
-        ),
-        other => (state_of(other), None, None),
-    }
 }
 
 /// The call log's step for a report, `at_ms` after the INVITE.
@@ -714,11 +684,8 @@ fn call_end(r: &CallReport) -> CallEnd {
     let t = &r.timings;
     let ms = |v: Option<u64>| v.map(|x| x as i64);
     CallEnd {
-        outcome: r.outcome.name().into(),
-        sip_status: match &r.outcome {
-            Outcome::Failed { status, .. } => status.map(i64::from),
-            _ => None,
-        },
+        outcome: r.outcome.state(),
+        sip_status: r.outcome.sip_status().map(i64::from),
         detail: r.detail.clone(),
         trunk: r.trunk.clone(),
         ended_at_ms: now_ms(),

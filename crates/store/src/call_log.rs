@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::{Result, Store, StoreError};
+use crate::{ChallengeState, Result, Store, StoreError};
 
 /// A call being placed for a challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,10 +42,10 @@ pub struct CallStep {
 }
 
 /// How a call ended, with what the call log keeps.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CallEnd {
-    /// The outcome's name (`approved`, `busy`, …).
-    pub outcome: String,
+    /// The outcome (`approved`, `busy`, …; `interrupted` when its node stopped).
+    pub outcome: ChallengeState,
     /// The SIP status of a failure.
     pub sip_status: Option<i64>,
     /// Why, in words.
@@ -78,6 +78,31 @@ pub struct CallEnd {
     pub keys: Vec<KeyRecord>,
     /// What happened, in order.
     pub steps: Vec<CallStep>,
+}
+
+impl CallEnd {
+    /// A call that ended with `outcome` at `ended_at_ms`, with no figures, keys or steps.
+    pub fn new(outcome: ChallengeState, ended_at_ms: i64) -> CallEnd {
+        CallEnd {
+            outcome,
+            sip_status: None,
+            detail: None,
+            trunk: None,
+            ended_at_ms,
+            post_dial_delay_ms: None,
+            time_to_answer_ms: None,
+            time_to_key_ms: None,
+            time_to_verdict_ms: None,
+            packets_sent: 0,
+            packets_received: 0,
+            packets_lost: 0,
+            jitter_ms: 0.0,
+            packets_rejected: 0,
+            srtp: false,
+            keys: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
 }
 
 /// One call in the call log.
@@ -141,7 +166,7 @@ impl Store {
              packets_lost = $12, jitter_ms = $13, packets_rejected = $14, srtp = $15 \
              WHERE id = $16 AND ended_at IS NULL",
         )
-        .bind(&e.outcome)
+        .bind(e.outcome.as_str())
         .bind(e.sip_status)
         .bind(e.detail.as_deref())
         .bind(e.trunk.as_deref())
@@ -347,9 +372,7 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
     let end = match ended {
         None => None,
         Some(ended_at_ms) => Some(CallEnd {
-            outcome: r
-                .try_get::<Option<String>, _>("outcome")?
-                .unwrap_or_default(),
+            outcome: stored_outcome(r.try_get("outcome")?)?,
             sip_status: r.try_get("sip_status")?,
             detail: r.try_get("detail")?,
             trunk: r.try_get("trunk")?,
@@ -379,6 +402,12 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
         started_at_ms: r.try_get("started_at")?,
         end,
     })
+}
+
+/// The outcome of an ended call as stored.
+fn stored_outcome(name: Option<String>) -> Result<ChallengeState> {
+    let name = name.unwrap_or_default();
+    ChallengeState::from_name(&name).ok_or(StoreError::Corrupt(name))
 }
 
 #[cfg(test)]

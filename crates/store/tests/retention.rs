@@ -58,8 +58,6 @@ async fn sign_in_at(store: &Store, user: &str, at: i64) -> (String, String) {
         );
     }
     let end = CallEnd {
-        outcome: "approved".into(),
-        ended_at_ms: at + 5000,
         keys: vec![KeyRecord {
             digit: "#".into(),
             source: "rfc4733".into(),
@@ -70,7 +68,7 @@ async fn sign_in_at(store: &Store, user: &str, at: i64) -> (String, String) {
             kind: "invite".into(),
             detail: "pbx".into(),
         }],
-        ..CallEnd::default()
+        ..CallEnd::new(ChallengeState::Approved, at + 5000)
     };
     assert!(store.finish_call(&call, &end).await.unwrap());
     let attempt = WebhookAttempt {

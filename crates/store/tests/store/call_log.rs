@@ -1,6 +1,7 @@
 //! The call log: calls with their outcome, SIP status, timings, RTP figures, keys and steps;
 //! listed newest first in pages (keyset), filtered; a note added to a call's detail.
 
+use store::ChallengeState::{Approved, Busy};
 use store::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall, Store};
 
 use crate::common::{Db, request};
@@ -50,11 +51,10 @@ async fn logged(store: &Store) {
 
 /// How call `i` of [`logged`] ended.
 fn ended(i: i64) -> CallEnd {
+    let outcome = if i % 2 == 0 { Approved } else { Busy };
     CallEnd {
-        outcome: if i % 2 == 0 { "approved" } else { "busy" }.into(),
         sip_status: (i % 2 == 1).then_some(486),
         trunk: Some(if i % 3 == 0 { "backup" } else { "pbx" }.into()),
-        ended_at_ms: 20_000 + i,
         post_dial_delay_ms: Some(120),
         time_to_answer_ms: (i % 2 == 0).then_some(2500),
         time_to_key_ms: (i % 2 == 0).then_some(3100),
@@ -91,7 +91,7 @@ fn ended(i: i64) -> CallEnd {
                 detail: "180".into(),
             },
         ],
-        ..CallEnd::default()
+        ..CallEnd::new(outcome, 20_000 + i)
     }
 }
 
@@ -232,10 +232,8 @@ async fn a_note_goes_in_a_calls_detail_after_what_it_says(db: Db) {
         .await
         .unwrap();
     let busy = CallEnd {
-        outcome: "busy".into(),
         detail: Some("486".into()),
-        ended_at_ms: T + 1,
-        ..CallEnd::default()
+        ..CallEnd::new(Busy, T + 1)
     };
     store.finish_call("call_noted", &busy).await.unwrap();
     assert!(
