@@ -133,8 +133,8 @@ async fn approved_with_its_trail(store: Store) {
     assert_eq!(end.trunk.as_deref(), Some("sipp"));
     assert_eq!(end.keys.len(), 1);
     assert_eq!(
-        (end.keys[0].digit.as_str(), end.keys[0].source.as_str()),
-        ("#", "rfc4733")
+        (end.keys[0].digit.as_char(), end.keys[0].source.as_str()),
+        ('#', "rfc4733")
     );
     assert!(end.time_to_answer_ms.is_some() && end.packets_sent > 0);
 }

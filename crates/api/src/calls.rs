@@ -91,8 +91,8 @@ impl CallView {
                     e.keys
                         .iter()
                         .map(|k| KeyView {
-                            digit: k.digit.clone(),
-                            source: k.source.clone(),
+                            digit: k.digit.to_string(),
+                            source: k.source.to_string(),
                             at_ms: k.at_ms,
                         })
                         .collect()
@@ -219,7 +219,7 @@ pub(crate) async fn get_call(
             .flat_map(|e| &e.steps)
             .map(|s| StepView {
                 at_ms: s.at_ms,
-                kind: s.kind.clone(),
+                kind: s.kind.to_string(),
                 detail: s.detail.clone(),
             })
             .collect(),

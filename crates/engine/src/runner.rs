@@ -9,7 +9,8 @@ use std::time::Duration;
 use media::Language;
 use policy::Policy;
 use store::{
-    CallEnd, CallStep, ChallengeState, KeyRecord, NewCall, PhoneNumber, Store, StoreError, now_ms,
+    CallEnd, CallStep, ChallengeState, KeyRecord, NewCall, PhoneNumber, StepKind, Store,
+    StoreError, now_ms,
 };
 use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, info, info_span, warn};
@@ -609,31 +610,33 @@ fn decided_elsewhere(state: ChallengeState) -> bool {
 /// The call log's step for a report, `at_ms` after the INVITE.
 fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
     let (kind, detail) = match r {
-        Report::Calling { trunk } => ("invite", format!("INVITE through {trunk}")),
-        Report::Ringing { status } => ("sip", format!("{status} {}", reason_phrase(*status))),
-        Report::Answered { codec } => ("sip", format!("200 OK ({})", codec.name())),
-        Report::Prompt(p) => ("prompt", p.file_stem().to_string()),
+        Report::Calling { trunk } => (StepKind::Invite, format!("INVITE through {trunk}")),
+        Report::Ringing { status } => (
+            StepKind::Sip,
+            format!("{status} {}", reason_phrase(*status)),
+        ),
+        Report::Answered { codec } => (StepKind::Sip, format!("200 OK ({})", codec.name())),
+        Report::Prompt(p) => (StepKind::Prompt, p.file_stem().to_string()),
         Report::Key(k) => {
             return Some(CallStep {
                 at_ms: k.at_ms as i64,
-                kind: "key".into(),
-                detail: format!("{} ({})", k.digit, k.source.name()),
+                kind: StepKind::Key,
+                detail: format!("{} ({})", k.digit, k.source),
             });
         }
         Report::KeyIgnored(k) => {
             return Some(CallStep {
                 at_ms: k.at_ms as i64,
-                kind: "key".into(),
+                kind: StepKind::Key,
                 detail: format!(
                     "{} ({}) before the instructions: ignored",
-                    k.digit,
-                    k.source.name()
+                    k.digit, k.source
                 ),
             });
         }
-        Report::Verdict(o) => ("verdict", o.name().to_string()),
+        Report::Verdict(o) => (StepKind::Verdict, o.name().to_string()),
         Report::Finished(f) => (
-            "end",
+            StepKind::End,
             match (&f.outcome, &f.detail) {
                 (
                     Outcome::Failed {
@@ -650,7 +653,7 @@ fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
     };
     Some(CallStep {
         at_ms,
-        kind: kind.into(),
+        kind,
         detail,
     })
 }
@@ -702,10 +705,13 @@ fn call_end(r: &CallReport) -> CallEnd {
         keys: r
             .keys
             .iter()
-            .map(|k| KeyRecord {
-                digit: k.digit.to_string(),
-                source: k.source.name().into(),
-                at_ms: k.at_ms as i64,
+            .filter_map(|k| {
+                Some(KeyRecord {
+                    // A report's keys are made from a Digit, so every one reads back.
+                    digit: store::Digit::from_char(k.digit)?,
+                    source: k.source,
+                    at_ms: k.at_ms as i64,
+                })
             })
             .collect(),
         steps: Vec::new(),

@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::{ChallengeState, Result, Store, StoreError};
+use crate::{ChallengeState, Digit, KeySource, Result, StepKind, Store, StoreError};
 
 /// A call being placed for a challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,9 +23,9 @@ pub struct NewCall {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRecord {
     /// The key.
-    pub digit: String,
-    /// `in_band` or `rfc4733`.
-    pub source: String,
+    pub digit: Digit,
+    /// Where it was heard.
+    pub source: KeySource,
     /// Milliseconds since the INVITE.
     pub at_ms: i64,
 }
@@ -35,8 +35,8 @@ pub struct KeyRecord {
 pub struct CallStep {
     /// Milliseconds since the INVITE.
     pub at_ms: i64,
-    /// `invite`, `sip` (a response), `prompt`, `key`, `verdict` or `end`.
-    pub kind: String,
+    /// A response, a prompt, a key…
+    pub kind: StepKind,
     /// What: the trunk, `180 Ringing`, the prompt's name, `# (in_band)`, the outcome…
     pub detail: String,
 }
@@ -193,8 +193,8 @@ impl Store {
             )
             .bind(id)
             .bind(seq as i64)
-            .bind(&k.digit)
-            .bind(&k.source)
+            .bind(k.digit.as_char().to_string())
+            .bind(k.source.as_str())
             .bind(k.at_ms)
             .execute(&mut *tx)
             .await?;
@@ -206,7 +206,7 @@ impl Store {
             .bind(id)
             .bind(seq as i64)
             .bind(st.at_ms)
-            .bind(&st.kind)
+            .bind(st.kind.as_str())
             .bind(&st.detail)
             .execute(&mut *tx)
             .await?;
@@ -263,8 +263,13 @@ impl Store {
                     id,
                     |k| {
                         Ok(KeyRecord {
-                            digit: k.try_get("digit")?,
-                            source: k.try_get("source")?,
+                            digit: stored(k.try_get("digit")?, |d| {
+                                let mut c = d.chars();
+                                c.next()
+                                    .filter(|_| c.next().is_none())
+                                    .and_then(Digit::from_char)
+                            })?,
+                            source: stored(k.try_get("source")?, KeySource::from_name)?,
                             at_ms: k.try_get("at_ms")?,
                         })
                     },
@@ -277,7 +282,7 @@ impl Store {
                     |r| {
                         Ok(CallStep {
                             at_ms: r.try_get("at_ms")?,
-                            kind: r.try_get("kind")?,
+                            kind: stored(r.try_get("kind")?, StepKind::from_name)?,
                             detail: r.try_get("detail")?,
                         })
                     },
@@ -406,8 +411,12 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
 
 /// The outcome of an ended call as stored.
 fn stored_outcome(name: Option<String>) -> Result<ChallengeState> {
-    let name = name.unwrap_or_default();
-    ChallengeState::from_name(&name).ok_or(StoreError::Corrupt(name))
+    stored(name.unwrap_or_default(), ChallengeState::from_name)
+}
+
+/// The value of a stored name, or [`StoreError::Corrupt`] with the name.
+fn stored<T>(name: String, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+    parse(&name).ok_or(StoreError::Corrupt(name))
 }
 
 #[cfg(test)]

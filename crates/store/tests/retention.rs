@@ -3,8 +3,9 @@
 
 use callverify_e2e::{Postgres, scratch};
 use store::{
-    CallEnd, CallStep, ChallengeState, Forgotten, KeyRecord, NewCall, NewChallenge, PhoneNumber,
-    PhoneRole, PhoneState, Purpose, Store, WebhookAttempt, WebhookNext, now_ms,
+    CallEnd, CallStep, ChallengeState, Digit, Forgotten, KeyRecord, KeySource, NewCall,
+    NewChallenge, PhoneNumber, PhoneRole, PhoneState, Purpose, StepKind, Store, WebhookAttempt,
+    WebhookNext, now_ms,
 };
 
 const DAY: i64 = 86_400_000;
@@ -59,13 +60,13 @@ async fn sign_in_at(store: &Store, user: &str, at: i64) -> (String, String) {
     }
     let end = CallEnd {
         keys: vec![KeyRecord {
-            digit: "#".into(),
-            source: "rfc4733".into(),
+            digit: Digit::Pound,
+            source: KeySource::Rfc4733,
             at_ms: 3900,
         }],
         steps: vec![CallStep {
             at_ms: 0,
-            kind: "invite".into(),
+            kind: StepKind::Invite,
             detail: "pbx".into(),
         }],
         ..CallEnd::new(ChallengeState::Approved, at + 5000)

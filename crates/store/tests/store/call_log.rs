@@ -2,7 +2,9 @@
 //! listed newest first in pages (keyset), filtered; a note added to a call's detail.
 
 use store::ChallengeState::{Approved, Busy};
-use store::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall, Store};
+use store::{
+    CallEnd, CallEntry, CallFilter, CallStep, Digit, KeyRecord, KeySource, NewCall, StepKind, Store,
+};
 
 use crate::common::{Db, request};
 
@@ -66,13 +68,13 @@ fn ended(i: i64) -> CallEnd {
         keys: if i % 2 == 0 {
             vec![
                 KeyRecord {
-                    digit: "0".into(),
-                    source: "in_band".into(),
+                    digit: Digit::D0,
+                    source: KeySource::InBand,
                     at_ms: 5000,
                 },
                 KeyRecord {
-                    digit: "#".into(),
-                    source: "rfc4733".into(),
+                    digit: Digit::Pound,
+                    source: KeySource::Rfc4733,
                     at_ms: 5600,
                 },
             ]
@@ -82,12 +84,12 @@ fn ended(i: i64) -> CallEnd {
         steps: vec![
             CallStep {
                 at_ms: 0,
-                kind: "invite".into(),
+                kind: StepKind::Invite,
                 detail: "pbx".into(),
             },
             CallStep {
                 at_ms: 120,
-                kind: "sip".into(),
+                kind: StepKind::Sip,
                 detail: "180".into(),
             },
         ],
@@ -128,12 +130,15 @@ async fn a_call_ends_once_with_its_outcome_keys_steps_and_figures(db: Db) {
         (end.outcome.as_str(), end.trunk.as_deref()),
         ("approved", Some("pbx"))
     );
-    let keys: Vec<(&str, &str, i64)> = end
+    let keys: Vec<(String, &str, i64)> = end
         .keys
         .iter()
-        .map(|k| (k.digit.as_str(), k.source.as_str(), k.at_ms))
+        .map(|k| (k.digit.to_string(), k.source.as_str(), k.at_ms))
         .collect();
-    assert_eq!(keys, vec![("0", "in_band", 5000), ("#", "rfc4733", 5600)]);
+    assert_eq!(
+        keys,
+        vec![("0".into(), "in_band", 5000), ("#".into(), "rfc4733", 5600)]
+    );
     assert_eq!((end.jitter_ms, end.packets_lost), (1.25, 2));
     let steps: Vec<(i64, &str, &str)> = end
         .steps
