@@ -611,10 +611,7 @@ fn decided_elsewhere(state: ChallengeState) -> bool {
 fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
     let (kind, detail) = match r {
         Report::Calling { trunk } => (StepKind::Invite, format!("INVITE through {trunk}")),
-        Report::Ringing { status } => (
-            StepKind::Sip,
-            format!("{status} {}", reason_phrase(*status)),
-        ),
+        Report::Ringing { status } => (StepKind::Sip, status_line(*status)),
         Report::Answered { codec } => (StepKind::Sip, format!("200 OK ({})", codec.name())),
         Report::Prompt(p) => (StepKind::Prompt, p.file_stem().to_string()),
         Report::Key(k) => {
@@ -643,9 +640,7 @@ fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
                         status: Some(s), ..
                     },
                     _,
-                ) => {
-                    format!("failed: {s} {}", reason_phrase(*s))
-                }
+                ) => format!("failed: {}", status_line(*s)),
                 (o, Some(d)) => format!("{}: {d}", o.name()),
                 (o, None) => o.name().to_string(),
             },
@@ -658,29 +653,10 @@ fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
     })
 }
 
-/// The usual reason phrase of a SIP status (RFC 3261 §21), for people reading the log.
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        180 => "Ringing",
-        181 => "Call Is Being Forwarded",
-        182 => "Queued",
-        183 => "Session Progress",
-        200 => "OK",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        480 => "Temporarily Unavailable",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        500 => "Server Internal Error",
-        503 => "Service Unavailable",
-        600 => "Busy Everywhere",
-        603 => "Decline",
-        _ => "",
-    }
+/// `180 Ringing`: a status with its usual reason phrase, for people reading the log.
+fn status_line(code: u16) -> String {
+    let s = sip::SipStatus::from(code);
+    format!("{s} {}", s.reason())
 }
 
 fn call_end(r: &CallReport) -> CallEnd {
@@ -715,5 +691,49 @@ fn call_end(r: &CallReport) -> CallEnd {
             })
             .collect(),
         steps: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(outcome: Outcome) -> CallReport {
+        CallReport {
+            outcome,
+            detail: None,
+            trunk: None,
+            keys: Vec::new(),
+            timings: Default::default(),
+            media: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_call_log_names_sip_statuses_with_their_phrases() {
+        let ringing = step_of(&Report::Ringing { status: 180 }, 120).unwrap();
+        assert_eq!(
+            (ringing.kind, ringing.detail.as_str()),
+            (StepKind::Sip, "180 Ringing")
+        );
+        let busy = report(Outcome::Failed {
+            status: Some(486),
+            reason: "486 Busy Here".into(),
+        });
+        let end = step_of(&Report::Finished(Box::new(busy.clone())), 900).unwrap();
+        assert_eq!(
+            (end.kind, end.detail.as_str()),
+            (StepKind::End, "failed: 486 Busy Here")
+        );
+        let logged = call_end(&busy);
+        assert_eq!(
+            (logged.outcome, logged.sip_status),
+            (ChallengeState::Failed, Some(486))
+        );
+        let logged = call_end(&report(Outcome::Busy));
+        assert_eq!(
+            (logged.outcome, logged.sip_status),
+            (ChallengeState::Busy, None)
+        );
     }
 }
