@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use store::StoreError;
+use store::{OutcomeFilter, StoreError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{AppState, Problem, operator, rfc3339};
@@ -156,8 +156,12 @@ pub(crate) async fn list_calls(
     Query(q): Query<CallsQuery>,
 ) -> Result<Response, Problem> {
     operator(&state, &headers).await?;
+    let outcome = match q.outcome.as_deref() {
+        None => None,
+        Some(name) => Some(OutcomeFilter::from_name(name).ok_or_else(|| unknown_outcome(name))?),
+    };
     let filter = store::CallFilter {
-        outcome: q.outcome,
+        outcome,
         from_ms: q.from,
         to_ms: q.to,
         phone_masked: q.phone,
@@ -173,6 +177,15 @@ pub(crate) async fn list_calls(
         next_cursor: next,
     })
     .into_response())
+}
+
+/// The answer to an `outcome` that is none: the names there are.
+fn unknown_outcome(name: &str) -> Problem {
+    let names: Vec<&str> = OutcomeFilter::names().collect();
+    Problem::unprocessable(format!(
+        "outcome {name:?} is not one of {}",
+        names.join(", ")
+    ))
 }
 
 /// The answer to a listing that failed: a cursor the call log did not give is the client's
@@ -247,5 +260,16 @@ mod tests {
         // A stored value the store does not understand is not the client's, whatever it says.
         let p = listing_problem(StoreError::Corrupt("cursor \"bogus\"".into()));
         assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_refused_naming_the_outcomes_there_are() {
+        let p = unknown_outcome("aproved");
+        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            p.detail
+                .starts_with("outcome \"aproved\" is not one of queued, ")
+        );
+        assert!(p.detail.contains(", approved, ") && p.detail.ends_with(", in_progress"));
     }
 }

@@ -120,11 +120,38 @@ pub struct CallEntry {
     pub end: Option<CallEnd>,
 }
 
+/// The calls of one outcome, or those not ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutcomeFilter {
+    /// The calls not ended yet (`in_progress`).
+    InProgress,
+    /// The calls that ended so.
+    Ended(ChallengeState),
+}
+
+impl OutcomeFilter {
+    /// The filter a name gives: `in_progress` or an outcome's (a state's) name.
+    pub fn from_name(s: &str) -> Option<OutcomeFilter> {
+        match s {
+            "in_progress" => Some(OutcomeFilter::InProgress),
+            _ => ChallengeState::from_name(s).map(OutcomeFilter::Ended),
+        }
+    }
+
+    /// Every name [`OutcomeFilter::from_name`] takes, `in_progress` last.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        ChallengeState::ALL
+            .into_iter()
+            .map(ChallengeState::as_str)
+            .chain(["in_progress"])
+    }
+}
+
 /// Which calls to list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallFilter {
-    /// Only this outcome (`in_progress` for calls not ended).
-    pub outcome: Option<String>,
+    /// Only this outcome, or only the calls not ended.
+    pub outcome: Option<OutcomeFilter>,
     /// Started at or after (ms since the epoch).
     pub from_ms: Option<i64>,
     /// Started before.
@@ -313,9 +340,14 @@ impl Store {
             format!("${}", params.len())
         };
         let mut conds: Vec<String> = Vec::new();
-        match filter.outcome.as_deref() {
-            Some("in_progress") => conds.push("ended_at IS NULL".into()),
-            Some(o) => conds.push(format!("outcome = {}", bind(Param::Text(o.into())))),
+        match filter.outcome {
+            Some(OutcomeFilter::InProgress) => conds.push("ended_at IS NULL".into()),
+            Some(OutcomeFilter::Ended(o)) => {
+                conds.push(format!(
+                    "outcome = {}",
+                    bind(Param::Text(o.as_str().into()))
+                ));
+            }
             None => {}
         }
         if let Some(p) = &filter.phone_masked {

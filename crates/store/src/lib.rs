@@ -32,7 +32,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
 pub use api_keys::{ApiKey, KeyKind};
-pub use call_log::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall};
+pub use call_log::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall, OutcomeFilter};
 pub use challenges::{Challenge, NewChallenge, Scope, StateChange};
 pub use dtmf::Digit;
 pub use limits::{Admission, CountScope, Counter, Refused};

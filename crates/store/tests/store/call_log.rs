@@ -3,7 +3,8 @@
 
 use store::ChallengeState::{Approved, Busy};
 use store::{
-    CallEnd, CallEntry, CallFilter, CallStep, Digit, KeyRecord, KeySource, NewCall, StepKind, Store,
+    CallEnd, CallEntry, CallFilter, CallStep, Digit, KeyRecord, KeySource, NewCall, OutcomeFilter,
+    StepKind, Store,
 };
 
 use crate::common::{Db, request};
@@ -106,7 +107,7 @@ fn filter(
     to: Option<i64>,
 ) -> CallFilter {
     CallFilter {
-        outcome: outcome.map(str::to_string),
+        outcome: outcome.map(|o| OutcomeFilter::from_name(o).unwrap()),
         phone_masked: phone.map(str::to_string),
         trunk: trunk.map(str::to_string),
         from_ms: from,
