@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
+use media::Language;
 use serde::{Deserialize, Serialize};
 use store::{
     ApiKey, Challenge, ChallengeState, KeyKind, NewChallenge, PhoneNumber, PhoneRole, Purpose,
@@ -38,10 +39,10 @@ pub(crate) struct CreateRequest {
     /// The identity service's user id: a sign-in calls the user's verified primary phone.
     #[schema(example = "alice@example.com")]
     pub user_id: Option<String>,
-    /// Prompt language: `en` or `ja`.
-    #[serde(default = "default_language")]
+    /// Prompt language, one of the prompt library's (`en`, `ja`); when absent, the
+    /// gateway's configured `[call] language`.
     #[schema(example = "ja")]
-    pub language: String,
+    pub language: Option<String>,
     /// `sign_in` (default) or `enroll` (registers `phone_number` for `user_id`).
     #[serde(default = "default_purpose")]
     #[schema(value_type = String, example = "sign_in")]
@@ -60,9 +61,6 @@ pub(crate) struct CreateRequest {
     pub trusted_device_token: Option<String>,
 }
 
-fn default_language() -> String {
-    "en".into()
-}
 fn default_purpose() -> Purpose {
     Purpose::SignIn
 }
@@ -184,6 +182,19 @@ pub(crate) fn check_user_for(state: &AppState, key: &ApiKey, u: &str) -> Result<
     }
 }
 
+/// The prompts' language a request names, or the configured one when it names none.
+fn language_of(state: &AppState, name: Option<&str>) -> Result<Language, Problem> {
+    let Some(name) = name else {
+        return Ok(state.cfg.language);
+    };
+    Language::from_code(name).ok_or_else(|| {
+        Problem::unprocessable(format!(
+            "language {name:?} is not offered: use {}",
+            Language::choices()
+        ))
+    })
+}
+
 /// Creates a challenge from a request (`POST /v1/challenges` and the phone registration):
 /// the reply and whether it was a replay.
 pub(crate) async fn create(
@@ -193,7 +204,7 @@ pub(crate) async fn create(
     body: &[u8],
     req: CreateRequest,
 ) -> Result<(Challenge, bool), Problem> {
-    check_request(state, key, &req).await?;
+    let language = check_request(state, key, &req).await?;
     let idempotency_key = idempotency_key(headers)?;
     let request_hash = {
         use sha2::Digest;
@@ -245,7 +256,7 @@ pub(crate) async fn create(
                 request_hash,
                 user_id: req.user_id,
                 phone: phone.clone(),
-                language: req.language,
+                language: language.code().to_string(),
                 purpose: req.purpose,
                 callback_url: req.callback_url,
                 enrol,
@@ -270,17 +281,17 @@ pub(crate) async fn create(
     after_made(state, c, trusted, now).await
 }
 
-/// Checks a request's user (its key's to name), language and callback URL.
-async fn check_request(state: &AppState, key: &ApiKey, req: &CreateRequest) -> Result<(), Problem> {
+/// Checks a request's user (its key's to name), language and callback URL: the language
+/// to call in.
+async fn check_request(
+    state: &AppState,
+    key: &ApiKey,
+    req: &CreateRequest,
+) -> Result<Language, Problem> {
     if let Some(u) = &req.user_id {
         check_user_for(state, key, u)?;
     }
-    if !matches!(req.language.as_str(), "en" | "ja") {
-        return Err(Problem::unprocessable(format!(
-            "language {:?} is not offered: use en or ja",
-            req.language
-        )));
-    }
+    let language = language_of(state, req.language.as_deref())?;
     if let Some(url) = &req.callback_url {
         state.cfg.webhooks.callbacks.check(url).await.map_err(|r| {
             Problem::new(
@@ -291,7 +302,7 @@ async fn check_request(state: &AppState, key: &ApiKey, req: &CreateRequest) -> R
             )
         })?;
     }
-    Ok(())
+    Ok(language)
 }
 
 /// A challenge just made (not a replay): approved at once when a trusted device skips its

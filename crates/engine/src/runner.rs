@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use media::Language;
 use policy::Policy;
-use store::{CallEnd, CallStep, ChallengeState, NewCall, PhoneNumber, Store, StoreError, now_ms};
+use store::{
+    CallEnd, CallStep, ChallengeState, NewCall, PhoneNumber, StepKind, Store, StoreError, now_ms,
+};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -18,23 +20,6 @@ use crate::legs::{Leg, plan};
 use crate::sip_driver::SipEndpoint;
 
 mod dispatch;
-
-/// The challenge state an outcome decides.
-pub fn state_of(outcome: &Outcome) -> ChallengeState {
-    match outcome {
-        Outcome::Approved => ChallengeState::Approved,
-        Outcome::Denied => ChallengeState::Denied,
-        Outcome::FraudReported => ChallengeState::FraudReported,
-        Outcome::NoInput => ChallengeState::NoInput,
-        Outcome::Voicemail => ChallengeState::Voicemail,
-        Outcome::NoAnswer => ChallengeState::NoAnswer,
-        Outcome::Busy => ChallengeState::Busy,
-        Outcome::Declined => ChallengeState::Declined,
-        Outcome::HungUp => ChallengeState::HungUp,
-        Outcome::Canceled => ChallengeState::Canceled,
-        Outcome::Failed { .. } => ChallengeState::Failed,
-    }
-}
 
 /// Why a challenge's call could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -476,10 +461,8 @@ impl Runner {
             .finish_call(
                 call_id,
                 &CallEnd {
-                    outcome: "failed".into(),
                     detail: Some(reason),
-                    ended_at_ms: now_ms(),
-                    ..CallEnd::default()
+                    ..CallEnd::new(ChallengeState::Failed, now_ms())
                 },
             )
             .await?;
@@ -543,48 +526,33 @@ fn labelled(d: Decision, o: &Outcome, label: Option<&str>) -> Decision {
 /// At most this many steps of a call are kept in the call log.
 const MAX_STEPS: usize = 256;
 
-fn decision(o: &Outcome) -> (ChallengeState, Option<String>, Option<i64>) {
-    match o {
-        Outcome::Failed { status, reason } => (
-            ChallengeState::Failed,
-            Some(reason.clone()),
-            status.map(i64::from),
-        ),
-        other => (state_of(other), None, None),
-    }
+/// What outcome `o` decides.
+fn decision(o: &Outcome) -> Decision {
+    (
+        o.state(),
+        o.reason().map(str::to_string),
+        o.sip_status().map(i64::from),
+    )
 }
 
 /// The call log's step for a report, `at_ms` after the INVITE.
 fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
     let (kind, detail) = match r {
-        Report::Calling { trunk } => ("invite", format!("INVITE through {trunk}")),
-        Report::Ringing { status } => ("sip", format!("{status} {}", reason_phrase(*status))),
-        Report::Answered { codec } => ("sip", format!("200 OK ({})", codec.name())),
-        Report::Prompt(p) => ("prompt", p.file_stem().to_string()),
-        Report::Key(k) => {
-            return Some(CallStep {
-                at_ms: k.at_ms as i64,
-                kind: "key".into(),
-                detail: format!("{} ({})", k.digit, k.source.name()),
-            });
+        Report::Calling { trunk } => (StepKind::Invite, format!("INVITE through {trunk}")),
+        Report::Ringing { status } => (StepKind::Sip, status_line(*status)),
+        Report::Answered { codec } => (StepKind::Sip, format!("200 OK ({})", codec.name())),
+        Report::Prompt(p) => (StepKind::Prompt, p.file_stem().to_string()),
+        Report::Key(k) | Report::KeyIgnored(k) => {
+            let taken = matches!(r, Report::Key(_));
+            let digit = store::Digit::from_char(k.digit)?;
+            return Some(CallStep::key_step(k.at_ms as i64, digit, k.source, taken));
         }
-        Report::KeyIgnored(k) => {
-            return Some(CallStep {
-                at_ms: k.at_ms as i64,
-                kind: "key".into(),
-                detail: format!(
-                    "{} ({}) before the instructions: ignored",
-                    k.digit,
-                    k.source.name()
-                ),
-            });
-        }
-        Report::Verdict(o) => ("verdict", o.name().to_string()),
+        Report::Verdict(o) => (StepKind::Verdict, o.name().to_string()),
         Report::Finished(f) => return Some(end_step(f, at_ms)),
     };
     Some(CallStep {
         at_ms,
-        kind: kind.into(),
+        kind,
         detail,
     })
 }
@@ -597,53 +565,29 @@ fn end_step(r: &CallReport, at_ms: i64) -> CallStep {
                 status: Some(s), ..
             },
             _,
-        ) => {
-            format!("failed: {s} {}", reason_phrase(*s))
-        }
+        ) => format!("failed: {}", status_line(*s)),
         (o, Some(d)) => format!("{}: {d}", o.name()),
         (o, None) => o.name().to_string(),
     };
     CallStep {
         at_ms,
-        kind: "end".into(),
+        kind: StepKind::End,
         detail,
     }
 }
 
-/// The usual reason phrase of a SIP status (RFC 3261 §21), for people reading the log.
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        180 => "Ringing",
-        181 => "Call Is Being Forwarded",
-        182 => "Queued",
-        183 => "Session Progress",
-        200 => "OK",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        480 => "Temporarily Unavailable",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        500 => "Server Internal Error",
-        503 => "Service Unavailable",
-        600 => "Busy Everywhere",
-        603 => "Decline",
-        _ => "",
-    }
+/// `180 Ringing`: a status with its usual reason phrase, for people reading the log.
+fn status_line(code: u16) -> String {
+    let s = sip::SipStatus::from(code);
+    format!("{s} {}", s.reason())
 }
 
 fn call_end(r: &CallReport) -> CallEnd {
     let t = &r.timings;
     let ms = |v: Option<u64>| v.map(|x| x as i64);
     CallEnd {
-        outcome: r.outcome.name().into(),
-        sip_status: match &r.outcome {
-            Outcome::Failed { status, .. } => status.map(i64::from),
-            _ => None,
-        },
+        outcome: r.outcome.state(),
+        sip_status: r.outcome.sip_status().map(i64::from),
         detail: r.detail.clone(),
         trunk: r.trunk.clone(),
         ended_at_ms: now_ms(),
@@ -658,5 +602,49 @@ fn call_end(r: &CallReport) -> CallEnd {
         packets_rejected: r.media.packets_rejected as i64,
         srtp: r.media.srtp,
         steps: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(outcome: Outcome) -> CallReport {
+        CallReport {
+            outcome,
+            detail: None,
+            trunk: None,
+            keys: Vec::new(),
+            timings: Default::default(),
+            media: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_call_log_names_sip_statuses_with_their_phrases() {
+        let ringing = step_of(&Report::Ringing { status: 180 }, 120).unwrap();
+        assert_eq!(
+            (ringing.kind, ringing.detail.as_str()),
+            (StepKind::Sip, "180 Ringing")
+        );
+        let busy = report(Outcome::Failed {
+            status: Some(486),
+            reason: "486 Busy Here".into(),
+        });
+        let end = end_step(&busy, 900);
+        assert_eq!(
+            (end.kind, end.detail.as_str()),
+            (StepKind::End, "failed: 486 Busy Here")
+        );
+        let logged = call_end(&busy);
+        assert_eq!(
+            (logged.outcome, logged.sip_status),
+            (ChallengeState::Failed, Some(486))
+        );
+        let logged = call_end(&report(Outcome::Busy));
+        assert_eq!(
+            (logged.outcome, logged.sip_status),
+            (ChallengeState::Busy, None)
+        );
     }
 }

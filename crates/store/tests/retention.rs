@@ -3,8 +3,9 @@
 
 use callverify_e2e::{Postgres, scratch};
 use store::{
-    CallEnd, CallStep, ChallengeState, Forgotten, NewCall, NewChallenge, PhoneNumber, PhoneRole,
-    PhoneState, Purpose, Store, WebhookAttempt, WebhookNext, now_ms,
+    CallEnd, CallStep, ChallengeState, Digit, Forgotten, KeySource, NewCall, NewChallenge,
+    PhoneNumber, PhoneRole, PhoneState, Purpose, StepKind, Store, WebhookAttempt, WebhookNext,
+    now_ms,
 };
 
 const DAY: i64 = 86_400_000;
@@ -58,21 +59,15 @@ async fn sign_in_at(store: &Store, user: &str, at: i64) -> (String, String) {
         );
     }
     let end = CallEnd {
-        outcome: "approved".into(),
-        ended_at_ms: at + 5000,
         steps: vec![
             CallStep {
                 at_ms: 0,
-                kind: "invite".into(),
+                kind: StepKind::Invite,
                 detail: "pbx".into(),
             },
-            CallStep {
-                at_ms: 3900,
-                kind: "key".into(),
-                detail: "# (rfc4733)".into(),
-            },
+            CallStep::key_step(3900, Digit::Pound, KeySource::Rfc4733, true),
         ],
-        ..CallEnd::default()
+        ..CallEnd::new(ChallengeState::Approved, at + 5000)
     };
     assert!(store.finish_call(&call, &end).await.unwrap());
     let attempt = WebhookAttempt {
