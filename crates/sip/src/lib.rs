@@ -19,6 +19,7 @@
 use std::fmt;
 
 pub mod digest;
+pub mod framer;
 pub mod message;
 pub mod random;
 pub mod sdp;
