@@ -66,6 +66,82 @@ pub fn metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
+/// Opens the store with this node's copy of the challenges. On SQLite this process is the
+/// only node (it holds the lock file): what a previous run left in a call is interrupted
+/// now. On PostgreSQL other nodes may be calling: only lapsed claims are interrupted (the
+/// dispatcher does it every second).
+async fn open_store(store_url: &str) -> anyhow::Result<Store> {
+    let store = Store::open(store_url)
+        .await
+        .and_then(Store::cached)
+        .with_context(|| format!("opening the store {}", shown_url(store_url)))?;
+    if store.backend() == store::Backend::Sqlite {
+        let interrupted = store.interrupt_unfinished(now_ms()).await?;
+        if interrupted > 0 {
+            warn!(
+                interrupted,
+                "challenges left in a call by the previous run are now interrupted"
+            );
+        }
+    }
+    Ok(store)
+}
+
+/// The prompts of every language the library has, loaded once.
+fn load_prompts(cfg: &Config) -> anyhow::Result<HashMap<Language, engine::Prompts>> {
+    let library = media::PromptLibrary::load(&cfg.call.prompts, &Language::ALL)
+        .with_context(|| format!("loading the prompts in {}", cfg.call.prompts.display()))?;
+    Ok(Language::ALL
+        .into_iter()
+        .filter_map(|lang| engine::Prompts::from_library(&library, lang).map(|p| (lang, p)))
+        .collect())
+}
+
+/// Starts the SIP endpoint with the configured listeners and trunks, and a task that logs
+/// each trunk going up or down and keeps its `callverify_trunk_up` gauge.
+async fn start_sip(cfg: &Config) -> anyhow::Result<engine::SipEndpoint> {
+    let env = |v: &str| std::env::var(v).ok();
+    let (ua, trunks) = cfg.sip_settings(env);
+    let tls = cfg.tls_settings()?;
+    for t in &trunks {
+        metrics::gauge!("callverify_trunk_up", "trunk" => t.name.clone()).set(1.0);
+    }
+    let (endpoint, mut events) = engine::SipEndpoint::start_tls(ua, trunks, tls).await?;
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if let sip::Event::Trunk { trunk, up } = e {
+                if up {
+                    info!(%trunk, "trunk up");
+                } else {
+                    warn!(%trunk, "trunk down: it stopped answering OPTIONS");
+                }
+                metrics::gauge!("callverify_trunk_up", "trunk" => trunk).set(if up {
+                    1.0
+                } else {
+                    0.0
+                });
+            }
+        }
+    });
+    Ok(endpoint)
+}
+
+/// The `/demo` page's key, made at the first start (its secret is never used: the page's
+/// backend acts as this key).
+async fn demo_key(store: &Store) -> anyhow::Result<store::ApiKey> {
+    Ok(
+        match store.api_key_named(DEMO_KEY, KeyKind::Service).await? {
+            Some(key) => key,
+            None => {
+                store
+                    .create_api_key(DEMO_KEY, KeyKind::Service, now_ms())
+                    .await?
+                    .0
+            }
+        },
+    )
+}
+
 impl Gateway {
     /// Opens the store (unfinished calls of a previous run become `interrupted`), starts SIP,
     /// the runner, the API on `cfg.api.listen` (or `listen` when given) and the background
@@ -78,53 +154,9 @@ impl Gateway {
     ) -> anyhow::Result<Gateway> {
         let metrics = metrics()?;
         api::Policy::warm_up();
-        let store = Store::open(store_url)
-            .await
-            .and_then(Store::cached)
-            .with_context(|| format!("opening the store {}", shown_url(store_url)))?;
-        // On SQLite this process is the only node (it holds the lock file): what a previous
-        // run left in a call is interrupted now. On PostgreSQL other nodes may be calling:
-        // only lapsed claims are interrupted (the dispatcher does it every second).
-        if store.backend() == store::Backend::Sqlite {
-            let interrupted = store.interrupt_unfinished(now_ms()).await?;
-            if interrupted > 0 {
-                warn!(
-                    interrupted,
-                    "challenges left in a call by the previous run are now interrupted"
-                );
-            }
-        }
-        let library = media::PromptLibrary::load(&cfg.call.prompts, &Language::ALL)
-            .with_context(|| format!("loading the prompts in {}", cfg.call.prompts.display()))?;
-        let mut prompts = HashMap::new();
-        for lang in Language::ALL {
-            if let Some(p) = engine::Prompts::from_library(&library, lang) {
-                prompts.insert(lang, p);
-            }
-        }
-        let env = |v: &str| std::env::var(v).ok();
-        let (ua, trunks) = cfg.sip_settings(env);
-        let tls = cfg.tls_settings()?;
-        for t in &trunks {
-            metrics::gauge!("callverify_trunk_up", "trunk" => t.name.clone()).set(1.0);
-        }
-        let (endpoint, mut events) = engine::SipEndpoint::start_tls(ua, trunks, tls).await?;
-        tokio::spawn(async move {
-            while let Some(e) = events.recv().await {
-                if let sip::Event::Trunk { trunk, up } = e {
-                    if up {
-                        info!(%trunk, "trunk up");
-                    } else {
-                        warn!(%trunk, "trunk down: it stopped answering OPTIONS");
-                    }
-                    metrics::gauge!("callverify_trunk_up", "trunk" => trunk).set(if up {
-                        1.0
-                    } else {
-                        0.0
-                    });
-                }
-            }
-        });
+        let store = open_store(store_url).await?;
+        let prompts = load_prompts(cfg)?;
+        let endpoint = start_sip(cfg).await?;
         let runner = Arc::new(
             Runner::new(
                 store.clone(),
@@ -139,19 +171,8 @@ impl Gateway {
             .with_lease(Duration::from_secs(cfg.call.claim_lease_s)),
         );
         if cfg.api.demo_page {
-            // One key for the page, made at the first start (its secret is never used: the
-            // page's backend acts as this key).
-            let key = match store.api_key_named(DEMO_KEY, KeyKind::Service).await? {
-                Some(key) => key,
-                None => {
-                    store
-                        .create_api_key(DEMO_KEY, KeyKind::Service, now_ms())
-                        .await?
-                        .0
-                }
-            };
             warn!("the /demo page is on: whoever reaches it can have the [demo] numbers called");
-            api_cfg.demo_page = Some(key);
+            api_cfg.demo_page = Some(demo_key(&store).await?);
         }
         let readiness = api::Readiness::default();
         let state = api::AppState {
