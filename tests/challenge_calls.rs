@@ -335,31 +335,36 @@ async fn a_fallback_phone_is_checked_and_counted_before_it_is_called() {
     assert_eq!(call_log(&store).await.len(), 1);
 }
 
-/// An enrolment that must be approved on the user's current primary phone calls that phone
-/// first; the new phone is called, and verified, only once it approved.
-#[tokio::test]
-async fn replacing_a_verified_phone_calls_the_current_one_first() {
-    let now = store::now_ms();
-    let enrol = |number: &str, confirm: bool| NewChallenge {
+/// Erin's enrolment of +819055556666 as her primary phone at `now`, to be approved on her
+/// current primary phone first when `confirm`.
+fn erin_enrols(confirm: bool, now: i64) -> NewChallenge {
+    NewChallenge {
         user_id: Some("erin".into()),
         purpose: Purpose::Enroll,
         enrol: Some(PhoneRole::Primary),
         confirm_primary: confirm,
-        ..sign_in("key_test", number, now)
-    };
-    let primary = |store: Store| async move {
-        store
-            .verified_phone("erin", PhoneRole::Primary)
-            .await
-            .unwrap()
-            .map(|p| p.phone.as_e164().unwrap_or_default().to_string())
-    };
+        ..sign_in("key_test", "+819055556666", now)
+    }
+}
 
-    // The current phone is busy: the challenge ends so, and the new phone is not called.
+/// Erin's verified primary number.
+async fn erins_primary(store: &Store) -> Option<String> {
+    store
+        .verified_phone("erin", PhoneRole::Primary)
+        .await
+        .unwrap()
+        .map(|p| p.phone.as_e164().unwrap_or_default().to_string())
+}
+
+/// An enrolment that must be approved on the user's current primary phone calls that phone
+/// first: when it is busy, the challenge ends so, and the new phone is not called.
+#[tokio::test]
+async fn replacing_a_verified_phone_calls_the_current_one_first() {
+    let now = store::now_ms();
     let store = sqlite_store("challenge-replace-busy").await;
     verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
     let (c, _) = store
-        .create_challenge(&enrol("+819055556666", true))
+        .create_challenge(&erin_enrols(true, now))
         .await
         .unwrap();
     let dir = scratch("challenge-replace-busy-sipp");
@@ -385,15 +390,20 @@ async fn replacing_a_verified_phone_calls_the_current_one_first() {
         "only the current phone was called"
     );
     assert_eq!(
-        primary(store.clone()).await.as_deref(),
+        erins_primary(&store).await.as_deref(),
         Some("+819011112222")
     );
+}
 
-    // Both approve: called in that order, and the new phone replaces the old one.
+/// When the current primary phone and then the new one approve, they are called in that
+/// order, and the new phone replaces the old one.
+#[tokio::test]
+async fn a_replacing_phone_is_verified_once_the_current_one_approved() {
+    let now = store::now_ms();
     let store = sqlite_store("challenge-replace-both").await;
     verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
     let (c, _) = store
-        .create_challenge(&enrol("+819055556666", true))
+        .create_challenge(&erin_enrols(true, now))
         .await
         .unwrap();
     let dir = scratch("challenge-replace-both-sipp");
@@ -420,15 +430,20 @@ async fn replacing_a_verified_phone_calls_the_current_one_first() {
         ]
     );
     assert_eq!(
-        primary(store.clone()).await.as_deref(),
+        erins_primary(&store).await.as_deref(),
         Some("+819055556666")
     );
+}
 
-    // Without the need (a phone_admin key made it), only the new phone is called.
+/// Without the need to confirm on the current phone (a phone_admin key made the enrolment),
+/// only the new phone is called.
+#[tokio::test]
+async fn a_replacement_by_a_phone_admin_calls_only_the_new_phone() {
+    let now = store::now_ms();
     let store = sqlite_store("challenge-replace-admin").await;
     verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
     let (c, _) = store
-        .create_challenge(&enrol("+819055556666", false))
+        .create_challenge(&erin_enrols(false, now))
         .await
         .unwrap();
     let dir = scratch("challenge-replace-admin-sipp");
@@ -450,5 +465,8 @@ async fn replacing_a_verified_phone_calls_the_current_one_first() {
             .collect::<Vec<_>>(),
         ["+81 ** **** **66"]
     );
-    assert_eq!(primary(store).await.as_deref(), Some("+819055556666"));
+    assert_eq!(
+        erins_primary(&store).await.as_deref(),
+        Some("+819055556666")
+    );
 }
