@@ -140,7 +140,7 @@ impl Tables {
             est_phase: [0.0; 8],
         };
         for k in 0..8 {
-            let w = 2.0 * std::f64::consts::PI * freq(k) as f64 / SAMPLE_RATE as f64;
+            let w = 2.0 * std::f64::consts::PI * f64::from(freq(k)) / f64::from(SAMPLE_RATE);
             for n in 0..HOP {
                 t.hop[n][k] = (w * n as f64).cos() as f32;
                 t.hop[n][8 + k] = -(w * n as f64).sin() as f32;
@@ -180,7 +180,7 @@ fn hop_dft<const FMA: bool>(table: &HopTable, x: &[i16; HOP]) -> ([f32; 16], f32
     let mut acc = [[0f32; 16]; 4];
     let mut xf = [0f32; 40];
     for n in 0..HOP {
-        xf[n] = x[n] as f32;
+        xf[n] = f32::from(x[n]);
     }
     for n in (0..HOP - HOP % 4).step_by(4) {
         for (j, a) in acc.iter_mut().enumerate() {
@@ -374,6 +374,7 @@ impl Detector {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: `avx2` is set only when the CPU reports AVX2 and FMA.
+            #[allow(unsafe_code)]
             return unsafe { self.feed_avx2(input) };
         }
         self.feed_with::<false>(input)
@@ -563,7 +564,7 @@ impl Detector {
             let hop = &self.ring[(h % RING_HOPS as u64) as usize];
             let from = if h == first_hop { skip } else { 0 };
             for &s in &hop[from..] {
-                buf[i] = s as f32;
+                buf[i] = f32::from(s);
                 i += 1;
             }
         }
@@ -710,7 +711,8 @@ mod tests {
         ] {
             let f = freq(k) + dev;
             let samples = tone(&[(f, 8000.0)], 40);
-            let buf: [f32; EST_WIN + EST_LAG] = std::array::from_fn(|i| samples[100 + i] as f32);
+            let buf: [f32; EST_WIN + EST_LAG] =
+                std::array::from_fn(|i| f32::from(samples[100 + i]));
             let got = det.deviation(k, &buf);
             assert!((got - dev).abs() < 1.0, "k={k} dev={dev} got={got}");
         }

@@ -77,7 +77,7 @@ impl EventDecoder {
             return Err(EventError::TooShort(payload.len()));
         }
         let end = payload[1] & 0x80 != 0;
-        let duration = u16::from_be_bytes([payload[2], payload[3]]) as u32;
+        let duration = u32::from(u16::from_be_bytes([payload[2], payload[3]]));
         let Some(digit) = Digit::from_event_code(payload[0]) else {
             return Ok(out.into_iter().flatten());
         };
@@ -168,7 +168,7 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 TelephoneEvent::Released { digit, .. } => Some(digit.as_char()),
-                _ => None,
+                TelephoneEvent::Pressed { .. } => None,
             })
             .collect()
     }

@@ -51,7 +51,7 @@ fn reported_times_are_within_10_ms_of_the_tone() {
     // Tones starting at every alignment to the 34-sample hop, several lengths.
     for on_ms in [40.0, 60.0, 100.0, 500.0] {
         for lead in 0..34 {
-            let lead_ms = 100.0 + lead as f64 / 8.0;
+            let lead_ms = 100.0 + f64::from(lead) / 8.0;
             let s = Signal::new()
                 .silence(lead_ms)
                 .digit(Digit::Pound, -10.0, on_ms)

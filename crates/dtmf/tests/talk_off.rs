@@ -6,14 +6,14 @@ use testaudio::{RATE, Signal, chords, detect, g711_round_trip, speech};
 
 fn speech() -> Vec<i16> {
     let s = speech::talk_off_corpus().expect("speech corpus (needs espeak-ng and sox)");
-    let minutes = s.len() as f64 / RATE as f64 / 60.0;
+    let minutes = s.len() as f64 / f64::from(RATE) / 60.0;
     assert!(minutes >= 10.0, "only {minutes:.1} minutes of speech");
     s
 }
 
 fn assert_silent(what: &str, pcm: &[i16]) {
     let found = detect(pcm);
-    let minutes = pcm.len() as f64 / RATE as f64 / 60.0;
+    let minutes = pcm.len() as f64 / f64::from(RATE) / 60.0;
     assert!(
         found.is_empty(),
         "{what} ({minutes:.1} min) talked off: {found:?}"
@@ -28,8 +28,8 @@ fn speech_alone() {
 #[test]
 fn speech_with_chords() {
     let s = speech();
-    let as_f64: Vec<f64> = s.iter().map(|&v| v as f64).collect();
-    let music = chords(s.len() as f64 * 1000.0 / RATE as f64, 450.0, -14.0, 7);
+    let as_f64: Vec<f64> = s.iter().map(|&v| f64::from(v)).collect();
+    let music = chords(s.len() as f64 * 1000.0 / f64::from(RATE), 450.0, -14.0, 7);
     let mixed = Signal(as_f64).mix(&music, 1.0).pcm();
     assert_silent("speech with chords", &mixed);
     assert_silent("chords alone", &Signal(music).pcm());

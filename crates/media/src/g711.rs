@@ -74,7 +74,7 @@ impl Codec {
 /// μ-law: 14-bit magnitude plus bias 33, segment from the highest set bit.
 pub fn ulaw_encode(x: i16) -> u8 {
     let negative = x < 0;
-    let magnitude = (if negative { !x } else { x }) as i32 >> 2;
+    let magnitude = i32::from(if negative { !x } else { x }) >> 2;
     let biased = (magnitude + 33).min(0x1FFF);
     // Segment 0 holds biased values 32..63 (bit 5 highest).
     let segment = (31 - (biased as u32).leading_zeros()).saturating_sub(5);
@@ -153,8 +153,8 @@ mod tests {
     /// are at (16 + i)·2^(s+1) − 33.
     fn ulaw_reference(code: u8) -> (i32, i32, i32) {
         let c = !code;
-        let s = ((c >> 4) & 7) as i32;
-        let i = (c & 15) as i32;
+        let s = i32::from((c >> 4) & 7);
+        let i = i32::from(c & 15);
         let level = ((2 * i + 33) << s) - 33;
         let lo = ((16 + i) << (s + 1)) - 33;
         let hi = ((17 + i) << (s + 1)) - 33;
@@ -166,8 +166,8 @@ mod tests {
     /// starting at 16·2^(s-1); the level is the middle of the interval.
     fn alaw_reference(code: u8) -> (i32, i32, i32) {
         let c = (code ^ 0x55) & 0x7F;
-        let s = (c >> 4) as i32;
-        let i = (c & 15) as i32;
+        let s = i32::from(c >> 4);
+        let i = i32::from(c & 15);
         let (lo, step) = match s {
             0 => (i, 1),
             1 => (16 + i, 1),
@@ -182,7 +182,8 @@ mod tests {
             let (level, _, _) = ulaw_reference(code);
             let expect = if code < 0x80 { -level } else { level };
             assert_eq!(
-                ULAW_DECODE[code as usize] as i32, expect,
+                i32::from(ULAW_DECODE[code as usize]),
+                expect,
                 "code {code:#04x}"
             );
         }
@@ -197,7 +198,8 @@ mod tests {
             let (level, _, _) = alaw_reference(code);
             let expect = if code > 127 { level } else { -level };
             assert_eq!(
-                ALAW_DECODE[code as usize] as i32, expect,
+                i32::from(ALAW_DECODE[code as usize]),
+                expect,
                 "code {code:#04x}"
             );
         }
@@ -209,7 +211,7 @@ mod tests {
     fn every_input_lands_in_its_decision_interval() {
         for x in i16::MIN..=i16::MAX {
             let neg = x < 0;
-            let m = if neg { !x } else { x } as i32;
+            let m = i32::from(if neg { !x } else { x });
             let u = ulaw_encode(x);
             assert_eq!(u < 0x80, neg, "μ-law sign of {x}");
             let (_, lo, hi) = ulaw_reference(u);

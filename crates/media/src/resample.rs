@@ -6,10 +6,10 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
     if from == to || input.is_empty() {
         return input.to_vec();
     }
-    let ratio = from as f64 / to as f64;
+    let ratio = f64::from(from) / f64::from(to);
     let out_len = ((input.len() as f64) / ratio).floor() as usize;
     // Cutoff as a fraction of the input rate.
-    let cutoff = 0.5 * 0.92 * (to.min(from) as f64) / from as f64;
+    let cutoff = 0.5 * 0.92 * f64::from(to.min(from)) / f64::from(from);
     // 16 zero crossings each side of the output rate's kernel, in input samples.
     let half = (16.0 * ratio.max(1.0)).ceil() as i64;
     let mut out = Vec::with_capacity(out_len);
@@ -26,11 +26,11 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
             } else {
                 (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
             };
-            let p = (u / half as f64 + 1.0) / 2.0; // 0..1 across the window
+            let p = f64::midpoint(u / half as f64, 1.0); // 0..1 across the window
             let w = 0.42 - 0.5 * (2.0 * std::f64::consts::PI * p).cos()
                 + 0.08 * (4.0 * std::f64::consts::PI * p).cos();
             let h = 2.0 * cutoff * sinc * w;
-            acc += input[k as usize] as f64 * h;
+            acc += f64::from(input[k as usize]) * h;
             norm += h;
         }
         // Normalising by the kernel's sum keeps DC gain at 1 at the edges too.

@@ -270,12 +270,9 @@ impl RtpReceiver {
         packet: &'a [u8],
         arrival: u32,
     ) -> Result<RtpReader<'a>, Rejected> {
-        let reader = match RtpReader::new(packet) {
-            Ok(r) => r,
-            Err(_) => {
-                self.stats.dropped_malformed += 1;
-                return Err(Rejected::Malformed);
-            }
+        let Ok(reader) = RtpReader::new(packet) else {
+            self.stats.dropped_malformed += 1;
+            return Err(Rejected::Malformed);
         };
         match self.latched {
             None if from == self.peer

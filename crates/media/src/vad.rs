@@ -15,6 +15,7 @@ pub struct Vad(webrtc_vad::Vad);
 // globals and no thread-local storage, so using it from another thread after a move is
 // sound. `Vad` is not `Sync` and every method takes `&mut self`, so it is never used from
 // two threads at once.
+#[allow(unsafe_code)]
 unsafe impl Send for Vad {}
 
 impl Vad {

@@ -69,7 +69,7 @@ pub fn load_wav(bytes: &[u8]) -> Result<Vec<i16>, WavError> {
             let mono = frames
                 .map(|f| {
                     f.iter()
-                        .map(|&c| codec.decode(c) as f32 / 32768.0)
+                        .map(|&c| f32::from(codec.decode(c)) / 32768.0)
                         .sum::<f32>()
                         / f.len() as f32
                 })
@@ -230,7 +230,7 @@ mod tests {
                         hound::SampleFormat::Float => w.write_sample(v).unwrap(),
                         hound::SampleFormat::Int => {
                             let max = (1i64 << (spec.bits_per_sample - 1)) as f32 - 1.0;
-                            w.write_sample((v * max).round() as i32).unwrap()
+                            w.write_sample((v * max).round() as i32).unwrap();
                         }
                     }
                 }
@@ -268,9 +268,9 @@ mod tests {
     fn amplitude(x: &[i16], hz: f32) -> f32 {
         let (mut re, mut im) = (0f64, 0f64);
         for (i, &s) in x.iter().enumerate() {
-            let w = 2.0 * std::f64::consts::PI * hz as f64 * i as f64 / 8000.0;
-            re += s as f64 * w.cos();
-            im += s as f64 * w.sin();
+            let w = 2.0 * std::f64::consts::PI * f64::from(hz) * i as f64 / 8000.0;
+            re += f64::from(s) * w.cos();
+            im += f64::from(s) * w.sin();
         }
         (2.0 * (re * re + im * im).sqrt() / x.len() as f64) as f32
     }

@@ -170,7 +170,7 @@ impl Challenge {
                 "nonce" => nonce = Some(value),
                 "opaque" => opaque = Some(value),
                 "algorithm" => {
-                    algorithm = Algorithm::parse(&value).ok_or(DigestError::Algorithm(value))?
+                    algorithm = Algorithm::parse(&value).ok_or(DigestError::Algorithm(value))?;
                 }
                 "qop" => qop = Some(value),
                 "stale" => stale = value.eq_ignore_ascii_case("true"),

@@ -138,8 +138,7 @@ impl Incoming {
         let sent_by_host = v
             .split_whitespace()
             .nth(1)
-            .map(|s| s.split(';').next().unwrap_or(""))
-            .unwrap_or("");
+            .map_or("", |s| s.split(';').next().unwrap_or(""));
         let host_ip = host_of(sent_by_host).and_then(|h| h.parse::<IpAddr>().ok());
         if host_ip != Some(from.ip()) && !has_param(&v, "received") {
             let _ = write!(v, ";received={}", from.ip());

@@ -22,7 +22,7 @@ pub fn amplitude(dbm0: f64) -> f64 {
 
 /// Number of samples in `ms` milliseconds.
 pub fn samples(ms: f64) -> usize {
-    (ms * RATE as f64 / 1000.0).round() as usize
+    (ms * f64::from(RATE) / 1000.0).round() as usize
 }
 
 /// A small seeded PRNG (SplitMix64): the same seed gives the same audio everywhere.
@@ -82,7 +82,7 @@ impl Signal {
     pub fn tones(mut self, tones: &[(f64, f64)], ms: f64) -> Self {
         let n = samples(ms);
         for i in 0..n {
-            let t = i as f64 / RATE as f64;
+            let t = i as f64 / f64::from(RATE);
             self.0.push(
                 tones
                     .iter()
@@ -113,8 +113,8 @@ impl Signal {
         let (r, c) = digit.frequencies();
         self.tones(
             &[
-                (r as f64 * (1.0 + tone.row_offset), tone.row_dbm0),
-                (c as f64 * (1.0 + tone.col_offset), tone.col_dbm0),
+                (f64::from(r) * (1.0 + tone.row_offset), tone.row_dbm0),
+                (f64::from(c) * (1.0 + tone.col_offset), tone.col_dbm0),
             ],
             ms,
         )
@@ -223,7 +223,7 @@ pub fn chords(ms: f64, chord_ms: f64, dbm0: f64, seed: u64) -> Vec<f64> {
         }
         let len = per.min(n - start);
         for note in notes {
-            let f0 = 440.0 * 2f64.powf((note - 69) as f64 / 12.0);
+            let f0 = 440.0 * 2f64.powf(f64::from(note - 69) / 12.0);
             let vibrato = 0.002 * rng.uniform();
             for (h, weight) in [(1.0, 1.0), (2.0, 0.5), (3.0, 0.3), (4.0, 0.15), (5.0, 0.08)] {
                 let f = f0 * h;
@@ -231,7 +231,7 @@ pub fn chords(ms: f64, chord_ms: f64, dbm0: f64, seed: u64) -> Vec<f64> {
                     continue;
                 }
                 for i in 0..len {
-                    let t = i as f64 / RATE as f64;
+                    let t = i as f64 / f64::from(RATE);
                     let env = (t / 0.02).min(1.0) * (-(t * 2.5)).exp();
                     let fm = 1.0 + vibrato * (2.0 * std::f64::consts::PI * 5.0 * t).sin();
                     out[start + i] +=

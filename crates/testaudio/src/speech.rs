@@ -52,7 +52,7 @@ fn cache_path() -> PathBuf {
     let mut h: u64 = 0xcbf29ce484222325;
     let mut feed = |b: &[u8]| {
         for &x in b {
-            h = (h ^ x as u64).wrapping_mul(0x100000001b3);
+            h = (h ^ u64::from(x)).wrapping_mul(0x100000001b3);
         }
     };
     feed(ENGLISH.as_bytes());
@@ -153,8 +153,7 @@ pub fn talk_off_corpus() -> Result<Vec<i16>, String> {
         let mid = text
             .char_indices()
             .nth(text.chars().count() / 2)
-            .map(|(i, _)| i)
-            .unwrap_or(0);
+            .map_or(0, |(i, _)| i);
         for part in [text, &text[mid..]] {
             let spoken = speak(voice, wpm, part)?;
             // A voice that is missing or cannot read the script must not shrink the corpus
@@ -173,7 +172,7 @@ pub fn talk_off_corpus() -> Result<Vec<i16>, String> {
     // Written whole then renamed, so that parallel tests never read half a file.
     let tmp = path.with_extension(format!("{}.part", std::process::id()));
     std::fs::write(&tmp, &bytes)
-        .and_then(|_| std::fs::rename(&tmp, &path))
+        .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| e.to_string())?;
     Ok(all)
 }

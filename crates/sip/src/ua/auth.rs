@@ -55,7 +55,7 @@ impl AuthState {
     pub(super) fn header(
         &mut self,
         creds: Option<&Credentials>,
-        method: &Method,
+        method: Method,
         uri: &str,
     ) -> Option<(&'static str, String)> {
         let (challenge, name) = self.challenge.as_ref()?;
@@ -110,9 +110,7 @@ mod tests {
     fn one_challenge_is_answered_and_a_second_means_refused() {
         let mut a = AuthState::default();
         assert!(a.take_challenge(&challenge(401, false), true));
-        let (name, value) = a
-            .header(Some(&creds()), &Method::Invite, "sip:b@x")
-            .unwrap();
+        let (name, value) = a.header(Some(&creds()), Method::Invite, "sip:b@x").unwrap();
         assert_eq!(name, "Authorization");
         assert!(value.contains("nc=00000001"), "{value}");
         assert!(!a.take_challenge(&challenge(401, false), true), "refused");
@@ -122,7 +120,7 @@ mod tests {
         assert!(a.take_challenge(&challenge(407, true), true));
         assert!(a.take_challenge(&challenge(407, true), true));
         assert!(!a.take_challenge(&challenge(407, true), true));
-        let (name, _) = a.header(Some(&creds()), &Method::Bye, "sip:b@x").unwrap();
+        let (name, _) = a.header(Some(&creds()), Method::Bye, "sip:b@x").unwrap();
         assert_eq!(name, "Proxy-Authorization");
     }
 
@@ -130,6 +128,6 @@ mod tests {
     fn no_credentials_no_retry() {
         let mut a = AuthState::default();
         assert!(!a.take_challenge(&challenge(401, false), false));
-        assert!(a.header(None, &Method::Invite, "sip:b@x").is_none());
+        assert!(a.header(None, Method::Invite, "sip:b@x").is_none());
     }
 }

@@ -177,7 +177,12 @@ impl UserAgent {
             }
         }
         for h in handles {
-            if self.legs.get(&h).is_some_and(|l| l.may_fail_over()) && self.failover(h, now) {
+            if self
+                .legs
+                .get(&h)
+                .is_some_and(super::leg::Leg::may_fail_over)
+                && self.failover(h, now)
+            {
                 continue;
             }
             let Some(reason) = self

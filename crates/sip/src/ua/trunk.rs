@@ -131,9 +131,8 @@ impl Trunk {
     }
 
     /// Whether `branch` is that of the OPTIONS or the REGISTER in flight.
-    fn in_flight(tx: &Option<ClientTx<TrunkTimer>>, branch: Option<&str>) -> bool {
-        tx.as_ref()
-            .is_some_and(|tx| Some(tx.branch.as_str()) == branch)
+    fn in_flight(tx: Option<&ClientTx<TrunkTimer>>, branch: Option<&str>) -> bool {
+        tx.is_some_and(|tx| Some(tx.branch.as_str()) == branch)
     }
 }
 
@@ -218,7 +217,7 @@ impl UserAgent {
     pub(super) fn on_options_response(&mut self, i: usize, now: Instant, msg: Incoming) {
         let timers = self.cfg.timers;
         let tr = &mut self.trunks[i];
-        if !Trunk::in_flight(&tr.options, msg.via.branch.as_deref()) {
+        if !Trunk::in_flight(tr.options.as_ref(), msg.via.branch.as_deref()) {
             return;
         }
         let status = msg.status().unwrap_or(0);
@@ -257,7 +256,7 @@ impl UserAgent {
             .header("Contact", tr.contact())
             .header("Expires", tr.reg_expires.to_string());
         let creds = tr.cfg.credentials.clone();
-        if let Some((name, value)) = tr.reg_auth.header(creds.as_ref(), &Method::Register, &uri) {
+        if let Some((name, value)) = tr.reg_auth.header(creds.as_ref(), Method::Register, &uri) {
             b = b.header(name, value);
         }
         let bytes = b.header("User-Agent", ua).build();
@@ -288,7 +287,7 @@ impl UserAgent {
         let timers = self.cfg.timers;
         let status = msg.status().unwrap_or(0);
         let tr = &mut self.trunks[i];
-        if !Trunk::in_flight(&tr.register, msg.via.branch.as_deref()) {
+        if !Trunk::in_flight(tr.register.as_ref(), msg.via.branch.as_deref()) {
             return;
         }
         if status < 200 {

@@ -146,7 +146,7 @@ impl UserAgent {
     }
 
     pub(super) fn on_request(&mut self, now: Instant, req: Incoming, from: Route) {
-        let method = req.method().cloned().unwrap_or(Method::Options);
+        let method = req.method().copied().unwrap_or(Method::Options);
         if method != Method::Ack
             && let Some(again) = self.answered.again(&req, &from)
         {
@@ -198,7 +198,7 @@ impl UserAgent {
                 "Forbidden (callverify places calls only)",
             ),
             (_, None) if req.to_tag.is_some() || method == Method::Cancel => {
-                self.respond(now, &req, from, SipStatus::CALL_DOES_NOT_EXIST)
+                self.respond(now, &req, from, SipStatus::CALL_DOES_NOT_EXIST);
             }
             (_, Some(_)) => self.respond_allow(now, &req, from, SipStatus::NOT_IMPLEMENTED),
             (_, None) => self.respond_allow(now, &req, from, SipStatus::METHOD_NOT_ALLOWED),

@@ -149,8 +149,7 @@ impl Sim {
             .iter()
             .rev()
             .find(|(_, _, m)| m.method().is_some_and(|x| x.to_string() == method))
-            .map(|(_, _, m)| m.clone())
-            .unwrap_or_else(|| panic!("no {method} sent"))
+            .map_or_else(|| panic!("no {method} sent"), |(_, _, m)| m.clone())
     }
 
     pub fn methods(&self) -> Vec<String> {

@@ -266,7 +266,7 @@ impl UserAgent {
         };
         let mut b =
             headers::request(head, &leg.route, &branch, &[]).header("Contact", &leg.contact);
-        if let Some((name, value)) = leg.auth.header(creds.as_ref(), &Method::Invite, &leg.ruri) {
+        if let Some((name, value)) = leg.auth.header(creds.as_ref(), Method::Invite, &leg.ruri) {
             b = b.header(name, value);
         }
         let bytes = b
@@ -356,7 +356,7 @@ impl UserAgent {
             .in_dialog(&dialog, Method::Bye, cseq, &branch)
             .header("User-Agent", ua);
         let target = dialog.remote_target.as_deref().unwrap_or(&leg.ruri);
-        if let Some((name, value)) = auth.header(creds.as_ref(), &Method::Bye, target) {
+        if let Some((name, value)) = auth.header(creds.as_ref(), Method::Bye, target) {
             b = b.header(name, value);
         }
         let bytes = b.build();
@@ -403,7 +403,7 @@ impl UserAgent {
                 self.send_cancel(h, now, early);
             }
             LegState::Confirmed(dialog) => {
-                self.send_bye(h, now, confirmed, dialog, AuthState::default())
+                self.send_bye(h, now, confirmed, dialog, AuthState::default());
             }
             // Already ending, or over.
             other => leg.state = other,
@@ -577,7 +577,7 @@ mod tests {
         // Answered while the CANCEL was on its way: ACK, then BYE.
         respond(&mut ua, now, &invite, 200, true);
         assert_eq!(state(&ua), "ending");
-        let methods: Vec<_> = sent(&mut ua).iter().map(|m| m.method().cloned()).collect();
+        let methods: Vec<_> = sent(&mut ua).iter().map(|m| m.method().copied()).collect();
         assert_eq!(methods, vec![Some(Method::Ack), Some(Method::Bye)]);
         assert!(ua.legs[&1].timers.get(LegTimer::CancelTimeout).is_none());
     }
