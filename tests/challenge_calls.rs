@@ -356,19 +356,25 @@ async fn erins_primary(store: &Store) -> Option<String> {
         .map(|p| p.phone.as_e164().unwrap_or_default().to_string())
 }
 
-/// An enrolment that must be approved on the user's current primary phone calls that phone
-/// first: when it is busy, the challenge ends so, and the new phone is not called.
-#[tokio::test]
-async fn replacing_a_verified_phone_calls_the_current_one_first() {
+/// Erin, whose primary phone is +819011112222, enrols +819055556666 as her primary phone
+/// (to be approved on the current one first when `confirm`), and the challenge is called
+/// through sipp answering `calls` calls (busy for `busy`'s number): the store, the challenge
+/// and the state the call left it in.
+async fn erin_replaces(
+    name: &str,
+    confirm: bool,
+    busy: Option<&str>,
+    calls: usize,
+) -> (Store, store::Challenge, Option<ChallengeState>) {
     let now = store::now_ms();
-    let store = sqlite_store("challenge-replace-busy").await;
+    let store = sqlite_store(&format!("challenge-replace-{name}")).await;
     verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
     let (c, _) = store
-        .create_challenge(&erin_enrols(true, now))
+        .create_challenge(&erin_enrols(confirm, now))
         .await
         .unwrap();
-    let dir = scratch("challenge-replace-busy-sipp");
-    let sipp = phones(&dir, Some("+819011112222"), 1);
+    let dir = scratch(&format!("challenge-replace-{name}-sipp"));
+    let sipp = phones(&dir, busy, calls);
     let runner = runner_through(store.clone(), sipp.addr)
         .await
         .with_policy(japan());
@@ -377,6 +383,14 @@ async fn replacing_a_verified_phone_calls_the_current_one_first() {
         .unwrap()
         .unwrap();
     assert!(sipp.finish().await.passed);
+    (store, c, state)
+}
+
+/// An enrolment that must be approved on the user's current primary phone calls that phone
+/// first: when it is busy, the challenge ends so, and the new phone is not called.
+#[tokio::test]
+async fn replacing_a_verified_phone_calls_the_current_one_first() {
+    let (store, c, state) = erin_replaces("busy", true, Some("+819011112222"), 1).await;
     assert_eq!(state, Some(ChallengeState::Busy));
     let c = store.challenge(&c.id).await.unwrap().unwrap();
     assert_eq!(
@@ -399,23 +413,7 @@ async fn replacing_a_verified_phone_calls_the_current_one_first() {
 /// order, and the new phone replaces the old one.
 #[tokio::test]
 async fn a_replacing_phone_is_verified_once_the_current_one_approved() {
-    let now = store::now_ms();
-    let store = sqlite_store("challenge-replace-both").await;
-    verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
-    let (c, _) = store
-        .create_challenge(&erin_enrols(true, now))
-        .await
-        .unwrap();
-    let dir = scratch("challenge-replace-both-sipp");
-    let sipp = phones(&dir, None, 2);
-    let runner = runner_through(store.clone(), sipp.addr)
-        .await
-        .with_policy(japan());
-    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(sipp.finish().await.passed);
+    let (store, _, state) = erin_replaces("both", true, None, 2).await;
     assert_eq!(state, Some(ChallengeState::Approved));
     let log: Vec<(String, String)> = call_log(&store)
         .await
@@ -439,23 +437,7 @@ async fn a_replacing_phone_is_verified_once_the_current_one_approved() {
 /// only the new phone is called.
 #[tokio::test]
 async fn a_replacement_by_a_phone_admin_calls_only_the_new_phone() {
-    let now = store::now_ms();
-    let store = sqlite_store("challenge-replace-admin").await;
-    verified(&store, "erin", "+819011112222", PhoneRole::Primary, now).await;
-    let (c, _) = store
-        .create_challenge(&erin_enrols(false, now))
-        .await
-        .unwrap();
-    let dir = scratch("challenge-replace-admin-sipp");
-    let sipp = phones(&dir, None, 1);
-    let runner = runner_through(store.clone(), sipp.addr)
-        .await
-        .with_policy(japan());
-    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(sipp.finish().await.passed);
+    let (store, _, state) = erin_replaces("admin", false, None, 1).await;
     assert_eq!(state, Some(ChallengeState::Approved));
     assert_eq!(
         call_log(&store)
