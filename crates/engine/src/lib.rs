@@ -17,7 +17,7 @@ pub mod sip_driver;
 pub mod tls;
 
 pub use call::{CallReport, Outcome, Prompts, Report, ScriptConfig, VerificationCall};
-pub use call_driver::{MediaConfig, VerifyError, verify};
+pub use call_driver::{MediaConfig, OnSend, VerifyError, verify};
 pub use runner::{RunError, Runner};
 pub use sip_driver::{Call, CallError, SipEndpoint, StartError};
 pub use tls::{TlsError, TlsSettings, TlsTrunk};
