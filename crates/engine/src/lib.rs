@@ -2,7 +2,7 @@
 //! protocol crates.
 //!
 //! [`call`] is the verification call as a sans-IO state machine (script, keys, answering
-//! machines, outcome and timings); [`call_driver`] runs one on a pair of RTP/RTCP sockets
+//! machines, SRTP, outcome and timings); [`call_driver`] runs one on a pair of RTP/RTCP sockets
 //! beside a SIP call; [`runner`] runs a stored challenge's calls (one, or two for a
 //! fallback phone or an enrolment that needs the current phone's approval) and keeps the
 //! store up to date; [`sip_driver`] runs the SIP user agent on UDP, TCP and TLS sockets ([`tls`] makes
