@@ -61,7 +61,11 @@ async fn call_log(store: &Store) -> Vec<(String, String, Option<String>)> {
     let mut log = Vec::new();
     for call in calls.iter().rev() {
         let end = store.call(&call.id).await.unwrap().unwrap().end.unwrap();
-        log.push((call.phone_masked.clone(), end.outcome, end.detail));
+        log.push((
+            call.phone_masked.clone(),
+            end.outcome.to_string(),
+            end.detail,
+        ));
     }
     log
 }
@@ -125,12 +129,13 @@ async fn approved_with_its_trail(store: Store) {
     assert_eq!(calls[0].phone_masked, "+81 ** **** **78");
     let call = store.call(&calls[0].id).await.unwrap().unwrap();
     let end = call.end.unwrap();
-    assert_eq!(end.outcome, "approved");
+    assert_eq!(end.outcome.as_str(), "approved");
     assert_eq!(end.trunk.as_deref(), Some("sipp"));
-    assert_eq!(end.keys.len(), 1);
+    let keys = end.keys();
+    assert_eq!(keys.len(), 1);
     assert_eq!(
-        (end.keys[0].digit.as_str(), end.keys[0].source.as_str()),
-        ("#", "rfc4733")
+        (keys[0].digit.as_char(), keys[0].source.as_str()),
+        ('#', "rfc4733")
     );
     assert!(end.time_to_answer_ms.is_some() && end.packets_sent > 0);
 }

@@ -167,15 +167,8 @@ impl LossyLink {
         let counts = std::sync::Arc::new(std::sync::Mutex::new((0, 0)));
         let (p, c) = (peer.clone(), counts.clone());
         let task = tokio::spawn(async move {
-            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-            let mut lose = move || {
-                rng ^= rng >> 12;
-                rng ^= rng << 25;
-                rng ^= rng >> 27;
-                let u =
-                    (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
-                u < loss
-            };
+            let mut rng = testaudio::Rng::new(seed);
+            let mut lose = move || rng.uniform() < loss;
             let mut client: Option<SocketAddr> = None;
             let (mut a, mut b) = (vec![0u8; 65_536], vec![0u8; 65_536]);
             loop {

@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use store::StoreError;
+use store::{OutcomeFilter, StoreError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{AppState, Problem, operator, rfc3339};
@@ -72,7 +72,7 @@ impl CallView {
             phone_number: c.phone_masked.clone(),
             started_at: rfc3339(c.started_at_ms),
             ended_at: e.map(|e| rfc3339(e.ended_at_ms)),
-            outcome: e.map(|e| e.outcome.clone()),
+            outcome: e.map(|e| e.outcome.to_string()),
             sip_status: e.and_then(|e| e.sip_status),
             detail: e.and_then(|e| e.detail.clone()),
             trunk: e.and_then(|e| e.trunk.clone()),
@@ -88,11 +88,11 @@ impl CallView {
             srtp: e.map(|e| e.srtp),
             keys: with_keys.then(|| {
                 e.map(|e| {
-                    e.keys
+                    e.keys()
                         .iter()
                         .map(|k| KeyView {
-                            digit: k.digit.clone(),
-                            source: k.source.clone(),
+                            digit: k.digit.to_string(),
+                            source: k.source.to_string(),
                             at_ms: k.at_ms,
                         })
                         .collect()
@@ -156,8 +156,12 @@ pub(crate) async fn list_calls(
     Query(q): Query<CallsQuery>,
 ) -> Result<Response, Problem> {
     operator(&state, &headers).await?;
+    let outcome = match q.outcome.as_deref() {
+        None => None,
+        Some(name) => Some(OutcomeFilter::from_name(name).ok_or_else(|| unknown_outcome(name))?),
+    };
     let filter = store::CallFilter {
-        outcome: q.outcome,
+        outcome,
         from_ms: q.from,
         to_ms: q.to,
         phone_masked: q.phone,
@@ -173,6 +177,15 @@ pub(crate) async fn list_calls(
         next_cursor: next,
     })
     .into_response())
+}
+
+/// The answer to an `outcome` that is none: the names there are.
+fn unknown_outcome(name: &str) -> Problem {
+    let names: Vec<&str> = OutcomeFilter::names().collect();
+    Problem::unprocessable(format!(
+        "outcome {name:?} is not one of {}",
+        names.join(", ")
+    ))
 }
 
 /// The answer to a listing that failed: a cursor the call log did not give is the client's
@@ -219,7 +232,7 @@ pub(crate) async fn get_call(
             .flat_map(|e| &e.steps)
             .map(|s| StepView {
                 at_ms: s.at_ms,
-                kind: s.kind.clone(),
+                kind: s.kind.to_string(),
                 detail: s.detail.clone(),
             })
             .collect(),
@@ -247,5 +260,16 @@ mod tests {
         // A stored value the store does not understand is not the client's, whatever it says.
         let p = listing_problem(StoreError::Corrupt("cursor \"bogus\"".into()));
         assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_refused_naming_the_outcomes_there_are() {
+        let p = unknown_outcome("aproved");
+        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            p.detail
+                .starts_with("outcome \"aproved\" is not one of queued, ")
+        );
+        assert!(p.detail.contains(", approved, ") && p.detail.ends_with(", in_progress"));
     }
 }

@@ -10,9 +10,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
+use media::Language;
 use serde::{Deserialize, Serialize};
 use store::{
     ApiKey, Challenge, ChallengeState, KeyKind, NewChallenge, PhoneNumber, PhoneRole, Purpose,
+    TrustedDevice,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
@@ -37,10 +39,10 @@ pub(crate) struct CreateRequest {
     /// The identity service's user id: a sign-in calls the user's verified primary phone.
     #[schema(example = "alice@example.com")]
     pub user_id: Option<String>,
-    /// Prompt language: `en` or `ja`.
-    #[serde(default = "default_language")]
+    /// Prompt language, one of the prompt library's (`en`, `ja`); when absent, the
+    /// gateway's configured `[call] language`.
     #[schema(example = "ja")]
-    pub language: String,
+    pub language: Option<String>,
     /// `sign_in` (default) or `enroll` (registers `phone_number` for `user_id`).
     #[serde(default = "default_purpose")]
     #[schema(value_type = String, example = "sign_in")]
@@ -59,9 +61,6 @@ pub(crate) struct CreateRequest {
     pub trusted_device_token: Option<String>,
 }
 
-fn default_language() -> String {
-    "en".into()
-}
 fn default_purpose() -> Purpose {
     Purpose::SignIn
 }
@@ -183,6 +182,19 @@ pub(crate) fn check_user_for(state: &AppState, key: &ApiKey, u: &str) -> Result<
     }
 }
 
+/// The prompts' language a request names, or the configured one when it names none.
+fn language_of(state: &AppState, name: Option<&str>) -> Result<Language, Problem> {
+    let Some(name) = name else {
+        return Ok(state.cfg.language);
+    };
+    Language::from_code(name).ok_or_else(|| {
+        Problem::unprocessable(format!(
+            "language {name:?} is not offered: use {}",
+            Language::choices()
+        ))
+    })
+}
+
 /// Creates a challenge from a request (`POST /v1/challenges` and the phone registration):
 /// the reply and whether it was a replay.
 pub(crate) async fn create(
@@ -192,36 +204,8 @@ pub(crate) async fn create(
     body: &[u8],
     req: CreateRequest,
 ) -> Result<(Challenge, bool), Problem> {
-    if let Some(u) = &req.user_id {
-        check_user_for(state, key, u)?;
-    }
-    if !matches!(req.language.as_str(), "en" | "ja") {
-        return Err(Problem::unprocessable(format!(
-            "language {:?} is not offered: use en or ja",
-            req.language
-        )));
-    }
-    if let Some(url) = &req.callback_url {
-        state.cfg.webhooks.callbacks.check(url).await.map_err(|r| {
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "callback-not-allowed",
-                "The callback URL is not allowed",
-                r.0,
-            )
-        })?;
-    }
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(s) if !s.is_empty() && s.len() <= 255 => Some(s.to_string()),
-            _ => {
-                return Err(Problem::unprocessable(
-                    "Idempotency-Key must be 1 to 255 visible characters",
-                ));
-            }
-        },
-    };
+    let language = check_request(state, key, &req).await?;
+    let idempotency_key = idempotency_key(headers)?;
     let request_hash = {
         use sha2::Digest;
         crate::hex(&sha2::Sha256::digest(body))
@@ -233,6 +217,144 @@ pub(crate) async fn create(
         return Ok((found, true));
     }
     let now = now_ms();
+    let (phone, enrol) = phone_to_call(state, &req).await?;
+    let remember = req.remember_device || req.trusted_device_token.is_some();
+    if remember && (req.purpose != Purpose::SignIn || req.user_id.is_none()) {
+        return Err(Problem::unprocessable(
+            "remember_device and trusted_device_token are for sign-ins of a user_id",
+        ));
+    }
+    // A valid trusted-device token of this user skips the call.
+    let trusted = trusted_device(state, &req, now).await?;
+    let policy = &state.cfg.policy;
+    // Checked and counted in the transaction that makes the challenge. One a trusted device
+    // approves makes no call: only a fraud block refuses it.
+    let admission = match trusted {
+        Some(_) => policy.blocks_only(),
+        None => {
+            let checked = policy.check_number(&phone)?;
+            policy.admission(&phone, &checked, req.user_id.as_deref(), &key.id, true)
+        }
+    };
+    // Replacing or adding a phone of a user who has a verified primary one: that phone must
+    // approve first, unless the key may administer phones.
+    let confirm_primary = match (&enrol, &req.user_id) {
+        (Some(_), Some(u)) if !key.phone_admin => state
+            .store
+            .verified_phone(u, PhoneRole::Primary)
+            .await?
+            .is_some(),
+        _ => false,
+    };
+    let now = now_ms();
+    let made = state
+        .store
+        .create_admitted(
+            &NewChallenge {
+                api_key_id: key.id.clone(),
+                idempotency_key,
+                request_hash,
+                user_id: req.user_id,
+                phone: phone.clone(),
+                language: language.code().to_string(),
+                purpose: req.purpose,
+                callback_url: req.callback_url,
+                enrol,
+                // A trusted device keeps the expiry it has: no new one is made.
+                remember_device_ms: if req.remember_device && trusted.is_none() {
+                    state.cfg.trusted_device_ttl.as_millis() as i64
+                } else {
+                    0
+                },
+                fraud_block_ms: policy.fraud_block.as_millis() as i64,
+                confirm_primary,
+                now_ms: now,
+                expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
+            },
+            &admission,
+        )
+        .await?;
+    let (c, replay) = made.map_err(|r| policy.refusal(r, &phone, now))?;
+    if replay {
+        return Ok((c, true));
+    }
+    after_made(state, c, trusted, now).await
+}
+
+/// Checks a request's user (its key's to name), language and callback URL: the language
+/// to call in.
+async fn check_request(
+    state: &AppState,
+    key: &ApiKey,
+    req: &CreateRequest,
+) -> Result<Language, Problem> {
+    if let Some(u) = &req.user_id {
+        check_user_for(state, key, u)?;
+    }
+    let language = language_of(state, req.language.as_deref())?;
+    if let Some(url) = &req.callback_url {
+        state.cfg.webhooks.callbacks.check(url).await.map_err(|r| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "callback-not-allowed",
+                "The callback URL is not allowed",
+                r.0,
+            )
+        })?;
+    }
+    Ok(language)
+}
+
+/// A challenge just made (not a replay): approved at once when a trusted device skips its
+/// call, otherwise queued and the dispatcher woken to call it.
+async fn after_made(
+    state: &AppState,
+    c: Challenge,
+    trusted: Option<TrustedDevice>,
+    now: i64,
+) -> Result<(Challenge, bool), Problem> {
+    metrics::counter!("callverify_challenges_total", "purpose" => c.purpose.as_str()).increment(1);
+    if let Some(td) = trusted {
+        info!(challenge = %c.id, device = %td.id, "approved by a trusted device, no call");
+        state
+            .store
+            .transition(
+                &c.id,
+                ChallengeState::Approved,
+                now,
+                Some("trusted_device"),
+                None,
+            )
+            .await?;
+        let c = state.store.challenge(&c.id).await?.unwrap_or(c);
+        return Ok((c, false));
+    }
+    info!(challenge = %c.id, to = %c.phone, purpose = c.purpose.as_str(), "challenge created");
+    if let Some(runner) = &state.runner {
+        runner.wake();
+    }
+    Ok((c, false))
+}
+
+/// The `Idempotency-Key` header, if given: 1 to 255 visible characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.is_empty() && s.len() <= 255 => Ok(Some(s.to_string())),
+            _ => Err(Problem::unprocessable(
+                "Idempotency-Key must be 1 to 255 visible characters",
+            )),
+        },
+    }
+}
+
+/// The phone a request calls (its number, or the user's verified primary phone), and the
+/// role it is enrolled in for an enrolment.
+async fn phone_to_call(
+    state: &AppState,
+    req: &CreateRequest,
+) -> Result<(PhoneNumber, Option<PhoneRole>), Problem> {
     let parse = |s: &str| {
         PhoneNumber::parse(s).map_err(|e| Problem::unprocessable(format!("phone_number: {e}")))
     };
@@ -275,13 +397,16 @@ pub(crate) async fn create(
     if req.phone_role.is_some() && enrol.is_none() {
         return Err(Problem::unprocessable("phone_role is for enrolments"));
     }
-    let remember = req.remember_device || req.trusted_device_token.is_some();
-    if remember && (req.purpose != Purpose::SignIn || req.user_id.is_none()) {
-        return Err(Problem::unprocessable(
-            "remember_device and trusted_device_token are for sign-ins of a user_id",
-        ));
-    }
-    // A valid trusted-device token of this user skips the call.
+    Ok((phone, enrol))
+}
+
+/// The user's trusted device whose token the request gave, if the token is valid at `now`
+/// (one that is not, or not the user's, is logged and the call is made).
+async fn trusted_device(
+    state: &AppState,
+    req: &CreateRequest,
+    now: i64,
+) -> Result<Option<TrustedDevice>, Problem> {
     let secret = &state.cfg.token_secret;
     let mut trusted = None;
     if let (Some(t), Some(u)) = (&req.trusted_device_token, &req.user_id) {
@@ -297,79 +422,7 @@ pub(crate) async fn create(
             }
         }
     }
-    let policy = &state.cfg.policy;
-    // Checked and counted in the transaction that makes the challenge. One a trusted device
-    // approves makes no call: only a fraud block refuses it.
-    let admission = match trusted {
-        Some(_) => policy.blocks_only(),
-        None => {
-            let checked = policy.check_number(&phone)?;
-            policy.admission(&phone, &checked, req.user_id.as_deref(), &key.id, true)
-        }
-    };
-    // Replacing or adding a phone of a user who has a verified primary one: that phone must
-    // approve first, unless the key may administer phones.
-    let confirm_primary = match (&enrol, &req.user_id) {
-        (Some(_), Some(u)) if !key.phone_admin => state
-            .store
-            .verified_phone(u, PhoneRole::Primary)
-            .await?
-            .is_some(),
-        _ => false,
-    };
-    let now = now_ms();
-    let made = state
-        .store
-        .create_admitted(
-            &NewChallenge {
-                api_key_id: key.id.clone(),
-                idempotency_key,
-                request_hash,
-                user_id: req.user_id,
-                phone: phone.clone(),
-                language: req.language,
-                purpose: req.purpose,
-                callback_url: req.callback_url,
-                enrol,
-                // A trusted device keeps the expiry it has: no new one is made.
-                remember_device_ms: if req.remember_device && trusted.is_none() {
-                    state.cfg.trusted_device_ttl.as_millis() as i64
-                } else {
-                    0
-                },
-                fraud_block_ms: policy.fraud_block.as_millis() as i64,
-                confirm_primary,
-                now_ms: now,
-                expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
-            },
-            &admission,
-        )
-        .await?;
-    let (c, replay) = made.map_err(|r| policy.refusal(r, &phone, now))?;
-    if replay {
-        return Ok((c, true));
-    }
-    metrics::counter!("callverify_challenges_total", "purpose" => c.purpose.as_str()).increment(1);
-    if let Some(td) = trusted {
-        info!(challenge = %c.id, device = %td.id, "approved by a trusted device, no call");
-        state
-            .store
-            .transition(
-                &c.id,
-                ChallengeState::Approved,
-                now,
-                Some("trusted_device"),
-                None,
-            )
-            .await?;
-        let c = state.store.challenge(&c.id).await?.unwrap_or(c);
-        return Ok((c, false));
-    }
-    info!(challenge = %c.id, to = %c.phone, purpose = c.purpose.as_str(), "challenge created");
-    if let Some(runner) = &state.runner {
-        runner.spawn_run(c.id.clone());
-    }
-    Ok((c, false))
+    Ok(trusted)
 }
 
 /// Create a challenge: the gateway calls the number (or the user's verified phone).

@@ -63,6 +63,8 @@ pub struct ApiConfig {
     pub demo_page: Option<ApiKey>,
     /// The only numbers the `/demo` page registers.
     pub demo_numbers: Vec<PhoneNumber>,
+    /// The prompts' language of a challenge that names none (`[call] language`).
+    pub language: media::Language,
 }
 
 impl Default for ApiConfig {
@@ -78,6 +80,7 @@ impl Default for ApiConfig {
             retention: Duration::from_secs(90 * 86_400),
             demo_page: None,
             demo_numbers: Vec::new(),
+            language: media::Language::En,
         }
     }
 }

@@ -74,8 +74,8 @@ fn demo_off() -> Problem {
 #[serde(deny_unknown_fields)]
 pub(crate) struct SignIn {
     user_id: String,
-    #[serde(default = "en")]
-    language: String,
+    /// The configured language when absent.
+    language: Option<String>,
     #[serde(default)]
     remember_device: bool,
     trusted_device_token: Option<String>,
@@ -87,12 +87,8 @@ pub(crate) struct SignIn {
 pub(crate) struct Register {
     user_id: String,
     phone_number: String,
-    #[serde(default = "en")]
-    language: String,
-}
-
-fn en() -> String {
-    "en".into()
+    /// The configured language when absent.
+    language: Option<String>,
 }
 
 /// What the page does next: `register` (the user has no verified phone: "more

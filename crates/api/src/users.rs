@@ -26,7 +26,7 @@ pub(crate) struct RegisterPhone {
     /// `primary` (default) or `fallback`.
     #[schema(value_type = Option<String>, example = "primary")]
     role: Option<PhoneRole>,
-    /// Prompt language of the enrolment call: `en` (default) or `ja`.
+    /// Prompt language of the enrolment call (`en`, `ja`); the configured one by default.
     language: Option<String>,
     /// Where the enrolment's decision is posted.
     callback_url: Option<String>,
@@ -113,7 +113,7 @@ pub(crate) async fn register_phone(
     let req = CreateRequest {
         phone_number: Some(reg.phone_number),
         user_id: Some(user.clone()),
-        language: reg.language.unwrap_or_else(|| "en".into()),
+        language: reg.language,
         purpose: Purpose::Enroll,
         phone_role: Some(reg.role.unwrap_or(PhoneRole::Primary)),
         callback_url: reg.callback_url,

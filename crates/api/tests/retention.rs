@@ -36,11 +36,7 @@ async fn decided_at(store: &Store, key: &str, number: &str, at: i64) -> (String,
                 .unwrap()
         );
     }
-    let end = CallEnd {
-        outcome: "approved".into(),
-        ended_at_ms: at + 300,
-        ..CallEnd::default()
-    };
+    let end = CallEnd::new(ChallengeState::Approved, at + 300);
     assert!(store.finish_call(&call, &end).await.unwrap());
     (c.id, call)
 }

@@ -254,22 +254,7 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
         "softphone: baresip on udp:{} answers automatically and presses '#'",
         phone.addr
     );
-
-    let toml = format!(
-        "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n\
-         [sip.timers]\nring_timeout_s = 20\n\
-         [[trunk]]\nname = \"softphone\"\naddress = \"{}\"\ntransport = \"udp\"\noptions_interval_s = 0\n\
-         [media]\naddress = \"127.0.0.1\"\n\
-         [call]\nprompts = {:?}\nrepeats = 2\ncall_timeout_s = 60\nfirst_key_timeout_s = 20\n\
-         [store]\nurl = \"sqlite://{}\"\n\
-         [policy]\nallowed_countries = [\"JP\"]\n\
-         [api]\ndemo_page = {}\n\
-         [demo]\nnumbers = [\"{NUMBER}\"]\n",
-        phone.addr,
-        prompts_dir().display().to_string(),
-        dir.join("callverify.db").display(),
-        serve.is_some(),
-    );
+    let toml = demo_config(phone.addr, &dir, serve.is_some());
     let cfg = Config::parse(&toml, "demo", |_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let secret = random_secret();
     let api_cfg = cfg
@@ -284,24 +269,7 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
     )
     .await?;
     if serve.is_some() {
-        let (_, op) = gw
-            .store
-            .create_api_key("demo-ops", KeyKind::Operator, 0)
-            .await?;
-        println!("demo page: http://{}/demo", gw.api_addr);
-        println!("console:   http://{}/console", gw.api_addr);
-        println!("operator key (for the console): {op}");
-        println!(
-            "register {} (the only number the page calls): the softphone answers and presses '#'",
-            NUMBER
-        );
-        println!("serving until SIGTERM or Ctrl-C (an hour at most)");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-            () = tokio::time::sleep(SERVE_FOR) => {}
-        }
+        serve_page(&gw).await?;
         gw.shutdown(Duration::from_secs(5)).await;
         drop(phone);
         let _ = std::fs::remove_dir_all(&dir);
@@ -327,9 +295,72 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
         key,
         started: Instant::now(),
     };
-    let code = lang.code();
-    let mut all_approved = true;
+    let all_approved = steps(&client, lang.code()).await?;
+    // A call goes on after its verdict (the closing prompt, then BYE): wait for its end.
+    wait_for_calls_to_end(&client, &op).await?;
+    print_call_log(&client, &op).await?;
+    gw.shutdown(Duration::from_secs(5)).await;
+    drop(phone);
+    if all_approved {
+        let _ = std::fs::remove_dir_all(&dir);
+        println!("demo: every step approved");
+    } else {
+        println!(
+            "demo: a step was not approved; files kept in {}",
+            dir.display()
+        );
+    }
+    Ok(all_approved)
+}
 
+/// The demo's configuration: the softphone at `phone` as the one trunk, the store a SQLite
+/// file in `dir`, and the `/demo` page on when `page`.
+fn demo_config(phone: SocketAddr, dir: &Path, page: bool) -> String {
+    format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n\
+         [sip.timers]\nring_timeout_s = 20\n\
+         [[trunk]]\nname = \"softphone\"\naddress = \"{}\"\ntransport = \"udp\"\noptions_interval_s = 0\n\
+         [media]\naddress = \"127.0.0.1\"\n\
+         [call]\nprompts = {:?}\nrepeats = 2\ncall_timeout_s = 60\nfirst_key_timeout_s = 20\n\
+         [store]\nurl = \"sqlite://{}\"\n\
+         [policy]\nallowed_countries = [\"JP\"]\n\
+         [api]\ndemo_page = {}\n\
+         [demo]\nnumbers = [\"{NUMBER}\"]\n",
+        phone,
+        prompts_dir().display().to_string(),
+        dir.join("callverify.db").display(),
+        page,
+    )
+}
+
+/// `demo --serve`: says where the page and the console are, and serves until SIGTERM,
+/// Ctrl-C or [`SERVE_FOR`].
+async fn serve_page(gw: &Gateway) -> anyhow::Result<()> {
+    let (_, op) = gw
+        .store
+        .create_api_key("demo-ops", KeyKind::Operator, 0)
+        .await?;
+    println!("demo page: http://{}/demo", gw.api_addr);
+    println!("console:   http://{}/console", gw.api_addr);
+    println!("operator key (for the console): {op}");
+    println!(
+        "register {} (the only number the page calls): the softphone answers and presses '#'",
+        NUMBER
+    );
+    println!("serving until SIGTERM or Ctrl-C (an hour at most)");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+        () = tokio::time::sleep(SERVE_FOR) => {}
+    }
+    Ok(())
+}
+
+/// The demo's three steps (an enrolment, a sign-in that asks to remember the device, a
+/// sign-in on that device): whether each was approved.
+async fn steps(client: &Client, code: &str) -> anyhow::Result<bool> {
+    let mut all_approved = true;
     client.say(&format!(
         "1. enrolment: register {} for user demo-user (a call; press '#')",
         masked(NUMBER)
@@ -384,15 +415,18 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
         .await?;
     let done = client.follow(&c).await?;
     all_approved &= done["state"] == "approved" && done["reason"] == "trusted_device";
+    Ok(all_approved)
+}
 
-    // A call goes on after its verdict (the closing prompt, then BYE): wait for its end.
+/// Waits (30 s at most) until the call log has no call in progress.
+async fn wait_for_calls_to_end(client: &Client, op: &str) -> anyhow::Result<()> {
     let settled = Instant::now() + Duration::from_secs(30);
     while Instant::now() < settled {
         let (_, busy) = client
             .send(
                 reqwest::Method::GET,
                 "/v1/calls?outcome=in_progress",
-                &op,
+                op,
                 None,
             )
             .await?;
@@ -401,14 +435,19 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok(())
+}
+
+/// Prints the operator's call log (`GET /v1/calls`, each call's detail), oldest first.
+async fn print_call_log(client: &Client, op: &str) -> anyhow::Result<()> {
     client.say("the operator's call log (GET /v1/calls):");
     let (_, calls) = client
-        .send(reqwest::Method::GET, "/v1/calls", &op, None)
+        .send(reqwest::Method::GET, "/v1/calls", op, None)
         .await?;
     for call in calls["calls"].as_array().into_iter().flatten().rev() {
         let id = call["id"].as_str().unwrap_or("?");
         let (_, detail) = client
-            .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), &op, None)
+            .send(reqwest::Method::GET, &format!("/v1/calls/{id}"), op, None)
             .await?;
         let keys: Vec<String> = detail["keys"]
             .as_array()
@@ -449,18 +488,7 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
             .collect();
         println!("            timeline: {}", timeline.join(" → "));
     }
-    gw.shutdown(Duration::from_secs(5)).await;
-    drop(phone);
-    if all_approved {
-        let _ = std::fs::remove_dir_all(&dir);
-        println!("demo: every step approved");
-    } else {
-        println!(
-            "demo: a step was not approved; files kept in {}",
-            dir.display()
-        );
-    }
-    Ok(all_approved)
+    Ok(())
 }
 
 fn masked(n: &str) -> String {

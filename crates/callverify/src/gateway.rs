@@ -94,10 +94,10 @@ impl Gateway {
                 );
             }
         }
-        let library = media::PromptLibrary::load(&cfg.call.prompts, &[Language::En, Language::Ja])
+        let library = media::PromptLibrary::load(&cfg.call.prompts, &Language::ALL)
             .with_context(|| format!("loading the prompts in {}", cfg.call.prompts.display()))?;
         let mut prompts = HashMap::new();
-        for lang in [Language::En, Language::Ja] {
+        for lang in Language::ALL {
             if let Some(p) = engine::Prompts::from_library(&library, lang) {
                 prompts.insert(lang, p);
             }

@@ -167,18 +167,9 @@ return out;"#)
     assert_eq!(low, json!([]), "{page}: text under 4.5:1 contrast");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_page_and_the_console_in_chromium() {
-    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
-        assert!(
-            std::path::Path::new(tool).exists(),
-            "{tool} is missing: apt-get install chromium chromium-driver (.ci/test does)"
-        );
-    }
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    std::fs::create_dir_all(&shots).unwrap();
-
-    // The gateway with the demo page, baresip as the phone.
+/// `callverify demo --serve` on a free loopback port (baresip as the phone), once it serves:
+/// the process, its address and the operator key it printed.
+fn start_demo() -> (Killed, String, String) {
     let addr = format!("127.0.0.1:{}", free_port(V4));
     let mut demo = Command::new(env!("CARGO_BIN_EXE_callverify"))
         .args(["demo", "--serve", &addr])
@@ -206,7 +197,11 @@ async fn the_demo_page_and_the_console_in_chromium() {
     // The rest of what it prints (it says when it stops).
     std::thread::spawn(move || lines.for_each(drop));
 
-    // chromium-driver on loopback.
+    (demo, addr, operator_key)
+}
+
+/// chromium-driver on loopback, and a headless Chromium session at 1280x900 through it.
+async fn open_browser(shots: &std::path::Path) -> (Killed, Browser) {
     let port = free_port(V4);
     let _driver = Killed(
         Command::new("/usr/bin/chromedriver")
@@ -253,16 +248,20 @@ async fn the_demo_page_and_the_console_in_chromium() {
     let b = Browser {
         http: http.clone(),
         base: format!("{driver}/session/{id}"),
-        shots: shots.clone(),
+        shots: shots.to_path_buf(),
     };
-    let site = format!("http://{addr}");
+    (_driver, b)
+}
 
+/// The demo page in English: the keyboard, then a registration refused and one made (its
+/// call approved).
+async fn demo_page_in_english(b: &Browser, site: &str) {
     // The demo page, in English. The keyboard: focus starts in the user field; Tab moves
     // to the checkbox; Enter in the field submits.
     b.go(&format!("{site}/demo")).await;
     b.click("#lang-en").await;
     assert_eq!(b.text("#screen-signin h1").await, "Sign in");
-    accessible(&b, "demo").await;
+    accessible(b, "demo").await;
     b.screenshot("1-sign-in").await;
     let user = b.find("#user").await;
     b.js("document.getElementById('user').focus();").await;
@@ -288,7 +287,7 @@ async fn the_demo_page_and_the_console_in_chromium() {
         b.text("#screen-register h1").await,
         "More information is required"
     );
-    accessible(&b, "demo: register").await;
+    accessible(b, "demo: register").await;
     b.screenshot("2-more-information-required").await;
     // A number the demo does not call (it calls only its own): the reason is shown by the
     // field.
@@ -321,7 +320,11 @@ async fn the_demo_page_and_the_console_in_chromium() {
     b.screenshot("4-verification-succeeded").await;
     b.click("#done-btn").await;
     b.screen("done").await;
+}
 
+/// A sign-in canceled on the page, the words for every failure, then a sign-in that asks to
+/// remember the device (from the page the registration ended on).
+async fn cancel_then_remember(b: &Browser) {
     // A sign-in called at once and canceled on the page: the call hangs up, and the page
     // says what happened and what to do.
     b.click("#screen-done button[data-action=restart]").await;
@@ -362,7 +365,12 @@ async fn the_demo_page_and_the_console_in_chromium() {
         "the trusted-device token is kept: {token}"
     );
     b.screenshot("5-signed-in").await;
+}
 
+/// The demo page in Japanese on a phone-sized screen (from the page the English steps
+/// ended on), on the trusted device: no call, and the
+/// page never held an API key.
+async fn demo_page_in_japanese(b: &Browser) {
     // On the trusted device, in Japanese, on a phone-sized screen: no call.
     b.viewport(390, 844, true).await;
     b.click("#screen-done button[data-action=restart]").await;
@@ -373,7 +381,7 @@ async fn the_demo_page_and_the_console_in_chromium() {
         "ja",
         "the page says its language"
     );
-    accessible(&b, "demo (ja)").await;
+    accessible(b, "demo (ja)").await;
     assert_eq!(
         b.js("return document.documentElement.scrollWidth <= window.innerWidth;")
             .await,
@@ -399,12 +407,16 @@ async fn the_demo_page_and_the_console_in_chromium() {
         .js("return performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/challenges/')).length;")
         .await;
     assert!(polls.as_u64().unwrap_or(0) >= 2, "the page polled: {polls}");
+}
 
+/// The console: the three calls, filters and pages, the latest call's '#' and its timeline,
+/// the charts.
+async fn console(b: &Browser, site: &str, operator_key: &str) {
     // The console: the three calls, the latest one's '#' and its timeline.
     b.viewport(1280, 900, false).await;
     b.go(&format!("{site}/console")).await;
-    accessible(&b, "console").await;
-    b.type_in("#key", &operator_key).await;
+    accessible(b, "console").await;
+    b.type_in("#key", operator_key).await;
     b.click("#open-btn").await;
     // The last call plays its closing prompt after the verdict: until it has ended, the
     // log says "in progress"; Apply reloads.
@@ -458,7 +470,7 @@ async fn the_demo_page_and_the_console_in_chromium() {
         "the charts",
     )
     .await;
-    accessible(&b, "console with a call").await;
+    accessible(b, "console with a call").await;
     b.screenshot("8-console").await;
     b.js("document.getElementById('detail').scrollIntoView();")
         .await;
@@ -468,7 +480,25 @@ async fn the_demo_page_and_the_console_in_chromium() {
     b.screenshot("8c-console-charts").await;
     b.viewport(390, 844, true).await;
     b.screenshot("9-console-390x844").await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_and_the_console_in_chromium() {
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            std::path::Path::new(tool).exists(),
+            "{tool} is missing: apt-get install chromium chromium-driver (.ci/test does)"
+        );
+    }
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let (demo, addr, operator_key) = start_demo();
+    let (_driver, b) = open_browser(&shots).await;
+    let site = format!("http://{addr}");
+    demo_page_in_english(&b, &site).await;
+    cancel_then_remember(&b).await;
+    demo_page_in_japanese(&b).await;
+    console(&b, &site, &operator_key).await;
     let _ = b.call(reqwest::Method::DELETE, "", None).await;
     // SIGTERM: the demo stops by itself.
     let mut demo = demo;

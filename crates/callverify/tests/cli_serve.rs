@@ -13,12 +13,10 @@ use callverify_e2e::{
     wait_exit,
 };
 
-#[test]
-fn serve_calls_counts_and_stops_on_sigterm() {
-    let sipp = Sipp::callee_pressing_pound("cli-serve", V4);
-    let dir = scratch("cli-serve");
+/// Writes the served gateway's configuration into `dir`: sipp at `trunk` the one trunk, the
+/// API on `api`, the store a SQLite file beside it. Its path.
+fn write_config(dir: &Path, trunk: std::net::SocketAddr, api: &str) -> std::path::PathBuf {
     let rtp = free_rtp_pair(V4);
-    let api = format!("127.0.0.1:{}", free_port(V4));
     let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../prompts");
     let config = format!(
         "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\"]\n\n\
@@ -29,12 +27,41 @@ fn serve_calls_counts_and_stops_on_sigterm() {
          [api]\nlisten = \"{api}\"\n\n\
          [policy]\nallowed_countries = [\"JP\"]\n",
         sip = free_port(V4),
-        trunk = sipp.addr,
         rtp1 = rtp + 1,
         db = dir.join("cv.db").display(),
     );
     let path = dir.join("callverify.toml");
     std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// Polls challenge `id` (long polls of 5 s, until [`BOUND`] after `started`) until it is
+/// decided: its state.
+fn decided(api: &str, id: &str, token: &str, started: Instant) -> String {
+    let mut state = String::new();
+    while started.elapsed() < BOUND {
+        let (_, body) = http(
+            api,
+            "GET",
+            &format!("/v1/challenges/{id}?wait=5"),
+            token,
+            "",
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        state = v["state"].as_str().unwrap().to_string();
+        if !["queued", "calling", "ringing", "answered"].contains(&state.as_str()) {
+            break;
+        }
+    }
+    state
+}
+
+#[test]
+fn serve_calls_counts_and_stops_on_sigterm() {
+    let sipp = Sipp::callee_pressing_pound("cli-serve", V4);
+    let dir = scratch("cli-serve");
+    let api = format!("127.0.0.1:{}", free_port(V4));
+    let path = write_config(&dir, sipp.addr, &api);
     let secret = "0123456789abcdef0123456789abcdef-test";
     let bin = env!("CARGO_BIN_EXE_callverify");
 
@@ -71,21 +98,7 @@ fn serve_calls_counts_and_stops_on_sigterm() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let id = v["id"].as_str().unwrap().to_string();
     let token = v["poll_token"].as_str().unwrap().to_string();
-    let mut state = String::new();
-    while started.elapsed() < BOUND {
-        let (_, body) = http(
-            &api,
-            "GET",
-            &format!("/v1/challenges/{id}?wait=5"),
-            &token,
-            "",
-        );
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        state = v["state"].as_str().unwrap().to_string();
-        if !["queued", "calling", "ringing", "answered"].contains(&state.as_str()) {
-            break;
-        }
-    }
+    let state = decided(&api, &id, &token, started);
     assert_eq!(state, "approved");
     // The call ends after the closing prompt; the counters follow.
     let mut metrics = String::new();

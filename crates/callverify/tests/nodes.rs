@@ -295,7 +295,7 @@ fn sigterm_lets_the_call_in_progress_finish_then_exits() {
     });
     assert_eq!(c.state, store::ChallengeState::Approved);
     let end = call.end.expect("the call ended before the exit");
-    assert_eq!(end.outcome, "approved");
+    assert_eq!(end.outcome.as_str(), "approved");
     eprintln!(
         "SIGTERM while answered: the call ended approved, the node exited {:?} after the SIGTERM",
         refused.elapsed()
@@ -434,7 +434,7 @@ fn a_cancel_through_another_node_hangs_up_the_call_at_once() {
         "cancelled through node B; node A's call ended {after} ms later ({})",
         end.outcome
     );
-    assert_eq!(end.outcome, "canceled");
+    assert_eq!(end.outcome.as_str(), "canceled");
     assert!(
         after < 2_000,
         "ended {after} ms after the cancel: not by the notification"

@@ -170,8 +170,8 @@ async fn bind_pair(media: &MediaConfig) -> Result<(UdpSocket, UdpSocket), Verify
 }
 
 /// Places one verification call to `target` and runs it to its end. Reports go to `reports`
-/// as they happen (the last is [`Report::Finished`]); when `cancel` completes the call is
-/// hung up as `canceled`.
+/// as they happen; the final one, [`Report::Finished`], is not among them but returned; when
+/// `cancel` completes the call is hung up as `canceled`.
 pub async fn verify(
     endpoint: &SipEndpoint,
     media: &MediaConfig,
@@ -262,7 +262,6 @@ impl CallTask {
                         detail = report.detail.as_deref().unwrap_or(""),
                         "verification call finished"
                     );
-                    self.forward(Report::Finished(report.clone()));
                     return Some(*report);
                 }
                 Output::Report(r) => {

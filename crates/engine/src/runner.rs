@@ -9,9 +9,9 @@ use std::time::Duration;
 use media::Language;
 use policy::Policy;
 use store::{
-    CallEnd, CallStep, ChallengeState, KeyRecord, NewCall, PhoneNumber, Store, StoreError, now_ms,
+    CallEnd, CallStep, ChallengeState, NewCall, PhoneNumber, StepKind, Store, StoreError, now_ms,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::call::{CallReport, Outcome, Prompts, Report, ScriptConfig};
@@ -19,22 +19,7 @@ use crate::call_driver::{MediaConfig, VerifyError, verify};
 use crate::legs::{Leg, plan};
 use crate::sip_driver::SipEndpoint;
 
-/// The challenge state an outcome decides.
-pub fn state_of(outcome: &Outcome) -> ChallengeState {
-    match outcome {
-        Outcome::Approved => ChallengeState::Approved,
-        Outcome::Denied => ChallengeState::Denied,
-        Outcome::FraudReported => ChallengeState::FraudReported,
-        Outcome::NoInput => ChallengeState::NoInput,
-        Outcome::Voicemail => ChallengeState::Voicemail,
-        Outcome::NoAnswer => ChallengeState::NoAnswer,
-        Outcome::Busy => ChallengeState::Busy,
-        Outcome::Declined => ChallengeState::Declined,
-        Outcome::HungUp => ChallengeState::HungUp,
-        Outcome::Canceled => ChallengeState::Canceled,
-        Outcome::Failed { .. } => ChallengeState::Failed,
-    }
-}
+mod dispatch;
 
 /// Why a challenge's call could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -64,13 +49,15 @@ pub struct Runner {
     lease: Duration,
     /// The most calls at once on this node.
     capacity: usize,
+    /// One permit for each call this node may place at once: a call holds one from before
+    /// its claim until it ends, so the capacity is checked and counted in this one place.
+    slots: Arc<Semaphore>,
     /// The challenges being called here, with what hangs each up.
     active: Mutex<HashMap<String, Arc<Notify>>>,
     /// Stopping: no new calls (the claims of the calls in progress are still renewed).
     draining: std::sync::atomic::AtomicBool,
-    /// Claimed by the dispatcher and not yet among the active ones (so that a burst of
-    /// claims stays within the capacity).
-    starting: std::sync::atomic::AtomicUsize,
+    /// Wakes the dispatcher at once: a challenge was queued here, or a call ended.
+    wake: Notify,
     /// A call's task panicked: this node can no longer be trusted to finish its calls.
     panicked: std::sync::OnceLock<String>,
 }
@@ -104,9 +91,10 @@ impl Runner {
             policy: Arc::new(Policy::default()),
             lease: Duration::from_secs(15),
             capacity: 500,
+            slots: Arc::new(Semaphore::new(500)),
             active: Mutex::new(HashMap::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
-            starting: std::sync::atomic::AtomicUsize::new(0),
+            wake: Notify::new(),
             panicked: std::sync::OnceLock::new(),
         }
     }
@@ -121,26 +109,24 @@ impl Runner {
         (!self.endpoint.is_running()).then(|| "the SIP endpoint stopped".to_string())
     }
 
-    /// Calls the queued challenge `id` in a task of its own (see [`Runner::run`]); a panic
-    /// in it is logged and makes [`Runner::failure`] say so.
-    pub fn spawn_run(self: &Arc<Self>, id: String) {
-        let (me, challenge) = (self.clone(), id.clone());
-        self.spawn_call(id, async move { me.run(&challenge).await.map(|_| ()) });
+    /// A challenge was queued: the dispatcher claims it (or an older one) at once if this
+    /// node has room for another call.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
-    /// Runs a challenge's call in a task of its own: the one way calls start, from the API
-    /// and from the dispatcher.
-    fn spawn_call(
-        self: &Arc<Self>,
-        id: String,
-        call: impl std::future::Future<Output = Result<(), RunError>> + Send + 'static,
-    ) {
+    /// Runs the challenge `id`, claimed by this node, in a task of its own that holds `slot`
+    /// until the call ends; a panic in it is logged and makes [`Runner::failure`] say so.
+    fn spawn_call(self: &Arc<Self>, id: String, slot: OwnedSemaphorePermit) {
         use futures_util::FutureExt;
         let me = self.clone();
         tokio::spawn(async move {
-            let run = std::panic::AssertUnwindSafe(call).catch_unwind();
-            match run.await {
-                Ok(Ok(())) => {}
+            let run = std::panic::AssertUnwindSafe(me.call(&id)).catch_unwind();
+            let ended = run.await;
+            drop(slot);
+            me.wake();
+            match ended {
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => warn!(challenge = %id, error = %e, "the challenge's call failed"),
                 Err(panic) => {
                     let what = panic
@@ -166,7 +152,8 @@ impl Runner {
     /// The most calls this node places at once (500 by default); challenges beyond wait
     /// queued for this node or another.
     pub fn with_capacity(mut self, calls: usize) -> Runner {
-        self.capacity = calls.max(1);
+        self.capacity = calls.clamp(1, Semaphore::MAX_PERMITS);
+        self.slots = Arc::new(Semaphore::new(self.capacity));
         self
     }
 
@@ -177,11 +164,12 @@ impl Runner {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// Whether a new call may start here: not stopping, and below the capacity with the
-    /// calls in progress and those claimed and about to start.
-    fn may_start(&self) -> bool {
-        let starting = self.starting.load(std::sync::atomic::Ordering::Acquire);
-        !self.draining() && self.active_calls() + starting < self.capacity
+    /// A slot for a new call, if one may start here: not stopping, and below the capacity.
+    fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if self.draining() {
+            return None;
+        }
+        self.slots.clone().try_acquire_owned().ok()
     }
 
     fn draining(&self) -> bool {
@@ -190,120 +178,6 @@ impl Runner {
 
     fn lease_until(&self, now: i64) -> i64 {
         now + self.lease.as_millis() as i64
-    }
-
-    /// Takes the queued challenges (those this node or another accepted and nobody is
-    /// calling) as capacity allows, renews this node's claims, and marks `interrupted` the
-    /// challenges whose node's claim lapsed, every half second at most (sooner with a short
-    /// lease). Meanwhile it follows the store's changes: a challenge this node is calling
-    /// that someone cancelled (through any node's API) or marked interrupted is hung up at
-    /// once. Runs until this task is aborted.
-    pub fn dispatch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut changes = me.store.subscribe();
-            let renew_every = me.lease / 3;
-            let mut renewed = tokio::time::Instant::now();
-            let mut swept = tokio::time::Instant::now() - Duration::from_secs(60);
-            loop {
-                let now = tokio::time::Instant::now();
-                if now.duration_since(renewed) >= renew_every {
-                    renewed = now;
-                    if let Err(e) = me.renew().await {
-                        warn!(error = %e, "renewing this node's claims");
-                    }
-                }
-                if now.duration_since(swept) >= Duration::from_secs(1) {
-                    swept = now;
-                    match me.store.interrupt_lapsed(now_ms()).await {
-                        Ok(ids) => {
-                            for id in ids {
-                                warn!(challenge = %id, "interrupted: the node calling it stopped");
-                            }
-                        }
-                        Err(e) => warn!(error = %e, "looking for lapsed claims"),
-                    }
-                }
-                while me.may_start() {
-                    let t = now_ms();
-                    match me.store.claim_next(t, me.lease_until(t)).await {
-                        Ok(Some(id)) => {
-                            me.starting
-                                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                            let (r, challenge) = (me.clone(), id.clone());
-                            me.spawn_call(id, async move {
-                                r.run_claimed(&challenge).await.map(|_| ())
-                            });
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            warn!(error = %e, "claiming a queued challenge");
-                            break;
-                        }
-                    }
-                }
-                let tick = tokio::time::sleep(renew_every.min(Duration::from_millis(500)));
-                tokio::pin!(tick);
-                loop {
-                    tokio::select! {
-                        () = &mut tick => break,
-                        change = changes.recv() => match change {
-                            Ok(c) if decided_elsewhere(c.state) => me.hang_up_decided(&c.id),
-                            Ok(_) if cfg!(debug_assertions) => store::fault::point("dispatcher"),
-                            Ok(_) => {}
-                            // Missed some: read the state of every call in progress.
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                                if let Err(e) = me.hang_up_all_decided().await {
-                                    warn!(error = %e, "reading the calls' challenges");
-                                }
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                                (&mut tick).await;
-                                break;
-                            }
-                        },
-                    }
-                }
-            }
-        })
-    }
-
-    /// Hangs up the call of challenge `id`, if this node is placing it, because someone
-    /// else decided the challenge.
-    fn hang_up_decided(&self, id: &str) {
-        if self.cancel(id) {
-            info!(challenge = %id, "decided elsewhere (cancelled or interrupted): hanging up");
-        }
-    }
-
-    /// Hangs up every call in progress here whose challenge someone else decided.
-    async fn hang_up_all_decided(&self) -> Result<(), StoreError> {
-        let active: Vec<String> = self.active_map().keys().cloned().collect();
-        for id in active {
-            if let Some(c) = self.store.challenge(&id).await?
-                && decided_elsewhere(c.state)
-            {
-                self.hang_up_decided(&id);
-            }
-        }
-        Ok(())
-    }
-
-    /// Renews this node's claims; hangs up the calls whose claim was lost (the other nodes
-    /// took this node for stopped and marked the challenge `interrupted`) or whose challenge
-    /// was cancelled, in case the change's notification did not come.
-    async fn renew(&self) -> Result<(), StoreError> {
-        let held = self.store.renew_claims(self.lease_until(now_ms())).await?;
-        let active: Vec<String> = self.active_map().keys().cloned().collect();
-        for id in active.iter().filter(|id| !held.contains(id)) {
-            if let Some(c) = self.store.challenge(id).await?
-                && decided_elsewhere(c.state)
-            {
-                warn!(challenge = %id, state = %c.state, "no longer this node's call: hanging up");
-                self.cancel(id);
-            }
-        }
-        Ok(())
     }
 
     /// Whether a user's sign-in that ends `no_answer` or `busy` on the primary phone calls
@@ -321,18 +195,14 @@ impl Runner {
         self
     }
 
-    /// The SIP endpoint.
-    pub fn endpoint(&self) -> &Arc<SipEndpoint> {
-        &self.endpoint
-    }
-
     fn active_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many challenges are being called by this runner.
+    /// How many calls this runner is placing (claimed challenges, from their claim to the
+    /// end of their call).
     pub fn active_calls(&self) -> usize {
-        self.active_map().len()
+        self.capacity - self.slots.available_permits()
     }
 
     /// Hangs up the call of challenge `id` if this runner is placing it (`true`). The
@@ -347,37 +217,29 @@ impl Runner {
         }
     }
 
-    /// Claims and calls the challenge `id` (which must be `queued`) and records everything;
-    /// returns the state it ended in, or `None` when it was no longer queued (taken by
-    /// another node, cancelled, expired) or this node is at its capacity (it stays queued
-    /// for [`Runner::dispatch`]).
+    /// Claims the challenge `id` (which must be `queued`) and calls it in this task, in one
+    /// of this node's slots, recording everything; returns the state it ended in, or `None`
+    /// when it was no longer queued (taken by another node, cancelled, expired) or this node
+    /// has no room (it stays queued for [`Runner::dispatch`]).
     pub async fn run(&self, id: &str) -> Result<Option<ChallengeState>, RunError> {
-        if !self.may_start() {
+        let Some(_slot) = self.slot() else {
+            return Ok(None);
+        };
+        let t = now_ms();
+        if !self.store.claim(id, t, self.lease_until(t)).await? {
             return Ok(None);
         }
-        let t = now_ms();
-        self.call(id, Some(self.lease_until(t))).await
+        self.call(id).await
     }
 
-    /// Calls the challenge `id` that this node has claimed.
-    async fn run_claimed(&self, id: &str) -> Result<Option<ChallengeState>, RunError> {
-        self.call(id, None).await
-    }
-
-    async fn call(
-        &self,
-        id: &str,
-        claim_until: Option<i64>,
-    ) -> Result<Option<ChallengeState>, RunError> {
+    /// Calls the challenge `id` that this node has claimed, phone after phone, and records
+    /// everything; `None` when someone else decided it since the claim (cancelled).
+    async fn call(&self, id: &str) -> Result<Option<ChallengeState>, RunError> {
         store::fault::point("call");
-        // Registered before the claim, so that a cancel in between is not lost.
+        // Registered before the challenge is read, so that a cancel since the claim is seen
+        // either here (in its state) or by the call (its hang-up).
         let hangup = Arc::new(Notify::new());
         self.active_map().insert(id.to_string(), hangup.clone());
-        if claim_until.is_none() {
-            // The dispatcher's claim is now among the active ones.
-            self.starting
-                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        }
         metrics::gauge!("callverify_active_calls").increment(1.0);
         let _active = Active(self, id.to_string());
         let challenge = self
@@ -385,19 +247,8 @@ impl Runner {
             .challenge(id)
             .await?
             .ok_or_else(|| RunError::Unknown(id.to_string()))?;
-        match claim_until {
-            Some(until) => {
-                if !self.store.claim(id, now_ms(), until).await? {
-                    return Ok(None);
-                }
-            }
-            // Claimed by the dispatcher before it was registered (read since): canceled in
-            // between?
-            None => {
-                if challenge.state != ChallengeState::Calling {
-                    return Ok(None);
-                }
-            }
+        if challenge.state != ChallengeState::Calling {
+            return Ok(None);
         }
         let lang = challenge.language.parse().unwrap_or(Language::En);
         let prompts = match self
@@ -407,10 +258,12 @@ impl Runner {
         {
             Some(p) => p.clone(),
             None => {
-                let reason = "no prompts are loaded";
-                self.store
-                    .transition(id, ChallengeState::Failed, now_ms(), Some(reason), None)
-                    .await?;
+                let failed = (
+                    ChallengeState::Failed,
+                    Some("no prompts are loaded".into()),
+                    None,
+                );
+                self.decide(id, failed, None).await?;
                 return Ok(Some(ChallengeState::Failed));
             }
         };
@@ -454,6 +307,27 @@ impl Runner {
         Ok(self.store.challenge(id).await?.map(|c| c.state))
     }
 
+    /// Decides the challenge `id`: the one place of its terminal transition, whatever ended
+    /// it (a call's verdict, a call that could not be placed, a phone the policy refused, no
+    /// prompts). `called`: the phone whose call gave the verdict (a fraud report blocks that
+    /// number too).
+    async fn decide(
+        &self,
+        id: &str,
+        (state, reason, status): Decision,
+        called: Option<&PhoneNumber>,
+    ) -> Result<bool, StoreError> {
+        let (at, reason) = (now_ms(), reason.as_deref());
+        match called {
+            Some(p) => {
+                self.store
+                    .transition_called(id, state, at, reason, status, p)
+                    .await
+            }
+            None => self.store.transition(id, state, at, reason, status).await,
+        }
+    }
+
     /// A further phone the policy refused: the challenge ends with the outcome of the call
     /// before (or `failed` when there was none), and the refusal is in the log, in the
     /// challenge's reason and in the detail of the call before.
@@ -479,9 +353,7 @@ impl Runner {
             }
             None => (ChallengeState::Failed, note, None),
         };
-        self.store
-            .transition(id, state, now_ms(), Some(&reason), status)
-            .await?;
+        self.decide(id, (state, Some(reason), status), None).await?;
         Ok(())
     }
 
@@ -508,7 +380,7 @@ impl Runner {
                 started_at_ms: now_ms(),
             })
             .await?;
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let invite = std::time::Instant::now();
         let call = verify(
             &self.endpoint,
@@ -520,72 +392,91 @@ impl Runner {
             hangup.notified(),
         )
         .instrument(span.clone());
-        let decides = |o: &Outcome| !goes_on(o);
-        let decision = |o: &Outcome| {
-            let (state, reason, status) = decision(o);
-            match label {
-                Some(which) if state != ChallengeState::Approved => {
-                    let what = reason.unwrap_or_else(|| o.name().to_string());
-                    (
-                        state,
-                        Some(format!("{which} did not approve: {what}")),
-                        status,
-                    )
-                }
-                _ => (state, reason, status),
-            }
+        let verdict = |o: &Outcome| (!goes_on(o)).then(|| labelled(decision(o), o, label));
+        let follow = self.follow(id, phone, rx, invite, &verdict);
+        let (placed, steps) = tokio::join!(call, follow);
+        let report = match placed {
+            Ok(f) => f.report,
+            Err(e) => return self.not_placed(id, &call_id, &span, e).await,
         };
-        let record = async {
-            let mut finished = None;
-            let mut steps = Vec::new();
-            while let Some(r) = rx.recv().await {
-                if steps.len() < MAX_STEPS
-                    && let Some(s) = step_of(&r, invite.elapsed().as_millis() as i64)
-                {
-                    steps.push(s);
-                }
-                let step = match &r {
-                    Report::Ringing { .. } => Some((ChallengeState::Ringing, None, None)),
-                    Report::Answered { .. } => Some((ChallengeState::Answered, None, None)),
-                    Report::Verdict(o) if decides(o) => Some(decision(o)),
-                    Report::Finished(f) => {
-                        finished = Some((**f).clone());
-                        decides(&f.outcome).then(|| decision(&f.outcome))
+        let mut steps = steps?;
+        if steps.len() < MAX_STEPS {
+            steps.push(end_step(&report, invite.elapsed().as_millis() as i64));
+        }
+        self.ended(&call_id, &span, &report, steps).await?;
+        Ok((report.outcome, call_id))
+    }
+
+    /// Follows what a call reports as it happens, until it ends: the challenge's progress
+    /// (`ringing`, `answered`) and its verdict, in the store as soon as the call gives it
+    /// (before the closing prompt plays); returns the steps for the call log. `verdict` is
+    /// what an outcome decides (`None`: the next phone is called).
+    async fn follow(
+        &self,
+        id: &str,
+        phone: &PhoneNumber,
+        mut reports: mpsc::UnboundedReceiver<Report>,
+        invite: std::time::Instant,
+        verdict: &(dyn Fn(&Outcome) -> Option<Decision> + Sync),
+    ) -> Result<Vec<CallStep>, StoreError> {
+        let mut steps = Vec::new();
+        while let Some(r) = reports.recv().await {
+            if steps.len() < MAX_STEPS
+                && let Some(s) = step_of(&r, invite.elapsed().as_millis() as i64)
+            {
+                steps.push(s);
+            }
+            let progress = match &r {
+                Report::Ringing { .. } => ChallengeState::Ringing,
+                Report::Answered { .. } => ChallengeState::Answered,
+                Report::Verdict(o) => {
+                    if let Some(d) = verdict(o) {
+                        self.decide(id, d, Some(phone)).await?;
                     }
-                    _ => None,
-                };
-                if let Some((state, reason, status)) = step {
-                    self.store
-                        .transition_called(id, state, now_ms(), reason.as_deref(), status, phone)
-                        .await?;
+                    continue;
                 }
-            }
-            Ok::<_, StoreError>(finished.map(|f| (f, steps)))
-        };
-        let (placed, recorded) = tokio::join!(call, record);
-        let (report, steps) = match placed {
-            Ok(f) => recorded?.unwrap_or((f.report, Vec::new())),
-            Err(e) => {
-                let reason = e.to_string();
-                span.in_scope(|| warn!(error = %reason, "the call could not be placed"));
-                metrics::counter!("callverify_calls_total", "outcome" => "failed").increment(1);
-                self.store
-                    .transition(id, ChallengeState::Failed, now_ms(), Some(&reason), None)
-                    .await?;
-                self.store
-                    .finish_call(
-                        &call_id,
-                        &CallEnd {
-                            outcome: "failed".into(),
-                            detail: Some(reason),
-                            ended_at_ms: now_ms(),
-                            ..CallEnd::default()
-                        },
-                    )
-                    .await?;
-                return Err(e.into());
-            }
-        };
+                _ => continue,
+            };
+            self.store
+                .transition_called(id, progress, now_ms(), None, None, phone)
+                .await?;
+        }
+        Ok(steps)
+    }
+
+    /// A call that could not be placed: the challenge and the call end `failed`.
+    async fn not_placed(
+        &self,
+        id: &str,
+        call_id: &str,
+        span: &tracing::Span,
+        e: VerifyError,
+    ) -> Result<(Outcome, String), RunError> {
+        let reason = e.to_string();
+        span.in_scope(|| warn!(error = %reason, "the call could not be placed"));
+        metrics::counter!("callverify_calls_total", "outcome" => "failed").increment(1);
+        let failed = (ChallengeState::Failed, Some(reason.clone()), None);
+        self.decide(id, failed, None).await?;
+        self.store
+            .finish_call(
+                call_id,
+                &CallEnd {
+                    detail: Some(reason),
+                    ..CallEnd::new(ChallengeState::Failed, now_ms())
+                },
+            )
+            .await?;
+        Err(e.into())
+    }
+
+    /// A placed call's end: its metrics, its log line and its entry in the call log.
+    async fn ended(
+        &self,
+        call_id: &str,
+        span: &tracing::Span,
+        report: &CallReport,
+        steps: Vec<CallStep>,
+    ) -> Result<(), StoreError> {
         let name = report.outcome.name();
         metrics::counter!("callverify_calls_total", "outcome" => name).increment(1);
         if let Some(ms) = report.timings.post_dial_delay_ms {
@@ -603,122 +494,100 @@ impl Runner {
         });
         let end = CallEnd {
             steps,
-            ..call_end(&report)
+            ..call_end(report)
         };
-        if !self.store.finish_call(&call_id, &end).await? {
+        if !self.store.finish_call(call_id, &end).await? {
             warn!(call = %call_id, "the call had already ended in the log");
         }
-        Ok((report.outcome, call_id))
+        Ok(())
+    }
+}
+
+/// What decides a challenge: its state, the reason in words and the SIP status of a failure.
+type Decision = (ChallengeState, Option<String>, Option<i64>);
+
+/// `d`, the decision of outcome `o` on the phone `label` names (one of an enrolment's two):
+/// a decision that is not an approval says which phone did not approve.
+fn labelled(d: Decision, o: &Outcome, label: Option<&str>) -> Decision {
+    let (state, reason, status) = d;
+    match label {
+        Some(which) if state != ChallengeState::Approved => {
+            let what = reason.unwrap_or_else(|| o.name().to_string());
+            (
+                state,
+                Some(format!("{which} did not approve: {what}")),
+                status,
+            )
+        }
+        _ => (state, reason, status),
     }
 }
 
 /// At most this many steps of a call are kept in the call log.
 const MAX_STEPS: usize = 256;
 
-/// The decisions made about a call from outside it: cancelled through an API (of any node),
-/// or interrupted because its node's claim lapsed. (A call's own verdicts are not: its
-/// closing prompt plays on.)
-fn decided_elsewhere(state: ChallengeState) -> bool {
-    matches!(
-        state,
-        ChallengeState::Canceled | ChallengeState::Interrupted
+/// What outcome `o` decides.
+fn decision(o: &Outcome) -> Decision {
+    (
+        o.state(),
+        o.reason().map(str::to_string),
+        o.sip_status().map(i64::from),
     )
-}
-
-fn decision(o: &Outcome) -> (ChallengeState, Option<String>, Option<i64>) {
-    match o {
-        Outcome::Failed { status, reason } => (
-            ChallengeState::Failed,
-            Some(reason.clone()),
-            status.map(i64::from),
-        ),
-        other => (state_of(other), None, None),
-    }
 }
 
 /// The call log's step for a report, `at_ms` after the INVITE.
 fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
     let (kind, detail) = match r {
-        Report::Calling { trunk } => ("invite", format!("INVITE through {trunk}")),
-        Report::Ringing { status } => ("sip", format!("{status} {}", reason_phrase(*status))),
-        Report::Answered { codec } => ("sip", format!("200 OK ({})", codec.name())),
-        Report::Prompt(p) => ("prompt", p.file_stem().to_string()),
-        Report::Key(k) => {
-            return Some(CallStep {
-                at_ms: k.at_ms as i64,
-                kind: "key".into(),
-                detail: format!("{} ({})", k.digit, k.source.name()),
-            });
+        Report::Calling { trunk } => (StepKind::Invite, format!("INVITE through {trunk}")),
+        Report::Ringing { status } => (StepKind::Sip, status_line(*status)),
+        Report::Answered { codec } => (StepKind::Sip, format!("200 OK ({})", codec.name())),
+        Report::Prompt(p) => (StepKind::Prompt, p.file_stem().to_string()),
+        Report::Key(k) | Report::KeyIgnored(k) => {
+            let taken = matches!(r, Report::Key(_));
+            let digit = store::Digit::from_char(k.digit)?;
+            return Some(CallStep::key_step(k.at_ms as i64, digit, k.source, taken));
         }
-        Report::KeyIgnored(k) => {
-            return Some(CallStep {
-                at_ms: k.at_ms as i64,
-                kind: "key".into(),
-                detail: format!(
-                    "{} ({}) before the instructions: ignored",
-                    k.digit,
-                    k.source.name()
-                ),
-            });
-        }
-        Report::Verdict(o) => ("verdict", o.name().to_string()),
-        Report::Finished(f) => (
-            "end",
-            match (&f.outcome, &f.detail) {
-                (
-                    Outcome::Failed {
-                        status: Some(s), ..
-                    },
-                    _,
-                ) => {
-                    format!("failed: {s} {}", reason_phrase(*s))
-                }
-                (o, Some(d)) => format!("{}: {d}", o.name()),
-                (o, None) => o.name().to_string(),
-            },
-        ),
+        Report::Verdict(o) => (StepKind::Verdict, o.name().to_string()),
+        Report::Finished(f) => return Some(end_step(f, at_ms)),
     };
     Some(CallStep {
         at_ms,
-        kind: kind.into(),
+        kind,
         detail,
     })
 }
 
-/// The usual reason phrase of a SIP status (RFC 3261 §21), for people reading the log.
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        180 => "Ringing",
-        181 => "Call Is Being Forwarded",
-        182 => "Queued",
-        183 => "Session Progress",
-        200 => "OK",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        480 => "Temporarily Unavailable",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        500 => "Server Internal Error",
-        503 => "Service Unavailable",
-        600 => "Busy Everywhere",
-        603 => "Decline",
-        _ => "",
+/// The call log's last step, the call's end, `at_ms` after the INVITE.
+fn end_step(r: &CallReport, at_ms: i64) -> CallStep {
+    let detail = match (&r.outcome, &r.detail) {
+        (
+            Outcome::Failed {
+                status: Some(s), ..
+            },
+            _,
+        ) => format!("failed: {}", status_line(*s)),
+        (o, Some(d)) => format!("{}: {d}", o.name()),
+        (o, None) => o.name().to_string(),
+    };
+    CallStep {
+        at_ms,
+        kind: StepKind::End,
+        detail,
     }
+}
+
+/// `180 Ringing`: a status with its usual reason phrase, for people reading the log.
+fn status_line(code: u16) -> String {
+    let s = sip::SipStatus::from(code);
+    format!("{s} {}", s.reason())
 }
 
 fn call_end(r: &CallReport) -> CallEnd {
     let t = &r.timings;
     let ms = |v: Option<u64>| v.map(|x| x as i64);
     CallEnd {
-        outcome: r.outcome.name().into(),
-        sip_status: match &r.outcome {
-            Outcome::Failed { status, .. } => status.map(i64::from),
-            _ => None,
-        },
+        outcome: r.outcome.state(),
+        sip_status: r.outcome.sip_status().map(i64::from),
         detail: r.detail.clone(),
         trunk: r.trunk.clone(),
         ended_at_ms: now_ms(),
@@ -732,15 +601,50 @@ fn call_end(r: &CallReport) -> CallEnd {
         jitter_ms: r.media.jitter_ms,
         packets_rejected: r.media.packets_rejected as i64,
         srtp: r.media.srtp,
-        keys: r
-            .keys
-            .iter()
-            .map(|k| KeyRecord {
-                digit: k.digit.to_string(),
-                source: k.source.name().into(),
-                at_ms: k.at_ms as i64,
-            })
-            .collect(),
         steps: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(outcome: Outcome) -> CallReport {
+        CallReport {
+            outcome,
+            detail: None,
+            trunk: None,
+            keys: Vec::new(),
+            timings: Default::default(),
+            media: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_call_log_names_sip_statuses_with_their_phrases() {
+        let ringing = step_of(&Report::Ringing { status: 180 }, 120).unwrap();
+        assert_eq!(
+            (ringing.kind, ringing.detail.as_str()),
+            (StepKind::Sip, "180 Ringing")
+        );
+        let busy = report(Outcome::Failed {
+            status: Some(486),
+            reason: "486 Busy Here".into(),
+        });
+        let end = end_step(&busy, 900);
+        assert_eq!(
+            (end.kind, end.detail.as_str()),
+            (StepKind::End, "failed: 486 Busy Here")
+        );
+        let logged = call_end(&busy);
+        assert_eq!(
+            (logged.outcome, logged.sip_status),
+            (ChallengeState::Failed, Some(486))
+        );
+        let logged = call_end(&report(Outcome::Busy));
+        assert_eq!(
+            (logged.outcome, logged.sip_status),
+            (ChallengeState::Busy, None)
+        );
     }
 }

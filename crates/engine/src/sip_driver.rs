@@ -184,48 +184,7 @@ impl SipEndpoint {
             ),
             accepted: Arc::default(),
         };
-        let mut udp = HashMap::new();
-        let mut readers = Vec::new();
-        for l in &mut cfg.listen {
-            let bind_err = |source| StartError::Bind {
-                transport: l.transport,
-                addr: l.addr,
-                source,
-            };
-            match l.transport {
-                Transport::Udp => {
-                    let sock = Arc::new(UdpSocket::bind(l.addr).await.map_err(bind_err)?);
-                    l.addr = sock.local_addr().map_err(bind_err)?;
-                    udp.insert(l.addr, sock.clone());
-                    readers.push(tokio::spawn(udp_reader(
-                        sock,
-                        l.addr,
-                        queues.clone(),
-                        allowed.clone(),
-                    )));
-                }
-                Transport::Tcp | Transport::Tls => {
-                    let tls_acceptor = match (l.transport, &tls.server) {
-                        (Transport::Tls, Some(server)) => Some(TlsAcceptor::from(server.clone())),
-                        (Transport::Tls, None) => {
-                            return Err(StartError::Tls(format!(
-                                "listener tls:{} has no certificate",
-                                l.addr
-                            )));
-                        }
-                        _ => None,
-                    };
-                    let lis = TcpListener::bind(l.addr).await.map_err(bind_err)?;
-                    l.addr = lis.local_addr().map_err(bind_err)?;
-                    readers.push(tokio::spawn(stream_acceptor(
-                        lis,
-                        (l.addr, tls_acceptor),
-                        queues.clone(),
-                        allowed.clone(),
-                    )));
-                }
-            }
-        }
+        let (udp, readers) = bind_listeners(&mut cfg.listen, &tls, &queues, &allowed).await?;
         let listeners = cfg.listen.clone();
         let ua = UserAgent::new(cfg, trunks)?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -305,6 +264,59 @@ impl Drop for SipEndpoint {
     fn drop(&mut self) {
         let _ = self.cmd.send(Command::Shutdown);
     }
+}
+
+/// Binds each listener (a port 0 becomes the one bound, written back into `listen`) and
+/// starts its reader: the UDP sockets by their address, and the readers' tasks.
+async fn bind_listeners(
+    listen: &mut [Listener],
+    tls: &TlsSettings,
+    queues: &Queues,
+    allowed: &Allowed,
+) -> Result<(HashMap<SocketAddr, Arc<UdpSocket>>, Vec<JoinHandle<()>>), StartError> {
+    let mut udp = HashMap::new();
+    let mut readers = Vec::new();
+    for l in listen {
+        let bind_err = |source| StartError::Bind {
+            transport: l.transport,
+            addr: l.addr,
+            source,
+        };
+        match l.transport {
+            Transport::Udp => {
+                let sock = Arc::new(UdpSocket::bind(l.addr).await.map_err(bind_err)?);
+                l.addr = sock.local_addr().map_err(bind_err)?;
+                udp.insert(l.addr, sock.clone());
+                readers.push(tokio::spawn(udp_reader(
+                    sock,
+                    l.addr,
+                    queues.clone(),
+                    allowed.clone(),
+                )));
+            }
+            Transport::Tcp | Transport::Tls => {
+                let tls_acceptor = match (l.transport, &tls.server) {
+                    (Transport::Tls, Some(server)) => Some(TlsAcceptor::from(server.clone())),
+                    (Transport::Tls, None) => {
+                        return Err(StartError::Tls(format!(
+                            "listener tls:{} has no certificate",
+                            l.addr
+                        )));
+                    }
+                    _ => None,
+                };
+                let lis = TcpListener::bind(l.addr).await.map_err(bind_err)?;
+                l.addr = lis.local_addr().map_err(bind_err)?;
+                readers.push(tokio::spawn(stream_acceptor(
+                    lis,
+                    (l.addr, tls_acceptor),
+                    queues.clone(),
+                    allowed.clone(),
+                )));
+            }
+        }
+    }
+    Ok((udp, readers))
 }
 
 struct Driver {

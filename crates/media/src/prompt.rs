@@ -21,7 +21,7 @@ pub enum Language {
 }
 
 impl Language {
-    /// Every language with recorded prompts.
+    /// Every language with recorded prompts: the folders of the prompt library.
     pub const ALL: [Language; 2] = [Language::En, Language::Ja];
 
     /// The BCP 47 code, also the folder name under `prompts/`.
@@ -31,17 +31,35 @@ impl Language {
             Language::Ja => "ja",
         }
     }
+
+    /// The language of a code exactly as [`Language::code`] writes it.
+    pub fn from_code(code: &str) -> Option<Language> {
+        Language::ALL.into_iter().find(|l| l.code() == code)
+    }
+
+    /// The codes there are, for people: `en or ja`.
+    pub fn choices() -> String {
+        let codes: Vec<&str> = Language::ALL.into_iter().map(Language::code).collect();
+        match codes.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
 }
 
+/// A code in any case (`EN`, `ja`).
 impl std::str::FromStr for Language {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "en" => Ok(Language::En),
-            "ja" => Ok(Language::Ja),
-            other => Err(format!("unknown language {other:?}, expected en or ja")),
-        }
+        let lower = s.to_ascii_lowercase();
+        Language::from_code(&lower).ok_or_else(|| {
+            format!(
+                "unknown language {lower:?}, expected {}",
+                Language::choices()
+            )
+        })
     }
 }
 
@@ -200,6 +218,27 @@ mod tests {
         assert_eq!(p.frames(Codec::Pcma)[2][10..], [Codec::Pcma.silence(); 150]);
         assert_eq!(p.duration_ms(), 60);
         assert!(matches!(Prompt::from_samples(vec![]), Err(WavError::Empty)));
+    }
+
+    #[test]
+    fn the_languages_are_the_prompt_librarys_folders() {
+        let mut folders: Vec<String> = std::fs::read_dir(prompts_dir())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        folders.sort();
+        let codes: Vec<&str> = Language::ALL.into_iter().map(Language::code).collect();
+        assert_eq!(folders, codes);
+        assert_eq!(Language::choices(), "en or ja");
+        assert_eq!(Language::from_code("ja"), Some(Language::Ja));
+        assert_eq!(Language::from_code("JA"), None);
+        assert_eq!("JA".parse::<Language>(), Ok(Language::Ja));
+        assert_eq!(
+            "fr".parse::<Language>(),
+            Err("unknown language \"fr\", expected en or ja".to_string())
+        );
     }
 
     #[test]

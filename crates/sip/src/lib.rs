@@ -10,6 +10,7 @@
 //! - [`digest`]: RFC 2617 / RFC 7616 client authentication, written here because rsip's
 //!   helper prints `nc` in decimal and mishandles `-sess`.
 //! - [`sdp`]: the audio subset of RFC 4566 with RFC 3264 offer/answer.
+//! - [`status`]: [`SipStatus`], a status code with its class and reason phrase.
 //! - [`random`]: identifiers from the operating system's generator (Call-IDs, tags,
 //!   branches, cnonces, SDP session ids): nothing on the wire is derived from a counter.
 //!
@@ -21,10 +22,12 @@ pub mod digest;
 pub mod message;
 pub mod random;
 pub mod sdp;
+pub mod status;
 pub mod timer;
 pub mod transaction;
 pub mod ua;
 
+pub use status::SipStatus;
 pub use transaction::Timers;
 pub use ua::{
     CallEvent, CallHandle, Credentials, EndReason, Event, InviteError, Listener, Output,

@@ -339,31 +339,7 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
     if bytes.len() > MAX_MESSAGE {
         return Err(ParseError::TooLarge(bytes.len()));
     }
-    let mut bytes = normalize(bytes);
-    let line_end = bytes
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(bytes.len());
-    let first_line = String::from_utf8_lossy(&bytes[..line_end]).into_owned();
-    let mut reason = String::new();
-    let mut uri = String::new();
-    if first_line.starts_with("SIP/") {
-        reason = first_line
-            .splitn(3, ' ')
-            .nth(2)
-            .unwrap_or("")
-            .trim()
-            .chars()
-            .take(128)
-            .collect();
-    } else if let [method, u, version] = first_line.split(' ').collect::<Vec<_>>()[..] {
-        // rsip 0.4 rejects IPv6 references ([::1]) in URIs: it gets a stand-in Request-URI
-        // and the real one is kept as text.
-        uri = u.to_string();
-        let mut owned = format!("{method} sip:request-uri.invalid {version}").into_bytes();
-        owned.extend_from_slice(&bytes[line_end..]);
-        bytes = Cow::Owned(owned);
-    }
+    let (bytes, reason, uri) = start_line(normalize(bytes));
     let mut msg = SipMessage::try_from(&bytes[..]).map_err(|e| {
         // rsip quotes the input in its errors: keep the first characters only.
         ParseError::Syntax(e.to_string().chars().take(120).collect())
@@ -406,6 +382,52 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
             .next()
             .ok_or(ParseError::Header("To"))?,
     );
+    let via = top_via(&msg)?;
+    Ok(Incoming {
+        msg,
+        call_id,
+        cseq: cseq.seq,
+        cseq_method: cseq.method,
+        from_tag,
+        to_tag,
+        via,
+        reason,
+        uri,
+    })
+}
+
+/// Reads the start line of `bytes`: a response's reason phrase (128 characters at most), or
+/// a request's Request-URI as text, the request then given a stand-in Request-URI (rsip 0.4
+/// rejects IPv6 references such as `[::1]` in URIs). Returns the bytes to parse, the reason
+/// and the URI (each empty when the message has none).
+fn start_line(mut bytes: Cow<'_, [u8]>) -> (Cow<'_, [u8]>, String, String) {
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(bytes.len());
+    let first_line = String::from_utf8_lossy(&bytes[..line_end]).into_owned();
+    let mut reason = String::new();
+    let mut uri = String::new();
+    if first_line.starts_with("SIP/") {
+        reason = first_line
+            .splitn(3, ' ')
+            .nth(2)
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .take(128)
+            .collect();
+    } else if let [method, u, version] = first_line.split(' ').collect::<Vec<_>>()[..] {
+        uri = u.to_string();
+        let mut owned = format!("{method} sip:request-uri.invalid {version}").into_bytes();
+        owned.extend_from_slice(&bytes[line_end..]);
+        bytes = Cow::Owned(owned);
+    }
+    (bytes, reason, uri)
+}
+
+/// The top Via: the first of the first Via header's comma list, which must be `SIP/2.0/…`.
+fn top_via(msg: &SipMessage) -> Result<TopVia, ParseError> {
     let via_raw = msg
         .via_header()
         .map_err(|_| ParseError::Header("Via"))?
@@ -419,21 +441,10 @@ pub fn parse(bytes: &[u8]) -> Result<Incoming, ParseError> {
     if !value.to_ascii_uppercase().starts_with("SIP/2.0/") {
         return Err(ParseError::Header("Via"));
     }
-    let via = TopVia {
+    Ok(TopVia {
         branch: param(&value, "branch"),
         rport: has_param(&value, "rport"),
         value,
-    };
-    Ok(Incoming {
-        msg,
-        call_id,
-        cseq: cseq.seq,
-        cseq_method: cseq.method,
-        from_tag,
-        to_tag,
-        via,
-        reason,
-        uri,
     })
 }
 

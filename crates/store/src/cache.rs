@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -188,97 +189,135 @@ pub(crate) fn follow_postgres(
     }
     tokio::spawn(async move {
         let _ended = Ended(cache.clone());
-        let node = crate::new_id("node");
-        let mut seq = 0u64;
-        let mut failures = 0u32;
+        let mut f = Follower {
+            node: crate::new_id("node"),
+            seq: 0,
+            failures: 0,
+            pool,
+            cache,
+            changes,
+        };
         loop {
-            let Some(c) = cache.upgrade() else { return };
+            let Some(c) = f.cache.upgrade() else { return };
             c.set_live(false);
             drop(c);
             let (tx, mut rx) = mpsc::channel::<Option<(String, String)>>(1024);
             let reader = match listen(&url, tx).await {
                 Ok(r) => r,
                 Err(e) => {
-                    failures += 1;
-                    if failures == 1 || failures.is_multiple_of(60) {
+                    f.failures += 1;
+                    if f.failures == 1 || f.failures.is_multiple_of(60) {
                         warn!(error = %e, "challenge notifications: cannot listen; polls read the database");
                     }
                     tokio::time::sleep(PING_EVERY).await;
                     continue;
                 }
             };
-            // Ping through the pool, pong through the listener; live once the first returns.
-            let mut pending: Option<(String, tokio::time::Instant)> = None;
-            let mut next_ping = tokio::time::Instant::now();
-            'conn: loop {
-                let Some(c) = cache.upgrade() else {
-                    reader.abort();
-                    return;
-                };
-                if pending.is_none() && tokio::time::Instant::now() >= next_ping {
-                    seq += 1;
-                    let token = format!("ping {node} {seq}");
-                    let sent = sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(CHANNEL)
-                        .bind(&token)
-                        .execute(&pool)
-                        .await;
-                    if sent.is_err() {
-                        break 'conn;
-                    }
-                    pending = Some((token, tokio::time::Instant::now() + PING_TIMEOUT));
-                }
-                let wake = pending.as_ref().map_or(next_ping, |p| p.1);
-                drop(c);
-                let got = tokio::time::timeout_at(wake, rx.recv()).await;
-                let Some(c) = cache.upgrade() else {
-                    reader.abort();
-                    return;
-                };
-                match got {
-                    Err(_) if pending.is_some() => {
-                        if c.is_live() {
-                            warn!(
-                                "challenge notifications: a ping went unanswered; polls read the database"
-                            );
-                        }
-                        break 'conn;
-                    }
-                    Err(_) => {}
-                    Ok(None) | Ok(Some(None)) => break 'conn,
-                    Ok(Some(Some((channel, payload)))) if channel == CHANNEL => {
-                        if pending.as_ref().is_some_and(|p| p.0 == payload) {
-                            pending = None;
-                            next_ping = tokio::time::Instant::now() + PING_EVERY;
-                            if !c.is_live() {
-                                c.set_live(true);
-                                if failures > 0 {
-                                    info!("challenge notifications: listening again");
-                                }
-                                failures = 0;
-                            }
-                        } else if let Some((id, state)) = payload.split_once(' ')
-                            && let Some(state) = ChallengeState::from_name(state)
-                        {
-                            crate::fault::point("store");
-                            c.forget(id);
-                            let _ = changes.send(Change {
-                                id: id.to_string(),
-                                state,
-                            });
-                        }
-                    }
-                    Ok(Some(Some(_))) => {}
-                }
-            }
+            let lost = f.follow(&mut rx).await;
             reader.abort();
-            failures += 1;
-            if let Some(c) = cache.upgrade() {
+            if lost.is_break() {
+                return;
+            }
+            f.failures += 1;
+            if let Some(c) = f.cache.upgrade() {
                 c.set_live(false);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+}
+
+/// The notification follower's state, kept across its connections.
+struct Follower {
+    /// This node's name in its pings.
+    node: String,
+    /// The last ping's number.
+    seq: u64,
+    /// Connections lost or refused since the follower was last live.
+    failures: u32,
+    pool: sqlx::AnyPool,
+    cache: Weak<Cache>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl Follower {
+    /// Follows one listening connection: pings through the pool, pongs through the listener
+    /// (live once the first returns), and forgets and announces each change notified.
+    /// `Continue` when the connection is lost or a ping goes unanswered, `Break` when the
+    /// cache is no longer used.
+    async fn follow(
+        &mut self,
+        rx: &mut mpsc::Receiver<Option<(String, String)>>,
+    ) -> ControlFlow<()> {
+        let mut pending: Option<(String, tokio::time::Instant)> = None;
+        let mut next_ping = tokio::time::Instant::now();
+        loop {
+            if self.cache.strong_count() == 0 {
+                return ControlFlow::Break(());
+            }
+            if pending.is_none() && tokio::time::Instant::now() >= next_ping {
+                self.seq += 1;
+                let token = format!("ping {} {}", self.node, self.seq);
+                let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(&token)
+                    .execute(&self.pool)
+                    .await;
+                if sent.is_err() {
+                    return ControlFlow::Continue(());
+                }
+                pending = Some((token, tokio::time::Instant::now() + PING_TIMEOUT));
+            }
+            let wake = pending.as_ref().map_or(next_ping, |p| p.1);
+            let got = tokio::time::timeout_at(wake, rx.recv()).await;
+            let Some(c) = self.cache.upgrade() else {
+                return ControlFlow::Break(());
+            };
+            match got {
+                Err(_) if pending.is_some() => {
+                    if c.is_live() {
+                        warn!(
+                            "challenge notifications: a ping went unanswered; polls read the database"
+                        );
+                    }
+                    return ControlFlow::Continue(());
+                }
+                Err(_) => {}
+                Ok(None | Some(None)) => return ControlFlow::Continue(()),
+                Ok(Some(Some((channel, payload)))) if channel == CHANNEL => {
+                    if pending.as_ref().is_some_and(|p| p.0 == payload) {
+                        pending = None;
+                        next_ping = tokio::time::Instant::now() + PING_EVERY;
+                        if !c.is_live() {
+                            c.set_live(true);
+                            if self.failures > 0 {
+                                info!("challenge notifications: listening again");
+                            }
+                            self.failures = 0;
+                        }
+                    } else {
+                        self.changed(&c, &payload);
+                    }
+                }
+                Ok(Some(Some(_))) => {}
+            }
+        }
+    }
+
+    /// A change notified (`<id> <state>`): the copy forgets the challenge and this process's
+    /// subscribers hear of it.
+    fn changed(&self, c: &Cache, payload: &str) {
+        if let Some((id, state)) = payload.split_once(' ')
+            && let Some(state) = ChallengeState::from_name(state)
+        {
+            crate::fault::point("store");
+            c.forget(id);
+            let _ = self.changes.send(Change {
+                id: id.to_string(),
+                state,
+            });
+        }
+    }
 }
 
 /// Connects a listener and hands its notifications to `tx` from a task of its own (so

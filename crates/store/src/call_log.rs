@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::{Result, Store, StoreError};
+use crate::{ChallengeState, Digit, KeySource, Result, StepKind, Store, StoreError};
 
 /// A call being placed for a challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,13 +19,13 @@ pub struct NewCall {
     pub started_at_ms: i64,
 }
 
-/// A key pressed during a call.
+/// A key pressed during a call (read from the call's steps of kind `key`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRecord {
     /// The key.
-    pub digit: String,
-    /// `in_band` or `rfc4733`.
-    pub source: String,
+    pub digit: Digit,
+    /// Where it was heard.
+    pub source: KeySource,
     /// Milliseconds since the INVITE.
     pub at_ms: i64,
 }
@@ -35,17 +35,54 @@ pub struct KeyRecord {
 pub struct CallStep {
     /// Milliseconds since the INVITE.
     pub at_ms: i64,
-    /// `invite`, `sip` (a response), `prompt`, `key`, `verdict` or `end`.
-    pub kind: String,
-    /// What: the trunk, `180 Ringing`, the prompt's name, `# (in_band)`, the outcome…
+    /// A response, a prompt, a key…
+    pub kind: StepKind,
+    /// What: the trunk, `180 Ringing`, the prompt's name, `# (in_band)` (a key; one pressed
+    /// before the instructions is `# (in_band) before the instructions: ignored`, see
+    /// [`CallStep::key_step`]), the outcome…
     pub detail: String,
 }
 
+/// The words after a key that was dropped because it came before the instructions.
+const IGNORED: &str = " before the instructions: ignored";
+
+impl CallStep {
+    /// A step of kind `key`: `digit` heard from `source` `at_ms` after the INVITE, taken or
+    /// (`taken` false) dropped because it came before the instructions. Its words
+    /// (`# (in_band)`) are what [`CallStep::key`] reads back: the call log keeps a key there
+    /// only.
+    pub fn key_step(at_ms: i64, digit: Digit, source: KeySource, taken: bool) -> CallStep {
+        let ignored = if taken { "" } else { IGNORED };
+        CallStep {
+            at_ms,
+            kind: StepKind::Key,
+            detail: format!("{digit} ({source}){ignored}"),
+        }
+    }
+
+    /// The key a step of kind `key` says was pressed and taken (`None` for other steps, and
+    /// for a key dropped because it came before the instructions).
+    pub fn key(&self) -> Option<KeyRecord> {
+        if self.kind != StepKind::Key {
+            return None;
+        }
+        let (digit, rest) = self.detail.split_once(" (")?;
+        let source = KeySource::from_name(rest.strip_suffix(')')?)?;
+        let mut chars = digit.chars();
+        let digit = chars.next().filter(|_| chars.next().is_none())?;
+        Some(KeyRecord {
+            digit: Digit::from_char(digit)?,
+            source,
+            at_ms: self.at_ms,
+        })
+    }
+}
+
 /// How a call ended, with what the call log keeps.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CallEnd {
-    /// The outcome's name (`approved`, `busy`, …).
-    pub outcome: String,
+    /// The outcome (`approved`, `busy`, …; `interrupted` when its node stopped).
+    pub outcome: ChallengeState,
     /// The SIP status of a failure.
     pub sip_status: Option<i64>,
     /// Why, in words.
@@ -74,10 +111,38 @@ pub struct CallEnd {
     pub packets_rejected: i64,
     /// Whether the media was SRTP.
     pub srtp: bool,
-    /// The keys, in order.
-    pub keys: Vec<KeyRecord>,
-    /// What happened, in order.
+    /// What happened, in order: the keys among it (see [`CallEnd::keys`]).
     pub steps: Vec<CallStep>,
+}
+
+impl CallEnd {
+    /// A call that ended with `outcome` at `ended_at_ms`, with no figures, keys or steps.
+    pub fn new(outcome: ChallengeState, ended_at_ms: i64) -> CallEnd {
+        CallEnd {
+            outcome,
+            sip_status: None,
+            detail: None,
+            trunk: None,
+            ended_at_ms,
+            post_dial_delay_ms: None,
+            time_to_answer_ms: None,
+            time_to_key_ms: None,
+            time_to_verdict_ms: None,
+            packets_sent: 0,
+            packets_received: 0,
+            packets_lost: 0,
+            jitter_ms: 0.0,
+            packets_rejected: 0,
+            srtp: false,
+            steps: Vec::new(),
+        }
+    }
+
+    /// The keys pressed and taken, in order: the steps of kind `key` (the call log keeps a
+    /// key only there).
+    pub fn keys(&self) -> Vec<KeyRecord> {
+        self.steps.iter().filter_map(CallStep::key).collect()
+    }
 }
 
 /// One call in the call log.
@@ -95,11 +160,38 @@ pub struct CallEntry {
     pub end: Option<CallEnd>,
 }
 
+/// The calls of one outcome, or those not ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutcomeFilter {
+    /// The calls not ended yet (`in_progress`).
+    InProgress,
+    /// The calls that ended so.
+    Ended(ChallengeState),
+}
+
+impl OutcomeFilter {
+    /// The filter a name gives: `in_progress` or an outcome's (a state's) name.
+    pub fn from_name(s: &str) -> Option<OutcomeFilter> {
+        match s {
+            "in_progress" => Some(OutcomeFilter::InProgress),
+            _ => ChallengeState::from_name(s).map(OutcomeFilter::Ended),
+        }
+    }
+
+    /// Every name [`OutcomeFilter::from_name`] takes, `in_progress` last.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        ChallengeState::ALL
+            .into_iter()
+            .map(ChallengeState::as_str)
+            .chain(["in_progress"])
+    }
+}
+
 /// Which calls to list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallFilter {
-    /// Only this outcome (`in_progress` for calls not ended).
-    pub outcome: Option<String>,
+    /// Only this outcome, or only the calls not ended.
+    pub outcome: Option<OutcomeFilter>,
     /// Started at or after (ms since the epoch).
     pub from_ms: Option<i64>,
     /// Started before.
@@ -130,7 +222,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records how a call ended, with its keys, once; `false` if it had already ended (or
+    /// Records how a call ended, with its steps, once; `false` if it had already ended (or
     /// is unknown).
     pub async fn finish_call(&self, id: &str, e: &CallEnd) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
@@ -141,7 +233,7 @@ impl Store {
              packets_lost = $12, jitter_ms = $13, packets_rejected = $14, srtp = $15 \
              WHERE id = $16 AND ended_at IS NULL",
         )
-        .bind(&e.outcome)
+        .bind(e.outcome.as_str())
         .bind(e.sip_status)
         .bind(e.detail.as_deref())
         .bind(e.trunk.as_deref())
@@ -162,18 +254,6 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        for (seq, k) in e.keys.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO call_keys (call_id, seq, digit, source, at_ms) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(seq as i64)
-            .bind(&k.digit)
-            .bind(&k.source)
-            .bind(k.at_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
         for (seq, st) in e.steps.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO call_steps (call_id, seq, at_ms, kind, detail) VALUES ($1, $2, $3, $4, $5)",
@@ -181,7 +261,7 @@ impl Store {
             .bind(id)
             .bind(seq as i64)
             .bind(st.at_ms)
-            .bind(&st.kind)
+            .bind(st.kind.as_str())
             .bind(&st.detail)
             .execute(&mut *tx)
             .await?;
@@ -220,7 +300,7 @@ impl Store {
             .collect()
     }
 
-    /// One call with its keys and steps.
+    /// One call with its steps (and so its keys).
     pub async fn call(&self, id: &str) -> Result<Option<CallEntry>> {
         let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1");
         let Some(row) = sqlx::query(AssertSqlSafe(sql))
@@ -232,19 +312,6 @@ impl Store {
         };
         let mut entry = call_from(&row)?;
         if let Some(end) = &mut entry.end {
-            end.keys = self
-                .rows_of_call(
-                    "SELECT digit, source, at_ms FROM call_keys WHERE call_id = $1 ORDER BY seq",
-                    id,
-                    |k| {
-                        Ok(KeyRecord {
-                            digit: k.try_get("digit")?,
-                            source: k.try_get("source")?,
-                            at_ms: k.try_get("at_ms")?,
-                        })
-                    },
-                )
-                .await?;
             end.steps = self
                 .rows_of_call(
                     "SELECT at_ms, kind, detail FROM call_steps WHERE call_id = $1 ORDER BY seq",
@@ -252,7 +319,7 @@ impl Store {
                     |r| {
                         Ok(CallStep {
                             at_ms: r.try_get("at_ms")?,
-                            kind: r.try_get("kind")?,
+                            kind: stored(r.try_get("kind")?, StepKind::from_name)?,
                             detail: r.try_get("detail")?,
                         })
                     },
@@ -263,8 +330,8 @@ impl Store {
     }
 
     /// The call log, newest first: up to `limit` calls matching `filter`, after `cursor`
-    /// (from the previous page), and the cursor of the next page if there is one. Keys are
-    /// not loaded here (see [`Store::call`]).
+    /// (from the previous page), and the cursor of the next page if there is one. Steps (and
+    /// so keys) are not loaded here (see [`Store::call`]).
     pub async fn calls(
         &self,
         filter: &CallFilter,
@@ -283,9 +350,14 @@ impl Store {
             format!("${}", params.len())
         };
         let mut conds: Vec<String> = Vec::new();
-        match filter.outcome.as_deref() {
-            Some("in_progress") => conds.push("ended_at IS NULL".into()),
-            Some(o) => conds.push(format!("outcome = {}", bind(Param::Text(o.into())))),
+        match filter.outcome {
+            Some(OutcomeFilter::InProgress) => conds.push("ended_at IS NULL".into()),
+            Some(OutcomeFilter::Ended(o)) => {
+                conds.push(format!(
+                    "outcome = {}",
+                    bind(Param::Text(o.as_str().into()))
+                ));
+            }
             None => {}
         }
         if let Some(p) = &filter.phone_masked {
@@ -347,9 +419,7 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
     let end = match ended {
         None => None,
         Some(ended_at_ms) => Some(CallEnd {
-            outcome: r
-                .try_get::<Option<String>, _>("outcome")?
-                .unwrap_or_default(),
+            outcome: stored_outcome(r.try_get("outcome")?)?,
             sip_status: r.try_get("sip_status")?,
             detail: r.try_get("detail")?,
             trunk: r.try_get("trunk")?,
@@ -368,7 +438,6 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
                 .try_get::<Option<i64>, _>("packets_rejected")?
                 .unwrap_or(0),
             srtp: r.try_get::<Option<i64>, _>("srtp")?.unwrap_or(0) != 0,
-            keys: Vec::new(),
             steps: Vec::new(),
         }),
     };
@@ -379,6 +448,16 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
         started_at_ms: r.try_get("started_at")?,
         end,
     })
+}
+
+/// The outcome of an ended call as stored.
+fn stored_outcome(name: Option<String>) -> Result<ChallengeState> {
+    stored(name.unwrap_or_default(), ChallengeState::from_name)
+}
+
+/// The value of a stored name, or [`StoreError::Corrupt`] with the name.
+fn stored<T>(name: String, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+    parse(&name).ok_or(StoreError::Corrupt(name))
 }
 
 #[cfg(test)]

@@ -32,11 +32,14 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
 pub use api_keys::{ApiKey, KeyKind};
-pub use call_log::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall};
+pub use call_log::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall, OutcomeFilter};
 pub use challenges::{Challenge, NewChallenge, Scope, StateChange};
+pub use dtmf::Digit;
 pub use limits::{Admission, CountScope, Counter, Refused};
 pub use retention::Forgotten;
-pub use types::{BadNumber, ChallengeState, PhoneNumber, PhoneRole, Purpose, new_id, now_ms};
+pub use types::{
+    BadNumber, ChallengeState, KeySource, PhoneNumber, PhoneRole, Purpose, StepKind, new_id, now_ms,
+};
 pub use users::{FraudBlock, Phone, PhoneState, TrustedDevice};
 pub use webhooks::{Webhook, WebhookAttempt, WebhookNext};
 

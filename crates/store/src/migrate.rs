@@ -23,6 +23,10 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0008_limits_blocks_scopes.sql"),
     ),
     (9, include_str!("../migrations/sqlite/0009_retention.sql")),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_keys_as_steps.sql"),
+    ),
 ];
 
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
@@ -50,6 +54,10 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0008_limits_blocks_scopes.sql"),
     ),
     (9, include_str!("../migrations/postgres/0009_retention.sql")),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_keys_as_steps.sql"),
+    ),
 ];
 
 impl Store {

@@ -158,14 +158,12 @@ impl Store {
                 return Ok(n);
             }
             let list = placeholders(1, ids.len());
-            for table in ["call_keys", "call_steps"] {
-                let sql = format!("DELETE FROM {table} WHERE call_id IN ({list})");
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for id in &ids {
-                    q = q.bind(id);
-                }
-                q.execute(&mut *tx).await?;
+            let sql = format!("DELETE FROM call_steps WHERE call_id IN ({list})");
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in &ids {
+                q = q.bind(id);
             }
+            q.execute(&mut *tx).await?;
             let sql = format!("DELETE FROM calls WHERE id IN ({list})");
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for id in &ids {

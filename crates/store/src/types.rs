@@ -1,4 +1,5 @@
-//! The domain's types: phone numbers, challenge ids and states.
+//! The domain's types: phone numbers, challenge ids and states, where a key was heard and
+//! the kinds of a call's steps.
 
 use std::fmt;
 
@@ -438,7 +439,100 @@ mod tests {
             );
         }
         assert!(new_id("ch").starts_with("ch_") && new_id("ch").len() == 35);
+        for k in StepKind::ALL {
+            assert_eq!(StepKind::from_name(k.as_str()), Some(k));
+        }
+        for k in [KeySource::InBand, KeySource::Rfc4733] {
+            assert_eq!(KeySource::from_name(k.as_str()), Some(k));
+        }
+        assert_eq!(StepKind::from_name("bogus"), None);
         assert_ne!(new_id("ch"), new_id("ch"));
+    }
+}
+
+/// Where a key was heard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySource {
+    /// The in-band detector, on the decoded audio.
+    InBand,
+    /// RFC 4733 telephone-event packets.
+    Rfc4733,
+}
+
+impl KeySource {
+    /// The name as stored, in reports and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::InBand => "in_band",
+            KeySource::Rfc4733 => "rfc4733",
+        }
+    }
+
+    /// The source of a stored name.
+    pub fn from_name(s: &str) -> Option<KeySource> {
+        [KeySource::InBand, KeySource::Rfc4733]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a step of a call in the call log is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// The INVITE went out.
+    Invite,
+    /// A SIP response.
+    Sip,
+    /// A prompt started.
+    Prompt,
+    /// A key, heard or ignored.
+    Key,
+    /// The verdict.
+    Verdict,
+    /// The call ended.
+    End,
+}
+
+impl StepKind {
+    /// Every kind.
+    pub const ALL: [StepKind; 6] = [
+        StepKind::Invite,
+        StepKind::Sip,
+        StepKind::Prompt,
+        StepKind::Key,
+        StepKind::Verdict,
+        StepKind::End,
+    ];
+
+    /// The name as stored and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Invite => "invite",
+            StepKind::Sip => "sip",
+            StepKind::Prompt => "prompt",
+            StepKind::Key => "key",
+            StepKind::Verdict => "verdict",
+            StepKind::End => "end",
+        }
+    }
+
+    /// The kind of a stored name.
+    pub fn from_name(s: &str) -> Option<StepKind> {
+        StepKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

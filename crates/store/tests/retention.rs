@@ -3,8 +3,9 @@
 
 use callverify_e2e::{Postgres, scratch};
 use store::{
-    CallEnd, CallStep, ChallengeState, Forgotten, KeyRecord, NewCall, NewChallenge, PhoneNumber,
-    PhoneRole, PhoneState, Purpose, Store, WebhookAttempt, WebhookNext, now_ms,
+    CallEnd, CallStep, ChallengeState, Digit, Forgotten, KeySource, NewCall, NewChallenge,
+    PhoneNumber, PhoneRole, PhoneState, Purpose, StepKind, Store, WebhookAttempt, WebhookNext,
+    now_ms,
 };
 
 const DAY: i64 = 86_400_000;
@@ -58,19 +59,15 @@ async fn sign_in_at(store: &Store, user: &str, at: i64) -> (String, String) {
         );
     }
     let end = CallEnd {
-        outcome: "approved".into(),
-        ended_at_ms: at + 5000,
-        keys: vec![KeyRecord {
-            digit: "#".into(),
-            source: "rfc4733".into(),
-            at_ms: 3900,
-        }],
-        steps: vec![CallStep {
-            at_ms: 0,
-            kind: "invite".into(),
-            detail: "pbx".into(),
-        }],
-        ..CallEnd::default()
+        steps: vec![
+            CallStep {
+                at_ms: 0,
+                kind: StepKind::Invite,
+                detail: "pbx".into(),
+            },
+            CallStep::key_step(3900, Digit::Pound, KeySource::Rfc4733, true),
+        ],
+        ..CallEnd::new(ChallengeState::Approved, at + 5000)
     };
     assert!(store.finish_call(&call, &end).await.unwrap());
     let attempt = WebhookAttempt {
@@ -111,16 +108,16 @@ async fn enrolled_at(store: &Store, user: &str, number: &str, role: PhoneRole, a
     );
 }
 
-async fn retention(store: Store) {
-    let now = now_ms();
-    let (old, recent, cutoff) = (now - 120 * DAY, now - 10 * DAY, now - 90 * DAY);
-    let (old_id, old_call) = sign_in_at(&store, "alice", old).await;
-    let (new_id, new_call) = sign_in_at(&store, "bob", recent).await;
+/// The users' phones and fraud blocks, old (at `old`) and recent: Alice's primary phone
+/// registered long ago and in use, her fallback removed long ago, Carol's registration that
+/// never went through, Dave's phone removed recently; Erin's fraud report long ago, Frank's
+/// recently.
+async fn phones_and_blocks(store: &Store, old: i64, recent: i64) {
     // Alice's primary phone was registered long ago and is in use: it stays. Her fallback
     // was removed long ago, Carol's registration never went through, Dave's phone was
     // removed recently.
     enrolled_at(
-        &store,
+        store,
         "alice",
         "+819011112222",
         PhoneRole::Primary,
@@ -129,7 +126,7 @@ async fn retention(store: Store) {
     )
     .await;
     enrolled_at(
-        &store,
+        store,
         "alice",
         "+819033334444",
         PhoneRole::Fallback,
@@ -152,7 +149,7 @@ async fn retention(store: Store) {
             .unwrap()
     );
     enrolled_at(
-        &store,
+        store,
         "carol",
         "+819055556666",
         PhoneRole::Primary,
@@ -161,7 +158,7 @@ async fn retention(store: Store) {
     )
     .await;
     enrolled_at(
-        &store,
+        store,
         "dave",
         "+819077778888",
         PhoneRole::Primary,
@@ -195,6 +192,14 @@ async fn retention(store: Store) {
                 .unwrap()
         );
     }
+}
+
+async fn retention(store: Store) {
+    let now = now_ms();
+    let (old, recent, cutoff) = (now - 120 * DAY, now - 10 * DAY, now - 90 * DAY);
+    let (old_id, old_call) = sign_in_at(&store, "alice", old).await;
+    let (new_id, new_call) = sign_in_at(&store, "bob", recent).await;
+    phones_and_blocks(&store, old, recent).await;
     // Read once: a cached store holds the old challenge whole now.
     let before = store.challenge(&old_id).await.unwrap().unwrap();
     assert_eq!(before.phone.as_e164(), Some("+819012345678"));
@@ -256,8 +261,9 @@ async fn retention(store: Store) {
     assert_eq!(store.events(&new_id).await.unwrap(), recent_events);
     let call = store.call(&new_call).await.unwrap().unwrap();
     assert_eq!(call, recent_call);
-    assert_eq!(call.end.as_ref().unwrap().keys.len(), 1);
-    assert_eq!(call.end.as_ref().unwrap().steps.len(), 1);
+    assert_eq!(call.end.as_ref().unwrap().keys().len(), 1);
+    // The INVITE and the key.
+    assert_eq!(call.end.as_ref().unwrap().steps.len(), 2);
     assert_eq!(store.webhook_attempts(&new_id).await.unwrap().len(), 1);
     assert!(store.trusted_device_of(&new_id).await.unwrap().is_some());
     // Alice's phone in use is kept whole (sign-ins call it); her removed fallback and

@@ -77,7 +77,8 @@ async fn the_call_log_shows_a_call_with_its_key_timeline_and_steps() {
     assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
 }
 
-/// A service key may not read the call log; a cursor that is not one is refused.
+/// A service key may not read the call log; a cursor that is not one is refused, and so is
+/// an outcome that is none (the problem names those there are).
 #[tokio::test]
 async fn the_call_log_is_for_operators_only() {
     let Api {
@@ -90,4 +91,16 @@ async fn the_call_log_is_for_operators_only() {
     assert_eq!(r.status, 403);
     let r = authorized(addr, "GET", "/v1/calls?cursor=bogus", &auth(&operator)).await;
     assert_eq!(r.status, 422);
+    let r = authorized(addr, "GET", "/v1/calls?outcome=bogus", &auth(&operator)).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let detail = r.json()["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains("no_answer") && detail.contains("in_progress"),
+        "{detail}"
+    );
+    for known in ["in_progress", "approved", "interrupted"] {
+        let path = format!("/v1/calls?outcome={known}");
+        let r = authorized(addr, "GET", &path, &auth(&operator)).await;
+        assert_eq!(r.status, 200, "{known}: {}", r.body);
+    }
 }

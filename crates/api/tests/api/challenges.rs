@@ -68,6 +68,40 @@ async fn bad_bodies_are_refused_with_a_problem_that_says_why() {
     assert_eq!(r.json()["status"], 413);
 }
 
+/// A request that names no language gets the configured one (`[call] language`); one the
+/// prompt library has not is refused, naming those it has.
+#[tokio::test]
+async fn a_challenge_without_a_language_gets_the_configured_one() {
+    let cfg = ApiConfig {
+        language: media::Language::Ja,
+        ..config()
+    };
+    let Api { addr, service, .. } = Api::start("api-language-default", cfg).await;
+    let post = |body: &'static str| post_json(addr, "/v1/challenges", &service, body);
+    let r = post(r#"{"phone_number":"+819012345678"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["language"], "ja");
+    let r = post(r#"{"phone_number":"+819012345678","language":"en"}"#).await;
+    assert_eq!(r.json()["language"], "en", "{}", r.body);
+    for unknown in ["fr", "EN", ""] {
+        let body = format!(r#"{{"phone_number":"+819012345678","language":"{unknown}"}}"#);
+        let r = post_json(addr, "/v1/challenges", &service, &body).await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        let want = format!("language {unknown:?} is not offered: use en or ja");
+        assert_eq!(r.json()["detail"], want.as_str());
+    }
+    // Unconfigured, the default is English.
+    let Api { addr, service, .. } = Api::start("api-language-en", config()).await;
+    let r = post_json(
+        addr,
+        "/v1/challenges",
+        &service,
+        r#"{"phone_number":"+819012345678"}"#,
+    )
+    .await;
+    assert_eq!(r.json()["language"], "en", "{}", r.body);
+}
+
 #[tokio::test]
 async fn a_request_names_a_phone_or_a_user_as_its_purpose_needs() {
     let Api { addr, service, .. } = Api::start("api-request-shapes", config()).await;
@@ -313,6 +347,8 @@ async fn cancel_hangs_up_a_ringing_call() {
     let sipp = Sipp::start("ring_no_answer", Transport::Udp, V4);
     let store = sqlite("api-cancel-call").await;
     let runner = std::sync::Arc::new(runner_through(store.clone(), sipp.addr).await);
+    // The dispatcher claims what the API queues; it ends with the test's runtime.
+    runner.dispatch();
     let Api {
         addr,
         service,

@@ -336,6 +336,8 @@ pub async fn called_through_sipp(name: &str) -> Called {
     let sipp = Sipp::callee_pressing_pound(name, V4);
     let store = sqlite(name).await;
     let runner = Arc::new(runner_through(store.clone(), sipp.addr).await);
+    // The dispatcher claims what the API queues; it ends with the test's runtime.
+    runner.dispatch();
     let api = Api::over(store, |store| AppState {
         runner: Some(runner),
         ..state(store, config())

@@ -6,6 +6,7 @@
 mod calls;
 mod challenges;
 mod common;
+mod dispatch;
 mod fraud;
 mod limits;
 mod openapi;

@@ -225,8 +225,9 @@ fn script(c: &CallSettings, timers: &Timers, src: &Source) -> Checked {
         return Err(src.at(
             &c.language,
             format!(
-                "unknown language {:?}, expected en or ja",
-                c.language.get_ref()
+                "unknown language {:?}, expected {}",
+                c.language.get_ref(),
+                media::Language::choices()
             ),
         ));
     }

@@ -174,6 +174,7 @@ impl Config {
                 .iter()
                 .filter_map(|n| store::PhoneNumber::parse(n).ok())
                 .collect(),
+            language: self.language(),
         })
     }
 

@@ -443,3 +443,20 @@ fn the_http_limits_come_from_the_file() {
     .unwrap();
     assert_eq!(bare.serve_limits(), api::ServeLimits::default());
 }
+
+#[test]
+fn the_configured_language_is_the_apis_default() {
+    let secrets =
+        |v: &str| env_with_password(v).or_else(|| v.ends_with("_SECRET").then(|| "k".repeat(32)));
+    let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
+    assert_eq!(
+        c.api_settings(secrets).unwrap().language,
+        media::Language::En
+    );
+    let text = shipped().replace("language = \"en\"", "language = \"ja\"");
+    let c = Config::parse(&text, "c.toml", env_with_password).unwrap();
+    assert_eq!(
+        c.api_settings(secrets).unwrap().language,
+        media::Language::Ja
+    );
+}

@@ -23,25 +23,7 @@ const MAX_KEYS: usize = 16;
 /// memory or its log. The verdict still follows every key.
 const MAX_KEYS_LOGGED: usize = 64;
 
-/// Where a key was heard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeySource {
-    /// The in-band detector, on the decoded audio.
-    InBand,
-    /// RFC 4733 telephone-event packets.
-    Rfc4733,
-}
-
-impl KeySource {
-    /// The name in reports and the call log (as serialized).
-    pub fn name(self) -> &'static str {
-        match self {
-            KeySource::InBand => "in_band",
-            KeySource::Rfc4733 => "rfc4733",
-        }
-    }
-}
+pub use store::KeySource;
 
 /// One key press, as kept for the call log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

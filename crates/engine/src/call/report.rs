@@ -41,20 +41,42 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The snake_case name, as stored and printed.
-    pub fn name(&self) -> &'static str {
+    /// The challenge state this outcome decides: the one mapping from outcomes to states.
+    pub fn state(&self) -> store::ChallengeState {
+        use store::ChallengeState;
         match self {
-            Outcome::Approved => "approved",
-            Outcome::Denied => "denied",
-            Outcome::FraudReported => "fraud_reported",
-            Outcome::NoInput => "no_input",
-            Outcome::Voicemail => "voicemail",
-            Outcome::NoAnswer => "no_answer",
-            Outcome::Busy => "busy",
-            Outcome::Declined => "declined",
-            Outcome::HungUp => "hung_up",
-            Outcome::Canceled => "canceled",
-            Outcome::Failed { .. } => "failed",
+            Outcome::Approved => ChallengeState::Approved,
+            Outcome::Denied => ChallengeState::Denied,
+            Outcome::FraudReported => ChallengeState::FraudReported,
+            Outcome::NoInput => ChallengeState::NoInput,
+            Outcome::Voicemail => ChallengeState::Voicemail,
+            Outcome::NoAnswer => ChallengeState::NoAnswer,
+            Outcome::Busy => ChallengeState::Busy,
+            Outcome::Declined => ChallengeState::Declined,
+            Outcome::HungUp => ChallengeState::HungUp,
+            Outcome::Canceled => ChallengeState::Canceled,
+            Outcome::Failed { .. } => ChallengeState::Failed,
+        }
+    }
+
+    /// The snake_case name, as stored and printed (the name of its state).
+    pub fn name(&self) -> &'static str {
+        self.state().as_str()
+    }
+
+    /// What went wrong, for a failure.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Failed { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The SIP status that describes a failure, if there is one.
+    pub fn sip_status(&self) -> Option<u16> {
+        match self {
+            Outcome::Failed { status, .. } => *status,
+            _ => None,
         }
     }
 

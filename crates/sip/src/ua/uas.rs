@@ -10,9 +10,9 @@ use rsip::Method;
 use super::headers::Route;
 use super::leg::{LegState, LegTimer, Reply};
 use super::{ALLOW, CallEvent, EndReason, Output, Transmit, UserAgent};
-use crate::Transport;
 use crate::message::{self, Builder, Incoming};
 use crate::sdp;
+use crate::{SipStatus, Transport};
 
 /// At most this many answers to requests (and this many bytes of them) are kept for their
 /// retransmissions: a flood of requests from a trunk's address gets its answers, but cannot
@@ -93,8 +93,8 @@ fn server_key(req: &Incoming) -> Option<String> {
 
 impl UserAgent {
     /// A response to `req` carrying User-Agent.
-    fn reply(&self, req: &Incoming, to: Route, code: u16, reason: &str) -> Builder {
-        message::response_to(req, to.remote, code, reason, None)
+    fn reply(&self, req: &Incoming, to: Route, status: SipStatus, reason: &str) -> Builder {
+        message::response_to(req, to.remote, status.code(), reason, None)
             .header("User-Agent", self.cfg.user_agent.clone())
     }
 
@@ -112,13 +112,21 @@ impl UserAgent {
         self.transmit(to, bytes);
     }
 
-    fn respond(&mut self, now: Instant, req: &Incoming, to: Route, code: u16, reason: &str) {
-        let b = self.reply(req, to, code, reason);
+    /// Sends `status` with its usual phrase ([`SipStatus::reason`]).
+    fn respond(&mut self, now: Instant, req: &Incoming, to: Route, status: SipStatus) {
+        self.respond_with(now, req, to, status, status.reason());
+    }
+
+    /// Sends `status` with words of its own.
+    fn respond_with(&mut self, now: Instant, req: &Incoming, to: Route, s: SipStatus, why: &str) {
+        let b = self.reply(req, to, s, why);
         self.send_reply(now, req, to, b);
     }
 
-    fn respond_allow(&mut self, now: Instant, req: &Incoming, to: Route, code: u16, reason: &str) {
-        let b = self.reply(req, to, code, reason).header("Allow", ALLOW);
+    fn respond_allow(&mut self, now: Instant, req: &Incoming, to: Route, status: SipStatus) {
+        let b = self
+            .reply(req, to, status, status.reason())
+            .header("Allow", ALLOW);
         self.send_reply(now, req, to, b);
     }
 
@@ -153,7 +161,8 @@ impl UserAgent {
         {
             // RFC 3261 §12.2.2: a request older than one already taken is out of order.
             if leg.remote_cseq.is_some_and(|seen| req.cseq < seen) {
-                self.respond(now, &req, from, 500, "CSeq Out of Order");
+                let s = SipStatus::SERVER_INTERNAL_ERROR;
+                self.respond_with(now, &req, from, s, "CSeq Out of Order");
                 return;
             }
             leg.remote_cseq = Some(req.cseq);
@@ -170,7 +179,7 @@ impl UserAgent {
             }
             (Method::Ack, None) => {}
             (Method::Bye, Some(h)) => {
-                self.respond(now, &req, from, 200, "OK");
+                self.respond(now, &req, from, SipStatus::OK);
                 if let Some(reason) = self
                     .legs
                     .get(&h)
@@ -180,19 +189,19 @@ impl UserAgent {
                 }
             }
             (Method::Invite | Method::Update, Some(h)) => self.on_reinvite(h, now, req, from),
-            (Method::Options, _) => self.respond_allow(now, &req, from, 200, "OK"),
-            (Method::Invite, None) if req.to_tag.is_none() => self.respond(
+            (Method::Options, _) => self.respond_allow(now, &req, from, SipStatus::OK),
+            (Method::Invite, None) if req.to_tag.is_none() => self.respond_with(
                 now,
                 &req,
                 from,
-                403,
+                SipStatus::FORBIDDEN,
                 "Forbidden (callverify places calls only)",
             ),
             (_, None) if req.to_tag.is_some() || method == Method::Cancel => {
-                self.respond(now, &req, from, 481, "Call/Transaction Does Not Exist")
+                self.respond(now, &req, from, SipStatus::CALL_DOES_NOT_EXIST)
             }
-            (_, Some(_)) => self.respond_allow(now, &req, from, 501, "Not Implemented"),
-            (_, None) => self.respond_allow(now, &req, from, 405, "Method Not Allowed"),
+            (_, Some(_)) => self.respond_allow(now, &req, from, SipStatus::NOT_IMPLEMENTED),
+            (_, None) => self.respond_allow(now, &req, from, SipStatus::METHOD_NOT_ALLOWED),
         }
     }
 
@@ -206,12 +215,12 @@ impl UserAgent {
         let current = match &leg.state {
             LegState::Confirmed(d) | LegState::Ending { dialog: d, .. } => d.answer.clone(),
             _ => {
-                self.respond(now, &req, from, 491, "Request Pending");
+                self.respond(now, &req, from, SipStatus::REQUEST_PENDING);
                 return;
             }
         };
         let Some(current) = current else {
-            self.respond(now, &req, from, 488, "Not Acceptable Here");
+            self.respond(now, &req, from, SipStatus::NOT_ACCEPTABLE_HERE);
             return;
         };
         let mut ours = leg.offer.clone();
@@ -225,7 +234,7 @@ impl UserAgent {
                 .map_err(|_| ())
                 .and_then(|b| sdp::parse_answer(b, &ours).map_err(|_| ()));
             let Ok(a) = parsed else {
-                self.respond(now, &req, from, 488, "Not Acceptable Here");
+                self.respond(now, &req, from, SipStatus::NOT_ACCEPTABLE_HERE);
                 return;
             };
             let body = ours.answer_sdp(a.telephone_event_pt);
@@ -243,7 +252,7 @@ impl UserAgent {
         leg.offer.version = ours.version;
         let contact = leg.contact.clone();
         let b = self
-            .reply(&req, from, 200, "OK")
+            .reply(&req, from, SipStatus::OK, SipStatus::OK.reason())
             .header("Contact", contact)
             .header("Allow", ALLOW)
             .body("application/sdp", body);

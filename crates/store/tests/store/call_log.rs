@@ -1,7 +1,8 @@
 //! The call log: calls with their outcome, SIP status, timings, RTP figures, keys and steps;
 //! listed newest first in pages (keyset), filtered; a note added to a call's detail.
 
-use store::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall, Store};
+use store::ChallengeState::{Approved, Busy};
+use store::{CallEnd, CallEntry, CallFilter, CallStep, NewCall, OutcomeFilter, StepKind, Store};
 
 use crate::common::{Db, request};
 
@@ -50,11 +51,10 @@ async fn logged(store: &Store) {
 
 /// How call `i` of [`logged`] ended.
 fn ended(i: i64) -> CallEnd {
+    let outcome = if i % 2 == 0 { Approved } else { Busy };
     CallEnd {
-        outcome: if i % 2 == 0 { "approved" } else { "busy" }.into(),
         sip_status: (i % 2 == 1).then_some(486),
         trunk: Some(if i % 3 == 0 { "backup" } else { "pbx" }.into()),
-        ended_at_ms: 20_000 + i,
         post_dial_delay_ms: Some(120),
         time_to_answer_ms: (i % 2 == 0).then_some(2500),
         time_to_key_ms: (i % 2 == 0).then_some(3100),
@@ -63,35 +63,32 @@ fn ended(i: i64) -> CallEnd {
         packets_lost: 2,
         jitter_ms: 1.25,
         srtp: i % 4 == 0,
-        keys: if i % 2 == 0 {
-            vec![
-                KeyRecord {
-                    digit: "0".into(),
-                    source: "in_band".into(),
-                    at_ms: 5000,
-                },
-                KeyRecord {
-                    digit: "#".into(),
-                    source: "rfc4733".into(),
-                    at_ms: 5600,
-                },
-            ]
-        } else {
-            Vec::new()
+        steps: {
+            let step = |at_ms, kind: StepKind, detail: &str| CallStep {
+                at_ms,
+                kind,
+                detail: detail.into(),
+            };
+            let mut steps = vec![
+                step(0, StepKind::Invite, "pbx"),
+                step(120, StepKind::Sip, "180"),
+            ];
+            // The keys are kept as steps: one taken from each source, one dropped (it came
+            // before the instructions, so it is no key of the call's).
+            if i % 2 == 0 {
+                steps.extend([
+                    step(
+                        4000,
+                        StepKind::Key,
+                        "5 (in_band) before the instructions: ignored",
+                    ),
+                    step(5000, StepKind::Key, "0 (in_band)"),
+                    step(5600, StepKind::Key, "# (rfc4733)"),
+                ]);
+            }
+            steps
         },
-        steps: vec![
-            CallStep {
-                at_ms: 0,
-                kind: "invite".into(),
-                detail: "pbx".into(),
-            },
-            CallStep {
-                at_ms: 120,
-                kind: "sip".into(),
-                detail: "180".into(),
-            },
-        ],
-        ..CallEnd::default()
+        ..CallEnd::new(outcome, 20_000 + i)
     }
 }
 
@@ -104,7 +101,7 @@ fn filter(
     to: Option<i64>,
 ) -> CallFilter {
     CallFilter {
-        outcome: outcome.map(str::to_string),
+        outcome: outcome.map(|o| OutcomeFilter::from_name(o).unwrap()),
         phone_masked: phone.map(str::to_string),
         trunk: trunk.map(str::to_string),
         from_ms: from,
@@ -128,19 +125,31 @@ async fn a_call_ends_once_with_its_outcome_keys_steps_and_figures(db: Db) {
         (end.outcome.as_str(), end.trunk.as_deref()),
         ("approved", Some("pbx"))
     );
-    let keys: Vec<(&str, &str, i64)> = end
-        .keys
+    let taken = end.keys();
+    let keys: Vec<(String, &str, i64)> = taken
         .iter()
-        .map(|k| (k.digit.as_str(), k.source.as_str(), k.at_ms))
+        .map(|k| (k.digit.to_string(), k.source.as_str(), k.at_ms))
         .collect();
-    assert_eq!(keys, vec![("0", "in_band", 5000), ("#", "rfc4733", 5600)]);
+    assert_eq!(
+        keys,
+        vec![("0".into(), "in_band", 5000), ("#".into(), "rfc4733", 5600)]
+    );
     assert_eq!((end.jitter_ms, end.packets_lost), (1.25, 2));
     let steps: Vec<(i64, &str, &str)> = end
         .steps
         .iter()
         .map(|s| (s.at_ms, s.kind.as_str(), s.detail.as_str()))
         .collect();
-    assert_eq!(steps, vec![(0, "invite", "pbx"), (120, "sip", "180")]);
+    assert_eq!(
+        steps,
+        vec![
+            (0, "invite", "pbx"),
+            (120, "sip", "180"),
+            (4000, "key", "5 (in_band) before the instructions: ignored"),
+            (5000, "key", "0 (in_band)"),
+            (5600, "key", "# (rfc4733)")
+        ]
+    );
     assert!(store.call("call_24").await.unwrap().unwrap().end.is_none());
     assert!(store.call("call_nope").await.unwrap().is_none());
 }
@@ -232,10 +241,8 @@ async fn a_note_goes_in_a_calls_detail_after_what_it_says(db: Db) {
         .await
         .unwrap();
     let busy = CallEnd {
-        outcome: "busy".into(),
         detail: Some("486".into()),
-        ended_at_ms: T + 1,
-        ..CallEnd::default()
+        ..CallEnd::new(Busy, T + 1)
     };
     store.finish_call("call_noted", &busy).await.unwrap();
     assert!(

@@ -98,7 +98,7 @@ async fn a_lapsed_claim_is_interrupted_with_its_call_and_never_claimed_again(db:
     assert_eq!(state(ids[1].clone()).await, Interrupted);
     assert_eq!(state(ids[0].clone()).await, Calling);
     let call = a.call("call_claimed_by_b").await.unwrap().unwrap();
-    assert_eq!(call.end.unwrap().outcome, "interrupted");
+    assert_eq!(call.end.unwrap().outcome.as_str(), "interrupted");
     // B's renewal no longer holds them; nothing is claimable again.
     assert_eq!(
         b.renew_claims(T + 8_000).await.unwrap(),
