@@ -40,7 +40,7 @@ pub fn media_at(ip: IpAddr, port: u16) -> engine::MediaConfig {
         address: ip,
         ports: port..=port + 1,
         codecs: vec![Codec::Pcmu, Codec::Pcma],
-        measure_pacing: false,
+        on_send: None,
     }
 }
 

@@ -23,13 +23,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callverify_e2e::pcap::{self, Part};
 use dtmf::Digit;
-use engine::call_driver::SendIntervals;
+use engine::call_driver::OnSend;
 use engine::{MediaConfig, Outcome, ScriptConfig, SipEndpoint};
 use media::{Codec, Language};
 use sip::{Listener, Timers, Transport, UaConfig};
@@ -37,6 +37,100 @@ use testaudio::Signal;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+/// Intervals between consecutive RTP packets of one call, in 0.25 ms bins up to 128 ms (the
+/// last bin holds everything longer), and when the longest ones happened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct SendIntervals {
+    /// Counts per bin.
+    bins: Vec<u32>,
+    /// Sends that came more than 40 ms after the previous one: when, and the interval in
+    /// microseconds (the first 64 of the call).
+    late: Vec<(Instant, u32)>,
+}
+
+/// Bin width of [`SendIntervals`], in microseconds.
+const INTERVAL_BIN_US: u64 = 250;
+const INTERVAL_BINS: usize = 513;
+
+impl SendIntervals {
+    fn record(&mut self, at: Instant, micros: u64) {
+        if self.bins.is_empty() {
+            self.bins = vec![0; INTERVAL_BINS];
+        }
+        let i = ((micros / INTERVAL_BIN_US) as usize).min(INTERVAL_BINS - 1);
+        self.bins[i] += 1;
+        if micros > 40_000 && self.late.len() < 64 {
+            self.late.push((at, micros.min(u64::from(u32::MAX)) as u32));
+        }
+    }
+
+    /// Adds another histogram's counts.
+    fn merge(&mut self, other: &SendIntervals) {
+        if self.bins.is_empty() {
+            self.bins = vec![0; INTERVAL_BINS];
+        }
+        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
+            *a += b;
+        }
+        self.late.extend_from_slice(&other.late);
+    }
+
+    /// Intervals recorded.
+    fn count(&self) -> u64 {
+        self.bins.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds (upper edge of its bin).
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((n as f64 * q).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.bins.iter().enumerate() {
+            seen += u64::from(*c);
+            if seen >= rank {
+                return Some(((i as u64 + 1) * INTERVAL_BIN_US) as f64 / 1000.0);
+            }
+        }
+        None
+    }
+}
+
+/// One call's send intervals, recorded by the call driver's hook right after each send.
+#[derive(Debug, Default)]
+struct Pacing {
+    last: Option<Instant>,
+    intervals: SendIntervals,
+}
+
+impl Pacing {
+    fn sent(&mut self, at: Instant) {
+        if let Some(prev) = self.last {
+            self.intervals.record(at, (at - prev).as_micros() as u64);
+        }
+        self.last = Some(at);
+    }
+}
+
+/// `base` with a hook that records the call's send intervals in the returned [`Pacing`].
+fn measured(base: &MediaConfig) -> (MediaConfig, Arc<Mutex<Pacing>>) {
+    let pacing = Arc::new(Mutex::new(Pacing::default()));
+    let hook = {
+        let pacing = pacing.clone();
+        OnSend(Arc::new(move |at| {
+            if let Ok(mut p) = pacing.lock() {
+                p.sent(at);
+            }
+        }))
+    };
+    let media = MediaConfig {
+        on_send: Some(hook),
+        ..base.clone()
+    };
+    (media, pacing)
+}
 struct Args {
     calls: Vec<usize>,
     workers: usize,
@@ -176,18 +270,66 @@ struct Figures {
     cpu_cores: f64,
     sipp_cores: f64,
     rss_per_call_kib: f64,
+    tally: Tally,
+    wall: Duration,
+    start: Instant,
+}
+
+/// What the calls of one load ended with.
+#[derive(Default)]
+struct Tally {
     intervals: SendIntervals,
     approved: usize,
     others: Vec<(String, usize)>,
-    wall: Duration,
-    start: Instant,
-    jitter_mean_ms: f64,
+    call_seconds: f64,
+    jitter_sum_ms: f64,
     jitter_max_ms: f64,
     rtp_lost: u64,
 }
 
-async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Path) -> Figures {
-    let (mut sipp, sipp_addr) = sipp(dir, pcap, n, a);
+type CallTask = tokio::task::JoinHandle<(
+    Result<engine::call_driver::Finished, engine::VerifyError>,
+    Arc<Mutex<Pacing>>,
+)>;
+
+impl Tally {
+    fn other(&mut self, name: String) {
+        match self.others.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, c)) => *c += 1,
+            None => self.others.push((name, 1)),
+        }
+    }
+
+    /// Waits for every call and counts what it ended with.
+    async fn of(tasks: Vec<CallTask>) -> Tally {
+        let mut t = Tally::default();
+        for task in tasks {
+            match task.await {
+                Ok((Ok(f), pacing)) => {
+                    if let Ok(p) = pacing.lock() {
+                        t.intervals.merge(&p.intervals);
+                    }
+                    let r = &f.report;
+                    t.call_seconds += r.timings.duration_ms as f64 / 1000.0;
+                    t.jitter_sum_ms += r.media.jitter_ms;
+                    t.jitter_max_ms = t.jitter_max_ms.max(r.media.jitter_ms);
+                    t.rtp_lost += r.media.packets_lost.max(0) as u64;
+                    if r.outcome == Outcome::Approved && r.keys.len() == 1 {
+                        t.approved += 1;
+                    } else {
+                        t.other(format!("{} {:?}", r.outcome.name(), r.detail));
+                    }
+                }
+                Ok((Err(e), _)) => t.others.push((format!("not placed: {e}"), 1)),
+                Err(e) => t.others.push((format!("task failed: {e}"), 1)),
+            }
+        }
+        t
+    }
+}
+
+/// A SIP endpoint on loopback whose one trunk is sipp.
+async fn endpoint(sipp: SocketAddr) -> SipEndpoint {
     let ua = UaConfig {
         listen: vec![Listener {
             transport: Transport::Udp,
@@ -197,46 +339,58 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
         timers: Timers::default(),
         ring_timeout: Duration::from_secs(30),
     };
-    let trunk = callverify_e2e::trunk("sipp", Transport::Udp, sipp_addr);
+    let trunk = callverify_e2e::trunk("sipp", Transport::Udp, sipp);
     let (ep, _events) = SipEndpoint::start(ua, vec![trunk]).await.expect("endpoint");
-    let ep = Arc::new(ep);
-    let media = Arc::new(MediaConfig {
+    ep
+}
+
+/// Places `n` calls at `rate` a second from `start`, each measuring its send intervals.
+async fn place_calls(
+    n: usize,
+    rate: f64,
+    start: Instant,
+    ep: &Arc<SipEndpoint>,
+    prompts: &engine::Prompts,
+) -> Vec<CallTask> {
+    let media = MediaConfig {
         address: LOOPBACK,
         ports: 20000..=40000,
         // Offered as the tests offer them (sipp's scenario checks the offer); sipp picks PCMU.
         codecs: vec![Codec::Pcmu, Codec::Pcma],
-        measure_pacing: true,
-    });
+        on_send: None,
+    };
     let script = ScriptConfig {
         repeats: 3,
         first_key_timeout: Duration::from_secs(30),
         call_timeout: Duration::from_secs(60),
         ..ScriptConfig::default()
     };
-    let rss0 = rss_kib();
-    let cpu0 = cpu_time();
-    let sipp_cpu0 = cpu_of(sipp.id());
-    let start = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
-        let due = start + Duration::from_secs_f64(i as f64 / a.rate);
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
-        let (ep, media, script, prompts) =
-            (ep.clone(), media.clone(), script.clone(), prompts.clone());
+        let (ep, script, prompts) = (ep.clone(), script.clone(), prompts.clone());
+        let (media, pacing) = measured(&media);
         tasks.push(tokio::spawn(async move {
-            engine::verify(
+            let number = store::PhoneNumber::parse(&format!("+8190{i:08}")).expect("E.164");
+            let finished = engine::verify(
                 &ep,
                 &media,
                 script,
                 prompts,
-                &store::PhoneNumber::parse(&format!("+8190{i:08}")).expect("E.164"),
+                &number,
                 None,
                 std::future::pending(),
             )
-            .await
+            .await;
+            (finished, pacing)
         }));
     }
-    // Sample memory while the calls run.
+    tasks
+}
+
+/// Samples this process's peak RSS every 100 ms until aborted.
+fn sample_peak_rss() -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
     let peak = Arc::new(AtomicU64::new(rss_kib()));
     let sampler = {
         let peak = peak.clone();
@@ -247,38 +401,11 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
             }
         })
     };
-    let mut intervals = SendIntervals::default();
-    let mut approved = 0;
-    let mut others: Vec<(String, usize)> = Vec::new();
-    let mut call_seconds = 0.0;
-    let (mut jitter_sum, mut jitter_max, mut rtp_lost) = (0.0f64, 0.0f64, 0u64);
-    for t in tasks {
-        match t.await {
-            Ok(Ok(f)) => {
-                intervals.merge(&f.intervals);
-                call_seconds += f.report.timings.duration_ms as f64 / 1000.0;
-                jitter_sum += f.report.media.jitter_ms;
-                jitter_max = jitter_max.max(f.report.media.jitter_ms);
-                rtp_lost += f.report.media.packets_lost.max(0) as u64;
-                if f.report.outcome == Outcome::Approved && f.report.keys.len() == 1 {
-                    approved += 1;
-                } else {
-                    let name = format!("{} {:?}", f.report.outcome.name(), f.report.detail);
-                    match others.iter_mut().find(|(k, _)| *k == name) {
-                        Some((_, c)) => *c += 1,
-                        None => others.push((name, 1)),
-                    }
-                }
-            }
-            Ok(Err(e)) => others.push((format!("not placed: {e}"), 1)),
-            Err(e) => others.push((format!("task failed: {e}"), 1)),
-        }
-    }
-    let wall = start.elapsed();
-    let cpu = cpu_time() - cpu0;
-    let sipp_cpu = cpu_of(sipp.id()) - sipp_cpu0;
-    sampler.abort();
-    let peak = peak.load(Ordering::Relaxed).max(rss_kib());
+    (peak, sampler)
+}
+
+/// Lets sipp finish (up to 10 s), then stops it.
+async fn stop(mut sipp: Child) {
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         while sipp.try_wait().ok().flatten().is_none() {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -287,26 +414,39 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
     .await;
     let _ = sipp.kill();
     let _ = sipp.wait();
+}
+
+async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Path) -> Figures {
+    let (sipp, sipp_addr) = sipp(dir, pcap, n, a);
+    let ep = Arc::new(endpoint(sipp_addr).await);
+    let rss0 = rss_kib();
+    let cpu0 = cpu_time();
+    let sipp_cpu0 = cpu_of(sipp.id());
+    let start = Instant::now();
+    let tasks = place_calls(n, a.rate, start, &ep, &prompts).await;
+    // Sample memory while the calls run.
+    let (peak, sampler) = sample_peak_rss();
+    let tally = Tally::of(tasks).await;
+    let wall = start.elapsed();
+    let cpu = cpu_time() - cpu0;
+    let sipp_cpu = cpu_of(sipp.id()) - sipp_cpu0;
+    sampler.abort();
+    let peak = peak.load(Ordering::Relaxed).max(rss_kib());
+    stop(sipp).await;
     if let Ok(ep) = Arc::try_unwrap(ep) {
         ep.shutdown().await;
     }
     Figures {
         calls: n,
-        cpu_per_call_s_ms: cpu.as_secs_f64() * 1000.0 / call_seconds.max(1e-9),
+        cpu_per_call_s_ms: cpu.as_secs_f64() * 1000.0 / tally.call_seconds.max(1e-9),
         cpu_cores: cpu.as_secs_f64() / wall.as_secs_f64(),
         sipp_cores: sipp_cpu.as_secs_f64() / wall.as_secs_f64(),
         rss_per_call_kib: peak.saturating_sub(rss0) as f64 / n as f64,
-        intervals,
-        approved,
-        others,
+        tally,
         wall,
         start,
-        jitter_mean_ms: jitter_sum / n as f64,
-        jitter_max_ms: jitter_max,
-        rtp_lost,
     }
 }
-
 fn capture(dir: &Path) -> PathBuf {
     let audio = Signal::new()
         .silence(8000.0)
@@ -360,44 +500,88 @@ fn main() {
         let run_dir = dir.join(n.to_string());
         std::fs::create_dir_all(&run_dir).expect("scratch");
         let f = rt.block_on(run(n, &a, prompts.clone(), &pcap, &run_dir));
-        let q = |x| f.intervals.quantile_ms(x).unwrap_or(f64::NAN);
-        println!(
-            "{:>6} {:>10.2} {:>8.2} {:>8.2} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>6} {:>7.1}",
-            f.calls,
-            f.cpu_per_call_s_ms,
-            f.cpu_cores,
-            f.sipp_cores,
-            f.rss_per_call_kib,
-            q(0.5),
-            q(0.99),
-            q(0.999),
-            q(1.0),
-            f.approved,
-            f.calls - f.approved,
-            f.wall.as_secs_f64(),
-        );
-        println!(
-            "        received: jitter (RFC 3550) mean {:.2} ms, worst call {:.2} ms; RTP packets lost {}",
-            f.jitter_mean_ms, f.jitter_max_ms, f.rtp_lost
-        );
-        if !f.intervals.late.is_empty() {
-            // When the sends later than 40 ms happened, per second of the run.
-            let mut per_s = std::collections::BTreeMap::new();
-            for (at, _) in &f.intervals.late {
-                *per_s
-                    .entry(at.saturating_duration_since(f.start).as_secs())
-                    .or_insert(0) += 1;
-            }
-            let worst = f.intervals.late.iter().map(|l| l.1).max().unwrap_or(0);
-            println!(
-                "        sends > 40 ms after the previous: {} (worst {:.1} ms); by second of the run: {:?}",
-                f.intervals.late.len(),
-                f64::from(worst) / 1000.0,
-                per_s
-            );
+        print(&f);
+    }
+}
+
+/// One load's line of figures, then what is worth knowing about it.
+fn print(f: &Figures) {
+    let t = &f.tally;
+    let q = |x| t.intervals.quantile_ms(x).unwrap_or(f64::NAN);
+    println!(
+        "{:>6} {:>10.2} {:>8.2} {:>8.2} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>6} {:>7.1}",
+        f.calls,
+        f.cpu_per_call_s_ms,
+        f.cpu_cores,
+        f.sipp_cores,
+        f.rss_per_call_kib,
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        q(1.0),
+        t.approved,
+        f.calls - t.approved,
+        f.wall.as_secs_f64(),
+    );
+    println!(
+        "        received: jitter (RFC 3550) mean {:.2} ms, worst call {:.2} ms; RTP packets lost {}",
+        t.jitter_sum_ms / f.calls as f64,
+        t.jitter_max_ms,
+        t.rtp_lost
+    );
+    if !t.intervals.late.is_empty() {
+        // When the sends later than 40 ms happened, per second of the run.
+        let mut per_s = std::collections::BTreeMap::new();
+        for (at, _) in &t.intervals.late {
+            *per_s
+                .entry(at.saturating_duration_since(f.start).as_secs())
+                .or_insert(0) += 1;
         }
-        for (what, count) in &f.others {
-            println!("        not approved: {count} × {what}");
+        let worst = t.intervals.late.iter().map(|l| l.1).max().unwrap_or(0);
+        println!(
+            "        sends > 40 ms after the previous: {} (worst {:.1} ms); by second of the run: {:?}",
+            t.intervals.late.len(),
+            f64::from(worst) / 1000.0,
+            per_s
+        );
+    }
+    for (what, count) in &t.others {
+        println!("        not approved: {count} × {what}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_quantiles() {
+        let mut h = SendIntervals::default();
+        let t = Instant::now();
+        for _ in 0..98 {
+            h.record(t, 20_000);
         }
+        h.record(t, 24_100);
+        h.record(t, 900_000);
+        assert_eq!(h.count(), 100);
+        assert_eq!(h.quantile_ms(0.5), Some(20.25));
+        assert_eq!(h.quantile_ms(0.99), Some(24.25));
+        assert_eq!(h.quantile_ms(1.0), Some(128.25));
+        assert_eq!(h.late, vec![(t, 900_000)]);
+    }
+
+    #[test]
+    fn pacing_records_the_interval_between_sends() {
+        let mut p = Pacing::default();
+        let t = Instant::now();
+        p.sent(t);
+        p.sent(t + Duration::from_millis(20));
+        p.sent(t + Duration::from_millis(61));
+        assert_eq!(p.intervals.count(), 2);
+        assert_eq!(p.intervals.quantile_ms(0.5), Some(20.25));
+        assert_eq!(
+            p.intervals.late,
+            vec![(t + Duration::from_millis(61), 41_000)]
+        );
     }
 }

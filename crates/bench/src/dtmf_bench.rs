@@ -134,6 +134,19 @@ fn throughput(pcm: &[i16], runs: usize, mut f: impl FnMut(&[i16])) -> f64 {
     pcm.len() as f64 / best
 }
 
+/// Feeds `pcm` to a detector in [`CHUNK`]-sample chunks.
+fn run_detector(mut det: dtmf::Detector, pcm: &[i16]) {
+    let mut n = 0;
+    for c in pcm.chunks(CHUNK) {
+        n += det.push(c).count();
+    }
+    black_box(n);
+}
+
+fn run_ours(pcm: &[i16]) {
+    run_detector(dtmf::Detector::new(), pcm)
+}
+
 fn main() {
     let speech =
         speech::talk_off_corpus().expect("talk-off corpus (apt-get install espeak-ng sox)");
@@ -157,23 +170,22 @@ fn main() {
     println!("callverify kernel: {kernel}");
     println!();
 
-    let run_detector = |mut det: dtmf::Detector, pcm: &[i16]| {
-        let mut n = 0;
-        for c in pcm.chunks(CHUNK) {
-            n += det.push(c).count();
-        }
-        black_box(n);
-    };
-    let run_ours = |pcm: &[i16]| run_detector(dtmf::Detector::new(), pcm);
     // `dtmf-bench --profile` runs only callverify's detector, for `perf record`.
     if std::env::args().any(|a| a == "--profile") {
         let r = throughput(&audio, 20, run_ours);
         println!("callverify Detector: {:.1} Msamples/s", r / 1e6);
         return;
     }
+    throughput_table(&audio);
+    quality_table(&cases);
+    talk_off_table(&speech);
+}
+
+/// Throughput of callverify's receiver, spandsp's and two bare Goertzel banks.
+fn throughput_table(audio: &[i16]) {
     let runs = 5;
-    let ours = throughput(&audio, runs, run_ours);
-    let theirs = throughput(&audio, runs, |pcm| {
+    let ours = throughput(audio, runs, run_ours);
+    let theirs = throughput(audio, runs, |pcm| {
         let mut rx = Spandsp::new(None);
         let mut d = String::new();
         for c in pcm.chunks(CHUNK) {
@@ -181,13 +193,13 @@ fn main() {
         }
         black_box(d);
     });
-    let portable = throughput(&audio, runs, |pcm| {
+    let portable = throughput(audio, runs, |pcm| {
         run_detector(dtmf::Detector::new().portable(), pcm)
     });
-    let nostd = throughput(&audio, runs, |pcm| {
+    let nostd = throughput(audio, runs, |pcm| {
         black_box(goertzel_nostd_bank(pcm));
     });
-    let hand = throughput(&audio, runs, |pcm| {
+    let hand = throughput(audio, runs, |pcm| {
         black_box(goertzel_hand_bank(pcm));
     });
     println!("| receiver | Msamples/s | 8 kHz channels per core | vs spandsp |");
@@ -209,14 +221,16 @@ fn main() {
     println!();
     println!("ratio callverify / spandsp: {:.2}x", ours / theirs);
     println!();
+}
 
-    // Quality on the same audio.
+/// The Q.24 / ES 201 235-3 cases through callverify's receiver and spandsp's.
+fn quality_table(cases: &[q24::Case]) {
     println!(
         "| Q.24 / ES 201 235-3 case | expected | callverify | spandsp (default twist) | spandsp (twist 8/4 dB) |"
     );
     println!("|---|---|---|---|---|");
     let mut pass = [0usize; 3];
-    for c in &cases {
+    for c in cases {
         let got = [
             testaudio::detect_string(&c.audio),
             spandsp_digits(&c.audio, None),
@@ -248,7 +262,10 @@ fn main() {
         pass[2]
     );
     println!();
+}
 
+/// Digits found in speech and in speech over music, where there are none.
+fn talk_off_table(speech: &[i16]) {
     let as_f64: Vec<f64> = speech.iter().map(|&v| v as f64).collect();
     let music = chords(speech.len() as f64 / 8.0, 450.0, -14.0, 7);
     let mixed = Signal(as_f64).mix(&music, 1.0).pcm();
@@ -257,8 +274,8 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|");
     for (name, pcm) in [
-        ("espeak-ng speech, en + ja", &speech),
-        ("speech + chords", &mixed),
+        ("espeak-ng speech, en + ja", speech),
+        ("speech + chords", &mixed[..]),
     ] {
         let a = testaudio::detect_string(pcm);
         let b = spandsp_digits(pcm, None);

@@ -12,6 +12,7 @@
 //! `cargo run --release -p callverify-bench --bin node-bench -- [--challenges 2000]
 //!  [--rate 100] [--nodes 1,2] [--max-calls 500]`
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -120,27 +121,44 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn run(count: usize, a: &Args) {
+/// One run's peers: the nodes, sipp as every phone and the store (dropped in that order).
+struct Cluster {
+    nodes: Vec<Served>,
+    _sipp: Sipp,
+    _pg: Postgres,
+    service: String,
+    operator: String,
+}
+
+fn start(count: usize, a: &Args) -> Cluster {
     let dir = scratch(&format!("node-bench-{count}"));
     let pg = Postgres::start(&format!("node-bench-{count}"));
     let audio = pound_ulaw(&dir, KEY_AT_MS);
     let play = format!("rtp_stream=\"{},1,0\"", audio.display());
     let scenario = callee_scenario_playing(&dir, &play, Duration::ZERO);
     let n = a.challenges.to_string();
-    let _sipp = Sipp::start_file(
+    let sipp = Sipp::start_file(
         dir.clone(),
         &scenario,
         V4,
         &["-m", &n, "-timeout", "600s", "-max_socket", "4096"],
     );
-    let trunk = _sipp.addr;
+    let trunk = sipp.addr;
     let nodes: Vec<Served> = (0..count)
         .map(|i| node(&dir, i, &pg.url, trunk, a.max_calls))
         .collect();
-    let service = key(&dir, "service");
-    let operator = key(&dir, "operator");
+    Cluster {
+        service: key(&dir, "service"),
+        operator: key(&dir, "operator"),
+        nodes,
+        _sipp: sipp,
+        _pg: pg,
+    }
+}
 
-    let start = Instant::now();
+/// Makes the challenges at `a.rate` a second, spread over the nodes: their ids and when
+/// each was made, and the most calls seen in progress at once.
+fn make_challenges(c: &Cluster, a: &Args, start: Instant) -> (Vec<(String, Instant)>, usize) {
     let mut created = Vec::with_capacity(a.challenges);
     let mut peak = 0;
     let mut last_sample = Instant::now();
@@ -149,60 +167,77 @@ fn run(count: usize, a: &Args) {
         while Instant::now() < due {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let node = &nodes[i % count];
+        let node = &c.nodes[i % c.nodes.len()];
         let body = format!(r#"{{"phone_number":"+8190{:08}"}}"#, 12_000_000 + i);
-        let (status, reply) = http(&node.api, "POST", "/v1/challenges", &service, &body);
+        let (status, reply) = http(&node.api, "POST", "/v1/challenges", &c.service, &body);
         assert_eq!(status, 201, "{reply}");
         created.push((
             json(&reply)["id"].as_str().unwrap().to_string(),
             Instant::now(),
         ));
         if last_sample.elapsed() > Duration::from_millis(200) {
-            peak = peak.max(active(&nodes));
+            peak = peak.max(active(&c.nodes));
             last_sample = Instant::now();
         }
     }
-    // Until every challenge is decided.
-    let mut verdict_s = Vec::with_capacity(a.challenges);
-    let mut states = std::collections::HashMap::<String, usize>::new();
-    let mut pending: Vec<(String, Instant)> = created;
+    (created, peak)
+}
+
+/// What the challenges ended with.
+struct Verdicts {
+    /// Seconds from each challenge to its verdict, sorted.
+    seconds: Vec<f64>,
+    /// How many ended in each state.
+    states: HashMap<String, usize>,
+}
+
+/// Waits until every challenge is decided (raising `peak` as calls are seen in progress).
+fn await_verdicts(c: &Cluster, mut pending: Vec<(String, Instant)>, peak: &mut usize) -> Verdicts {
+    let mut seconds = Vec::with_capacity(pending.len());
+    let mut states = HashMap::<String, usize>::new();
     let deadline = Instant::now() + Duration::from_secs(600);
     while !pending.is_empty() {
         assert!(Instant::now() < deadline, "{} still pending", pending.len());
-        peak = peak.max(active(&nodes));
+        *peak = (*peak).max(active(&c.nodes));
         let mut still = Vec::new();
         for (id, at) in pending {
-            let (_, body) = http(
-                &nodes[0].api,
-                "GET",
-                &format!("/v1/challenges/{id}"),
-                &service,
-                "",
-            );
-            let c = json(&body);
-            let state = c["state"].as_str().unwrap_or("?").to_string();
+            let path = format!("/v1/challenges/{id}");
+            let (_, body) = http(&c.nodes[0].api, "GET", &path, &c.service, "");
+            let state = json(&body)["state"].as_str().unwrap_or("?").to_string();
             if ["queued", "calling", "ringing", "answered"].contains(&state.as_str()) {
                 still.push((id, at));
             } else {
-                verdict_s.push(at.elapsed().as_secs_f64());
+                seconds.push(at.elapsed().as_secs_f64());
                 *states.entry(state).or_default() += 1;
             }
         }
         pending = still;
         std::thread::sleep(Duration::from_millis(200));
     }
-    let wall = start.elapsed();
-    // Calls per challenge, once all have ended.
+    seconds.sort_by(f64::total_cmp);
+    Verdicts { seconds, states }
+}
+
+/// The challenges not called exactly once, from the call log once all calls have ended.
+fn not_called_once(c: &Cluster, challenges: usize) -> usize {
     std::thread::sleep(Duration::from_secs(5));
-    let mut per = std::collections::HashMap::<String, usize>::new();
-    for c in call_log(&nodes[0].api, &operator) {
-        *per.entry(c["challenge_id"].as_str().unwrap_or("?").to_string())
+    let mut per = HashMap::<String, usize>::new();
+    for call in call_log(&c.nodes[0].api, &c.operator) {
+        *per.entry(call["challenge_id"].as_str().unwrap_or("?").to_string())
             .or_default() += 1;
     }
-    let not_once = a.challenges - per.values().filter(|n| **n == 1).count();
-    verdict_s.sort_by(f64::total_cmp);
-    let approved = states.get("approved").copied().unwrap_or(0);
-    let mut others: Vec<_> = states.iter().filter(|(s, _)| *s != "approved").collect();
+    challenges - per.values().filter(|n| **n == 1).count()
+}
+
+fn run(count: usize, a: &Args) {
+    let cluster = start(count, a);
+    let start = Instant::now();
+    let (created, mut peak) = make_challenges(&cluster, a, start);
+    let v = await_verdicts(&cluster, created, &mut peak);
+    let wall = start.elapsed();
+    let not_once = not_called_once(&cluster, a.challenges);
+    let approved = v.states.get("approved").copied().unwrap_or(0);
+    let mut others: Vec<_> = v.states.iter().filter(|(s, _)| *s != "approved").collect();
     others.sort();
     println!(
         "{count:>5} {:>8} {:>8.1} {:>10.1} {:>8} {:>8.2} {:>8.2} {:>9} {:>6} {:>6} {:>8.1}",
@@ -210,8 +245,8 @@ fn run(count: usize, a: &Args) {
         a.rate,
         a.challenges as f64 / wall.as_secs_f64(),
         peak,
-        pct(&verdict_s, 0.5),
-        pct(&verdict_s, 0.99),
+        pct(&v.seconds, 0.5),
+        pct(&v.seconds, 0.99),
         approved,
         a.challenges - approved,
         not_once,
@@ -221,7 +256,6 @@ fn run(count: usize, a: &Args) {
         println!("        not approved: {others:?}");
     }
 }
-
 fn main() {
     let a = args();
     println!(

@@ -2,17 +2,21 @@
 //! SIP call through a [`SipEndpoint`], and moves SIP events, datagrams and timer expiries
 //! into the state machine and its packets out. Pacing is deadline-based (the n-th frame is
 //! due n·20 ms after the answer), so a late wake-up does not shift the frames after it.
+//! The call's protocol state, SRTP included, is in [`VerificationCall`]; this only moves
+//! bytes, timers and events.
 
-use std::borrow::Cow;
+use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use media::Codec;
 use media::rtp::{MAX_PACKET, StreamStart};
-use media::srtp::{MASTER_LEN, Srtp, Suite};
-use sip::sdp::{Offer, Sdes, SdesKey};
+use media::srtp::MAX_OVERHEAD;
+use sip::sdp::Offer;
 use sip::{CallEvent, EndReason};
 use store::PhoneNumber;
 use tokio::net::UdpSocket;
@@ -20,7 +24,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::call::{CallReport, Output, Prompts, Report, ScriptConfig, VerificationCall};
-use crate::sip_driver::{CallError, SipEndpoint};
+use crate::sip_driver::{Call, CallError, SipEndpoint};
 
 /// Where the calls' media is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,9 +35,27 @@ pub struct MediaConfig {
     pub ports: RangeInclusive<u16>,
     /// Codecs offered, in order of preference.
     pub codecs: Vec<Codec>,
-    /// Whether to keep a histogram of the intervals between RTP packets sent (benchmarks).
-    pub measure_pacing: bool,
+    /// Called right after each RTP packet is sent (benchmarks measure the pacing with it).
+    pub on_send: Option<OnSend>,
 }
+
+/// A function called with the time right after each RTP packet of a call is sent.
+#[derive(Clone)]
+pub struct OnSend(pub Arc<dyn Fn(Instant) + Send + Sync>);
+
+impl fmt::Debug for OnSend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnSend")
+    }
+}
+
+impl PartialEq for OnSend {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for OnSend {}
 
 /// Why a verification call could not be placed.
 #[derive(Debug, thiserror::Error)]
@@ -58,74 +80,11 @@ pub enum VerifyError {
     Redacted(PhoneNumber),
 }
 
-/// Intervals between consecutive RTP packets of one call, in 0.25 ms bins up to 128 ms (the
-/// last bin holds everything longer), and when the longest ones happened.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SendIntervals {
-    /// Counts per bin.
-    pub bins: Vec<u32>,
-    /// Sends that came more than 40 ms after the previous one: when, and the interval in
-    /// microseconds (the first 64 of the call).
-    pub late: Vec<(Instant, u32)>,
-}
-
-/// Bin width of [`SendIntervals`], in microseconds.
-pub const INTERVAL_BIN_US: u64 = 250;
-const INTERVAL_BINS: usize = 513;
-
-impl SendIntervals {
-    fn record(&mut self, at: Instant, micros: u64) {
-        if self.bins.is_empty() {
-            self.bins = vec![0; INTERVAL_BINS];
-        }
-        let i = ((micros / INTERVAL_BIN_US) as usize).min(INTERVAL_BINS - 1);
-        self.bins[i] += 1;
-        if micros > 40_000 && self.late.len() < 64 {
-            self.late.push((at, micros.min(u64::from(u32::MAX)) as u32));
-        }
-    }
-
-    /// Adds another histogram's counts.
-    pub fn merge(&mut self, other: &SendIntervals) {
-        if self.bins.is_empty() {
-            self.bins = vec![0; INTERVAL_BINS];
-        }
-        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
-            *a += b;
-        }
-        self.late.extend_from_slice(&other.late);
-    }
-
-    /// Intervals recorded.
-    pub fn count(&self) -> u64 {
-        self.bins.iter().map(|&c| u64::from(c)).sum()
-    }
-
-    /// The `q` quantile (0..=1) in milliseconds (upper edge of its bin).
-    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
-        let n = self.count();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((n as f64 * q).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, c) in self.bins.iter().enumerate() {
-            seen += u64::from(*c);
-            if seen >= rank {
-                return Some(((i as u64 + 1) * INTERVAL_BIN_US) as f64 / 1000.0);
-            }
-        }
-        None
-    }
-}
-
 /// A finished verification call.
 #[derive(Clone, Debug)]
 pub struct Finished {
     /// What the call log keeps.
     pub report: CallReport,
-    /// Send intervals, when [`MediaConfig::measure_pacing`] is set.
-    pub intervals: SendIntervals,
 }
 
 /// Reads one waiting datagram without blocking, with the time the kernel received it
@@ -232,202 +191,140 @@ pub async fn verify(
         last: *media.ports.end(),
         source,
     })?;
-    let offer = Offer {
-        address: media.address,
-        port: local.port(),
-        // RFC 4566 §5.2: a numeric session id; 64 random bits, nothing else of the call.
-        session_id: sip::random::u64(),
-        version: 1,
-        codecs: media.codecs.clone(),
-        // Offered only where the trunk says (the user agent sets the policy per trunk).
-        sdes: Sdes {
-            policy: Default::default(),
-            key: Some(srtp_key()),
-        },
-    };
-    let ours = offer.sdes.key.clone();
-    // SRTP for what callverify sends and for what it receives, once an answer takes the key.
-    let mut srtp: Option<(Srtp, Srtp)> = None;
-    let mut their_key: Option<SdesKey> = None;
-    let started = Instant::now();
-    let mut call = endpoint.call(dial, offer).await?;
+    // Keyed always; the key is offered only where the trunk says (the user agent sets the
+    // policy per trunk).
+    let offer = Offer::new(media.address, local.port(), media.codecs.clone(), true);
+    let key = offer.sdes.key.clone();
+    let (started, wall) = (Instant::now(), SystemTime::now());
+    let call = endpoint.call(dial, offer).await?;
     let span = info_span!("call", call = %call.handle, to = %target);
-    let mut vc = VerificationCall::new(started, script, prompts, StreamStart::random());
-    async move {
-        info!(rtp = %local, "verification call placed");
-        let mut buf = vec![0u8; 2048];
-        let mut pkt = [0u8; MAX_PACKET];
-        let mut intervals = SendIntervals::default();
-        let mut last_send: Option<Instant> = None;
+    let vc = VerificationCall::new(started, wall, script, prompts, StreamStart::random(), key);
+    // The task stays here and is run by reference: moved into the future that runs it, the
+    // call's state (kilobytes) would be kept twice in every call's task.
+    let mut task = CallTask {
+        vc,
+        call,
+        rtp,
+        rtcp,
+        on_send: media.on_send.clone(),
+        reports,
+        buf: vec![0u8; 2048],
+    };
+    span.in_scope(|| info!(rtp = %local, "verification call placed"));
+    task.run(cancel).instrument(span).await
+}
+
+/// One call's sockets, SIP call and state machine.
+struct CallTask {
+    vc: VerificationCall,
+    call: Call,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    on_send: Option<OnSend>,
+    reports: Option<mpsc::UnboundedSender<Report>>,
+    /// Received datagrams.
+    buf: Vec<u8>,
+}
+
+impl CallTask {
+    async fn run(&mut self, cancel: impl Future<Output = ()>) -> Result<Finished, VerifyError> {
         let mut cancel = std::pin::pin!(cancel);
         let mut cancelled = false;
         loop {
-            while let Some(out) = vc.poll_output(&mut pkt) {
-                match out {
-                    Output::Rtp { to, len } => {
-                        let sent = match &mut srtp {
-                            Some((tx, _)) => tx.protect_rtp(&pkt[..len]).map(Cow::Owned),
-                            None => Ok(Cow::Borrowed(&pkt[..len])),
-                        };
-                        let Ok(bytes) = sent else { continue };
-                        if let Err(e) = rtp.send_to(&bytes, to).await {
-                            debug!(%to, error = %e, "RTP send failed");
-                        }
-                        if media.measure_pacing {
-                            let now = Instant::now();
-                            if let Some(prev) = last_send {
-                                intervals.record(now, (now - prev).as_micros() as u64);
-                            }
-                            last_send = Some(now);
-                        }
-                    }
-                    Output::Rtcp { to, bytes } => {
-                        let sent = match &mut srtp {
-                            Some((tx, _)) => tx.protect_rtcp(&bytes),
-                            None => Ok(bytes),
-                        };
-                        if let Ok(bytes) = sent {
-                            let _ = rtcp.send_to(&bytes, to).await;
-                        }
-                    }
-                    Output::Hangup => call.hangup(),
-                    Output::Report(Report::Finished(report)) => {
-                        info!(
-                            outcome = report.outcome.name(),
-                            detail = report.detail.as_deref().unwrap_or(""),
-                            "verification call finished"
-                        );
-                        return Ok(Finished {
-                            report: *report,
-                            intervals,
-                        });
-                    }
-                    Output::Report(r) => {
-                        match &r {
-                            Report::Verdict(o) => info!(outcome = o.name(), "verdict"),
-                            Report::Key(k) => info!(source = ?k.source, at_ms = k.at_ms, "key"),
-                            Report::KeyIgnored(k) => info!(
-                                source = ?k.source,
-                                at_ms = k.at_ms,
-                                "key before the instructions: ignored"
-                            ),
-                            other => debug!(report = ?other, "call progress"),
-                        }
-                        if let Some(tx) = &reports {
-                            let _ = tx.send(r);
-                        }
-                    }
-                }
+            if let Some(report) = self.transmit().await {
+                return Ok(Finished { report });
             }
-            let deadline = vc.poll_timeout().unwrap_or_else(Instant::now);
-            // While frames go out every 20 ms, what arrived is read at each frame: one wake
-            // per frame instead of two (this halves the wake-ups of a call; keys are seen at
-            // most 20 ms later). Otherwise every datagram wakes the call.
-            let pacing = vc.is_pacing();
-            tokio::select! {
-                biased;
-                () = tokio::time::sleep_until(deadline.into()) => {
-                    let now = Instant::now();
-                    if pacing {
-                        while let Ok((n, from, arrival)) = recv_stamped(&rtp, &mut buf, now) {
-                            deliver(&mut vc, &mut srtp, arrival, from, &buf[..n]);
-                        }
+            self.wait(cancel.as_mut(), &mut cancelled).await;
+        }
+    }
+
+    /// Sends what the call asks for and forwards its reports; the final report once given.
+    async fn transmit(&mut self) -> Option<CallReport> {
+        // Room for the SRTP tag after the packet.
+        let mut pkt = [0u8; MAX_PACKET + MAX_OVERHEAD];
+        while let Some(out) = self.vc.poll_output(&mut pkt) {
+            match out {
+                Output::Rtp { to, len } => {
+                    if let Err(e) = self.rtp.send_to(&pkt[..len], to).await {
+                        debug!(%to, error = %e, "RTP send failed");
                     }
-                    vc.handle_timeout(now);
-                }
-                ev = call.next_event() => {
-                    let ev = ev.unwrap_or(CallEvent::Ended(EndReason::TransportError));
-                    match (&ev, &ours) {
-                        (CallEvent::Answered { answer }, Some(ours)) => {
-                            if let Some(theirs) = &answer.sdes {
-                                info!(suite = theirs.suite.name(), "media is SRTP");
-                                srtp = Some((
-                                    Srtp::new(ours.suite, &ours.master),
-                                    Srtp::new(theirs.suite, &theirs.master),
-                                ));
-                                their_key = Some(theirs.clone());
-                            }
-                        }
-                        // A re-INVITE with a new key of the callee's: what it sends is
-                        // checked under the new key (callverify's own key stays).
-                        (CallEvent::MediaChanged { answer }, _) => {
-                            if let (Some((_, rx)), Some(theirs)) = (&mut srtp, &answer.sdes)
-                                && their_key.as_ref() != Some(theirs)
-                            {
-                                info!(suite = theirs.suite.name(), "SRTP rekeyed by the callee");
-                                *rx = Srtp::new(theirs.suite, &theirs.master);
-                                their_key = Some(theirs.clone());
-                            }
-                        }
-                        _ => {}
-                    }
-                    vc.handle_sip(Instant::now(), ev);
-                }
-                r = rtp.recv_from(&mut buf), if !pacing => {
-                    if let Ok((n, from)) = r {
-                        deliver(&mut vc, &mut srtp, Instant::now(), from, &buf[..n]);
+                    if let Some(OnSend(f)) = &self.on_send {
+                        f(Instant::now());
                     }
                 }
-                () = &mut cancel, if !cancelled => {
-                    cancelled = true;
-                    vc.cancel(Instant::now());
+                Output::Rtcp { to, bytes } => {
+                    let _ = self.rtcp.send_to(&bytes, to).await;
+                }
+                Output::Hangup => self.call.hangup(),
+                Output::Report(Report::Finished(report)) => {
+                    info!(
+                        outcome = report.outcome.name(),
+                        detail = report.detail.as_deref().unwrap_or(""),
+                        "verification call finished"
+                    );
+                    return Some(*report);
+                }
+                Output::Report(r) => {
+                    log_report(&r);
+                    self.forward(r);
                 }
             }
         }
+        None
     }
-    .instrument(span)
-    .await
-}
 
-/// A fresh SDES master key and salt for one call, from the operating system's generator.
-fn srtp_key() -> SdesKey {
-    let mut master = [0u8; MASTER_LEN];
-    sip::random::fill(&mut master);
-    SdesKey {
-        tag: 1,
-        suite: Suite::AesCm128HmacSha1_80,
-        master,
-    }
-}
-
-/// Hands a received datagram to the call: with SRTP, only once it authenticates and is
-/// decrypted (one that does not is counted and dropped).
-fn deliver(
-    vc: &mut VerificationCall,
-    srtp: &mut Option<(Srtp, Srtp)>,
-    at: Instant,
-    from: SocketAddr,
-    bytes: &[u8],
-) {
-    match srtp {
-        None => vc.handle_rtp(at, from, bytes),
-        Some((_, rx)) => match rx.unprotect_rtp(bytes) {
-            Ok(plain) => vc.handle_rtp(at, from, &plain),
-            Err(e) => {
-                debug!(%from, error = %e, "SRTP packet dropped");
-                vc.handle_unauthenticated();
-            }
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interval_quantiles() {
-        let mut h = SendIntervals::default();
-        let t = Instant::now();
-        for _ in 0..98 {
-            h.record(t, 20_000);
+    fn forward(&self, r: Report) {
+        if let Some(tx) = &self.reports {
+            let _ = tx.send(r);
         }
-        h.record(t, 24_100);
-        h.record(t, 900_000);
-        assert_eq!(h.count(), 100);
-        assert_eq!(h.quantile_ms(0.5), Some(20.25));
-        assert_eq!(h.quantile_ms(0.99), Some(24.25));
-        assert_eq!(h.quantile_ms(1.0), Some(128.25));
-        assert_eq!(h.late, vec![(t, 900_000)]);
+    }
+
+    /// Waits for the call's next deadline, a SIP event, a datagram or the cancellation,
+    /// and hands it to the call.
+    async fn wait(&mut self, cancel: Pin<&mut impl Future<Output = ()>>, cancelled: &mut bool) {
+        let deadline = self.vc.poll_timeout().unwrap_or_else(Instant::now);
+        // While frames go out every 20 ms, what arrived is read at each frame: one wake
+        // per frame instead of two (this halves the wake-ups of a call; keys are seen at
+        // most 20 ms later). Otherwise every datagram wakes the call.
+        let pacing = self.vc.is_pacing();
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let now = Instant::now();
+                if pacing {
+                    while let Ok((n, from, arrival)) = recv_stamped(&self.rtp, &mut self.buf, now) {
+                        self.vc.handle_rtp(arrival, from, &self.buf[..n]);
+                    }
+                }
+                self.vc.handle_timeout(now);
+            }
+            ev = self.call.next_event() => {
+                let ev = ev.unwrap_or(CallEvent::Ended(EndReason::TransportError));
+                self.vc.handle_sip(Instant::now(), ev);
+            }
+            r = self.rtp.recv_from(&mut self.buf), if !pacing => {
+                if let Ok((n, from)) = r {
+                    self.vc.handle_rtp(Instant::now(), from, &self.buf[..n]);
+                }
+            }
+            () = cancel, if !*cancelled => {
+                *cancelled = true;
+                self.vc.cancel(Instant::now());
+            }
+        }
+    }
+}
+
+/// The call's progress in the log (no number, no key).
+fn log_report(r: &Report) {
+    match r {
+        Report::Verdict(o) => info!(outcome = o.name(), "verdict"),
+        Report::Key(k) => info!(source = ?k.source, at_ms = k.at_ms, "key"),
+        Report::KeyIgnored(k) => info!(
+            source = ?k.source,
+            at_ms = k.at_ms,
+            "key before the instructions: ignored"
+        ),
+        other => debug!(report = ?other, "call progress"),
     }
 }

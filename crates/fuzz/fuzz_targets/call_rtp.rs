@@ -28,7 +28,14 @@ fuzz_target!(|data: &[u8]| {
     let peer: SocketAddr = "127.0.0.1:30000".parse().unwrap();
     let other: SocketAddr = "127.0.0.1:30002".parse().unwrap();
     let mut now = Instant::now();
-    let mut vc = VerificationCall::new(now, ScriptConfig::default(), prompts, media::rtp::StreamStart::random());
+    let mut vc = VerificationCall::new(
+        now,
+        std::time::SystemTime::now(),
+        ScriptConfig::default(),
+        prompts,
+        media::rtp::StreamStart::random(),
+        None,
+    );
     vc.handle_sip(
         now,
         CallEvent::Answered {

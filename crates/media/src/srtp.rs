@@ -151,7 +151,13 @@ impl Window {
 
     fn accept(&mut self, index: u64) {
         match self.top {
-            Some(top) if index <= top => self.seen |= 1 << (top - index),
+            Some(top) if index <= top => {
+                // Older than the window (only a sender going back; `check` refuses such a
+                // packet on receipt), there is nothing to remember.
+                if top - index < 64 {
+                    self.seen |= 1 << (top - index);
+                }
+            }
             Some(top) => {
                 let shift = index - top;
                 self.seen = if shift >= 64 { 0 } else { self.seen << shift };
@@ -447,6 +453,21 @@ mod tests {
             assert!(rx.unprotect_rtp(&later).is_ok());
             assert!(rx.unprotect_rtp(&late).is_ok());
             assert_eq!(rx.unprotect_rtp(&late), Err(SrtpError::Replay));
+        }
+    }
+
+    #[test]
+    fn a_sender_going_back_past_the_window_is_protected_without_panicking() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let payload = [0x55u8; 160];
+        for seq in [1000, 10, 1001] {
+            let sent = tx.protect_rtp(&rtp(seq, &payload)).unwrap();
+            let got = rx.unprotect_rtp(&sent);
+            if seq == 10 {
+                assert_eq!(got, Err(SrtpError::Replay));
+            } else {
+                assert_eq!(got.unwrap(), rtp(seq, &payload));
+            }
         }
     }
 

@@ -49,6 +49,18 @@ impl std::fmt::Debug for SdesKey {
 }
 
 impl SdesKey {
+    /// A fresh AES_CM_128_HMAC_SHA1_80 master key and salt under tag 1, from the operating
+    /// system's generator.
+    pub fn random() -> SdesKey {
+        let mut master = [0u8; MASTER_LEN];
+        crate::random::fill(&mut master);
+        SdesKey {
+            tag: 1,
+            suite: Suite::AesCm128HmacSha1_80,
+            master,
+        }
+    }
+
     fn attribute(&self) -> String {
         format!(
             "a=crypto:{} {} inline:{}\r\n",
@@ -116,6 +128,24 @@ pub struct Offer {
 }
 
 impl Offer {
+    /// A fresh offer for one call: a random session id (RFC 4566 §5.2: numeric; 64 random
+    /// bits, nothing else of the call) and, with `srtp`, a fresh SDES key, both from the
+    /// operating system's generator ([`crate::random`]). The key is offered only where the
+    /// trunk says: the user agent sets the policy for the trunk the call goes to.
+    pub fn new(address: IpAddr, port: u16, codecs: Vec<Codec>, srtp: bool) -> Offer {
+        Offer {
+            address,
+            port,
+            session_id: crate::random::u64(),
+            version: 1,
+            codecs,
+            sdes: Sdes {
+                policy: SrtpPolicy::default(),
+                key: srtp.then(SdesKey::random),
+            },
+        }
+    }
+
     /// The SDP body, with CRLF line ends.
     pub fn to_sdp(&self) -> String {
         self.render(OFFER_TELEPHONE_EVENT_PT)
@@ -485,6 +515,23 @@ mod tests {
             },
             ..offer()
         }
+    }
+
+    #[test]
+    fn a_new_offer_draws_its_session_id_and_key() {
+        let addr = "127.0.0.1".parse().unwrap();
+        let a = Offer::new(addr, 40000, vec![Codec::Pcmu], true);
+        let b = Offer::new(addr, 40000, vec![Codec::Pcmu], true);
+        assert_ne!(a.session_id, b.session_id);
+        let (ka, kb) = (a.sdes.key.clone().unwrap(), b.sdes.key.unwrap());
+        assert_ne!(ka.master, kb.master);
+        assert_eq!((ka.tag, ka.suite), (1, Suite::AesCm128HmacSha1_80));
+        // Offered only once the user agent sets the trunk's policy.
+        assert_eq!(a.sdes.policy, SrtpPolicy::Off);
+        assert!(!a.to_sdp().contains("a=crypto"));
+        let plain = Offer::new(addr, 40000, vec![Codec::Pcmu], false);
+        assert_eq!(plain.sdes.key, None);
+        assert_eq!((plain.port, plain.version), (40000, 1));
     }
 
     #[test]

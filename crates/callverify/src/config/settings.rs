@@ -99,7 +99,7 @@ impl Config {
                 .iter()
                 .map(|&c| c.into())
                 .collect(),
-            measure_pacing: false,
+            on_send: None,
         }
     }
 

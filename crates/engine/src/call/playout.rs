@@ -1,0 +1,111 @@
+//! The prompt playout: the recorded prompts of a language and the queue of prompts and
+//! silences the call sends, frame by frame.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use media::{Codec, Prompt, PromptKind};
+
+/// The recorded prompts of one language.
+#[derive(Clone, Debug)]
+pub struct Prompts {
+    /// "This is your sign-in verification call."
+    pub greeting: Arc<Prompt>,
+    /// "Press # to finish, or 0 then # to report fraud."
+    pub instructions: Arc<Prompt>,
+    /// After approval.
+    pub verified: Arc<Prompt>,
+    /// After denial.
+    pub denied: Arc<Prompt>,
+    /// After a fraud report.
+    pub fraud_reported: Arc<Prompt>,
+    /// After no input.
+    pub no_input: Arc<Prompt>,
+}
+
+impl Prompts {
+    /// The prompts of `lang` from a loaded library; `None` when one is missing.
+    pub fn from_library(lib: &media::PromptLibrary, lang: media::Language) -> Option<Prompts> {
+        let get = |k| lib.get(lang, k);
+        Some(Prompts {
+            greeting: get(PromptKind::Greeting)?,
+            instructions: get(PromptKind::Instructions)?,
+            verified: get(PromptKind::Verified)?,
+            denied: get(PromptKind::Denied)?,
+            fraud_reported: get(PromptKind::FraudReported)?,
+            no_input: get(PromptKind::NoInputGoodbye)?,
+        })
+    }
+
+    pub(super) fn get(&self, kind: PromptKind) -> &Arc<Prompt> {
+        match kind {
+            PromptKind::Greeting => &self.greeting,
+            PromptKind::Instructions => &self.instructions,
+            PromptKind::Verified => &self.verified,
+            PromptKind::Denied => &self.denied,
+            PromptKind::FraudReported => &self.fraud_reported,
+            PromptKind::NoInputGoodbye => &self.no_input,
+        }
+    }
+}
+
+/// One stretch of what the call sends.
+#[derive(Clone, Debug)]
+pub(super) enum Segment {
+    /// A prompt, to its end.
+    Prompt(PromptKind),
+    /// This many frames of silence.
+    Silence(u32),
+}
+
+/// The audio to send, frame by frame.
+#[derive(Debug, Default)]
+pub(super) struct Playout {
+    pub(super) queue: VecDeque<Segment>,
+    /// Frames already sent of the segment in front.
+    pub(super) pos: usize,
+    /// A prompt whose first frame was just taken.
+    pub(super) started: Option<PromptKind>,
+}
+
+impl Playout {
+    /// The next frame's payload (`None`: silence), moving on.
+    pub(super) fn next_frame<'a>(
+        &mut self,
+        prompts: &'a Prompts,
+        codec: Codec,
+    ) -> Option<&'a [u8]> {
+        loop {
+            let seg = self.queue.front()?.clone();
+            let len = match &seg {
+                Segment::Prompt(k) => prompts.get(*k).frames(codec).len(),
+                Segment::Silence(n) => *n as usize,
+            };
+            if self.pos >= len {
+                self.queue.pop_front();
+                self.pos = 0;
+                continue;
+            }
+            if self.pos == 0
+                && let Segment::Prompt(k) = seg
+            {
+                self.started = Some(k);
+            }
+            let i = self.pos;
+            self.pos += 1;
+            if self.pos >= len {
+                self.queue.pop_front();
+                self.pos = 0;
+            }
+            return match seg {
+                Segment::Prompt(k) => Some(&prompts.get(k).frames(codec)[i][..]),
+                Segment::Silence(_) => None,
+            };
+        }
+    }
+
+    /// Moves on by one frame, sending nothing (the frame's time has passed).
+    pub(super) fn advance(&mut self, prompts: &Prompts) {
+        let _ = self.next_frame(prompts, Codec::Pcmu);
+    }
+}
