@@ -172,14 +172,18 @@ fn args() -> Args {
 
 /// CPU time (user + system) of this process.
 fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct we pass and reads nothing else.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    use nix::sys::resource::{UsageWho, getrusage};
+    use nix::sys::time::TimeValLike;
+    let ru = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage of this process");
+    let tv = |t: nix::sys::time::TimeVal| Duration::from_micros(t.num_microseconds().max(0) as u64);
     if std::env::var_os("CALL_BENCH_SPLIT").is_some() {
-        eprintln!("user {:?} system {:?}", tv(ru.ru_utime), tv(ru.ru_stime));
+        eprintln!(
+            "user {:?} system {:?}",
+            tv(ru.user_time()),
+            tv(ru.system_time())
+        );
     }
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    tv(ru.user_time()) + tv(ru.system_time())
 }
 
 /// Resident set size of this process in KiB.
@@ -428,8 +432,8 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
     let (peak, sampler) = sample_peak_rss();
     let tally = Tally::of(tasks).await;
     let wall = start.elapsed();
-    let cpu = cpu_time() - cpu0;
-    let sipp_cpu = cpu_of(sipp.id()) - sipp_cpu0;
+    let cpu = cpu_time().checked_sub(cpu0).unwrap();
+    let sipp_cpu = cpu_of(sipp.id()).checked_sub(sipp_cpu0).unwrap();
     sampler.abort();
     let peak = peak.load(Ordering::Relaxed).max(rss_kib());
     stop(sipp).await;
@@ -478,7 +482,7 @@ fn main() {
         a.sipp_nice,
         a.sipp_cpu,
         a.sipp_policy,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         dtmf::Detector::new().uses_avx2(),
     );
     println!(

@@ -16,6 +16,9 @@ struct DtmfRxState {
     _private: [u8; 0],
 }
 
+// The reference receiver, through its C interface: the one place the benchmarks need unsafe
+// code (each call says why it is sound).
+#[allow(unsafe_code)]
 unsafe extern "C" {
     fn dtmf_rx_init(s: *mut DtmfRxState, cb: *const c_void, user: *mut c_void) -> *mut DtmfRxState;
     fn dtmf_rx_parms(
@@ -33,6 +36,7 @@ unsafe extern "C" {
 /// spandsp's receiver, owned.
 struct Spandsp(*mut DtmfRxState);
 
+#[allow(unsafe_code)]
 impl Spandsp {
     /// With spandsp's own twist limits, or with `twist` = (normal, reverse) in dB.
     fn new(twist: Option<(i32, i32)>) -> Self {
@@ -58,6 +62,7 @@ impl Spandsp {
     }
 }
 
+#[allow(unsafe_code)]
 impl Drop for Spandsp {
     fn drop(&mut self) {
         // SAFETY: allocated by dtmf_rx_init and freed once.
@@ -93,7 +98,7 @@ fn goertzel_nostd_bank(pcm: &[i16]) -> f32 {
     let mut block = [0f32; 102];
     for chunk in pcm.chunks_exact(102) {
         for (b, &s) in block.iter_mut().zip(chunk) {
-            *b = s as f32;
+            *b = f32::from(s);
         }
         for p in &params {
             acc += p.mag_squared(block.iter());
@@ -109,7 +114,7 @@ fn goertzel_hand_bank(pcm: &[i16]) -> f32 {
     for chunk in pcm.chunks_exact(102) {
         let (mut s1, mut s2) = ([0f32; 8], [0f32; 8]);
         for &x in chunk {
-            let x = x as f32;
+            let x = f32::from(x);
             for k in 0..8 {
                 let s0 = x + coef[k] * s1[k] - s2[k];
                 s2[k] = s1[k];
@@ -144,7 +149,7 @@ fn run_detector(mut det: dtmf::Detector, pcm: &[i16]) {
 }
 
 fn run_ours(pcm: &[i16]) {
-    run_detector(dtmf::Detector::new(), pcm)
+    run_detector(dtmf::Detector::new(), pcm);
 }
 
 fn main() {
@@ -194,7 +199,7 @@ fn throughput_table(audio: &[i16]) {
         black_box(d);
     });
     let portable = throughput(audio, runs, |pcm| {
-        run_detector(dtmf::Detector::new().portable(), pcm)
+        run_detector(dtmf::Detector::new().portable(), pcm);
     });
     let nostd = throughput(audio, runs, |pcm| {
         black_box(goertzel_nostd_bank(pcm));
@@ -266,7 +271,7 @@ fn quality_table(cases: &[q24::Case]) {
 
 /// Digits found in speech and in speech over music, where there are none.
 fn talk_off_table(speech: &[i16]) {
-    let as_f64: Vec<f64> = speech.iter().map(|&v| v as f64).collect();
+    let as_f64: Vec<f64> = speech.iter().map(|&v| f64::from(v)).collect();
     let music = chords(speech.len() as f64 / 8.0, 450.0, -14.0, 7);
     let mixed = Signal(as_f64).mix(&music, 1.0).pcm();
     println!(

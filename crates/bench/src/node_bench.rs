@@ -263,7 +263,7 @@ fn main() {
         a.challenges,
         a.rate,
         KEY_AT_MS,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     println!(
         "{:>5} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6} {:>8}",

@@ -80,7 +80,7 @@ async fn fill(store: &Store, n: usize) -> Vec<(String, String)> {
         let (c, _) = store
             .create_challenge(&NewChallenge {
                 expires_at_ms: now + 3_600_000,
-                ..sign_in(&key.id, &format!("+8190{:08}", i), now)
+                ..sign_in(&key.id, &format!("+8190{i:08}"), now)
             })
             .await
             .unwrap();
@@ -220,7 +220,7 @@ fn main() {
         a.wrk_threads,
         a.seconds,
         a.api_threads,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     for b in &a.backends {
         run(b, &a);

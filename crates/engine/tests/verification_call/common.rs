@@ -128,7 +128,7 @@ pub fn their_key(fill: u8) -> SdesKey {
 pub struct Net {
     pub loss: f64,
     pub jitter: Duration,
-    pub rng: u64,
+    pub rng: testaudio::Rng,
     pub in_flight: Vec<(Instant, Vec<u8>)>,
     pub lost: usize,
     pub sent: usize,
@@ -139,19 +139,16 @@ impl Net {
         Net {
             loss,
             jitter,
-            rng: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            rng: testaudio::Rng::new(seed),
             in_flight: Vec::new(),
             lost: 0,
             sent: 0,
         }
     }
 
-    /// xorshift64*: uniform in [0, 1).
+    /// Uniform in [0, 1), from the seeded generator.
     pub fn uniform(&mut self) -> f64 {
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.uniform()
     }
 }
 
