@@ -86,7 +86,10 @@ async fn verified(store: &Store, user: &str, number: &str, role: PhoneRole, now:
     }
 }
 
-async fn challenge_through(store: Store, sipp: Sipp) -> (String, Option<ChallengeState>) {
+async fn challenge_through(
+    store: Store,
+    sipp: Sipp,
+) -> (store::ChallengeId, Option<ChallengeState>) {
     let ep = endpoint(V4, BOUND, vec![trunk("sipp", Transport::Udp, sipp.addr)]).await;
     let now = 1_795_000_000_000;
     let (c, _) = store

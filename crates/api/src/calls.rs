@@ -67,8 +67,8 @@ impl CallView {
     fn of(c: &store::CallEntry, with_keys: bool) -> CallView {
         let e = c.end.as_ref();
         CallView {
-            id: c.id.clone(),
-            challenge_id: c.challenge_id.clone(),
+            id: c.id.to_string(),
+            challenge_id: c.challenge_id.to_string(),
             phone_number: c.phone_masked.clone(),
             started_at: rfc3339(c.started_at_ms),
             ended_at: e.map(|e| rfc3339(e.ended_at_ms)),
@@ -215,7 +215,12 @@ pub(crate) async fn get_call(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     operator(&state, &headers).await?;
-    let call = state.store.call(&id).await?.ok_or_else(|| {
+    // A path that is no call id is answered as an unknown call is.
+    let found = match store::CallId::parse(&id) {
+        Some(call_id) => state.store.call(&call_id).await?,
+        None => None,
+    };
+    let call = found.ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
             "not-found",

@@ -13,8 +13,8 @@ use futures_util::Stream;
 use media::Language;
 use serde::{Deserialize, Serialize};
 use store::{
-    ApiKey, Challenge, ChallengeState, KeyKind, NewChallenge, PhoneNumber, PhoneRole, Purpose,
-    TrustedDevice,
+    ApiKey, Challenge, ChallengeId, ChallengeState, KeyKind, NewChallenge, PhoneNumber, PhoneRole,
+    Purpose, TrustedDevice,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
@@ -108,7 +108,7 @@ pub(crate) struct ChallengeView {
 impl ChallengeView {
     pub(crate) fn of(c: &Challenge, poll_token: Option<String>) -> ChallengeView {
         ChallengeView {
-            id: c.id.clone(),
+            id: c.id.to_string(),
             state: c.state,
             purpose: c.purpose,
             language: c.language.clone(),
@@ -489,8 +489,16 @@ impl Reader {
     }
 }
 
-async fn reader(state: &AppState, id: &str, headers: &HeaderMap) -> Result<Reader, Problem> {
-    if bearer(headers).is_some_and(|t| poll_token_matches(&state.cfg.token_secret, id, t)) {
+/// Who reads challenge `id` (`None`: a path that is no challenge id, which no poll token is
+/// for).
+async fn reader(
+    state: &AppState,
+    id: Option<&ChallengeId>,
+    headers: &HeaderMap,
+) -> Result<Reader, Problem> {
+    if let Some(id) = id
+        && bearer(headers).is_some_and(|t| poll_token_matches(&state.cfg.token_secret, id, t))
+    {
         return Ok(Reader::PollToken);
     }
     Ok(Reader::Key(
@@ -505,12 +513,15 @@ async fn readable(
     id: &str,
     headers: &HeaderMap,
 ) -> Result<(Reader, Challenge), Problem> {
-    let who = reader(state, id, headers).await?;
-    let c = state
-        .store
-        .challenge(id)
-        .await?
-        .ok_or_else(|| Problem::not_found("challenge", id))?;
+    // A path that is no challenge id is answered as an unknown challenge is, at the same
+    // point (after the credentials), so that the answer tells nothing more.
+    let parsed = ChallengeId::parse(id);
+    let who = reader(state, parsed.as_ref(), headers).await?;
+    let found = match &parsed {
+        Some(id) => state.store.challenge(id).await?,
+        None => None,
+    };
+    let c = found.ok_or_else(|| Problem::not_found("challenge", id))?;
     if let Reader::Key(k) = &who
         && k.kind == KeyKind::Service
         && k.id != c.api_key_id
@@ -536,7 +547,7 @@ async fn readable(
 async fn next_change(
     state: &AppState,
     rx: &mut tokio::sync::broadcast::Receiver<store::Change>,
-    id: &str,
+    id: &ChallengeId,
     seen: ChallengeState,
     deadline: tokio::time::Instant,
 ) -> Result<Option<Challenge>, Problem> {
@@ -545,7 +556,7 @@ async fn next_change(
         let wake = tick.min(deadline);
         let announced = tokio::select! {
             r = rx.recv() => match r {
-                Ok(ch) => ch.id == id,
+                Ok(ch) => ch.id == *id,
                 Err(RecvError::Lagged(_)) => true,
                 Err(RecvError::Closed) => {
                     tokio::time::sleep_until(wake).await;
@@ -594,6 +605,7 @@ pub(crate) async fn get_challenge(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let (who, mut c) = readable(&state, &id, &headers).await?;
+    let id = c.id.clone();
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.cfg.max_wait);
     // Plain polls (the common case) do not subscribe; a long poll subscribes, then reads
     // again so that a change between the two reads is not missed.
@@ -637,6 +649,7 @@ pub(crate) async fn challenge_events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let rx = state.store.subscribe();
     let (who, c) = readable(&state, &id, &headers).await?;
+    let id = c.id.clone();
     let tokens = who.sees_tokens();
     // Held by the stream: given back when it ends or the client goes.
     let slot = state.cfg.streams.admit(&id, who.key_id())?;
@@ -705,6 +718,7 @@ pub(crate) async fn cancel_challenge(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let (who, c) = readable(&state, &id, &headers).await?;
+    let id = c.id.clone();
     if let Reader::Key(k) = &who
         && k.kind != KeyKind::Service
     {
@@ -728,7 +742,7 @@ pub(crate) async fn cancel_challenge(
         .store
         .challenge(&id)
         .await?
-        .ok_or_else(|| Problem::not_found("challenge", &id))?;
+        .ok_or_else(|| Problem::not_found("challenge", id.as_str()))?;
     if !moved {
         return Err(Problem::new(
             StatusCode::CONFLICT,

@@ -286,7 +286,9 @@ async fn readyz(
             format!("{why}; it stops to be restarted"),
         ));
     }
-    state.store.challenge("ch_readiness_probe").await?;
+    // A read of an id no challenge has: the store answers.
+    let probe = store::ChallengeId::from_stored("ch_readiness_probe".into());
+    state.store.challenge(&probe).await?;
     Ok("ready")
 }
 
@@ -525,16 +527,19 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// The poll token of a challenge.
-pub fn poll_token(secret: &[u8], id: &str) -> String {
-    format!("cvp_{}", hex(&mac(secret, "", id).finalize().into_bytes()))
+pub fn poll_token(secret: &[u8], id: &store::ChallengeId) -> String {
+    format!(
+        "cvp_{}",
+        hex(&mac(secret, "", id.as_str()).finalize().into_bytes())
+    )
 }
 
-fn poll_token_matches(secret: &[u8], id: &str, token: &str) -> bool {
+fn poll_token_matches(secret: &[u8], id: &store::ChallengeId, token: &str) -> bool {
     token
         .strip_prefix("cvp_")
         .and_then(unhex)
         // Constant-time comparison.
-        .is_some_and(|b| mac(secret, "", id).verify_slice(&b).is_ok())
+        .is_some_and(|b| mac(secret, "", id.as_str()).verify_slice(&b).is_ok())
 }
 
 /// The token of a trusted device (`cvt_<id>.<hex HMAC>`).
@@ -568,13 +573,18 @@ mod tests {
 
     #[test]
     fn poll_tokens_are_scoped_to_one_challenge() {
-        let t = poll_token(b"secret", "ch_1");
-        assert!(poll_token_matches(b"secret", "ch_1", &t));
-        assert!(!poll_token_matches(b"secret", "ch_2", &t));
-        assert!(!poll_token_matches(b"other", "ch_1", &t));
-        assert!(!poll_token_matches(b"secret", "ch_1", "cvp_zz"));
-        assert!(!poll_token_matches(b"secret", "ch_1", &t[..t.len() - 1]));
-        assert!(!poll_token_matches(b"secret", "ch_1", "cvp_é"));
+        let id = |s: &str| store::ChallengeId::from_stored(s.into());
+        let t = poll_token(b"secret", &id("ch_1"));
+        assert!(poll_token_matches(b"secret", &id("ch_1"), &t));
+        assert!(!poll_token_matches(b"secret", &id("ch_2"), &t));
+        assert!(!poll_token_matches(b"other", &id("ch_1"), &t));
+        assert!(!poll_token_matches(b"secret", &id("ch_1"), "cvp_zz"));
+        assert!(!poll_token_matches(
+            b"secret",
+            &id("ch_1"),
+            &t[..t.len() - 1]
+        ));
+        assert!(!poll_token_matches(b"secret", &id("ch_1"), "cvp_é"));
     }
 
     #[test]
@@ -585,9 +595,10 @@ mod tests {
         let forged = t.replace("td_1", "td_2");
         assert_eq!(trusted_device_id(b"secret", &forged), None);
         // A poll token is not a device token, nor the other way round.
-        let p = poll_token(b"secret", "td_1");
+        let td = store::ChallengeId::from_stored("td_1".into());
+        let p = poll_token(b"secret", &td);
         assert_eq!(trusted_device_id(b"secret", &p), None);
-        assert!(!poll_token_matches(b"secret", "td_1", &t));
+        assert!(!poll_token_matches(b"secret", &td, &t));
         assert_eq!(trusted_device_id(b"secret", "cvt_td_1"), None);
     }
 }

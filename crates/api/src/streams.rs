@@ -34,7 +34,7 @@ impl StreamCaps {
     /// `challenge_id` (`api_key_id: None`) or of an API key, or 429 when it holds its cap.
     pub(crate) fn admit(
         &self,
-        challenge_id: &str,
+        challenge_id: &store::ChallengeId,
         api_key_id: Option<&str>,
     ) -> Result<Slot, Problem> {
         let (who, cap, what) = match api_key_id {
@@ -105,22 +105,23 @@ mod tests {
     #[test]
     fn slots_are_counted_per_credential_and_given_back() {
         let caps = StreamCaps::new(2, 3);
-        let a = caps.admit("ch_1", None).unwrap();
-        let _b = caps.admit("ch_1", None).unwrap();
-        let refused = caps.admit("ch_1", None).unwrap_err();
+        let ch = |s: &str| store::ChallengeId::from_stored(s.into());
+        let a = caps.admit(&ch("ch_1"), None).unwrap();
+        let _b = caps.admit(&ch("ch_1"), None).unwrap();
+        let refused = caps.admit(&ch("ch_1"), None).unwrap_err();
         assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(refused.retry_after, Some(1));
         assert!(
-            caps.admit("ch_2", None).is_ok(),
+            caps.admit(&ch("ch_2"), None).is_ok(),
             "another challenge's token"
         );
         let keyed: Vec<Slot> = (0..3)
-            .map(|i| caps.admit(&format!("ch_{i}"), Some("key_1")).unwrap())
+            .map(|i| caps.admit(&ch(&format!("ch_{i}")), Some("key_1")).unwrap())
             .collect();
-        assert!(caps.admit("ch_9", Some("key_1")).is_err());
-        assert!(caps.admit("ch_9", Some("key_2")).is_ok());
+        assert!(caps.admit(&ch("ch_9"), Some("key_1")).is_err());
+        assert!(caps.admit(&ch("ch_9"), Some("key_2")).is_ok());
         drop(a);
-        assert!(caps.admit("ch_1", None).is_ok());
+        assert!(caps.admit(&ch("ch_1"), None).is_ok());
         assert_eq!(caps.open(), 4);
         drop(keyed);
         assert_eq!(caps.open(), 1);

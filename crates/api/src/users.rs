@@ -126,7 +126,7 @@ pub(crate) async fn register_phone(
         .phones(&user)
         .await?
         .into_iter()
-        .find(|p| p.challenge_id == c.id)
+        .find(|p| p.challenge_id == c.id.as_str())
         .ok_or_else(|| {
             Problem::new(
                 StatusCode::CONFLICT,

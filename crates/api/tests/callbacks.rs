@@ -277,7 +277,8 @@ async fn decided_with(api: SocketAddr, key: &str, url: &str) -> String {
 async fn attempt(store: &Store, id: &str) -> WebhookAttempt {
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {
-        if let Some(a) = store.webhook_attempts(id).await.unwrap().pop() {
+        let id = store::ChallengeId::parse(id).expect("a challenge id");
+        if let Some(a) = store.webhook_attempts(&id).await.unwrap().pop() {
             return a;
         }
         assert!(

@@ -8,17 +8,18 @@ use std::time::Duration;
 
 use api::{ApiConfig, AppState};
 use callverify_e2e::{BOUND, Postgres, V4, http, scratch, sign_in};
-use store::{CallEnd, ChallengeState, KeyKind, NewCall, Store, now_ms};
+use store::{CallEnd, CallId, ChallengeId, ChallengeState, KeyKind, NewCall, Store, now_ms};
 
 const DAY: i64 = 86_400_000;
 
-/// A decided challenge of `key` made at `at`, with its call: their ids.
-async fn decided_at(store: &Store, key: &str, number: &str, at: i64) -> (String, String) {
+/// A decided challenge of `key` made at `at`, with its call: their ids (in the shape the
+/// API takes).
+async fn decided_at(store: &Store, key: &str, number: &str, at: i64) -> (ChallengeId, CallId) {
     let (c, _) = store
         .create_challenge(&sign_in(key, number, at))
         .await
         .unwrap();
-    let call = format!("call_{}", c.id);
+    let call = CallId::new();
     store
         .start_call(&NewCall {
             id: call.clone(),

@@ -62,7 +62,7 @@ async fn request(addr: SocketAddr, method: &str, path: &str, bearer: &str) -> (u
 }
 
 /// A queued challenge (nothing calls it) and its poll token.
-async fn queued(store: &Store, key_id: &str, n: u32) -> (String, String) {
+async fn queued(store: &Store, key_id: &str, n: u32) -> (store::ChallengeId, String) {
     let number = format!("+8190{:08}", 20_000_000 + n);
     let (c, _) = store
         .create_challenge(&sign_in(key_id, &number, now_ms()))

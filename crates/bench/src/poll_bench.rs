@@ -84,7 +84,7 @@ async fn fill(store: &Store, n: usize) -> Vec<(String, String)> {
             })
             .await
             .unwrap();
-        out.push((c.id.clone(), api::poll_token(SECRET, &c.id)));
+        out.push((c.id.to_string(), api::poll_token(SECRET, &c.id)));
     }
     out
 }
@@ -95,9 +95,10 @@ async fn change(store: Store, ids: Vec<(String, String)>, per_s: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_s as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for (id, _) in ids.iter().rev() {
+        let id = store::ChallengeId::from_stored(id.clone());
         for to in [Calling, Ringing, Answered, Approved] {
             tick.tick().await;
-            let _ = store.transition(id, to, now_ms(), None, None).await;
+            let _ = store.transition(&id, to, now_ms(), None, None).await;
         }
     }
 }

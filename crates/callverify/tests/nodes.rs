@@ -286,6 +286,7 @@ fn sigterm_lets_the_call_in_progress_finish_then_exits() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (c, call) = rt.block_on(async {
         let store = store::Store::open(&url).await.unwrap();
+        let id = store::ChallengeId::parse(&id).expect("a challenge id");
         let c = store.challenge(&id).await.unwrap().unwrap();
         let (calls, _) = store
             .calls(&store::CallFilter::default(), 10, None)
@@ -322,7 +323,7 @@ fn a_node_takes_queued_challenges_within_its_capacity() {
     let cfg = config(&dir, 5, &pg.url, sipp.addr, MAX as u32);
     let operator = api_key(&cfg, "operator");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let ids: Vec<String> = rt.block_on(async {
+    let ids: Vec<store::ChallengeId> = rt.block_on(async {
         let store = store::Store::open(&pg.url).await.unwrap();
         let now = store::now_ms();
         let mut ids = Vec::new();
@@ -357,7 +358,10 @@ fn a_node_takes_queued_challenges_within_its_capacity() {
                 *per.entry(c["challenge_id"].as_str().unwrap().to_string())
                     .or_default() += 1;
             }
-            assert!(ids.iter().all(|id| per.get(id) == Some(&1)), "{per:?}");
+            assert!(
+                ids.iter().all(|id| per.get(id.as_str()) == Some(&1)),
+                "{per:?}"
+            );
             break;
         }
         assert!(started.elapsed() < WAIT, "{} calls so far", calls.len());

@@ -9,7 +9,8 @@ use std::time::Duration;
 use media::Language;
 use policy::Policy;
 use store::{
-    CallEnd, CallStep, ChallengeState, NewCall, PhoneNumber, StepKind, Store, StoreError, now_ms,
+    CallEnd, CallId, CallStep, ChallengeId, ChallengeState, NewCall, PhoneNumber, StepKind, Store,
+    StoreError, now_ms,
 };
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{Instrument, info, info_span, warn};
@@ -32,7 +33,7 @@ pub enum RunError {
     Verify(#[from] VerifyError),
     /// The challenge does not exist.
     #[error("no challenge {0}")]
-    Unknown(String),
+    Unknown(ChallengeId),
 }
 
 /// Places the calls of stored challenges.
@@ -53,7 +54,7 @@ pub struct Runner {
     /// its claim until it ends, so the capacity is checked and counted in this one place.
     slots: Arc<Semaphore>,
     /// The challenges being called here, with what hangs each up.
-    active: Mutex<HashMap<String, Arc<Notify>>>,
+    active: Mutex<HashMap<ChallengeId, Arc<Notify>>>,
     /// Stopping: no new calls (the claims of the calls in progress are still renewed).
     draining: std::sync::atomic::AtomicBool,
     /// Wakes the dispatcher at once: a challenge was queued here, or a call ended.
@@ -63,7 +64,7 @@ pub struct Runner {
 }
 
 /// Removes a challenge from the active ones when its run ends, however it ends.
-struct Active<'a>(&'a Runner, String);
+struct Active<'a>(&'a Runner, ChallengeId);
 
 impl Drop for Active<'_> {
     fn drop(&mut self) {
@@ -117,7 +118,7 @@ impl Runner {
 
     /// Runs the challenge `id`, claimed by this node, in a task of its own that holds `slot`
     /// until the call ends; a panic in it is logged and makes [`Runner::failure`] say so.
-    fn spawn_call(self: &Arc<Self>, id: String, slot: OwnedSemaphorePermit) {
+    fn spawn_call(self: &Arc<Self>, id: ChallengeId, slot: OwnedSemaphorePermit) {
         use futures_util::FutureExt;
         let me = self.clone();
         tokio::spawn(async move {
@@ -195,7 +196,7 @@ impl Runner {
         self
     }
 
-    fn active_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+    fn active_map(&self) -> std::sync::MutexGuard<'_, HashMap<ChallengeId, Arc<Notify>>> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -207,7 +208,7 @@ impl Runner {
 
     /// Hangs up the call of challenge `id` if this runner is placing it (`true`). The
     /// challenge's state is the caller's to set (the API marks it `canceled` first).
-    pub fn cancel(&self, id: &str) -> bool {
+    pub fn cancel(&self, id: &ChallengeId) -> bool {
         match self.active_map().get(id) {
             Some(n) => {
                 n.notify_one();
@@ -221,7 +222,7 @@ impl Runner {
     /// of this node's slots, recording everything; returns the state it ended in, or `None`
     /// when it was no longer queued (taken by another node, cancelled, expired) or this node
     /// has no room (it stays queued for [`Runner::dispatch`]).
-    pub async fn run(&self, id: &str) -> Result<Option<ChallengeState>, RunError> {
+    pub async fn run(&self, id: &ChallengeId) -> Result<Option<ChallengeState>, RunError> {
         let Some(_slot) = self.slot() else {
             return Ok(None);
         };
@@ -234,19 +235,19 @@ impl Runner {
 
     /// Calls the challenge `id` that this node has claimed, phone after phone, and records
     /// everything; `None` when someone else decided it since the claim (cancelled).
-    async fn call(&self, id: &str) -> Result<Option<ChallengeState>, RunError> {
+    async fn call(&self, id: &ChallengeId) -> Result<Option<ChallengeState>, RunError> {
         store::fault::point("call");
         // Registered before the challenge is read, so that a cancel since the claim is seen
         // either here (in its state) or by the call (its hang-up).
         let hangup = Arc::new(Notify::new());
-        self.active_map().insert(id.to_string(), hangup.clone());
+        self.active_map().insert(id.clone(), hangup.clone());
         metrics::gauge!("callverify_active_calls").increment(1.0);
-        let _active = Active(self, id.to_string());
+        let _active = Active(self, id.clone());
         let challenge = self
             .store
             .challenge(id)
             .await?
-            .ok_or_else(|| RunError::Unknown(id.to_string()))?;
+            .ok_or_else(|| RunError::Unknown(id.clone()))?;
         if challenge.state != ChallengeState::Calling {
             return Ok(None);
         }
@@ -269,7 +270,7 @@ impl Runner {
         };
         let legs = plan(&self.store, self.fallback, &challenge).await?;
         // The call before, if it did not decide: its outcome and its id in the call log.
-        let mut before: Option<(Outcome, String)> = None;
+        let mut before: Option<(Outcome, CallId)> = None;
         for (i, leg) in legs.iter().enumerate() {
             if !leg.admitted
                 && let Err(refusal) = self
@@ -313,7 +314,7 @@ impl Runner {
     /// number too).
     async fn decide(
         &self,
-        id: &str,
+        id: &ChallengeId,
         (state, reason, status): Decision,
         called: Option<&PhoneNumber>,
     ) -> Result<bool, StoreError> {
@@ -333,10 +334,10 @@ impl Runner {
     /// challenge's reason and in the detail of the call before.
     async fn not_called(
         &self,
-        id: &str,
+        id: &ChallengeId,
         leg: &Leg,
         refusal: &policy::Refusal,
-        before: Option<&(Outcome, String)>,
+        before: Option<&(Outcome, CallId)>,
     ) -> Result<(), RunError> {
         let which = leg.label.unwrap_or("the fallback phone");
         let note = format!("{which} ({}) was not called: {refusal}", leg.phone);
@@ -363,19 +364,19 @@ impl Runner {
     /// call's id.
     async fn call_one(
         &self,
-        id: &str,
+        id: &ChallengeId,
         phone: &PhoneNumber,
         prompts: Prompts,
         hangup: &Notify,
         goes_on: &(dyn Fn(&Outcome) -> bool + Sync),
         label: Option<&str>,
-    ) -> Result<(Outcome, String), RunError> {
-        let call_id = store::new_id("call");
+    ) -> Result<(Outcome, CallId), RunError> {
+        let call_id = CallId::new();
         let span = info_span!("call", challenge = %id, call = %call_id, to = %phone);
         self.store
             .start_call(&NewCall {
                 id: call_id.clone(),
-                challenge_id: id.to_string(),
+                challenge_id: id.clone(),
                 phone_masked: phone.masked(),
                 started_at_ms: now_ms(),
             })
@@ -413,7 +414,7 @@ impl Runner {
     /// what an outcome decides (`None`: the next phone is called).
     async fn follow(
         &self,
-        id: &str,
+        id: &ChallengeId,
         phone: &PhoneNumber,
         mut reports: mpsc::UnboundedReceiver<Report>,
         invite: std::time::Instant,
@@ -447,11 +448,11 @@ impl Runner {
     /// A call that could not be placed: the challenge and the call end `failed`.
     async fn not_placed(
         &self,
-        id: &str,
-        call_id: &str,
+        id: &ChallengeId,
+        call_id: &CallId,
         span: &tracing::Span,
         e: VerifyError,
-    ) -> Result<(Outcome, String), RunError> {
+    ) -> Result<(Outcome, CallId), RunError> {
         let reason = e.to_string();
         span.in_scope(|| warn!(error = %reason, "the call could not be placed"));
         metrics::counter!("callverify_calls_total", "outcome" => "failed").increment(1);
@@ -472,7 +473,7 @@ impl Runner {
     /// A placed call's end: its metrics, its log line and its entry in the call log.
     async fn ended(
         &self,
-        call_id: &str,
+        call_id: &CallId,
         span: &tracing::Span,
         report: &CallReport,
         steps: Vec<CallStep>,

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
-use crate::{Challenge, ChallengeState, Change};
+use crate::{Challenge, ChallengeId, ChallengeState, Change};
 
 const SHARDS: usize = 16;
 /// Challenges kept at most (a shard that fills up is emptied: polls read it back).
@@ -103,14 +103,14 @@ impl Cache {
     /// Keeps `c`, read from the database after [`Cache::generation`] gave `generation`,
     /// unless a change was announced in between.
     pub(crate) fn put(&self, c: &Challenge, generation: u64) {
-        let mut shard = self.shard(&c.id);
+        let mut shard = self.shard(c.id.as_str());
         if shard.generation != generation || !self.is_live() {
             return;
         }
         if shard.map.len() >= CAPACITY / SHARDS {
             shard.map.clear();
         }
-        shard.map.insert(c.id.clone(), c.clone());
+        shard.map.insert(c.id.as_str().to_string(), c.clone());
     }
 
     /// `id` changed: drop its copy, and fail the reads of its shard now in flight.
@@ -313,7 +313,8 @@ impl Follower {
             crate::fault::point("store");
             c.forget(id);
             let _ = self.changes.send(Change {
-                id: id.to_string(),
+                // The database's trigger names a stored challenge.
+                id: ChallengeId::from_stored(id.to_string()),
                 state,
             });
         }

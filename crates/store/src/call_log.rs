@@ -4,15 +4,17 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::{ChallengeState, Digit, KeySource, Result, StepKind, Store, StoreError};
+use crate::{
+    CallId, ChallengeId, ChallengeState, Digit, KeySource, Result, StepKind, Store, StoreError,
+};
 
 /// A call being placed for a challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewCall {
     /// Its id (`call_…`).
-    pub id: String,
+    pub id: CallId,
     /// The challenge it serves.
-    pub challenge_id: String,
+    pub challenge_id: ChallengeId,
     /// The number, masked: the call log never holds a whole number.
     pub phone_masked: String,
     /// When the INVITE went out, ms since the epoch.
@@ -149,9 +151,9 @@ impl CallEnd {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallEntry {
     /// Its id.
-    pub id: String,
+    pub id: CallId,
     /// The challenge.
-    pub challenge_id: String,
+    pub challenge_id: ChallengeId,
     /// The masked number.
     pub phone_masked: String,
     /// Started, ms since the epoch.
@@ -213,8 +215,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO calls (id, challenge_id, phone_masked, started_at) VALUES ($1, $2, $3, $4)",
         )
-        .bind(&c.id)
-        .bind(&c.challenge_id)
+        .bind(c.id.as_str())
+        .bind(c.challenge_id.as_str())
         .bind(&c.phone_masked)
         .bind(c.started_at_ms)
         .execute(&self.pool)
@@ -224,7 +226,7 @@ impl Store {
 
     /// Records how a call ended, with its steps, once; `false` if it had already ended (or
     /// is unknown).
-    pub async fn finish_call(&self, id: &str, e: &CallEnd) -> Result<bool> {
+    pub async fn finish_call(&self, id: &CallId, e: &CallEnd) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE calls SET outcome = $1, sip_status = $2, detail = $3, trunk = $4, \
@@ -248,7 +250,7 @@ impl Store {
         .bind(e.jitter_ms)
         .bind(e.packets_rejected)
         .bind(i64::from(e.srtp))
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -258,7 +260,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO call_steps (call_id, seq, at_ms, kind, detail) VALUES ($1, $2, $3, $4, $5)",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(seq as i64)
             .bind(st.at_ms)
             .bind(st.kind.as_str())
@@ -272,13 +274,13 @@ impl Store {
 
     /// Adds `note` to the detail of a call in the log (after what it says already), e.g.
     /// why the phone to call next was refused.
-    pub async fn note_call(&self, id: &str, note: &str) -> Result<bool> {
+    pub async fn note_call(&self, id: &CallId, note: &str) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE calls SET detail = CASE WHEN detail IS NULL THEN $1 \
              ELSE detail || '; ' || $1 END WHERE id = $2",
         )
         .bind(note)
-        .bind(id)
+        .bind(id.as_str())
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -288,11 +290,11 @@ impl Store {
     async fn rows_of_call<T>(
         &self,
         sql: &'static str,
-        id: &str,
+        id: &CallId,
         f: impl Fn(&AnyRow) -> Result<T>,
     ) -> Result<Vec<T>> {
         sqlx::query(sql)
-            .bind(id)
+            .bind(id.as_str())
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -301,10 +303,10 @@ impl Store {
     }
 
     /// One call with its steps (and so its keys).
-    pub async fn call(&self, id: &str) -> Result<Option<CallEntry>> {
+    pub async fn call(&self, id: &CallId) -> Result<Option<CallEntry>> {
         let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1");
         let Some(row) = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?
         else {
@@ -442,8 +444,8 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
         }),
     };
     Ok(CallEntry {
-        id: r.try_get("id")?,
-        challenge_id: r.try_get("challenge_id")?,
+        id: CallId::from_stored(r.try_get("id")?),
+        challenge_id: ChallengeId::from_stored(r.try_get("challenge_id")?),
         phone_masked: r.try_get("phone_masked")?,
         started_at_ms: r.try_get("started_at")?,
         end,

@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::limits::{self, Admission, Refused};
 use crate::types::{sql_list, undecided_sql};
 use crate::{
-    ChallengeState, PhoneNumber, PhoneRole, Purpose, Result, Store, StoreError, new_id, users,
+    ChallengeId, ChallengeState, PhoneNumber, PhoneRole, Purpose, Result, Store, StoreError, users,
     webhooks,
 };
 
@@ -52,7 +52,7 @@ pub struct NewChallenge {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Challenge {
     /// Its id.
-    pub id: String,
+    pub id: ChallengeId,
     /// The API key that made it.
     pub api_key_id: String,
     /// The user, if any.
@@ -128,7 +128,7 @@ impl Store {
         {
             return self.replay(found, key, &c.request_hash).map(Ok);
         }
-        let id = new_id("ch");
+        let id = ChallengeId::new();
         let mut tx = self.pool.begin().await?;
         // The first statement is a write: on SQLite the transaction holds the writer lock
         // from here, so the limits below are read and counted with no other admission
@@ -139,7 +139,7 @@ impl Store {
              remember_device_ms, fraud_block_ms, confirm_primary) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12, $13, $14)",
         )
-        .bind(&id)
+        .bind(id.as_str())
         .bind(&c.api_key_id)
         .bind(c.idempotency_key.as_deref())
         .bind(&c.request_hash)
@@ -171,7 +171,16 @@ impl Store {
                 .user_id
                 .as_deref()
                 .ok_or_else(|| StoreError::Corrupt("an enrolment challenge needs a user".into()))?;
-            users::insert_phone(&mut tx, user, &c.phone, role, &c.language, &id, c.now_ms).await?;
+            users::insert_phone(
+                &mut tx,
+                user,
+                &c.phone,
+                role,
+                &c.language,
+                id.as_str(),
+                c.now_ms,
+            )
+            .await?;
         }
         if let Err(refused) = limits::admit(
             &mut tx,
@@ -243,14 +252,14 @@ impl Store {
     }
 
     /// The challenge with this id (from the copy on a cached store).
-    pub async fn challenge(&self, id: &str) -> Result<Option<Challenge>> {
+    pub async fn challenge(&self, id: &ChallengeId) -> Result<Option<Challenge>> {
         let Some(cache) = &self.cache else {
             return self.read_challenge(id).await;
         };
-        if let Some(c) = cache.get(id) {
+        if let Some(c) = cache.get(id.as_str()) {
             return Ok(Some(c));
         }
-        let generation = cache.generation(id);
+        let generation = cache.generation(id.as_str());
         let c = self.read_challenge(id).await?;
         if let (Some(c), Some(g)) = (&c, generation) {
             cache.put(c, g);
@@ -258,10 +267,10 @@ impl Store {
         Ok(c)
     }
 
-    async fn read_challenge(&self, id: &str) -> Result<Option<Challenge>> {
+    async fn read_challenge(&self, id: &ChallengeId) -> Result<Option<Challenge>> {
         let sql = format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(challenge_from).transpose()
@@ -272,7 +281,7 @@ impl Store {
     /// unknown). For a decision, `reason` and `sip_status` are kept with it.
     pub async fn transition(
         &self,
-        id: &str,
+        id: &ChallengeId,
         to: ChallengeState,
         at_ms: i64,
         reason: Option<&str>,
@@ -286,7 +295,7 @@ impl Store {
     /// number too, besides the challenge's user and number.
     pub async fn transition_called(
         &self,
-        id: &str,
+        id: &ChallengeId,
         to: ChallengeState,
         at_ms: i64,
         reason: Option<&str>,
@@ -300,7 +309,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn transition_claiming(
         &self,
-        id: &str,
+        id: &ChallengeId,
         to: ChallengeState,
         at_ms: i64,
         reason: Option<&str>,
@@ -329,7 +338,7 @@ impl Store {
             .bind(at_ms)
             .bind(reason)
             .bind(sip_status)
-            .bind(id);
+            .bind(id.as_str());
         if let Some(until) = lease_until_ms {
             q = q.bind(self.node()).bind(until);
         }
@@ -339,13 +348,13 @@ impl Store {
         }
         insert_event(&mut tx, id, to, at_ms, reason).await?;
         if to == ChallengeState::Approved {
-            users::on_approved(&mut tx, id, at_ms).await?;
+            users::on_approved(&mut tx, id.as_str(), at_ms).await?;
         }
         if to == ChallengeState::FraudReported {
-            users::on_fraud_reported(&mut tx, id, at_ms, called).await?;
+            users::on_fraud_reported(&mut tx, id.as_str(), at_ms, called).await?;
         }
         if to.is_terminal() {
-            webhooks::on_decided(&mut tx, id, at_ms).await?;
+            webhooks::on_decided(&mut tx, id.as_str(), at_ms).await?;
         }
         tx.commit().await?;
         self.announce(id, to);
@@ -353,11 +362,11 @@ impl Store {
     }
 
     /// Every state change of a challenge, in order.
-    pub async fn events(&self, id: &str) -> Result<Vec<StateChange>> {
+    pub async fn events(&self, id: &ChallengeId) -> Result<Vec<StateChange>> {
         let rows = sqlx::query(
             "SELECT state, at, detail FROM challenge_events WHERE challenge_id = $1 ORDER BY id",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -421,7 +430,7 @@ impl Store {
 
     /// Challenges still queued after their expiry become `expired`; returns their ids.
     /// (A call in progress is bounded by its own timeouts and decides itself.)
-    pub async fn expire_due(&self, now_ms: i64) -> Result<Vec<String>> {
+    pub async fn expire_due(&self, now_ms: i64) -> Result<Vec<ChallengeId>> {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM challenges WHERE state = 'queued' AND expires_at <= $1",
         )
@@ -429,7 +438,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut expired = Vec::new();
-        for id in ids {
+        for id in ids.into_iter().map(ChallengeId::from_stored) {
             if self
                 .transition(
                     &id,
@@ -449,7 +458,7 @@ impl Store {
 
 pub(crate) async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: &str,
+    id: &ChallengeId,
     state: ChallengeState,
     at_ms: i64,
     detail: Option<&str>,
@@ -457,7 +466,7 @@ pub(crate) async fn insert_event(
     sqlx::query(
         "INSERT INTO challenge_events (challenge_id, state, at, detail) VALUES ($1, $2, $3, $4)",
     )
-    .bind(id)
+    .bind(id.as_str())
     .bind(state.as_str())
     .bind(at_ms)
     .bind(detail)
@@ -471,7 +480,7 @@ fn challenge_from(r: &AnyRow) -> Result<Challenge> {
     let purpose: String = r.try_get("purpose")?;
     let phone: String = r.try_get("phone")?;
     Ok(Challenge {
-        id: r.try_get("id")?,
+        id: ChallengeId::from_stored(r.try_get("id")?),
         api_key_id: r.try_get("api_key_id")?,
         user_id: r.try_get("user_id")?,
         phone: PhoneNumber::from_stored(&phone).map_err(|_| StoreError::Corrupt(phone))?,

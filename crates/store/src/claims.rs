@@ -6,12 +6,12 @@ use sqlx::AssertSqlSafe;
 
 use crate::challenges::insert_event;
 use crate::types::in_call_sql;
-use crate::{Backend, ChallengeState, Result, Store};
+use crate::{Backend, ChallengeId, ChallengeState, Result, Store};
 
 impl Store {
     /// Claims the queued challenge `id` for this node until `lease_until_ms` (it becomes
     /// `calling`); `false` when it was not queued (another node has it, or it was decided).
-    pub async fn claim(&self, id: &str, at_ms: i64, lease_until_ms: i64) -> Result<bool> {
+    pub async fn claim(&self, id: &ChallengeId, at_ms: i64, lease_until_ms: i64) -> Result<bool> {
         self.transition_claiming(
             id,
             ChallengeState::Calling,
@@ -26,7 +26,7 @@ impl Store {
 
     /// Claims the oldest queued challenge that has not expired, if any (on PostgreSQL with
     /// `FOR UPDATE SKIP LOCKED`, so that nodes claiming at once take different ones).
-    pub async fn claim_next(&self, at_ms: i64, lease_until_ms: i64) -> Result<Option<String>> {
+    pub async fn claim_next(&self, at_ms: i64, lease_until_ms: i64) -> Result<Option<ChallengeId>> {
         let skip_locked = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -49,6 +49,7 @@ impl Store {
         else {
             return Ok(None);
         };
+        let id = ChallengeId::from_stored(id);
         insert_event(&mut tx, &id, ChallengeState::Calling, at_ms, None).await?;
         tx.commit().await?;
         self.announce(&id, ChallengeState::Calling);
@@ -57,22 +58,23 @@ impl Store {
 
     /// Extends this node's claims on the challenges it is calling to `lease_until_ms`;
     /// returns the ones it still holds.
-    pub async fn renew_claims(&self, lease_until_ms: i64) -> Result<Vec<String>> {
+    pub async fn renew_claims(&self, lease_until_ms: i64) -> Result<Vec<ChallengeId>> {
         let sql = format!(
             "UPDATE challenges SET lease_until = $1 WHERE claimed_by = $2 \
              AND state IN ({}) RETURNING id",
             in_call_sql()
         );
-        Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+        let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(lease_until_ms)
             .bind(self.node())
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+        Ok(ids.into_iter().map(ChallengeId::from_stored).collect())
     }
 
     /// Challenges in a call whose node's claim lapsed before `now_ms` become `interrupted`,
     /// and so do their calls; returns their ids. They are never called again.
-    pub async fn interrupt_lapsed(&self, now_ms: i64) -> Result<Vec<String>> {
+    pub async fn interrupt_lapsed(&self, now_ms: i64) -> Result<Vec<ChallengeId>> {
         let sql = format!(
             "SELECT id FROM challenges WHERE state IN ({}) AND COALESCE(lease_until, 0) < $1",
             in_call_sql()
@@ -82,7 +84,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let mut done = Vec::new();
-        for id in ids {
+        for id in ids.into_iter().map(ChallengeId::from_stored) {
             if self
                 .transition(
                     &id,
@@ -99,7 +101,7 @@ impl Store {
                      WHERE challenge_id = $2 AND ended_at IS NULL",
                 )
                 .bind(now_ms)
-                .bind(&id)
+                .bind(id.as_str())
                 .execute(&self.pool)
                 .await?;
                 done.push(id);
@@ -119,7 +121,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let mut n = 0;
-        for id in ids {
+        for id in ids.into_iter().map(ChallengeId::from_stored) {
             if self
                 .transition(
                     &id,

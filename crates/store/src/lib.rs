@@ -38,7 +38,8 @@ pub use dtmf::Digit;
 pub use limits::{Admission, CountScope, Counter, Refused};
 pub use retention::Forgotten;
 pub use types::{
-    BadNumber, ChallengeState, KeySource, PhoneNumber, PhoneRole, Purpose, StepKind, new_id, now_ms,
+    BadNumber, CallId, ChallengeId, ChallengeState, KeySource, PhoneNumber, PhoneRole, Purpose,
+    StepKind, new_id, now_ms,
 };
 pub use users::{FraudBlock, Phone, PhoneState, TrustedDevice};
 pub use webhooks::{Webhook, WebhookAttempt, WebhookNext};
@@ -95,7 +96,7 @@ pub struct Store {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     /// The challenge.
-    pub id: String,
+    pub id: ChallengeId,
     /// Its new state.
     pub state: ChallengeState,
 }
@@ -203,12 +204,12 @@ impl Store {
     }
 
     /// Tells the subscribers that `id` is now in `state`, and drops the copy of it.
-    fn announce(&self, id: &str, state: ChallengeState) {
+    fn announce(&self, id: &ChallengeId, state: ChallengeState) {
         if let Some(cache) = &self.cache {
-            cache.forget(id);
+            cache.forget(id.as_str());
         }
         let _ = self.changes.send(Change {
-            id: id.to_string(),
+            id: id.clone(),
             state,
         });
     }

@@ -172,6 +172,62 @@ pub fn new_id(prefix: &str) -> String {
     s
 }
 
+/// A challenge's id: `ch_` and 32 lowercase hex digits (128 bits from the operating
+/// system's generator). `Display`, `as_str` and JSON give it as it is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ChallengeId(String);
+
+/// A call's id: `call_` and 32 lowercase hex digits (128 bits from the operating system's
+/// generator). `Display`, `as_str` and JSON give it as it is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct CallId(String);
+
+/// What the two ids share: a prefix, the same constructors and the same text.
+macro_rules! random_id {
+    ($t:ident, $prefix:literal) => {
+        // A default id would be a random one: `new` says so, `Default` would not.
+        #[allow(clippy::new_without_default)]
+        impl $t {
+            /// A fresh id, from the operating system's generator.
+            pub fn new() -> $t {
+                $t(new_id($prefix))
+            }
+
+            /// An id from outside (a path, a token): only the shape this store makes, the
+            /// prefix and 32 lowercase hex digits; `None` for anything else.
+            pub fn parse(s: &str) -> Option<$t> {
+                let hex = s.strip_prefix(concat!($prefix, "_"))?;
+                let ok = hex.len() == 32
+                    && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                ok.then(|| $t(s.to_string()))
+            }
+
+            /// An id as read back from the store (or written by a test), kept as it is
+            /// without checking its shape: rows of older versions may differ. Not for new
+            /// ids ([`Self::new`]) nor for ids from outside ([`Self::parse`]).
+            pub fn from_stored(s: String) -> $t {
+                $t(s)
+            }
+
+            /// The id as stored.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+random_id!(ChallengeId, "ch");
+random_id!(CallId, "call");
+
 /// Where a challenge is (../shared/DESIGN.md): `queued → calling → ringing → answered →
 /// approved`, or one terminal failure. A decided challenge never changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -447,6 +503,34 @@ mod tests {
         }
         assert_eq!(StepKind::from_name("bogus"), None);
         assert_ne!(new_id("ch"), new_id("ch"));
+    }
+
+    #[test]
+    fn ids_are_made_fresh_and_parsed_only_in_their_shape() {
+        let (ch, call) = (ChallengeId::new(), CallId::new());
+        assert_ne!(ch, ChallengeId::new());
+        assert_eq!(ChallengeId::parse(ch.as_str()), Some(ch.clone()));
+        assert_eq!(CallId::parse(call.as_str()), Some(call.clone()));
+        assert_eq!(ch.to_string(), ch.as_str());
+        let hex = "0123456789abcdef0123456789abcdef";
+        assert!(ChallengeId::parse(&format!("ch_{hex}")).is_some());
+        assert!(CallId::parse(&format!("call_{hex}")).is_some());
+        for bad in [
+            String::new(),
+            "ch_".into(),
+            format!("ch_{hex}0"),
+            format!("ch_{}", &hex[1..]),
+            format!("ch_{}", hex.to_uppercase()),
+            format!("ch_{}g", &hex[1..]),
+            format!("ch_{}é", &hex[2..]),
+            format!("call_{hex}"),
+            format!("CH_{hex}"),
+            format!(" ch_{hex}"),
+        ] {
+            assert_eq!(ChallengeId::parse(&bad), None, "{bad}");
+        }
+        assert_eq!(CallId::parse(&format!("ch_{hex}")), None);
+        assert_eq!(CallId::from_stored("call_01".into()).as_str(), "call_01");
     }
 }
 

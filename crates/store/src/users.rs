@@ -407,10 +407,13 @@ impl Store {
     }
 
     /// The trusted device an approved sign-in made, if it asked for one.
-    pub async fn trusted_device_of(&self, challenge_id: &str) -> Result<Option<TrustedDevice>> {
+    pub async fn trusted_device_of(
+        &self,
+        challenge_id: &crate::ChallengeId,
+    ) -> Result<Option<TrustedDevice>> {
         let sql = format!("SELECT {TRUSTED_COLUMNS} FROM trusted_devices WHERE challenge_id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(challenge_id)
+            .bind(challenge_id.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(trusted_from).transpose()

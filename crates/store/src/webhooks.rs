@@ -4,13 +4,13 @@
 
 use sqlx::Row;
 
-use crate::{Result, Store};
+use crate::{ChallengeId, Result, Store};
 
 /// A delivery that is due.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Webhook {
     /// The decided challenge.
-    pub challenge_id: String,
+    pub challenge_id: ChallengeId,
     /// Where to post.
     pub url: String,
     /// Attempts made so far.
@@ -76,7 +76,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(Webhook {
-                    challenge_id: r.try_get("challenge_id")?,
+                    challenge_id: ChallengeId::from_stored(r.try_get("challenge_id")?),
                     url: r.try_get("url")?,
                     attempts: r.try_get("attempts")?,
                     next_attempt_at_ms: r.try_get("next_attempt_at")?,
@@ -95,7 +95,7 @@ impl Store {
              AND gave_up_at IS NULL",
         )
         .bind(lease_until_ms)
-        .bind(&w.challenge_id)
+        .bind(w.challenge_id.as_str())
         .bind(w.next_attempt_at_ms)
         .bind(w.attempts)
         .execute(&self.pool)
@@ -106,7 +106,7 @@ impl Store {
     /// Logs an attempt and what follows it, in one transaction.
     pub async fn record_webhook_attempt(
         &self,
-        challenge_id: &str,
+        challenge_id: &ChallengeId,
         attempt: &WebhookAttempt,
         next: WebhookNext,
     ) -> Result<()> {
@@ -115,7 +115,7 @@ impl Store {
             "INSERT INTO webhook_attempts (challenge_id, attempt, at, status, error, duration_ms) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(challenge_id)
+        .bind(challenge_id.as_str())
         .bind(attempt.attempt)
         .bind(attempt.at_ms)
         .bind(attempt.status)
@@ -140,7 +140,7 @@ impl Store {
         sqlx::query(sql)
             .bind(attempt.attempt)
             .bind(at)
-            .bind(challenge_id)
+            .bind(challenge_id.as_str())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -148,12 +148,15 @@ impl Store {
     }
 
     /// Every attempt for a challenge, in order.
-    pub async fn webhook_attempts(&self, challenge_id: &str) -> Result<Vec<WebhookAttempt>> {
+    pub async fn webhook_attempts(
+        &self,
+        challenge_id: &ChallengeId,
+    ) -> Result<Vec<WebhookAttempt>> {
         let rows = sqlx::query(
             "SELECT attempt, at, status, error, duration_ms FROM webhook_attempts \
              WHERE challenge_id = $1 ORDER BY id",
         )
-        .bind(challenge_id)
+        .bind(challenge_id.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -3,9 +3,9 @@
 
 use callverify_e2e::{Postgres, scratch};
 use store::{
-    CallEnd, CallStep, ChallengeState, Digit, Forgotten, KeySource, NewCall, NewChallenge,
-    PhoneNumber, PhoneRole, PhoneState, Purpose, StepKind, Store, WebhookAttempt, WebhookNext,
-    now_ms,
+    CallEnd, CallId, CallStep, ChallengeId, ChallengeState, Digit, Forgotten, KeySource, NewCall,
+    NewChallenge, PhoneNumber, PhoneRole, PhoneState, Purpose, StepKind, Store, WebhookAttempt,
+    WebhookNext, now_ms,
 };
 
 const DAY: i64 = 86_400_000;
@@ -31,7 +31,7 @@ fn challenge(user: Option<&str>, number: &str, at: i64) -> NewChallenge {
 
 /// A signed-in user's approved challenge at `at`, with its call (a key and a step), its
 /// delivered webhook and a trusted device for 14 days: its id and its call's id.
-async fn sign_in_at(store: &Store, user: &str, at: i64) -> (String, String) {
+async fn sign_in_at(store: &Store, user: &str, at: i64) -> (ChallengeId, CallId) {
     let (c, _) = store
         .create_challenge(&NewChallenge {
             remember_device_ms: 14 * DAY,
@@ -39,7 +39,7 @@ async fn sign_in_at(store: &Store, user: &str, at: i64) -> (String, String) {
         })
         .await
         .unwrap();
-    let call = format!("call_{}", c.id);
+    let call = CallId::from_stored(format!("call_{}", c.id));
     store
         .start_call(&NewCall {
             id: call.clone(),

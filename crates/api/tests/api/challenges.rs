@@ -10,8 +10,8 @@ use sip::Transport;
 use store::{KeyKind, now_ms};
 
 use crate::common::{
-    APPROVED_ORDER, Api, BODY, auth, authorized, called_through_sipp, config, http, post_json,
-    sqlite, sse, state,
+    APPROVED_ORDER, Api, BODY, Reply, auth, authorized, called_through_sipp, ch, config, http,
+    post_json, sqlite, sse, state,
 };
 
 #[tokio::test]
@@ -259,7 +259,7 @@ async fn server_sent_events_say_each_state_until_the_decision() {
     for s in [Calling, Ringing, Answered, Approved] {
         assert!(
             store
-                .transition(&id, s, now_ms(), None, None)
+                .transition(&ch(&id), s, now_ms(), None, None)
                 .await
                 .unwrap()
         );
@@ -395,4 +395,82 @@ async fn cancel_hangs_up_a_ringing_call() {
         "canceled",
         "still: a decided challenge never changes"
     );
+}
+
+/// A path id not in the shape the store makes (too long, too short, not hex, upper case,
+/// multibyte, another prefix) is answered exactly as an unknown id in that shape is (the
+/// same status, content type and problem, the id aside), whoever asks (no key, a poll
+/// token, the service key, the operator key), on the challenges' and the calls' routes.
+#[tokio::test]
+async fn a_malformed_id_is_answered_as_an_unknown_one() {
+    let Api {
+        addr,
+        service,
+        operator,
+        ..
+    } = Api::start("api-malformed-ids", config()).await;
+    let r = post_json(addr, "/v1/challenges", &service, BODY).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let token = r.json()["poll_token"].as_str().unwrap().to_string();
+    let hex = "0123456789abcdef0123456789abcdef";
+    // (the path segment, the id the server reads from it)
+    let malformed = |prefix: &str| {
+        let other = if prefix == "ch" { "call" } else { "ch" };
+        let same = |s: String| (s.clone(), s);
+        vec![
+            same(format!("{prefix}_{hex}{hex}")),
+            same(format!("{prefix}_{}", &hex[1..])),
+            same(format!("{prefix}_{}g", &hex[1..])),
+            same(format!("{prefix}_{}", hex.to_uppercase())),
+            (
+                format!("{prefix}_{}%C3%A9", &hex[2..]),
+                format!("{prefix}_{}é", &hex[2..]),
+            ),
+            same(format!("{other}_{hex}")),
+            same(format!("{prefix}-{hex}")),
+            same(hex.to_string()),
+        ]
+    };
+    let keys = [
+        "Bearer cvk_not_a_key".to_string(),
+        auth(&token),
+        auth(&service),
+        auth(&operator),
+    ];
+    // The answer with the id it names replaced.
+    let answer = |r: Reply, id: &str| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&r.body).unwrap_or(serde_json::Value::String(r.body.clone()));
+        if let Some(d) = v.get_mut("detail") {
+            *d = d.as_str().unwrap().replace(id, "<id>").into();
+        }
+        (r.status, r.headers.get("content-type").cloned(), v)
+    };
+    let routes: [(&str, &str, &str, &str); 4] = [
+        ("GET", "ch", "/v1/challenges/", ""),
+        ("GET", "ch", "/v1/challenges/", "/events"),
+        ("DELETE", "ch", "/v1/challenges/", ""),
+        ("GET", "call", "/v1/calls/", ""),
+    ];
+    for (method, prefix, before, after) in routes {
+        let unknown = format!("{prefix}_{}", "f".repeat(32));
+        for key in &keys {
+            let path = format!("{before}{unknown}{after}");
+            let want = answer(authorized(addr, method, &path, key).await, &unknown);
+            let owner = if prefix == "ch" { &service } else { &operator };
+            if key == &auth(owner) {
+                assert_eq!(
+                    (want.0, want.1.as_deref()),
+                    (404, Some("application/problem+json")),
+                    "{method} {path}: {:?}",
+                    want.2
+                );
+            }
+            for (segment, id) in malformed(prefix) {
+                let path = format!("{before}{segment}{after}");
+                let got = answer(authorized(addr, method, &path, key).await, &id);
+                assert_eq!(got, want, "{method} {path} with {key}");
+            }
+        }
+    }
 }

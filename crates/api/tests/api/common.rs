@@ -224,13 +224,18 @@ impl Api {
     }
 }
 
+/// The challenge id the API answered with (it has the store's shape).
+pub fn ch(id: &str) -> store::ChallengeId {
+    store::ChallengeId::parse(id).unwrap_or_else(|| panic!("{id:?} is not a challenge id"))
+}
+
 /// Moves a challenge through the states a call takes it to `last`, as the call runner does,
 /// `at` ms since the epoch.
 pub async fn decided(store: &Store, id: &str, last: store::ChallengeState, at: i64) {
     use store::ChallengeState::*;
     for s in [Calling, Ringing, Answered, last] {
         assert!(
-            store.transition(id, s, at, None, None).await.unwrap(),
+            store.transition(&ch(id), s, at, None, None).await.unwrap(),
             "{id} to {s}"
         );
     }

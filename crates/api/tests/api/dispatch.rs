@@ -20,7 +20,7 @@ use crate::common::*;
 async fn counts(store: &Store, ids: &[String]) -> (usize, usize, usize) {
     let (mut calling, mut queued, mut canceled) = (0, 0, 0);
     for id in ids {
-        let c = store.challenge(id).await.unwrap().unwrap();
+        let c = store.challenge(&ch(id)).await.unwrap().unwrap();
         match c.state {
             ChallengeState::Calling | ChallengeState::Ringing | ChallengeState::Answered => {
                 calling += 1
@@ -101,7 +101,8 @@ async fn creates_beyond_the_capacity_wait_queued_and_are_called_as_room_frees() 
             assert_eq!(counts(&store, &ids).await, (calling, queued, canceled));
             let mut ringing = Vec::new();
             for id in &ids {
-                if store.challenge(id).await.unwrap().unwrap().state == ChallengeState::Ringing {
+                if store.challenge(&ch(id)).await.unwrap().unwrap().state == ChallengeState::Ringing
+                {
                     ringing.push(id.clone());
                 }
             }
@@ -125,7 +126,13 @@ async fn creates_beyond_the_capacity_wait_queued_and_are_called_as_room_frees() 
         .unwrap();
     assert_eq!(calls.len(), N);
     for id in &ids {
-        assert_eq!(calls.iter().filter(|c| &c.challenge_id == id).count(), 1);
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.challenge_id.as_str() == id)
+                .count(),
+            1
+        );
     }
     dispatcher.abort();
 }
@@ -164,12 +171,15 @@ async fn a_challenge_made_through_the_api_is_called_at_once() {
             }
             assert!(tokio::time::Instant::now() < deadline, "{}", r.body);
         }
-        let c = store.challenge(&id).await.unwrap().unwrap();
+        let c = store.challenge(&ch(&id)).await.unwrap().unwrap();
         let (calls, _) = store
             .calls(&CallFilter::default(), 100, None)
             .await
             .unwrap();
-        let mine: Vec<_> = calls.iter().filter(|k| k.challenge_id == id).collect();
+        let mine: Vec<_> = calls
+            .iter()
+            .filter(|k| k.challenge_id.as_str() == id)
+            .collect();
         assert_eq!(mine.len(), 1);
         waits.push(mine[0].started_at_ms - c.created_at_ms);
     }

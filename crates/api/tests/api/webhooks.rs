@@ -3,7 +3,9 @@
 
 use callverify_e2e::BOUND;
 
-use crate::common::{Api, auth, authorized, config, post_json, receiver, with_loopback_webhooks};
+use crate::common::{
+    Api, auth, authorized, ch, config, post_json, receiver, with_loopback_webhooks,
+};
 
 #[tokio::test]
 async fn webhooks_are_signed_retried_and_logged() {
@@ -32,12 +34,12 @@ async fn webhooks_are_signed_retried_and_logged() {
     .await;
     assert_eq!(r.status, 200);
     let deadline = tokio::time::Instant::now() + BOUND;
-    while store.webhook_attempts(&id).await.unwrap().len() < 2
+    while store.webhook_attempts(&ch(&id)).await.unwrap().len() < 2
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let attempts = store.webhook_attempts(&id).await.unwrap();
+    let attempts = store.webhook_attempts(&ch(&id)).await.unwrap();
     let statuses: Vec<Option<i64>> = attempts.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [Some(500), Some(204)]);
     assert!(

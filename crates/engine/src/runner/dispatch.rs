@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use store::{ChallengeState, StoreError, now_ms};
+use store::{ChallengeId, ChallengeState, StoreError, now_ms};
 use tracing::{info, warn};
 
 use super::Runner;
@@ -101,7 +101,7 @@ impl Runner {
 
     /// Hangs up the call of challenge `id`, if this node is placing it, because someone
     /// else decided the challenge.
-    fn hang_up_decided(&self, id: &str) {
+    fn hang_up_decided(&self, id: &ChallengeId) {
         if self.cancel(id) {
             info!(challenge = %id, "decided elsewhere (cancelled or interrupted): hanging up");
         }
@@ -109,7 +109,7 @@ impl Runner {
 
     /// Hangs up every call in progress here whose challenge someone else decided.
     async fn hang_up_all_decided(&self) -> Result<(), StoreError> {
-        let active: Vec<String> = self.active_map().keys().cloned().collect();
+        let active: Vec<ChallengeId> = self.active_map().keys().cloned().collect();
         for id in active {
             if let Some(c) = self.store.challenge(&id).await?
                 && decided_elsewhere(c.state)
@@ -125,7 +125,7 @@ impl Runner {
     /// was cancelled, in case the change's notification did not come.
     async fn renew(&self) -> Result<(), StoreError> {
         let held = self.store.renew_claims(self.lease_until(now_ms())).await?;
-        let active: Vec<String> = self.active_map().keys().cloned().collect();
+        let active: Vec<ChallengeId> = self.active_map().keys().cloned().collect();
         for id in active.iter().filter(|id| !held.contains(id)) {
             if let Some(c) = self.store.challenge(id).await?
                 && decided_elsewhere(c.state)

@@ -4,7 +4,7 @@
 use store::ChallengeState::{Approved, Busy};
 use store::{CallEnd, CallEntry, CallFilter, CallStep, NewCall, OutcomeFilter, StepKind, Store};
 
-use crate::common::{Db, request};
+use crate::common::{Db, call_id, request};
 
 on_both!(
     a_call_ends_once_with_its_outcome_keys_steps_and_figures,
@@ -22,7 +22,7 @@ async fn logged(store: &Store) {
         .await
         .unwrap();
     for i in 0..25i64 {
-        let id = format!("call_{i:02}");
+        let id = call_id(&format!("call_{i:02}"));
         store
             .start_call(&NewCall {
                 id: id.clone(),
@@ -110,16 +110,16 @@ fn filter(
 }
 
 fn ids(v: Vec<CallEntry>) -> Vec<String> {
-    v.into_iter().map(|c| c.id).collect()
+    v.into_iter().map(|c| c.id.to_string()).collect()
 }
 
 async fn a_call_ends_once_with_its_outcome_keys_steps_and_figures(db: Db) {
     let store = &db.store;
     logged(store).await;
-    let c = store.call("call_04").await.unwrap().unwrap();
+    let c = store.call(&call_id("call_04")).await.unwrap().unwrap();
     let end = c.end.unwrap();
     assert!(end.srtp);
-    let call_05 = store.call("call_05").await.unwrap().unwrap();
+    let call_05 = store.call(&call_id("call_05")).await.unwrap().unwrap();
     assert!(!call_05.end.unwrap().srtp);
     assert_eq!(
         (end.outcome.as_str(), end.trunk.as_deref()),
@@ -150,8 +150,16 @@ async fn a_call_ends_once_with_its_outcome_keys_steps_and_figures(db: Db) {
             (5600, "key", "# (rfc4733)")
         ]
     );
-    assert!(store.call("call_24").await.unwrap().unwrap().end.is_none());
-    assert!(store.call("call_nope").await.unwrap().is_none());
+    assert!(
+        store
+            .call(&call_id("call_24"))
+            .await
+            .unwrap()
+            .unwrap()
+            .end
+            .is_none()
+    );
+    assert!(store.call(&call_id("call_nope")).await.unwrap().is_none());
 }
 
 /// Pages of 10, newest first, every call once.
@@ -165,7 +173,7 @@ async fn the_call_log_pages_newest_first_with_every_call_once(db: Db) {
             .calls(&CallFilter::default(), 10, cursor.as_deref())
             .await
             .unwrap();
-        seen.extend(page.iter().map(|c| c.id.clone()));
+        seen.extend(page.iter().map(|c| c.id.to_string()));
         match next {
             Some(n) => cursor = Some(n),
             None => break,
@@ -233,7 +241,7 @@ async fn a_note_goes_in_a_calls_detail_after_what_it_says(db: Db) {
         .unwrap();
     store
         .start_call(&NewCall {
-            id: "call_noted".into(),
+            id: call_id("call_noted"),
             challenge_id: c.id.clone(),
             phone_masked: "+81 ** **** **10".into(),
             started_at_ms: T,
@@ -244,14 +252,17 @@ async fn a_note_goes_in_a_calls_detail_after_what_it_says(db: Db) {
         detail: Some("486".into()),
         ..CallEnd::new(Busy, T + 1)
     };
-    store.finish_call("call_noted", &busy).await.unwrap();
+    store
+        .finish_call(&call_id("call_noted"), &busy)
+        .await
+        .unwrap();
     assert!(
         store
-            .note_call("call_noted", "next: refused")
+            .note_call(&call_id("call_noted"), "next: refused")
             .await
             .unwrap()
     );
-    let noted = store.call("call_noted").await.unwrap().unwrap();
+    let noted = store.call(&call_id("call_noted")).await.unwrap().unwrap();
     assert_eq!(
         noted.end.unwrap().detail.as_deref(),
         Some("486; next: refused")

@@ -4,7 +4,7 @@
 use store::ChallengeState::{self, *};
 use store::{Store, StoreError};
 
-use crate::common::{Db, decided, request};
+use crate::common::{Db, challenge_id, decided, request};
 
 on_both!(
     a_challenge_is_created_queued_with_its_first_event,
@@ -31,7 +31,10 @@ async fn a_challenge_is_created_queued_with_its_first_event(db: Db) {
         (1000, 301_000, None)
     );
     assert_eq!(store.challenge(&c.id).await.unwrap(), Some(c.clone()));
-    assert_eq!(store.challenge("ch_unknown").await.unwrap(), None);
+    assert_eq!(
+        store.challenge(&challenge_id("ch_unknown")).await.unwrap(),
+        None
+    );
 }
 
 /// Forward only, each change with its time; a decision is final.
@@ -76,7 +79,7 @@ async fn a_challenge_moves_forward_only_and_its_decision_is_final(db: Db) {
     );
     assert!(
         !store
-            .transition("ch_unknown", Calling, 1, None, None)
+            .transition(&challenge_id("ch_unknown"), Calling, 1, None, None)
             .await
             .unwrap()
     );
@@ -167,7 +170,8 @@ async fn a_restart_interrupts_the_calls_in_progress_only(db: Db) {
         r.reason.as_deref(),
         Some("the gateway stopped during the call")
     );
-    let state = |id: String| async move { store.challenge(&id).await.unwrap().unwrap().state };
+    let state =
+        |id: store::ChallengeId| async move { store.challenge(&id).await.unwrap().unwrap().state };
     assert_eq!(state(queued.id).await, Queued);
     assert_eq!(state(approved).await, Approved);
     assert_eq!(store.interrupt_unfinished(7000).await.unwrap(), 0);

@@ -5,7 +5,21 @@ use std::future::Future;
 use std::time::Duration;
 
 use callverify_e2e::{Postgres, scratch};
-use store::{Backend, ChallengeState, NewChallenge, PhoneNumber, PhoneRole, Purpose, Store};
+use store::{
+    Backend, CallId, ChallengeId, ChallengeState, NewChallenge, PhoneNumber, PhoneRole, Purpose,
+    Store,
+};
+
+/// A call id as a test writes it (`call_01`), kept as the store keeps what it reads back.
+pub fn call_id(s: &str) -> CallId {
+    CallId::from_stored(s.into())
+}
+
+/// A challenge id as a test writes it (`ch_unknown`), kept as the store keeps what it reads
+/// back.
+pub fn challenge_id(s: &str) -> ChallengeId {
+    ChallengeId::from_stored(s.into())
+}
 
 /// A store of a test's own, as `serve` opens it (with the copy of the challenges read), and
 /// where it is.
@@ -110,7 +124,7 @@ pub fn sign_in(user: &str, now: i64, remember: i64) -> NewChallenge {
 }
 
 /// Moves challenge `id` to `calling`, then to `to` at `at`.
-pub async fn decide(store: &Store, id: &str, to: ChallengeState, at: i64) {
+pub async fn decide(store: &Store, id: &ChallengeId, to: ChallengeState, at: i64) {
     assert!(
         store
             .transition(id, ChallengeState::Calling, at - 2, None, None)
@@ -121,7 +135,12 @@ pub async fn decide(store: &Store, id: &str, to: ChallengeState, at: i64) {
 }
 
 /// Makes `new` and decides it `to` at `at`: its id.
-pub async fn decided(store: &Store, new: &NewChallenge, to: ChallengeState, at: i64) -> String {
+pub async fn decided(
+    store: &Store,
+    new: &NewChallenge,
+    to: ChallengeState,
+    at: i64,
+) -> ChallengeId {
     let (c, _) = store.create_challenge(new).await.unwrap();
     decide(store, &c.id, to, at).await;
     c.id
@@ -141,7 +160,7 @@ pub const T: i64 = 200_000_000;
 
 /// u-9's enrolment of +819077770010 approved, then a sign-in of u-9 that asked to remember
 /// the device approved: its id.
-pub async fn u9_trusted(store: &Store) -> String {
+pub async fn u9_trusted(store: &Store) -> ChallengeId {
     let primary = enrolment("u-9", "+819077770010", PhoneRole::Primary, T);
     decided(store, &primary, ChallengeState::Approved, T + 1).await;
     decided(
@@ -155,7 +174,7 @@ pub async fn u9_trusted(store: &Store) -> String {
 
 /// A fraud report on a sign-in of u-9 (blocks of an hour) whose call went to +819077770011
 /// at T + 20: its id.
-pub async fn u9_reported(store: &Store) -> String {
+pub async fn u9_reported(store: &Store) -> ChallengeId {
     let (f, _) = store
         .create_challenge(&NewChallenge {
             fraud_block_ms: 3_600_000,

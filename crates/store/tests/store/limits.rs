@@ -174,7 +174,7 @@ async fn a_fraud_report_blocks_the_user_and_both_numbers_called(db: Db) {
     assert!(
         listed
             .iter()
-            .all(|b| b.holds_at(T + 40) && b.challenge_id == f)
+            .all(|b| b.holds_at(T + 40) && b.challenge_id == f.as_str())
     );
 }
 

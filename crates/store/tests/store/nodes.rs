@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use callverify_e2e::Postgres;
 use store::ChallengeState::{self, *};
-use store::{NewCall, Store};
+use store::{ChallengeId, NewCall, Store};
 
-use crate::common::{Db, request, until};
+use crate::common::{Db, call_id, request, until};
 
 on_both!(
     each_queued_challenge_is_claimed_once_oldest_first,
@@ -21,7 +21,7 @@ on_both!(
 const T: i64 = 10_000_000;
 
 /// Three queued challenges: node A claims the first, B the second and, by name, the third.
-async fn claimed(a: &Store, b: &Store) -> Vec<String> {
+async fn claimed(a: &Store, b: &Store) -> Vec<ChallengeId> {
     assert_ne!(a.node(), b.node());
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -44,8 +44,8 @@ async fn claimed(a: &Store, b: &Store) -> Vec<String> {
 }
 
 /// Sorted.
-fn sorted(mut ids: Vec<String>) -> Vec<String> {
-    ids.sort();
+fn sorted(mut ids: Vec<ChallengeId>) -> Vec<ChallengeId> {
+    ids.sort_by(|x, y| x.as_str().cmp(y.as_str()));
     ids
 }
 
@@ -85,7 +85,7 @@ async fn a_lapsed_claim_is_interrupted_with_its_call_and_never_claimed_again(db:
     a.renew_claims(T + 9_000).await.unwrap();
     b.renew_claims(T + 6_000).await.unwrap();
     a.start_call(&NewCall {
-        id: "call_claimed_by_b".into(),
+        id: call_id("call_claimed_by_b"),
         challenge_id: ids[1].clone(),
         phone_masked: "+81 ** **** **78".into(),
         started_at_ms: T + 20,
@@ -94,15 +94,19 @@ async fn a_lapsed_claim_is_interrupted_with_its_call_and_never_claimed_again(db:
     .unwrap();
     let lapsed = a.interrupt_lapsed(T + 7_000).await.unwrap();
     assert_eq!(sorted(lapsed), sorted(vec![ids[1].clone(), ids[2].clone()]));
-    let state = |id: String| async move { a.challenge(&id).await.unwrap().unwrap().state };
+    let state = |id: ChallengeId| async move { a.challenge(&id).await.unwrap().unwrap().state };
     assert_eq!(state(ids[1].clone()).await, Interrupted);
     assert_eq!(state(ids[0].clone()).await, Calling);
-    let call = a.call("call_claimed_by_b").await.unwrap().unwrap();
+    let call = a
+        .call(&call_id("call_claimed_by_b"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(call.end.unwrap().outcome.as_str(), "interrupted");
     // B's renewal no longer holds them; nothing is claimable again.
     assert_eq!(
         b.renew_claims(T + 8_000).await.unwrap(),
-        Vec::<String>::new()
+        Vec::<ChallengeId>::new()
     );
     assert_eq!(b.claim_next(T + 7_001, T + 9_000).await.unwrap(), None);
     assert!(a.interrupt_lapsed(T + 7_001).await.unwrap().is_empty());
@@ -131,7 +135,7 @@ async fn a_decided_challenge_is_no_longer_renewed_or_interrupted(db: Db) {
 
 /// Two nodes' stores on one PostgreSQL server of their own, as `serve` opens them, once both
 /// follow the notifications; a challenge A made, read by both (and so in both copies).
-async fn two_nodes(name: &str) -> (Postgres, Store, Store, String) {
+async fn two_nodes(name: &str) -> (Postgres, Store, Store, ChallengeId) {
     let pg = Postgres::start(name);
     let a = Store::open(&pg.url).await.unwrap().cached().unwrap();
     let b = Store::open(&pg.url).await.unwrap().cached().unwrap();
@@ -147,12 +151,12 @@ async fn two_nodes(name: &str) -> (Postgres, Store, Store, String) {
     (pg, a, b, c.id)
 }
 
-async fn moved(node: &Store, id: &str, to: ChallengeState, at: i64) {
+async fn moved(node: &Store, id: &ChallengeId, to: ChallengeState, at: i64) {
     assert!(node.transition(id, to, at, None, None).await.unwrap());
 }
 
 /// Waits (bounded) until `node` reads challenge `id` in `state`.
-async fn sees(node: &Store, id: &str, state: ChallengeState, what: &str) {
+async fn sees(node: &Store, id: &ChallengeId, state: ChallengeState, what: &str) {
     until(
         || async { node.challenge(id).await.unwrap().unwrap().state == state },
         what,
@@ -180,7 +184,7 @@ async fn a_nodes_copy_follows_a_change_made_in_sql() {
     let (pg, a, _b, id) = two_nodes("store-nodes-sql").await;
     let direct = sqlx::PgPool::connect(&pg.url).await.unwrap();
     sqlx::query("UPDATE challenges SET state = 'ringing' WHERE id = $1")
-        .bind(&id)
+        .bind(id.as_str())
         .execute(&direct)
         .await
         .unwrap();

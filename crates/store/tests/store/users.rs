@@ -161,7 +161,7 @@ async fn trusted_devices_are_revoked_one_or_all(db: Db) {
 }
 
 /// Whether the trusted device that sign-in `id` made is valid at `at`.
-async fn trusted(store: &Store, id: &str, at: i64) -> bool {
+async fn trusted(store: &Store, id: &store::ChallengeId, at: i64) -> bool {
     let td = store.trusted_device_of(id).await.unwrap().unwrap();
     td.valid_at(at)
 }

@@ -12,9 +12,9 @@ on_both!(
 );
 
 /// Whether the delivery of challenge `id` is due at `now`.
-async fn due(store: &Store, id: &str, now: i64) -> Option<store::Webhook> {
+async fn due(store: &Store, id: &store::ChallengeId, now: i64) -> Option<store::Webhook> {
     let due = store.due_webhooks(now, 100).await.unwrap();
-    due.into_iter().find(|w| w.challenge_id == id)
+    due.into_iter().find(|w| w.challenge_id == *id)
 }
 
 async fn a_decision_with_a_callback_url_is_due_at_once_and_claimed_by_one_taker(db: Db) {
