@@ -23,7 +23,10 @@ pub fn free_port(ip: IpAddr) -> u16 {
 fn handed_out(port: u16) -> bool {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
-    GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port)
+    GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(port)
 }
 
 /// A free even UDP port whose next three ports are free as well: sipp binds its audio RTP
@@ -182,7 +185,7 @@ impl LossyLink {
                 let Some(to) = to else { continue };
                 let lost = lose();
                 {
-                    let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut c = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     if lost { c.0 += 1 } else { c.1 += 1 }
                 }
                 if !lost {
@@ -205,7 +208,10 @@ impl LossyLink {
 
     /// Datagrams lost and passed so far, both ways.
     pub fn counts(&self) -> (usize, usize) {
-        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -27,8 +27,7 @@ impl Postgres {
         let root = std::process::Command::new("id")
             .arg("-u")
             .output()
-            .map(|o| o.stdout.starts_with(b"0\n"))
-            .unwrap_or(false);
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
         let as_user = root.then_some("postgres");
         if root {
             let status = Command::new("chown")

@@ -87,7 +87,7 @@ impl Sipp {
             tries += 1;
             match Sipp::try_spawn(dir.clone(), file, transport, ip, extra) {
                 Ok(sipp) => return sipp,
-                Err(log) if tries < 5 && log.contains("Address already in use") => continue,
+                Err(log) if tries < 5 && log.contains("Address already in use") => {}
                 Err(log) => panic!("{log}"),
             }
         }

@@ -52,7 +52,7 @@ impl TestCa {
 
     /// A certificate for `names` (DNS names or IP addresses) signed by this CA.
     pub fn issue(&self, stem: &str, names: &[&str]) -> Issued {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = names.iter().map(std::string::ToString::to_string).collect();
         let mut params = rcgen::CertificateParams::new(names).expect("certificate params");
         params
             .distinguished_name

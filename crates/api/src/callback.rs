@@ -230,7 +230,7 @@ pub fn refused_in(e: &reqwest::Error) -> Option<&Refused> {
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(a) => embedded_v4(a).map_or(ip, IpAddr::V4),
-        v4 => v4,
+        IpAddr::V4(_) => ip,
     }
 }
 

@@ -414,11 +414,11 @@ async fn trusted_device(
             Some(id) => match state.store.trusted_device(id).await? {
                 Some(td) if &td.user_id == u && td.valid_at(now) => trusted = Some(td),
                 _ => {
-                    info!(user = %user_tag(secret, u), "a trusted-device token was expired, revoked or not the user's: calling")
+                    info!(user = %user_tag(secret, u), "a trusted-device token was expired, revoked or not the user's: calling");
                 }
             },
             None => {
-                warn!(user = %user_tag(secret, u), "a trusted-device token with a bad signature: calling")
+                warn!(user = %user_tag(secret, u), "a trusted-device token with a bad signature: calling");
             }
         }
     }

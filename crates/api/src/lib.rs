@@ -513,9 +513,7 @@ fn mac(secret: &[u8], label: &str, id: &str) -> Hmac<sha2::Sha256> {
     mac
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use store::hex;
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) || !s.is_ascii() {

@@ -168,7 +168,12 @@ pub(crate) async fn register(
         .ok()
         .filter(|n| state.cfg.demo_numbers.contains(n));
     if demo_number.is_none() {
-        let numbers: Vec<String> = state.cfg.demo_numbers.iter().map(|n| n.masked()).collect();
+        let numbers: Vec<String> = state
+            .cfg
+            .demo_numbers
+            .iter()
+            .map(store::PhoneNumber::masked)
+            .collect();
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
             "not-a-demo-number",

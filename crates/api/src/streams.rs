@@ -45,7 +45,10 @@ impl StreamCaps {
                 "this poll token",
             ),
         };
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = open.entry(who.clone()).or_insert(0);
         if *n >= cap {
             return Err(Problem::new(
@@ -68,7 +71,10 @@ impl StreamCaps {
 
     /// How many are open now, all credentials together.
     pub fn open(&self) -> u32 {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         open.values().sum()
     }
 }
@@ -88,7 +94,10 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = open.get_mut(&self.who) {
             *n = n.saturating_sub(1);
             if *n == 0 {

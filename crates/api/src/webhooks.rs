@@ -161,7 +161,11 @@ pub fn spawn_workers(state: AppState) -> JoinHandle<()> {
         loop {
             tick.tick().await;
             // In a task of its own, one at a time: a long first sweep delays no webhook.
-            if Instant::now() >= next_sweep && sweeping.as_ref().is_none_or(|s| s.is_finished()) {
+            if Instant::now() >= next_sweep
+                && sweeping
+                    .as_ref()
+                    .is_none_or(tokio::task::JoinHandle::is_finished)
+            {
                 next_sweep = Instant::now() + RETENTION_SWEEP_EVERY;
                 sweeping = Some(tokio::spawn(sweep(
                     state.store.clone(),
@@ -253,7 +257,7 @@ async fn deliver(state: AppState, client: reqwest::Client, w: Webhook) {
     metrics::counter!("callverify_webhook_attempts_total", "result" => result).increment(1);
     match next {
         WebhookNext::Delivered => {
-            info!(challenge = %w.challenge_id, attempt, status, "webhook delivered")
+            info!(challenge = %w.challenge_id, attempt, status, "webhook delivered");
         }
         WebhookNext::RetryAt(at) => warn!(
             challenge = %w.challenge_id, attempt, status, error = error.as_deref(),

@@ -289,6 +289,31 @@ async fn attempt(store: &Store, id: &str) -> WebhookAttempt {
     }
 }
 
+/// A challenge made through `api` (with `key`) whose callback goes to `name` on `port`,
+/// the name resolving to `public` when it is made and to `later` when it is cancelled: the
+/// attempt at its delivery.
+async fn re_resolved(
+    store: &Store,
+    names: &Names,
+    (api, key, port): (SocketAddr, &str, u16),
+    name: &str,
+    public: IpAddr,
+    later: Vec<IpAddr>,
+) -> WebhookAttempt {
+    names.lock().unwrap().insert(name.into(), vec![public]);
+    let url = format!("http://{name}:{port}/hook");
+    let (status, body) = http(api, "POST", "/v1/challenges", key, &challenge_with(&url)).await;
+    assert_eq!(status, 201, "{body}");
+    let id: String = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .into();
+    names.lock().unwrap().insert(name.into(), later);
+    let (status, _) = http(api, "DELETE", &format!("/v1/challenges/{id}"), key, "").await;
+    assert_eq!(status, 200);
+    attempt(store, &id).await
+}
+
 #[tokio::test]
 async fn a_delivery_checks_the_address_again_and_connects_only_there() {
     let store = sqlite_store("callbacks-delivery").await.cached().unwrap();
@@ -322,61 +347,22 @@ async fn a_delivery_checks_the_address_again_and_connects_only_there() {
 
     // A name that was public at creation and points inside at delivery (DNS rebinding).
     let public: IpAddr = "93.184.215.14".parse().unwrap();
-    names
-        .lock()
-        .unwrap()
-        .insert("rebind.example".into(), vec![public]);
-    let url = format!("http://rebind.example:{}/hook", hook.port());
-    let (status, body) = http(
-        strict,
-        "POST",
-        "/v1/challenges",
-        &key,
-        &challenge_with(&url),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let id: String = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .into();
-    names
-        .lock()
-        .unwrap()
-        .insert("rebind.example".into(), vec![V4]);
-    let (status, _) = http(strict, "DELETE", &format!("/v1/challenges/{id}"), &key, "").await;
-    assert_eq!(status, 200);
-    let a = attempt(&store, &id).await;
+    let to = (strict, key.as_str(), hook.port());
+    let a = re_resolved(&store, &names, to, "rebind.example", public, vec![V4]).await;
     assert_eq!(
         (a.status, a.error.as_deref()),
         (None, Some("refused by policy"))
     );
-
     // Every address is checked: one inside among public ones is enough to refuse.
-    names
-        .lock()
-        .unwrap()
-        .insert("mixed.example".into(), vec![public]);
-    let url = format!("http://mixed.example:{}/hook", hook.port());
-    let (status, body) = http(
-        strict,
-        "POST",
-        "/v1/challenges",
-        &key,
-        &challenge_with(&url),
+    let a = re_resolved(
+        &store,
+        &names,
+        to,
+        "mixed.example",
+        public,
+        vec![public, V4],
     )
     .await;
-    assert_eq!(status, 201, "{body}");
-    let id: String = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .into();
-    names
-        .lock()
-        .unwrap()
-        .insert("mixed.example".into(), vec![public, V4]);
-    http(strict, "DELETE", &format!("/v1/challenges/{id}"), &key, "").await;
-    let a = attempt(&store, &id).await;
     assert_eq!(
         (a.status, a.error.as_deref()),
         (None, Some("refused by policy"))

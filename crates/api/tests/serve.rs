@@ -78,7 +78,7 @@ async fn closed_by(s: &mut TcpStream, deadline: tokio::time::Instant) -> bool {
     loop {
         match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
             Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(0) | Err(_)) => return true,
             // Whatever the server says before closing (nothing, here) is read past.
             Ok(Ok(_)) => {}
         }

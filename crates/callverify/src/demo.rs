@@ -35,7 +35,7 @@ fn write_keypress(path: &Path) -> anyhow::Result<()> {
     // '#' 4.5 s after the answer: while the instructions play (a key during the greeting,
     // before anyone asked for one, is dropped).
     for n in 0..(8000 * 5 + 5200) {
-        let t = n as f64 / 8000.0;
+        let t = f64::from(n) / 8000.0;
         let tone = (4.5..4.65).contains(&t);
         let v = if tone {
             let tau = std::f64::consts::TAU;
@@ -344,8 +344,7 @@ async fn serve_page(gw: &Gateway) -> anyhow::Result<()> {
     println!("console:   http://{}/console", gw.api_addr);
     println!("operator key (for the console): {op}");
     println!(
-        "register {} (the only number the page calls): the softphone answers and presses '#'",
-        NUMBER
+        "register {NUMBER} (the only number the page calls): the softphone answers and presses '#'"
     );
     println!("serving until SIGTERM or Ctrl-C (an hour at most)");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -430,7 +429,7 @@ async fn wait_for_calls_to_end(client: &Client, op: &str) -> anyhow::Result<()> 
                 None,
             )
             .await?;
-        if busy["calls"].as_array().is_none_or(|c| c.is_empty()) {
+        if busy["calls"].as_array().is_none_or(std::vec::Vec::is_empty) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -312,7 +312,7 @@ fn call(number: &str, lang: Option<media::Language>, path: &std::path::Path) -> 
 
 fn dtmf_file(path: &std::path::Path) -> anyhow::Result<()> {
     let samples = media::load_wav_file(path)?;
-    let ms = |s: u64| s * 1000 / SAMPLE_RATE as u64;
+    let ms = |s: u64| s * 1000 / u64::from(SAMPLE_RATE);
     let mut det = Detector::new();
     let mut out = std::io::stdout().lock();
     let mut digits = String::new();

@@ -203,7 +203,7 @@ fn start_demo() -> (Killed, String, String) {
 /// chromium-driver on loopback, and a headless Chromium session at 1280x900 through it.
 async fn open_browser(shots: &std::path::Path) -> (Killed, Browser) {
     let port = free_port(V4);
-    let _driver = Killed(
+    let driver_process = Killed(
         Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -250,7 +250,7 @@ async fn open_browser(shots: &std::path::Path) -> (Killed, Browser) {
         base: format!("{driver}/session/{id}"),
         shots: shots.to_path_buf(),
     };
-    (_driver, b)
+    (driver_process, b)
 }
 
 /// The demo page in English: the keyboard, then a registration refused and one made (its

@@ -35,7 +35,10 @@ fn write_wav(path: &Path, pcm: &[i16]) {
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for pair in pcm.windows(2).chain(std::iter::once(&pcm[pcm.len() - 2..])) {
         // Linear interpolation to 16 kHz: the exact method does not matter for DTMF.
-        for v in [pair[0] as i32, (pair[0] as i32 + pair[1] as i32) / 2] {
+        for v in [
+            i32::from(pair[0]),
+            i32::midpoint(i32::from(pair[0]), i32::from(pair[1])),
+        ] {
             w.write_sample(v * 256).unwrap();
             w.write_sample(v * 256).unwrap();
         }
@@ -69,7 +72,7 @@ fn prints_each_digit_then_the_summary() {
     );
     let hash_start = lines[1]["start_ms"].as_u64().unwrap();
     assert!(hash_start.abs_diff(1484) <= 10, "{stdout}");
-    assert!(s.pcm().len() as u64 * 1000 / RATE as u64 > hash_start);
+    assert!(s.pcm().len() as u64 * 1000 / u64::from(RATE) > hash_start);
 }
 
 #[test]

@@ -132,7 +132,7 @@ impl Runner {
                 Err(panic) => {
                     let what = panic
                         .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
+                        .map(std::string::ToString::to_string)
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_default();
                     tracing::error!(challenge = %id, panic = %what, "a call's task panicked");
@@ -197,7 +197,9 @@ impl Runner {
     }
 
     fn active_map(&self) -> std::sync::MutexGuard<'_, HashMap<ChallengeId, Arc<Notify>>> {
-        self.active.lock().unwrap_or_else(|e| e.into_inner())
+        self.active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// How many calls this runner is placing (claimed challenges, from their claim to the
@@ -491,7 +493,7 @@ impl Runner {
                 outcome = name,
                 detail = report.detail.as_deref(),
                 "call ended"
-            )
+            );
         });
         let end = CallEnd {
             steps,

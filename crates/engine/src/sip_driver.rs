@@ -515,7 +515,10 @@ impl Allowed {
     /// Counts a connection a peer opened, unless there are too many already.
     fn accept(&self, from: SocketAddr) -> Option<AcceptedConn> {
         let ip = from.ip().to_canonical();
-        let mut open = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self
+            .accepted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let total: usize = open.values().sum();
         let here = open.get(&ip).copied().unwrap_or(0);
         if total >= MAX_ACCEPTED || here >= MAX_ACCEPTED_PER_IP {
@@ -535,7 +538,10 @@ struct AcceptedConn(
 
 impl Drop for AcceptedConn {
     fn drop(&mut self) {
-        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = open.get_mut(&self.1) {
             *n -= 1;
             if *n == 0 {
@@ -602,7 +608,7 @@ async fn stream_acceptor(
                     };
                     match tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(stream)).await {
                         Ok(Ok(s)) => {
-                            connection(s, Transport::Tls, local, remote, wrx, queues).await
+                            connection(s, Transport::Tls, local, remote, wrx, queues).await;
                         }
                         Ok(Err(e)) => {
                             debug!(%remote, error = %e, "SIP over TLS: handshake failed");
@@ -646,12 +652,9 @@ async fn connect(
         sock.connect(remote).await
     };
     let unreachable = Net::Unreachable { transport, remote };
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(stream)) => stream,
-        _ => {
-            let _ = queues.requests.send(unreachable).await;
-            return;
-        }
+    let Ok(Ok(stream)) = tokio::time::timeout(CONNECT_TIMEOUT, connect).await else {
+        let _ = queues.requests.send(unreachable).await;
+        return;
     };
     let Some(tls) = tls else {
         return connection(stream, transport, local, remote, rx, queues).await;
@@ -696,7 +699,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     'read: loop {
         let n = tokio::select! {
             r = tokio::time::timeout(IDLE_TIMEOUT, rd.read(&mut buf)) => match r {
-                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(0) | Err(_)) => break,
                 Ok(Ok(n)) => n,
                 Err(_) => {
                     debug!(%remote, "SIP over a stream: idle, closing");

@@ -47,10 +47,7 @@ pub struct ApiKey {
 
 fn secret_hash(secret: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&sha2::Sha256::digest(secret.as_bytes()))
 }
 
 impl Store {

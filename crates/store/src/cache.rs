@@ -78,7 +78,9 @@ impl Cache {
     fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, Shard> {
         let i = self.hasher.hash_one(id) as usize % SHARDS;
         // A panic while holding a shard leaves plain data behind: keep using it.
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether the copy may be used now.
@@ -122,7 +124,7 @@ impl Cache {
 
     fn forget_all(&self) {
         for s in &self.shards {
-            let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             s.map.clear();
             s.generation += 1;
         }

@@ -126,7 +126,7 @@ impl Store {
         if let Some(key) = &c.idempotency_key
             && let Some(found) = self.by_idempotency_key(&c.api_key_id, key).await?
         {
-            return self.replay(found, key, &c.request_hash).map(Ok);
+            return Self::replay(found, key, &c.request_hash).map(Ok);
         }
         let id = ChallengeId::new();
         let mut tx = self.pool.begin().await?;
@@ -161,7 +161,7 @@ impl Store {
             if let Some(key) = &c.idempotency_key
                 && let Some(found) = self.by_idempotency_key(&c.api_key_id, key).await?
             {
-                return self.replay(found, key, &c.request_hash).map(Ok);
+                return Self::replay(found, key, &c.request_hash).map(Ok);
             }
             return Err(e.into());
         }
@@ -212,17 +212,12 @@ impl Store {
         hash: &str,
     ) -> Result<Option<Challenge>> {
         match self.by_idempotency_key(api_key_id, key).await? {
-            Some(found) => Ok(Some(self.replay(found, key, hash)?.0)),
+            Some(found) => Ok(Some(Self::replay(found, key, hash)?.0)),
             None => Ok(None),
         }
     }
 
-    fn replay(
-        &self,
-        found: (Challenge, String),
-        key: &str,
-        hash: &str,
-    ) -> Result<(Challenge, bool)> {
+    fn replay(found: (Challenge, String), key: &str, hash: &str) -> Result<(Challenge, bool)> {
         if found.1 == hash {
             Ok((found.0, true))
         } else {

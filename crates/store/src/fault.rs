@@ -6,9 +6,10 @@
 /// Panics when `CALLVERIFY_FAULT` names `name` (debug builds only).
 #[cfg(debug_assertions)]
 pub fn point(name: &str) {
-    if std::env::var("CALLVERIFY_FAULT").is_ok_and(|v| v == name) {
-        panic!("fault injected at {name} (CALLVERIFY_FAULT)");
-    }
+    assert!(
+        !std::env::var("CALLVERIFY_FAULT").is_ok_and(|v| v == name),
+        "fault injected at {name} (CALLVERIFY_FAULT)"
+    );
 }
 
 /// Does nothing: release builds have no fault points.

@@ -39,7 +39,7 @@ pub use limits::{Admission, CountScope, Counter, Refused};
 pub use retention::Forgotten;
 pub use types::{
     BadNumber, CallId, ChallengeId, ChallengeState, KeySource, PhoneNumber, PhoneRole, Purpose,
-    StepKind, new_id, now_ms,
+    StepKind, hex, new_id, now_ms,
 };
 pub use users::{FraudBlock, Phone, PhoneState, TrustedDevice};
 pub use webhooks::{Webhook, WebhookAttempt, WebhookNext};

@@ -163,11 +163,16 @@ pub fn now_ms() -> i64 {
 pub fn new_id(prefix: &str) -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the operating system's random generator works");
-    let mut s = String::with_capacity(prefix.len() + 33);
-    s.push_str(prefix);
-    s.push('_');
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
+    format!("{prefix}_{}", hex(&b))
+}
+
+/// `bytes` in lowercase hex, two digits each.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
     }
     s
 }

@@ -23,7 +23,7 @@ async fn counts(store: &Store, ids: &[String]) -> (usize, usize, usize) {
         let c = store.challenge(&ch(id)).await.unwrap().unwrap();
         match c.state {
             ChallengeState::Calling | ChallengeState::Ringing | ChallengeState::Answered => {
-                calling += 1
+                calling += 1;
             }
             ChallengeState::Queued => queued += 1,
             ChallengeState::Canceled => canceled += 1,
@@ -183,7 +183,7 @@ async fn a_challenge_made_through_the_api_is_called_at_once() {
         assert_eq!(mine.len(), 1);
         waits.push(mine[0].started_at_ms - c.created_at_ms);
     }
-    waits.sort();
+    waits.sort_unstable();
     eprintln!(
         "create to INVITE over {N} challenges: p50 {} ms, max {} ms ({waits:?})",
         waits[N / 2],

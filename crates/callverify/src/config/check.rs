@@ -487,7 +487,10 @@ fn amd(amd: &Amd, src: &Source) -> Checked {
 fn tls_files(c: &Config, src: &Source) -> Checked {
     match c.tls_settings() {
         Ok(_) => Ok(()),
-        Err(e) => Err(src.error(c.sip.tls.as_ref().map(|t| t.span()), format!("TLS: {e}"))),
+        Err(e) => Err(src.error(
+            c.sip.tls.as_ref().map(toml::Spanned::span),
+            format!("TLS: {e}"),
+        )),
     }
 }
 

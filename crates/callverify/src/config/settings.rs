@@ -58,7 +58,7 @@ impl Config {
         let limit = |l: Limit| api::RateLimit::new(l.max, Duration::from_secs(l.window_s));
         let c = p.per_country.get_ref();
         api::Policy {
-            allowed_countries: match p.allowed_countries.as_ref().map(|l| l.get_ref()) {
+            allowed_countries: match p.allowed_countries.as_ref().map(toml::Spanned::get_ref) {
                 Some(l) if l.iter().any(|c| c == "*") => api::Countries::Any,
                 Some(l) => api::Countries::Only(l.clone()),
                 None => api::Countries::Only(Vec::new()),
