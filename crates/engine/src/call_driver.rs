@@ -170,7 +170,7 @@ async fn bind_pair(media: &MediaConfig) -> Result<(UdpSocket, UdpSocket), Verify
 }
 
 /// Places one verification call to `target` and runs it to its end. Reports go to `reports`
-/// as they happen; the final one, [`Report::Finished`], is not among them but returned; when
+/// as they happen; the final report ([`Output::Finished`]) is returned; when
 /// `cancel` completes the call is hung up as `canceled`.
 pub async fn verify(
     endpoint: &SipEndpoint,
@@ -256,7 +256,7 @@ impl CallTask {
                     let _ = self.rtcp.send_to(&bytes, to).await;
                 }
                 Output::Hangup => self.call.hangup(),
-                Output::Report(Report::Finished(report)) => {
+                Output::Finished(report) => {
                     info!(
                         outcome = report.outcome.name(),
                         detail = report.detail.as_deref().unwrap_or(""),

@@ -551,7 +551,6 @@ fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
             return Some(CallStep::key_step(k.at_ms as i64, digit, k.source, taken));
         }
         Report::Verdict(o) => (StepKind::Verdict, o.name().to_string()),
-        Report::Finished(f) => return Some(end_step(f, at_ms)),
     };
     Some(CallStep {
         at_ms,

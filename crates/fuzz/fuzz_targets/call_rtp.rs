@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
         vc.handle_rtp(now, from, bytes);
         vc.handle_timeout(now);
         while let Some(out) = vc.poll_output(&mut buf) {
-            if let Output::Report(engine::Report::Finished(_)) = out {
+            if let Output::Finished(_) = out {
                 return;
             }
             if let Output::Hangup = out {

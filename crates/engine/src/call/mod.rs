@@ -123,6 +123,8 @@ pub enum Output {
     Hangup,
     /// Something happened.
     Report(Report),
+    /// The call is over: its one final report, the last output.
+    Finished(Box<CallReport>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -369,8 +371,7 @@ impl VerificationCall {
             timings: self.timings.clone(),
             media,
         };
-        self.out
-            .push_back(Output::Report(Report::Finished(Box::new(report))));
+        self.out.push_back(Output::Finished(Box::new(report)));
     }
 
     fn set_outcome(&mut self, now: Instant, outcome: Outcome) {

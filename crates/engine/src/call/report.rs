@@ -214,6 +214,4 @@ pub enum Report {
     KeyIgnored(KeyPress),
     /// The verdict, before the closing prompt.
     Verdict(Outcome),
-    /// The call is over: the last report.
-    Finished(Box<CallReport>),
 }

@@ -62,6 +62,8 @@ pub struct Seen {
     pub rtcp: Vec<(SocketAddr, Vec<u8>)>,
     pub hangups: Vec<Instant>,
     pub reports: Vec<(Instant, Report)>,
+    /// The final report, once the call gave it.
+    pub finished: Option<CallReport>,
 }
 
 impl Seen {
@@ -76,10 +78,7 @@ impl Seen {
     }
 
     pub fn finished(&self) -> Option<&CallReport> {
-        self.reports.iter().find_map(|(_, r)| match r {
-            Report::Finished(f) => Some(&**f),
-            _ => None,
-        })
+        self.finished.as_ref()
     }
 }
 
@@ -227,6 +226,10 @@ impl Sim {
                     }
                 }
                 Output::Report(r) => self.seen.reports.push((self.now, r)),
+                Output::Finished(f) => {
+                    assert!(self.seen.finished.is_none(), "a second final report");
+                    self.seen.finished = Some(*f);
+                }
             }
         }
     }
