@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::Settings;
 use crate::UserIdClaim;
-use crate::jose::{JoseError, Jws, RsaPublicJwk};
+use crate::jose::{JoseError, Jws, RsaPublicJwk, clip};
 
 /// How far ahead of `now` a hint's `iat` may be (clock skew), in seconds.
 pub const MAX_FUTURE_SKEW_S: i64 = 60;
@@ -41,7 +41,8 @@ pub enum HintError {
     /// It is signed with another algorithm than RS256.
     #[error("the id_token_hint is signed with {0:?}; Entra signs RS256")]
     Algorithm(String),
-    /// Its kid names none of Entra's keys known (refetch Entra's keys once, then refuse).
+    /// Its kid (its first 64 characters) names none of Entra's keys known (refetch Entra's
+    /// keys once, then refuse).
     #[error("the id_token_hint is signed by a key ({0:?}) not among Entra's published keys")]
     UnknownKey(Option<String>),
     /// The signature does not verify with the key its kid names.
@@ -100,7 +101,7 @@ pub fn validate(
     let key = keys
         .iter()
         .find(|k| jws.kid.as_deref() == Some(k.kid.as_str()))
-        .ok_or_else(|| HintError::UnknownKey(jws.kid.clone()))?;
+        .ok_or_else(|| HintError::UnknownKey(jws.kid.as_deref().map(clip)))?;
     if !jws.verify(key) {
         return Err(HintError::BadSignature);
     }
@@ -307,6 +308,19 @@ mod tests {
             check(&format!("{header}.{rest}"), &settings()),
             Err(HintError::UnknownKey(None))
         );
+    }
+
+    #[test]
+    fn an_unknown_kid_is_repeated_clipped() {
+        let header = crate::jose::b64url(
+            json!({"alg": "RS256", "kid": "k".repeat(5000)})
+                .to_string()
+                .as_bytes(),
+        );
+        let token = signed(&microsofts_claims());
+        let (_, rest) = token.split_once('.').unwrap();
+        let refused = check(&format!("{header}.{rest}"), &settings());
+        assert_eq!(refused, Err(HintError::UnknownKey(Some("k".repeat(64)))));
     }
 
     #[test]

@@ -166,6 +166,15 @@ impl Jws {
     }
 }
 
+/// The most characters of a value from an unverified token that an error repeats.
+pub const MAX_SHOWN_CHARS: usize = 64;
+
+/// The first [`MAX_SHOWN_CHARS`] characters of a value from an unverified token, for errors
+/// and logs.
+pub fn clip(s: &str) -> String {
+    s.chars().take(MAX_SHOWN_CHARS).collect()
+}
+
 fn malformed(why: impl Into<String>) -> JoseError {
     JoseError::Malformed(why.into())
 }
@@ -175,7 +184,7 @@ fn malformed(why: impl Into<String>) -> JoseError {
 fn header_kid(header: &Map<String, Value>) -> Result<Option<String>, JoseError> {
     match header.get("alg") {
         Some(Value::String(alg)) if alg == RS256 => {}
-        Some(Value::String(alg)) => return Err(JoseError::Algorithm(alg.clone())),
+        Some(Value::String(alg)) => return Err(JoseError::Algorithm(clip(alg))),
         Some(_) => return Err(malformed("the header's alg is not a string")),
         None => return Err(malformed("the header has no alg")),
     }
@@ -313,6 +322,16 @@ mod tests {
                 "{header}"
             );
         }
+    }
+
+    #[test]
+    fn errors_repeat_at_most_64_characters_of_the_token() {
+        let alg = "é".repeat(1000);
+        let t = compact(&json!({ "alg": alg }), &json!({}));
+        assert_eq!(
+            Jws::parse(&t).unwrap_err(),
+            JoseError::Algorithm("é".repeat(64))
+        );
     }
 
     #[test]

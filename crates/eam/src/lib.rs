@@ -17,6 +17,8 @@
 //! RSA keys are generated with `rsa` (only that: it has a timing advisory for private-key
 //! operations); every signature is made and checked with `ring`.
 
+#![warn(missing_docs)]
+
 pub mod discovery;
 pub mod hint;
 pub mod jose;

@@ -153,7 +153,8 @@ impl AuthRequest {
             check_sizes(&name, &value)?;
             if !seen.insert(name.clone()) {
                 return Err(Refusal::NoRedirect(format!(
-                    "the request gives the field {name:?} twice"
+                    "the request gives {} twice",
+                    shown(&name)
                 )));
             }
             if let Some(slot) = fields.slot(&name) {
@@ -267,6 +268,31 @@ impl AuthRequest {
     }
 }
 
+/// The fields [`AuthRequest`] reads; others are ignored.
+const KNOWN_FIELDS: [&str; 11] = [
+    "scope",
+    "response_type",
+    "response_mode",
+    "client_id",
+    "redirect_uri",
+    "nonce",
+    "state",
+    "id_token_hint",
+    "claims",
+    "client-request-id",
+    "ui_locales",
+];
+
+/// A field's name as a refusal may show it: only the names we know, never what a client
+/// made up (the refusal may reach a page or a log).
+fn shown(name: &str) -> String {
+    if KNOWN_FIELDS.contains(&name) {
+        format!("the field {name}")
+    } else {
+        "an unknown field".to_owned()
+    }
+}
+
 fn check_sizes(name: &str, value: &str) -> Result<(), Refusal> {
     if name.len() > MAX_NAME_LEN {
         return Err(Refusal::NoRedirect(format!(
@@ -275,7 +301,8 @@ fn check_sizes(name: &str, value: &str) -> Result<(), Refusal> {
     }
     if value.len() > MAX_VALUE_LEN {
         return Err(Refusal::NoRedirect(format!(
-            "the field {name:?} is longer than {MAX_VALUE_LEN} bytes"
+            "{} is longer than {MAX_VALUE_LEN} bytes",
+            shown(name)
         )));
     }
     Ok(())
@@ -391,6 +418,30 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn refusals_never_repeat_a_made_up_field_name() {
+        let mut p = pairs();
+        p.push(("<script>".into(), "1".into()));
+        p.push(("<script>".into(), "2".into()));
+        let Err(Refusal::NoRedirect(why)) = AuthRequest::from_pairs(p) else {
+            panic!("duplicates are refused");
+        };
+        assert!(!why.contains("script"), "{why}");
+        let mut p = pairs();
+        p.push(("<b>".into(), "x".repeat(MAX_VALUE_LEN + 1)));
+        let Err(Refusal::NoRedirect(why)) = AuthRequest::from_pairs(p) else {
+            panic!("long values are refused");
+        };
+        assert!(!why.contains("<b>"), "{why}");
+        let mut p = pairs();
+        p.push(("nonce".into(), "again".into()));
+        let refused = AuthRequest::from_pairs(p).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "the request gives the field nonce twice"
+        );
     }
 
     #[test]
