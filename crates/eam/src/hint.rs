@@ -98,11 +98,15 @@ pub fn validate(
     now_s: i64,
 ) -> Result<Hint, HintError> {
     let jws = Jws::parse(token)?;
-    let key = keys
+    // Keys sharing a kid (a JWKS mid-rotation may repeat one) are each tried.
+    let mut named = keys
         .iter()
-        .find(|k| jws.kid.as_deref() == Some(k.kid.as_str()))
-        .ok_or_else(|| HintError::UnknownKey(jws.kid.as_deref().map(clip)))?;
-    if !jws.verify(key) {
+        .filter(|k| jws.kid.as_deref() == Some(k.kid.as_str()))
+        .peekable();
+    if named.peek().is_none() {
+        return Err(HintError::UnknownKey(jws.kid.as_deref().map(clip)));
+    }
+    if !named.any(|key| jws.verify(key)) {
         return Err(HintError::BadSignature);
     }
     let c = &jws.claims;
@@ -286,6 +290,18 @@ mod tests {
         let (_, their_rest) = token.split_once('.').unwrap();
         let forged = format!("{our_header}.{their_rest}");
         assert_eq!(check(&forged, &settings()), Err(HintError::BadSignature));
+    }
+
+    #[test]
+    fn every_key_of_the_kid_is_tried() {
+        let (signer, _, jwks) = entra_keys();
+        let mut decoy = jwks[0].clone();
+        decoy.n[10] ^= 1;
+        let token = signer.sign(&microsofts_claims()).unwrap();
+        let both = [decoy.clone(), jwks[0].clone()];
+        assert!(validate(&token, &both, TEMPLATE, &settings(), CLIENT, NOW).is_ok());
+        let refused = validate(&token, &[decoy], TEMPLATE, &settings(), CLIENT, NOW);
+        assert_eq!(refused, Err(HintError::BadSignature));
     }
 
     #[test]

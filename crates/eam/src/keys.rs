@@ -440,6 +440,43 @@ mod tests {
         assert!(jwks.iter().all(|k| k.kid != old.kid));
     }
 
+    /// A record that is never parsed (signer and published read only its times).
+    fn dummy(kid: &str, sign_from_ms: i64) -> KeyRecord {
+        KeyRecord {
+            kid: kid.into(),
+            pkcs8_der: Vec::new(),
+            cert_der: Vec::new(),
+            created_ms: 0,
+            sign_from_ms,
+        }
+    }
+
+    #[test]
+    fn each_old_key_retires_on_its_successors_schedule() {
+        let ring = Keyring::new(vec![dummy("k3", 200), dummy("k1", 0), dummy("k2", 100)]);
+        let retire = Duration::from_millis(50);
+        let at = |now| kids(&ring.published(now, retire));
+        assert_eq!(
+            at(-1),
+            ["k1", "k2", "k3"],
+            "none signs yet: all are to come"
+        );
+        assert_eq!(at(0), ["k1", "k2", "k3"]);
+        assert_eq!(at(149), ["k1", "k2", "k3"]);
+        assert_eq!(at(150), ["k2", "k3"]);
+        assert_eq!(at(249), ["k2", "k3"]);
+        assert_eq!(at(250), ["k3"]);
+        assert_eq!(ring.signer(199).map(|r| r.kid.as_str()), Some("k2"));
+        assert_eq!(ring.signer(200).map(|r| r.kid.as_str()), Some("k3"));
+        assert_eq!(ring.signer(i64::MAX).map(|r| r.kid.as_str()), Some("k3"));
+        let far = Keyring::new(vec![dummy("a", 0), dummy("b", i64::MAX - 1)]);
+        assert_eq!(
+            kids(&far.published(i64::MAX - 1, Duration::MAX)),
+            ["a", "b"],
+            "no overflow"
+        );
+    }
+
     #[test]
     fn at_once_switches_now() {
         let old = KeyRecord::generate(ISSUER, T0, T0).unwrap();
