@@ -5,6 +5,7 @@
 
 mod audio;
 mod baresip;
+mod browser;
 mod calls;
 mod endpoint;
 mod gateway;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use audio::{pound_ulaw, pound_wav};
 pub use baresip::{Baresip, BaresipSecurity};
+pub use browser::{Browser, Killed, WAIT, accessible, open_browser};
 pub use calls::{
     media_at, prompts, runner_through, script, sign_in, sqlite_store, verify_call,
     verify_call_within,

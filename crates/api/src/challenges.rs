@@ -336,6 +336,63 @@ async fn after_made(
     Ok((c, false))
 }
 
+/// A sign-in call that another front end of the gateway asks for (the EAM provider): the
+/// user, the phone it chose among theirs, and where the request came from.
+pub(crate) struct SignInCall {
+    /// The user (as the store keeps it, e.g. `entra:{tid}:{oid}`).
+    pub user_id: String,
+    /// The phone to call.
+    pub phone: PhoneNumber,
+    /// The prompts' language.
+    pub language: Language,
+    /// A phone not yet verified (found in a directory): registered in this role with the
+    /// challenge, and verified when the call is approved.
+    pub enrol: Option<PhoneRole>,
+    /// The front end.
+    pub origin: store::Origin,
+    /// What the front end names the request by (EAM: the client-request-id).
+    pub origin_ref: Option<String>,
+}
+
+/// Makes a sign-in challenge for another front end, under the same policy, limits and
+/// queue as `POST /v1/challenges` (checked and counted in the transaction that makes it).
+pub(crate) async fn create_sign_in(
+    state: &AppState,
+    key: &ApiKey,
+    call: SignInCall,
+) -> Result<Challenge, Problem> {
+    let policy = &state.cfg.policy;
+    let checked = policy.check_number(&call.phone)?;
+    let admission = policy.admission(&call.phone, &checked, Some(&call.user_id), &key.id, true);
+    let now = now_ms();
+    let made = state
+        .store
+        .create_admitted(
+            &NewChallenge {
+                api_key_id: key.id.clone(),
+                idempotency_key: None,
+                request_hash: String::new(),
+                user_id: Some(call.user_id),
+                phone: call.phone.clone(),
+                language: call.language.code().to_string(),
+                purpose: Purpose::SignIn,
+                callback_url: None,
+                enrol: call.enrol,
+                remember_device_ms: 0,
+                fraud_block_ms: policy.fraud_block.as_millis() as i64,
+                confirm_primary: false,
+                now_ms: now,
+                expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
+                origin: call.origin,
+                origin_ref: call.origin_ref,
+            },
+            &admission,
+        )
+        .await?;
+    let (c, _) = made.map_err(|r| policy.refusal(r, &call.phone, now))?;
+    Ok(after_made(state, c, None, now).await?.0)
+}
+
 /// The `Idempotency-Key` header, if given: 1 to 255 visible characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     match headers.get("idempotency-key") {

@@ -11,6 +11,7 @@
 pub mod callback;
 mod calls;
 mod challenges;
+pub mod eam;
 mod serve;
 mod site;
 mod streams;
@@ -65,6 +66,8 @@ pub struct ApiConfig {
     pub demo_numbers: Vec<PhoneNumber>,
     /// The prompts' language of a challenge that names none (`[call] language`).
     pub language: media::Language,
+    /// The Entra external authentication method provider (`[eam]`); `None`: off.
+    pub eam: Option<Arc<crate::eam::Provider>>,
 }
 
 impl Default for ApiConfig {
@@ -81,6 +84,7 @@ impl Default for ApiConfig {
             demo_page: None,
             demo_numbers: Vec::new(),
             language: media::Language::En,
+            eam: None,
         }
     }
 }
@@ -194,7 +198,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The routes and `/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    let (router, doc) = api_routes().with_state(state).split_for_parts();
+    let (router, doc) = api_routes().split_for_parts();
+    let router = match &state.cfg.eam {
+        Some(p) => router.merge(crate::eam::routes(p)),
+        None => router,
+    };
+    let router = router.with_state(state);
     let doc = Arc::new(doc.to_json().expect("the OpenAPI document serialises"));
     router
         .route(
@@ -232,7 +241,12 @@ async fn problemize(r: Response) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    // The EAM provider's pages are HTML for people, whatever their status.
+    let is_page = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem || is_page {
         return r;
     }
     let (parts, body) = r.into_parts();

@@ -174,6 +174,11 @@ impl Gateway {
             warn!("the /demo page is on: whoever reaches it can have the [demo] numbers called");
             api_cfg.demo_page = Some(demo_key(&store).await?);
         }
+        let env = |v: &str| std::env::var(v).ok();
+        if let Some(eam) = cfg.eam_settings(env).map_err(|e| anyhow::anyhow!(e))? {
+            let provider = crate::eam::provider(&eam, &store, &api_cfg.token_secret).await?;
+            api_cfg.eam = Some(Arc::new(provider));
+        }
         let readiness = api::Readiness::default();
         let state = api::AppState {
             store: store.clone(),

@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod demo;
+pub mod eam;
 pub mod gateway;

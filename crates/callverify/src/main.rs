@@ -72,12 +72,66 @@ enum Command {
         #[arg(long, default_value = "sip-config/callverify.toml")]
         config: PathBuf,
     },
+    /// The Entra EAM provider's signing keys (`[eam]`): list them, or add the next one.
+    EamKeys {
+        #[command(subcommand)]
+        what: EamKeysCommand,
+    },
     /// Check a configuration file (syntax, values, password variables) and exit.
     CheckConfig {
         /// The configuration file.
         #[arg(long, default_value = "sip-config/callverify.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum EamKeysCommand {
+    /// Each key: its id, when it was made, from when it signs, whether it signs and is
+    /// published now.
+    List {
+        /// The configuration file (for `[eam]` and the store).
+        #[arg(long, default_value = "sip-config/callverify.toml")]
+        config: PathBuf,
+    },
+    /// Publishes the next key at once; it signs only after `[eam] key_publish_hours` (Entra
+    /// caches the provider's keys for a day or more), unless `--now`.
+    Rotate {
+        /// Sign with the new key at once (after a compromise of the old one: tokens Entra
+        /// validates with its cached keys fail until it refreshes them).
+        #[arg(long)]
+        now: bool,
+        /// The configuration file (for `[eam]` and the store).
+        #[arg(long, default_value = "sip-config/callverify.toml")]
+        config: PathBuf,
+    },
+}
+
+/// `callverify eam-keys …`: what to print.
+fn eam_keys(what: &EamKeysCommand) -> anyhow::Result<String> {
+    let path = match what {
+        EamKeysCommand::List { config } | EamKeysCommand::Rotate { config, .. } => config,
+    };
+    let cfg = load(path)?;
+    let env = |v: &str| std::env::var(v).ok();
+    let eam = cfg
+        .eam_settings(env)
+        .map_err(|e| anyhow::anyhow!(e))?
+        .ok_or_else(|| anyhow::anyhow!("{} has no [eam] section", path.display()))?;
+    let api_cfg = cfg.api_settings(env).map_err(|e| anyhow::anyhow!(e))?;
+    let url = cfg.store_url(env).map_err(|e| anyhow::anyhow!(e))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let store = store::Store::open(&url).await?;
+        match what {
+            EamKeysCommand::List { .. } => {
+                callverify::eam::list(&eam, &store, &api_cfg.token_secret).await
+            }
+            EamKeysCommand::Rotate { now, .. } => {
+                callverify::eam::rotate(&eam, &store, &api_cfg.token_secret, *now).await
+            }
+        }
+    })
 }
 
 /// One detected digit, as printed.
@@ -240,6 +294,16 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("callverify dtmf: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::EamKeys { what } => match eam_keys(&what) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("callverify eam-keys: {e:#}");
                 ExitCode::from(2)
             }
         },
