@@ -11,6 +11,7 @@
 pub mod callback;
 mod calls;
 mod challenges;
+mod eam;
 mod serve;
 mod site;
 mod streams;
