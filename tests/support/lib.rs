@@ -8,6 +8,7 @@ mod baresip;
 mod browser;
 mod calls;
 mod endpoint;
+mod entra;
 mod gateway;
 mod net;
 pub mod pcap;
@@ -30,6 +31,7 @@ pub use calls::{
 pub use endpoint::{
     ended, endpoint, endpoint_with, next_ua_event, offer, run_call, tls_endpoint, trunk,
 };
+pub use entra::{Answer, EntraStandIn, validate_id_token};
 pub use gateway::{Served, call_log, create_api_key, http, sigterm, wait_exit};
 pub use net::{LossyLink, Relay, free_media_ports, free_port, free_rtp_pair};
 pub use postgres::Postgres;

@@ -73,7 +73,8 @@ pub async fn provider(
         key,
         s.help.clone(),
         graph,
-    ))
+    )
+    .context("the EAM provider's HTTP client")?)
 }
 
 /// `callverify eam-keys rotate [--now]`: the next key, published at once; it signs after

@@ -82,12 +82,12 @@ impl Provider {
         key: ApiKey,
         help: Option<String>,
         graph: Option<GraphSettings>,
-    ) -> Provider {
-        let http = entra::http_client();
+    ) -> Result<Provider, reqwest::Error> {
+        let http = entra::http_client()?;
         let prefix = url::Url::parse(&settings.issuer)
             .map(|u| u.path().trim_end_matches('/').to_string())
             .unwrap_or_default();
-        Provider {
+        Ok(Provider {
             entra: entra::EntraKeys::new(http.clone(), settings.entra_discovery_url.clone()),
             graph: graph.map(|g| graph::Graph::new(http, g)),
             settings,
@@ -96,7 +96,7 @@ impl Provider {
             key,
             prefix,
             jwks: std::sync::Mutex::new(None),
-        }
+        })
     }
 }
 
