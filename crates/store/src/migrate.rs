@@ -27,6 +27,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/sqlite/0010_keys_as_steps.sql"),
     ),
+    (11, include_str!("../migrations/sqlite/0011_eam.sql")),
 ];
 
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
@@ -58,6 +59,7 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/postgres/0010_keys_as_steps.sql"),
     ),
+    (11, include_str!("../migrations/postgres/0011_eam.sql")),
 ];
 
 impl Store {
