@@ -4,3 +4,4 @@
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod import;
