@@ -346,6 +346,8 @@ fn erin_enrols(confirm: bool, now: i64) -> NewChallenge {
         purpose: Purpose::Enroll,
         enrol: Some(PhoneRole::Primary),
         confirm_primary: confirm,
+        origin: store::Origin::Api,
+        origin_ref: None,
         ..sign_in("key_test", "+819055556666", now)
     }
 }

@@ -117,6 +117,8 @@ pub fn sign_in(api_key_id: &str, number: &str, now_ms: i64) -> store::NewChallen
         remember_device_ms: 0,
         fraud_block_ms: 86_400_000,
         confirm_primary: false,
+        origin: store::Origin::Api,
+        origin_ref: None,
         now_ms,
         expires_at_ms: now_ms + 300_000,
     }

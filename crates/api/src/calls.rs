@@ -24,6 +24,8 @@ pub(crate) struct CallsQuery {
     phone: Option<String>,
     /// The trunk's name.
     trunk: Option<String>,
+    /// Where the challenges came from: `api`, `eam` or `radius`.
+    origin: Option<String>,
     /// Page size, 1 to 500 (50).
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -42,6 +44,11 @@ pub(crate) struct CallView {
     id: String,
     challenge_id: String,
     phone_number: String,
+    /// Where the challenge came from: `api`, `eam` (Microsoft Entra) or `radius`.
+    #[schema(value_type = String, example = "api")]
+    origin: store::Origin,
+    /// What there made the challenge: for `eam` Entra's client-request-id.
+    origin_ref: Option<String>,
     started_at: String,
     ended_at: Option<String>,
     outcome: Option<String>,
@@ -70,6 +77,8 @@ impl CallView {
             id: c.id.to_string(),
             challenge_id: c.challenge_id.to_string(),
             phone_number: c.phone_masked.clone(),
+            origin: c.origin,
+            origin_ref: c.origin_ref.clone(),
             started_at: rfc3339(c.started_at_ms),
             ended_at: e.map(|e| rfc3339(e.ended_at_ms)),
             outcome: e.map(|e| e.outcome.to_string()),
@@ -160,8 +169,13 @@ pub(crate) async fn list_calls(
         None => None,
         Some(name) => Some(OutcomeFilter::from_name(name).ok_or_else(|| unknown_outcome(name))?),
     };
+    let origin = match q.origin.as_deref() {
+        None => None,
+        Some(name) => Some(store::Origin::from_name(name).ok_or_else(|| unknown_origin(name))?),
+    };
     let filter = store::CallFilter {
         outcome,
+        origin,
         from_ms: q.from,
         to_ms: q.to,
         phone_masked: q.phone,
@@ -184,6 +198,15 @@ fn unknown_outcome(name: &str) -> Problem {
     let names: Vec<&str> = OutcomeFilter::names().collect();
     Problem::unprocessable(format!(
         "outcome {name:?} is not one of {}",
+        names.join(", ")
+    ))
+}
+
+/// The answer to an `origin` that is none: the names there are.
+fn unknown_origin(name: &str) -> Problem {
+    let names: Vec<&str> = store::Origin::ALL.map(store::Origin::as_str).to_vec();
+    Problem::unprocessable(format!(
+        "origin {name:?} is not one of {}",
         names.join(", ")
     ))
 }
@@ -276,5 +299,12 @@ mod tests {
                 .starts_with("outcome \"aproved\" is not one of queued, ")
         );
         assert!(p.detail.contains(", approved, ") && p.detail.ends_with(", in_progress"));
+    }
+
+    #[test]
+    fn an_unknown_origin_is_refused_naming_the_origins_there_are() {
+        let p = unknown_origin("entra");
+        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p.detail, "origin \"entra\" is not one of api, eam, radius");
     }
 }

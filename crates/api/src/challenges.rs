@@ -268,6 +268,8 @@ pub(crate) async fn create(
                 },
                 fraud_block_ms: policy.fraud_block.as_millis() as i64,
                 confirm_primary,
+                origin: store::Origin::Api,
+                origin_ref: None,
                 now_ms: now,
                 expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
             },

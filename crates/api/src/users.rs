@@ -47,8 +47,8 @@ pub(crate) struct PhoneView {
     /// pending (enrolment call not decided), verified, failed (register again).
     #[schema(value_type = String, example = "verified")]
     state: PhoneState,
-    /// The enrolment challenge.
-    challenge_id: String,
+    /// The enrolment challenge (null for a phone an administrator imported).
+    challenge_id: Option<String>,
     created_at: String,
     verified_at: Option<String>,
 }
@@ -126,7 +126,7 @@ pub(crate) async fn register_phone(
         .phones(&user)
         .await?
         .into_iter()
-        .find(|p| p.challenge_id == c.id.as_str())
+        .find(|p| p.challenge_id.as_deref() == Some(c.id.as_str()))
         .ok_or_else(|| {
             Problem::new(
                 StatusCode::CONFLICT,

@@ -126,6 +126,8 @@ async fn sweep(store: store::Store, retention: Duration) {
             trusted_devices = f.trusted_devices,
             fraud_blocks = f.fraud_blocks,
             numbers_masked = f.numbers,
+            eam_nonces = f.eam_nonces,
+            eam_sessions = f.eam_sessions,
             "retention: forgot what was older than {} days",
             retention.as_secs() / 86_400
         ),

@@ -5,3 +5,4 @@ pub mod config;
 pub mod demo;
 pub mod eam;
 pub mod gateway;
+pub mod import;

@@ -77,6 +77,20 @@ enum Command {
         #[command(subcommand)]
         what: EamKeysCommand,
     },
+    /// Import users' phones an administrator vouches for from a CSV file with the header
+    /// `user_id,number,role[,language]`: each row checked (the number against the policy),
+    /// the good ones verified at once, the refused ones told on stderr. Exit status 0 when
+    /// nothing was refused, 3 when some rows were, 2 when the file cannot be read.
+    ImportPhones {
+        /// The CSV file (at most 100,000 rows, lines of at most 1 KiB).
+        file: PathBuf,
+        /// Check every row, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The configuration file (for the store, the policy and the default language).
+        #[arg(long, default_value = "sip-config/callverify.toml")]
+        config: PathBuf,
+    },
     /// Check a configuration file (syntax, values, password variables) and exit.
     CheckConfig {
         /// The configuration file.
@@ -307,6 +321,17 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::ImportPhones {
+            file,
+            dry_run,
+            config,
+        } => match import_phones(&file, dry_run, &config) {
+            Ok(status) => ExitCode::from(status),
+            Err(e) => {
+                eprintln!("callverify import-phones: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::CheckConfig { config } => match config::Config::load(&config, |v| {
             std::env::var(v).ok()
         }) {
@@ -326,6 +351,53 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The exit status of `import-phones` when some rows were refused (the others imported).
+const EXIT_ROWS_REFUSED: u8 = 3;
+
+/// `callverify import-phones`: the exit status (0, or [`EXIT_ROWS_REFUSED`]), or why the
+/// file or the store could not be used at all.
+fn import_phones(
+    file: &std::path::Path,
+    dry_run: bool,
+    path: &std::path::Path,
+) -> anyhow::Result<u8> {
+    use callverify::import;
+    let cfg = load(path)?;
+    let url = cfg
+        .store_url(|v| std::env::var(v).ok())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let policy = cfg.policy();
+    let checks = import::Checks {
+        policy: &policy,
+        default_language: cfg.language(),
+    };
+    let (rows, refused) = std::fs::File::open(file)
+        .map_err(import::FileError::Read)
+        .and_then(|f| import::read_rows(std::io::BufReader::new(f), &checks))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    for r in &refused {
+        eprintln!("{r}");
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    let counts = rt.block_on(async {
+        let store = store::Store::open(&url).await?;
+        anyhow::Ok(import::import(&store, &rows, dry_run).await?)
+    })?;
+    let would = if dry_run { "would import" } else { "imported" };
+    println!(
+        "{would} {} ({} replaced, {} unchanged), refused {}",
+        counts.imported,
+        counts.replaced,
+        counts.unchanged,
+        refused.len()
+    );
+    Ok(if refused.is_empty() {
+        0
+    } else {
+        EXIT_ROWS_REFUSED
+    })
 }
 
 /// The outcome line of `callverify call`.

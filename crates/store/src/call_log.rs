@@ -5,7 +5,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::{
-    CallId, ChallengeId, ChallengeState, Digit, KeySource, Result, StepKind, Store, StoreError,
+    CallId, ChallengeId, ChallengeState, Digit, KeySource, Origin, Result, StepKind, Store,
+    StoreError,
 };
 
 /// A call being placed for a challenge.
@@ -158,6 +159,10 @@ pub struct CallEntry {
     pub phone_masked: String,
     /// Started, ms since the epoch.
     pub started_at_ms: i64,
+    /// Where its challenge came from.
+    pub origin: Origin,
+    /// What there made the challenge (for EAM the client-request-id).
+    pub origin_ref: Option<String>,
     /// The end, once the call is over.
     pub end: Option<CallEnd>,
 }
@@ -202,12 +207,15 @@ pub struct CallFilter {
     pub phone_masked: Option<String>,
     /// Only this trunk.
     pub trunk: Option<String>,
+    /// Only the calls of challenges from there.
+    pub origin: Option<Origin>,
 }
 
 const CALL_COLUMNS: &str = "id, challenge_id, phone_masked, started_at, trunk, outcome, \
      sip_status, detail, ended_at, post_dial_delay_ms, time_to_answer_ms, time_to_key_ms, \
      time_to_verdict_ms, packets_sent, packets_received, packets_lost, jitter_ms, packets_rejected, \
-     srtp";
+     srtp, (SELECT origin FROM challenges WHERE challenges.id = calls.challenge_id) AS origin, \
+     (SELECT origin_ref FROM challenges WHERE challenges.id = calls.challenge_id) AS origin_ref";
 
 impl Store {
     /// Records a call as it starts.
@@ -368,6 +376,12 @@ impl Store {
         if let Some(t) = &filter.trunk {
             conds.push(format!("trunk = {}", bind(Param::Text(t.clone()))));
         }
+        if let Some(o) = filter.origin {
+            conds.push(format!(
+                "challenge_id IN (SELECT id FROM challenges WHERE origin = {})",
+                bind(Param::Text(o.as_str().into()))
+            ));
+        }
         if let Some(f) = filter.from_ms {
             conds.push(format!("started_at >= {}", bind(Param::Int(f))));
         }
@@ -448,6 +462,12 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
         challenge_id: ChallengeId::from_stored(r.try_get("challenge_id")?),
         phone_masked: r.try_get("phone_masked")?,
         started_at_ms: r.try_get("started_at")?,
+        // A call whose challenge is gone (never, as the schema stands) counts as the API's.
+        origin: match r.try_get::<Option<String>, _>("origin")? {
+            Some(o) => stored(o, Origin::from_name)?,
+            None => Origin::Api,
+        },
+        origin_ref: r.try_get("origin_ref")?,
         end,
     })
 }

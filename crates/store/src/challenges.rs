@@ -9,8 +9,8 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::limits::{self, Admission, Refused};
 use crate::types::{sql_list, undecided_sql};
 use crate::{
-    ChallengeId, ChallengeState, PhoneNumber, PhoneRole, Purpose, Result, Store, StoreError, users,
-    webhooks,
+    ChallengeId, ChallengeState, Origin, PhoneNumber, PhoneRole, Purpose, Result, Store,
+    StoreError, users, webhooks,
 };
 
 /// A challenge to create.
@@ -42,6 +42,10 @@ pub struct NewChallenge {
     /// An enrolment that must first be approved on the user's current primary phone (the
     /// runner calls that phone first, and the new one only if it approves).
     pub confirm_primary: bool,
+    /// Where it comes from.
+    pub origin: Origin,
+    /// What there made it: for EAM the client-request-id, for RADIUS the NAS.
+    pub origin_ref: Option<String>,
     /// Now, in ms since the epoch.
     pub now_ms: i64,
     /// When it expires, in ms since the epoch.
@@ -83,6 +87,10 @@ pub struct Challenge {
     pub remember_device_ms: i64,
     /// An enrolment to be approved on the user's current primary phone first.
     pub confirm_primary: bool,
+    /// Where it came from.
+    pub origin: Origin,
+    /// What there made it (for EAM the client-request-id).
+    pub origin_ref: Option<String>,
 }
 
 /// One state change.
@@ -98,7 +106,7 @@ pub struct StateChange {
 
 const CHALLENGE_COLUMNS: &str = "id, api_key_id, user_id, phone, language, purpose, callback_url, \
      state, reason, sip_status, created_at, updated_at, expires_at, decided_at, remember_device_ms, \
-     confirm_primary";
+     confirm_primary, origin, origin_ref";
 
 impl Store {
     /// Creates a challenge in `queued` (with its first event), or, when the same API key
@@ -136,8 +144,9 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO challenges (id, api_key_id, idempotency_key, request_hash, user_id, \
              phone, language, purpose, callback_url, state, created_at, updated_at, expires_at, \
-             remember_device_ms, fraud_block_ms, confirm_primary) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12, $13, $14)",
+             remember_device_ms, fraud_block_ms, confirm_primary, origin, origin_ref) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12, $13, $14, \
+             $15, $16)",
         )
         .bind(id.as_str())
         .bind(&c.api_key_id)
@@ -153,6 +162,8 @@ impl Store {
         .bind(c.remember_device_ms)
         .bind(c.fraud_block_ms.max(0))
         .bind(i64::from(c.confirm_primary))
+        .bind(c.origin.as_str())
+        .bind(c.origin_ref.as_deref())
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -474,6 +485,7 @@ fn challenge_from(r: &AnyRow) -> Result<Challenge> {
     let state: String = r.try_get("state")?;
     let purpose: String = r.try_get("purpose")?;
     let phone: String = r.try_get("phone")?;
+    let origin: String = r.try_get("origin")?;
     Ok(Challenge {
         id: ChallengeId::from_stored(r.try_get("id")?),
         api_key_id: r.try_get("api_key_id")?,
@@ -491,5 +503,7 @@ fn challenge_from(r: &AnyRow) -> Result<Challenge> {
         decided_at_ms: r.try_get("decided_at")?,
         remember_device_ms: r.try_get("remember_device_ms")?,
         confirm_primary: r.try_get::<i64, _>("confirm_primary")? != 0,
+        origin: Origin::from_name(&origin).ok_or(StoreError::Corrupt(origin))?,
+        origin_ref: r.try_get("origin_ref")?,
     })
 }

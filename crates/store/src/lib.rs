@@ -11,7 +11,7 @@
 //!
 //! A module for each kind of record: `challenges.rs` (made, moved, read, counted, expired),
 //! `claims.rs` (which node calls which challenge), `call_log.rs`, `api_keys.rs`, `users.rs`
-//! (phones, trusted devices, fraud blocks), `webhooks.rs`, `limits.rs` (the rate limits'
+//! (phones, trusted devices, fraud blocks), `eam.rs` (what the Entra EAM provider keeps), `webhooks.rs`, `limits.rs` (the rate limits'
 //! counts), `retention.rs`; `migrate.rs` the schema, `cache.rs` a node's copy of the
 //! challenges it reads.
 
@@ -20,6 +20,7 @@ mod cache;
 mod call_log;
 mod challenges;
 mod claims;
+mod eam;
 pub mod fault;
 mod limits;
 mod migrate;
@@ -35,11 +36,12 @@ pub use api_keys::{ApiKey, KeyKind};
 pub use call_log::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall, OutcomeFilter};
 pub use challenges::{Challenge, NewChallenge, Scope, StateChange};
 pub use dtmf::Digit;
+pub use eam::{EamSession, Imported, NewEamSession, StoredEamKey};
 pub use limits::{Admission, CountScope, Counter, Refused};
 pub use retention::Forgotten;
 pub use types::{
-    BadNumber, CallId, ChallengeId, ChallengeState, KeySource, PhoneNumber, PhoneRole, Purpose,
-    StepKind, hex, new_id, now_ms,
+    BadNumber, CallId, ChallengeId, ChallengeState, KeySource, Origin, PhoneNumber, PhoneRole,
+    Purpose, StepKind, hex, new_id, now_ms,
 };
 pub use users::{FraudBlock, Phone, PhoneState, TrustedDevice};
 pub use webhooks::{Webhook, WebhookAttempt, WebhookNext};

@@ -27,6 +27,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/sqlite/0010_keys_as_steps.sql"),
     ),
+    (11, include_str!("../migrations/sqlite/0011_eam.sql")),
 ];
 
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
@@ -58,10 +59,16 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/postgres/0010_keys_as_steps.sql"),
     ),
+    (11, include_str!("../migrations/postgres/0011_eam.sql")),
 ];
 
 impl Store {
     pub(crate) async fn migrate(&self) -> Result<()> {
+        self.migrate_to(i64::MAX).await
+    }
+
+    /// Applies the migrations up to version `last`.
+    async fn migrate_to(&self, last: i64) -> Result<()> {
         self.pool
             .execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations \
@@ -72,7 +79,7 @@ impl Store {
             Backend::Sqlite => MIGRATIONS_SQLITE,
             Backend::Postgres => MIGRATIONS_POSTGRES,
         };
-        for &(version, sql) in migrations {
+        for &(version, sql) in migrations.iter().filter(|m| m.0 <= last) {
             let mut tx = self.pool.begin().await?;
             if self.backend == Backend::Postgres {
                 // Two nodes starting together: one migrates, the other waits here.
@@ -134,4 +141,96 @@ fn strip_comments(s: &str) -> String {
         .join("\n")
         .trim()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use super::*;
+
+    /// A SQLite store at version 10 with an enrolled phone, then brought up to date: the
+    /// phone and its challenge are kept, the challenge is of origin `api`, and a phone
+    /// without a challenge (an imported one) may be stored now.
+    #[tokio::test]
+    async fn migration_11_keeps_sqlite_phones_and_lets_imported_ones_in() {
+        sqlx::any::install_default_drivers();
+        let dir = std::env::temp_dir().join(crate::new_id("callverify-store-0011"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("cv.db").display());
+        // One connection: the foreign keys' pragma holds for it.
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        pool.execute("PRAGMA foreign_keys = ON").await.unwrap();
+        let store = Store {
+            pool,
+            backend: Backend::Sqlite,
+            url: url.clone().into(),
+            changes: tokio::sync::broadcast::channel(1).0,
+            cache: None,
+            node: crate::new_id("node").into(),
+        };
+        store.migrate_to(10).await.unwrap();
+        store
+            .pool
+            .execute(
+                "INSERT INTO challenges (id, api_key_id, phone, language, purpose, state, \
+                 created_at, updated_at, expires_at) VALUES ('ch_1', 'key_1', '+819012345678', \
+                 'ja', 'enroll', 'approved', 1, 1, 2); \
+                 INSERT INTO phones (id, user_id, phone, role, language, challenge_id, \
+                 created_at, verified_at) VALUES ('ph_1', 'u-1', '+819012345678', 'primary', 'ja', \
+                 'ch_1', 1, 2)",
+            )
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let phones = store.phones("u-1").await.unwrap();
+        assert_eq!(phones.len(), 1);
+        assert_eq!(phones[0].challenge_id.as_deref(), Some("ch_1"));
+        let c = store
+            .challenge(&crate::ChallengeId::from_stored("ch_1".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.origin, c.origin_ref), (crate::Origin::Api, None));
+        let phone = crate::PhoneNumber::parse("+819012345679").unwrap();
+        let done = store
+            .import_phone("u-1", &phone, crate::PhoneRole::Primary, "ja", 3)
+            .await
+            .unwrap();
+        assert_eq!(done, crate::Imported::Replaced);
+        let indexes: Vec<String> = sqlx::query(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'phones' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("name").unwrap())
+        .collect();
+        assert_eq!(
+            indexes,
+            [
+                "phones_challenge",
+                "phones_removed",
+                "phones_unverified",
+                "phones_user"
+            ]
+        );
+        // The foreign key holds still.
+        let orphan = store
+            .pool
+            .execute(
+                "INSERT INTO phones (id, user_id, phone, role, language, challenge_id, \
+                 created_at) VALUES ('ph_2', 'u-2', '+819012345678', 'primary', 'ja', 'ch_none', 1)",
+            )
+            .await;
+        assert!(orphan.is_err());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -2,7 +2,8 @@
 //! size, each in a transaction of its own (so neither a lock nor a transaction grows with
 //! the backlog). The call log (calls with their keys and steps), the challenges' state
 //! changes, webhook attempts and deliveries, removed and never-verified registrations and
-//! long-expired trusted devices are deleted; a decided challenge keeps its row (the API
+//! long-expired trusted devices are deleted (and, a day past their expiry, the EAM
+//! provider's nonces and sign-ins); a decided challenge keeps its row (the API
 //! still reads it) with only the masked form of its number and without its callback URL.
 //! Users' registered phones are kept: sign-ins call them.
 
@@ -30,6 +31,10 @@ pub struct Forgotten {
     pub fraud_blocks: u64,
     /// Challenges whose number is now kept masked only.
     pub numbers: u64,
+    /// EAM nonces deleted (a day past their expiry, whatever the retention period).
+    pub eam_nonces: u64,
+    /// EAM sign-ins deleted (a day past their expiry, whatever the retention period).
+    pub eam_sessions: u64,
 }
 
 impl Forgotten {
@@ -139,7 +144,35 @@ impl Store {
         )
         .await?;
         f.numbers = self.redact_numbers(cutoff_ms, batch).await?;
+        (f.eam_nonces, f.eam_sessions) = self
+            .forget_expired_eam(crate::now_ms(), batch.try_into().unwrap_or(u32::MAX))
+            .await?;
         Ok(f)
+    }
+
+    /// Deletes the EAM nonces and sign-ins that expired more than a day before `now_ms`
+    /// (a replayed request that old is refused for its age already), at most `batch` rows a
+    /// transaction; returns how many nonces and how many sign-ins.
+    pub async fn forget_expired_eam(&self, now_ms: i64, batch: u32) -> Result<(u64, u64)> {
+        const DAY_MS: i64 = 86_400_000;
+        let (cutoff, batch) = (now_ms.saturating_sub(DAY_MS), i64::from(batch.max(1)));
+        let nonces = delete_in_batches(
+            self,
+            "DELETE FROM eam_nonces WHERE nonce_hash IN (SELECT nonce_hash FROM eam_nonces \
+             WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)",
+            cutoff,
+            batch,
+        )
+        .await?;
+        let sessions = delete_in_batches(
+            self,
+            "DELETE FROM eam_sessions WHERE id IN (SELECT id FROM eam_sessions \
+             WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)",
+            cutoff,
+            batch,
+        )
+        .await?;
+        Ok((nonces, sessions))
     }
 
     /// Calls started before the cutoff, with their keys and steps.

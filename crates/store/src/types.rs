@@ -413,6 +413,43 @@ impl Purpose {
     }
 }
 
+/// Where a challenge came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// `POST /v1/challenges`, from an identity service.
+    Api,
+    /// Microsoft Entra's external authentication (the EAM provider's sign-in page).
+    Eam,
+    /// A RADIUS client (a VPN's access server).
+    Radius,
+}
+
+impl Origin {
+    /// Every origin.
+    pub const ALL: [Origin; 3] = [Origin::Api, Origin::Eam, Origin::Radius];
+
+    /// The name as stored, in JSON and in `GET /v1/calls?origin=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Api => "api",
+            Origin::Eam => "eam",
+            Origin::Radius => "radius",
+        }
+    }
+
+    /// The origin of a stored name.
+    pub fn from_name(s: &str) -> Option<Origin> {
+        Origin::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,8 +33,8 @@ pub struct Phone {
     pub language: String,
     /// Where it is.
     pub state: PhoneState,
-    /// The enrolment challenge.
-    pub challenge_id: String,
+    /// The enrolment challenge (none for a phone an administrator imported).
+    pub challenge_id: Option<String>,
     /// Registered, ms since the epoch.
     pub created_at_ms: i64,
     /// Verified, ms since the epoch.
@@ -114,19 +114,7 @@ pub(crate) async fn on_approved(
             .bind(&pid)
             .execute(&mut **tx)
             .await?;
-        sqlx::query(
-            "UPDATE phones SET removed_at = $1 WHERE user_id = $2 AND role = $3 AND id <> $4 \
-             AND verified_at IS NOT NULL AND removed_at IS NULL",
-        )
-        .bind(at_ms)
-        .bind(&user)
-        .bind(&role)
-        .bind(&pid)
-        .execute(&mut **tx)
-        .await?;
-        if role == PhoneRole::Primary.as_str() {
-            revoke_all(tx, &user, at_ms).await?;
-        }
+        replace_in_role(tx, &user, &role, &pid, at_ms).await?;
     }
     sqlx::query(
         "INSERT INTO trusted_devices (id, user_id, challenge_id, created_at, expires_at) \
@@ -139,6 +127,60 @@ pub(crate) async fn on_approved(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Phone `pid`, just verified, replaces the user's other verified phones in `role` (they
+/// are removed); a new primary phone also revokes the user's trusted devices. Returns how
+/// many phones it replaced.
+async fn replace_in_role(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user: &str,
+    role: &str,
+    pid: &str,
+    at_ms: i64,
+) -> Result<u64> {
+    let replaced = sqlx::query(
+        "UPDATE phones SET removed_at = $1 WHERE user_id = $2 AND role = $3 AND id <> $4 \
+         AND verified_at IS NOT NULL AND removed_at IS NULL",
+    )
+    .bind(at_ms)
+    .bind(user)
+    .bind(role)
+    .bind(pid)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if role == PhoneRole::Primary.as_str() {
+        revoke_all(tx, user, at_ms).await?;
+    }
+    Ok(replaced)
+}
+
+/// In the transaction of an import: `phone` is the user's verified phone in `role` from
+/// `at_ms` (with no enrolment challenge), replacing the earlier one as an approved
+/// enrolment does. Returns how many phones it replaced.
+pub(crate) async fn verify_imported(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user: &str,
+    phone: &PhoneNumber,
+    role: PhoneRole,
+    language: &str,
+    at_ms: i64,
+) -> Result<u64> {
+    let pid = crate::new_id("ph");
+    sqlx::query(
+        "INSERT INTO phones (id, user_id, phone, role, language, created_at, verified_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(&pid)
+    .bind(user)
+    .bind(phone.stored())
+    .bind(role.as_str())
+    .bind(language)
+    .bind(at_ms)
+    .execute(&mut **tx)
+    .await?;
+    replace_in_role(tx, user, role.as_str(), &pid, at_ms).await
 }
 
 async fn revoke_all(
@@ -268,15 +310,21 @@ fn phone_from(r: &sqlx::any::AnyRow) -> Result<Phone> {
     let number: String = r.try_get("phone")?;
     let role: String = r.try_get("role")?;
     let verified_at_ms: Option<i64> = r.try_get("verified_at")?;
-    let challenge: String = r.try_get("state")?;
-    let challenge = ChallengeState::from_name(&challenge).ok_or(StoreError::Corrupt(challenge))?;
+    // An imported phone has no enrolment challenge (and is verified).
+    let challenge: Option<String> = r.try_get("state")?;
+    let decided = match challenge {
+        Some(c) => ChallengeState::from_name(&c)
+            .ok_or(StoreError::Corrupt(c))?
+            .is_terminal(),
+        None => true,
+    };
     Ok(Phone {
         id: r.try_get("id")?,
         user_id: r.try_get("user_id")?,
         phone: PhoneNumber::parse(&number).map_err(|_| StoreError::Corrupt(number))?,
         role: PhoneRole::from_name(&role).ok_or(StoreError::Corrupt(role))?,
         language: r.try_get("language")?,
-        state: match (verified_at_ms, challenge.is_terminal()) {
+        state: match (verified_at_ms, decided) {
             (Some(_), _) => PhoneState::Verified,
             (None, true) => PhoneState::Failed,
             (None, false) => PhoneState::Pending,
@@ -304,7 +352,7 @@ impl Store {
     /// A user's phones that are not removed, oldest first.
     pub async fn phones(&self, user_id: &str) -> Result<Vec<Phone>> {
         let sql = format!(
-            "SELECT {PHONE_COLUMNS} FROM phones p JOIN challenges c ON c.id = p.challenge_id \
+            "SELECT {PHONE_COLUMNS} FROM phones p LEFT JOIN challenges c ON c.id = p.challenge_id \
              WHERE p.user_id = $1 AND p.removed_at IS NULL ORDER BY p.created_at, p.id"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))

@@ -24,6 +24,8 @@ fn challenge(user: Option<&str>, number: &str, at: i64) -> NewChallenge {
         remember_device_ms: 0,
         fraud_block_ms: 0,
         confirm_primary: false,
+        origin: store::Origin::Api,
+        origin_ref: None,
         now_ms: at,
         expires_at_ms: at + 300_000,
     }
@@ -226,6 +228,8 @@ async fn retention(store: Store) {
             fraud_blocks: 1,
             // alice's sign-in, her two enrolments, carol's, erin's.
             numbers: 5,
+            eam_nonces: 0,
+            eam_sessions: 0,
         }
     );
     assert!(store.fraud_blocks("erin").await.unwrap().is_empty());

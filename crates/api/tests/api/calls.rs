@@ -27,6 +27,8 @@ async fn the_call_log_shows_a_call_with_its_key_timeline_and_steps() {
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["challenge_id"], id.as_str());
     assert_eq!(calls[0]["phone_number"], "+81 ** **** **78");
+    assert_eq!(calls[0]["origin"], "api");
+    assert!(calls[0]["origin_ref"].is_null());
     let call_id = calls[0]["id"].as_str().unwrap();
     let r = authorized(addr, "GET", &format!("/v1/calls/{call_id}"), &op).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -78,7 +80,7 @@ async fn the_call_log_shows_a_call_with_its_key_timeline_and_steps() {
 }
 
 /// A service key may not read the call log; a cursor that is not one is refused, and so is
-/// an outcome that is none (the problem names those there are).
+/// an outcome or an origin that is none (the problem names those there are).
 #[tokio::test]
 async fn the_call_log_is_for_operators_only() {
     let Api {
@@ -100,6 +102,17 @@ async fn the_call_log_is_for_operators_only() {
     );
     for known in ["in_progress", "approved", "interrupted"] {
         let path = format!("/v1/calls?outcome={known}");
+        let r = authorized(addr, "GET", &path, &auth(&operator)).await;
+        assert_eq!(r.status, 200, "{known}: {}", r.body);
+    }
+    let r = authorized(addr, "GET", "/v1/calls?origin=entra", &auth(&operator)).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(
+        r.json()["detail"],
+        "origin \"entra\" is not one of api, eam, radius"
+    );
+    for known in ["api", "eam", "radius"] {
+        let path = format!("/v1/calls?origin={known}");
         let r = authorized(addr, "GET", &path, &auth(&operator)).await;
         assert_eq!(r.status, 200, "{known}: {}", r.body);
     }

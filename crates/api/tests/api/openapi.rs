@@ -113,6 +113,16 @@ async fn the_schemas_the_document_names_exist() {
     ] {
         assert!(schemas.contains_key(name), "{name}");
     }
+    // The call log says where each call's challenge came from, and may be filtered by it.
+    let call = &schemas["CallView"]["properties"];
+    assert!(
+        call["origin"].is_object() && call["origin_ref"].is_object(),
+        "{call}"
+    );
+    let params = doc["paths"]["/v1/calls"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(params.iter().any(|p| p["name"] == "origin"), "{params:?}");
 }
 
 /// axum's own answers are problems too: no route, a method not allowed, a bad query.

@@ -3,9 +3,11 @@
 
 use std::collections::HashSet;
 
+use toml::Spanned;
+
 use super::{
-    Amd, ApiSettings, CallSettings, Config, ConfigError, Limit, Media, PolicySettings, PortRange,
-    Sip, Source, SrtpName, StoreSettings, Timers, Transport, Trunk,
+    Amd, ApiSettings, CallSettings, Config, ConfigError, Eam, EamGraph, Limit, Media,
+    PolicySettings, PortRange, Sip, Source, SrtpName, StoreSettings, Timers, Transport, Trunk,
 };
 
 /// What a check finds: nothing, or the first error.
@@ -28,6 +30,9 @@ pub(super) fn all(c: &Config, src: &Source, env: impl Fn(&str) -> Option<String>
     http(&c.api, src)?;
     callbacks(&c.api, src)?;
     amd(&c.call.amd, src)?;
+    if let Some(e) = &c.eam {
+        eam(e.get_ref(), src, &env)?;
+    }
     tls_files(c, src)
 }
 
@@ -497,4 +502,191 @@ fn tls_files(c: &Config, src: &Source) -> Checked {
 /// Two capital letters, as ISO 3166 codes are written.
 fn is_country_code(c: &str) -> bool {
     c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// `[eam]`: its URLs, the applications and tenants that may ask, its times, the claim that
+/// names users, the help text and `[eam.graph]`.
+fn eam(e: &Eam, src: &Source, env: &impl Fn(&str) -> Option<String>) -> Checked {
+    issuer(&e.issuer, src)?;
+    listed(
+        &e.client_ids,
+        "eam.client_ids",
+        "the Entra application (client) id",
+        src,
+    )?;
+    listed(&e.tenants, "eam.tenants", "the Entra tenant id", src)?;
+    if let Some(t) = e.tenants.get_ref().iter().find(|t| !is_guid(t)) {
+        return Err(src.at(
+            &e.tenants,
+            format!("eam.tenants: {t:?} is not a tenant id (a GUID)"),
+        ));
+    }
+    listed(
+        &e.redirect_uris,
+        "eam.redirect_uris",
+        "Entra's federation endpoint",
+        src,
+    )?;
+    for uri in e.redirect_uris.get_ref() {
+        web_url(uri, "eam.redirect_uris", src, &e.redirect_uris)?;
+    }
+    web_url(
+        e.entra_discovery_url.get_ref(),
+        "eam.entra_discovery_url",
+        src,
+        &e.entra_discovery_url,
+    )?;
+    in_range(&e.hint_max_age_s, 60..=3600, "eam.hint_max_age_s", src)?;
+    in_range(&e.key_publish_hours, 0..=720, "eam.key_publish_hours", src)?;
+    if !["oid", "preferred_username"].contains(&e.user_id_claim.get_ref().as_str()) {
+        return Err(src.at(
+            &e.user_id_claim,
+            format!(
+                "eam.user_id_claim is {:?}: give \"oid\" or \"preferred_username\"",
+                e.user_id_claim.get_ref()
+            ),
+        ));
+    }
+    if let Some(h) = &e.help {
+        help(h, src)?;
+    }
+    match &e.graph {
+        Some(g) => graph(g.get_ref(), src, env),
+        None => Ok(()),
+    }
+}
+
+/// The issuer: a web URL with nothing after its path (it is compared as written).
+fn issuer(i: &Spanned<String>, src: &Source) -> Checked {
+    let url = web_url(i.get_ref(), "eam.issuer", src, i)?;
+    if i.get_ref().ends_with('/') || url.query().is_some() || url.fragment().is_some() {
+        return Err(src.at(
+            i,
+            format!(
+                "eam.issuer {:?} must not end with '/' nor have a query or a fragment",
+                i.get_ref()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// At least one value, each given once and not empty.
+fn listed(v: &Spanned<Vec<String>>, name: &str, what: &str, src: &Source) -> Checked {
+    if v.get_ref().is_empty() {
+        return Err(src.at(v, format!("{name} is empty: give at least one ({what})")));
+    }
+    let mut seen = HashSet::new();
+    if let Some(x) = v
+        .get_ref()
+        .iter()
+        .find(|x| x.trim().is_empty() || !seen.insert(x.as_str()))
+    {
+        return Err(src.at(v, format!("{name}: {x:?} is empty or given twice")));
+    }
+    Ok(())
+}
+
+/// A URL to fetch or send a browser to: https, or http on a loopback host (a test's), with
+/// a host and no user or password in it.
+fn web_url(
+    u: &str,
+    name: &str,
+    src: &Source,
+    at: &Spanned<impl Sized>,
+) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(u)
+        .map_err(|e| src.at(at, format!("{name}: {u:?} is not a URL ({e})")))?;
+    let loopback = url
+        .host_str()
+        .is_some_and(|h| ["127.0.0.1", "[::1]", "localhost"].contains(&h));
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    if !scheme_ok || url.host().is_none() {
+        return Err(src.at(
+            at,
+            format!(
+                "{name}: {u:?} must be an https URL (http only on 127.0.0.1, ::1 or localhost)"
+            ),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(src.at(
+            at,
+            format!("{name}: {u:?} must not hold a user or password"),
+        ));
+    }
+    Ok(url)
+}
+
+/// A number within `range`.
+fn in_range(
+    v: &Spanned<u64>,
+    range: std::ops::RangeInclusive<u64>,
+    name: &str,
+    src: &Source,
+) -> Checked {
+    if !range.contains(v.get_ref()) {
+        return Err(src.at(
+            v,
+            format!(
+                "{name} is {}: give {} to {}",
+                v.get_ref(),
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The help text: one line of at most 200 characters.
+fn help(h: &Spanned<String>, src: &Source) -> Checked {
+    let text = h.get_ref();
+    if text.trim().is_empty() || text.chars().count() > 200 || text.chars().any(char::is_control) {
+        return Err(src.at(
+            h,
+            format!(
+                "eam.help must be one line of 1 to 200 characters (it has {})",
+                text.chars().count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[eam.graph]`: a client id, its secret's variable set, web URLs.
+fn graph(g: &EamGraph, src: &Source, env: &impl Fn(&str) -> Option<String>) -> Checked {
+    if g.client_id.get_ref().trim().is_empty() {
+        return Err(src.at(
+            &g.client_id,
+            "eam.graph.client_id is empty: give the Graph application's client id",
+        ));
+    }
+    let var = g.client_secret_env.get_ref();
+    if env(var).is_none_or(|v| v.is_empty()) {
+        return Err(src.at(
+            &g.client_secret_env,
+            format!(
+                "{var} is not set: [eam.graph] reads the Graph application's client secret from it"
+            ),
+        ));
+    }
+    web_url(
+        g.login_url.get_ref(),
+        "eam.graph.login_url",
+        src,
+        &g.login_url,
+    )?;
+    web_url(g.base_url.get_ref(), "eam.graph.base_url", src, &g.base_url)?;
+    Ok(())
+}
+
+/// Whether `s` is a GUID: 8-4-4-4-12 hex digits.
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -458,6 +458,8 @@ pub struct Config {
     /// The `/demo` page.
     #[serde(default)]
     pub demo: DemoSettings,
+    /// Microsoft Entra's external authentication (EAM): absent, the provider is off.
+    pub eam: Option<Spanned<Eam>>,
 }
 
 /// The `[demo]` table.
@@ -738,4 +740,91 @@ impl Default for PolicySettings {
             fraud_block_hours: default_fraud_block_hours(),
         }
     }
+}
+
+/// The `[eam]` table: callverify as an external authentication method of Microsoft Entra ID
+/// (an OpenID Connect provider Entra sends the browser to for the second factor).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Eam {
+    /// The provider's issuer URL (https; http only on a loopback host).
+    pub issuer: Spanned<String>,
+    /// The Entra applications (client ids) that may ask.
+    pub client_ids: Spanned<Vec<String>>,
+    /// The Entra tenants (GUIDs) whose users may sign in.
+    pub tenants: Spanned<Vec<String>>,
+    /// Where answers may go (default: Microsoft's three clouds' federation endpoints).
+    #[serde(default = "default_redirect_uris")]
+    pub redirect_uris: Spanned<Vec<String>>,
+    /// Entra's OpenID configuration, for the keys its id_token_hint is signed with.
+    #[serde(default = "default_entra_discovery_url")]
+    pub entra_discovery_url: Spanned<String>,
+    /// How old an id_token_hint may be, seconds (60 to 3600).
+    #[serde(default = "default_hint_max_age")]
+    pub hint_max_age_s: Spanned<u64>,
+    /// How long a new signing key is published before it signs, hours (0 to 720).
+    #[serde(default = "default_key_publish_hours")]
+    pub key_publish_hours: Spanned<u64>,
+    /// The signing keys in this file instead of the store.
+    pub key_file: Option<Spanned<PathBuf>>,
+    /// The hint's claim that names the user: `oid` or `preferred_username`.
+    #[serde(default = "default_user_id_claim")]
+    pub user_id_claim: Spanned<String>,
+    /// Whom a user without a phone should ask (at most 200 characters).
+    pub help: Option<Spanned<String>>,
+    /// Users' phones looked up in Microsoft Graph.
+    pub graph: Option<Spanned<EamGraph>>,
+}
+
+/// The `[eam.graph]` table: an application of the tenant that reads users' phones.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EamGraph {
+    /// Its client id.
+    pub client_id: Spanned<String>,
+    /// The environment variable holding its client secret.
+    #[serde(default = "default_graph_secret_env")]
+    pub client_secret_env: Spanned<String>,
+    /// Where its token is asked for.
+    #[serde(default = "default_graph_login_url")]
+    pub login_url: Spanned<String>,
+    /// Microsoft Graph.
+    #[serde(default = "default_graph_base_url")]
+    pub base_url: Spanned<String>,
+}
+
+/// Microsoft's federation endpoints an EAM answers to, one per cloud (public, US
+/// government, China).
+pub const ENTRA_REDIRECT_URIS: [&str; 3] = [
+    "https://login.microsoftonline.com/common/federation/externalauthprovider",
+    "https://login.microsoftonline.us/common/federation/externalauthprovider",
+    "https://login.partner.microsoftonline.cn/common/federation/externalauthprovider",
+];
+
+fn default_redirect_uris() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, ENTRA_REDIRECT_URIS.map(String::from).to_vec())
+}
+fn default_entra_discovery_url() -> Spanned<String> {
+    Spanned::new(
+        0..0,
+        "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration".into(),
+    )
+}
+fn default_hint_max_age() -> Spanned<u64> {
+    Spanned::new(0..0, 600)
+}
+fn default_key_publish_hours() -> Spanned<u64> {
+    Spanned::new(0..0, 48)
+}
+fn default_user_id_claim() -> Spanned<String> {
+    Spanned::new(0..0, "oid".into())
+}
+fn default_graph_secret_env() -> Spanned<String> {
+    Spanned::new(0..0, "CALLVERIFY_EAM_GRAPH_SECRET".into())
+}
+fn default_graph_login_url() -> Spanned<String> {
+    Spanned::new(0..0, "https://login.microsoftonline.com".into())
+}
+fn default_graph_base_url() -> Spanned<String> {
+    Spanned::new(0..0, "https://graph.microsoft.com/v1.0".into())
 }

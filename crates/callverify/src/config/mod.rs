@@ -1,6 +1,7 @@
 //! The gateway's configuration file (`sip-config/*.toml`): SIP listeners, trunks, codecs and
-//! timers, the calls' media and the verification script's timeouts. Loading checks everything it can before the gateway starts, and every error names
-//! the line it is about and what was expected.
+//! timers, the calls' media and the verification script's timeouts, and the Entra external
+//! authentication provider (`[eam]`, optional). Loading checks everything it can before the
+//! gateway starts, and every error names the line it is about and what was expected.
 //!
 //! `file.rs` holds the tables as written, with their defaults; `check.rs` the checks
 //! [`Config::parse`] runs; `settings.rs` what the tables become for the other crates.
@@ -16,6 +17,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 pub use file::*;
+pub use settings::{EamSettings, GraphSettings};
 
 /// A configuration error, with where it is.
 #[derive(Debug, thiserror::Error)]

@@ -285,3 +285,108 @@ impl Config {
         (ua, trunks)
     }
 }
+
+/// What `[eam]` becomes: the Entra external authentication provider's settings, as checked
+/// (the provider turns them into its own types).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EamSettings {
+    /// The issuer URL, as written (no trailing '/').
+    pub issuer: String,
+    /// The Entra applications that may ask.
+    pub client_ids: Vec<String>,
+    /// The tenants whose users may sign in, in lowercase.
+    pub tenants: Vec<String>,
+    /// Where answers may go.
+    pub redirect_uris: Vec<String>,
+    /// Entra's OpenID configuration.
+    pub entra_discovery_url: String,
+    /// How old an id_token_hint may be.
+    pub hint_max_age: Duration,
+    /// How long a new signing key is published before it signs.
+    pub key_publish: Duration,
+    /// The signing keys in this file instead of the store.
+    pub key_file: Option<std::path::PathBuf>,
+    /// The hint's claim that names the user: `oid` or `preferred_username`.
+    pub user_id_claim: String,
+    /// Whom a user without a phone should ask.
+    pub help: Option<String>,
+    /// Users' phones looked up in Microsoft Graph.
+    pub graph: Option<GraphSettings>,
+}
+
+/// What `[eam.graph]` becomes, with the client secret read from the environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GraphSettings {
+    /// The Graph application's client id.
+    pub client_id: String,
+    /// Its client secret (never shown by `Debug`).
+    pub client_secret: String,
+    /// Where its token is asked for.
+    pub login_url: String,
+    /// Microsoft Graph.
+    pub base_url: String,
+}
+
+impl std::fmt::Debug for GraphSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSettings")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("login_url", &self.login_url)
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+impl Config {
+    /// The EAM provider's settings (`None`: no `[eam]`, the provider is off), with the Graph
+    /// client secret read through `env`; an error names a variable that is not set (never a
+    /// value).
+    pub fn eam_settings(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<EamSettings>, String> {
+        let Some(e) = self.eam.as_ref().map(toml::Spanned::get_ref) else {
+            return Ok(None);
+        };
+        let graph = match e.graph.as_ref().map(toml::Spanned::get_ref) {
+            Some(g) => Some(graph_settings(g, &env)?),
+            None => None,
+        };
+        Ok(Some(EamSettings {
+            issuer: e.issuer.get_ref().clone(),
+            client_ids: e.client_ids.get_ref().clone(),
+            tenants: e
+                .tenants
+                .get_ref()
+                .iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect(),
+            redirect_uris: e.redirect_uris.get_ref().clone(),
+            entra_discovery_url: e.entra_discovery_url.get_ref().clone(),
+            hint_max_age: Duration::from_secs(*e.hint_max_age_s.get_ref()),
+            key_publish: Duration::from_secs(*e.key_publish_hours.get_ref() * 3600),
+            key_file: e.key_file.as_ref().map(|f| f.get_ref().clone()),
+            user_id_claim: e.user_id_claim.get_ref().clone(),
+            help: e.help.as_ref().map(|h| h.get_ref().clone()),
+            graph,
+        }))
+    }
+}
+
+/// `[eam.graph]` with its secret from `env`.
+fn graph_settings(
+    g: &super::EamGraph,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<GraphSettings, String> {
+    let var = g.client_secret_env.get_ref();
+    let client_secret = env(var)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{var} is not set ([eam.graph] needs it)"))?;
+    Ok(GraphSettings {
+        client_id: g.client_id.get_ref().clone(),
+        client_secret,
+        login_url: g.login_url.get_ref().clone(),
+        base_url: g.base_url.get_ref().clone(),
+    })
+}

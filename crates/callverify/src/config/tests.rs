@@ -460,3 +460,265 @@ fn the_configured_language_is_the_apis_default() {
         media::Language::Ja
     );
 }
+
+/// The shipped example's `[eam]` (commented out there), uncommented.
+fn shipped_eam() -> String {
+    let text = shipped();
+    let start = text.find("# [eam]").expect("the example documents [eam]");
+    text[start..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A minimal `[eam]`: the defaults for everything else.
+const EAM: &str = "[eam]
+issuer = \"https://mfa.example.edu\"
+client_ids = [\"600b719b-3766-4dc5-95a6-3c4a8dc31885\"]
+tenants = [\"14C2F153-90A7-4689-9DB7-9543BF084DAD\"]
+";
+
+fn env_with_graph_secret(name: &str) -> Option<String> {
+    match name {
+        "CALLVERIFY_EAM_GRAPH_SECRET" => Some("graph-s3cret".into()),
+        _ => env_with_password(name),
+    }
+}
+
+/// The shipped file with `eam` appended.
+fn with_eam(eam: &str) -> Result<Config, ConfigError> {
+    Config::parse(
+        &format!("{}\n{eam}", shipped()),
+        "c.toml",
+        env_with_graph_secret,
+    )
+}
+
+#[test]
+fn without_eam_the_provider_is_off() {
+    let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
+    assert_eq!(c.eam_settings(env_with_password).unwrap(), None);
+}
+
+#[test]
+fn a_minimal_eam_section_takes_the_defaults() {
+    let c = with_eam(EAM).unwrap();
+    let e = c.eam_settings(env_with_graph_secret).unwrap().unwrap();
+    assert_eq!(e.issuer, "https://mfa.example.edu");
+    assert_eq!(e.client_ids, ["600b719b-3766-4dc5-95a6-3c4a8dc31885"]);
+    assert_eq!(
+        e.tenants,
+        ["14c2f153-90a7-4689-9db7-9543bf084dad"],
+        "lowercase"
+    );
+    assert_eq!(e.redirect_uris, ENTRA_REDIRECT_URIS.map(String::from));
+    assert_eq!(
+        e.entra_discovery_url,
+        "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration"
+    );
+    assert_eq!(e.hint_max_age, Duration::from_secs(600));
+    assert_eq!(e.key_publish, Duration::from_secs(48 * 3600));
+    assert_eq!((e.key_file, e.user_id_claim.as_str()), (None, "oid"));
+    assert_eq!((e.help, e.graph), (None, None));
+}
+
+#[test]
+fn the_shipped_eam_example_loads_with_its_graph_secret_from_the_environment() {
+    let c = with_eam(&shipped_eam()).unwrap();
+    let e = c.eam_settings(env_with_graph_secret).unwrap().unwrap();
+    assert_eq!(
+        e.help.as_deref(),
+        Some("the IT service desk, +81 3 1234 5678")
+    );
+    assert_eq!(e.key_file, None);
+    let g = e.graph.unwrap();
+    assert_eq!(g.client_secret, "graph-s3cret");
+    assert_eq!(g.base_url, "https://graph.microsoft.com/v1.0");
+    assert_eq!(g.login_url, "https://login.microsoftonline.com");
+    assert!(
+        !format!("{g:?}").contains("s3cret"),
+        "Debug hides the secret"
+    );
+    // Without the variable the file is refused, at the line that names it.
+    let text = format!("{}\n{}", shipped(), shipped_eam());
+    let e = Config::parse(&text, "c.toml", env_with_password).unwrap_err();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("client_secret_env"))
+        .unwrap()
+        + 1;
+    assert_eq!(e.line, Some(line), "{e}");
+    assert!(
+        e.to_string()
+            .contains("CALLVERIFY_EAM_GRAPH_SECRET is not set"),
+        "{e}"
+    );
+    // The default variable, when client_secret_env is not written.
+    let graph = "[eam.graph]\nclient_id = \"0f5d9a43\"\n";
+    let e = Config::parse(
+        &format!("{}\n{EAM}{graph}", shipped()),
+        "c.toml",
+        env_with_password,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("CALLVERIFY_EAM_GRAPH_SECRET is not set"),
+        "{e}"
+    );
+    let c = with_eam(&format!("{EAM}{graph}")).unwrap();
+    let g = c
+        .eam_settings(env_with_graph_secret)
+        .unwrap()
+        .unwrap()
+        .graph
+        .unwrap();
+    assert_eq!(g.client_id, "0f5d9a43");
+}
+
+/// The mistakes in `[eam]` each check refuses: a line of [`EAM`] (or a line added), what
+/// replaces it, and words the error holds.
+const EAM_MISTAKES: &[(&str, &str, &str)] = &[
+    (
+        "issuer = \"https://mfa.example.edu\"",
+        "issuer = \"http://mfa.example.edu\"",
+        "https URL",
+    ),
+    (
+        "issuer = \"https://mfa.example.edu\"",
+        "issuer = \"https://mfa.example.edu/\"",
+        "must not end with '/'",
+    ),
+    (
+        "issuer = \"https://mfa.example.edu\"",
+        "issuer = \"https://mfa.example.edu/x?a=1\"",
+        "query",
+    ),
+    (
+        "issuer = \"https://mfa.example.edu\"",
+        "issuer = \"https://mfa.example.edu/#f\"",
+        "fragment",
+    ),
+    (
+        "issuer = \"https://mfa.example.edu\"",
+        "issuer = \"mfa.example.edu\"",
+        "not a URL",
+    ),
+    (
+        "issuer = \"https://mfa.example.edu\"",
+        "issuer = \"http://127.0.0.2:8443\"",
+        "https URL",
+    ),
+    (
+        "issuer = \"https://mfa.example.edu\"",
+        "issuer = \"https://me:pw@mfa.example.edu\"",
+        "user or password",
+    ),
+    (
+        "client_ids = [\"600b719b-3766-4dc5-95a6-3c4a8dc31885\"]",
+        "client_ids = []",
+        "eam.client_ids is empty",
+    ),
+    (
+        "client_ids = [\"600b719b-3766-4dc5-95a6-3c4a8dc31885\"]",
+        "client_ids = [\"a\", \"a\"]",
+        "given twice",
+    ),
+    (
+        "tenants = [\"14C2F153-90A7-4689-9DB7-9543BF084DAD\"]",
+        "tenants = []",
+        "eam.tenants is empty",
+    ),
+    (
+        "tenants = [\"14C2F153-90A7-4689-9DB7-9543BF084DAD\"]",
+        "tenants = [\"contoso.onmicrosoft.com\"]",
+        "not a tenant id",
+    ),
+    (
+        "tenants = [\"14C2F153-90A7-4689-9DB7-9543BF084DAD\"]",
+        "tenants = [\"14c2f153-90a7-4689-9db7-9543bf084dax\"]",
+        "not a tenant id",
+    ),
+    (
+        "[eam]",
+        "[eam]\nredirect_uris = []",
+        "eam.redirect_uris is empty",
+    ),
+    (
+        "[eam]",
+        "[eam]\nredirect_uris = [\"http://login.example/federation\"]",
+        "https URL",
+    ),
+    (
+        "[eam]",
+        "[eam]\nentra_discovery_url = \"http://login.microsoftonline.com/x\"",
+        "https URL",
+    ),
+    (
+        "[eam]",
+        "[eam]\nhint_max_age_s = 59",
+        "eam.hint_max_age_s is 59: give 60 to 3600",
+    ),
+    ("[eam]", "[eam]\nhint_max_age_s = 3601", "give 60 to 3600"),
+    ("[eam]", "[eam]\nkey_publish_hours = 721", "give 0 to 720"),
+    ("[eam]", "[eam]\nkey_publish_hours = -1", "u64"),
+    (
+        "[eam]",
+        "[eam]\nuser_id_claim = \"upn\"",
+        "\"oid\" or \"preferred_username\"",
+    ),
+    ("[eam]", "[eam]\nhelp = \"\"", "1 to 200 characters"),
+    ("[eam]", "[eam]\nhelp = \"line\\nbreak\"", "one line"),
+    ("[eam]", "[eam]\nissuers = \"x\"", "unknown field"),
+];
+
+#[test]
+fn each_eam_mistake_is_told_at_its_line() {
+    let first = shipped().lines().count() + 2;
+    for &(find, replace, words) in EAM_MISTAKES {
+        let eam = EAM.replacen(find, replace, 1);
+        assert_ne!(eam, EAM, "{find:?}");
+        let e = with_eam(&eam).unwrap_err();
+        assert!(e.to_string().contains(words), "{replace}: {e}");
+        let line = first + eam.lines().position(|l| replace.ends_with(l)).unwrap();
+        assert_eq!(e.line, Some(line), "{replace}: {e}");
+    }
+}
+
+#[test]
+fn eam_urls_may_be_http_on_loopback_only_and_help_up_to_200_characters() {
+    for issuer in [
+        "http://127.0.0.1:8443",
+        "http://[::1]:8443",
+        "http://localhost",
+    ] {
+        let eam = EAM.replace("https://mfa.example.edu", issuer);
+        let e = with_eam(&eam).unwrap().eam_settings(env_with_graph_secret);
+        assert_eq!(e.unwrap().unwrap().issuer, issuer);
+    }
+    // 200 characters, many of them more than a byte.
+    let help = "電".repeat(150) + &"x".repeat(50);
+    let c = with_eam(&format!("{EAM}help = \"{help}\"\n")).unwrap();
+    let e = c.eam_settings(env_with_graph_secret).unwrap().unwrap();
+    assert_eq!(e.help.as_deref(), Some(help.as_str()));
+    let e = with_eam(&format!("{EAM}help = \"{help}x\"\n")).unwrap_err();
+    assert!(e.to_string().contains("(it has 201)"), "{e}");
+    let graph = "[eam.graph]\nclient_id = \"g\"\nlogin_url = \"http://login.example\"\n";
+    let e = with_eam(&format!("{EAM}{graph}")).unwrap_err();
+    assert!(e.to_string().contains("eam.graph.login_url"), "{e}");
+    let graph = "[eam.graph]\nclient_id = \"g\"\nbase_url = \"http://127.0.0.1:9/v1.0\"\n";
+    let c = with_eam(&format!("{EAM}{graph}")).unwrap();
+    let g = c
+        .eam_settings(env_with_graph_secret)
+        .unwrap()
+        .unwrap()
+        .graph
+        .unwrap();
+    assert_eq!(g.base_url, "http://127.0.0.1:9/v1.0");
+    let e = with_eam(&format!("{EAM}[eam.graph]\nclient_id = \" \"\n")).unwrap_err();
+    assert!(
+        e.to_string().contains("eam.graph.client_id is empty"),
+        "{e}"
+    );
+}

@@ -97,6 +97,8 @@ pub fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
         remember_device_ms: 0,
         fraud_block_ms: 86_400_000,
         confirm_primary: false,
+        origin: store::Origin::Api,
+        origin_ref: None,
         now_ms: now,
         expires_at_ms: now + 300_000,
     }

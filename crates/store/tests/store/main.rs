@@ -27,6 +27,7 @@ macro_rules! on_both {
 mod call_log;
 mod challenges;
 mod common;
+mod eam;
 mod keys;
 mod limits;
 mod nodes;

@@ -44,9 +44,13 @@ async fn a_phone_is_pending_until_its_enrolment_is_approved_and_failed_if_not(db
         (
             phones[0].state,
             phones[0].role,
-            phones[0].challenge_id.as_str()
+            phones[0].challenge_id.as_deref()
         ),
-        (PhoneState::Pending, PhoneRole::Primary, e1.id.as_str())
+        (
+            PhoneState::Pending,
+            PhoneRole::Primary,
+            Some(e1.id.as_str())
+        )
     );
     let verified = |role| store.verified_phone("u-1", role);
     assert_eq!(verified(PhoneRole::Primary).await.unwrap(), None);
