@@ -38,7 +38,7 @@ pub struct BaresipSecurity<'a> {
 }
 
 impl Baresip {
-    /// Starts it as the phone of +81901234567; returns once it listens. It quits by itself
+    /// Starts it as the phone of +81901234567 and +819012345678; returns once it listens. It quits by itself
     /// after [`BOUND`].
     pub fn start(name: &str) -> Baresip {
         Baresip::start_saying(
@@ -68,8 +68,18 @@ impl Baresip {
         )
     }
 
+    /// As [`Baresip::start_saying`], quitting by itself after `lifetime` instead (for a
+    /// test that makes several calls).
+    pub fn start_saying_for(name: &str, wav: &Path, lifetime: Duration) -> Baresip {
+        Baresip::start_for(name, wav, BaresipSecurity::default(), lifetime)
+    }
+
     /// As [`Baresip::start_saying`], with TLS and SRTP as `sec` says.
     pub fn start_secured(name: &str, wav: &Path, sec: BaresipSecurity) -> Baresip {
+        Baresip::start_for(name, wav, sec, BOUND)
+    }
+
+    fn start_for(name: &str, wav: &Path, sec: BaresipSecurity, lifetime: Duration) -> Baresip {
         let dir = scratch(&format!("baresip-{name}"));
         // Its TLS listener takes the port after the SIP port.
         let port = loop {
@@ -113,16 +123,22 @@ impl Baresip {
             .unwrap_or_default();
         fs::write(
             dir.join("accounts"),
-            format!(
-                "<sip:+81901234567@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA{mediaenc}\n"
-            ),
+            // Two users: +81901234567 for the SIP tests, and +819012345678, a number in
+            // Japan's plan, for the tests that go through the policy.
+            ["+81901234567", "+819012345678"]
+                .map(|user| {
+                    format!(
+                        "<sip:{user}@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA{mediaenc}\n"
+                    )
+                })
+                .concat(),
         )
         .expect("write baresip's accounts");
         let out = fs::File::create(dir.join("baresip.log")).expect("create the log");
         let child = Command::new("baresip")
             .arg("-f")
             .arg(&dir)
-            .args(["-s", "-t", &BOUND.as_secs().to_string()])
+            .args(["-s", "-t", &lifetime.as_secs().to_string()])
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone a file handle"))
             .stderr(out)

@@ -105,7 +105,7 @@ impl Browser {
         while self.js(script).await != Value::Bool(true) {
             if Instant::now() > end {
                 let shown = self
-                    .js("return [...document.querySelectorAll('main section')].filter(s => !s.hidden).map(s => s.id + ': ' + s.innerText).join(' | ');")
+                    .js("const shown = [...document.querySelectorAll('main section')].filter(s => !s.hidden).map(s => s.id + ': ' + s.innerText).join(' | '); return shown || (location.href + ' ' + document.body.dataset.state + ': ' + document.body.innerText.slice(0, 400));")
                     .await;
                 panic!("waited {WAIT:?} for {what}; showing: {shown}");
             }
@@ -212,4 +212,3 @@ pub async fn open_browser(shots: &std::path::Path) -> (Killed, Browser) {
     };
     (driver_process, b)
 }
-

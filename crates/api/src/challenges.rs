@@ -641,6 +641,10 @@ async fn next_change(
 pub(crate) struct WaitQuery {
     /// Long poll: answer when the state changes or after this many seconds (at most 25).
     wait: Option<u64>,
+    /// With `wait`: the state the client last saw. The answer comes at once when the
+    /// challenge is in another state already, so that a change between two polls is not
+    /// waited past.
+    since: Option<String>,
 }
 
 /// Read a challenge (API key or its poll token), optionally waiting for a change.
@@ -666,9 +670,15 @@ pub(crate) async fn get_challenge(
     let (who, mut c) = readable(&state, &id, &headers).await?;
     let id = c.id.clone();
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(state.cfg.max_wait);
+    let since = match q.since.as_deref() {
+        None => None,
+        Some(s) => Some(ChallengeState::from_name(s).ok_or_else(|| {
+            Problem::unprocessable(format!("since {s:?} is not a challenge state"))
+        })?),
+    };
     // Plain polls (the common case) do not subscribe; a long poll subscribes, then reads
     // again so that a change between the two reads is not missed.
-    if !wait.is_zero() && !c.state.is_terminal() {
+    if !wait.is_zero() && !c.state.is_terminal() && since.is_none_or(|s| s == c.state) {
         let _slot = state.cfg.streams.admit(&id, who.key_id())?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut rx = state.store.subscribe();

@@ -47,7 +47,12 @@ pub async fn provider(
 ) -> anyhow::Result<Provider> {
     let key = match store.api_key_named(EAM_KEY, KeyKind::Service).await? {
         Some(k) => k,
-        None => store.create_api_key(EAM_KEY, KeyKind::Service, now_ms()).await?.0,
+        None => {
+            store
+                .create_api_key(EAM_KEY, KeyKind::Service, now_ms())
+                .await?
+                .0
+        }
     };
     let keys = key_store(s, store, token_secret);
     if let Some(kid) = keys
@@ -67,14 +72,8 @@ pub async fn provider(
         client_secret: g.client_secret.clone(),
     });
     info!(issuer = %s.issuer, "the Entra EAM provider is on");
-    Ok(Provider::new(
-        protocol_settings(s),
-        keys,
-        key,
-        s.help.clone(),
-        graph,
-    )
-    .context("the EAM provider's HTTP client")?)
+    Provider::new(protocol_settings(s), keys, key, s.help.clone(), graph)
+        .context("the EAM provider's HTTP client")
 }
 
 /// `callverify eam-keys rotate [--now]`: the next key, published at once; it signs after
@@ -87,7 +86,11 @@ pub async fn rotate(
 ) -> anyhow::Result<String> {
     let keys = key_store(s, store, token_secret);
     let now = now_ms();
-    let publish = if at_once { Duration::ZERO } else { s.key_publish };
+    let publish = if at_once {
+        Duration::ZERO
+    } else {
+        s.key_publish
+    };
     let r = keys.rotate(&s.issuer, now, publish, at_once).await?;
     Ok(format!(
         "key {} published now; signs from {}{}",

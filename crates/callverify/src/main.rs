@@ -132,17 +132,21 @@ fn eam_keys(what: &EamKeysCommand) -> anyhow::Result<String> {
         .eam_settings(env)
         .map_err(|e| anyhow::anyhow!(e))?
         .ok_or_else(|| anyhow::anyhow!("{} has no [eam] section", path.display()))?;
-    let api_cfg = cfg.api_settings(env).map_err(|e| anyhow::anyhow!(e))?;
+    // The keys are sealed under the token secret (and only that secret is needed here).
+    let var = &cfg.api.token_secret_env;
+    let secret = match env(var) {
+        Some(v) if v.len() >= 32 => v.into_bytes(),
+        Some(_) => anyhow::bail!("{var} must hold at least 32 bytes"),
+        None => anyhow::bail!("{var} is not set (the EAM keys are sealed with it)"),
+    };
     let url = cfg.store_url(env).map_err(|e| anyhow::anyhow!(e))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let store = store::Store::open(&url).await?;
         match what {
-            EamKeysCommand::List { .. } => {
-                callverify::eam::list(&eam, &store, &api_cfg.token_secret).await
-            }
+            EamKeysCommand::List { .. } => callverify::eam::list(&eam, &store, &secret).await,
             EamKeysCommand::Rotate { now, .. } => {
-                callverify::eam::rotate(&eam, &store, &api_cfg.token_secret, *now).await
+                callverify::eam::rotate(&eam, &store, &secret, *now).await
             }
         }
     })

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callverify_e2e::{Browser, Killed, V4, WAIT, accessible, free_port, open_browser, sigterm};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// `callverify demo --serve` on a free loopback port (baresip as the phone), once it serves:
 /// the process, its address and the operator key it printed.

@@ -22,8 +22,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use callverify_e2e::{
-    BOUND, Baresip, EntraStandIn, Served, Sipp, V4, free_port, free_rtp_pair, open_browser,
-    scratch, validate_id_token,
+    BOUND, Baresip, EntraStandIn, Served, Sipp, V4, free_media_ports, free_port, open_browser,
+    pound_wav, scratch, validate_id_token,
 };
 use serde_json::{Value, json};
 
@@ -41,8 +41,14 @@ fn bin() -> &'static Path {
 
 /// The gateway's configuration: `trunk` its one trunk, the API (and the issuer) on `api`,
 /// SQLite beside it, `[eam]` trusting the stand-in.
-fn write_config(dir: &Path, trunk: std::net::SocketAddr, api: &str, entra: &EntraStandIn) -> PathBuf {
-    let rtp = free_rtp_pair(V4);
+fn write_config(
+    dir: &Path,
+    trunk: std::net::SocketAddr,
+    api: &str,
+    entra: &EntraStandIn,
+) -> PathBuf {
+    // Two RTP/RTCP pairs: a call's pair lingers a moment after it ends.
+    let rtp = free_media_ports(V4);
     let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../prompts");
     let config = format!(
         "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\"]\n\n\
@@ -56,7 +62,7 @@ fn write_config(dir: &Path, trunk: std::net::SocketAddr, api: &str, entra: &Entr
          redirect_uris = [\"{redirect}\"]\nentra_discovery_url = \"{discovery}\"\n\
          help = \"{HELP}\"\n",
         sip = free_port(V4),
-        rtp1 = rtp + 1,
+        rtp1 = rtp + 3,
         db = dir.join("cv.db").display(),
         redirect = entra.redirect_uri(),
         discovery = entra.discovery_url(),
@@ -71,7 +77,7 @@ fn import_phone(dir: &Path, config: &Path) {
     let csv = dir.join("phones.csv");
     std::fs::write(
         &csv,
-        format!("user_id,number,role\nentra:{TENANT}:{OID},+81901234567,primary\n"),
+        format!("user_id,number,role\nentra:{TENANT}:{OID},+819012345678,primary\n"),
     )
     .unwrap();
     let out = Command::new(bin())
@@ -152,6 +158,48 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// `application/x-www-form-urlencoded` of `fields`.
+fn form_body(fields: &[(String, String)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// POSTs a form: the status and the body.
+async fn post_form(url: &str, fields: &[(String, String)]) -> (u16, String) {
+    let r = http()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(fields))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// GETs JSON (with a bearer token when given).
+async fn get_json(url: &str, bearer: Option<&str>) -> Value {
+    let mut req = http().get(url);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let text = req.send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
+}
+
 /// Undoes the HTML escaping of callverify's pages.
 fn unescape(s: &str) -> String {
     s.replace("&quot;", "\"")
@@ -198,8 +246,7 @@ fn form_value<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
 /// Posts the request `form` to the authorization endpoint as Entra's page would: the
 /// status and the page.
 async fn post_request(gw: &Gateway, form: &[(String, String)]) -> (u16, String) {
-    let r = http().post(gw.authorize()).form(form).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    post_form(&gw.authorize(), form).await
 }
 
 /// A refused request: callverify's page posts `access_denied` and the request's state to
@@ -209,7 +256,11 @@ async fn assert_denied(gw: &Gateway, entra: &EntraStandIn, form: Vec<(String, St
     let (status, page) = post_request(gw, &form).await;
     assert_eq!(status, 200, "{page}");
     let (action, fields) = hidden_fields(&page);
-    assert_eq!(action.as_deref(), Some(entra.redirect_uri().as_str()), "{page}");
+    assert_eq!(
+        action.as_deref(),
+        Some(entra.redirect_uri().as_str()),
+        "{page}"
+    );
     assert_eq!(field(&fields, "error"), Some("access_denied"), "{page}");
     assert_eq!(field(&fields, "state"), Some(state.as_str()));
     assert!(field(&fields, "id_token").is_none());
@@ -246,39 +297,63 @@ async fn entra_requests_are_refused_unless_genuine() {
         .await
         .unwrap();
     let length = r.headers().get("content-length").cloned();
-    let doc: Value = r.json().await.unwrap();
+    let doc: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert!(length.is_some(), "a Content-Length");
     assert_eq!(doc["issuer"], json!(gw.issuer()));
     assert_eq!(doc["authorization_endpoint"], json!(gw.authorize()));
     assert_eq!(doc["response_modes_supported"], json!(["form_post"]));
-    assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["RS256"]));
-    let jwks: Value = http()
-        .get(doc["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        json!(["RS256"])
+    );
+    let jwks = get_json(doc["jwks_uri"].as_str().unwrap(), None).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "{jwks}");
     assert!(jwks["keys"][0]["x5c"][0].is_string(), "{jwks}");
 
     let good = || entra.request_form(&entra.hint(OID, json!({})));
-    assert_denied(&gw, &entra, entra.request_form(&entra.hint_signed_by_stranger(OID, true)), "signature").await;
-    assert_denied(&gw, &entra, entra.request_form(&entra.hint_signed_by_stranger(OID, false)), "key").await;
+    assert_denied(
+        &gw,
+        &entra,
+        entra.request_form(&entra.hint_signed_by_stranger(OID, true)),
+        "signature",
+    )
+    .await;
+    assert_denied(
+        &gw,
+        &entra,
+        entra.request_form(&entra.hint_signed_by_stranger(OID, false)),
+        "key",
+    )
+    .await;
     let other_tenant = "2f5a8c3e-0000-4000-8000-000000000001";
     assert_denied(&gw, &entra, entra.request_form(&entra.hint(OID, json!({"tid": other_tenant, "iss": format!("https://login.microsoftonline.com/{other_tenant}/v2.0")}))), "tenant").await;
-    assert_denied(&gw, &entra, entra.request_form(&entra.hint(OID, json!({"aud": "another-client"}))), "aud").await;
+    assert_denied(
+        &gw,
+        &entra,
+        entra.request_form(&entra.hint(OID, json!({"aud": "another-client"}))),
+        "aud",
+    )
+    .await;
     let old = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
         - 3600;
-    assert_denied(&gw, &entra, entra.request_form(&entra.hint(OID, json!({"iat": old, "nbf": old, "exp": old}))), "old").await;
+    assert_denied(
+        &gw,
+        &entra,
+        entra.request_form(&entra.hint(OID, json!({"iat": old, "nbf": old, "exp": old}))),
+        "ago",
+    )
+    .await;
     // A user with no phone at all: a page that says whom to ask, and access_denied.
-    let (status, page) = post_request(&gw, &entra.request_form(&entra.hint(NO_PHONE_OID, json!({})))).await;
+    let (status, page) = post_request(
+        &gw,
+        &entra.request_form(&entra.hint(NO_PHONE_OID, json!({}))),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert!(page.contains(&HELP.replace('(', "(")), "whom to ask: {page}");
+    assert!(page.contains(HELP), "whom to ask: {page}");
     let (_, fields) = hidden_fields(&page);
     assert_eq!(field(&fields, "error"), Some("access_denied"));
     // The same request twice: the second is a replay.
@@ -287,8 +362,22 @@ async fn entra_requests_are_refused_unless_genuine() {
     assert_eq!(status, 200);
     assert_denied(&gw, &entra, form, "already used").await;
     // An unknown redirect URI or client: no redirect, ever.
-    assert_not_redirected(&gw, &entra, with(good(), "redirect_uri", "https://evil.example/cb")).await;
-    assert_not_redirected(&gw, &entra, with(good(), "redirect_uri", &format!("{}/", entra.redirect_uri()))).await;
+    assert_not_redirected(
+        &gw,
+        &entra,
+        with(good(), "redirect_uri", "https://evil.example/cb"),
+    )
+    .await;
+    assert_not_redirected(
+        &gw,
+        &entra,
+        with(
+            good(),
+            "redirect_uri",
+            &format!("{}/", entra.redirect_uri()),
+        ),
+    )
+    .await;
     assert_not_redirected(&gw, &entra, with(good(), "client_id", "evil-client")).await;
     // Each refusal is logged with its client-request-id.
     let log = gw.log();
@@ -307,15 +396,7 @@ async fn follow(gw: &Gateway, page: &str, until: &[&str]) -> (Vec<(String, Strin
     let token = cfg["token"].as_str().unwrap();
     let end = Instant::now() + Duration::from_secs(60);
     loop {
-        let v: Value = http()
-            .get(format!("{status}?wait=5"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = get_json(&format!("{status}?wait=5"), Some(token)).await;
         let state = v["state"].as_str().unwrap_or_default().to_string();
         if until.contains(&state.as_str()) {
             return (fields, state);
@@ -333,7 +414,10 @@ async fn a_declined_call_answers_entra_access_denied_with_the_state() {
     let state = form_value(&form, "state").unwrap().to_string();
     let (status, page) = post_request(&gw, &form).await;
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("+81 ** **** **67"), "the masked number: {page}");
+    assert!(
+        page.contains("+81 ** **** **78"),
+        "the masked number: {page}"
+    );
     let (fields, decided) = follow(&gw, &page, &["declined", "failed", "approved"]).await;
     assert_eq!(decided, "declined", "{}", gw.log());
     let session: Vec<(String, String)> = fields
@@ -342,26 +426,15 @@ async fn a_declined_call_answers_entra_access_denied_with_the_state() {
         .take(2)
         .cloned()
         .collect();
-    let r = http()
-        .post(format!("{}/eam/finish", gw.issuer()))
-        .form(&session)
-        .send()
-        .await
-        .unwrap();
-    let page = r.text().await.unwrap();
+    let (_, page) = post_form(&format!("{}/eam/finish", gw.issuer()), &session).await;
     let (action, answer) = hidden_fields(&page);
     assert_eq!(action.as_deref(), Some(entra.redirect_uri().as_str()));
     assert_eq!(field(&answer, "error"), Some("access_denied"), "{page}");
     assert_eq!(field(&answer, "state"), Some(state.as_str()));
     assert!(field(&answer, "id_token").is_none());
     // Once only: the same form again does not answer Entra a second time.
-    let again = http()
-        .post(format!("{}/eam/finish", gw.issuer()))
-        .form(&session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status().as_u16(), 409);
+    let (again, _) = post_form(&format!("{}/eam/finish", gw.issuer()), &session).await;
+    assert_eq!(again, 409);
     // The call log shows the sign-in came through EAM, with its client-request-id.
     let crid = form_value(&form, "client-request-id").unwrap();
     let db = gw.dir.join("cv.db");
@@ -391,7 +464,11 @@ async fn sign_in(
     )
     .await;
     let calling = b.text("#calling").await;
-    let expect = if lang == "ja" { "電話に出て # を押すと" } else { "We're calling your phone +81 ** **** **67. Answer it and press # to sign in." };
+    let expect = if lang == "ja" {
+        "電話に出て # を押すと"
+    } else {
+        "We're calling your phone +81 ** **** **78. Answer it and press # to sign in."
+    };
     assert!(calling.contains(expect), "{calling}");
     b.until(
         "return ['ringing', 'answered'].includes(document.body.dataset.state);",
@@ -408,7 +485,9 @@ async fn sign_in(
         "the stand-in's page",
     )
     .await;
-    let claims = answer.verdict.unwrap_or_else(|e| panic!("the id_token: {e}"));
+    let claims = answer
+        .verdict
+        .unwrap_or_else(|e| panic!("the id_token: {e}"));
     assert_eq!(
         form_value(&answer.form, "state"),
         form_value(&form, "state"),
@@ -431,7 +510,11 @@ fn kid_of(token: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entra_sign_in_calls_the_phone_in_chromium() {
     let entra = EntraStandIn::start(TENANT, CLIENT).await;
-    let phone = Baresip::start("eam-phone");
+    let phone = Baresip::start_saying_for(
+        "eam-phone",
+        &pound_wav("eam-phone-wav"),
+        Duration::from_secs(240),
+    );
     let gw = Gateway::start("eam-browser", phone.addr, &entra);
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eam");
     std::fs::create_dir_all(&shots).unwrap();
@@ -454,17 +537,14 @@ async fn an_entra_sign_in_calls_the_phone_in_chromium() {
     // A rotation: the next key is published at once, signs only later.
     let out = eam_keys(&gw.config, &["rotate"]);
     assert!(out.contains("signs from"), "{out}");
-    let jwks: Value = http()
-        .get(format!("{}/eam/jwks", gw.issuer()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = get_json(&format!("{}/eam/jwks", gw.issuer()), None).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
     let (_, second) = sign_in(&b, &gw, &entra, "ja", "eam-ja-desktop").await;
-    assert_eq!(kid_of(&second), kid_of(&first), "the old key signs until the new one's time");
+    assert_eq!(
+        kid_of(&second),
+        kid_of(&first),
+        "the old key signs until the new one's time"
+    );
     // --now: the new key signs at once; the old one's tokens still verify.
     eam_keys(&gw.config, &["rotate", "--now"]);
     b.viewport(390, 844, true).await;
@@ -484,23 +564,44 @@ async fn an_entra_sign_in_calls_the_phone_in_chromium() {
             .unwrap();
             p["nonce"].as_str().unwrap().to_string()
         };
-        validate_id_token(&gw.issuer(), t, CLIENT, &sub, &nonce, &["possessionorinherence"])
-            .await
-            .unwrap_or_else(|e| panic!("a token of {} after the rotation: {e}", kid_of(t)));
+        validate_id_token(
+            &gw.issuer(),
+            t,
+            CLIENT,
+            &sub,
+            &nonce,
+            &["possessionorinherence"],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a token of {} after the rotation: {e}", kid_of(t)));
     }
     let listed = eam_keys(&gw.config, &["list"]);
-    assert_eq!(listed.lines().filter(|l| l.contains("published")).count(), 3, "{listed}");
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("published")).count(),
+        3,
+        "{listed}"
+    );
 
     // A user with no phone, in the browser: the page says whom to ask; back to Entra with
     // access_denied.
     let form = entra.request_form(&entra.hint(NO_PHONE_OID, json!({})));
     b.go(&entra.start_url(&gw.authorize(), form.clone())).await;
-    b.until("return document.getElementById('help') !== null;", "the no-phone page").await;
+    b.until(
+        "return document.getElementById('help') !== null;",
+        "the no-phone page",
+    )
+    .await;
     assert!(b.text("#help").await.contains(HELP));
     b.screenshot("eam-en-no-phone").await;
     b.click("#back-button").await;
-    let answer = entra.next_answer(Duration::from_secs(30)).await.expect("an answer");
+    let answer = entra
+        .next_answer(Duration::from_secs(30))
+        .await
+        .expect("an answer");
     assert_eq!(form_value(&answer.form, "error"), Some("access_denied"));
-    assert_eq!(form_value(&answer.form, "state"), form_value(&form, "state"));
+    assert_eq!(
+        form_value(&answer.form, "state"),
+        form_value(&form, "state")
+    );
     drop(phone);
 }

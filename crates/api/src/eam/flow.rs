@@ -11,7 +11,7 @@ use store::{Challenge, ChallengeState, EamSession, NewEamSession, Origin, PhoneN
 use tracing::{info, warn};
 
 use super::page::{self, CallPage};
-use super::{Provider, provider};
+use super::{Provider, off, provider};
 use crate::challenges::{SignInCall, create_sign_in};
 use crate::{AppState, now_ms, poll_token, user_tag};
 
@@ -24,7 +24,7 @@ fn request_id(r: Option<&str>) -> String {
         .collect()
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -36,9 +36,8 @@ pub(crate) async fn authorize(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p.clone(),
-        Err(r) => return r,
+    let Some(p) = provider(&state).cloned() else {
+        return off();
     };
     let raw: &[u8] = if method == Method::POST {
         &body
@@ -68,16 +67,29 @@ fn refuse(lang: Language, req: Option<&AuthRequest>, crid: &str, refusal: Refusa
     match (refusal, req) {
         (Refusal::Redirect { error, description }, Some(req)) => {
             warn!(client_request_id = %crid, error, reason = %description, "EAM request refused");
-            let mut fields = vec![("error", error), ("error_description", description.as_str())];
+            let mut fields = vec![
+                ("error", error),
+                ("error_description", description.as_str()),
+            ];
             if let Some(s) = &req.state {
                 fields.push(("state", s));
             }
             let t = page::texts(lang);
             page::post_back(lang, &req.redirect_uri, &fields, t.returning, None)
         }
-        (Refusal::NoRedirect(why) | Refusal::Redirect { description: why, .. }, _) => {
+        (
+            Refusal::NoRedirect(why)
+            | Refusal::Redirect {
+                description: why, ..
+            },
+            _,
+        ) => {
             warn!(client_request_id = %crid, reason = %why, "EAM request refused, not redirected");
-            page::dead_end(lang, StatusCode::BAD_REQUEST, page::texts(lang).invalid_title)
+            page::dead_end(
+                lang,
+                StatusCode::BAD_REQUEST,
+                page::texts(lang).invalid_title,
+            )
         }
     }
 }
@@ -110,7 +122,10 @@ async fn admit(
         .await
         .map_err(|e| store_down(&e))?;
     if !fresh {
-        return Err(redirect("access_denied", "this request was already used (its nonce was seen before)"));
+        return Err(redirect(
+            "access_denied",
+            "this request was already used (its nonce was seen before)",
+        ));
     }
     let user_id = p.settings.user_id(&hint);
     let secret = &state.cfg.token_secret;
@@ -123,7 +138,12 @@ async fn admit(
             req.state.as_deref(),
         );
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        return Ok(page::no_phone(lang, p.help.as_deref(), &req.redirect_uri, &fields));
+        return Ok(page::no_phone(
+            lang,
+            p.help.as_deref(),
+            &req.redirect_uri,
+            &fields,
+        ));
     };
     let (session, session_secret) = state
         .store
@@ -159,7 +179,10 @@ async fn admit(
 
 fn store_down(e: &store::StoreError) -> Refusal {
     tracing::error!(error = %e, "store failure during an EAM request");
-    redirect("temporarily_unavailable", "the gateway's store is unavailable")
+    redirect(
+        "temporarily_unavailable",
+        "the gateway's store is unavailable",
+    )
 }
 
 /// The hint validated against Entra's keys, fetched again once if it names a key the cache
@@ -168,7 +191,10 @@ async fn hint(p: &Provider, req: &AuthRequest, crid: &str) -> Result<Hint, Refus
     let now_s = now_ms() / 1000;
     let unavailable = |e: &dyn std::fmt::Display| {
         warn!(client_request_id = %crid, error = %e, "Entra's keys cannot be fetched");
-        redirect("temporarily_unavailable", "the provider cannot reach Entra's keys")
+        redirect(
+            "temporarily_unavailable",
+            "the provider cannot reach Entra's keys",
+        )
     };
     let mut meta = p.entra.current().await.map_err(|e| unavailable(&e))?;
     for attempt in 0..2 {
@@ -193,7 +219,10 @@ async fn hint(p: &Provider, req: &AuthRequest, crid: &str) -> Result<Hint, Refus
             }
         }
     }
-    Err(redirect("access_denied", "the id_token_hint is signed by a key Entra does not publish"))
+    Err(redirect(
+        "access_denied",
+        "the id_token_hint is signed by a key Entra does not publish",
+    ))
 }
 
 /// A phone to call: its number, its registered language, and, for a phone found in
@@ -231,7 +260,11 @@ async fn phones_of(
             found.sort_by_key(|g| g.phone_type != graph::GraphPhoneType::Mobile);
             for (i, g) in found.into_iter().enumerate().take(2) {
                 if let Ok(n) = PhoneNumber::parse(&g.number) {
-                    let role = if i == 0 { PhoneRole::Primary } else { PhoneRole::Fallback };
+                    let role = if i == 0 {
+                        PhoneRole::Primary
+                    } else {
+                        PhoneRole::Fallback
+                    };
                     out.push((n, None, Some(role)));
                 }
             }
@@ -257,9 +290,17 @@ async fn call_and_show(
     let masked = call.phone.masked();
     match create_sign_in(state, &p.key, call).await {
         Ok(c) => {
-            if let Err(e) = state.store.set_eam_session_challenge(&session.id, &c.id).await {
+            if let Err(e) = state
+                .store
+                .set_eam_session_challenge(&session.id, &c.id)
+                .await
+            {
                 tracing::error!(error = %e, "store failure during an EAM request");
-                return page::dead_end(lang, StatusCode::SERVICE_UNAVAILABLE, page::texts(lang).unavailable);
+                return page::dead_end(
+                    lang,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    page::texts(lang).unavailable,
+                );
             }
             show(state, p, session, secret, &c, other_phone, None)
         }
@@ -312,7 +353,11 @@ fn show(
 }
 
 /// The form fields of an OAuth error answer.
-fn answer_fields(error: &str, description: &str, state: Option<&str>) -> Vec<(&'static str, String)> {
+fn answer_fields(
+    error: &str,
+    description: &str,
+    state: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut f = vec![
         ("error", error.to_string()),
         ("error_description", description.to_string()),
@@ -358,24 +403,41 @@ async fn session_of(
     body: &[u8],
 ) -> Result<(PageForm, EamSession), Response> {
     let lang = page::language(None, header_str(headers, header::ACCEPT_LANGUAGE));
-    let gone = || page::dead_end(lang, StatusCode::BAD_REQUEST, page::texts(lang).expired_title);
+    let gone = || {
+        page::dead_end(
+            lang,
+            StatusCode::BAD_REQUEST,
+            page::texts(lang).expired_title,
+        )
+    };
     let form = page_form(body).ok_or_else(gone)?;
-    match state.store.eam_session(&form.session, &form.secret, now_ms()).await {
+    match state
+        .store
+        .eam_session(&form.session, &form.secret, now_ms())
+        .await
+    {
         Ok(Some(s)) => Ok((form, s)),
         Ok(None) => Err(gone()),
         Err(e) => {
             tracing::error!(error = %e, "store failure during an EAM request");
-            Err(page::dead_end(lang, StatusCode::SERVICE_UNAVAILABLE, page::texts(lang).unavailable))
+            Err(page::dead_end(
+                lang,
+                StatusCode::SERVICE_UNAVAILABLE,
+                page::texts(lang).unavailable,
+            ))
         }
     }
 }
 
 /// `POST {issuer}/eam/finish`: the answer to Entra, once the call is decided. An approved
 /// call's id_token is released once; any other end posts an OAuth error.
-pub(crate) async fn finish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p.clone(),
-        Err(r) => return r,
+pub(crate) async fn finish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(p) = provider(&state).cloned() else {
+        return off();
     };
     let (form, session) = match session_of(&state, &headers, &body).await {
         Ok(s) => s,
@@ -404,7 +466,11 @@ async fn current(state: &AppState, session: &EamSession) -> Result<Option<Challe
     state.store.challenge(id).await.map_err(|e| {
         tracing::error!(error = %e, "store failure during an EAM request");
         let lang = Language::from_code(&session.language).unwrap_or(Language::En);
-        page::dead_end(lang, StatusCode::SERVICE_UNAVAILABLE, page::texts(lang).unavailable)
+        page::dead_end(
+            lang,
+            StatusCode::SERVICE_UNAVAILABLE,
+            page::texts(lang).unavailable,
+        )
     })
 }
 
@@ -413,10 +479,18 @@ async fn answered_once(state: &AppState, session: &EamSession) -> Result<(), Res
     let lang = Language::from_code(&session.language).unwrap_or(Language::En);
     match state.store.finish_eam_session(&session.id, now_ms()).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err(page::dead_end(lang, StatusCode::CONFLICT, page::texts(lang).expired_title)),
+        Ok(false) => Err(page::dead_end(
+            lang,
+            StatusCode::CONFLICT,
+            page::texts(lang).expired_title,
+        )),
         Err(e) => {
             tracing::error!(error = %e, "store failure during an EAM request");
-            Err(page::dead_end(lang, StatusCode::SERVICE_UNAVAILABLE, page::texts(lang).unavailable))
+            Err(page::dead_end(
+                lang,
+                StatusCode::SERVICE_UNAVAILABLE,
+                page::texts(lang).unavailable,
+            ))
         }
     }
 }
@@ -429,7 +503,13 @@ async fn release(
     c: Option<&Challenge>,
 ) -> Response {
     let lang = Language::from_code(&session.language).unwrap_or(Language::En);
-    let unavailable = || page::dead_end(lang, StatusCode::SERVICE_UNAVAILABLE, page::texts(lang).unavailable);
+    let unavailable = || {
+        page::dead_end(
+            lang,
+            StatusCode::SERVICE_UNAVAILABLE,
+            page::texts(lang).unavailable,
+        )
+    };
     let now = now_ms();
     let signer = match p.keys.load().await {
         Ok(ring) => ring.signer(now).map(eam::keys::Signer::new),
@@ -470,7 +550,7 @@ async fn release(
     };
     info!(
         session = %session.id,
-        challenge = %c.map(|c| c.id.as_str()).unwrap_or("-"),
+        challenge = %c.map_or("-", |c| c.id.as_str()),
         client_request_id = %session.client_request_id.as_deref().unwrap_or("-"),
         kid = %signer.kid(),
         "EAM sign-in approved: id_token released"
@@ -479,7 +559,13 @@ async fn release(
     if let Some(s) = &session.state {
         fields.push(("state", s));
     }
-    page::post_back(lang, &session.redirect_uri, &fields, page::texts(lang).signing_in, None)
+    page::post_back(
+        lang,
+        &session.redirect_uri,
+        &fields,
+        page::texts(lang).signing_in,
+        None,
+    )
 }
 
 /// An OAuth error posted to Entra for a sign-in that ended without approval.
@@ -495,9 +581,15 @@ async fn end(
     let lang = Language::from_code(&session.language).unwrap_or(Language::En);
     let unreachable = c.is_some_and(|c| {
         c.state == ChallengeState::Failed
-            && c.reason.as_deref().is_some_and(|r| r.contains("no trunk could be reached"))
+            && c.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("no trunk could be reached"))
     });
-    let error = if unreachable { "temporarily_unavailable" } else { "access_denied" };
+    let error = if unreachable {
+        "temporarily_unavailable"
+    } else {
+        "access_denied"
+    };
     let description = match (why, c) {
         (Some(w), _) => w.to_string(),
         (None, Some(c)) => format!("the verification call ended: {}", c.state),
@@ -506,11 +598,21 @@ async fn end(
     info!(session = %session.id, error, reason = %description, "EAM sign-in not approved");
     let fields = answer_fields(error, &description, session.state.as_deref());
     let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    page::post_back(lang, &session.redirect_uri, &fields, page::texts(lang).returning, None)
+    page::post_back(
+        lang,
+        &session.redirect_uri,
+        &fields,
+        page::texts(lang).returning,
+        None,
+    )
 }
 
 /// The user's verified phone that is not `calling` (the other role's), if any.
-async fn other_phone(state: &AppState, session: &EamSession, calling: &PhoneNumber) -> Option<PhoneNumber> {
+async fn other_phone(
+    state: &AppState,
+    session: &EamSession,
+    calling: &PhoneNumber,
+) -> Option<PhoneNumber> {
     for role in [PhoneRole::Primary, PhoneRole::Fallback] {
         if let Ok(Some(ph)) = state.store.verified_phone(&session.user_id, role).await
             && &ph.phone != calling
@@ -524,10 +626,13 @@ async fn other_phone(state: &AppState, session: &EamSession, calling: &PhoneNumb
 /// `POST {issuer}/eam/action`: the page's buttons. `again` calls the same phone once the
 /// last call failed, `other` the user's other phone, `cancel` ends the sign-in (the call,
 /// if any, hangs up) and tells Entra.
-pub(crate) async fn action(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p.clone(),
-        Err(r) => return r,
+pub(crate) async fn action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(p) = provider(&state).cloned() else {
+        return off();
     };
     let (form, session) = match session_of(&state, &headers, &body).await {
         Ok(s) => s,
@@ -544,11 +649,19 @@ pub(crate) async fn action(State(state): State<AppState>, headers: HeaderMap, bo
                 cancel(&state, c).await;
             }
             let c = current(&state, &session).await.ok().flatten();
-            end(&state, &session, c.as_ref(), Some("the user canceled the sign-in")).await
+            end(
+                &state,
+                &session,
+                c.as_ref(),
+                Some("the user canceled the sign-in"),
+            )
+            .await
         }
         Some(a @ ("again" | "other")) => {
             // An approved call is answered, never called again.
-            if c.as_ref().is_some_and(|c| c.state == ChallengeState::Approved) {
+            if c.as_ref()
+                .is_some_and(|c| c.state == ChallengeState::Approved)
+            {
                 return release(&state, &p, &session, c.as_ref()).await;
             }
             let last = match &c {
@@ -566,7 +679,15 @@ pub(crate) async fn action(State(state): State<AppState>, headers: HeaderMap, bo
             if pending {
                 if a == "again" || phone == last {
                     let c = c.expect("pending comes from a challenge");
-                    return show(&state, &p, &session, &form.secret, &c, other.is_some(), None);
+                    return show(
+                        &state,
+                        &p,
+                        &session,
+                        &form.secret,
+                        &c,
+                        other.is_some(),
+                        None,
+                    );
                 }
                 if let Some(c) = &c {
                     cancel(&state, c).await;
@@ -607,11 +728,16 @@ async fn phones_again(state: &AppState, session: &EamSession) -> Option<PhoneNum
 async fn cancel(state: &AppState, c: &Challenge) {
     let moved = state
         .store
-        .transition(&c.id, ChallengeState::Canceled, now_ms(), Some("canceled on the EAM page"), None)
+        .transition(
+            &c.id,
+            ChallengeState::Canceled,
+            now_ms(),
+            Some("canceled on the EAM page"),
+            None,
+        )
         .await
         .unwrap_or(false);
     if moved && let Some(r) = &state.runner {
         r.cancel(&c.id);
     }
 }
-

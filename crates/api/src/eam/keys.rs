@@ -169,8 +169,8 @@ impl KeyStore {
     }
 
     fn key(&self) -> aead::LessSafeKey {
-        let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, &self.seal)
-            .expect("a 32-byte AES-256 key");
+        let unbound =
+            aead::UnboundKey::new(&aead::AES_256_GCM, &self.seal).expect("a 32-byte AES-256 key");
         aead::LessSafeKey::new(unbound)
     }
 
@@ -294,7 +294,10 @@ mod tests {
         let keys = KeyStore::new(KeyPlace::Store, store.clone(), b"secret");
         let first = keys.ensure("https://mfa.example", 1_000).await.unwrap();
         assert!(first.is_some(), "the first start makes a key");
-        assert_eq!(keys.ensure("https://mfa.example", 2_000).await.unwrap(), None);
+        assert_eq!(
+            keys.ensure("https://mfa.example", 2_000).await.unwrap(),
+            None
+        );
         let ring = keys.load().await.unwrap();
         let signer = ring.signer(1_000).expect("the first key signs at once");
         // What the store holds is not the private key.
@@ -310,10 +313,7 @@ mod tests {
         );
         // Another token secret does not open it.
         let other = KeyStore::new(KeyPlace::Store, store, b"other secret");
-        assert!(matches!(
-            other.load().await,
-            Err(KeyStoreError::Sealed(_))
-        ));
+        assert!(matches!(other.load().await, Err(KeyStoreError::Sealed(_))));
     }
 
     #[tokio::test]
@@ -325,12 +325,21 @@ mod tests {
         let keys = KeyStore::new(KeyPlace::File(path.clone()), sqlite().await, b"secret");
         keys.ensure("https://mfa.example", 1_000).await.unwrap();
         let next = keys
-            .rotate("https://mfa.example", 5_000, Duration::from_secs(3600), false)
+            .rotate(
+                "https://mfa.example",
+                5_000,
+                Duration::from_secs(3600),
+                false,
+            )
             .await
             .unwrap();
         assert_eq!(next.sign_from_ms, 5_000 + 3_600_000);
         let ring = keys.load().await.unwrap();
-        assert_ne!(ring.signer(6_000).unwrap().kid, next.kid, "the old key still signs");
+        assert_ne!(
+            ring.signer(6_000).unwrap().kid,
+            next.kid,
+            "the old key still signs"
+        );
         assert_eq!(ring.signer(next.sign_from_ms).unwrap().kid, next.kid);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the key file is its owner's only");

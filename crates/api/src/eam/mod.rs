@@ -122,11 +122,14 @@ pub(crate) fn routes(provider: &Provider) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
 }
 
-/// The provider, or 404 when it is off.
-fn provider(state: &AppState) -> Result<&Arc<Provider>, Response> {
-    state.cfg.eam.as_ref().ok_or_else(|| {
-        (StatusCode::NOT_FOUND, "the EAM provider is off").into_response()
-    })
+/// The provider, when it is on.
+fn provider(state: &AppState) -> Option<&Arc<Provider>> {
+    state.cfg.eam.as_ref()
+}
+
+/// The answer of the provider's routes when it is off.
+fn off() -> Response {
+    (StatusCode::NOT_FOUND, "the EAM provider is off").into_response()
 }
 
 /// JSON with its Content-Length (Entra requires one) and a day of caching at most.
@@ -148,22 +151,25 @@ fn json(v: &serde_json::Value) -> Response {
 /// `GET {issuer}/.well-known/openid-configuration`.
 async fn discovery(State(state): State<AppState>) -> Response {
     match provider(&state) {
-        Ok(p) => json(&eam::discovery::document(&p.settings.issuer)),
-        Err(r) => r,
+        Some(p) => json(&eam::discovery::document(&p.settings.issuer)),
+        None => off(),
     }
 }
 
 /// `GET {issuer}/eam/jwks`: every key published now.
 async fn jwks(State(state): State<AppState>) -> Response {
-    let p = match provider(&state) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let Some(p) = provider(&state) else {
+        return off();
     };
     match p.published().await {
         Ok(doc) => json(&doc),
         Err(why) => {
             tracing::error!(error = %why, "EAM keys cannot be read");
-            (StatusCode::SERVICE_UNAVAILABLE, "the keys cannot be read now").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the keys cannot be read now",
+            )
+                .into_response()
         }
     }
 }

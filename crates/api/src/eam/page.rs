@@ -28,16 +28,33 @@ pub(crate) fn language(ui_locales: Option<&str>, accept_language: Option<&str>) 
             let q = it
                 .find_map(|p| p.trim().strip_prefix("q="))
                 .map_or(Some(1000), |q| {
-                    q.trim().parse::<f32>().ok().map(|v| (v.clamp(0.0, 1.0) * 1000.0) as u16)
+                    q.trim()
+                        .parse::<f32>()
+                        .ok()
+                        .map(|v| (v.clamp(0.0, 1.0) * 1000.0) as u16)
                 })?;
             (q > 0).then_some((q, tag))
         })
         .collect();
-    weighted.sort_by(|a, b| b.0.cmp(&a.0));
+    weighted.sort_by_key(|w| std::cmp::Reverse(w.0));
     weighted
         .into_iter()
         .find_map(|(_, t)| known(t))
         .unwrap_or(Language::En)
+}
+
+/// Hidden form fields, escaped.
+fn hidden_inputs(fields: &[(&str, &str)]) -> String {
+    use std::fmt::Write;
+    fields.iter().fold(String::new(), |mut out, (k, v)| {
+        let _ = write!(
+            out,
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+            esc(k),
+            esc(v)
+        );
+        out
+    })
 }
 
 /// HTML-escapes text for an element or a quoted attribute.
@@ -132,7 +149,7 @@ const JA: Texts = Texts {
 pub(crate) fn texts(lang: Language) -> &'static Texts {
     match lang {
         Language::Ja => &JA,
-        _ => &EN,
+        Language::En => &EN,
     }
 }
 
@@ -143,11 +160,17 @@ fn state_texts(lang: Language) -> serde_json::Value {
             ("queued", "Calling…"),
             ("calling", "Calling…"),
             ("ringing", "Your phone is ringing."),
-            ("answered", "Call answered. Listen to the message, then press #."),
+            (
+                "answered",
+                "Call answered. Listen to the message, then press #.",
+            ),
             ("approved", "Verified. Signing you in…"),
             ("no_answer", "You didn't answer the call."),
             ("busy", "Your phone was busy."),
-            ("voicemail", "The call went to voicemail. Answer the call yourself, then press #."),
+            (
+                "voicemail",
+                "The call went to voicemail. Answer the call yourself, then press #.",
+            ),
             ("no_input", "We didn't hear you press #."),
             ("hung_up", "The call ended before you pressed #."),
             ("failed", "We couldn't complete the call."),
@@ -155,18 +178,27 @@ fn state_texts(lang: Language) -> serde_json::Value {
             ("interrupted", "The call was interrupted."),
             ("declined", "The call was declined."),
             ("denied", "The sign-in was denied."),
-            ("fraud_reported", "You reported this sign-in as fraud. It has been blocked."),
+            (
+                "fraud_reported",
+                "You reported this sign-in as fraud. It has been blocked.",
+            ),
             ("canceled", "The sign-in was canceled."),
         ],
         [
             ("queued", "発信しています…"),
             ("calling", "発信しています…"),
             ("ringing", "電話を呼び出しています。"),
-            ("answered", "電話がつながりました。音声案内を聞いて # を押してください。"),
+            (
+                "answered",
+                "電話がつながりました。音声案内を聞いて # を押してください。",
+            ),
             ("approved", "確認できました。サインインしています…"),
             ("no_answer", "電話に応答がありませんでした。"),
             ("busy", "お使いの電話は話し中でした。"),
-            ("voicemail", "留守番電話につながりました。ご自身で電話に出て # を押してください。"),
+            (
+                "voicemail",
+                "留守番電話につながりました。ご自身で電話に出て # を押してください。",
+            ),
             ("no_input", "# の入力を確認できませんでした。"),
             ("hung_up", "# が押される前に通話が終了しました。"),
             ("failed", "通話を完了できませんでした。"),
@@ -174,13 +206,16 @@ fn state_texts(lang: Language) -> serde_json::Value {
             ("interrupted", "通話が中断されました。"),
             ("declined", "通話が拒否されました。"),
             ("denied", "サインインが拒否されました。"),
-            ("fraud_reported", "このサインインを不正として報告しました。ブロックされています。"),
+            (
+                "fraud_reported",
+                "このサインインを不正として報告しました。ブロックされています。",
+            ),
             ("canceled", "サインインはキャンセルされました。"),
         ],
     );
     let pairs: &[(&str, &str)] = match lang {
         Language::Ja => &ja,
-        _ => &en,
+        Language::En => &en,
     };
     serde_json::Value::Object(
         pairs
@@ -243,7 +278,10 @@ pub(crate) fn respond(status: StatusCode, page: String, form_to: Option<&str>) -
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -278,17 +316,10 @@ pub(crate) fn post_back(
     message: Option<&str>,
 ) -> Response {
     let t = texts(lang);
-    let inputs: String = fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                esc(k),
-                esc(v)
-            )
-        })
-        .collect();
-    let note = message.map(|m| format!("<p>{}</p>", esc(m))).unwrap_or_default();
+    let inputs = hidden_inputs(fields);
+    let note = message
+        .map(|m| format!("<p>{}</p>", esc(m)))
+        .unwrap_or_default();
     let body = format!(
         "<h1>{}</h1>{note}<form id=\"back\" method=\"post\" action=\"{}\">{inputs}\
          <noscript><div class=\"actions\"><button class=\"primary\" type=\"submit\">{}</button></div></noscript>\
@@ -297,7 +328,11 @@ pub(crate) fn post_back(
         esc(redirect_uri),
         esc(t.continue_)
     );
-    respond(StatusCode::OK, html(lang, heading, &body), Some(redirect_uri))
+    respond(
+        StatusCode::OK,
+        html(lang, heading, &body),
+        Some(redirect_uri),
+    )
 }
 
 /// What the page of a call in progress shows and needs.
@@ -395,7 +430,7 @@ const SCRIPT: &str = r#"
   const poll = async () => {
     while (!done && !retry.includes(state) && !cfg.problem) {
       try {
-        const r = await fetch(cfg.status + '?wait=20', { headers: { Authorization: 'Bearer ' + cfg.token }, cache: 'no-store' });
+        const r = await fetch(cfg.status + '?wait=20&since=' + encodeURIComponent(state), { headers: { Authorization: 'Bearer ' + cfg.token }, cache: 'no-store' });
         if (r.ok) { show((await r.json()).state); }
         else { await new Promise((k) => setTimeout(k, 2000)); }
       } catch (e) { await new Promise((k) => setTimeout(k, 2000)); }
@@ -418,16 +453,7 @@ pub(crate) fn no_phone(
         Some(h) => t.ask_help.replace("{help}", h),
         None => t.ask_admin.to_string(),
     };
-    let inputs: String = fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                esc(k),
-                esc(v)
-            )
-        })
-        .collect();
+    let inputs = hidden_inputs(fields);
     let body = format!(
         "<h1>{}</h1><p>{}</p><p id=\"help\">{}</p><form id=\"back\" method=\"post\" action=\"{}\">{inputs}\
          <div class=\"actions\"><button class=\"primary\" type=\"submit\" id=\"back-button\">{}</button></div></form>",
@@ -451,7 +477,10 @@ mod tests {
     #[test]
     fn the_language_comes_from_ui_locales_then_accept_language() {
         assert_eq!(language(Some("ja-JP en"), Some("en")), Language::Ja);
-        assert_eq!(language(Some("fr de"), Some("ja;q=0.5, en;q=0.9")), Language::En);
+        assert_eq!(
+            language(Some("fr de"), Some("ja;q=0.5, en;q=0.9")),
+            Language::En
+        );
         assert_eq!(language(None, Some("fr, ja;q=0.8, en;q=0.7")), Language::Ja);
         assert_eq!(language(None, Some("en;q=0, ja;q=0.1")), Language::Ja);
         assert_eq!(language(None, None), Language::En);
@@ -460,10 +489,7 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        assert_eq!(
-            esc("\"><script>&'"),
-            "&quot;&gt;&lt;script&gt;&amp;&#39;"
-        );
+        assert_eq!(esc("\"><script>&'"), "&quot;&gt;&lt;script&gt;&amp;&#39;");
         let r = post_back(
             Language::En,
             "https://login.example/cb",
@@ -471,7 +497,13 @@ mod tests {
             "x",
             None,
         );
-        let csp = r.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
-        assert!(csp.contains("form-action 'self' https://login.example"), "{csp}");
+        let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.contains("form-action 'self' https://login.example"),
+            "{csp}"
+        );
     }
 }

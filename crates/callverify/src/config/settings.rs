@@ -175,6 +175,8 @@ impl Config {
                 .filter_map(|n| store::PhoneNumber::parse(n).ok())
                 .collect(),
             language: self.language(),
+            // The gateway makes the EAM provider when `[eam]` is set (it needs the store).
+            eam: None,
         })
     }
 
