@@ -21,6 +21,7 @@ const CLIENT: &str = "600b719b-3766-4dc5-95a6-3c4a8dc31885";
 const OID: &str = "951ddb04-b16d-45f3-bbf7-b0fa18fa7aee";
 
 fn http() -> reqwest::Client {
+    callverify_e2e::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -171,7 +171,7 @@ pub async fn open_browser(shots: &std::path::Path) -> (Killed, Browser) {
             .spawn()
             .expect("chromedriver"),
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(90))
         .build()

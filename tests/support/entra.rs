@@ -550,6 +550,7 @@ pub async fn validate_id_token(
     nonce: &str,
     acr_values: &[&str],
 ) -> Result<Value, String> {
+    crate::install_crypto_provider();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))

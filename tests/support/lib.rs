@@ -40,6 +40,12 @@ pub use sipp::{
 };
 pub use tls::{Issued, TestCa};
 
+/// Makes ring the process's TLS crypto provider (once), as the gateway does: the HTTP
+/// clients of the tests are built with rustls and no provider of their own.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Every wait in these tests ends by this bound.
 pub const BOUND: Duration = Duration::from_secs(30);
 

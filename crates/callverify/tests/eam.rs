@@ -22,8 +22,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use callverify_e2e::{
-    BOUND, Baresip, EntraStandIn, Served, Sipp, V4, free_media_ports, free_port, open_browser,
-    pound_wav, scratch, validate_id_token,
+    BOUND, Baresip, EntraStandIn, Served, Sipp, V4, accessible, call_log, create_api_key,
+    free_media_ports, free_port, open_browser, pound_wav, scratch, validate_id_token,
 };
 use serde_json::{Value, json};
 
@@ -46,6 +46,7 @@ fn write_config(
     trunk: std::net::SocketAddr,
     api: &str,
     entra: &EntraStandIn,
+    graph: bool,
 ) -> PathBuf {
     // Two RTP/RTCP pairs: a call's pair lingers a moment after it ends.
     let rtp = free_media_ports(V4);
@@ -67,6 +68,17 @@ fn write_config(
         redirect = entra.redirect_uri(),
         discovery = entra.discovery_url(),
     );
+    let mut config = config;
+    if graph {
+        // The Graph app's secret: the variable `Served` sets anyway (the stand-in is told
+        // the same value).
+        config += &format!(
+            "\n[eam.graph]\nclient_id = \"graph-app\"\n\
+             client_secret_env = \"CALLVERIFY_WEBHOOK_SECRET\"\n\
+             login_url = \"{base}\"\nbase_url = \"{base}/v1.0\"\n",
+            base = entra.base()
+        );
+    }
     let path = dir.join("callverify.toml");
     std::fs::write(&path, config).unwrap();
     path
@@ -81,6 +93,7 @@ fn import_phone(dir: &Path, config: &Path) {
     )
     .unwrap();
     let out = Command::new(bin())
+        .env("CALLVERIFY_WEBHOOK_SECRET", SECRET)
         .arg("import-phones")
         .arg("--config")
         .arg(config)
@@ -122,9 +135,18 @@ struct Gateway {
 
 impl Gateway {
     fn start(name: &str, trunk: std::net::SocketAddr, entra: &EntraStandIn) -> Gateway {
+        Gateway::start_with(name, trunk, entra, false)
+    }
+
+    fn start_with(
+        name: &str,
+        trunk: std::net::SocketAddr,
+        entra: &EntraStandIn,
+        graph: bool,
+    ) -> Gateway {
         let dir = scratch(name);
         let api = format!("127.0.0.1:{}", free_port(V4));
-        let config = write_config(&dir, trunk, &api, entra);
+        let config = write_config(&dir, trunk, &api, entra, graph);
         import_phone(&dir, &config);
         let served = Served::start(bin(), &config, &api, SECRET, &[], &dir.join("serve.log"));
         entra.set_provider_issuer(&format!("http://{api}"));
@@ -426,21 +448,44 @@ async fn a_declined_call_answers_entra_access_denied_with_the_state() {
         .take(2)
         .cloned()
         .collect();
-    let (_, page) = post_form(&format!("{}/eam/finish", gw.issuer()), &session).await;
+    // "Call again" after a "no" (scripts off, the form posted by hand) does not call
+    // again: the sign-in ends, and Entra hears access_denied.
+    let mut again = session.clone();
+    again.push(("action".into(), "again".into()));
+    let (_, page) = post_form(&format!("{}/eam/action", gw.issuer()), &again).await;
     let (action, answer) = hidden_fields(&page);
     assert_eq!(action.as_deref(), Some(entra.redirect_uri().as_str()));
     assert_eq!(field(&answer, "error"), Some("access_denied"), "{page}");
     assert_eq!(field(&answer, "state"), Some(state.as_str()));
     assert!(field(&answer, "id_token").is_none());
-    // Once only: the same form again does not answer Entra a second time.
-    let (again, _) = post_form(&format!("{}/eam/finish", gw.issuer()), &session).await;
-    assert_eq!(again, 409);
+    // Once only: neither the finish form nor another action answers Entra again or calls.
+    let (status, _) = post_form(&format!("{}/eam/finish", gw.issuer()), &session).await;
+    assert_eq!(status, 409);
+    let (status, _) = post_form(&format!("{}/eam/action", gw.issuer()), &again).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        gw.log().matches("challenge created").count(),
+        1,
+        "one call: {}",
+        gw.log()
+    );
     // The call log shows the sign-in came through EAM, with its client-request-id.
     let crid = form_value(&form, "client-request-id").unwrap();
-    let db = gw.dir.join("cv.db");
-    let _ = db;
+
     let log = gw.log();
     assert!(log.contains(crid), "the client-request-id is logged: {log}");
+    let operator = create_api_key(bin(), &gw.config, "ops", "operator");
+    // The call's row is written as the call ends.
+    let end = Instant::now() + BOUND;
+    let mut calls = call_log(&gw.api, &operator);
+    while calls.is_empty() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        calls = call_log(&gw.api, &operator);
+    }
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["origin"], json!("eam"));
+    assert_eq!(calls[0]["origin_ref"], json!(crid));
+    assert_eq!(calls[0]["outcome"], json!("declined"));
     drop(sipp);
 }
 
@@ -476,6 +521,7 @@ async fn sign_in(
     )
     .await;
     b.screenshot(shot).await;
+    accessible(b, shot).await;
     let answer = entra
         .next_answer(Duration::from_secs(60))
         .await
@@ -537,7 +583,13 @@ async fn an_entra_sign_in_calls_the_phone_in_chromium() {
     // A rotation: the next key is published at once, signs only later.
     let out = eam_keys(&gw.config, &["rotate"]);
     assert!(out.contains("signs from"), "{out}");
-    let jwks = get_json(&format!("{}/eam/jwks", gw.issuer()), None).await;
+    // Published within the few seconds the built document is served from memory.
+    let end = Instant::now() + BOUND;
+    let mut jwks = get_json(&format!("{}/eam/jwks", gw.issuer()), None).await;
+    while jwks["keys"].as_array().unwrap().len() < 2 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        jwks = get_json(&format!("{}/eam/jwks", gw.issuer()), None).await;
+    }
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
     let (_, second) = sign_in(&b, &gw, &entra, "ja", "eam-ja-desktop").await;
     assert_eq!(
@@ -603,5 +655,71 @@ async fn an_entra_sign_in_calls_the_phone_in_chromium() {
         form_value(&answer.form, "state"),
         form_value(&form, "state")
     );
+    drop(phone);
+}
+
+/// A user of the tenant whose phone only Microsoft Graph knows.
+const GRAPH_OID: &str = "7a1f3c52-9d4e-4b8a-a1c3-2e5f6d7c8b90";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_found_in_graph_is_called_and_verified_once_approved() {
+    let entra = EntraStandIn::start(TENANT, CLIENT).await;
+    entra.set_graph_app("graph-app", SECRET);
+    entra.add_graph_phone(GRAPH_OID, "+81 90 1234 5678", "mobile");
+    let phone = Baresip::start_saying("eam-graph-phone", &pound_wav("eam-graph-wav"));
+    let gw = Gateway::start_with("eam-graph", phone.addr, &entra, true);
+    let user = format!("entra:{TENANT}:{GRAPH_OID}");
+    let store = store::Store::open(&format!("sqlite://{}", gw.dir.join("cv.db").display()))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .verified_phone(&user, store::PhoneRole::Primary)
+            .await
+            .unwrap()
+            .is_none(),
+        "no phone here before"
+    );
+
+    let form = entra.request_form(&entra.hint(GRAPH_OID, json!({})));
+    let (status, page) = post_request(&gw, &form).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("+81 ** **** **78"),
+        "Graph's number is called: {page}"
+    );
+    let (fields, decided) =
+        follow(&gw, &page, &["approved", "failed", "voicemail", "no_input"]).await;
+    assert_eq!(decided, "approved", "{}", gw.log());
+    let session: Vec<(String, String)> = fields
+        .iter()
+        .filter(|(k, _)| k == "session" || k == "secret")
+        .take(2)
+        .cloned()
+        .collect();
+    let (_, answer) = post_form(&format!("{}/eam/finish", gw.issuer()), &session).await;
+    let (action, answer) = hidden_fields(&answer);
+    assert_eq!(action.as_deref(), Some(entra.redirect_uri().as_str()));
+    let token = field(&answer, "id_token").expect("an id_token");
+    let nonce = form_value(&form, "nonce").unwrap();
+    let claims = validate_id_token(
+        &gw.issuer(),
+        token,
+        CLIENT,
+        &entra.sub_of(GRAPH_OID),
+        nonce,
+        &["possessionorinherence"],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the id_token: {e}"));
+    assert_eq!(claims["oid"], json!(GRAPH_OID));
+    // Approved once, the phone is the user's verified phone: the next sign-in needs no
+    // Graph.
+    let kept = store
+        .verified_phone(&user, store::PhoneRole::Primary)
+        .await
+        .unwrap()
+        .expect("the phone is verified after the approved call");
+    assert_eq!(kept.phone.masked(), "+81 ** **** **78");
     drop(phone);
 }

@@ -244,17 +244,40 @@ impl Store {
         Ok(ok.then_some(session))
     }
 
-    /// Records the challenge that calls the user of EAM sign-in `id` (a later one, after a
-    /// failed call, replaces it), until its answer is released.
-    pub async fn set_eam_session_challenge(&self, id: &str, challenge: &ChallengeId) -> Result<()> {
-        sqlx::query(
-            "UPDATE eam_sessions SET challenge_id = $1 WHERE id = $2 AND finished_at IS NULL",
-        )
-        .bind(challenge.as_str())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// Records `challenge` as the one that calls the user of EAM sign-in `id`, in place of
+    /// `replacing` (none for the first call): a compare-and-set, true only if the session
+    /// still had `replacing` and was not answered, so of two "call again" at once one wins
+    /// (the caller cancels the other's call).
+    pub async fn set_eam_session_challenge(
+        &self,
+        id: &str,
+        replacing: Option<&ChallengeId>,
+        challenge: &ChallengeId,
+    ) -> Result<bool> {
+        let done = match replacing {
+            Some(old) => {
+                sqlx::query(
+                    "UPDATE eam_sessions SET challenge_id = $1 WHERE id = $2 \
+                     AND finished_at IS NULL AND challenge_id = $3",
+                )
+                .bind(challenge.as_str())
+                .bind(id)
+                .bind(old.as_str())
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE eam_sessions SET challenge_id = $1 WHERE id = $2 \
+                     AND finished_at IS NULL AND challenge_id IS NULL",
+                )
+                .bind(challenge.as_str())
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
     }
 
     /// Marks the answer of EAM sign-in `id` released at `now_ms`: true the first time only

@@ -103,6 +103,14 @@ pub enum FetchError {
         /// The missing field.
         field: &'static str,
     },
+    /// The last fetch failed a moment ago: not tried again yet.
+    #[error("Entra's keys could not be fetched {secs} s ago ({why}); not tried again yet")]
+    Recently {
+        /// How long ago.
+        secs: u64,
+        /// What went wrong then.
+        why: String,
+    },
     /// The JWKS document has no key list.
     #[error("the JWKS document at {url} has no \"keys\" array")]
     NoKeys {
@@ -262,7 +270,14 @@ struct Cached {
     metadata: Option<Arc<EntraMetadata>>,
     /// When the last fetch was tried, whether or not it succeeded.
     tried_at: Option<Instant>,
+    /// The last fetch's failure, if it failed.
+    failed: Option<String>,
 }
+
+/// After a failed fetch, requests are answered from what is cached (or refused at once)
+/// for this long before the next try: a Entra that cannot be reached costs each sign-in
+/// nothing, instead of a 5 s wait in line.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 impl EntraKeys {
     /// Metadata from `discovery_url` (e.g.
@@ -280,6 +295,9 @@ impl EntraKeys {
 
     /// The cached metadata, fetched at first use (discovery, then its jwks_uri) and again when
     /// older than 24 h. Concurrent callers share one fetch (single flight).
+    ///
+    /// When a fetch fails, the metadata fetched before (however old) is used, and no fetch is
+    /// tried again for [`RETRY_AFTER_FAILURE`].
     pub async fn current(&self) -> Result<Arc<EntraMetadata>, FetchError> {
         let mut cached = self.cache.lock().await;
         if let Some(m) = &cached.metadata
@@ -287,7 +305,27 @@ impl EntraKeys {
         {
             return Ok(m.clone());
         }
-        self.fetch_into(&mut cached).await
+        if let (Some(why), Some(tried)) = (&cached.failed, cached.tried_at)
+            && tried.elapsed() < RETRY_AFTER_FAILURE
+        {
+            return match &cached.metadata {
+                Some(m) => Ok(m.clone()),
+                None => Err(FetchError::Recently {
+                    secs: tried.elapsed().as_secs(),
+                    why: why.clone(),
+                }),
+            };
+        }
+        match self.fetch_into(&mut cached).await {
+            Ok(m) => Ok(m),
+            Err(e) => match &cached.metadata {
+                Some(m) => {
+                    tracing::warn!(error = %e, "Entra's keys could not be fetched again: using those fetched before");
+                    Ok(m.clone())
+                }
+                None => Err(e),
+            },
+        }
     }
 
     /// After a hint named a key id the cache does not hold: fetches again, but at most once
@@ -305,9 +343,18 @@ impl EntraKeys {
 
     async fn fetch_into(&self, cached: &mut Cached) -> Result<Arc<EntraMetadata>, FetchError> {
         cached.tried_at = Some(Instant::now());
-        let fetched = Arc::new(self.fetch().await?);
-        cached.metadata = Some(fetched.clone());
-        Ok(fetched)
+        match self.fetch().await {
+            Ok(fetched) => {
+                let fetched = Arc::new(fetched);
+                cached.metadata = Some(fetched.clone());
+                cached.failed = None;
+                Ok(fetched)
+            }
+            Err(e) => {
+                cached.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     async fn fetch(&self) -> Result<EntraMetadata, FetchError> {
@@ -471,6 +518,35 @@ pub(crate) mod tests {
         keys.current().await.expect("metadata");
         keys.current().await.expect("metadata");
         assert_eq!(counts(&hits), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_entra_leaves_the_keys_fetched_before_and_is_not_hammered() {
+        let hits = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let server = entra(hits.clone()).await;
+        let mut keys = keys_of(&server);
+        keys.max_age = Duration::ZERO;
+        let first = keys.current().await.expect("metadata");
+        // Entra goes away: the keys fetched before still validate hints.
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let again = keys.current().await.expect("the keys fetched before");
+        assert!(Arc::ptr_eq(&first, &again));
+        // With nothing fetched yet, a failure is answered at once for a while, not tried
+        // again by every sign-in.
+        let dead = format!("http://127.0.0.1:{}/d", {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        });
+        let cold = EntraKeys::new(client(), dead);
+        assert!(cold.current().await.is_err());
+        // `Recently`, not a refused connection: nothing was tried.
+        for _ in 0..20 {
+            assert!(matches!(
+                cold.current().await,
+                Err(FetchError::Recently { .. })
+            ));
+        }
     }
 
     #[tokio::test]

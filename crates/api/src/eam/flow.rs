@@ -7,7 +7,10 @@ use axum::response::Response;
 use eam::hint::{Hint, HintError};
 use eam::request::{AuthRequest, Refusal};
 use media::Language;
-use store::{Challenge, ChallengeState, EamSession, NewEamSession, Origin, PhoneNumber, PhoneRole};
+use store::{
+    Challenge, ChallengeId, ChallengeState, EamSession, NewEamSession, Origin, PhoneNumber,
+    PhoneRole,
+};
 use tracing::{info, warn};
 
 use super::page::{self, CallPage};
@@ -173,8 +176,8 @@ async fn admit(
         origin: Origin::Eam,
         origin_ref: session.client_request_id.clone(),
     };
-    let other = phones.len() > 1;
-    Ok(call_and_show(state, p, &session, &session_secret, call, other).await)
+    let other = other_phone(state, &session, &call.phone).await.is_some();
+    Ok(call_and_show(state, p, &session, &session_secret, None, call, other).await)
 }
 
 fn store_down(e: &store::StoreError) -> Refusal {
@@ -258,15 +261,13 @@ async fn phones_of(
         Ok(found) => {
             let mut found = found;
             found.sort_by_key(|g| g.phone_type != graph::GraphPhoneType::Mobile);
-            for (i, g) in found.into_iter().enumerate().take(2) {
-                if let Ok(n) = PhoneNumber::parse(&g.number) {
-                    let role = if i == 0 {
-                        PhoneRole::Primary
-                    } else {
-                        PhoneRole::Fallback
-                    };
-                    out.push((n, None, Some(role)));
-                }
+            // The first number that parses, registered as the primary phone (and verified
+            // only once its call is approved).
+            if let Some(n) = found
+                .into_iter()
+                .find_map(|g| PhoneNumber::parse(&g.number).ok())
+            {
+                out.push((n, None, Some(PhoneRole::Primary)));
             }
         }
         Err(e) => warn!(error = %e, "Microsoft Graph did not answer for an EAM user"),
@@ -283,6 +284,7 @@ async fn call_and_show(
     p: &Provider,
     session: &EamSession,
     secret: &str,
+    replacing: Option<&ChallengeId>,
     call: SignInCall,
     other_phone: bool,
 ) -> Response {
@@ -290,19 +292,28 @@ async fn call_and_show(
     let masked = call.phone.masked();
     match create_sign_in(state, &p.key, call).await {
         Ok(c) => {
-            if let Err(e) = state
+            match state
                 .store
-                .set_eam_session_challenge(&session.id, &c.id)
+                .set_eam_session_challenge(&session.id, replacing, &c.id)
                 .await
             {
-                tracing::error!(error = %e, "store failure during an EAM request");
-                return page::dead_end(
-                    lang,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    page::texts(lang).unavailable,
-                );
+                Ok(true) => show(state, p, session, secret, &c, other_phone, None),
+                // Another request of this sign-in placed its call first (two clicks at
+                // once), or the sign-in was answered meanwhile: this call is not placed.
+                Ok(false) => {
+                    cancel(state, &c).await;
+                    info!(session = %session.id, "EAM sign-in: a second call at once was not placed");
+                    shown_again(state, p, session, secret, other_phone).await
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store failure during an EAM request");
+                    page::dead_end(
+                        lang,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        page::texts(lang).unavailable,
+                    )
+                }
             }
-            show(state, p, session, secret, &c, other_phone, None)
         }
         Err(problem) => {
             let t = page::texts(lang);
@@ -325,6 +336,25 @@ async fn call_and_show(
                 problem: Some(why),
             })
         }
+    }
+}
+
+/// The page of the session's call as it is now (read again from the store).
+async fn shown_again(
+    state: &AppState,
+    p: &Provider,
+    session: &EamSession,
+    secret: &str,
+    other_phone: bool,
+) -> Response {
+    let lang = Language::from_code(&session.language).unwrap_or(Language::En);
+    match state.store.eam_session(&session.id, secret, now_ms()).await {
+        Ok(Some(now)) if now.finished_at_ms.is_none() => match current(state, &now).await {
+            Ok(Some(c)) => show(state, p, &now, secret, &c, other_phone, None),
+            Ok(None) => page::dead_end(lang, StatusCode::CONFLICT, page::texts(lang).expired_title),
+            Err(r) => r,
+        },
+        _ => page::dead_end(lang, StatusCode::CONFLICT, page::texts(lang).expired_title),
     }
 }
 
@@ -416,6 +446,12 @@ async fn session_of(
         .eam_session(&form.session, &form.secret, now_ms())
         .await
     {
+        // Answered already: nothing more happens in this sign-in (no call, no answer).
+        Ok(Some(s)) if s.finished_at_ms.is_some() => Err(page::dead_end(
+            lang,
+            StatusCode::CONFLICT,
+            page::texts(lang).expired_title,
+        )),
         Ok(Some(s)) => Ok((form, s)),
         Ok(None) => Err(gone()),
         Err(e) => {
@@ -522,9 +558,6 @@ async fn release(
         tracing::error!("no EAM key signs now");
         return unavailable();
     };
-    if let Err(r) = answered_once(state, session).await {
-        return r;
-    }
     let hint = Hint {
         tid: session.tid.clone(),
         oid: session.oid.clone(),
@@ -548,6 +581,11 @@ async fn release(
             return unavailable();
         }
     };
+    // Signed first, then released once: a token that could not be signed leaves the
+    // sign-in as it was.
+    if let Err(r) = answered_once(state, session).await {
+        return r;
+    }
     info!(
         session = %session.id,
         challenge = %c.map_or("-", |c| c.id.as_str()),
@@ -623,9 +661,27 @@ async fn other_phone(
     None
 }
 
+/// Whether a sign-in may call again after its call ended so: after a failure (the user
+/// did not answer, or the call did not get through), never after the user or callverify
+/// said no (declined, denied, fraud reported, canceled), so that "no" ends the sign-in.
+fn may_call_again(s: ChallengeState) -> bool {
+    matches!(
+        s,
+        ChallengeState::NoAnswer
+            | ChallengeState::Busy
+            | ChallengeState::Voicemail
+            | ChallengeState::NoInput
+            | ChallengeState::HungUp
+            | ChallengeState::Failed
+            | ChallengeState::Expired
+            | ChallengeState::Interrupted
+    )
+}
+
 /// `POST {issuer}/eam/action`: the page's buttons. `again` calls the same phone once the
-/// last call failed, `other` the user's other phone, `cancel` ends the sign-in (the call,
-/// if any, hangs up) and tells Entra.
+/// last call failed, `other` the user's other phone (hanging up a call in progress),
+/// `cancel` ends the sign-in (the call, if any, hangs up) and tells Entra. A sign-in whose
+/// call was approved is answered; one the user said no to ends.
 pub(crate) async fn action(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -638,93 +694,110 @@ pub(crate) async fn action(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let c = match current(&state, &session).await {
+    let mut c = match current(&state, &session).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let pending = c.as_ref().is_some_and(|c| !c.state.is_terminal());
-    match form.action.as_deref() {
-        Some("cancel") => {
-            if let Some(c) = c.as_ref().filter(|_| pending) {
-                cancel(&state, c).await;
-            }
-            let c = current(&state, &session).await.ok().flatten();
-            end(
-                &state,
-                &session,
-                c.as_ref(),
-                Some("the user canceled the sign-in"),
-            )
-            .await
+    let lang = Language::from_code(&session.language).unwrap_or(Language::En);
+    let action = form.action.as_deref();
+    if action == Some("cancel") {
+        if let Some(now) = c.as_ref().filter(|c| !c.state.is_terminal()) {
+            cancel(&state, now).await;
         }
-        Some(a @ ("again" | "other")) => {
-            // An approved call is answered, never called again.
-            if c.as_ref()
-                .is_some_and(|c| c.state == ChallengeState::Approved)
-            {
-                return release(&state, &p, &session, c.as_ref()).await;
+        let c = current(&state, &session).await.ok().flatten();
+        return match c.as_ref().map(|c| c.state) {
+            // Approved just before the cancel arrived: the approval stands.
+            Some(ChallengeState::Approved) => release(&state, &p, &session, c.as_ref()).await,
+            _ => {
+                end(
+                    &state,
+                    &session,
+                    c.as_ref(),
+                    Some("the user canceled the sign-in"),
+                )
+                .await
             }
-            let last = match &c {
-                Some(c) => Some(c.phone.clone()),
-                None => phones_again(&state, &session).await,
-            };
-            let Some(last) = last else {
-                return end(&state, &session, c.as_ref(), None).await;
-            };
-            let other = other_phone(&state, &session, &last).await;
-            let phone = match (a, &other) {
-                ("other", Some(o)) => o.clone(),
-                _ => last.clone(),
-            };
-            if pending {
-                if a == "again" || phone == last {
-                    let c = c.expect("pending comes from a challenge");
-                    return show(
-                        &state,
-                        &p,
-                        &session,
-                        &form.secret,
-                        &c,
-                        other.is_some(),
-                        None,
-                    );
-                }
-                if let Some(c) = &c {
-                    cancel(&state, c).await;
-                }
-            }
-            let lang = Language::from_code(&session.language).unwrap_or(Language::En);
-            let call = SignInCall {
-                user_id: session.user_id.clone(),
-                phone: phone.clone(),
-                language: lang,
-                enrol: None,
-                origin: Origin::Eam,
-                origin_ref: session.client_request_id.clone(),
-            };
-            let has_other = other_phone(&state, &session, &phone).await.is_some();
-            call_and_show(&state, &p, &session, &form.secret, call, has_other).await
-        }
-        _ => page::dead_end(
-            Language::from_code(&session.language).unwrap_or(Language::En),
-            StatusCode::BAD_REQUEST,
-            page::texts(Language::En).invalid_title,
-        ),
+        };
     }
+    if !matches!(action, Some("again" | "other")) {
+        return page::dead_end(
+            lang,
+            StatusCode::BAD_REQUEST,
+            page::texts(lang).invalid_title,
+        );
+    }
+    let last = match &c {
+        Some(c) => Some(c.phone.clone()),
+        None => first_phone(&state, &session).await,
+    };
+    let Some(last) = last else {
+        return end(&state, &session, None, None).await;
+    };
+    let other = other_phone(&state, &session, &last).await;
+    // "Call my other phone" during a call hangs it up first.
+    if action == Some("other")
+        && other.is_some()
+        && let Some(now) = c.as_ref().filter(|c| !c.state.is_terminal())
+    {
+        cancel(&state, now).await;
+        c = current(&state, &session).await.ok().flatten();
+    }
+    match c.as_ref().map(|c| c.state) {
+        Some(ChallengeState::Approved) => return release(&state, &p, &session, c.as_ref()).await,
+        Some(s) if !s.is_terminal() => {
+            let now = c.as_ref().expect("a state comes from a challenge");
+            return show(
+                &state,
+                &p,
+                &session,
+                &form.secret,
+                now,
+                other.is_some(),
+                None,
+            );
+        }
+        Some(s) if !may_call_again(s) => return end(&state, &session, c.as_ref(), None).await,
+        _ => {}
+    }
+    let phone = match (action, other) {
+        (Some("other"), Some(o)) => o,
+        _ => last,
+    };
+    let call = SignInCall {
+        user_id: session.user_id.clone(),
+        phone: phone.clone(),
+        language: lang,
+        enrol: None,
+        origin: Origin::Eam,
+        origin_ref: session.client_request_id.clone(),
+    };
+    let has_other = other_phone(&state, &session, &phone).await.is_some();
+    let replacing = c.as_ref().map(|c| c.id.clone());
+    call_and_show(
+        &state,
+        &p,
+        &session,
+        &form.secret,
+        replacing.as_ref(),
+        call,
+        has_other,
+    )
+    .await
 }
 
-/// The user's primary verified phone, for a session whose first call was never placed.
-async fn phones_again(state: &AppState, session: &EamSession) -> Option<PhoneNumber> {
-    state
-        .store
-        .verified_phone(&session.user_id, PhoneRole::Primary)
-        .await
-        .ok()
-        .flatten()
-        .map(|p| p.phone)
+/// The user's first verified phone (primary, else fallback), for a sign-in whose first call
+/// was never placed.
+async fn first_phone(state: &AppState, session: &EamSession) -> Option<PhoneNumber> {
+    for role in [PhoneRole::Primary, PhoneRole::Fallback] {
+        if let Ok(Some(p)) = state.store.verified_phone(&session.user_id, role).await {
+            return Some(p.phone);
+        }
+    }
+    None
 }
 
-/// Cancels a pending challenge and hangs up its call.
+/// Cancels a pending challenge and hangs up its call (a challenge decided meanwhile keeps
+/// its decision).
 async fn cancel(state: &AppState, c: &Challenge) {
     let moved = state
         .store

@@ -94,6 +94,7 @@ impl KeyStore {
     pub fn new(place: KeyPlace, store: Store, token_secret: &[u8]) -> KeyStore {
         let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(token_secret)
             .expect("HMAC takes any key length");
+        // A label no poll token is made with (those MAC a challenge id, `ch_…`).
         mac.update(b"eam-signing-key");
         KeyStore {
             place,
@@ -183,7 +184,7 @@ impl KeyStore {
         self.key()
             .seal_in_place_append_tag(
                 aead::Nonce::assume_unique_for_key(nonce),
-                aead::Aad::from(r.kid.as_bytes()),
+                aead::Aad::from(aad(&r.kid, r.sign_from_ms, &r.cert_der)),
                 &mut data,
             )
             .expect("AES-GCM seals any length kept here");
@@ -208,7 +209,11 @@ impl KeyStore {
         let mut data = sealed.to_vec();
         let plain = self
             .key()
-            .open_in_place(nonce, aead::Aad::from(k.kid.as_bytes()), &mut data)
+            .open_in_place(
+                nonce,
+                aead::Aad::from(aad(&k.kid, k.sign_from_ms, &k.certificate)),
+                &mut data,
+            )
             .map_err(|_| bad())?;
         Ok(KeyRecord {
             kid: k.kid.clone(),
@@ -218,6 +223,18 @@ impl KeyStore {
             sign_from_ms: k.sign_from_ms,
         })
     }
+}
+
+/// What the seal authenticates besides the private key: the key id, from when it signs and
+/// its certificate, so that whoever can write the store cannot make a key sign earlier or
+/// later than it was made to, nor publish another certificate beside it.
+fn aad(kid: &str, sign_from_ms: i64, certificate: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut a = kid.as_bytes().to_vec();
+    a.push(0);
+    a.extend_from_slice(&sign_from_ms.to_be_bytes());
+    a.extend_from_slice(&sha2::Sha256::digest(certificate));
+    a
 }
 
 fn file_error(path: &Path, why: impl std::fmt::Display) -> KeyStoreError {
@@ -285,7 +302,11 @@ mod tests {
     use super::*;
 
     async fn sqlite() -> Store {
-        Store::open("sqlite::memory:").await.unwrap()
+        let dir = std::env::temp_dir().join(format!("cv-eam-store-{}", store::new_id("t")));
+        std::fs::create_dir_all(&dir).unwrap();
+        Store::open(&format!("sqlite://{}", dir.join("cv.db").display()))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -350,7 +371,21 @@ mod tests {
         let mut sealed = b64.decode(&file.keys[0].sealed_key).unwrap();
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
-        file.keys[0].sealed_key = b64.encode(sealed);
+        file.keys[0].sealed_key = b64.encode(&sealed);
+        write_file(&path, &file).unwrap();
+        assert!(matches!(keys.load().await, Err(KeyStoreError::Sealed(_))));
+        // So is a key made to sign at another time, or with another certificate.
+        file.keys[0].sealed_key = b64.encode({
+            sealed[last] ^= 1;
+            &sealed
+        });
+        file.keys[0].sign_from_ms += 1;
+        write_file(&path, &file).unwrap();
+        assert!(matches!(keys.load().await, Err(KeyStoreError::Sealed(_))));
+        file.keys[0].sign_from_ms -= 1;
+        write_file(&path, &file).unwrap();
+        assert!(keys.load().await.is_ok(), "restored, it opens");
+        file.keys[0].certificate = file.keys[1].certificate.clone();
         write_file(&path, &file).unwrap();
         assert!(matches!(keys.load().await, Err(KeyStoreError::Sealed(_))));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -352,8 +352,8 @@ pub(crate) struct CallPage<'a> {
     pub problem: Option<&'a str>,
 }
 
-/// The page of a call in progress: its state, live; "call again" and "call my other phone"
-/// once it failed; cancel. The session's secret travels in the page's forms only.
+/// The page of a call in progress: its state, live; "call my other phone" (when the user has
+/// one), "call again" once the call failed, and cancel. The session's secret travels in the page's forms only.
 pub(crate) fn call_page(p: &CallPage<'_>) -> Response {
     let t = texts(p.lang);
     let cfg = serde_json::json!({
@@ -376,7 +376,7 @@ pub(crate) fn call_page(p: &CallPage<'_>) -> Response {
     let status = p.problem.unwrap_or_default();
     let other = if p.other_phone {
         format!(
-            "<button type=\"submit\" name=\"action\" value=\"other\" id=\"other\" hidden>{}</button>",
+            "<button type=\"submit\" name=\"action\" value=\"other\" id=\"other\">{}</button>",
             esc(t.other_phone)
         )
     } else {
@@ -422,11 +422,13 @@ const SCRIPT: &str = r#"
     const failed = retry.includes(s) || cfg.problem;
     $('status').className = 'status' + (s === 'approved' ? ' done' : failed ? ' failed' : '');
     $('again').hidden = !failed;
-    if ($('other')) $('other').hidden = !failed;
+    if ($('other')) $('other').hidden = s === 'approved' || ends.includes(s);
     if (ends.includes(s) || failed) { clearInterval(tick); }
     if (ends.includes(s) && !done) { done = true; $('finish').submit(); }
   };
-  show(state);
+    show(state);
+  // One click places one call: the buttons are disabled once the form is on its way.
+  $('act').addEventListener('submit', () => { setTimeout(() => { for (const b of document.querySelectorAll('button')) b.disabled = true; }, 0); });
   const poll = async () => {
     while (!done && !retry.includes(state) && !cfg.problem) {
       try {

@@ -162,7 +162,21 @@ async fn a_sessions_answer_is_released_once(db: Db) {
         .create_challenge(&request(None, "h", T))
         .await
         .unwrap();
-    store.set_eam_session_challenge(&s.id, &c.id).await.unwrap();
+    assert!(
+        store
+            .set_eam_session_challenge(&s.id, None, &c.id)
+            .await
+            .unwrap()
+    );
+    // A second "first call" (two clicks at once) loses.
+    let twin = ChallengeId::from_stored("ch_twin".into());
+    assert!(
+        !store
+            .set_eam_session_challenge(&s.id, None, &twin)
+            .await
+            .unwrap(),
+        "compare-and-set"
+    );
     let found = store
         .eam_session(&s.id, &secret, T + 1)
         .await
@@ -183,10 +197,12 @@ async fn a_sessions_answer_is_released_once(db: Db) {
     assert_eq!(found.finished_at_ms, Some(T + 2));
     // A finished sign-in's challenge stays the one its answer was for.
     let later = ChallengeId::from_stored("ch_later".into());
-    store
-        .set_eam_session_challenge(&s.id, &later)
-        .await
-        .unwrap();
+    assert!(
+        !store
+            .set_eam_session_challenge(&s.id, Some(&c.id), &later)
+            .await
+            .unwrap()
+    );
     let found = store
         .eam_session(&s.id, &secret, T + 5)
         .await
