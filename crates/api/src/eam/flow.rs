@@ -188,6 +188,21 @@ fn store_down(e: &store::StoreError) -> Refusal {
     )
 }
 
+/// The language of a sign-in's pages.
+fn lang_of(session: &EamSession) -> Language {
+    Language::from_code(&session.language).unwrap_or(Language::En)
+}
+
+/// The page for a store that failed during a sign-in's request (logged).
+fn store_failed(lang: Language, e: &store::StoreError) -> Response {
+    tracing::error!(error = %e, "store failure during an EAM request");
+    page::dead_end(
+        lang,
+        StatusCode::SERVICE_UNAVAILABLE,
+        page::texts(lang).unavailable,
+    )
+}
+
 /// The hint validated against Entra's keys, fetched again once if it names a key the cache
 /// does not hold.
 async fn hint(p: &Provider, req: &AuthRequest, crid: &str) -> Result<Hint, Refusal> {
@@ -288,7 +303,7 @@ async fn call_and_show(
     call: SignInCall,
     other_phone: bool,
 ) -> Response {
-    let lang = Language::from_code(&session.language).unwrap_or(Language::En);
+    let lang = lang_of(session);
     let masked = call.phone.masked();
     match create_sign_in(state, &p.key, call).await {
         Ok(c) => {
@@ -305,14 +320,7 @@ async fn call_and_show(
                     info!(session = %session.id, "EAM sign-in: a second call at once was not placed");
                     shown_again(state, p, session, secret, other_phone).await
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "store failure during an EAM request");
-                    page::dead_end(
-                        lang,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        page::texts(lang).unavailable,
-                    )
-                }
+                Err(e) => store_failed(lang, &e),
             }
         }
         Err(problem) => {
@@ -347,7 +355,7 @@ async fn shown_again(
     secret: &str,
     other_phone: bool,
 ) -> Response {
-    let lang = Language::from_code(&session.language).unwrap_or(Language::En);
+    let lang = lang_of(session);
     match state.store.eam_session(&session.id, secret, now_ms()).await {
         Ok(Some(now)) if now.finished_at_ms.is_none() => match current(state, &now).await {
             Ok(Some(c)) => show(state, p, &now, secret, &c, other_phone, None),
@@ -367,7 +375,7 @@ fn show(
     other_phone: bool,
     problem: Option<&str>,
 ) -> Response {
-    let lang = Language::from_code(&session.language).unwrap_or(Language::En);
+    let lang = lang_of(session);
     page::call_page(&CallPage {
         lang,
         prefix: &p.prefix,
@@ -454,14 +462,7 @@ async fn session_of(
         )),
         Ok(Some(s)) => Ok((form, s)),
         Ok(None) => Err(gone()),
-        Err(e) => {
-            tracing::error!(error = %e, "store failure during an EAM request");
-            Err(page::dead_end(
-                lang,
-                StatusCode::SERVICE_UNAVAILABLE,
-                page::texts(lang).unavailable,
-            ))
-        }
+        Err(e) => Err(store_failed(lang, &e)),
     }
 }
 
@@ -472,15 +473,8 @@ pub(crate) async fn finish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(p) = provider(&state).cloned() else {
-        return off();
-    };
-    let (form, session) = match session_of(&state, &headers, &body).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let c = match current(&state, &session).await {
-        Ok(c) => c,
+    let (p, form, session, c) = match page_request(&state, &headers, &body).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
     match c.as_ref().map(|c| c.state) {
@@ -494,25 +488,43 @@ pub(crate) async fn finish(
     }
 }
 
+/// What a page's form brings (the finish form and the buttons): the provider, the form,
+/// its session (if its secret is right, and not expired or answered) and the session's
+/// current challenge.
+async fn page_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<
+    (
+        std::sync::Arc<Provider>,
+        PageForm,
+        EamSession,
+        Option<Challenge>,
+    ),
+    Response,
+> {
+    let p = provider(state).cloned().ok_or_else(off)?;
+    let (form, session) = session_of(state, headers, body).await?;
+    let c = current(state, &session).await?;
+    Ok((p, form, session, c))
+}
+
 /// The session's current challenge (none: its call could not be placed).
 async fn current(state: &AppState, session: &EamSession) -> Result<Option<Challenge>, Response> {
     let Some(id) = &session.challenge_id else {
         return Ok(None);
     };
-    state.store.challenge(id).await.map_err(|e| {
-        tracing::error!(error = %e, "store failure during an EAM request");
-        let lang = Language::from_code(&session.language).unwrap_or(Language::En);
-        page::dead_end(
-            lang,
-            StatusCode::SERVICE_UNAVAILABLE,
-            page::texts(lang).unavailable,
-        )
-    })
+    state
+        .store
+        .challenge(id)
+        .await
+        .map_err(|e| store_failed(lang_of(session), &e))
 }
 
 /// Marks the session answered; false (and a page that says so) when it already was.
 async fn answered_once(state: &AppState, session: &EamSession) -> Result<(), Response> {
-    let lang = Language::from_code(&session.language).unwrap_or(Language::En);
+    let lang = lang_of(session);
     match state.store.finish_eam_session(&session.id, now_ms()).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(page::dead_end(
@@ -520,14 +532,7 @@ async fn answered_once(state: &AppState, session: &EamSession) -> Result<(), Res
             StatusCode::CONFLICT,
             page::texts(lang).expired_title,
         )),
-        Err(e) => {
-            tracing::error!(error = %e, "store failure during an EAM request");
-            Err(page::dead_end(
-                lang,
-                StatusCode::SERVICE_UNAVAILABLE,
-                page::texts(lang).unavailable,
-            ))
-        }
+        Err(e) => Err(store_failed(lang, &e)),
     }
 }
 
@@ -538,7 +543,7 @@ async fn release(
     session: &EamSession,
     c: Option<&Challenge>,
 ) -> Response {
-    let lang = Language::from_code(&session.language).unwrap_or(Language::En);
+    let lang = lang_of(session);
     let unavailable = || {
         page::dead_end(
             lang,
@@ -616,7 +621,7 @@ async fn end(
     if let Err(r) = answered_once(state, session).await {
         return r;
     }
-    let lang = Language::from_code(&session.language).unwrap_or(Language::En);
+    let lang = lang_of(session);
     let unreachable = c.is_some_and(|c| {
         c.state == ChallengeState::Failed
             && c.reason
@@ -687,18 +692,11 @@ pub(crate) async fn action(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(p) = provider(&state).cloned() else {
-        return off();
-    };
-    let (form, session) = match session_of(&state, &headers, &body).await {
-        Ok(s) => s,
+    let (p, form, session, mut c) = match page_request(&state, &headers, &body).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let mut c = match current(&state, &session).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let lang = Language::from_code(&session.language).unwrap_or(Language::En);
+    let lang = lang_of(&session);
     let action = form.action.as_deref();
     if action == Some("cancel") {
         if let Some(now) = c.as_ref().filter(|c| !c.state.is_terminal()) {
