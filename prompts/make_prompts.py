@@ -25,6 +25,17 @@ SCRIPT = {
         "fraud_reported": "Thank you. The sign-in attempt has been reported and blocked. Goodbye.",
         "no_input": "We did not receive a key press. Please try to sign in again. Goodbye.",
         "denied": "That key does not complete the verification. Please try to sign in again. Goodbye.",
+        "keypad_instructions": "Enter the two-digit number shown on your sign-in screen, then press the pound key. "
+                               "If you did not try to sign in, press zero, then the pound key, to report fraud.",
+        "wrong_code": "That number does not match the one on your sign-in screen. "
+                      "The sign-in has not been approved. Goodbye.",
+        "code_intro": "Your verification code is",
+        "code_again": "Again, your code is",
+        "code_outro": "Enter this code on your sign-in screen. "
+                      "If you did not try to sign in, press zero, then the pound key, to report fraud.",
+        "goodbye": "Goodbye.",
+        "digit_0": "zero", "digit_1": "one", "digit_2": "two", "digit_3": "three", "digit_4": "four",
+        "digit_5": "five", "digit_6": "six", "digit_7": "seven", "digit_8": "eight", "digit_9": "nine",
     },
     "ja": {
         "greeting": "こんにちは。サインインの確認のお電話です。",
@@ -34,6 +45,16 @@ SCRIPT = {
         "fraud_reported": "ありがとうございます。サインインの試みを不正として報告し、ブロックしました。失礼いたします。",
         "no_input": "キーの入力が確認できませんでした。もう一度サインインしてください。失礼いたします。",
         "denied": "押されたキーでは確認を完了できません。もう一度サインインしてください。失礼いたします。",
+        "keypad_instructions": "サインイン画面に表示されている2桁の数字を入力し、続けてシャープを押してください。"
+                               "サインインに心当たりがない場合は、ゼロ、シャープの順に押して、不正を報告してください。",
+        "wrong_code": "入力された数字がサインイン画面の数字と一致しません。サインインは承認されていません。失礼いたします。",
+        "code_intro": "確認コードを申し上げます。",
+        "code_again": "もう一度申し上げます。",
+        "code_outro": "このコードをサインイン画面に入力してください。"
+                      "サインインに心当たりがない場合は、ゼロ、シャープの順に押して、不正を報告してください。",
+        "goodbye": "失礼いたします。",
+        "digit_0": "ゼロ", "digit_1": "イチ", "digit_2": "ニー", "digit_3": "サン", "digit_4": "ヨン",
+        "digit_5": "ゴー", "digit_6": "ロク", "digit_7": "ナナ", "digit_8": "ハチ", "digit_9": "キュー",
     },
 }
 

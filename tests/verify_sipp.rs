@@ -165,7 +165,10 @@ async fn no_key_is_no_input() {
     // end).
     let answered = r.timings.time_to_answer_ms.unwrap();
     let verdict = r.timings.time_to_verdict_ms.unwrap();
-    let expected = callverify_e2e::prompts(Language::En).greeting.duration_ms() + 4000;
+    let expected = callverify_e2e::prompts(Language::En)
+        .get(media::PromptKind::Greeting)
+        .duration_ms()
+        + 4000;
     assert!(
         (expected..expected + 100).contains(&(verdict - answered)),
         "{r:?}"

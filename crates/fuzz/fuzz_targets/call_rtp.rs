@@ -17,14 +17,7 @@ use sip::CallEvent;
 
 fuzz_target!(|data: &[u8]| {
     let p = Arc::new(Prompt::from_samples(vec![0; 800]).unwrap());
-    let prompts = Prompts {
-        greeting: p.clone(),
-        instructions: p.clone(),
-        verified: p.clone(),
-        denied: p.clone(),
-        fraud_reported: p.clone(),
-        no_input: p,
-    };
+    let prompts = Prompts::uniform(p);
     let peer: SocketAddr = "127.0.0.1:30000".parse().unwrap();
     let other: SocketAddr = "127.0.0.1:30002".parse().unwrap();
     let mut now = Instant::now();

@@ -78,18 +78,88 @@ pub enum PromptKind {
     NoInputGoodbye,
     /// "That key does not complete the verification. Goodbye."
     Denied,
+    /// Number matching: "Enter the two-digit number shown on your sign-in screen, then
+    /// press #; 0 then # reports fraud."
+    KeypadInstructions,
+    /// Number matching: "That number does not match the one on your sign-in screen.
+    /// Goodbye."
+    WrongCode,
+    /// A spoken code: "Your verification code is".
+    CodeIntro,
+    /// A spoken code, the second time: "Again, your code is".
+    CodeAgain,
+    /// A spoken code, after it: "Enter this code on your sign-in screen; 0 then # reports
+    /// fraud."
+    CodeOutro,
+    /// "Goodbye."
+    Goodbye,
+    /// The digit 0, spoken alone (the digits of a spoken code are joined from these).
+    Digit0,
+    /// The digit 1.
+    Digit1,
+    /// The digit 2.
+    Digit2,
+    /// The digit 3.
+    Digit3,
+    /// The digit 4.
+    Digit4,
+    /// The digit 5.
+    Digit5,
+    /// The digit 6.
+    Digit6,
+    /// The digit 7.
+    Digit7,
+    /// The digit 8.
+    Digit8,
+    /// The digit 9.
+    Digit9,
 }
 
 impl PromptKind {
     /// Every prompt of the script.
-    pub const ALL: [PromptKind; 6] = [
+    pub const ALL: [PromptKind; 22] = [
         PromptKind::Greeting,
         PromptKind::Instructions,
         PromptKind::Verified,
         PromptKind::FraudReported,
         PromptKind::NoInputGoodbye,
         PromptKind::Denied,
+        PromptKind::KeypadInstructions,
+        PromptKind::WrongCode,
+        PromptKind::CodeIntro,
+        PromptKind::CodeAgain,
+        PromptKind::CodeOutro,
+        PromptKind::Goodbye,
+        PromptKind::Digit0,
+        PromptKind::Digit1,
+        PromptKind::Digit2,
+        PromptKind::Digit3,
+        PromptKind::Digit4,
+        PromptKind::Digit5,
+        PromptKind::Digit6,
+        PromptKind::Digit7,
+        PromptKind::Digit8,
+        PromptKind::Digit9,
     ];
+
+    /// The digits' prompts, 0 to 9.
+    pub const DIGITS: [PromptKind; 10] = [
+        PromptKind::Digit0,
+        PromptKind::Digit1,
+        PromptKind::Digit2,
+        PromptKind::Digit3,
+        PromptKind::Digit4,
+        PromptKind::Digit5,
+        PromptKind::Digit6,
+        PromptKind::Digit7,
+        PromptKind::Digit8,
+        PromptKind::Digit9,
+    ];
+
+    /// The prompt that speaks `d` (0–9); `None` for anything else.
+    pub fn digit(d: u8) -> Option<PromptKind> {
+        PromptKind::DIGITS.get(usize::from(d)).copied()
+    }
 
     /// The file name (without `.wav`) under `prompts/<lang>/`.
     pub fn file_stem(self) -> &'static str {
@@ -100,6 +170,22 @@ impl PromptKind {
             PromptKind::FraudReported => "fraud_reported",
             PromptKind::NoInputGoodbye => "no_input",
             PromptKind::Denied => "denied",
+            PromptKind::KeypadInstructions => "keypad_instructions",
+            PromptKind::WrongCode => "wrong_code",
+            PromptKind::CodeIntro => "code_intro",
+            PromptKind::CodeAgain => "code_again",
+            PromptKind::CodeOutro => "code_outro",
+            PromptKind::Goodbye => "goodbye",
+            PromptKind::Digit0 => "digit_0",
+            PromptKind::Digit1 => "digit_1",
+            PromptKind::Digit2 => "digit_2",
+            PromptKind::Digit3 => "digit_3",
+            PromptKind::Digit4 => "digit_4",
+            PromptKind::Digit5 => "digit_5",
+            PromptKind::Digit6 => "digit_6",
+            PromptKind::Digit7 => "digit_7",
+            PromptKind::Digit8 => "digit_8",
+            PromptKind::Digit9 => "digit_9",
         }
     }
 }
@@ -248,8 +334,14 @@ mod tests {
             for kind in PromptKind::ALL {
                 let p = lib.get(lang, kind).unwrap();
                 let ms = p.duration_ms();
+                // A digit alone is short; the rest are phrases.
+                let shortest = if PromptKind::DIGITS.contains(&kind) {
+                    200
+                } else {
+                    600
+                };
                 assert!(
-                    (800..=15_000).contains(&ms),
+                    (shortest..=15_000).contains(&ms),
                     "{lang:?}/{kind:?} lasts {ms} ms"
                 );
                 let peak = p.samples().iter().map(|s| s.unsigned_abs()).max().unwrap();

@@ -246,6 +246,9 @@ pub enum ChallengeState {
     Ringing,
     /// The call was answered; the prompt plays.
     Answered,
+    /// A spoken-code challenge whose call has read the code: waiting for the user to type
+    /// it on the sign-in page (`POST /v1/challenges/{id}/check`).
+    CodeSpoken,
     /// '#' was pressed.
     Approved,
     /// Other keys, then '#'.
@@ -276,11 +279,12 @@ pub enum ChallengeState {
 
 impl ChallengeState {
     /// Every state.
-    pub const ALL: [ChallengeState; 17] = [
+    pub const ALL: [ChallengeState; 18] = [
         ChallengeState::Queued,
         ChallengeState::Calling,
         ChallengeState::Ringing,
         ChallengeState::Answered,
+        ChallengeState::CodeSpoken,
         ChallengeState::Approved,
         ChallengeState::Denied,
         ChallengeState::FraudReported,
@@ -303,6 +307,7 @@ impl ChallengeState {
             ChallengeState::Calling => "calling",
             ChallengeState::Ringing => "ringing",
             ChallengeState::Answered => "answered",
+            ChallengeState::CodeSpoken => "code_spoken",
             ChallengeState::Approved => "approved",
             ChallengeState::Denied => "denied",
             ChallengeState::FraudReported => "fraud_reported",
@@ -336,6 +341,7 @@ impl ChallengeState {
             ChallengeState::Calling => Some(1),
             ChallengeState::Ringing => Some(2),
             ChallengeState::Answered => Some(3),
+            ChallengeState::CodeSpoken => Some(4),
             _ => None,
         }
     }
@@ -351,9 +357,10 @@ impl ChallengeState {
     }
 
     /// Whether the challenge is in a call: placed (`calling`, `ringing`, `answered`), not
-    /// decided.
+    /// decided. A `code_spoken` challenge is not: its code was read, and it waits for the
+    /// page whether or not the call still runs.
     pub(crate) fn in_call(self) -> bool {
-        self.rank().is_some_and(|r| r > 0)
+        self.rank().is_some_and(|r| (1..=3).contains(&r))
     }
 }
 
@@ -511,7 +518,7 @@ mod tests {
         assert_eq!(in_call_sql(), "'calling', 'ringing', 'answered'");
         assert_eq!(
             undecided_sql(),
-            "'queued', 'calling', 'ringing', 'answered'"
+            "'queued', 'calling', 'ringing', 'answered', 'code_spoken'"
         );
         assert_eq!(
             sql_list(|s| ChallengeState::Answered.predecessors().contains(&s)),
@@ -526,6 +533,10 @@ mod tests {
         assert_eq!(Answered.predecessors(), vec![Queued, Calling, Ringing]);
         assert_eq!(
             Approved.predecessors(),
+            vec![Queued, Calling, Ringing, Answered, CodeSpoken]
+        );
+        assert_eq!(
+            CodeSpoken.predecessors(),
             vec![Queued, Calling, Ringing, Answered]
         );
         assert!(Queued.predecessors().is_empty());
@@ -533,7 +544,7 @@ mod tests {
             assert_eq!(ChallengeState::from_name(s.as_str()), Some(s));
             assert_eq!(
                 s.is_terminal(),
-                !matches!(s, Queued | Calling | Ringing | Answered)
+                !matches!(s, Queued | Calling | Ringing | Answered | CodeSpoken)
             );
         }
         assert!(new_id("ch").starts_with("ch_") && new_id("ch").len() == 35);

@@ -312,7 +312,7 @@ impl VerificationCall {
         self.phase = Phase::Script;
         // The greeting plays from the answer without a break (no key stops it: keys before
         // the instructions are dropped), so the instructions start when it ends.
-        let greeting = Duration::from_millis(self.prompts.greeting.duration_ms());
+        let greeting = Duration::from_millis(self.prompts.get(PromptKind::Greeting).duration_ms());
         self.instructions_at = Some(now + greeting);
         self.input_deadline = Some(now + greeting + self.cfg.first_key_timeout);
         self.play(PromptKind::Greeting);

@@ -6,46 +6,37 @@ use std::sync::Arc;
 
 use media::{Codec, Prompt, PromptKind};
 
-/// The recorded prompts of one language.
+/// The recorded prompts of one language: one of each [`PromptKind`].
 #[derive(Clone, Debug)]
 pub struct Prompts {
-    /// "This is your sign-in verification call."
-    pub greeting: Arc<Prompt>,
-    /// "Press # to finish, or 0 then # to report fraud."
-    pub instructions: Arc<Prompt>,
-    /// After approval.
-    pub verified: Arc<Prompt>,
-    /// After denial.
-    pub denied: Arc<Prompt>,
-    /// After a fraud report.
-    pub fraud_reported: Arc<Prompt>,
-    /// After no input.
-    pub no_input: Arc<Prompt>,
+    /// Indexed by the kind's place in [`PromptKind::ALL`].
+    all: Arc<[Arc<Prompt>]>,
 }
 
 impl Prompts {
     /// The prompts of `lang` from a loaded library; `None` when one is missing.
     pub fn from_library(lib: &media::PromptLibrary, lang: media::Language) -> Option<Prompts> {
-        let get = |k| lib.get(lang, k);
-        Some(Prompts {
-            greeting: get(PromptKind::Greeting)?,
-            instructions: get(PromptKind::Instructions)?,
-            verified: get(PromptKind::Verified)?,
-            denied: get(PromptKind::Denied)?,
-            fraud_reported: get(PromptKind::FraudReported)?,
-            no_input: get(PromptKind::NoInputGoodbye)?,
-        })
+        let all: Option<Vec<Arc<Prompt>>> = PromptKind::ALL
+            .into_iter()
+            .map(|k| lib.get(lang, k))
+            .collect();
+        Some(Prompts { all: all?.into() })
     }
 
-    pub(super) fn get(&self, kind: PromptKind) -> &Arc<Prompt> {
-        match kind {
-            PromptKind::Greeting => &self.greeting,
-            PromptKind::Instructions => &self.instructions,
-            PromptKind::Verified => &self.verified,
-            PromptKind::Denied => &self.denied,
-            PromptKind::FraudReported => &self.fraud_reported,
-            PromptKind::NoInputGoodbye => &self.no_input,
+    /// The same prompt for every kind (fuzzing and tests that only count frames).
+    pub fn uniform(prompt: Arc<Prompt>) -> Prompts {
+        Prompts {
+            all: PromptKind::ALL.map(|_| prompt.clone()).to_vec().into(),
         }
+    }
+
+    /// The prompt of `kind`.
+    pub fn get(&self, kind: PromptKind) -> &Arc<Prompt> {
+        let i = PromptKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_default();
+        &self.all[i]
     }
 }
 

@@ -375,7 +375,7 @@ impl Sim {
 
 /// When the instructions start, in milliseconds after the answer: keys before are dropped.
 pub fn instructions_ms() -> u64 {
-    prompts().greeting.duration_ms()
+    prompts().get(PromptKind::Greeting).duration_ms()
 }
 
 pub fn audio(signal: Signal) -> Far {

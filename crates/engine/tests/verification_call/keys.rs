@@ -41,7 +41,7 @@ fn pound_as_rfc4733_approves_plays_the_closing_prompt_and_hangs_up() {
         ]
     );
     let hangup = sim.seen.hangups[0];
-    let verified = prompts().verified.duration_ms();
+    let verified = prompts().get(media::PromptKind::Verified).duration_ms();
     let closing_ms = (hangup - sim.answered_at.unwrap()).as_millis() as u64 - 5000;
     assert!(
         closing_ms >= verified + 160 && closing_ms <= verified + 260,
@@ -74,7 +74,7 @@ fn pound_in_band_approves_and_a_key_stops_the_prompt() {
         ]
     );
     let played = sim.seen.rtp.len() as u64 * 20;
-    let verified = prompts().verified.duration_ms();
+    let verified = prompts().get(media::PromptKind::Verified).duration_ms();
     assert!(
         played < key_ms + verified + 1000,
         "the instructions stopped at the key ({played} ms of audio sent)"
