@@ -2,16 +2,25 @@
 //! that ends with a '#' tone as its microphone; the call must be approved.
 
 use callverify_e2e::{
-    BOUND, Baresip, V4, endpoint, free_rtp_pair, media_at, pound_wav, script, trunk, verify_call,
+    BOUND, Baresip, KEY_AT_MS, V4, endpoint, free_rtp_pair, keys_wav, media_at, prompts,
+    prompts_heard, script, trunk, verify_call,
 };
+use dtmf::Digit;
 use engine::Outcome;
 use engine::call::KeySource;
-use media::Language;
+use media::{Language, PromptKind};
 use sip::Transport;
 
 #[tokio::test]
 async fn baresip_pressing_pound_in_its_audio_is_approved() {
-    let wav = pound_wav("baresip-pound-wav");
+    // '#' while the instructions play, and long enough a WAV for the closing prompt (the
+    // phone hangs up when its WAV ends).
+    let wav = keys_wav(
+        "baresip-pound-wav",
+        &[Digit::Pound],
+        KEY_AT_MS,
+        KEY_AT_MS + 9000.0,
+    );
     let phone = Baresip::start_saying("verify-pound", &wav);
     let ep = endpoint(
         V4,
@@ -29,4 +38,17 @@ async fn baresip_pressing_pound_in_its_audio_is_approved() {
     );
     assert!(r.media.packets_received > 50, "{r:?}");
     ep.shutdown().await;
+    // What the phone heard: the greeting whole, the instructions cut short by the '#'
+    // (barge-in), then the closing prompt.
+    let heard = prompts_heard(
+        &phone.heard(),
+        &prompts(Language::Ja),
+        &[
+            PromptKind::Greeting,
+            PromptKind::Instructions,
+            PromptKind::Verified,
+        ],
+    );
+    let kinds: Vec<PromptKind> = heard.iter().map(|h| h.1).collect();
+    assert_eq!(kinds, [PromptKind::Greeting, PromptKind::Verified]);
 }

@@ -29,16 +29,129 @@ pub fn pound_wav(name: &str) -> PathBuf {
         .digit(dtmf::Digit::Pound, -10.0, 200.0)
         .silence(500.0)
         .pcm();
+    write_wav(&wav, &pcm);
+    wav
+}
+
+/// Where the prompts of `kinds` were heard in `heard` (the 8 kHz audio a phone decoded from
+/// what callverify sent as PCMU), in the order heard: `(sample offset, kind)`.
+///
+/// A prompt counts as heard where the whole of it (its voiced part, as callverify encodes
+/// it) matches the heard audio within 5% of its level, sample by sample: a phone's μ-law
+/// decoder may round a little differently, but another prompt, another digit or speech
+/// does not come close. A test of a spoken code reads the digits off this.
+pub fn prompts_heard(
+    heard: &[i16],
+    prompts: &engine::Prompts,
+    kinds: &[media::PromptKind],
+) -> Vec<(usize, media::PromptKind)> {
+    let mut found = Vec::new();
+    for &kind in kinds {
+        let template = decoded(prompts.get(kind));
+        let Some(core) = voiced(&template) else {
+            continue;
+        };
+        let Some((anchor_at, anchor_level)) = loudest_frame(core) else {
+            continue;
+        };
+        let anchor = &core[anchor_at..anchor_at + FRAME];
+        let core_level: u64 = core.iter().map(|x| u64::from(x.unsigned_abs())).sum();
+        let mut o = anchor_at;
+        while o + core.len() - anchor_at <= heard.len() {
+            if close(&heard[o..o + FRAME], anchor, anchor_level / 20) {
+                let start = o - anchor_at;
+                if close(&heard[start..start + core.len()], core, core_level / 20) {
+                    found.push((start, kind));
+                    o = start + core.len() + anchor_at;
+                    continue;
+                }
+            }
+            o += 1;
+        }
+    }
+    found.sort();
+    found
+}
+
+const FRAME: usize = media::FRAME_SAMPLES;
+
+/// The prompt as a phone decodes it from callverify's PCMU frames.
+fn decoded(p: &media::Prompt) -> Vec<i16> {
+    let mut out = vec![0i16; p.frames(media::Codec::Pcmu).len() * FRAME];
+    for (frame, chunk) in p
+        .frames(media::Codec::Pcmu)
+        .iter()
+        .zip(out.chunks_mut(FRAME))
+    {
+        media::Codec::Pcmu.decode_into(frame, chunk);
+    }
+    out
+}
+
+/// The part from the first to the last sample louder than the noise floor.
+fn voiced(pcm: &[i16]) -> Option<&[i16]> {
+    let loud = |x: &i16| x.unsigned_abs() > 300;
+    let first = pcm.iter().position(loud)?;
+    let last = pcm.iter().rposition(loud)?;
+    (last + 1 - first >= FRAME).then(|| &pcm[first..=last])
+}
+
+/// The loudest 20 ms window (at 10 ms steps): where it starts and its level (sum of |x|).
+fn loudest_frame(pcm: &[i16]) -> Option<(usize, u64)> {
+    (0..=pcm.len().checked_sub(FRAME)?)
+        .step_by(FRAME / 2)
+        .map(|i| {
+            let level = pcm[i..i + FRAME]
+                .iter()
+                .map(|x| u64::from(x.unsigned_abs()))
+                .sum();
+            (i, level)
+        })
+        .max_by_key(|&(_, level)| level)
+}
+
+/// Whether `a` and `b` differ by at most `limit` (sum of absolute differences).
+fn close(a: &[i16], b: &[i16], limit: u64) -> bool {
+    let mut sad = 0u64;
+    for (x, y) in a.iter().zip(b) {
+        sad += u64::from((i32::from(*x) - i32::from(*y)).unsigned_abs());
+        if sad > limit {
+            return false;
+        }
+    }
+    true
+}
+
+/// A WAV (8 kHz mono) in a scratch directory named `name` that plays in-band `keys` (each
+/// a 160 ms tone at -10 dBm0, the first at `first_ms`, then one every 400 ms) and then
+/// silence up to `total_ms`: what baresip "says" when it answers. The phone hangs up when
+/// its WAV ends, so `total_ms` must cover the call.
+pub fn keys_wav(name: &str, keys: &[dtmf::Digit], first_ms: f64, total_ms: f64) -> PathBuf {
+    let wav = scratch(name).join("keys.wav");
+    let mut signal = testaudio::Signal::new().silence(first_ms);
+    let mut at = first_ms;
+    for (i, &d) in keys.iter().enumerate() {
+        if i > 0 {
+            signal = signal.silence(240.0);
+            at += 240.0;
+        }
+        signal = signal.digit(d, -10.0, 160.0);
+        at += 160.0;
+    }
+    write_wav(&wav, &signal.silence((total_ms - at).max(100.0)).pcm());
+    wav
+}
+
+fn write_wav(path: &Path, pcm: &[i16]) {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 8000,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(&wav, spec).expect("create the WAV");
-    for s in pcm {
+    let mut w = hound::WavWriter::create(path, spec).expect("create the WAV");
+    for &s in pcm {
         w.write_sample(s).expect("write a sample");
     }
     w.finalize().expect("finish the WAV");
-    wav
 }

@@ -100,11 +100,14 @@ impl Baresip {
              module_path\t/usr/lib/baresip/modules\n\
              module\tg711.so\n\
              module\taufile.so\n\
+             module\tsndfile.so\n\
+             snd_path\t{dir}\n\
              module_app\taccount.so\n\
              module_app\tmenu.so\n\
              rtp_ports\t{rtp}-{}\n",
             rtp + 10,
             heard = dir.join("heard.wav").display(),
+            dir = dir.display(),
             said = wav.display(),
         );
         if let Some(cert) = sec.certificate {
@@ -162,6 +165,36 @@ impl Baresip {
             std::thread::sleep(Duration::from_millis(20));
         }
         b
+    }
+
+    /// What it heard in its last call: the audio it decoded (its `sndfile` dump, written
+    /// out when the call ends), 8 kHz. Waits up to 3 s for it; empty when it heard nothing.
+    pub fn heard(&self) -> Vec<i16> {
+        let start = Instant::now();
+        loop {
+            let pcm = self.last_dump();
+            if !pcm.is_empty() || start.elapsed() > Duration::from_secs(3) {
+                return pcm;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn last_dump(&self) -> Vec<i16> {
+        let mut dumps: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        dumps.sort();
+        let Some(last) = dumps.last() else {
+            return Vec::new();
+        };
+        hound::WavReader::open(last)
+            .map(|r| r.into_samples::<i16>().map_while(Result::ok).collect())
+            .unwrap_or_default()
     }
 
     /// Its output (with the SIP trace).

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use audio::{pound_ulaw, pound_wav};
+pub use audio::{keys_wav, pound_ulaw, pound_wav, prompts_heard};
 pub use baresip::{Baresip, BaresipSecurity};
 pub use browser::{Browser, Killed, WAIT, accessible, open_browser};
 pub use calls::{
