@@ -52,3 +52,47 @@ async fn baresip_pressing_pound_in_its_audio_is_approved() {
     let kinds: Vec<PromptKind> = heard.iter().map(|h| h.1).collect();
     assert_eq!(kinds, [PromptKind::Greeting, PromptKind::Verified]);
 }
+
+/// A phone that lets the call ring until the test answers it, saying a WAV written only
+/// after the call came in (what a test does once it knows the number a sign-in page
+/// shows): the call waits, then is approved.
+#[tokio::test]
+async fn a_call_rings_until_answered_and_plays_a_wav_written_meanwhile() {
+    let dir = callverify_e2e::scratch("baresip-later-wav");
+    let wav = dir.join("later.wav");
+    let phone = Baresip::start_answering_on_command("answer-later", &wav, BOUND);
+    let ep = endpoint(
+        V4,
+        BOUND,
+        vec![trunk("softphone", Transport::Udp, phone.addr)],
+    )
+    .await;
+    let media = media_at(V4, free_rtp_pair(V4));
+    let t0 = std::time::Instant::now();
+    let answer = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let made = keys_wav(
+            "baresip-later-keys",
+            &[Digit::Pound],
+            KEY_AT_MS,
+            KEY_AT_MS + 3000.0,
+        );
+        std::fs::copy(made, &wav).expect("copy the WAV");
+        let asked = t0.elapsed();
+        phone.answer();
+        (phone, asked)
+    });
+    let r = verify_call(&ep, &media, script(), Language::En).await;
+    let ended = t0.elapsed();
+    let (phone, asked) = answer.await.expect("the answering thread");
+    assert_eq!(r.outcome, Outcome::Approved, "{r:?}\n{}", phone.log());
+    // It answered when told to, not by itself: the answer came after the test asked.
+    let invite = ended.as_millis() as u64 - r.timings.duration_ms;
+    let answered = invite + r.timings.time_to_answer_ms.unwrap_or_default();
+    assert!(
+        answered + 50 >= asked.as_millis() as u64,
+        "answered {answered} ms, asked {asked:?}, {:?}",
+        r.timings
+    );
+    ep.shutdown().await;
+}

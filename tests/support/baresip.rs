@@ -19,6 +19,8 @@ use crate::{BOUND, V4, scratch};
 pub struct Baresip {
     child: Child,
     dir: PathBuf,
+    /// Its `ctrl_tcp` command port, when it answers on command.
+    control: Option<SocketAddr>,
     /// Where it listens for SIP (UDP and TCP).
     pub addr: SocketAddr,
     /// Where it listens for SIP over TLS (the port after `addr`'s), when started with TLS.
@@ -35,6 +37,10 @@ pub struct BaresipSecurity<'a> {
     pub ca_file: Option<&'a Path>,
     /// Its account's `mediaenc` (`srtp`, `srtp-mand`).
     pub mediaenc: Option<&'a str>,
+    /// It lets calls ring until [`Baresip::answer`] (its `ctrl_tcp` command port) instead
+    /// of answering at once: a test can then write the WAV it plays (aufile opens it at the
+    /// answer) once it knows what to say, such as the number shown on a sign-in page.
+    pub answer_on_command: bool,
 }
 
 impl Baresip {
@@ -64,6 +70,7 @@ impl Baresip {
                 certificate: Some(&cert.both_file),
                 ca_file: Some(&ca.ca_file),
                 mediaenc,
+                ..BaresipSecurity::default()
             },
         )
     }
@@ -72,6 +79,16 @@ impl Baresip {
     /// test that makes several calls).
     pub fn start_saying_for(name: &str, wav: &Path, lifetime: Duration) -> Baresip {
         Baresip::start_for(name, wav, BaresipSecurity::default(), lifetime)
+    }
+
+    /// As [`Baresip::start_saying_for`], letting calls ring until [`Baresip::answer`]; `wav`
+    /// is opened when it answers, so it may be written after the call came in.
+    pub fn start_answering_on_command(name: &str, wav: &Path, lifetime: Duration) -> Baresip {
+        let sec = BaresipSecurity {
+            answer_on_command: true,
+            ..BaresipSecurity::default()
+        };
+        Baresip::start_for(name, wav, sec, lifetime)
     }
 
     /// As [`Baresip::start_saying`], with TLS and SRTP as `sec` says.
@@ -119,6 +136,15 @@ impl Baresip {
         if sec.mediaenc.is_some() {
             config += "module\tsrtp.so\n";
         }
+        let control = sec.answer_on_command.then(|| {
+            let port = TcpListener::bind((V4, 0))
+                .and_then(|l| l.local_addr())
+                .expect("a free TCP port on loopback")
+                .port();
+            config += &format!("module_app\tctrl_tcp.so\nctrl_tcp_listen\t127.0.0.1:{port}\n");
+            SocketAddr::new(V4, port)
+        });
+        let answermode = if control.is_some() { "manual" } else { "auto" };
         fs::write(dir.join("config"), config).expect("write baresip's config");
         let mediaenc = sec
             .mediaenc
@@ -131,7 +157,7 @@ impl Baresip {
             ["+81901234567", "+819012345678"]
                 .map(|user| {
                     format!(
-                        "<sip:{user}@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA{mediaenc}\n"
+                        "<sip:{user}@127.0.0.1>;regint=0;answermode={answermode};audio_codecs=PCMU,PCMA{mediaenc}\n"
                     )
                 })
                 .concat(),
@@ -142,7 +168,9 @@ impl Baresip {
             .arg("-f")
             .arg(&dir)
             .args(["-s", "-t", &lifetime.as_secs().to_string()])
-            .stdin(Stdio::null())
+            // A pipe kept open: at the end of a null stdin its console would take the
+            // end of file for a key and answer a ringing call.
+            .stdin(Stdio::piped())
             .stdout(out.try_clone().expect("clone a file handle"))
             .stderr(out)
             .spawn()
@@ -152,11 +180,14 @@ impl Baresip {
         let mut b = Baresip {
             child,
             dir,
+            control,
             addr,
             tls_addr,
         };
         let start = Instant::now();
-        while !in_use(Transport::Udp, addr) || tls_addr.is_some_and(|a| !in_use(Transport::Tcp, a))
+        while !in_use(Transport::Udp, addr)
+            || tls_addr.is_some_and(|a| !in_use(Transport::Tcp, a))
+            || control.is_some_and(|a| !in_use(Transport::Tcp, a))
         {
             if let Ok(Some(status)) = b.child.try_wait() {
                 panic!("baresip exited at start ({status}):\n{}", b.log());
@@ -165,6 +196,24 @@ impl Baresip {
             std::thread::sleep(Duration::from_millis(20));
         }
         b
+    }
+
+    /// Answers the call that rings (started with `answer_on_command`): sends `accept` to
+    /// its command port until a call is there to take, for up to [`BOUND`].
+    pub fn answer(&self) {
+        let control = self.control.expect("started with answer_on_command");
+        let start = Instant::now();
+        loop {
+            if accept(control).unwrap_or(false) {
+                return;
+            }
+            assert!(
+                start.elapsed() < BOUND,
+                "no call to answer at baresip:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// What it heard in its last call: the audio it decoded (its `sndfile` dump, written
@@ -201,6 +250,48 @@ impl Baresip {
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
     }
+}
+
+/// One `accept` over baresip's `ctrl_tcp` (netstring-framed JSON): whether it took a call.
+fn accept(control: SocketAddr) -> std::io::Result<bool> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(&control, Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let cmd = r#"{"command":"accept","params":"","token":"t"}"#;
+    conn.write_all(format!("{}:{cmd},", cmd.len()).as_bytes())?;
+    // Read netstrings until the response to our command (events may come first).
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while buf.len() < 64 * 1024 {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        for message in netstrings(&text) {
+            if message.contains("\"response\":true") {
+                return Ok(message.contains("\"ok\":true"));
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The whole netstrings (`len:payload,`) at the start of `text`.
+fn netstrings(mut text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    while let Some((len, rest)) = text.split_once(':') {
+        let Ok(len) = len.trim().parse::<usize>() else {
+            break;
+        };
+        let (Some(payload), Some(after)) = (rest.get(..len), rest.get(len + 1..)) else {
+            break;
+        };
+        out.push(payload);
+        text = after;
+    }
+    out
 }
 
 impl Drop for Baresip {
