@@ -342,6 +342,8 @@ async fn call_and_show(
                 state: "failed",
                 other_phone,
                 problem: Some(why),
+                confirmation: "pound",
+                display_code: None,
             })
         }
     }
@@ -387,6 +389,8 @@ fn show(
         state: c.state.as_str(),
         other_phone,
         problem,
+        confirmation: "pound",
+        display_code: None,
     })
 }
 

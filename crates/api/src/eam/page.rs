@@ -97,6 +97,20 @@ pub(crate) struct Texts {
     pub signing_in: &'static str,
     pub returning: &'static str,
     pub elapsed: &'static str,
+    /// Number matching: "{phone}" is replaced.
+    pub calling_keypad: &'static str,
+    /// Number matching, above the number shown.
+    pub keypad_lead: &'static str,
+    /// A spoken code: "{phone}" is replaced.
+    pub calling_spoken: &'static str,
+    pub code_label: &'static str,
+    pub code_submit: &'static str,
+    /// "{n}" is replaced.
+    pub code_wrong: &'static str,
+    pub code_format: &'static str,
+    pub code_spoken_state: &'static str,
+    pub code_answered_state: &'static str,
+    pub keypad_answered_state: &'static str,
 }
 
 const EN: Texts = Texts {
@@ -120,6 +134,16 @@ const EN: Texts = Texts {
     signing_in: "Signing you in…",
     returning: "Taking you back…",
     elapsed: "{s} s",
+    calling_keypad: "We're calling your phone {phone}. Answer it, then enter the number below on your phone's keypad and press #.",
+    keypad_lead: "Enter this number on your phone's keypad, then press #:",
+    calling_spoken: "We're calling your phone {phone}. Answer it and listen: the call reads you a 6-digit code to type here.",
+    code_label: "Code from the call",
+    code_submit: "Verify",
+    code_wrong: "That code isn't right. You can try {n} more times.",
+    code_format: "Enter the 6 digits you heard.",
+    code_spoken_state: "Type the code you heard on the call.",
+    code_answered_state: "Call answered. Listen for your code.",
+    keypad_answered_state: "Call answered. Enter the number shown here on your keypad, then press #.",
 };
 
 const JA: Texts = Texts {
@@ -143,6 +167,16 @@ const JA: Texts = Texts {
     signing_in: "サインインしています…",
     returning: "元のページに戻っています…",
     elapsed: "{s} 秒",
+    calling_keypad: "お使いの電話 {phone} に電話をかけています。電話に出たら、下の数字を電話のキーパッドで入力し、続けて # を押してください。",
+    keypad_lead: "電話のキーパッドでこの数字を入力し、続けて # を押してください。",
+    calling_spoken: "お使いの電話 {phone} に電話をかけています。電話に出ると、6桁の確認コードをお伝えします。そのコードをここに入力してください。",
+    code_label: "お電話でお伝えしたコード",
+    code_submit: "確認",
+    code_wrong: "コードが正しくありません。あと{n}回入力できます。",
+    code_format: "お聞きになった6桁の数字を入力してください。",
+    code_spoken_state: "お電話でお伝えしたコードを入力してください。",
+    code_answered_state: "電話がつながりました。確認コードをお聞きください。",
+    keypad_answered_state: "電話がつながりました。ここに表示されている数字をキーパッドで入力し、続けて # を押してください。",
 };
 
 /// The texts in `lang`.
@@ -242,6 +276,13 @@ p{font-size:15px;line-height:1.5;margin:0 0 12px}\
 button{font:inherit;font-size:15px;min-width:108px;min-height:32px;padding:4px 12px;border:1px solid #8a8a8a;background:#fff;color:#1b1b1b;cursor:pointer}\
 button.primary{background:#0067b8;border-color:#0067b8;color:#fff}\
 button:focus-visible{outline:2px solid #1b1b1b;outline-offset:2px}\
+.code{font-size:40px;font-weight:600;letter-spacing:.15em;margin:8px 0 4px;text-align:center}\
+label{display:block;font-size:15px;margin:16px 0 6px}\
+.row{display:flex;gap:8px}\
+input{font:inherit;font-size:20px;letter-spacing:.2em;width:10em;padding:4px 8px;border:1px solid #666;border-radius:0}\
+input:focus-visible{outline:2px solid #1b1b1b;outline-offset:2px}\
+input[aria-invalid=true]{border-color:#a4262c}\
+.err{color:#a4262c;min-height:1.5em;margin:6px 0 0}\
 [hidden]{display:none!important}";
 
 /// A whole page: `body` is HTML already escaped.
@@ -350,6 +391,10 @@ pub(crate) struct CallPage<'a> {
     pub other_phone: bool,
     /// A message instead of the call's state (a call that could not be made).
     pub problem: Option<&'a str>,
+    /// How the user confirms: `pound`, `keypad_code`, `spoken_code`.
+    pub confirmation: &'a str,
+    /// Number matching: the number to enter on the phone.
+    pub display_code: Option<&'a str>,
 }
 
 /// The page of a call in progress: its state, live; "call my other phone" (when the user has
@@ -363,6 +408,14 @@ pub(crate) fn call_page(p: &CallPage<'_>) -> Response {
         "states": state_texts(p.lang),
         "elapsed": t.elapsed,
         "problem": p.problem.is_some(),
+        "confirmation": p.confirmation,
+        "check": format!("{}/eam/challenges/{}/check", p.prefix, p.challenge),
+        "codeWrong": t.code_wrong,
+        "codeFormat": t.code_format,
+        "modeStates": {
+            "keypad_code": { "answered": t.keypad_answered_state },
+            "spoken_code": { "answered": t.code_answered_state, "code_spoken": t.code_spoken_state },
+        },
     });
     // A JSON block cannot end the script early.
     let cfg = cfg.to_string().replace("</", "<\\/");
@@ -372,7 +425,31 @@ pub(crate) fn call_page(p: &CallPage<'_>) -> Response {
         esc(p.session),
         esc(p.secret)
     );
-    let calling = t.calling.replace("{phone}", p.phone);
+    let calling = match p.confirmation {
+        "keypad_code" => t.calling_keypad,
+        "spoken_code" => t.calling_spoken,
+        _ => t.calling,
+    }
+    .replace("{phone}", p.phone);
+    // Number matching: the number, filled in by the script from the challenge (the page's
+    // poll token reads it). A spoken code: the field it is typed in.
+    let confirm = match p.confirmation {
+        "keypad_code" => format!(
+            "<div id=\"number\"><p>{lead}</p><p class=\"code\" id=\"code\">{code}</p></div>",
+            lead = esc(t.keypad_lead),
+            code = esc(p.display_code.unwrap_or_default())
+        ),
+        "spoken_code" => format!(
+            "<form id=\"codeform\" novalidate><label for=\"codein\">{label}</label>\
+             <div class=\"row\"><input id=\"codein\" name=\"code\" inputmode=\"numeric\" \
+             autocomplete=\"one-time-code\" maxlength=\"6\" pattern=\"[0-9]{{6}}\" aria-describedby=\"codeerr\">\
+             <button class=\"primary\" type=\"submit\" id=\"codego\">{submit}</button></div>\
+             <p class=\"err\" id=\"codeerr\"></p></form>",
+            label = esc(t.code_label),
+            submit = esc(t.code_submit)
+        ),
+        _ => String::new(),
+    };
     let status = p.problem.unwrap_or_default();
     let other = if p.other_phone {
         format!(
@@ -385,7 +462,7 @@ pub(crate) fn call_page(p: &CallPage<'_>) -> Response {
     let body = format!(
         "<h1>{title}</h1><p id=\"calling\">{calling}</p>\
          <div class=\"status\" id=\"status\" role=\"status\" aria-live=\"polite\"><span class=\"dot\"></span>\
-         <span id=\"state\">{status}</span><span class=\"elapsed\" id=\"elapsed\"></span></div>\
+         <span id=\"state\">{status}</span><span class=\"elapsed\" id=\"elapsed\"></span></div>{confirm}\
          <form id=\"finish\" method=\"post\" action=\"{prefix}/eam/finish\">{hidden}\
          <noscript><div class=\"actions\"><button class=\"primary\" type=\"submit\">{cont}</button></div></noscript></form>\
          <form id=\"act\" method=\"post\" action=\"{prefix}/eam/action\">{hidden}<div class=\"actions\">\
@@ -415,9 +492,12 @@ const SCRIPT: &str = r#"
   const retry = ['no_answer', 'busy', 'voicemail', 'no_input', 'hung_up', 'failed', 'expired', 'interrupted'];
   let state = cfg.state, done = false;
   const tick = setInterval(() => { $('elapsed').textContent = cfg.elapsed.replace('{s}', Math.floor((Date.now() - start) / 1000)); }, 1000);
-  const show = (s) => {
+  const mode = (cfg.modeStates || {})[cfg.confirmation] || {};
+  const show = (s, c) => {
     state = s;
-    if (!cfg.problem) $('state').textContent = cfg.states[s] || s;
+    if (!cfg.problem) $('state').textContent = mode[s] || cfg.states[s] || s;
+    if (c && c.display_code && $('number')) { $('code').textContent = c.display_code; $('number').hidden = ends.includes(s) || retry.includes(s); }
+    if ($('codeform')) $('codeform').hidden = s !== 'code_spoken';
     document.body.dataset.state = s;
     const failed = retry.includes(s) || cfg.problem;
     $('status').className = 'status' + (s === 'approved' ? ' done' : failed ? ' failed' : '');
@@ -433,11 +513,27 @@ const SCRIPT: &str = r#"
     while (!done && !retry.includes(state) && !cfg.problem) {
       try {
         const r = await fetch(cfg.status + '?wait=20&since=' + encodeURIComponent(state), { headers: { Authorization: 'Bearer ' + cfg.token }, cache: 'no-store' });
-        if (r.ok) { show((await r.json()).state); }
+        if (r.ok) { const c = await r.json(); show(c.state, c); }
         else { await new Promise((k) => setTimeout(k, 2000)); }
       } catch (e) { await new Promise((k) => setTimeout(k, 2000)); }
     }
   };
+  if ($('codeform')) $('codeform').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const input = $('codein'), err = $('codeerr');
+    const code = input.value.replace(/[\s-]/g, '');
+    if (!/^[0-9]{6}$/.test(code)) { input.setAttribute('aria-invalid', 'true'); err.textContent = cfg.codeFormat; input.focus(); return; }
+    $('codego').disabled = true;
+    try {
+      const r = await fetch(cfg.check, { method: 'POST', headers: { Authorization: 'Bearer ' + cfg.token, 'Content-Type': 'application/json' }, body: JSON.stringify({ code }), cache: 'no-store' });
+      const body = await r.json().catch(() => ({}));
+      if (r.ok) { input.removeAttribute('aria-invalid'); err.textContent = ''; show(body.state || state, body); }
+      else if (typeof body.attempts_left === 'number' && body.attempts_left > 0) {
+        input.setAttribute('aria-invalid', 'true'); err.textContent = cfg.codeWrong.replace('{n}', body.attempts_left); input.value = ''; input.focus();
+      } else { input.setAttribute('aria-invalid', 'true'); err.textContent = ''; }
+    } catch (x) { err.textContent = cfg.codeFormat; }
+    $('codego').disabled = false;
+  });
   poll();
 })();
 "#;
