@@ -52,7 +52,9 @@ English prompts; Piper varies a little from run to run, its duration predictor i
 - lax receiver: the margin, with a receiver far laxer than Q.24 allows (tone share 0.35,
   group margin 3 dB, 5 % frequency, -43 dBm0): espeak-ng `denied` gave a 1; Piper
   `instructions` and `digit_1` gave a 1 (697 + 1209 Hz; a male voice near 100 Hz has
-  harmonics at both). With the real receiver's limits, none.
+  harmonics at both). With the real receiver's limits, none. A second Piper run (with the
+  sentence fades): 56.6 s, digits 475 ms, 3.8 st, 0 false digits, lax: `code_outro` a 1;
+  the committed prompts: 0 false digits, lax: `denied` a 5.
 
 Neither engine talks off callverify's receiver, so the choice is on the speech: Piper's
 pitch moves more (3.9 against 2.4 st; 2.9-8.9 against 1.9-2.8 st on the phrases), it says
@@ -188,7 +190,7 @@ class Piper:
             samples, rate = self.voice.create(phonemes, is_phonemes=True, length_scale=scale)
             if parts:
                 parts.append(silence(SENTENCE_GAP_MS, rate))
-            parts.append(trim(np.asarray(samples, dtype=np.float64), rate))
+            parts.append(fade(trim(np.asarray(samples, dtype=np.float64), rate), rate))
         return np.concatenate(parts), rate
 
 
@@ -263,6 +265,16 @@ def limit(x, peak_dbfs):
     return x * gain
 
 
+def fade(x, rate):
+    """A FADE_MS raised-cosine fade in and out; the first and last samples are 0."""
+    n = min(len(x) // 2, rate * FADE_MS // 1000)
+    ramp = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, n))
+    x = x.copy()
+    x[:n] *= ramp
+    x[len(x) - n:] *= ramp[::-1]
+    return x
+
+
 def finish(x, digit):
     """Trim, DC, loudness, peaks, fades and padding: every prompt through the same steps."""
     x = trim(x, RATE)
@@ -270,11 +282,7 @@ def finish(x, digit):
     for _ in range(3):
         x = x * 10 ** ((LEVEL_DBFS - level(x)) / 20)
         x = limit(x, PEAK_DBFS)
-    fade = RATE * FADE_MS // 1000
-    ramp = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, fade))
-    x[:fade] *= ramp
-    x[-fade:] *= ramp[::-1]
-    x[0] = x[-1] = 0.0
+    x = fade(x, RATE)
     lead, tail = (DIGIT_PAD_MS, DIGIT_PAD_MS) if digit else (LEAD_MS, TAIL_MS)
     return np.concatenate([silence(lead, RATE), x, silence(tail, RATE)])
 
