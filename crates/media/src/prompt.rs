@@ -353,6 +353,125 @@ mod tests {
         }
     }
 
+    /// Loudness in dBFS as `prompts/make_prompts.py` measures it (its `level()`): the mean
+    /// power of the 20 ms frames above -50 dBFS, then of those no more than 10 dB under
+    /// that mean (the gating of EBU R 128, without its weighting: the prompts are already
+    /// band-limited), so pauses and padding do not count.
+    fn level_dbfs(pcm: &[i16]) -> f64 {
+        let powers: Vec<f64> = pcm
+            .chunks_exact(FRAME_SAMPLES)
+            .map(|f| {
+                f.iter()
+                    .map(|&s| (f64::from(s) / 32768.0).powi(2))
+                    .sum::<f64>()
+                    / FRAME_SAMPLES as f64
+            })
+            .collect();
+        let mean = |p: &[f64]| p.iter().sum::<f64>() / p.len().max(1) as f64;
+        let gated: Vec<f64> = powers.into_iter().filter(|&p| p > 1e-5).collect();
+        let first = mean(&gated);
+        let loud: Vec<f64> = gated.into_iter().filter(|&p| p > first / 10.0).collect();
+        10.0 * mean(&loud).log10()
+    }
+
+    /// Largest |sample| among the first and among the last 40 samples of a joinable prompt.
+    const EDGE_SAMPLES: usize = 40;
+    const EDGE_MAX: u16 = 32;
+    /// Largest spread of loudness between two prompts of one language, in dB.
+    const LEVEL_SPREAD_DB: f64 = 3.0;
+    /// Largest mean of a prompt's samples (a DC offset thumps at every join).
+    const DC_MAX: f64 = 16.0;
+
+    /// What makes one prompt unfit to be joined to another, if anything.
+    fn join_faults(p: &Prompt, digit: bool) -> Vec<String> {
+        let pcm = p.samples();
+        let mut faults = Vec::new();
+        let edge = |s: &[i16]| s.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+        let n = pcm.len();
+        let (head, tail) = (
+            edge(&pcm[..EDGE_SAMPLES.min(n)]),
+            edge(&pcm[n.saturating_sub(EDGE_SAMPLES)..]),
+        );
+        if head > EDGE_MAX || tail > EDGE_MAX {
+            faults.push(format!("edges {head} and {tail} (a click at a join)"));
+        }
+        let clipped = pcm
+            .iter()
+            .filter(|&&s| s == i16::MAX || s <= -i16::MAX)
+            .count();
+        if clipped > 0 {
+            faults.push(format!("{clipped} samples at full scale"));
+        }
+        let dc = pcm.iter().map(|&s| f64::from(s)).sum::<f64>() / n as f64;
+        if dc.abs() > DC_MAX {
+            faults.push(format!("DC offset {dc:.1}"));
+        }
+        let ms = p.duration_ms();
+        let range = if digit { 200..=1500 } else { 600..=15_000 };
+        if !range.contains(&ms) {
+            faults.push(format!("lasts {ms} ms, not {range:?}"));
+        }
+        faults
+    }
+
+    #[test]
+    fn the_recorded_prompts_join_without_clicks_at_one_level() {
+        let lib = PromptLibrary::load(&prompts_dir(), &Language::ALL).unwrap();
+        let mut faults = Vec::new();
+        for lang in Language::ALL {
+            let mut levels = Vec::new();
+            for kind in PromptKind::ALL {
+                let p = lib.get(lang, kind).unwrap();
+                let digit = PromptKind::DIGITS.contains(&kind);
+                for fault in join_faults(&p, digit) {
+                    faults.push(format!("{lang:?}/{kind:?}: {fault}"));
+                }
+                levels.push((level_dbfs(p.samples()), kind));
+            }
+            levels.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if let (Some(low), Some(high)) = (levels.first(), levels.last())
+                && high.0 - low.0 > LEVEL_SPREAD_DB
+            {
+                faults.push(format!(
+                    "{lang:?}: {:?} at {:.1} dBFS but {:?} at {:.1} dBFS",
+                    low.1, low.0, high.1, high.0
+                ));
+            }
+        }
+        assert!(faults.is_empty(), "{faults:#?}");
+    }
+
+    #[test]
+    fn join_faults_are_found() {
+        // A digit cut out of a tone: it starts and ends at full amplitude, clipped, offset.
+        let tone: Vec<i16> = (0..4000)
+            .map(|i| {
+                let v = 40_000.0 * (f64::from(i) * 0.3).sin() + 500.0;
+                v.clamp(-32768.0, 32767.0) as i16
+            })
+            .collect();
+        let faults = join_faults(&Prompt::from_samples(tone).unwrap(), true);
+        assert_eq!(faults.len(), 3, "{faults:?}");
+        // 100 ms is too short for a digit, and a quiet half of it is 20 dB down.
+        let mut short: Vec<f64> = (0..800)
+            .map(|i| {
+                let a = if i < 400 { 10_000.0 } else { 1_000.0 };
+                // Silent for 5 ms at each end, then a 10 ms ramp.
+                let edge = ((f64::from(i.min(799 - i)) - 40.0) / 80.0).clamp(0.0, 1.0);
+                a * edge * (f64::from(i) * 0.3).sin()
+            })
+            .collect();
+        let dc = short.iter().sum::<f64>() / (800.0 - 80.0);
+        short[40..760].iter_mut().for_each(|v| *v -= dc);
+        let short: Vec<i16> = short.into_iter().map(|v| v.round() as i16).collect();
+        let faults = join_faults(&Prompt::from_samples(short.clone()).unwrap(), true);
+        assert_eq!(faults, vec!["lasts 100 ms, not 200..=1500".to_string()]);
+        // The quiet frames are gated out: the level is the loud half's.
+        let loud = level_dbfs(&short[..400]);
+        assert!((level_dbfs(&short) - loud).abs() < 0.5);
+        assert!((level_dbfs(&vec![3277; 1600]) + 20.0).abs() < 0.01);
+    }
+
     #[test]
     fn a_missing_prompt_names_its_file() {
         let dir = std::env::temp_dir().join(format!("callverify-noprompts-{}", std::process::id()));
