@@ -366,13 +366,13 @@ pub(crate) async fn sign_in(
     else {
         return Ok(axum::Json(Next::to("register")).into_response());
     };
-    if let Some(token) = &req.trusted_device_token {
-        if trusted(&state, &user, token).await? {
-            let create_req = create_request(serde_json::json!({
-                "user_id": user, "language": req.language, "trusted_device_token": token,
-            }))?;
-            return started(&state, &key, &body, create_req).await;
-        }
+    if let Some(token) = &req.trusted_device_token
+        && trusted(&state, &user, token).await?
+    {
+        let create_req = create_request(serde_json::json!({
+            "user_id": user, "language": req.language, "trusted_device_token": token,
+        }))?;
+        return started(&state, &key, &body, create_req).await;
     }
     Ok(axum::Json(Next {
         phone: Some(phone.phone.masked()),
