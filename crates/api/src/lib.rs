@@ -188,6 +188,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .route("/demo", get(site::demo_page))
         .route("/demo/api/sign-in", post(site::sign_in))
         .route("/demo/api/register", post(site::register))
+        .route("/demo/api/config", get(site::config))
+        .route("/demo/api/call", post(site::call))
+        .route("/demo/api/check", post(site::check))
         .route("/console", get(site::console_page))
 }
 

@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use store::{PhoneNumber, PhoneRole, Purpose};
+use store::{PhoneNumber, PhoneRole};
 
 use crate::challenges::{ChallengeView, CreateRequest, check_user_id, create};
 use crate::{AppState, DEMO_USERS, Problem, poll_token};
@@ -69,6 +69,182 @@ fn demo_off() -> Problem {
     )
 }
 
+/// A number typed on the page is at most this many characters.
+const MAX_TYPED_NUMBER: usize = 40;
+
+/// A country the page offers in its select: its ISO 3166 code and calling code.
+#[derive(Serialize)]
+struct Country {
+    id: String,
+    calling_code: u16,
+}
+
+/// A number the demo calls, as the page shows it.
+#[derive(Serialize)]
+struct DemoNumber {
+    /// In its country's national format (`090-1234-5678`).
+    national: String,
+    /// International (`+81 90-1234-5678`).
+    international: String,
+}
+
+/// What the page needs to know: the countries it offers (the first is the default) and
+/// the numbers it calls.
+#[derive(Serialize)]
+struct DemoConfig {
+    default_country: Option<String>,
+    countries: Vec<Country>,
+    numbers: Vec<DemoNumber>,
+    /// How long "don't ask again" trusts the device.
+    trusted_days: u64,
+}
+
+/// The countries the page offers: the policy's allowed ones, or (when every country is
+/// allowed) those of the demo's numbers; each with its calling code.
+fn countries(state: &AppState) -> Vec<Country> {
+    let ids: Vec<String> = match &state.cfg.policy.allowed_countries {
+        policy::Countries::Only(list) => list.iter().map(|c| c.to_ascii_uppercase()).collect(),
+        policy::Countries::Any => {
+            let mut ids: Vec<String> = Vec::new();
+            for n in &state.cfg.demo_numbers {
+                let id = n
+                    .as_e164()
+                    .and_then(|e| phonenumber::parse(None, e).ok())
+                    .and_then(|p| p.country().id())
+                    .map(|id| id.as_ref().to_string());
+                if let Some(id) = id
+                    && !ids.contains(&id)
+                {
+                    ids.push(id);
+                }
+            }
+            ids
+        }
+    };
+    ids.into_iter()
+        .filter_map(|id| {
+            let meta = phonenumber::metadata::DATABASE.by_id(id.as_str())?;
+            Some(Country {
+                calling_code: meta.country_code(),
+                id,
+            })
+        })
+        .collect()
+}
+
+/// `GET /demo/api/config`.
+pub(crate) async fn config(State(state): State<AppState>) -> Result<Response, Problem> {
+    state.cfg.demo_page.as_ref().ok_or_else(demo_off)?;
+    let countries = countries(&state);
+    let numbers = state
+        .cfg
+        .demo_numbers
+        .iter()
+        .filter_map(|n| phonenumber::parse(None, n.as_e164()?).ok())
+        .map(|p| DemoNumber {
+            national: p.format().mode(phonenumber::Mode::National).to_string(),
+            international: p
+                .format()
+                .mode(phonenumber::Mode::International)
+                .to_string(),
+        })
+        .collect();
+    Ok(axum::Json(DemoConfig {
+        default_country: countries.first().map(|c| c.id.clone()),
+        countries,
+        numbers,
+        trusted_days: state.cfg.trusted_device_ttl.as_secs() / 86_400,
+    })
+    .into_response())
+}
+
+/// A number the page could not take: `why` says which of the page's messages fits
+/// (`empty`, `too_long`, `characters`, `country`, `invalid`).
+fn bad_number(why: &'static str, detail: impl Into<String>) -> Problem {
+    let mut p = Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad-phone-number",
+        "The phone number cannot be read",
+        detail,
+    );
+    p.extra = Some(Box::new(("why", serde_json::Value::from(why))));
+    p
+}
+
+/// Full-width digits and signs (as Japanese keyboards type them) as ASCII; `None` for a
+/// character no phone number has.
+fn ascii_of(c: char) -> Option<char> {
+    match c {
+        '0'..='9' | '+' | '-' | '(' | ')' | ' ' | '.' => Some(c),
+        '０'..='９' => char::from_u32(u32::from(c) - u32::from('０') + u32::from('0')),
+        '＋' => Some('+'),
+        '－' | '‐' | '‑' | '–' | '—' | '―' | '−' | 'ー' => Some('-'),
+        '（' => Some('('),
+        '）' => Some(')'),
+        '\u{3000}' | '\u{a0}' | '\t' => Some(' '),
+        _ => None,
+    }
+}
+
+/// A number as typed on the page, in E.164: international (`+81 90 1234 5678`) or in the
+/// national format of `country` (`090-1234-5678`), with spaces, dashes, dots and
+/// parentheses, full-width or not. `offered` are the page's countries.
+fn typed_number(
+    typed: &str,
+    country: Option<&str>,
+    offered: &[Country],
+) -> Result<PhoneNumber, Problem> {
+    if typed.chars().count() > MAX_TYPED_NUMBER {
+        return Err(bad_number(
+            "too_long",
+            format!("a phone number has at most {MAX_TYPED_NUMBER} characters"),
+        ));
+    }
+    let ascii: String = typed
+        .chars()
+        .map(ascii_of)
+        .collect::<Option<String>>()
+        .ok_or_else(|| {
+            bad_number(
+                "characters",
+                "a phone number holds only digits, +, spaces, dashes, dots and parentheses",
+            )
+        })?;
+    let ascii = ascii.trim();
+    if !ascii.bytes().any(|b| b.is_ascii_digit()) {
+        return Err(bad_number("empty", "enter the phone number"));
+    }
+    let region = if ascii.starts_with('+') {
+        None
+    } else {
+        let id = country
+            .filter(|c| offered.iter().any(|o| o.id.eq_ignore_ascii_case(c)))
+            .and_then(|c| {
+                c.to_ascii_uppercase()
+                    .parse::<phonenumber::country::Id>()
+                    .ok()
+            })
+            .ok_or_else(|| {
+                bad_number(
+                    "country",
+                    "choose the country, or start the number with + and its country code",
+                )
+            })?;
+        Some(id)
+    };
+    let parsed = phonenumber::parse(region, ascii)
+        .ok()
+        .filter(phonenumber::is_valid)
+        .ok_or_else(|| {
+            bad_number(
+                "invalid",
+                "this is not a phone number of the country chosen: check the digits",
+            )
+        })?;
+    let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+    PhoneNumber::parse(&e164).map_err(|e| bad_number("invalid", e.0))
+}
+
 /// The page's sign-in form.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,9 +252,21 @@ pub(crate) struct SignIn {
     user_id: String,
     /// The configured language when absent.
     language: Option<String>,
+    /// Kept from an earlier "don't ask again".
+    trusted_device_token: Option<String>,
+}
+
+/// The verification step's call: placed when the user asks for it, with "don't ask again"
+/// as ticked there.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Call {
+    user_id: String,
+    language: Option<String>,
     #[serde(default)]
     remember_device: bool,
-    trusted_device_token: Option<String>,
+    /// `pound`, `keypad_code` or `spoken_code`; absent: the gateway's default.
+    confirmation: Option<String>,
 }
 
 /// The page's phone registration form.
@@ -86,18 +274,40 @@ pub(crate) struct SignIn {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Register {
     user_id: String,
+    /// As typed: national (with `country`) or international.
     phone_number: String,
+    /// ISO 3166 code of the country chosen on the page.
+    country: Option<String>,
     /// The configured language when absent.
     language: Option<String>,
+    confirmation: Option<String>,
 }
 
 /// What the page does next: `register` (the user has no verified phone: "more
-/// information is required") or `call` (follow `challenge` with its poll token).
+/// information is required"), `verify` (the verification step: call `phone`, with "don't
+/// ask again" there) or `call` (follow `challenge` with its poll token).
 #[derive(Serialize)]
 pub(crate) struct Next {
     next: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     challenge: Option<ChallengeView>,
+    /// The phone the verification step calls, masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<String>,
+    /// The page sent a trusted-device token that no longer holds: forget it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    forget_device: bool,
+}
+
+impl Next {
+    fn to(next: &'static str) -> Next {
+        Next {
+            next,
+            challenge: None,
+            phone: None,
+            forget_device: false,
+        }
+    }
 }
 
 /// The demo page's key, for a JSON request. JSON only: another site's page cannot send
@@ -120,7 +330,26 @@ fn demo_key(state: &AppState, headers: &HeaderMap) -> Result<store::ApiKey, Prob
     Ok(key)
 }
 
-/// `POST /demo/api/sign-in`.
+/// A challenge request as `POST /v1/challenges` reads it (so that the fields it has
+/// and the defaults it takes are the API's own).
+fn create_request(body: serde_json::Value) -> Result<CreateRequest, Problem> {
+    serde_json::from_value(body).map_err(Problem::malformed)
+}
+
+/// Whether `token` is a valid trusted-device token of `user` now.
+async fn trusted(state: &AppState, user: &str, token: &str) -> Result<bool, Problem> {
+    let Some(id) = crate::trusted_device_id(&state.cfg.token_secret, token) else {
+        return Ok(false);
+    };
+    Ok(state
+        .store
+        .trusted_device(id)
+        .await?
+        .is_some_and(|td| td.user_id == user && td.valid_at(crate::now_ms())))
+}
+
+/// `POST /demo/api/sign-in`: `register`, `verify`, or (a trusted device) `call` with the
+/// challenge approved.
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -130,29 +359,47 @@ pub(crate) async fn sign_in(
     let req: SignIn = serde_json::from_slice(&body).map_err(Problem::malformed)?;
     check_user_id(&req.user_id)?;
     let user = format!("{DEMO_USERS}{}", req.user_id);
-    if state
+    let Some(phone) = state
         .store
         .verified_phone(&user, PhoneRole::Primary)
         .await?
-        .is_none()
-    {
-        return Ok(axum::Json(Next {
-            next: "register",
-            challenge: None,
-        })
-        .into_response());
-    }
-    let create_req = CreateRequest {
-        phone_number: None,
-        user_id: Some(user),
-        language: req.language,
-        purpose: Purpose::SignIn,
-        phone_role: None,
-        callback_url: None,
-        remember_device: req.remember_device,
-        trusted_device_token: req.trusted_device_token,
+    else {
+        return Ok(axum::Json(Next::to("register")).into_response());
     };
-    started(&state, &key, &body, create_req).await
+    if let Some(token) = &req.trusted_device_token
+        && trusted(&state, &user, token).await?
+    {
+        let create_req = create_request(serde_json::json!({
+            "user_id": user, "language": req.language, "trusted_device_token": token,
+        }))?;
+        return started(&state, &key, &body, create_req).await;
+    }
+    Ok(axum::Json(Next {
+        phone: Some(phone.phone.masked()),
+        forget_device: req.trusted_device_token.is_some(),
+        ..Next::to("verify")
+    })
+    .into_response())
+}
+
+/// `POST /demo/api/call`: the verification step's call to the user's phone.
+pub(crate) async fn call(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let key = demo_key(&state, &headers)?;
+    let req: Call = serde_json::from_slice(&body).map_err(Problem::malformed)?;
+    check_user_id(&req.user_id)?;
+    let mut json = serde_json::json!({
+        "user_id": format!("{DEMO_USERS}{}", req.user_id),
+        "language": req.language,
+        "remember_device": req.remember_device,
+    });
+    if let Some(c) = req.confirmation {
+        json["confirmation"] = c.into();
+    }
+    started(&state, &key, &body, create_request(json)?).await
 }
 
 /// `POST /demo/api/register`.
@@ -164,10 +411,12 @@ pub(crate) async fn register(
     let key = demo_key(&state, &headers)?;
     let req: Register = serde_json::from_slice(&body).map_err(Problem::malformed)?;
     check_user_id(&req.user_id)?;
-    let demo_number = PhoneNumber::parse(&req.phone_number)
-        .ok()
-        .filter(|n| state.cfg.demo_numbers.contains(n));
-    if demo_number.is_none() {
+    let number = typed_number(
+        &req.phone_number,
+        req.country.as_deref(),
+        &countries(&state),
+    )?;
+    if !state.cfg.demo_numbers.contains(&number) {
         let numbers: Vec<String> = state
             .cfg
             .demo_numbers
@@ -188,17 +437,17 @@ pub(crate) async fn register(
             ),
         ));
     }
-    let create_req = CreateRequest {
-        phone_number: Some(req.phone_number),
-        user_id: Some(format!("{DEMO_USERS}{}", req.user_id)),
-        language: req.language,
-        purpose: Purpose::Enroll,
-        phone_role: Some(PhoneRole::Primary),
-        callback_url: None,
-        remember_device: false,
-        trusted_device_token: None,
-    };
-    started(&state, &key, &body, create_req).await
+    let mut json = serde_json::json!({
+        "phone_number": number.as_e164(),
+        "user_id": format!("{DEMO_USERS}{}", req.user_id),
+        "language": req.language,
+        "purpose": "enroll",
+        "phone_role": "primary",
+    });
+    if let Some(c) = req.confirmation {
+        json["confirmation"] = c.into();
+    }
+    started(&state, &key, &body, create_request(json)?).await
 }
 
 async fn started(
@@ -214,9 +463,126 @@ async fn started(
     Ok((
         StatusCode::CREATED,
         axum::Json(Next {
-            next: "call",
             challenge: Some(view),
+            ..Next::to("call")
         }),
     )
         .into_response())
+}
+
+/// The spoken code the user typed, for a challenge the page follows.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Check {
+    challenge_id: String,
+    code: String,
+}
+
+/// The longest answer of the check passed back to the page.
+const MAX_CHECK_ANSWER: usize = 16 * 1024;
+
+/// `POST /demo/api/check`, with the challenge's poll token: passes the code to
+/// `POST /v1/challenges/{id}/check` and its answer (status, problem, `Retry-After`) back.
+pub(crate) async fn check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    demo_key(&state, &headers)?;
+    let req: Check = serde_json::from_slice(&body).map_err(Problem::malformed)?;
+    let id = store::ChallengeId::parse(&req.challenge_id)
+        .ok_or_else(|| Problem::not_found("challenge", "given"))?;
+    let token = crate::bearer(&headers)
+        .filter(|t| crate::poll_token_matches(&state.cfg.token_secret, &id, t))
+        .ok_or_else(Problem::unauthorized)?;
+    let code_ok =
+        (1..=12).contains(&req.code.len()) && req.code.bytes().all(|b| b.is_ascii_digit());
+    if !code_ok {
+        return Err(Problem::unprocessable("the code is 6 digits"));
+    }
+    let forwarded = axum::http::Request::post(format!("/v1/challenges/{}/check", id.as_str()))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(
+            serde_json::json!({"code": req.code}).to_string(),
+        ))
+        .map_err(|e| Problem::unprocessable(e.to_string()))?;
+    let answer = tower::ServiceExt::oneshot(crate::router(state.clone()), forwarded)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let (parts, body) = answer.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_CHECK_ANSWER)
+        .await
+        .map_err(|e| Problem::unprocessable(e.to_string()))?;
+    let mut out = (parts.status, bytes).into_response();
+    for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn japan() -> Vec<Country> {
+        vec![Country {
+            id: "JP".into(),
+            calling_code: 81,
+        }]
+    }
+
+    fn e164(typed: &str, country: Option<&str>) -> Result<String, &'static str> {
+        typed_number(typed, country, &japan())
+            .map(|n| n.as_e164().unwrap_or_default().to_string())
+            .map_err(|p| match p.extra.as_deref() {
+                Some((_, serde_json::Value::String(why))) => match why.as_str() {
+                    "empty" => "empty",
+                    "too_long" => "too_long",
+                    "characters" => "characters",
+                    "country" => "country",
+                    _ => "invalid",
+                },
+                _ => "no reason",
+            })
+    }
+
+    #[test]
+    fn national_and_international_numbers_become_e164() {
+        let want = Ok("+819012345678".to_string());
+        for typed in [
+            "090-1234-5678",
+            "090 1234 5678",
+            "(090) 1234-5678",
+            "09012345678",
+            "０９０－１２３４－５６７８",
+            "+81 90 1234 5678",
+            "+81 (0)90-1234-5678",
+            " 090.1234.5678 ",
+        ] {
+            assert_eq!(e164(typed, Some("JP")), want, "{typed}");
+        }
+        // International needs no country; national does, among the page's.
+        assert_eq!(e164("+81 90 1234 5678", None), want);
+        assert_eq!(e164("090-1234-5678", None), Err("country"));
+        assert_eq!(e164("090-1234-5678", Some("US")), Err("country"));
+        assert_eq!(
+            e164("+44 20 7183 8750", Some("JP")),
+            Ok("+442071838750".into())
+        );
+    }
+
+    #[test]
+    fn numbers_that_cannot_be_read_say_why() {
+        assert_eq!(e164("", Some("JP")), Err("empty"));
+        assert_eq!(e164(" - ", Some("JP")), Err("empty"));
+        assert_eq!(e164("090-12", Some("JP")), Err("invalid"));
+        assert_eq!(e164("090-1234-5678 ext", Some("JP")), Err("characters"));
+        assert_eq!(e164("090;1234", Some("JP")), Err("characters"));
+        assert_eq!(e164(&"0".repeat(41), Some("JP")), Err("too_long"));
+        // Counted in characters, not bytes: 40 full-width digits are not too long.
+        assert_eq!(e164(&"０".repeat(40), Some("JP")), Err("invalid"));
+    }
 }

@@ -15,9 +15,80 @@ use store::KeyKind;
 use crate::config::Config;
 use crate::gateway::Gateway;
 
-/// The demo user's phone, the only one the `/demo` page registers (baresip answers whatever
-/// number is called).
+/// The demo user's phone: the softphone answers it and presses '#' (the number the CLI demo
+/// registers, and the first the `/demo` page lists).
 const NUMBER: &str = "+819012345678";
+
+/// What the demo's softphone does when one of its numbers is called.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answers {
+    /// Answers and presses '#' while the instructions play.
+    Pound,
+    /// Rings and is never answered (no answer after `ring_timeout_s`).
+    Never,
+    /// Answers and presses no key (no input).
+    NoKey,
+    /// Has no such user: the softphone answers 404 Not Found.
+    NotInService,
+}
+
+/// Every number the demo calls (`[demo] numbers`, in this order), with what its softphone
+/// does: the page's banner lists them, `demo --serve` prints them, the README says them.
+const NUMBERS: [(&str, Answers, &str); 4] = [
+    (NUMBER, Answers::Pound, "answers and presses '#'"),
+    (
+        "+819011112222",
+        Answers::Never,
+        "rings and is never answered (no answer)",
+    ),
+    (
+        "+819033334444",
+        Answers::NoKey,
+        "answers and presses no key (no key heard)",
+    ),
+    (
+        "+819055556666",
+        Answers::NotInService,
+        "is not in service (404 Not Found: check the number)",
+    ),
+];
+
+/// baresip's accounts: one per number it answers, each with its microphone (`pound`,
+/// `quiet`) and answer mode.
+fn accounts(pound: &Path, quiet: &Path) -> String {
+    let mut out = String::new();
+    for (number, answers, _) in NUMBERS {
+        let (mode, source) = match answers {
+            Answers::Pound => ("auto", pound),
+            Answers::NoKey => ("auto", quiet),
+            Answers::Never => ("manual", quiet),
+            Answers::NotInService => continue,
+        };
+        out += &format!(
+            "<sip:{number}@127.0.0.1>;regint=0;answermode={mode};audio_codecs=PCMU,PCMA;\
+             audio_source=aufile,{}\n",
+            source.display()
+        );
+    }
+    out
+}
+
+/// Eight kHz mono, 45 seconds of quiet: the microphone of a phone that presses no key (baresip
+/// hangs up when its file ends, so it lasts past the wait for a first key).
+fn write_quiet(path: &Path) -> anyhow::Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec)?;
+    for _ in 0..8000 * 45 {
+        w.write_sample(0i16)?;
+    }
+    w.finalize()?;
+    Ok(())
+}
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -49,7 +120,8 @@ fn write_keypress(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// baresip on loopback, answering automatically, with `wav` as its microphone.
+/// baresip on loopback, answering the demo's numbers as [`NUMBERS`] says, with `wav` as the
+/// microphone of the one that presses '#'.
 struct Softphone {
     child: Child,
     addr: SocketAddr,
@@ -57,6 +129,8 @@ struct Softphone {
 
 impl Softphone {
     fn start(dir: &Path, wav: &Path, lifetime: Duration) -> anyhow::Result<Softphone> {
+        let quiet = dir.join("user-presses-nothing.wav");
+        write_quiet(&quiet)?;
         if Command::new("baresip")
             .arg("-h")
             .stdout(Stdio::null())
@@ -89,10 +163,7 @@ impl Softphone {
             said = wav.display(),
         );
         std::fs::write(dir.join("config"), config)?;
-        std::fs::write(
-            dir.join("accounts"),
-            format!("<sip:{NUMBER}@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA\n"),
-        )?;
+        std::fs::write(dir.join("accounts"), accounts(wav, &quiet))?;
         let log = std::fs::File::create(dir.join("baresip.log"))?;
         let child = Command::new("baresip")
             .arg("-f")
@@ -318,18 +389,19 @@ pub async fn run(lang: media::Language, serve: Option<SocketAddr>) -> anyhow::Re
 fn demo_config(phone: SocketAddr, dir: &Path, page: bool) -> String {
     format!(
         "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n\
-         [sip.timers]\nring_timeout_s = 20\n\
+         [sip.timers]\nring_timeout_s = 15\n\
          [[trunk]]\nname = \"softphone\"\naddress = \"{}\"\ntransport = \"udp\"\noptions_interval_s = 0\n\
          [media]\naddress = \"127.0.0.1\"\n\
-         [call]\nprompts = {:?}\nrepeats = 2\ncall_timeout_s = 60\nfirst_key_timeout_s = 20\n\
+         [call]\nprompts = {:?}\nrepeats = 2\ncall_timeout_s = 60\nfirst_key_timeout_s = 15\n\
          [store]\nurl = \"sqlite://{}\"\n\
-         [policy]\nallowed_countries = [\"JP\"]\n\
+         [policy]\nallowed_countries = [\"JP\"]\nper_number = {{ max = 10, window_s = 600 }}\n\
          [api]\ndemo_page = {}\n\
-         [demo]\nnumbers = [\"{NUMBER}\"]\n",
+         [demo]\nnumbers = [{}]\n",
         phone,
         prompts_dir().display().to_string(),
         dir.join("callverify.db").display(),
         page,
+        NUMBERS.map(|(n, _, _)| format!("{n:?}")).join(", "),
     )
 }
 
@@ -343,9 +415,10 @@ async fn serve_page(gw: &Gateway) -> anyhow::Result<()> {
     println!("demo page: http://{}/demo", gw.api_addr);
     println!("console:   http://{}/console", gw.api_addr);
     println!("operator key (for the console): {op}");
-    println!(
-        "register {NUMBER} (the only number the page calls): the softphone answers and presses '#'"
-    );
+    println!("the page calls only these numbers (type them as 090-1234-5678 or +81 90 1234 5678):");
+    for (number, _, does) in NUMBERS {
+        println!("  {number}: the softphone {does}");
+    }
     println!("serving until SIGTERM or Ctrl-C (an hour at most)");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
