@@ -16,7 +16,9 @@ pub mod runner;
 pub mod sip_driver;
 pub mod tls;
 
-pub use call::{CallReport, Outcome, Prompts, Report, ScriptConfig, VerificationCall};
+pub use call::{
+    CallReport, Confirmation, Outcome, Prompts, Report, ScriptConfig, VerificationCall,
+};
 pub use call_driver::{MediaConfig, OnSend, VerifyError, verify};
 pub use runner::{RunError, Runner};
 pub use sip_driver::{Call, CallError, SipEndpoint, StartError};

@@ -551,6 +551,8 @@ fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
             return Some(CallStep::key_step(k.at_ms as i64, digit, k.source, taken));
         }
         Report::Verdict(o) => (StepKind::Verdict, o.name().to_string()),
+        // Wired by the runner's owner (the challenge moves to `code_spoken` on it).
+        Report::CodeSpoken => return None,
     };
     Some(CallStep {
         at_ms,
@@ -616,6 +618,8 @@ mod tests {
             outcome,
             detail: None,
             trunk: None,
+            confirmation: "pound",
+            code_matched: None,
             keys: Vec::new(),
             timings: Default::default(),
             media: Default::default(),

@@ -2,6 +2,17 @@
 //! continuous run of speech that starts soon after the answer and lasts longer than a
 //! person's "hello" ends the call as `voicemail`; a verdict held for a long run of speech is
 //! given when the speech stops.
+//!
+//! Before a spoken code is read the detection must say "human" ([`Amd::says_human`]): no
+//! run of speech is going on (the last voiced frame is more than [`AmdConfig::gap`] ago), no
+//! greeting-length run has been heard, and either the far end's first run of speech has
+//! ended at most [`HELLO_MAX`] long with no speech since (a person's "hello?", then
+//! silence) or
+//! [`AmdConfig::window`] has passed since the answer (a person who said nothing, or whose
+//! first words were longer than a hello but shorter than a greeting). A recorded greeting is
+//! speech going on at the end of the window, so it is never "human"; it becomes
+//! `voicemail` once it is greeting-length. With detection disabled nothing is judged and a
+//! code is read as soon as the greeting has played.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +47,9 @@ impl Default for AmdConfig {
 
 const FRAME_MS: u64 = 20;
 
+/// A first run of speech at most this long, then silence, is a person's "hello".
+pub(super) const HELLO_MAX: Duration = Duration::from_millis(2000);
+
 /// Tracks runs of far-end speech (20 ms frames of received audio).
 #[derive(Debug)]
 pub(super) struct Amd {
@@ -45,6 +59,12 @@ pub(super) struct Amd {
     frames: u64,
     /// Frame where the current run of speech started, and its last voiced frame.
     run: Option<(u64, u64)>,
+    /// How long the first run of speech that ended was, in milliseconds.
+    first_run_ms: Option<u64>,
+    /// Runs of speech started so far.
+    runs: u32,
+    /// Whether a greeting-length run was heard (the call is then voicemail).
+    greeting_heard: bool,
 }
 
 /// What one frame of received audio changed.
@@ -69,7 +89,26 @@ impl Amd {
             frame: Vec::with_capacity(FRAME_SAMPLES),
             frames: 0,
             run: None,
+            first_run_ms: None,
+            runs: 0,
+            greeting_heard: false,
         }
+    }
+
+    /// Whether the far end is judged a person, `since_answer` after the answer (see the
+    /// module's docs).
+    pub(super) fn says_human(&self, cfg: &AmdConfig, since_answer: Duration) -> bool {
+        if !cfg.enabled {
+            return true;
+        }
+        if self.run.is_some() || self.greeting_heard {
+            return false;
+        }
+        let hello = self.runs == 1
+            && self
+                .first_run_ms
+                .is_some_and(|ms| ms <= HELLO_MAX.as_millis() as u64);
+        hello || since_answer >= cfg.window
     }
 
     fn run_ms(&self) -> u64 {
@@ -90,11 +129,17 @@ impl Amd {
         if voice {
             match &mut self.run {
                 Some((_, last)) => *last = idx,
-                None => self.run = Some((idx, idx)),
+                None => {
+                    self.run = Some((idx, idx));
+                    self.runs = self.runs.saturating_add(1);
+                }
             }
         } else if let Some((_, last)) = self.run
             && idx - last > gap
         {
+            if self.first_run_ms.is_none() {
+                self.first_run_ms = Some(self.run_ms());
+            }
             self.run = None;
             return Speech::RunEnded;
         }
@@ -103,6 +148,7 @@ impl Amd {
         };
         let run_ms = self.run_ms();
         if run_start <= window && run_ms > cfg.max_greeting.as_millis() as u64 {
+            self.greeting_heard = true;
             return Speech::Greeting { run_ms, run_start };
         }
         Speech::Nothing
@@ -136,6 +182,7 @@ impl VerificationCall {
                 if let Some(held) = self.held.take() {
                     self.decide(now, held);
                 }
+                self.read_code_if_human(now);
             }
             Speech::Greeting { run_ms, run_start } => {
                 let held = self.held.take().map(|o| o.name());

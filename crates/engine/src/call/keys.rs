@@ -1,13 +1,14 @@
 //! The keys' state machine: where a key was heard, the same press from both sources counted
-//! once, keys before the instructions dropped, the entry up to '#' and the verdict it gives,
-//! held while a long run of speech goes on.
+//! once, keys before the instructions dropped, the entry up to '#' and what it means in the
+//! call's confirmation mode, a verdict held while a long run of speech goes on.
 
 use std::time::{Duration, Instant};
 
 use dtmf::Digit;
 
-use super::report::{Outcome, Report};
-use super::{Output, Phase, VerificationCall};
+use super::confirmation::{Confirmation, Entry, Spoken};
+use super::report::Report;
+use super::{Outcome, Output, Phase, VerificationCall};
 
 /// Speech already this long when a '#' arrives holds the verdict until it stops.
 const HOLD_AFTER_SPEECH: Duration = Duration::from_millis(800);
@@ -73,21 +74,22 @@ impl Keys {
         Some(Report::Key(key))
     }
 
-    /// The entry goes on with `digit`; '#' ends it with its verdict.
-    fn enter(&mut self, digit: Digit) -> Option<Outcome> {
+    /// The entry goes on with `digit`; '#' ends it with what it means under `mode`.
+    fn enter(&mut self, digit: Digit, mode: &Confirmation) -> Option<Entry> {
         if digit != Digit::Pound {
             if self.entry.len() < MAX_KEYS {
                 self.entry.push(digit.as_char());
             }
             return None;
         }
-        let verdict = match self.entry.as_str() {
-            "" => Outcome::Approved,
-            "0" => Outcome::FraudReported,
-            _ => Outcome::Denied,
-        };
+        let what = mode.judge(&self.entry);
         self.entry.clear();
-        Some(verdict)
+        Some(what)
+    }
+
+    /// Whether keys have been entered since the last '#'.
+    pub(super) fn pending(&self) -> bool {
+        !self.entry.is_empty()
     }
 }
 
@@ -121,18 +123,57 @@ impl VerificationCall {
         if let Some(r) = self.keys.accept(digit, now, key) {
             self.out.push_back(Output::Report(r));
         }
-        // Barge-in: the prompt stops at the first key and is not repeated.
-        self.playout.queue.clear();
-        self.playout.pos = 0;
-        self.repeats_left = 0;
-        let Some(verdict) = self.keys.enter(digit) else {
-            self.input_deadline = Some(now + self.cfg.digit_timeout);
+        let repeats_left = self.repeats_left;
+        if self.spoken.is_none() {
+            // Barge-in: the prompt stops at the first key and is not repeated. (A spoken
+            // code's reading is not cut: the key is kept for '0#'.)
+            self.playout.queue.clear();
+            self.playout.pos = 0;
+            self.repeats_left = 0;
+        }
+        match self.keys.enter(digit, &self.confirmation) {
+            None | Some(Entry::Ignored) => self.wait_for_keys(now),
+            Some(Entry::Again) => self.instructions_again(now, repeats_left),
+            Some(Entry::Verdict(verdict)) => {
+                if let Confirmation::KeypadCode(_) = self.confirmation {
+                    self.code_matched = match verdict {
+                        Outcome::Approved => Some(true),
+                        Outcome::WrongCode => Some(false),
+                        _ => None,
+                    };
+                }
+                if self.cfg.amd.enabled && self.amd.speaking_for(HOLD_AFTER_SPEECH) {
+                    self.held = Some(verdict);
+                } else {
+                    self.decide(now, verdict);
+                }
+            }
+        }
+    }
+
+    /// A key that is no verdict: the next must come within the digit timeout (with a spoken
+    /// code, only once the outro has played: before, the reading sets the time).
+    fn wait_for_keys(&mut self, now: Instant) {
+        match self.spoken {
+            None | Some(Spoken::Listening) => {
+                self.input_deadline = Some(now + self.cfg.digit_timeout);
+            }
+            Some(Spoken::Waiting | Spoken::Reading | Spoken::Goodbye) => {}
+        }
+    }
+
+    /// Number matching, '#' alone: the instructions play again from the start while plays
+    /// are left (`repeats_left` of them), and the time for a key starts again with them.
+    fn instructions_again(&mut self, now: Instant, repeats_left: u32) {
+        let Some(kind) = self.confirmation.instructions() else {
             return;
         };
-        if self.cfg.amd.enabled && self.amd.speaking_for(HOLD_AFTER_SPEECH) {
-            self.held = Some(verdict);
-        } else {
-            self.decide(now, verdict);
+        if repeats_left == 0 {
+            self.input_deadline = Some(now + self.cfg.digit_timeout);
+            return;
         }
+        self.repeats_left = repeats_left - 1;
+        self.play(kind);
+        self.input_deadline = Some(now + self.cfg.first_key_timeout);
     }
 }

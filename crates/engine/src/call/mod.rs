@@ -27,6 +27,7 @@
 //! holder's answer. The time for the first key counts from the instructions.
 
 mod amd;
+mod confirmation;
 mod keys;
 mod playout;
 mod report;
@@ -44,11 +45,13 @@ use sip::{CallEvent, EndReason};
 use tracing::debug;
 
 pub use amd::AmdConfig;
+pub use confirmation::Confirmation;
 pub use keys::{KeyPress, KeySource};
 pub use playout::Prompts;
 pub use report::{CallReport, MediaReport, Outcome, Report, Timings};
 
 use amd::Amd;
+use confirmation::Spoken;
 use keys::Keys;
 use playout::{Playout, Segment};
 use srtp::CallSrtp;
@@ -197,6 +200,14 @@ pub struct VerificationCall {
     out: VecDeque<Output>,
     /// Where the stream callverify sends starts.
     stream_start: StreamStart,
+    /// How the person confirms (its `Debug` shows the mode only).
+    confirmation: Confirmation,
+    /// With a spoken code: where the reading is.
+    spoken: Option<Spoken>,
+    /// A spoken code's first reading has played to its end.
+    code_read: bool,
+    /// Number matching: whether the entry was the code.
+    code_matched: Option<bool>,
 }
 
 impl VerificationCall {
@@ -237,7 +248,21 @@ impl VerificationCall {
             timings: Timings::default(),
             out: VecDeque::new(),
             stream_start: start,
+            confirmation: Confirmation::Pound,
+            spoken: None,
+            code_read: false,
+            code_matched: None,
         }
+    }
+
+    /// Sets the confirmation mode; call before the answer (default: `Pound`). Once the
+    /// call is answered the mode no longer changes.
+    pub fn confirm_by(&mut self, c: Confirmation) {
+        if self.phase != Phase::Dialing {
+            return;
+        }
+        self.spoken = matches!(c, Confirmation::SpokenCode(_)).then_some(Spoken::Waiting);
+        self.confirmation = c;
     }
 
     /// The verdict or failure, once known.
@@ -316,7 +341,9 @@ impl VerificationCall {
         self.instructions_at = Some(now + greeting);
         self.input_deadline = Some(now + greeting + self.cfg.first_key_timeout);
         self.play(PromptKind::Greeting);
-        self.play(PromptKind::Instructions);
+        if let Some(kind) = self.confirmation.instructions() {
+            self.play(kind);
+        }
         self.pace(now);
     }
 
@@ -342,7 +369,13 @@ impl VerificationCall {
         }
         if self.outcome.is_none() {
             let answered = self.media.is_some();
-            let outcome = Outcome::from_end(&reason, answered, self.timed_out);
+            // Once a spoken code has been read the challenge waits for it on the page,
+            // however the call ends.
+            let outcome = if self.code_read {
+                Outcome::CodeSpoken
+            } else {
+                Outcome::from_end(&reason, answered, self.timed_out)
+            };
             self.set_outcome(now, outcome);
         }
         self.phase = Phase::Done;
@@ -367,6 +400,8 @@ impl VerificationCall {
             }),
             detail: self.detail.clone(),
             trunk: self.trunk.clone(),
+            confirmation: self.confirmation.name(),
+            code_matched: self.code_matched,
             keys: self.keys.pressed.clone(),
             timings: self.timings.clone(),
             media,
@@ -543,7 +578,12 @@ impl VerificationCall {
                 self.hang_up();
             } else {
                 self.detail = Some("the whole-call timeout passed".into());
-                self.set_outcome(now, Outcome::NoInput);
+                let outcome = if self.code_read {
+                    Outcome::CodeSpoken
+                } else {
+                    Outcome::NoInput
+                };
+                self.set_outcome(now, outcome);
                 self.hang_up();
             }
         }
@@ -553,13 +593,23 @@ impl VerificationCall {
             self.ended(now, EndReason::Timeout);
             return;
         }
+        if self.spoken == Some(Spoken::Listening) && self.input_deadline.is_none() {
+            // The outro has just played with an entry under way.
+            self.input_deadline = Some(now + self.cfg.digit_timeout);
+        }
         if self.phase == Phase::Script
             && self.held.is_none()
             && let Some(d) = self.input_deadline
             && now >= d
         {
-            self.decide(now, Outcome::NoInput);
+            if self.spoken == Some(Spoken::Listening) {
+                self.say_goodbye();
+            } else {
+                self.decide(now, Outcome::NoInput);
+            }
         }
+        self.read_code_if_human(now);
+        self.end_after_goodbye(now);
         self.pace(now);
     }
 
@@ -691,17 +741,27 @@ impl VerificationCall {
         Some(Output::Rtp { to, len })
     }
 
-    /// After a frame: the prompt it started, the next play of the instructions, or the
-    /// hang-up once the closing prompt is out.
+    /// After a frame: the prompt it started, the marks of a spoken code it passed, the
+    /// next play of the instructions, or the hang-up once the closing prompt is out.
     fn after_frame(&mut self) {
-        if let Some(kind) = self.playout.started.take() {
+        if let Some(kind) = self.playout.started.take()
+            && !PromptKind::DIGITS.contains(&kind)
+        {
+            // A spoken code's digits are not reported: the reports go to the logs.
             self.out.push_back(Output::Report(Report::Prompt(kind)));
         }
-        if self.phase == Phase::Script && self.playout.queue.is_empty() && self.repeats_left > 0 {
+        for mark in std::mem::take(&mut self.playout.reached) {
+            self.passed(mark);
+        }
+        if self.phase == Phase::Script
+            && self.playout.queue.is_empty()
+            && self.repeats_left > 0
+            && let Some(kind) = self.confirmation.instructions()
+        {
             self.repeats_left -= 1;
             let pause = (self.cfg.pause.as_millis() / FRAME.as_millis()) as u32;
             self.playout.queue.push_back(Segment::Silence(pause));
-            self.play(PromptKind::Instructions);
+            self.play(kind);
         }
         if self.phase == Phase::Closing && self.playout.queue.is_empty() {
             self.hang_up();

@@ -15,6 +15,12 @@ pub enum Outcome {
     Approved,
     /// Other keys, then '#'.
     Denied,
+    /// Number matching: digits other than the code, then '#' (the challenge is denied with
+    /// reason `wrong_code`).
+    WrongCode,
+    /// A spoken code was read and the call ended without a fraud report: not a verdict,
+    /// the challenge waits for the code to be checked on the page.
+    CodeSpoken,
     /// '0' then '#'.
     FraudReported,
     /// Answered, but no '#' before the timeouts.
@@ -46,7 +52,8 @@ impl Outcome {
         use store::ChallengeState;
         match self {
             Outcome::Approved => ChallengeState::Approved,
-            Outcome::Denied => ChallengeState::Denied,
+            Outcome::Denied | Outcome::WrongCode => ChallengeState::Denied,
+            Outcome::CodeSpoken => ChallengeState::CodeSpoken,
             Outcome::FraudReported => ChallengeState::FraudReported,
             Outcome::NoInput => ChallengeState::NoInput,
             Outcome::Voicemail => ChallengeState::Voicemail,
@@ -59,15 +66,21 @@ impl Outcome {
         }
     }
 
-    /// The snake_case name, as stored and printed (the name of its state).
+    /// The snake_case name, as in the call log's outcome column and the logs: the name of
+    /// its state, except `wrong_code` (whose state is `denied`).
     pub fn name(&self) -> &'static str {
-        self.state().as_str()
+        match self {
+            Outcome::WrongCode => "wrong_code",
+            other => other.state().as_str(),
+        }
     }
 
-    /// What went wrong, for a failure.
+    /// The challenge's reason for this outcome: what went wrong for a failure,
+    /// `"wrong_code"` for a wrong number-matching code.
     pub fn reason(&self) -> Option<&str> {
         match self {
             Outcome::Failed { reason, .. } => Some(reason),
+            Outcome::WrongCode => Some("wrong_code"),
             _ => None,
         }
     }
@@ -84,6 +97,8 @@ impl Outcome {
         match self {
             Outcome::Approved => Some(PromptKind::Verified),
             Outcome::Denied => Some(PromptKind::Denied),
+            Outcome::WrongCode => Some(PromptKind::WrongCode),
+            Outcome::CodeSpoken => Some(PromptKind::Goodbye),
             Outcome::FraudReported => Some(PromptKind::FraudReported),
             Outcome::NoInput => Some(PromptKind::NoInputGoodbye),
             _ => None,
@@ -180,6 +195,13 @@ pub struct CallReport {
     pub detail: Option<String>,
     /// The trunk the call went out on.
     pub trunk: Option<String>,
+    /// How the person was asked to confirm: `"pound"`, `"keypad_code"` or `"spoken_code"`
+    /// (the mode only, never its code).
+    pub confirmation: &'static str,
+    /// Number matching: whether the digits entered before '#' were the code (`None`
+    /// without such an entry, and always for the other modes: a spoken code is checked by
+    /// the page, not the call).
+    pub code_matched: Option<bool>,
     /// The keys pressed, in order.
     pub keys: Vec<KeyPress>,
     /// Durations.
@@ -212,6 +234,9 @@ pub enum Report {
     Key(KeyPress),
     /// A key came before the instructions started and was dropped.
     KeyIgnored(KeyPress),
+    /// A spoken code's first full reading has finished playing (its last digit is out): the
+    /// challenge may now wait for the code on the page. Given once; it carries no digit.
+    CodeSpoken,
     /// The verdict, before the closing prompt.
     Verdict(Outcome),
 }

@@ -59,6 +59,8 @@ pub enum Far {
 pub struct Seen {
     /// (seq, timestamp, marker, sent at) of every RTP packet.
     pub rtp: Vec<(u16, u32, bool, Instant)>,
+    /// The payload of every RTP packet, in the order sent.
+    pub payloads: Vec<Vec<u8>>,
     pub rtcp: Vec<(SocketAddr, Vec<u8>)>,
     pub hangups: Vec<Instant>,
     pub reports: Vec<(Instant, Report)>,
@@ -206,6 +208,7 @@ impl Sim {
                     };
                     let r = RtpReader::new(&plain).unwrap();
                     assert_eq!(r.payload().len(), 160);
+                    self.seen.payloads.push(r.payload().to_vec());
                     self.seen.rtp.push((
                         u16::from(r.sequence_number()),
                         r.timestamp(),

@@ -3,6 +3,7 @@
 
 mod amd;
 mod common;
+mod confirmation;
 mod keys;
 mod media;
 mod outcomes;
