@@ -506,9 +506,10 @@ fn spoken_other_keys_are_reported_but_decide_nothing_and_do_not_cut_the_reading(
     run_until(&mut sim, &mut far, |s| reported(s, PromptKind::CodeOutro));
     let outro_end = frame_now(&sim) + frames(PromptKind::CodeOutro).len();
     let mut far = Far::Events(vec![
-        (Digit::Pound, outro_end + 10, 5),
-        (Digit::D1, outro_end + 30, 5),
-        (Digit::Pound, outro_end + 50, 5),
+        // While "goodbye" plays (0.65 s in English).
+        (Digit::Pound, outro_end + 4, 5),
+        (Digit::D1, outro_end + 12, 5),
+        (Digit::Pound, outro_end + 20, 5),
     ]);
     sim.run_for(Duration::from_secs(40), &mut far);
     let f = sim.seen.finished().unwrap();

@@ -88,10 +88,11 @@ fn pound_in_band_approves_and_a_key_stops_the_prompt() {
 fn keys_before_the_instructions_are_dropped() {
     for far in [
         pound_after(800.0),
+        // All within the English greeting (2.97 s: 148 frames).
         Far::Events(vec![
             (Digit::Pound, 40, 6),
-            (Digit::D0, 100, 5),
-            (Digit::Pound, 150, 6),
+            (Digit::D0, 80, 5),
+            (Digit::Pound, 120, 6),
         ]),
     ] {
         let mut far = far;
