@@ -76,6 +76,11 @@ fn accounts(pound: &Path, quiet: &Path) -> String {
 /// Eight kHz mono, 45 seconds of quiet: the microphone of a phone that presses no key (baresip
 /// hangs up when its file ends, so it lasts past the wait for a first key).
 fn write_quiet(path: &Path) -> anyhow::Result<()> {
+    write_wav(path, std::iter::repeat_n(0i16, 8000 * 45))
+}
+
+/// Writes `samples` as an 8 kHz mono 16-bit WAV.
+fn write_wav(path: &Path, samples: impl Iterator<Item = i16>) -> anyhow::Result<()> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 8000,
@@ -83,8 +88,8 @@ fn write_quiet(path: &Path) -> anyhow::Result<()> {
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec)?;
-    for _ in 0..8000 * 45 {
-        w.write_sample(0i16)?;
+    for v in samples {
+        w.write_sample(v)?;
     }
     w.finalize()?;
     Ok(())
@@ -96,16 +101,9 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Eight kHz mono: two seconds of quiet, '#' (941 + 1477 Hz) for 150 ms, one second more.
 fn write_keypress(path: &Path) -> anyhow::Result<()> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec)?;
     // '#' 4.5 s after the answer: while the instructions play (a key during the greeting,
     // before anyone asked for one, is dropped).
-    for n in 0..(8000 * 5 + 5200) {
+    let samples = (0..(8000 * 5 + 5200)).map(|n| {
         let t = f64::from(n) / 8000.0;
         let tone = (4.5..4.65).contains(&t);
         let v = if tone {
@@ -114,10 +112,9 @@ fn write_keypress(path: &Path) -> anyhow::Result<()> {
         } else {
             0.0
         };
-        w.write_sample(v as i16)?;
-    }
-    w.finalize()?;
-    Ok(())
+        v as i16
+    });
+    write_wav(path, samples)
 }
 
 /// baresip on loopback, answering the demo's numbers as [`NUMBERS`] says, with `wav` as the

@@ -298,6 +298,16 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_is_listed_at_its_place() {
+        for (i, k) in PromptKind::ALL.into_iter().enumerate() {
+            assert_eq!(k as usize, i, "{k:?}");
+        }
+        for (d, k) in PromptKind::DIGITS.into_iter().enumerate() {
+            assert_eq!(PromptKind::digit(d as u8), Some(k));
+        }
+    }
+
+    #[test]
     fn frames_are_padded_and_shared() {
         let p = Prompt::from_samples(vec![1000; 330]).unwrap();
         assert_eq!(p.frames(Codec::Pcmu).len(), 3);
