@@ -68,6 +68,7 @@ pub async fn verify_call_within(
         media,
         script,
         prompts(lang),
+        engine::Confirmation::Pound,
         &number,
         None,
         std::future::pending(),

@@ -382,6 +382,7 @@ async fn place_calls(
                 &media,
                 script,
                 prompts,
+                engine::Confirmation::Pound,
                 &number,
                 None,
                 std::future::pending(),

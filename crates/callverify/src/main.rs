@@ -433,6 +433,7 @@ fn call(number: &str, lang: Option<media::Language>, path: &std::path::Path) -> 
             &cfg.media_settings(),
             cfg.script_settings(),
             prompts,
+            engine::Confirmation::Pound,
             &number,
             None,
             std::future::pending(),

@@ -23,7 +23,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span};
 
-use crate::call::{CallReport, Output, Prompts, Report, ScriptConfig, VerificationCall};
+use crate::call::{
+    CallReport, Confirmation, Output, Prompts, Report, ScriptConfig, VerificationCall,
+};
 use crate::sip_driver::{Call, CallError, SipEndpoint};
 
 /// Where the calls' media is.
@@ -171,12 +173,15 @@ async fn bind_pair(media: &MediaConfig) -> Result<(UdpSocket, UdpSocket), Verify
 
 /// Places one verification call to `target` and runs it to its end. Reports go to `reports`
 /// as they happen; the final report ([`Output::Finished`]) is returned; when
-/// `cancel` completes the call is hung up as `canceled`.
+/// `cancel` completes the call is hung up as `canceled`. `confirmation`: what the person
+/// must do to approve ('#', the two digits shown on the page, or listen to a code).
+#[allow(clippy::too_many_arguments)]
 pub async fn verify(
     endpoint: &SipEndpoint,
     media: &MediaConfig,
     script: ScriptConfig,
     prompts: Prompts,
+    confirmation: Confirmation,
     target: &PhoneNumber,
     reports: Option<mpsc::UnboundedSender<Report>>,
     cancel: impl Future<Output = ()>,
@@ -198,7 +203,8 @@ pub async fn verify(
     let (started, wall) = (Instant::now(), SystemTime::now());
     let call = endpoint.call(dial, offer).await?;
     let span = info_span!("call", call = %call.handle, to = %target);
-    let vc = VerificationCall::new(started, wall, script, prompts, StreamStart::random(), key);
+    let mut vc = VerificationCall::new(started, wall, script, prompts, StreamStart::random(), key);
+    vc.confirm_by(confirmation);
     // The task stays here and is run by reference: moved into the future that runs it, the
     // call's state (kilobytes) would be kept twice in every call's task.
     let mut task = CallTask {

@@ -390,6 +390,7 @@ impl Runner {
             &self.media,
             self.script.clone(),
             prompts,
+            crate::Confirmation::Pound,
             phone,
             Some(tx),
             hangup.notified(),
