@@ -348,6 +348,7 @@ fn erin_enrols(confirm: bool, now: i64) -> NewChallenge {
         confirm_primary: confirm,
         origin: store::Origin::Api,
         origin_ref: None,
+        confirmation: Default::default(),
         ..sign_in("key_test", "+819055556666", now)
     }
 }

@@ -120,6 +120,7 @@ pub fn sign_in(api_key_id: &str, number: &str, now_ms: i64) -> store::NewChallen
         confirm_primary: false,
         origin: store::Origin::Api,
         origin_ref: None,
+        confirmation: Default::default(),
         now_ms,
         expires_at_ms: now_ms + 300_000,
     }

@@ -270,6 +270,7 @@ pub(crate) async fn create(
                 confirm_primary,
                 origin: store::Origin::Api,
                 origin_ref: None,
+                confirmation: Default::default(),
                 now_ms: now,
                 expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
             },
@@ -387,6 +388,7 @@ pub(crate) async fn create_sign_in(
                 expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
                 origin: call.origin,
                 origin_ref: call.origin_ref,
+                confirmation: Default::default(),
             },
             &admission,
         )

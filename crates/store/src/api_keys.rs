@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use crate::{Result, Store, StoreError, new_id};
+use crate::{Confirmation, Result, Store, StoreError, new_id};
 
 /// What an API key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub struct ApiKey {
     /// A service key that may replace users' verified phones without the old phone's
     /// approval, and remove verified phones.
     pub phone_admin: bool,
+    /// How the challenges this key makes are confirmed when a request does not say (`None`:
+    /// the gateway's `[call] confirmation`).
+    pub confirmation: Option<Confirmation>,
 }
 
 fn secret_hash(secret: &str) -> String {
@@ -92,6 +95,7 @@ impl Store {
                 name: name.into(),
                 kind,
                 phone_admin,
+                confirmation: None,
             },
             secret,
         ))
@@ -100,7 +104,7 @@ impl Store {
     /// The key whose secret this is, unless unknown or revoked.
     pub async fn api_key(&self, secret: &str) -> Result<Option<ApiKey>> {
         let row = sqlx::query(
-            "SELECT id, name, kind, phone_admin FROM api_keys \
+            "SELECT id, name, kind, phone_admin, confirmation FROM api_keys \
              WHERE secret_hash = $1 AND revoked_at IS NULL",
         )
         .bind(secret_hash(secret))
@@ -113,6 +117,7 @@ impl Store {
                 name: r.try_get("name")?,
                 kind: KeyKind::from_name(&kind).ok_or(StoreError::Corrupt(kind))?,
                 phone_admin: r.try_get::<i64, _>("phone_admin")? != 0,
+                confirmation: confirmation_of(&r)?,
             })
         })
         .transpose()
@@ -122,7 +127,7 @@ impl Store {
     /// gateway makes for itself, such as the demo page's, to be made once, not per start).
     pub async fn api_key_named(&self, name: &str, kind: KeyKind) -> Result<Option<ApiKey>> {
         let row = sqlx::query(
-            "SELECT id, phone_admin FROM api_keys WHERE name = $1 AND kind = $2 \
+            "SELECT id, phone_admin, confirmation FROM api_keys WHERE name = $1 AND kind = $2 \
              AND revoked_at IS NULL ORDER BY created_at, id LIMIT 1",
         )
         .bind(name)
@@ -135,9 +140,27 @@ impl Store {
                 name: name.into(),
                 kind,
                 phone_admin: r.try_get::<i64, _>("phone_admin")? != 0,
+                confirmation: confirmation_of(&r)?,
             })
         })
         .transpose()
+    }
+
+    /// Sets (or, with `None`, clears) the confirmation mode of the challenges key `id` makes
+    /// when a request names none; `false` for an unknown or revoked key.
+    pub async fn set_key_confirmation(
+        &self,
+        id: &str,
+        confirmation: Option<Confirmation>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE api_keys SET confirmation = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(confirmation.map(Confirmation::as_str))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Revokes a key: its secret stops working.
@@ -150,4 +173,11 @@ impl Store {
                 .await?;
         Ok(r.rows_affected() == 1)
     }
+}
+
+/// The confirmation column of a key's row.
+fn confirmation_of(r: &sqlx::any::AnyRow) -> Result<Option<Confirmation>> {
+    let name: Option<String> = r.try_get("confirmation")?;
+    name.map(|n| Confirmation::from_name(&n).ok_or(StoreError::Corrupt(n)))
+        .transpose()
 }

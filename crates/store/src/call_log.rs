@@ -5,8 +5,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::{
-    CallId, ChallengeId, ChallengeState, Digit, KeySource, Origin, Result, StepKind, Store,
-    StoreError,
+    CallId, ChallengeId, ChallengeState, Confirmation, Digit, KeySource, Origin, Result, StepKind,
+    Store, StoreError,
 };
 
 /// A call being placed for a challenge.
@@ -60,6 +60,17 @@ impl CallStep {
             at_ms,
             kind: StepKind::Key,
             detail: format!("{digit} ({source}){ignored}"),
+        }
+    }
+
+    /// A step of kind `key` for a digit of a code (number matching): that a digit was
+    /// heard, from `source`, never which: the call log does not keep codes.
+    pub fn hidden_key_step(at_ms: i64, source: KeySource, taken: bool) -> CallStep {
+        let ignored = if taken { "" } else { IGNORED };
+        CallStep {
+            at_ms,
+            kind: StepKind::Key,
+            detail: format!("a digit ({source}){ignored}"),
         }
     }
 
@@ -163,6 +174,11 @@ pub struct CallEntry {
     pub origin: Origin,
     /// What there made the challenge (for EAM the client-request-id).
     pub origin_ref: Option<String>,
+    /// How its challenge is confirmed.
+    pub confirmation: Confirmation,
+    /// Whether the code entered for its challenge was right (`None`: none entered, or
+    /// `pound`). Never the code.
+    pub code_matched: Option<bool>,
     /// The end, once the call is over.
     pub end: Option<CallEnd>,
 }
@@ -215,7 +231,9 @@ const CALL_COLUMNS: &str = "id, challenge_id, phone_masked, started_at, trunk, o
      sip_status, detail, ended_at, post_dial_delay_ms, time_to_answer_ms, time_to_key_ms, \
      time_to_verdict_ms, packets_sent, packets_received, packets_lost, jitter_ms, packets_rejected, \
      srtp, (SELECT origin FROM challenges WHERE challenges.id = calls.challenge_id) AS origin, \
-     (SELECT origin_ref FROM challenges WHERE challenges.id = calls.challenge_id) AS origin_ref";
+     (SELECT origin_ref FROM challenges WHERE challenges.id = calls.challenge_id) AS origin_ref, \
+     (SELECT confirmation FROM challenges WHERE challenges.id = calls.challenge_id) AS confirmation, \
+     (SELECT code_matched FROM challenges WHERE challenges.id = calls.challenge_id) AS code_matched";
 
 impl Store {
     /// Records a call as it starts.
@@ -468,6 +486,11 @@ fn call_from(r: &AnyRow) -> Result<CallEntry> {
             None => Origin::Api,
         },
         origin_ref: r.try_get("origin_ref")?,
+        confirmation: match r.try_get::<Option<String>, _>("confirmation")? {
+            Some(c) => stored(c, Confirmation::from_name)?,
+            None => Confirmation::Pound,
+        },
+        code_matched: r.try_get::<Option<i64>, _>("code_matched")?.map(|v| v != 0),
         end,
     })
 }

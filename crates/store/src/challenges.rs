@@ -8,9 +8,12 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::limits::{self, Admission, Refused};
 use crate::types::{sql_list, undecided_sql};
+/// The reason of a number-matching challenge denied by wrong digits.
+pub const WRONG_CODE: &str = "wrong_code";
+
 use crate::{
-    ChallengeId, ChallengeState, Origin, PhoneNumber, PhoneRole, Purpose, Result, Store,
-    StoreError, users, webhooks,
+    ChallengeId, ChallengeState, Confirmation, Origin, PhoneNumber, PhoneRole, Purpose, Result,
+    Store, StoreError, users, webhooks,
 };
 
 /// A challenge to create.
@@ -46,6 +49,8 @@ pub struct NewChallenge {
     pub origin: Origin,
     /// What there made it: for EAM the client-request-id, for RADIUS the NAS.
     pub origin_ref: Option<String>,
+    /// How the person confirms it (for number matching the store draws the two digits).
+    pub confirmation: Confirmation,
     /// Now, in ms since the epoch.
     pub now_ms: i64,
     /// When it expires, in ms since the epoch.
@@ -91,6 +96,16 @@ pub struct Challenge {
     pub origin: Origin,
     /// What there made it (for EAM the client-request-id).
     pub origin_ref: Option<String>,
+    /// How the person confirms it.
+    pub confirmation: Confirmation,
+    /// Number matching: the two digits the sign-in page shows (to the user's front end only:
+    /// the call log never shows it).
+    pub display_code: Option<String>,
+    /// Spoken code: how many times a code was typed.
+    pub code_attempts: i64,
+    /// Whether the code entered (number matching on the phone, spoken code on the page) was
+    /// the right one; `None` until one is entered, and for `pound`.
+    pub code_matched: Option<bool>,
 }
 
 /// One state change.
@@ -106,7 +121,7 @@ pub struct StateChange {
 
 const CHALLENGE_COLUMNS: &str = "id, api_key_id, user_id, phone, language, purpose, callback_url, \
      state, reason, sip_status, created_at, updated_at, expires_at, decided_at, remember_device_ms, \
-     confirm_primary, origin, origin_ref";
+     confirm_primary, origin, origin_ref, confirmation, display_code, code_attempts, code_matched";
 
 impl Store {
     /// Creates a challenge in `queued` (with its first event), or, when the same API key
@@ -137,6 +152,8 @@ impl Store {
             return Self::replay(found, key, &c.request_hash).map(Ok);
         }
         let id = ChallengeId::new();
+        let display_code =
+            (c.confirmation == Confirmation::KeypadCode).then(crate::codes::draw_display_code);
         let mut tx = self.pool.begin().await?;
         // The first statement is a write: on SQLite the transaction holds the writer lock
         // from here, so the limits below are read and counted with no other admission
@@ -144,9 +161,10 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO challenges (id, api_key_id, idempotency_key, request_hash, user_id, \
              phone, language, purpose, callback_url, state, created_at, updated_at, expires_at, \
-             remember_device_ms, fraud_block_ms, confirm_primary, origin, origin_ref) \
+             remember_device_ms, fraud_block_ms, confirm_primary, origin, origin_ref, \
+             confirmation, display_code) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $10, $11, $12, $13, $14, \
-             $15, $16)",
+             $15, $16, $17, $18)",
         )
         .bind(id.as_str())
         .bind(&c.api_key_id)
@@ -164,6 +182,8 @@ impl Store {
         .bind(i64::from(c.confirm_primary))
         .bind(c.origin.as_str())
         .bind(c.origin_ref.as_deref())
+        .bind(c.confirmation.as_str())
+        .bind(display_code.as_deref())
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -273,7 +293,7 @@ impl Store {
         Ok(c)
     }
 
-    async fn read_challenge(&self, id: &ChallengeId) -> Result<Option<Challenge>> {
+    pub(crate) async fn read_challenge(&self, id: &ChallengeId) -> Result<Option<Challenge>> {
         let sql = format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id.as_str())
@@ -332,9 +352,18 @@ impl Store {
             Some(_) => ", claimed_by = $6, lease_until = $7",
             None => "",
         };
+        // A code entered: number matching approved by its digits or denied by others, or a
+        // spoken code typed right on the page.
+        let matched = match (to, reason) {
+            (ChallengeState::Approved, _) => {
+                ", code_matched = CASE WHEN confirmation = 'pound' THEN NULL ELSE 1 END"
+            }
+            (ChallengeState::Denied, Some(WRONG_CODE)) => ", code_matched = 0",
+            _ => "",
+        };
         let sql = format!(
             "UPDATE challenges SET state = $1, updated_at = $2, decided_at = {decided}, \
-             reason = COALESCE($3, reason), sip_status = COALESCE($4, sip_status){claim} \
+             reason = COALESCE($3, reason), sip_status = COALESCE($4, sip_status){claim}{matched} \
              WHERE id = $5 AND state IN ({})",
             sql_list(|s| from.contains(&s))
         );
@@ -358,6 +387,9 @@ impl Store {
         }
         if to == ChallengeState::FraudReported {
             users::on_fraud_reported(&mut tx, id.as_str(), at_ms, called).await?;
+        }
+        if to == ChallengeState::Denied && reason == Some(WRONG_CODE) {
+            users::on_wrong_code(&mut tx, id.as_str(), at_ms, called).await?;
         }
         if to.is_terminal() {
             webhooks::on_decided(&mut tx, id.as_str(), at_ms).await?;
@@ -434,25 +466,28 @@ impl Store {
             .await?)
     }
 
-    /// Challenges still queued after their expiry become `expired`; returns their ids.
-    /// (A call in progress is bounded by its own timeouts and decides itself.)
+    /// Challenges still queued, or whose spoken code was not typed, after their expiry
+    /// become `expired`; returns their ids. (A call in progress is bounded by its own
+    /// timeouts and decides itself.)
     pub async fn expire_due(&self, now_ms: i64) -> Result<Vec<ChallengeId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM challenges WHERE state = 'queued' AND expires_at <= $1",
+        let rows = sqlx::query(
+            "SELECT id, state FROM challenges WHERE state IN ('queued', 'code_spoken') \
+             AND expires_at <= $1",
         )
         .bind(now_ms)
         .fetch_all(&self.pool)
         .await?;
         let mut expired = Vec::new();
-        for id in ids.into_iter().map(ChallengeId::from_stored) {
+        for r in rows {
+            let (id, state): (String, String) = (r.try_get("id")?, r.try_get("state")?);
+            let why = if state == "queued" {
+                "not called before its expiry"
+            } else {
+                "the spoken code was not typed before its expiry"
+            };
+            let id = ChallengeId::from_stored(id);
             if self
-                .transition(
-                    &id,
-                    ChallengeState::Expired,
-                    now_ms,
-                    Some("not called before its expiry"),
-                    None,
-                )
+                .transition(&id, ChallengeState::Expired, now_ms, Some(why), None)
                 .await?
             {
                 expired.push(id);
@@ -486,6 +521,7 @@ fn challenge_from(r: &AnyRow) -> Result<Challenge> {
     let purpose: String = r.try_get("purpose")?;
     let phone: String = r.try_get("phone")?;
     let origin: String = r.try_get("origin")?;
+    let confirmation: String = r.try_get("confirmation")?;
     Ok(Challenge {
         id: ChallengeId::from_stored(r.try_get("id")?),
         api_key_id: r.try_get("api_key_id")?,
@@ -505,5 +541,10 @@ fn challenge_from(r: &AnyRow) -> Result<Challenge> {
         confirm_primary: r.try_get::<i64, _>("confirm_primary")? != 0,
         origin: Origin::from_name(&origin).ok_or(StoreError::Corrupt(origin))?,
         origin_ref: r.try_get("origin_ref")?,
+        confirmation: Confirmation::from_name(&confirmation)
+            .ok_or(StoreError::Corrupt(confirmation))?,
+        display_code: r.try_get("display_code")?,
+        code_attempts: r.try_get("code_attempts")?,
+        code_matched: r.try_get::<Option<i64>, _>("code_matched")?.map(|v| v != 0),
     })
 }

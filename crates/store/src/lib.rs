@@ -10,7 +10,7 @@
 //! (`retention.rs`). No HTTP and no SIP here.
 //!
 //! A module for each kind of record: `challenges.rs` (made, moved, read, counted, expired),
-//! `claims.rs` (which node calls which challenge), `call_log.rs`, `api_keys.rs`, `users.rs`
+//! `claims.rs` (which node calls which challenge), `codes.rs` (the confirmation modes' codes), `call_log.rs`, `api_keys.rs`, `users.rs`
 //! (phones, trusted devices, fraud blocks), `eam.rs` (what the Entra EAM provider keeps), `webhooks.rs`, `limits.rs` (the rate limits'
 //! counts), `retention.rs`; `migrate.rs` the schema, `cache.rs` a node's copy of the
 //! challenges it reads.
@@ -20,6 +20,7 @@ mod cache;
 mod call_log;
 mod challenges;
 mod claims;
+mod codes;
 mod eam;
 pub mod fault;
 mod limits;
@@ -35,6 +36,9 @@ use sqlx::{AnyPool, Executor};
 pub use api_keys::{ApiKey, KeyKind};
 pub use call_log::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall, OutcomeFilter};
 pub use challenges::{Challenge, NewChallenge, Scope, StateChange};
+pub use codes::{
+    CodeCheck, Confirmation, MAX_CODE_ATTEMPTS, code_hash, draw_display_code, draw_spoken_code,
+};
 pub use dtmf::Digit;
 pub use eam::{EamSession, Imported, NewEamSession, StoredEamKey};
 pub use limits::{Admission, CountScope, Counter, Refused};
@@ -206,6 +210,13 @@ impl Store {
     }
 
     /// Tells the subscribers that `id` is now in `state`, and drops the copy of it.
+    /// Drops this node's copy of a challenge whose columns changed without a new state.
+    fn forget_cached(&self, id: &ChallengeId) {
+        if let Some(cache) = &self.cache {
+            cache.forget(id.as_str());
+        }
+    }
+
     fn announce(&self, id: &ChallengeId, state: ChallengeState) {
         if let Some(cache) = &self.cache {
             cache.forget(id.as_str());

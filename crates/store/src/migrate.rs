@@ -28,6 +28,10 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0010_keys_as_steps.sql"),
     ),
     (11, include_str!("../migrations/sqlite/0011_eam.sql")),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_confirmation.sql"),
+    ),
 ];
 
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
@@ -60,6 +64,10 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0010_keys_as_steps.sql"),
     ),
     (11, include_str!("../migrations/postgres/0011_eam.sql")),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_confirmation.sql"),
+    ),
 ];
 
 impl Store {

@@ -241,6 +241,58 @@ pub(crate) async fn on_fraud_reported(
     Ok(())
 }
 
+/// Number matching denied by wrong digits (challenge `id`, at `at_ms`): a fraud signal. When
+/// the user's decision before this one was also a wrong code, the user and the numbers are
+/// blocked as a fraud report blocks them (someone keeps entering digits they were not shown).
+pub(crate) async fn on_wrong_code(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    at_ms: i64,
+    called: Option<&PhoneNumber>,
+) -> Result<()> {
+    let Some(row) =
+        sqlx::query("SELECT user_id, phone, fraud_block_ms FROM challenges WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+    else {
+        return Ok(());
+    };
+    let Some(user) = row.try_get::<Option<String>, _>("user_id")? else {
+        return Ok(());
+    };
+    let before: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT reason FROM challenges WHERE user_id = $1 AND id <> $2 \
+         AND decided_at IS NOT NULL ORDER BY decided_at DESC, created_at DESC LIMIT 1",
+    )
+    .bind(&user)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let block_ms: i64 = row.try_get("fraud_block_ms")?;
+    if before.flatten().as_deref() != Some(crate::challenges::WRONG_CODE) || block_ms <= 0 {
+        return Ok(());
+    }
+    let mut phones: Vec<String> = vec![row.try_get("phone")?];
+    if let Some(c) = called.and_then(PhoneNumber::as_e164)
+        && !phones.iter().any(|p| p == c)
+    {
+        phones.push(c.to_string());
+    }
+    block(
+        tx,
+        Some(&user),
+        &phones,
+        id,
+        "two wrong number-matching codes in a row",
+        at_ms,
+        at_ms + block_ms,
+    )
+    .await?;
+    revoke_all(tx, &user, at_ms).await?;
+    Ok(())
+}
+
 /// Blocks calls for `user` and each of `phones` from `at_ms` until `until_ms`, because of
 /// challenge `id` (the one place blocks are made: a fraud report, or another trigger).
 pub(crate) async fn block(

@@ -26,6 +26,7 @@ fn challenge(user: Option<&str>, number: &str, at: i64) -> NewChallenge {
         confirm_primary: false,
         origin: store::Origin::Api,
         origin_ref: None,
+        confirmation: Default::default(),
         now_ms: at,
         expires_at_ms: at + 300_000,
     }

@@ -99,6 +99,7 @@ pub fn request(key: Option<&str>, hash: &str, now: i64) -> NewChallenge {
         confirm_primary: false,
         origin: store::Origin::Api,
         origin_ref: None,
+        confirmation: Default::default(),
         now_ms: now,
         expires_at_ms: now + 300_000,
     }

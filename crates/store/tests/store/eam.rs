@@ -350,6 +350,7 @@ async fn a_challenges_origin_is_stored_and_the_call_log_is_filtered_by_it(db: Db
         .create_challenge(&NewChallenge {
             origin: Origin::Eam,
             origin_ref: Some("crid-7".into()),
+            confirmation: Default::default(),
             ..request(None, "b", T)
         })
         .await

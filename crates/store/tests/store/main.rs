@@ -26,6 +26,7 @@ macro_rules! on_both {
 
 mod call_log;
 mod challenges;
+mod codes;
 mod common;
 mod eam;
 mod keys;
