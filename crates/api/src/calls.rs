@@ -49,6 +49,12 @@ pub(crate) struct CallView {
     origin: store::Origin,
     /// What there made the challenge: for `eam` Entra's client-request-id.
     origin_ref: Option<String>,
+    /// How its challenge is confirmed: `pound`, `keypad_code` or `spoken_code`.
+    #[schema(value_type = String, example = "keypad_code")]
+    confirmation: store::Confirmation,
+    /// Whether the code entered was the right one (never the code); null until one is
+    /// entered, and for `pound`.
+    code_matched: Option<bool>,
     started_at: String,
     ended_at: Option<String>,
     outcome: Option<String>,
@@ -79,6 +85,8 @@ impl CallView {
             phone_number: c.phone_masked.clone(),
             origin: c.origin,
             origin_ref: c.origin_ref.clone(),
+            confirmation: c.confirmation,
+            code_matched: c.code_matched,
             started_at: rfc3339(c.started_at_ms),
             ended_at: e.map(|e| rfc3339(e.ended_at_ms)),
             outcome: e.map(|e| e.outcome.to_string()),

@@ -13,8 +13,8 @@ use futures_util::Stream;
 use media::Language;
 use serde::{Deserialize, Serialize};
 use store::{
-    ApiKey, Challenge, ChallengeId, ChallengeState, KeyKind, NewChallenge, PhoneNumber, PhoneRole,
-    Purpose, TrustedDevice,
+    ApiKey, Challenge, ChallengeId, ChallengeState, CodeCheck, Confirmation, KeyKind, NewChallenge,
+    PhoneNumber, PhoneRole, Purpose, TrustedDevice,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
@@ -59,6 +59,13 @@ pub(crate) struct CreateRequest {
     /// A trusted-device token of this user: if still valid, the challenge is approved at
     /// once with reason `trusted_device` and no call is made.
     pub trusted_device_token: Option<String>,
+    /// How the person confirms: `pound` ('#'), `keypad_code` (number matching: show the
+    /// answer's `display_code`; the call asks for those two digits, then '#') or
+    /// `spoken_code` (the call reads a 6-digit code; the person types it on the page, sent
+    /// with `POST /v1/challenges/{id}/check`). When absent: the API key's mode, or the
+    /// gateway's `[call] confirmation`.
+    #[schema(value_type = Option<String>, example = "keypad_code")]
+    pub confirmation: Option<Confirmation>,
 }
 
 fn default_purpose() -> Purpose {
@@ -103,6 +110,21 @@ pub(crate) struct ChallengeView {
     /// called, and verified, only if that one approves.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     confirm_primary: bool,
+    /// `pound`, `keypad_code` or `spoken_code`.
+    #[schema(value_type = String, example = "keypad_code")]
+    confirmation: Confirmation,
+    /// Number matching: the two digits the sign-in page must show (to its poll token and
+    /// the key that made it only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "47")]
+    display_code: Option<String>,
+    /// Spoken code: how many more times the code may be typed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code_attempts_left: Option<i64>,
+    /// Whether the code entered was the right one (number matching, spoken code); absent
+    /// until one is entered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code_matched: Option<bool>,
 }
 
 impl ChallengeView {
@@ -120,10 +142,19 @@ impl ChallengeView {
             decided_at: c.decided_at_ms.map(rfc3339),
             reason: c.reason.clone(),
             sip_status: c.sip_status,
-            poll_token,
             trusted_device_token: None,
             trusted_until: None,
             confirm_primary: c.confirm_primary,
+            confirmation: c.confirmation,
+            // The reply to the request that made it carries the poll token, and the code.
+            display_code: poll_token
+                .is_some()
+                .then(|| c.display_code.clone())
+                .flatten(),
+            code_attempts_left: (c.confirmation == Confirmation::SpokenCode)
+                .then(|| (store::MAX_CODE_ATTEMPTS - c.code_attempts).max(0)),
+            code_matched: c.code_matched,
+            poll_token,
         }
     }
 
@@ -136,6 +167,9 @@ impl ChallengeView {
         tokens: bool,
     ) -> Result<ChallengeView, Problem> {
         let mut v = ChallengeView::of(c, poll_token);
+        if tokens {
+            v.display_code = c.display_code.clone();
+        }
         if tokens
             && c.state == ChallengeState::Approved
             && c.remember_device_ms > 0
@@ -246,6 +280,22 @@ pub(crate) async fn create(
             .is_some(),
         _ => false,
     };
+    // An enrolment the current phone approves first calls two phones in one challenge: a
+    // spoken code (typed after the first call) cannot do that, so a default of spoken_code
+    // becomes number matching there, and a request for it is refused.
+    let confirmation = match (req.confirmation, confirm_primary) {
+        (Some(Confirmation::SpokenCode), true) => {
+            return Err(Problem::unprocessable(
+                "confirmation spoken_code cannot be used for an enrolment that the user's \
+                 current phone must approve first: use keypad_code or pound",
+            ));
+        }
+        (Some(c), _) => c,
+        (None, primary) => match key.confirmation.unwrap_or(state.cfg.confirmation) {
+            Confirmation::SpokenCode if primary => Confirmation::KeypadCode,
+            c => c,
+        },
+    };
     let now = now_ms();
     let made = state
         .store
@@ -270,7 +320,7 @@ pub(crate) async fn create(
                 confirm_primary,
                 origin: store::Origin::Api,
                 origin_ref: None,
-                confirmation: Default::default(),
+                confirmation,
                 now_ms: now,
                 expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
             },
@@ -388,7 +438,7 @@ pub(crate) async fn create_sign_in(
                 expires_at_ms: now + state.cfg.challenge_ttl.as_millis() as i64,
                 origin: call.origin,
                 origin_ref: call.origin_ref,
-                confirmation: Default::default(),
+                confirmation: key.confirmation.unwrap_or(state.cfg.confirmation),
             },
             &admission,
         )
@@ -827,5 +877,125 @@ pub(crate) async fn cancel_challenge(
     {
         info!(challenge = %id, "canceled: hanging up");
     }
+    Ok(axum::Json(ChallengeView::full(&state, &c, None, true).await?).into_response())
+}
+
+/// A spoken code typed on the sign-in page.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckRequest {
+    /// The six digits the call read.
+    #[schema(example = "314159")]
+    pub code: String,
+}
+
+/// Checks a code typed for spoken-code challenge `c` by `who`: the approved challenge, or
+/// the problem to answer (a wrong code, with the attempts left; not waiting for a code).
+pub(crate) async fn check(
+    state: &AppState,
+    c: &Challenge,
+    code: &str,
+) -> Result<Challenge, Problem> {
+    if c.confirmation != Confirmation::SpokenCode {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "no-spoken-code",
+            "The challenge has no spoken code",
+            format!("challenge {} is confirmed by {}", c.id, c.confirmation),
+        ));
+    }
+    // Six ASCII digits; anything else is no attempt (and says nothing of the code).
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Problem::unprocessable(
+            "code must be the 6 digits the call read",
+        ));
+    }
+    let checked = state
+        .store
+        .check_code(&c.id, &state.cfg.token_secret, code, now_ms())
+        .await?;
+    match checked {
+        CodeCheck::Matched(c) => {
+            info!(challenge = %c.id, "the spoken code matched: approved");
+            Ok(*c)
+        }
+        CodeCheck::Wrong { attempts_left } => {
+            info!(challenge = %c.id, attempts_left, "a wrong spoken code");
+            let mut p = Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "wrong-code",
+                "The code is not the one the call read",
+                if attempts_left > 0 {
+                    format!("{attempts_left} attempts left")
+                } else {
+                    "no attempts left: the challenge is denied".to_string()
+                },
+            );
+            p.extra = Some(Box::new(("attempts_left", attempts_left.into())));
+            Err(p)
+        }
+        CodeCheck::Exhausted => {
+            let mut p = Problem::new(
+                StatusCode::CONFLICT,
+                "no-attempts-left",
+                "No attempts are left",
+                "the code was typed wrong 5 times: the challenge is denied",
+            );
+            p.extra = Some(Box::new(("attempts_left", 0.into())));
+            Err(p)
+        }
+        CodeCheck::NotWaiting(s) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "not-waiting-for-a-code",
+            "The challenge is not waiting for a code",
+            match s {
+                ChallengeState::CodeSpoken => "the challenge has expired".to_string(),
+                s if s.is_terminal() => format!("challenge {} is {s}", c.id),
+                s => format!(
+                    "the call has not read the code yet (challenge {} is {s})",
+                    c.id
+                ),
+            },
+        )),
+        CodeCheck::Unknown => Err(Problem::not_found("challenge", c.id.as_str())),
+    }
+}
+
+/// Check a spoken code (its service key or poll token): the code the call read, typed by
+/// the person on the sign-in page. At most 5 attempts; the right code approves.
+#[utoipa::path(
+    post,
+    path = "/v1/challenges/{id}/check",
+    tag = "challenges",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the challenge")),
+    request_body = CheckRequest,
+    responses(
+        (status = 200, description = "The right code: approved", body = ChallengeView),
+        (status = 400, body = crate::ProblemDoc),
+        (status = 401, body = crate::ProblemDoc),
+        (status = 403, description = "An operator key", body = crate::ProblemDoc),
+        (status = 404, body = crate::ProblemDoc),
+        (status = 409, description = "Not a spoken-code challenge, its code not read yet, decided, expired, or no attempts left", body = crate::ProblemDoc),
+        (status = 422, description = "A wrong code (`attempts_left`), or not 6 digits", body = crate::ProblemDoc),
+    )
+)]
+pub(crate) async fn check_code(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let (who, c) = readable(&state, &id, &headers).await?;
+    if let Reader::Key(k) = &who
+        && k.kind != KeyKind::Service
+    {
+        return Err(Problem::forbidden(
+            "Operator keys cannot check codes",
+            "check with the service key or the poll token",
+        ));
+    }
+    let req: CheckRequest = serde_json::from_slice(&body).map_err(Problem::malformed)?;
+    let c = check(&state, &c, &req.code).await?;
     Ok(axum::Json(ChallengeView::full(&state, &c, None, true).await?).into_response())
 }

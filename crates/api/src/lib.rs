@@ -68,6 +68,9 @@ pub struct ApiConfig {
     pub language: media::Language,
     /// The Entra external authentication method provider (`[eam]`); `None`: off.
     pub eam: Option<Arc<crate::eam::Provider>>,
+    /// How a challenge is confirmed when neither its request nor its API key says
+    /// (`[call] confirmation`).
+    pub confirmation: store::Confirmation,
 }
 
 impl Default for ApiConfig {
@@ -85,6 +88,7 @@ impl Default for ApiConfig {
             demo_numbers: Vec::new(),
             language: media::Language::En,
             eam: None,
+            confirmation: store::Confirmation::Pound,
         }
     }
 }
@@ -172,6 +176,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             challenges::cancel_challenge
         ))
         .routes(routes!(challenges::challenge_events))
+        .routes(routes!(challenges::check_code))
         .routes(routes!(users::register_phone, users::list_phones))
         .routes(routes!(users::remove_phone))
         .routes(routes!(

@@ -478,11 +478,8 @@ pub(crate) struct Check {
     code: String,
 }
 
-/// The longest answer of the check passed back to the page.
-const MAX_CHECK_ANSWER: usize = 16 * 1024;
-
-/// `POST /demo/api/check`, with the challenge's poll token: passes the code to
-/// `POST /v1/challenges/{id}/check` and its answer (status, problem, `Retry-After`) back.
+/// `POST /demo/api/check`, with the challenge's poll token: the code checked as
+/// `POST /v1/challenges/{id}/check` checks it (the same answers and problems).
 pub(crate) async fn check(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -492,35 +489,16 @@ pub(crate) async fn check(
     let req: Check = serde_json::from_slice(&body).map_err(Problem::malformed)?;
     let id = store::ChallengeId::parse(&req.challenge_id)
         .ok_or_else(|| Problem::not_found("challenge", "given"))?;
-    let token = crate::bearer(&headers)
+    crate::bearer(&headers)
         .filter(|t| crate::poll_token_matches(&state.cfg.token_secret, &id, t))
         .ok_or_else(Problem::unauthorized)?;
-    let code_ok =
-        (1..=12).contains(&req.code.len()) && req.code.bytes().all(|b| b.is_ascii_digit());
-    if !code_ok {
-        return Err(Problem::unprocessable("the code is 6 digits"));
-    }
-    let forwarded = axum::http::Request::post(format!("/v1/challenges/{}/check", id.as_str()))
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(axum::body::Body::from(
-            serde_json::json!({"code": req.code}).to_string(),
-        ))
-        .map_err(|e| Problem::unprocessable(e.to_string()))?;
-    let answer = tower::ServiceExt::oneshot(crate::router(state.clone()), forwarded)
-        .await
-        .unwrap_or_else(|never| match never {});
-    let (parts, body) = answer.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_CHECK_ANSWER)
-        .await
-        .map_err(|e| Problem::unprocessable(e.to_string()))?;
-    let mut out = (parts.status, bytes).into_response();
-    for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
-        if let Some(v) = parts.headers.get(&name) {
-            out.headers_mut().insert(name, v.clone());
-        }
-    }
-    Ok(out)
+    let c = state
+        .store
+        .challenge(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found("challenge", id.as_str()))?;
+    let c = crate::challenges::check(&state, &c, &req.code).await?;
+    Ok(axum::Json(ChallengeView::full(&state, &c, None, true).await?).into_response())
 }
 
 #[cfg(test)]

@@ -119,6 +119,7 @@ pub(crate) async fn register_phone(
         callback_url: reg.callback_url,
         remember_device: false,
         trusted_device_token: None,
+        confirmation: None,
     };
     let (c, replay) = create(&state, &key, &headers, &body, req).await?;
     let phone = state

@@ -168,7 +168,8 @@ impl Gateway {
             .with_fallback(cfg.api.call_fallback)
             .with_policy(Arc::new(api_cfg.policy.clone()))
             .with_capacity(cfg.call.max_calls)
-            .with_lease(Duration::from_secs(cfg.call.claim_lease_s)),
+            .with_lease(Duration::from_secs(cfg.call.claim_lease_s))
+            .with_code_key(&api_cfg.token_secret),
         );
         if cfg.api.demo_page {
             warn!("the /demo page is on: whoever reaches it can have the [demo] numbers called");

@@ -68,6 +68,11 @@ enum Command {
         /// approval, and remove verified phones (for the identity service's administrators).
         #[arg(long)]
         phone_admin: bool,
+        /// How the challenges of this key are confirmed when a request does not say:
+        /// `pound`, `keypad_code` or `spoken_code` (default: the gateway's `[call]
+        /// confirmation`).
+        #[arg(long)]
+        confirmation: Option<String>,
         /// The configuration file (for the store).
         #[arg(long, default_value = "sip-config/callverify.toml")]
         config: PathBuf,
@@ -227,10 +232,23 @@ fn create_api_key(
     name: &str,
     kind: &str,
     phone_admin: bool,
+    confirmation: Option<&str>,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
     let Some(kind) = store::KeyKind::from_name(kind) else {
         anyhow::bail!("kind {kind:?}: expected service or operator");
+    };
+    let confirmation = match confirmation {
+        None => None,
+        Some(c) => match store::Confirmation::from_name(c) {
+            Some(_) if kind != store::KeyKind::Service => {
+                anyhow::bail!("--confirmation is for service keys")
+            }
+            Some(m) => Some(m),
+            None => {
+                anyhow::bail!("confirmation {c:?}: expected pound, keypad_code or spoken_code")
+            }
+        },
     };
     if phone_admin && kind != store::KeyKind::Service {
         anyhow::bail!("--phone-admin is for service keys");
@@ -242,13 +260,20 @@ fn create_api_key(
     let rt = tokio::runtime::Runtime::new()?;
     let (key, secret) = rt.block_on(async {
         let store = store::Store::open(&url).await?;
-        anyhow::Ok(
-            store
-                .create_api_key_with(name, kind, phone_admin, store::now_ms())
-                .await?,
-        )
+        let (key, secret) = store
+            .create_api_key_with(name, kind, phone_admin, store::now_ms())
+            .await?;
+        if confirmation.is_some() {
+            store.set_key_confirmation(&key.id, confirmation).await?;
+        }
+        anyhow::Ok((key, secret))
     })?;
-    let admin = if key.phone_admin { ", phone_admin" } else { "" };
+    let admin = match (key.phone_admin, confirmation) {
+        (true, Some(c)) => format!(", phone_admin, confirmation {c}"),
+        (true, None) => ", phone_admin".to_string(),
+        (false, Some(c)) => format!(", confirmation {c}"),
+        (false, None) => String::new(),
+    };
     eprintln!(
         "API key {} ({name}{admin}); its secret, shown once:",
         key.id
@@ -289,8 +314,9 @@ fn main() -> ExitCode {
             name,
             kind,
             phone_admin,
+            confirmation,
             config,
-        } => match create_api_key(&name, &kind, phone_admin, &config) {
+        } => match create_api_key(&name, &kind, phone_admin, confirmation.as_deref(), &config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("callverify create-api-key: {e:#}");

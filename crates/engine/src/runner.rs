@@ -15,7 +15,7 @@ use store::{
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::call::{CallReport, Outcome, Prompts, Report, ScriptConfig};
+use crate::call::{CallReport, Confirmation, Outcome, Prompts, Report, ScriptConfig};
 use crate::call_driver::{MediaConfig, VerifyError, verify};
 use crate::legs::{Leg, plan};
 use crate::sip_driver::SipEndpoint;
@@ -61,6 +61,8 @@ pub struct Runner {
     wake: Notify,
     /// A call's task panicked: this node can no longer be trusted to finish its calls.
     panicked: std::sync::OnceLock<String>,
+    /// The key of the spoken codes' hashes (the API checks typed codes with the same key).
+    code_key: Vec<u8>,
 }
 
 /// Removes a challenge from the active ones when its run ends, however it ends.
@@ -97,7 +99,15 @@ impl Runner {
             draining: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
             panicked: std::sync::OnceLock::new(),
+            code_key: Vec::new(),
         }
+    }
+
+    /// The key that spoken codes are hashed with before they are stored (the API's token
+    /// secret: it checks typed codes with it). Empty by default.
+    pub fn with_code_key(mut self, key: &[u8]) -> Runner {
+        self.code_key = key.to_vec();
+        self
     }
 
     /// Why this runner cannot go on, if it cannot: a call's task panicked, or the SIP
@@ -291,11 +301,20 @@ impl Runner {
             }
             let next = i + 1 < legs.len();
             let goes_on = |o: &Outcome| next && (leg.goes_on)(o);
+            let Some(confirmation) = self.confirmation_of(&challenge).await? else {
+                let failed = (
+                    ChallengeState::Failed,
+                    Some("the challenge's number-matching code is missing".into()),
+                    None,
+                );
+                self.decide(id, failed, None).await?;
+                return Ok(Some(ChallengeState::Failed));
+            };
             let (outcome, call_id) = self
                 .call_one(
                     id,
                     &leg.phone,
-                    prompts.clone(),
+                    (prompts.clone(), confirmation),
                     &hangup,
                     &goes_on,
                     leg.label,
@@ -308,6 +327,42 @@ impl Runner {
             before = Some((outcome, call_id));
         }
         Ok(self.store.challenge(id).await?.map(|c| c.state))
+    }
+
+    /// What the person must do in a call of `challenge`: for number matching the digits the
+    /// page shows, for a spoken code a fresh code from the operating system's generator,
+    /// whose keyed hash is stored before the call can read it (a further phone's call reads
+    /// a new one). `None`: a number-matching challenge without its two digits.
+    async fn confirmation_of(
+        &self,
+        challenge: &store::Challenge,
+    ) -> Result<Option<Confirmation>, StoreError> {
+        let digits = |s: &str| -> Option<Vec<store::Digit>> {
+            s.chars()
+                .map(|c| {
+                    c.is_ascii_digit()
+                        .then(|| store::Digit::from_char(c))
+                        .flatten()
+                })
+                .collect()
+        };
+        Ok(match challenge.confirmation {
+            store::Confirmation::Pound => Some(Confirmation::Pound),
+            store::Confirmation::KeypadCode => challenge
+                .display_code
+                .as_deref()
+                .and_then(digits)
+                .and_then(|d| <[store::Digit; 2]>::try_from(d).ok())
+                .map(Confirmation::KeypadCode),
+            store::Confirmation::SpokenCode => {
+                let code = store::draw_spoken_code();
+                let hash = store::code_hash(&self.code_key, &challenge.id, &code);
+                self.store.set_code_hash(&challenge.id, &hash).await?;
+                digits(&code)
+                    .and_then(|d| <[store::Digit; 6]>::try_from(d).ok())
+                    .map(Confirmation::SpokenCode)
+            }
+        })
     }
 
     /// Decides the challenge `id`: the one place of its terminal transition, whatever ended
@@ -368,7 +423,7 @@ impl Runner {
         &self,
         id: &ChallengeId,
         phone: &PhoneNumber,
-        prompts: Prompts,
+        (prompts, confirmation): (Prompts, Confirmation),
         hangup: &Notify,
         goes_on: &(dyn Fn(&Outcome) -> bool + Sync),
         label: Option<&str>,
@@ -385,19 +440,21 @@ impl Runner {
             .await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let invite = std::time::Instant::now();
+        // The digits of a code are not kept in the call log: only that a digit came.
+        let hide_digits = confirmation != Confirmation::Pound;
         let call = verify(
             &self.endpoint,
             &self.media,
             self.script.clone(),
             prompts,
-            crate::Confirmation::Pound,
+            confirmation,
             phone,
             Some(tx),
             hangup.notified(),
         )
         .instrument(span.clone());
         let verdict = |o: &Outcome| (!goes_on(o)).then(|| labelled(decision(o), o, label));
-        let follow = self.follow(id, phone, rx, invite, &verdict);
+        let follow = self.follow(id, phone, rx, (invite, hide_digits), &verdict);
         let (placed, steps) = tokio::join!(call, follow);
         let report = match placed {
             Ok(f) => f.report,
@@ -420,19 +477,21 @@ impl Runner {
         id: &ChallengeId,
         phone: &PhoneNumber,
         mut reports: mpsc::UnboundedReceiver<Report>,
-        invite: std::time::Instant,
+        (invite, hide_digits): (std::time::Instant, bool),
         verdict: &(dyn Fn(&Outcome) -> Option<Decision> + Sync),
     ) -> Result<Vec<CallStep>, StoreError> {
         let mut steps = Vec::new();
         while let Some(r) = reports.recv().await {
             if steps.len() < MAX_STEPS
-                && let Some(s) = step_of(&r, invite.elapsed().as_millis() as i64)
+                && let Some(s) = step_of(&r, invite.elapsed().as_millis() as i64, hide_digits)
             {
                 steps.push(s);
             }
             let progress = match &r {
                 Report::Ringing { .. } => ChallengeState::Ringing,
                 Report::Answered { .. } => ChallengeState::Answered,
+                // The code was read once: the page may now take it.
+                Report::CodeSpoken => ChallengeState::CodeSpoken,
                 Report::Verdict(o) => {
                     if let Some(d) = verdict(o) {
                         self.decide(id, d, Some(phone)).await?;
@@ -539,8 +598,9 @@ fn decision(o: &Outcome) -> Decision {
     )
 }
 
-/// The call log's step for a report, `at_ms` after the INVITE.
-fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
+/// The call log's step for a report, `at_ms` after the INVITE; with `hide_digits` (the
+/// modes with a code) a digit key is logged as a digit, never which.
+fn step_of(r: &Report, at_ms: i64, hide_digits: bool) -> Option<CallStep> {
     let (kind, detail) = match r {
         Report::Calling { trunk } => (StepKind::Invite, format!("INVITE through {trunk}")),
         Report::Ringing { status } => (StepKind::Sip, status_line(*status)),
@@ -548,12 +608,14 @@ fn step_of(r: &Report, at_ms: i64) -> Option<CallStep> {
         Report::Prompt(p) => (StepKind::Prompt, p.file_stem().to_string()),
         Report::Key(k) | Report::KeyIgnored(k) => {
             let taken = matches!(r, Report::Key(_));
+            if hide_digits && k.digit.is_ascii_digit() {
+                return Some(CallStep::hidden_key_step(k.at_ms as i64, k.source, taken));
+            }
             let digit = store::Digit::from_char(k.digit)?;
             return Some(CallStep::key_step(k.at_ms as i64, digit, k.source, taken));
         }
         Report::Verdict(o) => (StepKind::Verdict, o.name().to_string()),
-        // Wired by the runner's owner (the challenge moves to `code_spoken` on it).
-        Report::CodeSpoken => return None,
+        Report::CodeSpoken => (StepKind::Prompt, "the code was read".to_string()),
     };
     Some(CallStep {
         at_ms,
@@ -629,7 +691,7 @@ mod tests {
 
     #[test]
     fn the_call_log_names_sip_statuses_with_their_phrases() {
-        let ringing = step_of(&Report::Ringing { status: 180 }, 120).unwrap();
+        let ringing = step_of(&Report::Ringing { status: 180 }, 120, false).unwrap();
         assert_eq!(
             (ringing.kind, ringing.detail.as_str()),
             (StepKind::Sip, "180 Ringing")
@@ -652,6 +714,34 @@ mod tests {
         assert_eq!(
             (logged.outcome, logged.sip_status),
             (ChallengeState::Busy, None)
+        );
+    }
+
+    #[test]
+    fn a_codes_digits_are_not_in_the_call_log() {
+        use crate::call::KeyPress;
+        let key = |digit| {
+            Report::Key(KeyPress {
+                digit,
+                source: store::KeySource::Rfc4733,
+                at_ms: 5000,
+            })
+        };
+        // '#' alone: the keys as they came.
+        let seven = step_of(&key('7'), 5000, false).unwrap();
+        assert_eq!(seven.key().map(|k| k.digit.as_char()), Some('7'));
+        // With a code: a digit came, not which; '#' is still '#'.
+        let hidden = step_of(&key('7'), 5000, true).unwrap();
+        assert_eq!(
+            (hidden.kind, hidden.detail.as_str(), hidden.key()),
+            (StepKind::Key, "a digit (rfc4733)", None)
+        );
+        let pound = step_of(&key('#'), 5100, true).unwrap();
+        assert_eq!(pound.key().map(|k| k.digit.as_char()), Some('#'));
+        let read = step_of(&Report::CodeSpoken, 9000, true).unwrap();
+        assert_eq!(
+            (read.kind, read.detail.as_str()),
+            (StepKind::Prompt, "the code was read")
         );
     }
 }

@@ -389,8 +389,8 @@ fn show(
         state: c.state.as_str(),
         other_phone,
         problem,
-        confirmation: "pound",
-        display_code: None,
+        confirmation: c.confirmation.as_str(),
+        display_code: c.display_code.as_deref(),
     })
 }
 

@@ -119,6 +119,10 @@ pub(crate) fn routes(provider: &Provider) -> Router<AppState> {
             &format!("{p}/eam/challenges/{{id}}"),
             get(crate::challenges::get_challenge),
         )
+        .route(
+            &format!("{p}/eam/challenges/{{id}}/check"),
+            post(crate::challenges::check_code),
+        )
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
 }
 

@@ -6,6 +6,7 @@
 mod calls;
 mod challenges;
 mod common;
+mod confirmation;
 mod dispatch;
 mod fraud;
 mod limits;

@@ -33,6 +33,7 @@ async fn the_openapi_document_lists_every_route() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let mut expected = vec![
         "POST /v1/challenges",
+        "POST /v1/challenges/{id}/check",
         "GET /v1/challenges/{id}",
         "DELETE /v1/challenges/{id}",
         "GET /v1/challenges/{id}/events",

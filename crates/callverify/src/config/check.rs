@@ -236,6 +236,15 @@ fn script(c: &CallSettings, timers: &Timers, src: &Source) -> Checked {
             ),
         ));
     }
+    if store::Confirmation::from_name(c.confirmation.get_ref()).is_none() {
+        return Err(src.at(
+            &c.confirmation,
+            format!(
+                "unknown confirmation {:?}, expected pound, keypad_code or spoken_code",
+                c.confirmation.get_ref()
+            ),
+        ));
+    }
     if !(1..=10).contains(c.repeats.get_ref()) {
         return Err(src.at(
             &c.repeats,

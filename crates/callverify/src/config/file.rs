@@ -357,6 +357,10 @@ pub struct CallSettings {
     /// Language when a call does not name one.
     #[serde(default = "default_language")]
     pub language: Spanned<String>,
+    /// How a challenge is confirmed when neither its request nor its API key says:
+    /// `pound`, `keypad_code` (number matching) or `spoken_code`.
+    #[serde(default = "default_confirmation")]
+    pub confirmation: Spanned<String>,
     /// How many times the instructions play.
     #[serde(default = "default_repeats")]
     pub repeats: Spanned<u32>,
@@ -398,6 +402,9 @@ fn default_prompts() -> PathBuf {
 fn default_language() -> Spanned<String> {
     Spanned::new(0..0, "en".into())
 }
+fn default_confirmation() -> Spanned<String> {
+    Spanned::new(0..0, "pound".into())
+}
 fn default_repeats() -> Spanned<u32> {
     Spanned::new(0..0, 3)
 }
@@ -419,6 +426,7 @@ impl Default for CallSettings {
         CallSettings {
             prompts: default_prompts(),
             language: default_language(),
+            confirmation: default_confirmation(),
             repeats: default_repeats(),
             pause_ms: default_pause(),
             first_key_timeout_s: default_first_key(),

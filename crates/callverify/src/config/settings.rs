@@ -177,6 +177,7 @@ impl Config {
             language: self.language(),
             // The gateway makes the EAM provider when `[eam]` is set (it needs the store).
             eam: None,
+            confirmation: self.confirmation(),
         })
     }
 
@@ -196,6 +197,11 @@ impl Config {
             Some(var) => env(var).ok_or_else(|| format!("{var} is not set (store.url_env)")),
             None => Ok(self.store.url.clone()),
         }
+    }
+
+    /// How challenges are confirmed when neither the request nor its key says.
+    pub fn confirmation(&self) -> store::Confirmation {
+        store::Confirmation::from_name(self.call.confirmation.get_ref()).unwrap_or_default()
     }
 
     /// The default language of calls.
