@@ -458,3 +458,112 @@ async fn a_replacement_by_a_phone_admin_calls_only_the_new_phone() {
         Some("+819055556666")
     );
 }
+
+/// A number-matching challenge called through the runner, sipp entering `keys` as RFC 4733
+/// events during the instructions: the challenge's state and reason, and its one call in
+/// the log.
+async fn number_matching(
+    name: &str,
+    keys: impl Fn(&str) -> Vec<store::Digit>,
+) -> (store::Challenge, store::CallEntry) {
+    use callverify_e2e::pcap::{self, Part};
+    let store = sqlite_store(name).await;
+    let now = store::now_ms();
+    let (c, _) = store
+        .create_challenge(&NewChallenge {
+            confirmation: store::Confirmation::KeypadCode,
+            ..sign_in("key_test", "+819012345678", now)
+        })
+        .await
+        .unwrap();
+    let shown = c
+        .display_code
+        .clone()
+        .expect("number matching has its two digits");
+    let silence = |ms: f64| Part::Audio(vec![0; (ms * 8.0) as usize]);
+    let mut parts = vec![silence(KEY_AT_MS)];
+    for d in keys(&shown) {
+        parts.push(Part::Key(d, 120));
+        parts.push(silence(250.0));
+    }
+    parts.push(silence(1500.0));
+    let dir = scratch(&format!("{name}-sipp"));
+    let capture = dir.join("keys.pcap");
+    pcap::write(&capture, &pcap::rtp(&parts));
+    let file = callee_scenario_after(
+        &dir,
+        Some(&capture),
+        std::time::Duration::from_millis(300),
+        std::time::Duration::from_millis(0),
+    );
+    let sipp = Sipp::start_file(dir.clone(), &file, V4, &["-m", "1"]);
+    let runner = runner_through(store.clone(), sipp.addr).await;
+    tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .expect("within the bound")
+        .unwrap();
+    sipp.finish().await;
+    let decided = store.challenge(&c.id).await.unwrap().unwrap();
+    let (calls, _) = store
+        .calls(&store::CallFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(calls.len(), 1);
+    let call = store.call(&calls[0].id).await.unwrap().unwrap();
+    (decided, call)
+}
+
+fn digits(s: &str) -> Vec<store::Digit> {
+    s.chars()
+        .map(|c| store::Digit::from_char(c).unwrap())
+        .collect()
+}
+
+/// The digits the page showed, then '#': approved, the code matched; the call log says a
+/// digit came twice, never which.
+#[tokio::test]
+async fn number_matching_through_the_runner_approves_the_digits_shown() {
+    let (c, call) = number_matching("nm-runner-right", |shown| digits(&format!("{shown}#"))).await;
+    assert_eq!(
+        (c.state, c.code_matched),
+        (ChallengeState::Approved, Some(true)),
+        "{c:?}"
+    );
+    assert_eq!(
+        (call.confirmation, call.code_matched),
+        (store::Confirmation::KeypadCode, Some(true))
+    );
+    let end = call.end.unwrap();
+    let steps: Vec<&str> = end
+        .steps
+        .iter()
+        .filter(|s| s.kind == store::StepKind::Key)
+        .map(|s| s.detail.as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        ["a digit (rfc4733)", "a digit (rfc4733)", "# (rfc4733)"]
+    );
+    let code = c.display_code.unwrap();
+    assert!(
+        end.steps.iter().all(|s| !s.detail.contains(&code)),
+        "{:?}",
+        end.steps
+    );
+}
+
+/// Other digits than those shown (the two the other way round), then '#': denied
+/// `wrong_code`, the code did not match.
+#[tokio::test]
+async fn number_matching_through_the_runner_denies_other_digits() {
+    let (c, call) = number_matching("nm-runner-wrong", |shown| {
+        let swapped: String = shown.chars().rev().collect();
+        digits(&format!("{swapped}#"))
+    })
+    .await;
+    assert_eq!(
+        (c.state, c.reason.as_deref(), c.code_matched),
+        (ChallengeState::Denied, Some("wrong_code"), Some(false))
+    );
+    assert_eq!(call.end.unwrap().outcome, ChallengeState::Denied);
+}
