@@ -651,6 +651,73 @@ async fn number_matching_and_spoken_code(b: &Browser, real: &Value) {
     );
     every_way(b, "23-code-check-answered").await;
 }
+/// The modes with real challenges of the gateway (`?confirmation=` in the page's address):
+/// number matching shows the two digits the API drew for this challenge (the softphone
+/// presses '#' alone, which is not enough: the call asks again, and the user cancels); a
+/// spoken code is read to the softphone (a person, for answering-machine detection: it says
+/// nothing), the code field appears when the challenge is `code_spoken`, and a wrong code is
+/// answered by the gateway's check with the attempts left.
+async fn real_modes(b: &Browser, site: &str) {
+    b.js("localStorage.clear(); sessionStorage.clear();").await;
+    b.go(&format!("{site}/demo?confirmation=keypad_code")).await;
+    b.click("#lang-en").await;
+    b.type_in("#user", "bob").await;
+    b.click("#signin-btn").await;
+    b.screen("verify").await;
+    b.click("#call-btn").await;
+    b.screen("calling").await;
+    b.until(
+        "return /^[0-9]{2}$/.test(document.getElementById('display-code').textContent);",
+        "the number to enter",
+    )
+    .await;
+    let shown = b.text("#display-code").await;
+    let drawn = b
+        .js("return JSON.parse(sessionStorage.getItem('callverify-demo-flow')).flow.challenge;")
+        .await;
+    assert_eq!(drawn["confirmation"], "keypad_code", "{drawn}");
+    assert_eq!(
+        drawn["display_code"].as_str(),
+        Some(shown.as_str()),
+        "{drawn}"
+    );
+    let d = shown.as_bytes();
+    assert_ne!(d[0], d[1], "two different digits: {shown}");
+    every_way(b, "24-number-matching-real-call").await;
+    b.click("#cancel-btn").await;
+    b.screen("failed").await;
+
+    b.go(&format!("{site}/demo?confirmation=spoken_code")).await;
+    b.click("#lang-en").await;
+    b.type_in("#user", "bob").await;
+    b.click("#signin-btn").await;
+    b.screen("verify").await;
+    b.click("#call-btn").await;
+    b.screen("calling").await;
+    b.until(
+        "return !document.getElementById('form-code').hidden;",
+        "the code field, once the call has read the code",
+    )
+    .await;
+    let c = b
+        .js("return JSON.parse(sessionStorage.getItem('callverify-demo-flow')).flow.challenge;")
+        .await;
+    assert_eq!(c["confirmation"], "spoken_code", "{c}");
+    assert!(c.get("display_code").is_none_or(Value::is_null), "{c}");
+    every_way(b, "25-spoken-code-real-call").await;
+    b.type_in("#code", "000000").await;
+    b.click("#code-btn").await;
+    b.until(
+        "return !document.getElementById('code-error').hidden;",
+        "the check's answer",
+    )
+    .await;
+    // One in a million: the softphone's code was 000000.
+    let said = b.text("#code-error").await;
+    assert_eq!(said, "That code isn't right. 4 attempts left.");
+    every_way(b, "26-spoken-code-wrong-real").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_page_and_the_console_in_chromium() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -711,6 +778,7 @@ async fn the_demo_page_in_every_state() {
     no_key_then_not_in_service(&b, &site).await;
     let real = approved_then_remembered(&b).await;
     number_matching_and_spoken_code(&b, &real).await;
+    real_modes(&b, &site).await;
     let _ = b.call(reqwest::Method::DELETE, "", None).await;
     let _ = sigterm(demo.0.id());
     let mut demo = demo;
