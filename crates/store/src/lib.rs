@@ -23,6 +23,7 @@ mod claims;
 mod eam;
 pub mod fault;
 mod limits;
+mod log;
 mod migrate;
 mod retention;
 pub mod types;
@@ -38,6 +39,7 @@ pub use challenges::{Challenge, NewChallenge, Scope, StateChange};
 pub use dtmf::Digit;
 pub use eam::{EamSession, Imported, NewEamSession, StoredEamKey};
 pub use limits::{Admission, CountScope, Counter, Refused};
+pub use log::{CallStats, LogEntry, LogKind, NewRefusal};
 pub use retention::Forgotten;
 pub use types::{
     BadNumber, CallId, ChallengeId, ChallengeState, KeySource, Origin, PhoneNumber, PhoneRole,

@@ -28,6 +28,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0010_keys_as_steps.sql"),
     ),
     (11, include_str!("../migrations/sqlite/0011_eam.sql")),
+    (13, include_str!("../migrations/sqlite/0013_refusals.sql")),
 ];
 
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
@@ -60,6 +61,7 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0010_keys_as_steps.sql"),
     ),
     (11, include_str!("../migrations/postgres/0011_eam.sql")),
+    (13, include_str!("../migrations/postgres/0013_refusals.sql")),
 ];
 
 impl Store {
