@@ -340,6 +340,35 @@ async fn console(b: &Browser, site: &str, operator_key: &str) {
         b.text("#t-p95").await
     );
     both_sizes(b, "8-console").await;
+    // Every outcome in the filter and every state of a challenge has its words; the SIP
+    // statuses say what to do; the confirmation is named, never its code.
+    let missing = b
+        .js("return [...document.querySelectorAll('#f-outcome option')].map(o => o.value).filter(o => o && o !== 'in_progress' && !OUTCOMES[o]);")
+        .await;
+    assert_eq!(missing, json!([]), "outcomes without words");
+    let said = b
+        .js("return [404, 408, 480, 486, 503, 603, 599, 488].map(s => sipCause(s)).concat([cause({ outcome: 'no_input' }), cause({ outcome: 'voicemail' }), cause({ outcome: 'denied', detail: 'wrong_code' }), confirmation({ confirmation: 'keypad_code', code_matched: true }), confirmation({ confirmation: 'spoken_code', code_matched: false }), confirmation({ confirmation: 'pound', code_matched: null }), confirmation({})]);")
+        .await;
+    assert_eq!(
+        said,
+        json!([
+            "the number does not exist or is not reachable through the trunk: check the number",
+            "no answer: the phone rang until the time-out, or the network gave up",
+            "no answer: the phone is off, out of coverage or not registered",
+            "busy: the phone was on another call",
+            "trunk trouble: the trunk is unavailable or overloaded; try again or use another trunk",
+            "declined: the user rejected the call",
+            "trunk trouble (SIP 599): try again or use another trunk",
+            "the phone and the gateway could not agree on audio: check the trunk's codecs",
+            "answered but no key was pressed",
+            "an answering machine answered: nothing was approved",
+            "the digits typed did not match the number shown: denied",
+            "number matching — code matched",
+            "spoken code — code did not match",
+            "press #",
+            ""
+        ])
+    );
 
     // By user: alice's three calls and her trusted sign-in, newest first.
     search(b, "user_id", "demo:alice").await;
