@@ -1,5 +1,7 @@
 //! The operator's call log: calls with filters and cursor pagination, and one call with its
-//! keys, RTP figures and the challenge's timeline.
+//! keys, RTP figures and the challenge's timeline; the log that merges the calls with the
+//! challenges that made no call (a trusted device's sign-in) and the refused attempts; and
+//! the figures (success rate, time to verdict) of a filter over a bounded window.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -26,10 +28,99 @@ pub(crate) struct CallsQuery {
     trunk: Option<String>,
     /// Where the challenges came from: `api`, `eam` or `radius`.
     origin: Option<String>,
+    /// The user (as the challenges name it: `alice@example.com`, `demo:alice`, …).
+    user_id: Option<String>,
+    /// A whole number (E.164), matched on the stored number and shown masked only: the
+    /// calls to it (of challenges of it or of a user who registered it), the challenges of
+    /// it, and the refusals of its masked form (a refusal keeps no more).
+    number: Option<String>,
+    /// A challenge (`ch_…`).
+    challenge_id: Option<String>,
+    /// A call (`call_…`).
+    call_id: Option<String>,
+    /// `GET /v1/log` only: `call`, `challenge` (one that made no call) or `refusal`.
+    kind: Option<String>,
     /// Page size, 1 to 500 (50).
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+impl CallsQuery {
+    /// The store's filter of the query, each value checked (a bad one is a 422 problem).
+    fn filter(&self) -> Result<store::CallFilter, Problem> {
+        let outcome = match self.outcome.as_deref() {
+            None => None,
+            Some(name) => {
+                Some(OutcomeFilter::from_name(name).ok_or_else(|| unknown_outcome(name))?)
+            }
+        };
+        let origin = match self.origin.as_deref() {
+            None => None,
+            Some(name) => Some(store::Origin::from_name(name).ok_or_else(|| unknown_origin(name))?),
+        };
+        if let Some(u) = &self.user_id {
+            check_searched_user(u)?;
+        }
+        let number = match self.number.as_deref() {
+            None => None,
+            Some(n) => Some(
+                store::PhoneNumber::parse(n)
+                    .map_err(|e| Problem::unprocessable(format!("number: {e}")))?,
+            ),
+        };
+        let challenge_id = match self.challenge_id.as_deref() {
+            None => None,
+            Some(c) => Some(store::ChallengeId::parse(c).ok_or_else(|| {
+                Problem::unprocessable(format!("challenge_id {c:?} is not a challenge id (ch_…)"))
+            })?),
+        };
+        let call_id = match self.call_id.as_deref() {
+            None => None,
+            Some(c) => Some(store::CallId::parse(c).ok_or_else(|| {
+                Problem::unprocessable(format!("call_id {c:?} is not a call id (call_…)"))
+            })?),
+        };
+        let kind = match self.kind.as_deref() {
+            None => None,
+            Some(k) => Some(store::LogKind::from_name(k).ok_or_else(|| {
+                Problem::unprocessable(format!("kind {k:?} is not one of call, challenge, refusal"))
+            })?),
+        };
+        if let (Some(f), Some(t)) = (self.from, self.to)
+            && f >= t
+        {
+            return Err(Problem::unprocessable("from must be before to"));
+        }
+        Ok(store::CallFilter {
+            outcome,
+            origin,
+            from_ms: self.from,
+            to_ms: self.to,
+            phone_masked: self.phone.clone(),
+            trunk: self.trunk.clone(),
+            user_id: self.user_id.clone(),
+            number,
+            challenge_id,
+            call_id,
+            kind,
+        })
+    }
+}
+
+/// A user id searched for: 1 to 128 of the characters user ids are made of (with `:`, as
+/// `demo:` and `entra:` users have).
+fn check_searched_user(u: &str) -> Result<(), Problem> {
+    let ok = (1..=128).contains(&u.len())
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@+-:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::unprocessable(
+            "user_id must be 1 to 128 of A-Z a-z 0-9 . _ @ + - :",
+        ))
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -173,22 +264,12 @@ pub(crate) async fn list_calls(
     Query(q): Query<CallsQuery>,
 ) -> Result<Response, Problem> {
     operator(&state, &headers).await?;
-    let outcome = match q.outcome.as_deref() {
-        None => None,
-        Some(name) => Some(OutcomeFilter::from_name(name).ok_or_else(|| unknown_outcome(name))?),
-    };
-    let origin = match q.origin.as_deref() {
-        None => None,
-        Some(name) => Some(store::Origin::from_name(name).ok_or_else(|| unknown_origin(name))?),
-    };
-    let filter = store::CallFilter {
-        outcome,
-        origin,
-        from_ms: q.from,
-        to_ms: q.to,
-        phone_masked: q.phone,
-        trunk: q.trunk,
-    };
+    let filter = q.filter()?;
+    if filter.kind.is_some_and(|k| k != store::LogKind::Call) {
+        return Err(Problem::unprocessable(
+            "the call log lists calls: ask GET /v1/log for the other kinds",
+        ));
+    }
     let (calls, next) = state
         .store
         .calls(&filter, q.limit.unwrap_or(50), q.cursor.as_deref())
@@ -280,6 +361,197 @@ pub(crate) async fn get_call(
                 detail: e.detail.clone(),
             })
             .collect(),
+    })
+    .into_response())
+}
+
+/// One entry of the operator's log: a call, a challenge that made no call, or a refused
+/// attempt. The number is masked; fields that do not apply to the kind are null.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LogView {
+    /// `call`, `challenge` (one that made no call: a trusted device's sign-in, or one not
+    /// called) or `refusal`.
+    #[schema(example = "call")]
+    kind: &'static str,
+    /// The call's id (`call_…`: `GET /v1/calls/{id}`), the challenge's (`ch_…`) or the
+    /// refusal's (`rf_…`).
+    id: String,
+    /// When the call started, the challenge was made or the refusal (first) happened.
+    at: String,
+    challenge_id: Option<String>,
+    user_id: Option<String>,
+    /// Masked.
+    #[schema(example = "+81 ** **** **78")]
+    phone_number: String,
+    #[schema(value_type = String, example = "api")]
+    origin: store::Origin,
+    /// The API key that made the challenge or was refused (its id, never its secret).
+    api_key_id: Option<String>,
+    /// A call's outcome (null while in progress), a challenge's state; null for a refusal.
+    outcome: Option<String>,
+    sip_status: Option<i64>,
+    /// A call's detail, a challenge's reason (`trusted_device`), a refusal's words.
+    detail: Option<String>,
+    trunk: Option<String>,
+    post_dial_delay_ms: Option<i64>,
+    /// A call's INVITE to its verdict; a challenge's creation to its decision.
+    time_to_verdict_ms: Option<i64>,
+    /// A refusal's rule, as its problem's type names it: `country-not-allowed`,
+    /// `number-type-not-allowed`, `invalid-number`, `rate-limited`, `too-many-calls`,
+    /// `fraud-block`.
+    rule: Option<String>,
+    /// The Retry-After the refusal gave, in seconds.
+    retry_after_s: Option<i64>,
+    /// How many times the refusal happened in the minute its entry covers.
+    repeats: Option<i64>,
+    /// When the refusal last happened.
+    last_at: Option<String>,
+}
+
+impl LogView {
+    fn of(e: &store::LogEntry) -> LogView {
+        LogView {
+            kind: e.kind.as_str(),
+            id: e.id.clone(),
+            at: rfc3339(e.at_ms),
+            challenge_id: e.challenge_id.clone(),
+            user_id: e.user_id.clone(),
+            phone_number: e.phone_masked.clone(),
+            origin: e.origin,
+            api_key_id: e.api_key_id.clone(),
+            outcome: e.outcome.map(|o| o.to_string()),
+            sip_status: e.sip_status,
+            detail: e.detail.clone(),
+            trunk: e.trunk.clone(),
+            post_dial_delay_ms: e.post_dial_delay_ms,
+            time_to_verdict_ms: e.time_to_verdict_ms,
+            rule: e.rule.clone(),
+            retry_after_s: e.retry_after_s,
+            repeats: e.repeats,
+            last_at: e.last_at_ms.map(rfc3339),
+        }
+    }
+}
+
+/// A page of the operator's log.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LogPage {
+    entries: Vec<LogView>,
+    /// Give it as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// The operator's log, newest first: calls, challenges that made no call (a trusted
+/// device's sign-in) and refused attempts, with the call log's filters (operator key).
+/// Filters of calls only (trunk, call id, masked number) leave the challenges out; those a
+/// refusal has no answer to (outcome, trunk, challenge or call id) leave the refusals out.
+#[utoipa::path(
+    get,
+    path = "/v1/log",
+    tag = "operators",
+    security(("bearer" = [])),
+    params(CallsQuery),
+    responses((status = 200, body = LogPage), (status = 401, body = crate::ProblemDoc),
+              (status = 403, body = crate::ProblemDoc), (status = 422, body = crate::ProblemDoc))
+)]
+pub(crate) async fn list_log(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CallsQuery>,
+) -> Result<Response, Problem> {
+    operator(&state, &headers).await?;
+    let filter = q.filter()?;
+    let (entries, next) = state
+        .store
+        .log(&filter, q.limit.unwrap_or(50), q.cursor.as_deref())
+        .await
+        .map_err(listing_problem)?;
+    Ok(axum::Json(LogPage {
+        entries: entries.iter().map(LogView::of).collect(),
+        next_cursor: next,
+    })
+    .into_response())
+}
+
+/// The figures' window when the query gives no start: this long before its end.
+const STATS_DEFAULT_WINDOW_MS: i64 = 7 * 86_400_000;
+
+/// The longest window of the figures.
+pub(crate) const STATS_MAX_WINDOW_MS: i64 = 31 * 86_400_000;
+
+/// The figures of the calls a filter selects, over a window of 31 days at most.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatsView {
+    /// The window's start (the query's `from`, or 7 days before its end).
+    from: String,
+    /// The window's end (the query's `to`, or now).
+    to: String,
+    /// Calls started in it.
+    calls: i64,
+    /// Of them, not ended yet.
+    in_progress: i64,
+    /// Approved.
+    approved: i64,
+    /// Canceled (neither a success nor a failure: left out of the rate).
+    canceled: i64,
+    /// Approved of the calls ended and not canceled, 0 to 1; null when there are none.
+    success_rate: Option<f64>,
+    /// Calls with a time to verdict.
+    verdicts: i64,
+    /// Time to verdict (INVITE to verdict), median, ms.
+    p50_verdict_ms: Option<i64>,
+    /// Time to verdict, 95th percentile (nearest rank), ms.
+    p95_verdict_ms: Option<i64>,
+    /// Sign-ins approved by a trusted device (no call).
+    trusted_sign_ins: i64,
+    /// Refused attempts (each repeat counted).
+    refused: i64,
+}
+
+/// Success rate and time to verdict (p50, p95) of the calls the call log's filters select
+/// (the outcome and kind aside), over `from`..`to` (default: the 7 days to now; 31 days at
+/// most), with the trusted sign-ins and refusals of the filter (operator key).
+#[utoipa::path(
+    get,
+    path = "/v1/calls/stats",
+    tag = "operators",
+    security(("bearer" = [])),
+    params(CallsQuery),
+    responses((status = 200, body = StatsView), (status = 401, body = crate::ProblemDoc),
+              (status = 403, body = crate::ProblemDoc), (status = 422, body = crate::ProblemDoc))
+)]
+pub(crate) async fn call_stats(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CallsQuery>,
+) -> Result<Response, Problem> {
+    operator(&state, &headers).await?;
+    let mut filter = q.filter()?;
+    let to = filter.to_ms.unwrap_or_else(|| crate::now_ms() + 1);
+    let from = filter
+        .from_ms
+        .unwrap_or_else(|| to.saturating_sub(STATS_DEFAULT_WINDOW_MS));
+    if to.saturating_sub(from) > STATS_MAX_WINDOW_MS {
+        return Err(Problem::unprocessable(
+            "the figures' window (from to to) is 31 days at most",
+        ));
+    }
+    (filter.from_ms, filter.to_ms) = (Some(from), Some(to));
+    let s = state.store.call_stats(&filter).await?;
+    let decided = s.calls - s.in_progress - s.canceled;
+    Ok(axum::Json(StatsView {
+        from: rfc3339(from),
+        to: rfc3339(to),
+        calls: s.calls,
+        in_progress: s.in_progress,
+        approved: s.approved,
+        canceled: s.canceled,
+        success_rate: (decided > 0).then(|| s.approved as f64 / decided as f64),
+        verdicts: s.verdicts,
+        p50_verdict_ms: s.p50_verdict_ms,
+        p95_verdict_ms: s.p95_verdict_ms,
+        trusted_sign_ins: s.trusted,
+        refused: s.refused,
     })
     .into_response())
 }

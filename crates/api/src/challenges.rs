@@ -261,14 +261,16 @@ pub(crate) async fn create(
     // A valid trusted-device token of this user skips the call.
     let trusted = trusted_device(state, &req, now).await?;
     let policy = &state.cfg.policy;
+    let user = req.user_id.clone();
+    let origin = store::Origin::Api;
     // Checked and counted in the transaction that makes the challenge. One a trusted device
     // approves makes no call: only a fraud block refuses it.
     let admission = match trusted {
         Some(_) => policy.blocks_only(),
-        None => {
-            let checked = policy.check_number(&phone)?;
-            policy.admission(&phone, &checked, req.user_id.as_deref(), &key.id, true)
-        }
+        None => match policy.check_number(&phone) {
+            Ok(checked) => policy.admission(&phone, &checked, user.as_deref(), &key.id, true),
+            Err(r) => return Err(refused(state, key, origin, user.as_deref(), &phone, r).await),
+        },
     };
     // Replacing or adding a phone of a user who has a verified primary one: that phone must
     // approve first, unless the key may administer phones.
@@ -318,7 +320,7 @@ pub(crate) async fn create(
                 },
                 fraud_block_ms: policy.fraud_block.as_millis() as i64,
                 confirm_primary,
-                origin: store::Origin::Api,
+                origin,
                 origin_ref: None,
                 confirmation,
                 now_ms: now,
@@ -327,7 +329,13 @@ pub(crate) async fn create(
             &admission,
         )
         .await?;
-    let (c, replay) = made.map_err(|r| policy.refusal(r, &phone, now))?;
+    let (c, replay) = match made {
+        Ok(made) => made,
+        Err(r) => {
+            let r = policy.refusal(r, &phone, now);
+            return Err(refused(state, key, origin, user.as_deref(), &phone, r).await);
+        }
+    };
     if replay {
         return Ok((c, true));
     }
@@ -356,6 +364,37 @@ async fn check_request(
         })?;
     }
     Ok(language)
+}
+
+/// The answer to a request the policy refuses (the number's country or type, a rate
+/// limit, the cap on concurrent calls, a fraud block), once the refusal is in the operator's
+/// log: when, the key, the user, the masked number only, the rule and its Retry-After. At
+/// most one row per refused request, and every request is authenticated (its key's); the
+/// store adds a repeat within a minute to its row and caps a key at about 100 rows a minute,
+/// so refusals in a loop cannot fill the disk faster than that. A store that fails to
+/// record it is logged; the refusal is answered all the same.
+async fn refused(
+    state: &AppState,
+    key: &ApiKey,
+    origin: store::Origin,
+    user: Option<&str>,
+    phone: &PhoneNumber,
+    r: policy::Refusal,
+) -> Problem {
+    let record = store::NewRefusal {
+        at_ms: now_ms(),
+        api_key_id: key.id.clone(),
+        origin,
+        user_id: user.map(str::to_string),
+        phone: phone.clone(),
+        rule: r.kind.as_str().to_string(),
+        detail: r.detail.clone(),
+        retry_after_s: r.retry_after_s,
+    };
+    if let Err(e) = state.store.record_refusal(&record).await {
+        warn!(error = %e, rule = r.kind.as_str(), "a refusal is not in the operator's log");
+    }
+    r.into()
 }
 
 /// A challenge just made (not a replay): approved at once when a trusted device skips its
@@ -415,7 +454,11 @@ pub(crate) async fn create_sign_in(
     call: SignInCall,
 ) -> Result<Challenge, Problem> {
     let policy = &state.cfg.policy;
-    let checked = policy.check_number(&call.phone)?;
+    let (user, origin) = (call.user_id.clone(), call.origin);
+    let checked = match policy.check_number(&call.phone) {
+        Ok(checked) => checked,
+        Err(r) => return Err(refused(state, key, origin, Some(&user), &call.phone, r).await),
+    };
     let admission = policy.admission(&call.phone, &checked, Some(&call.user_id), &key.id, true);
     let now = now_ms();
     let made = state
@@ -443,7 +486,13 @@ pub(crate) async fn create_sign_in(
             &admission,
         )
         .await?;
-    let (c, _) = made.map_err(|r| policy.refusal(r, &call.phone, now))?;
+    let (c, _) = match made {
+        Ok(made) => made,
+        Err(r) => {
+            let r = policy.refusal(r, &call.phone, now);
+            return Err(refused(state, key, origin, Some(&user), &call.phone, r).await);
+        }
+    };
     Ok(after_made(state, c, None, now).await?.0)
 }
 

@@ -186,7 +186,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::revoke_trusted_device))
         .routes(routes!(users::list_fraud_blocks, users::lift_fraud_blocks))
         .routes(routes!(calls::list_calls))
+        .routes(routes!(calls::call_stats))
         .routes(routes!(calls::get_call))
+        .routes(routes!(calls::list_log))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         // The pages (not part of the API's document).

@@ -119,6 +119,7 @@ async fn sweep(store: store::Store, retention: Duration) {
         Ok(f) if f.is_empty() => {}
         Ok(f) => info!(
             calls = f.calls,
+            refusals = f.refusals,
             events = f.events,
             webhook_attempts = f.webhook_attempts,
             webhooks = f.webhooks,

@@ -216,77 +216,378 @@ async fn demo_page_in_japanese(b: &Browser) {
     assert!(polls.as_u64().unwrap_or(0) >= 2, "the page polled: {polls}");
 }
 
-/// The console: the three calls, filters and pages, the latest call's '#' and its timeline,
-/// the charts.
+/// The log's rows as the console shows them: each its first cell (the entry's link), its
+/// outcome and its cause, joined by " | ".
+const ROWS: &str = "return [...document.querySelectorAll('#log tbody tr')].map(r => [...r.cells].slice(0, 4).filter((_, i) => i !== 1).map(c => c.textContent).join(' | '));";
+
+/// Searches the console's log for `q` as `by` (a user id, a number, a challenge or a call
+/// id), and waits for the answer.
+async fn search(b: &Browser, by: &str, q: &str) {
+    b.js(&format!(
+        "document.getElementById('f-by').value = {by:?}; document.getElementById('f-kind').value = ''; document.getElementById('f-outcome').value = '';"
+    ))
+    .await;
+    b.type_in("#f-q", q).await;
+    b.click("#apply-btn").await;
+    b.until(
+        &format!(
+            "return new URLSearchParams(location.hash.slice(1)).get('q') === {q:?} && document.getElementById('log-status').textContent !== 'Loading…' && document.getElementById('tiles-title').textContent.startsWith('Figures: ');"
+        ),
+        &format!("the search for {by} {q}"),
+    )
+    .await;
+}
+
+/// Screenshots of the console as it is, at 1280x900 and at 390x844 (where nothing is wider
+/// than the screen and each row starts with its link), back at 1280x900.
+async fn both_sizes(b: &Browser, name: &str) {
+    accessible(b, name).await;
+    b.js("window.scrollTo(0, 0);").await;
+    b.screenshot(name).await;
+    b.viewport(390, 844, true).await;
+    b.until(
+        "return document.querySelector('#chart-outcomes svg') && +document.querySelector('#chart-outcomes svg').getAttribute('width') <= 390;",
+        "the charts drawn at the phone's width",
+    )
+    .await;
+    // The layout settles at the new width within a moment: what is wider, if anything.
+    let mut wider = json!(null);
+    for _ in 0..50 {
+        wider = b
+            .js("return window.innerWidth === 390 && document.documentElement.scrollWidth <= 390 ? [] : [window.innerWidth, document.documentElement.scrollWidth, ...[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 12)];")
+            .await;
+        if wider == json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        wider,
+        json!([]),
+        "{name}: nothing wider than the phone's screen"
+    );
+    assert_eq!(
+        b.js("return [...document.querySelectorAll('#log tbody tr')].every(r => r.cells[0].querySelector('button, span') && r.cells[0].getBoundingClientRect().top <= r.cells[1].getBoundingClientRect().top);")
+            .await,
+        true,
+        "{name}: each row's link comes first"
+    );
+    b.js("window.scrollTo(0, document.getElementById('tiles-title').offsetTop - 8);")
+        .await;
+    b.screenshot(&format!("{name}-390x844")).await;
+    b.viewport(1280, 900, false).await;
+    b.js("window.scrollTo(0, 0);").await;
+}
+
+/// The console: the log with its calls, the trusted sign-in and a refused attempt (the
+/// number's limit), the figures, searched by user, number, challenge and call (each a URL
+/// of its own that a reload and the back button keep), the plain-language causes, a call's
+/// timeline relative to the answer, canceled shown neutral, the charts, the refresh that
+/// keeps the focus; each state at 1280x900 and 390x844.
 async fn console(b: &Browser, site: &str, operator_key: &str) {
-    // The console: the three calls, the latest one's '#' and its timeline.
+    // The number that is not in service, registered until its limit refuses (10 in 600 s):
+    // ten calls answered 404, then a refused attempt.
+    let http = reqwest::Client::new();
+    for i in 0..11 {
+        let r = http
+            .post(format!("{site}/demo/api/register"))
+            .header("content-type", "application/json")
+            .body(json!({"user_id": "flood", "phone_number": "+819055556666"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            if i < 10 { 201 } else { 429 },
+            "registration {i}"
+        );
+    }
+
     b.viewport(1280, 900, false).await;
     b.go(&format!("{site}/console")).await;
     accessible(b, "console").await;
     b.type_in("#key", operator_key).await;
     b.click("#open-btn").await;
-    // The last call plays its closing prompt after the verdict: until it has ended, the
-    // log says "in progress"; Apply reloads.
+    // Every call ended (the refresh brings them in), the refusal and the trusted sign-in.
     b.until(
-        "const o = [...document.querySelectorAll('#calls tbody tr td:nth-child(3)')].map(t => t.textContent); \
-         if (o.join() === 'approved,canceled,approved') return true; \
-         document.getElementById('apply-btn').click(); return false;",
-        "the three calls in the log, ended",
+        "const t = document.querySelector('#log tbody').textContent; return t.includes('Refused') && t.includes('Trusted sign-in') && !t.includes('in progress') && document.querySelectorAll('#log tbody tr').length === 15 || (document.getElementById('apply-btn').click(), false);",
+        "the log: 13 calls, the trusted sign-in and the refusal, every call ended",
     )
     .await;
-    // Filters and pages.
-    b.js("document.getElementById('f-outcome').value = 'canceled';")
-        .await;
-    b.click("#apply-btn").await;
+    // The figures: 13 calls, 12 decided (the canceled one counts neither way), 2 approved.
     b.until(
-        "const o = [...document.querySelectorAll('#calls tbody tr td:nth-child(3)')].map(t => t.textContent); return o.join() === 'canceled';",
-        "only the canceled call",
+        "return document.getElementById('t-calls').firstChild.textContent === '13';",
+        "the figures",
     )
     .await;
-    b.js("document.getElementById('f-outcome').value = '';")
+    assert_eq!(b.text("#t-trusted").await, "1no call made");
+    assert_eq!(b.text("#t-refused").await, "1before any call");
+    assert!(
+        b.text("#t-rate")
+            .await
+            .starts_with("16.7 %2 of 12 decided calls"),
+        "{}",
+        b.text("#t-rate").await
+    );
+    assert!(
+        b.text("#t-p50").await.contains(" s"),
+        "{}",
+        b.text("#t-p50").await
+    );
+    assert!(
+        b.text("#t-p95").await.ends_with(" s"),
+        "{}",
+        b.text("#t-p95").await
+    );
+    both_sizes(b, "8-console").await;
+    // Every outcome in the filter and every state of a challenge has its words; the SIP
+    // statuses say what to do; the confirmation is named, never its code.
+    let missing = b
+        .js("return [...document.querySelectorAll('#f-outcome option')].map(o => o.value).filter(o => o && o !== 'in_progress' && !OUTCOMES[o]);")
         .await;
-    b.type_in("#f-rows", "2").await;
-    b.click("#apply-btn").await;
-    let rows = "return [...document.querySelectorAll('#calls tbody tr td:nth-child(3)')].map(t => t.textContent).join();";
-    let page_is = |want: &'static str| format!("{} === {want:?};", &rows[..rows.len() - 1]);
-    b.until(&page_is("approved,canceled"), "the first page of 2")
+    assert_eq!(missing, json!([]), "outcomes without words");
+    let said = b
+        .js("return [404, 408, 480, 486, 503, 603, 599, 488].map(s => sipCause(s)).concat([cause({ outcome: 'no_input' }), cause({ outcome: 'voicemail' }), cause({ outcome: 'denied', detail: 'wrong_code' }), confirmation({ confirmation: 'keypad_code', code_matched: true }), confirmation({ confirmation: 'spoken_code', code_matched: false }), confirmation({ confirmation: 'pound', code_matched: null }), confirmation({})]);")
         .await;
-    b.click("#next-btn").await;
-    b.until(&page_is("approved"), "the second page").await;
-    assert_eq!(b.text("#page-no").await, "page 2");
-    b.click("#first-btn").await;
-    b.until(&page_is("approved,canceled"), "the first page again")
+    assert_eq!(
+        said,
+        json!([
+            "the number does not exist or is not reachable through the trunk: check the number",
+            "no answer: the phone rang until the time-out, or the network gave up",
+            "no answer: the phone is off, out of coverage or not registered",
+            "busy: the phone was on another call",
+            "trunk trouble: the trunk is unavailable or overloaded; try again or use another trunk",
+            "declined: the user rejected the call",
+            "trunk trouble (SIP 599): try again or use another trunk",
+            "the phone and the gateway could not agree on audio: check the trunk's codecs",
+            "answered but no key was pressed",
+            "an answering machine answered: nothing was approved",
+            "the digits typed did not match the number shown: denied",
+            "number matching — code matched",
+            "spoken code — code did not match",
+            "press #",
+            ""
+        ])
+    );
+
+    // By user: alice's three calls and her trusted sign-in, newest first.
+    search(b, "user_id", "demo:alice").await;
+    let rows = b.js(ROWS).await;
+    let rows: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows[0].starts_with("Trusted sign-in ch_"), "{rows:?}");
+    assert!(
+        rows[0].ends_with("approved | approved by a trusted device: no call was made"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[1].ends_with("approved | the user confirmed the sign-in on the call"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[2].ends_with(
+            "canceled | canceled by the user or the service before the verdict (not a failure)"
+        ),
+        "{rows:?}"
+    );
+    assert_eq!(
+        b.js(
+            "return document.querySelector('#log tbody tr:nth-child(3) td:nth-child(3)').className;"
+        )
+        .await,
+        "neutral",
+        "canceled is not coloured as a failure"
+    );
+    assert!(b.text("#tiles-title").await.ends_with("user demo:alice"));
+    assert!(b.text("#outcomes-title").await.contains("user demo:alice"));
+    assert_eq!(b.text("#t-calls").await, "31 canceled");
+    assert_eq!(b.text("#t-rate").await, "100.0 %2 of 2 decided calls");
+    let trusted = b
+        .js("return document.querySelector('#log tbody tr:first-child button').dataset.open;")
         .await;
-    b.click("#calls tbody tr:first-child button").await;
+    let trusted = trusted.as_str().unwrap().to_string();
+    let call = b
+        .js("return document.querySelector('#log tbody tr:nth-child(2) button').dataset.open;")
+        .await;
+    let call = call.as_str().unwrap().to_string();
+    both_sizes(b, "8a-console-by-user").await;
+
+    // By number, typed whole: shown masked; the ten calls answered 404 and the refusal.
+    search(b, "", "+81 90 5555 6666").await;
+    let rows = b.js(ROWS).await;
+    let rows: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 11, "{rows:?}");
+    // The refusal came when the eleventh was asked for, maybe before some calls started.
+    // Its entry names the key that asked.
+    let refused = |r: &str| {
+        r.starts_with("Refused key key_")
+            && r.ends_with(" | refused | Refused: a rate limit was reached (per number, user, key or country); try again after 600 s")
+    };
+    assert_eq!(rows.iter().filter(|r| refused(r)).count(), 1, "{rows:?}");
+    assert!(
+        rows.iter().filter(|r| !refused(r)).all(|r| r.ends_with(
+            "failed (SIP 404) | the number does not exist or is not reachable through the trunk: check the number"
+        )),
+        "{rows:?}"
+    );
+    let page = b
+        .js("return document.querySelector('main').innerText;")
+        .await;
+    assert!(
+        !page.as_str().unwrap().contains("5555"),
+        "the whole number is never shown"
+    );
+    assert!(b.text("#log tbody").await.contains("+81 ** **** **66"));
+    assert_eq!(b.text("#t-refused").await, "1before any call");
+    assert!(b.text("#tiles-title").await.ends_with("number (+81…66)"));
+    both_sizes(b, "8b-console-by-number-refused").await;
+
+    // By challenge: the trusted sign-in, opened: no call.
+    search(b, "", &trusted).await;
+    assert_eq!(b.js(ROWS).await.as_array().unwrap().len(), 1);
+    b.click("#log tbody tr:first-child button").await;
     b.until(
         "return !document.getElementById('detail').hidden;",
+        "the sign-in's detail",
+    )
+    .await;
+    assert!(
+        b.text("#detail-title")
+            .await
+            .starts_with("Trusted sign-in ch_")
+    );
+    assert!(
+        b.text("#detail-facts")
+            .await
+            .contains("none: a trusted device approved it")
+    );
+    both_sizes(b, "8c-console-by-challenge-trusted").await;
+
+    // By call: the call and its timeline, relative to the answer.
+    search(b, "call_id", &call).await;
+    assert_eq!(b.js(ROWS).await.as_array().unwrap().len(), 1);
+    b.click("#log tbody tr:first-child button").await;
+    b.until(
+        &format!("return document.getElementById('detail-title').textContent === 'Call {call}';"),
         "the call's detail",
     )
     .await;
     assert_eq!(b.text("#keys .digit").await, "#");
     let steps = b.text("#steps").await;
-    for want in ["200 OK (PCMU)", "greeting", "verdict", "approved"] {
+    for want in [
+        "200 OK (PCMU)",
+        "greeting",
+        "verdict",
+        "approved",
+        "s after answer",
+        "s after INVITE (before the answer)",
+    ] {
         assert!(steps.contains(want), "{want} in the timeline: {steps}");
     }
+    assert!(b.text("#keys").await.contains("s after answer"));
+    let facts = b.text("#detail-facts").await;
     assert!(
-        b.text("#detail-facts").await.contains("Jitter"),
-        "RTP figures shown"
+        facts.contains("Jitter") && facts.contains("the user confirmed"),
+        "{facts}"
     );
-    b.until(
-        "return document.querySelectorAll('#chart-outcomes rect').length > 0 && document.querySelectorAll('#chart-verdict circle').length === 3;",
-        "the charts",
-    )
-    .await;
-    accessible(b, "console with a call").await;
-    b.screenshot("8-console").await;
     b.js("document.getElementById('detail').scrollIntoView();")
         .await;
-    b.screenshot("8b-console-timeline").await;
+    b.screenshot("8d-console-by-call-timeline").await;
+    both_sizes(b, "8d-console-by-call").await;
+
+    // One URL per call: a reload shows the same search and call; back goes to the search
+    // before (the trusted sign-in).
+    let url = b.js("return location.href;").await;
+    assert!(
+        url.as_str().unwrap().contains(&format!("open={call}")),
+        "{url}"
+    );
+    b.post("/refresh", json!({})).await;
+    b.until(
+        &format!("return document.getElementById('detail-title').textContent === 'Call {call}' && document.getElementById('f-q').value === {call:?};"),
+        "the call again after a reload",
+    )
+    .await;
+    b.post("/back", json!({})).await;
+    b.post("/back", json!({})).await;
+    b.until(
+        &format!("return document.getElementById('f-q').value === {trusted:?} && document.getElementById('detail-title').textContent.startsWith('Trusted sign-in');"),
+        "the search before, with its entry open",
+    )
+    .await;
+
+    // Refused attempts only.
+    b.js("document.getElementById('f-q').value = ''; document.getElementById('f-kind').value = 'refusal';").await;
+    b.click("#apply-btn").await;
+    b.until(
+        "return [...document.querySelectorAll('#log tbody tr')].length === 1 && document.querySelector('#log tbody').textContent.includes('Refused');",
+        "only the refusal",
+    )
+    .await;
+
+    // The refresh (every 10 s) redraws nothing that did not change, and keeps the focus.
+    b.js("document.getElementById('f-kind').value = ''; document.getElementById('f-by').value = ''; document.getElementById('f-q').value = 'demo:alice';").await;
+    b.click("#apply-btn").await;
+    b.until(
+        "return document.querySelectorAll('#log tbody tr').length === 4;",
+        "alice's entries",
+    )
+    .await;
+    b.js("window.__row = document.querySelector('#log tbody tr:nth-child(2)'); window.__row.querySelector('button').focus(); window.__was = document.getElementById('refreshed').textContent;").await;
+    b.until(
+        "return document.getElementById('refreshed').textContent !== window.__was;",
+        "a refresh",
+    )
+    .await;
+    assert_eq!(
+        b.js(&format!("return document.activeElement.dataset.open === {call:?} && document.querySelector('#log tbody tr:nth-child(2)') === window.__row;")).await,
+        true,
+        "the refresh kept the focus and the rows"
+    );
+    b.click("#auto").await;
+    assert_eq!(b.js("return timer === null;").await, true, "paused");
+    b.click("#auto").await;
+
+    // The charts: labelled time axes, titles that follow the filter.
+    b.until(
+        "return document.querySelectorAll('#chart-outcomes rect').length > 0 && document.querySelectorAll('#chart-verdict circle').length === 3;",
+        "the charts of alice's calls",
+    )
+    .await;
+    let charts = b.text(".charts").await;
+    for want in [
+        "Hour the calls started (local time)",
+        "When the call started (local time)",
+        "Seconds",
+        "Calls",
+        "user demo:alice",
+    ] {
+        assert!(charts.contains(want), "{want} in the charts: {charts}");
+    }
+    accessible(b, "console with a call").await;
     b.js("document.getElementById('charts-title').scrollIntoView();")
         .await;
-    b.screenshot("8c-console-charts").await;
+    b.screenshot("8e-console-charts").await;
     b.viewport(390, 844, true).await;
-    b.screenshot("9-console-390x844").await;
+    b.until(
+        "return +document.querySelector('#chart-outcomes svg').getAttribute('width') <= 390;",
+        "the charts at the phone's width",
+    )
+    .await;
+    b.js("document.getElementById('charts-title').scrollIntoView();")
+        .await;
+    b.screenshot("9-console-charts-390x844").await;
+    b.viewport(1280, 900, false).await;
 }
 
 /// The tests of this file one at a time: each runs a gateway, baresip and Chromium.
@@ -686,8 +987,11 @@ async fn real_modes(b: &Browser, site: &str) {
     every_way(b, "24-number-matching-real-call").await;
     b.click("#cancel-btn").await;
     b.screen("failed").await;
+    b.click("#screen-failed button[data-action=restart]").await;
+    b.screen("signin").await;
 
     b.go(&format!("{site}/demo?confirmation=spoken_code")).await;
+    b.screen("signin").await;
     b.click("#lang-en").await;
     b.type_in("#user", "bob").await;
     b.click("#signin-btn").await;

@@ -5,7 +5,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::{
-    CallId, ChallengeId, ChallengeState, Confirmation, Digit, KeySource, Origin, Result, StepKind,
+    CallId, ChallengeId, ChallengeState, Confirmation, Digit, KeySource, Origin, PhoneNumber, Result,
+    StepKind,
     Store, StoreError,
 };
 
@@ -225,6 +226,124 @@ pub struct CallFilter {
     pub trunk: Option<String>,
     /// Only the calls of challenges from there.
     pub origin: Option<Origin>,
+    /// Only the calls of this user's challenges.
+    pub user_id: Option<String>,
+    /// Only the calls to this number. The call log keeps masked numbers only: a call
+    /// matches when its masked number is this one's and its challenge's number, or a phone
+    /// its user registered, is this whole number (so a call to a user's fallback phone is
+    /// found by that phone's number).
+    pub number: Option<PhoneNumber>,
+    /// Only the calls of this challenge.
+    pub challenge_id: Option<ChallengeId>,
+    /// Only this call.
+    pub call_id: Option<CallId>,
+    /// The operator's log only ([`Store::log`]): only entries of this kind.
+    pub kind: Option<crate::LogKind>,
+}
+
+/// A value bound to a query built with its placeholders.
+pub(crate) enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// The values of a query being built: each added gives its placeholder (`$3`).
+#[derive(Default)]
+pub(crate) struct Binds(Vec<Param>);
+
+impl Binds {
+    /// Adds a text value: its placeholder.
+    pub(crate) fn text(&mut self, s: impl Into<String>) -> String {
+        self.0.push(Param::Text(s.into()));
+        format!("${}", self.0.len())
+    }
+
+    /// Adds an integer value: its placeholder.
+    pub(crate) fn int(&mut self, i: i64) -> String {
+        self.0.push(Param::Int(i));
+        format!("${}", self.0.len())
+    }
+
+    /// `sql` with the values bound.
+    pub(crate) fn query<'q>(
+        self,
+        sql: String,
+    ) -> sqlx::query::Query<'q, sqlx::Any, <sqlx::Any as sqlx::Database>::Arguments> {
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for p in self.0 {
+            q = match p {
+                Param::Text(t) => q.bind(t),
+                Param::Int(i) => q.bind(i),
+            };
+        }
+        q
+    }
+}
+
+/// A cursor (`{started_at}~{id}`) as its two parts.
+pub(crate) fn parse_cursor(c: &str) -> Result<(i64, String)> {
+    c.split_once('~')
+        .and_then(|(a, i)| a.parse::<i64>().ok().map(|a| (a, i.to_string())))
+        .ok_or_else(|| StoreError::BadCursor(c.to_string()))
+}
+
+/// The conditions on the `calls` table (not aliased) of `filter`, but for the cursor.
+pub(crate) fn call_conditions(filter: &CallFilter, b: &mut Binds) -> Vec<String> {
+    let mut conds: Vec<String> = Vec::new();
+    match filter.outcome {
+        Some(OutcomeFilter::InProgress) => conds.push("ended_at IS NULL".into()),
+        Some(OutcomeFilter::Ended(o)) => conds.push(format!("outcome = {}", b.text(o.as_str()))),
+        None => {}
+    }
+    if let Some(p) = &filter.phone_masked {
+        conds.push(format!("phone_masked = {}", b.text(p.clone())));
+    }
+    if let Some(t) = &filter.trunk {
+        conds.push(format!("trunk = {}", b.text(t.clone())));
+    }
+    if let Some(o) = filter.origin {
+        conds.push(format!(
+            "challenge_id IN (SELECT id FROM challenges WHERE origin = {})",
+            b.text(o.as_str())
+        ));
+    }
+    if let Some(u) = &filter.user_id {
+        conds.push(format!(
+            "challenge_id IN (SELECT id FROM challenges WHERE user_id = {})",
+            b.text(u.clone())
+        ));
+    }
+    if let Some(n) = &filter.number {
+        let masked = b.text(n.masked());
+        let whole = b.text(n.stored());
+        conds.push(format!(
+            "phone_masked = {masked} AND EXISTS (SELECT 1 FROM challenges ch WHERE \
+             ch.id = calls.challenge_id AND (ch.phone = {whole} OR ch.user_id IN \
+             (SELECT user_id FROM phones WHERE phone = {whole})))"
+        ));
+    }
+    if let Some(c) = &filter.challenge_id {
+        conds.push(format!("challenge_id = {}", b.text(c.as_str())));
+    }
+    if let Some(c) = &filter.call_id {
+        conds.push(format!("id = {}", b.text(c.as_str())));
+    }
+    if let Some(f) = filter.from_ms {
+        conds.push(format!("started_at >= {}", b.int(f)));
+    }
+    if let Some(t) = filter.to_ms {
+        conds.push(format!("started_at < {}", b.int(t)));
+    }
+    conds
+}
+
+/// `WHERE a AND b`, or nothing for no condition.
+pub(crate) fn where_clause(conds: &[String]) -> String {
+    if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    }
 }
 
 const CALL_COLUMNS: &str = "id, challenge_id, phone_masked, started_at, trunk, outcome, \
@@ -366,74 +485,24 @@ impl Store {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<(Vec<CallEntry>, Option<String>)> {
-        enum Param {
-            Text(String),
-            Int(i64),
-        }
         let limit = limit.clamp(1, 500);
-        let mut params: Vec<Param> = Vec::new();
-        // Adds a value and gives its placeholder.
-        let mut bind = |p: Param| {
-            params.push(p);
-            format!("${}", params.len())
-        };
-        let mut conds: Vec<String> = Vec::new();
-        match filter.outcome {
-            Some(OutcomeFilter::InProgress) => conds.push("ended_at IS NULL".into()),
-            Some(OutcomeFilter::Ended(o)) => {
-                conds.push(format!(
-                    "outcome = {}",
-                    bind(Param::Text(o.as_str().into()))
-                ));
-            }
-            None => {}
-        }
-        if let Some(p) = &filter.phone_masked {
-            conds.push(format!("phone_masked = {}", bind(Param::Text(p.clone()))));
-        }
-        if let Some(t) = &filter.trunk {
-            conds.push(format!("trunk = {}", bind(Param::Text(t.clone()))));
-        }
-        if let Some(o) = filter.origin {
-            conds.push(format!(
-                "challenge_id IN (SELECT id FROM challenges WHERE origin = {})",
-                bind(Param::Text(o.as_str().into()))
-            ));
-        }
-        if let Some(f) = filter.from_ms {
-            conds.push(format!("started_at >= {}", bind(Param::Int(f))));
-        }
-        if let Some(t) = filter.to_ms {
-            conds.push(format!("started_at < {}", bind(Param::Int(t))));
-        }
+        let mut b = Binds::default();
+        let mut conds = call_conditions(filter, &mut b);
         if let Some(c) = cursor {
             // Keyset pagination on (started_at, id), newest first.
-            let (at, id) = c
-                .split_once('~')
-                .and_then(|(a, i)| a.parse::<i64>().ok().map(|a| (a, i.to_string())))
-                .ok_or_else(|| StoreError::BadCursor(c.to_string()))?;
-            let at = bind(Param::Int(at));
-            let id = bind(Param::Text(id));
+            let (at, id) = parse_cursor(c)?;
+            let at = b.int(at);
+            let id = b.text(id);
             conds.push(format!(
                 "(started_at < {at} OR (started_at = {at} AND id < {id}))"
             ));
         }
-        let wher = if conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conds.join(" AND "))
-        };
         let sql = format!(
-            "SELECT {CALL_COLUMNS} FROM calls {wher} ORDER BY started_at DESC, id DESC LIMIT {}",
+            "SELECT {CALL_COLUMNS} FROM calls {} ORDER BY started_at DESC, id DESC LIMIT {}",
+            where_clause(&conds),
             limit + 1
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for p in params {
-            q = match p {
-                Param::Text(t) => q.bind(t),
-                Param::Int(i) => q.bind(i),
-            };
-        }
+        let q = b.query(sql);
         let rows = q.fetch_all(&self.pool).await?;
         let mut entries: Vec<CallEntry> = rows.iter().map(call_from).collect::<Result<_>>()?;
         let next = if entries.len() > limit as usize {

@@ -24,6 +24,7 @@ mod codes;
 mod eam;
 pub mod fault;
 mod limits;
+mod log;
 mod migrate;
 mod retention;
 pub mod types;
@@ -42,6 +43,7 @@ pub use codes::{
 pub use dtmf::Digit;
 pub use eam::{EamSession, Imported, NewEamSession, StoredEamKey};
 pub use limits::{Admission, CountScope, Counter, Refused};
+pub use log::{CallStats, LogEntry, LogKind, NewRefusal};
 pub use retention::Forgotten;
 pub use types::{
     BadNumber, CallId, ChallengeId, ChallengeState, KeySource, Origin, PhoneNumber, PhoneRole,

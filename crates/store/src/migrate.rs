@@ -32,6 +32,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_confirmation.sql"),
     ),
+    (13, include_str!("../migrations/sqlite/0013_refusals.sql")),
 ];
 
 const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
@@ -68,6 +69,7 @@ const MIGRATIONS_POSTGRES: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/postgres/0012_confirmation.sql"),
     ),
+    (13, include_str!("../migrations/postgres/0013_refusals.sql")),
 ];
 
 impl Store {

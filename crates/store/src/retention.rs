@@ -1,10 +1,11 @@
 //! Retention: what is older than the retention period is forgotten, in batches of a bounded
 //! size, each in a transaction of its own (so neither a lock nor a transaction grows with
-//! the backlog). The call log (calls with their keys and steps), the challenges' state
-//! changes, webhook attempts and deliveries, removed and never-verified registrations and
-//! long-expired trusted devices are deleted (and, a day past their expiry, the EAM
-//! provider's nonces and sign-ins); a decided challenge keeps its row (the API
-//! still reads it) with only the masked form of its number and without its callback URL.
+//! the backlog). The call log (calls with their keys and steps, and refused attempts), the
+//! challenges' state changes, webhook attempts and deliveries, removed and never-verified
+//! registrations and long-expired trusted devices are deleted (and, a day past their
+//! expiry, the EAM provider's nonces and sign-ins); a decided challenge keeps its row (the
+//! API still reads it) with only the masked form of its number and without its callback
+//! URL.
 //! Users' registered phones are kept: sign-ins call them.
 
 use sqlx::{AssertSqlSafe, Row};
@@ -16,6 +17,8 @@ use crate::{PhoneNumber, Result, Store, StoreError};
 pub struct Forgotten {
     /// Calls deleted (with their keys and steps).
     pub calls: u64,
+    /// Refused attempts deleted (by when they last happened).
+    pub refusals: u64,
     /// State changes deleted.
     pub events: u64,
     /// Webhook attempts deleted.
@@ -84,6 +87,14 @@ impl Store {
             calls: self.forget_calls(cutoff_ms, batch).await?,
             ..Forgotten::default()
         };
+        f.refusals = delete_in_batches(
+            self,
+            "DELETE FROM refusals WHERE id IN \
+             (SELECT id FROM refusals WHERE at < $1 AND last_at < $1 ORDER BY at LIMIT $2)",
+            cutoff_ms,
+            batch,
+        )
+        .await?;
         f.events = delete_in_batches(
             self,
             "DELETE FROM challenge_events WHERE id IN \

@@ -203,6 +203,27 @@ async fn retention(store: Store) {
     let (old_id, old_call) = sign_in_at(&store, "alice", old).await;
     let (new_id, new_call) = sign_in_at(&store, "bob", recent).await;
     phones_and_blocks(&store, old, recent).await;
+    // Three refusals long ago (of three rules: a row each), one recently.
+    for (rule, at) in [
+        ("rate-limited", old),
+        ("fraud-block", old + 1),
+        ("country-not-allowed", old + 2),
+        ("rate-limited", recent),
+    ] {
+        store
+            .record_refusal(&store::NewRefusal {
+                at_ms: at,
+                api_key_id: "key_service".into(),
+                origin: store::Origin::Api,
+                user_id: Some("alice".into()),
+                phone: PhoneNumber::parse("+819012345678").unwrap(),
+                rule: rule.into(),
+                detail: "refused".into(),
+                retry_after_s: None,
+            })
+            .await
+            .unwrap();
+    }
     // Read once: a cached store holds the old challenge whole now.
     let before = store.challenge(&old_id).await.unwrap().unwrap();
     assert_eq!(before.phone.as_e164(), Some("+819012345678"));
@@ -216,6 +237,7 @@ async fn retention(store: Store) {
         f,
         Forgotten {
             calls: 1,
+            refusals: 3,
             // alice's sign-in (queued, calling, answered, approved), her two enrolments,
             // carol's and erin's report (queued, decided).
             events: 4 + 4 * 2,
@@ -286,6 +308,17 @@ async fn retention(store: Store) {
         .unwrap();
     assert_eq!(primary.phone.as_e164(), Some("+819011112222"));
     assert!(store.phones("carol").await.unwrap().is_empty());
+
+    // The recent refusal is left.
+    let refusals = store::CallFilter {
+        kind: Some(store::LogKind::Refusal),
+        ..store::CallFilter::default()
+    };
+    let (left, _) = store.log(&refusals, 10, None).await.unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+        vec![recent]
+    );
 
     // Again: nothing left to forget.
     assert!(store.forget_before(cutoff, 2).await.unwrap().is_empty());

@@ -47,6 +47,8 @@ async fn the_openapi_document_lists_every_route() {
         "DELETE /v1/users/{user_id}/fraud-block",
         "GET /v1/calls",
         "GET /v1/calls/{id}",
+        "GET /v1/calls/stats",
+        "GET /v1/log",
         "GET /healthz",
         "GET /readyz",
     ];
@@ -90,7 +92,9 @@ async fn every_documented_operation_is_routed_and_answers_as_documented() {
             .unwrap();
         assert!(
             responses.contains_key(&r.status.to_string())
-                || r.status == 403 && method == "GET" && path.starts_with("/v1/calls"),
+                || r.status == 403
+                    && method == "GET"
+                    && (path.starts_with("/v1/calls") || path == "/v1/log"),
             "{op} answered {} which it does not document: {}",
             r.status,
             r.body
@@ -109,6 +113,9 @@ async fn the_schemas_the_document_names_exist() {
         "CreateRequest",
         "CallPage",
         "CallDetail",
+        "LogPage",
+        "LogView",
+        "StatsView",
         "PhoneView",
         "ProblemDoc",
     ] {
@@ -124,6 +131,13 @@ async fn the_schemas_the_document_names_exist() {
         .as_array()
         .unwrap();
     assert!(params.iter().any(|p| p["name"] == "origin"), "{params:?}");
+    // And searched by user, whole number, challenge and call.
+    for name in ["user_id", "number", "challenge_id", "call_id"] {
+        assert!(
+            params.iter().any(|p| p["name"] == name),
+            "{name}: {params:?}"
+        );
+    }
 }
 
 /// axum's own answers are problems too: no route, a method not allowed, a bad query.

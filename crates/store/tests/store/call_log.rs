@@ -106,7 +106,7 @@ fn filter(
         trunk: trunk.map(str::to_string),
         from_ms: from,
         to_ms: to,
-        origin: None,
+        ..CallFilter::default()
     }
 }
 

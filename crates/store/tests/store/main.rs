@@ -31,6 +31,7 @@ mod common;
 mod eam;
 mod keys;
 mod limits;
+mod log;
 mod nodes;
 mod users;
 mod webhooks;
