@@ -995,7 +995,7 @@ pub(crate) async fn check(
         }
         CodeCheck::NotWaiting(s) => Err(Problem::new(
             StatusCode::CONFLICT,
-            "not-waiting-for-a-code",
+            "not-awaiting-code",
             "The challenge is not waiting for a code",
             match s {
                 ChallengeState::CodeSpoken => "the challenge has expired".to_string(),

@@ -999,7 +999,8 @@ async fn real_modes(b: &Browser, site: &str) {
     b.click("#call-btn").await;
     b.screen("calling").await;
     b.until(
-        "return !document.getElementById('form-code').hidden;",
+        "return !document.getElementById('form-code').hidden \
+         && !!flow && !!flow.challenge && flow.challenge.state === 'code_spoken';",
         "the code field, once the call has read the code",
     )
     .await;
@@ -1018,7 +1019,10 @@ async fn real_modes(b: &Browser, site: &str) {
     .await;
     // One in a million: the softphone's code was 000000.
     let said = b.text("#code-error").await;
-    assert_eq!(said, "That code isn't right. 4 attempts left.");
+    let answer = b
+        .js("return document.getElementById('code-error').dataset.shown;")
+        .await;
+    assert_eq!(said, "That code isn't right. 4 attempts left.", "{answer}");
     every_way(b, "26-spoken-code-wrong-real").await;
 }
 

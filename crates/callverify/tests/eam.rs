@@ -47,6 +47,7 @@ fn write_config(
     api: &str,
     entra: &EntraStandIn,
     graph: bool,
+    confirmation: &str,
 ) -> PathBuf {
     // Two RTP/RTCP pairs: a call's pair lingers a moment after it ends.
     let rtp = free_media_ports(V4);
@@ -55,7 +56,8 @@ fn write_config(
         "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\"]\n\n\
          [[trunk]]\nname = \"phone\"\naddress = \"{trunk}\"\n\n\
          [media]\nrtp_ports = \"{rtp}-{rtp1}\"\n\n\
-         [call]\nprompts = \"{prompts}\"\nfirst_key_timeout_s = 8\ncall_timeout_s = 60\n\n\
+         [call]\nprompts = \"{prompts}\"\nfirst_key_timeout_s = 8\ncall_timeout_s = 60\n\
+         confirmation = \"{confirmation}\"\n\n\
          [store]\nurl = \"sqlite://{db}\"\n\n\
          [api]\nlisten = \"{api}\"\n\n\
          [policy]\nallowed_countries = [\"JP\"]\n\n\
@@ -135,7 +137,7 @@ struct Gateway {
 
 impl Gateway {
     fn start(name: &str, trunk: std::net::SocketAddr, entra: &EntraStandIn) -> Gateway {
-        Gateway::start_with(name, trunk, entra, false)
+        Gateway::start_with(name, trunk, entra, false, "pound")
     }
 
     fn start_with(
@@ -143,10 +145,11 @@ impl Gateway {
         trunk: std::net::SocketAddr,
         entra: &EntraStandIn,
         graph: bool,
+        confirmation: &str,
     ) -> Gateway {
         let dir = scratch(name);
         let api = format!("127.0.0.1:{}", free_port(V4));
-        let config = write_config(&dir, trunk, &api, entra, graph);
+        let config = write_config(&dir, trunk, &api, entra, graph, confirmation);
         import_phone(&dir, &config);
         let served = Served::start(bin(), &config, &api, SECRET, &[], &dir.join("serve.log"));
         entra.set_provider_issuer(&format!("http://{api}"));
@@ -489,6 +492,39 @@ async fn a_declined_call_answers_entra_access_denied_with_the_state() {
     drop(sipp);
 }
 
+/// With `[call] confirmation = "keypad_code"` the EAM sign-in is number matching: the call
+/// page shows the two digits the challenge drew (the same the page's poll token reads), the
+/// call asks for them, and sipp's decline ends it as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eam_sign_in_uses_the_configured_number_matching() {
+    let entra = EntraStandIn::start(TENANT, CLIENT).await;
+    let sipp = Sipp::start("decline", sip::Transport::Udp, V4);
+    let gw = Gateway::start_with("eam-keypad", sipp.addr, &entra, false, "keypad_code");
+    let form = entra.request_form(&entra.hint(OID, json!({})));
+    let (status, page) = post_request(&gw, &form).await;
+    assert_eq!(status, 200, "{page}");
+    let at = page.find("id=\"code\">").expect("the number to enter") + 10;
+    let shown = &page[at..at + 2];
+    assert!(
+        shown.bytes().all(|b| b.is_ascii_digit()) && shown.as_bytes()[0] != shown.as_bytes()[1],
+        "{shown}"
+    );
+    let cfg_start = page.find("id=\"cfg\">").unwrap() + 9;
+    let cfg_end = page[cfg_start..].find("</script>").unwrap() + cfg_start;
+    let cfg: Value = serde_json::from_str(&page[cfg_start..cfg_end].replace("<\\/", "</")).unwrap();
+    assert_eq!(cfg["confirmation"], "keypad_code");
+    let status_url = format!("http://{}{}", gw.api, cfg["status"].as_str().unwrap());
+    let c = get_json(&status_url, cfg["token"].as_str()).await;
+    assert_eq!(
+        (&c["confirmation"], c["display_code"].as_str()),
+        (&json!("keypad_code"), Some(shown)),
+        "{c}"
+    );
+    let (_, decided) = follow(&gw, &page, &["declined", "failed", "approved"]).await;
+    assert_eq!(decided, "declined", "{}", gw.log());
+    drop(sipp);
+}
+
 /// One sign-in in Chromium: the stand-in's page posts the request, callverify's page shows
 /// the call (screenshot `shot`), baresip approves, and the stand-in validates the id_token.
 /// Its claims.
@@ -667,7 +703,7 @@ async fn a_phone_found_in_graph_is_called_and_verified_once_approved() {
     entra.set_graph_app("graph-app", SECRET);
     entra.add_graph_phone(GRAPH_OID, "+81 90 1234 5678", "mobile");
     let phone = Baresip::start_saying("eam-graph-phone", &pound_wav("eam-graph-wav"));
-    let gw = Gateway::start_with("eam-graph", phone.addr, &entra, true);
+    let gw = Gateway::start_with("eam-graph", phone.addr, &entra, true, "pound");
     let user = format!("entra:{TENANT}:{GRAPH_OID}");
     let store = store::Store::open(&format!("sqlite://{}", gw.dir.join("cv.db").display()))
         .await

@@ -5,9 +5,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::{
-    CallId, ChallengeId, ChallengeState, Confirmation, Digit, KeySource, Origin, PhoneNumber, Result,
-    StepKind,
-    Store, StoreError,
+    CallId, ChallengeId, ChallengeState, Confirmation, Digit, KeySource, Origin, PhoneNumber,
+    Result, StepKind, Store, StoreError,
 };
 
 /// A call being placed for a challenge.

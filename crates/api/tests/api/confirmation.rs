@@ -147,7 +147,7 @@ async fn a_spoken_code_is_checked_by_its_front_end_at_most_five_times() {
     let r = post_json(addr, &check, &token, &code("123456")).await;
     assert_eq!(
         (r.status, kind_of(&r).as_str()),
-        (409, "not-waiting-for-a-code"),
+        (409, "not-awaiting-code"),
         "{}",
         r.body
     );
