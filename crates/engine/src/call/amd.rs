@@ -4,15 +4,17 @@
 //! given when the speech stops.
 //!
 //! Before a spoken code is read the detection must say "human" ([`Amd::says_human`]): no
-//! run of speech is going on (the last voiced frame is more than [`AmdConfig::gap`] ago), no
-//! greeting-length run has been heard, and either the far end's first run of speech has
-//! ended at most [`HELLO_MAX`] long with no speech since (a person's "hello?", then
-//! silence) or
-//! [`AmdConfig::window`] has passed since the answer (a person who said nothing, or whose
-//! first words were longer than a hello but shorter than a greeting). A recorded greeting is
-//! speech going on at the end of the window, so it is never "human"; it becomes
-//! `voicemail` once it is greeting-length. With detection disabled nothing is judged and a
-//! code is read as soon as the greeting has played.
+//! run of speech is going on (the last voiced frame is more than [`AmdConfig::gap`] ago),
+//! every run heard was at most [`HELLO_MAX`] long, and either one has ended (a person's
+//! "hello?", then silence) or [`AmdConfig::window`] has passed since the answer with no
+//! speech (a person who said nothing). Speech longer than a hello that ended before it was
+//! greeting-length is not sure to be a person: a short recorded greeting ("please leave a
+//! message after the tone", 2.4 s, then a beep) is just that. The code is then not read and
+//! the call ends `voicemail` ([`Amd::unsure`]): a code is never read to a machine, at the
+//! cost of a person who answers with a sentence being asked to call again. A recorded
+//! greeting going on at the end of the window is never "human"; it becomes `voicemail` once
+//! it is greeting-length. With detection disabled nothing is judged and a code is read as
+//! soon as the greeting has played.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,8 @@ pub(super) struct Amd {
     run: Option<(u64, u64)>,
     /// How long the first run of speech that ended was, in milliseconds.
     first_run_ms: Option<u64>,
+    /// The longest run of speech that ended, in milliseconds.
+    longest_run_ms: u64,
     /// Runs of speech started so far.
     runs: u32,
     /// Whether a greeting-length run was heard (the call is then voicemail).
@@ -90,6 +94,7 @@ impl Amd {
             frames: 0,
             run: None,
             first_run_ms: None,
+            longest_run_ms: 0,
             runs: 0,
             greeting_heard: false,
         }
@@ -104,11 +109,20 @@ impl Amd {
         if self.run.is_some() || self.greeting_heard {
             return false;
         }
-        let hello = self.runs == 1
-            && self
-                .first_run_ms
-                .is_some_and(|ms| ms <= HELLO_MAX.as_millis() as u64);
-        hello || since_answer >= cfg.window
+        if self.longest_run_ms > HELLO_MAX.as_millis() as u64 {
+            return false;
+        }
+        self.first_run_ms.is_some() || since_answer >= cfg.window
+    }
+
+    /// Speech longer than a hello, shorter than a greeting, has ended: its length in
+    /// milliseconds (the far end is not sure to be a person, see the module's docs).
+    pub(super) fn unsure(&self, cfg: &AmdConfig) -> Option<u64> {
+        (cfg.enabled
+            && self.run.is_none()
+            && !self.greeting_heard
+            && self.longest_run_ms > HELLO_MAX.as_millis() as u64)
+            .then_some(self.longest_run_ms)
     }
 
     fn run_ms(&self) -> u64 {
@@ -140,6 +154,7 @@ impl Amd {
             if self.first_run_ms.is_none() {
                 self.first_run_ms = Some(self.run_ms());
             }
+            self.longest_run_ms = self.longest_run_ms.max(self.run_ms());
             self.run = None;
             return Speech::RunEnded;
         }

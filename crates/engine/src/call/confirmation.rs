@@ -175,6 +175,14 @@ impl VerificationCall {
             .amd
             .says_human(&self.cfg.amd, now.saturating_duration_since(m.epoch))
         {
+            if let Some(ms) = self.amd.unsure(&self.cfg.amd) {
+                self.detail = Some(format!(
+                    "{:.1} s of speech, longer than a person's hello: not sure a person \
+                     answered, the code was not read",
+                    ms as f64 / 1000.0
+                ));
+                self.decide(now, Outcome::Voicemail);
+            }
             return;
         }
         let Some(reading) = self.confirmation.reading() else {
