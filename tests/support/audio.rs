@@ -39,12 +39,26 @@ pub fn pound_wav(name: &str) -> PathBuf {
 /// A prompt counts as heard where the whole of it (its voiced part, as callverify encodes
 /// it) matches the heard audio within 5% of its level, sample by sample: a phone's μ-law
 /// decoder may round a little differently, but another prompt, another digit or speech
-/// does not come close. A test of a spoken code reads the digits off this.
+/// does not come close. A test of a spoken code reads the digits off this (see
+/// [`code_readings`]).
 pub fn prompts_heard(
     heard: &[i16],
     prompts: &engine::Prompts,
     kinds: &[media::PromptKind],
 ) -> Vec<(usize, media::PromptKind)> {
+    heard_spans(heard, prompts, kinds)
+        .into_iter()
+        .map(|(start, _, kind)| (start, kind))
+        .collect()
+}
+
+/// As [`prompts_heard`], with where each voiced part ends: `(start, end, kind)`, sample
+/// offsets, in the order heard.
+fn heard_spans(
+    heard: &[i16],
+    prompts: &engine::Prompts,
+    kinds: &[media::PromptKind],
+) -> Vec<(usize, usize, media::PromptKind)> {
     let mut found = Vec::new();
     for &kind in kinds {
         let template = decoded(prompts.get(kind));
@@ -61,7 +75,7 @@ pub fn prompts_heard(
             if close(&heard[o..o + FRAME], anchor, anchor_level / 20) {
                 let start = o - anchor_at;
                 if close(&heard[start..start + core.len()], core, core_level / 20) {
-                    found.push((start, kind));
+                    found.push((start, start + core.len(), kind));
                     o = start + core.len() + anchor_at;
                     continue;
                 }
@@ -71,6 +85,96 @@ pub fn prompts_heard(
     }
     found.sort();
     found
+}
+
+/// The longest quiet between the end of a spoken code's intro ("your code is", "again")
+/// or of a digit and the start of the next digit, in samples (1.2 s): the call leaves
+/// 400 ms after the intro and 360 ms between digits, plus the prompts' own quiet ends.
+const NEXT_DIGIT_WITHIN: usize = 9600;
+
+/// How many times `code` was read out in `heard` (the audio a phone decoded), checked in
+/// order: every reading is an intro ([`media::PromptKind::CodeIntro`], then
+/// [`media::PromptKind::CodeAgain`] for the readings after the first) followed by the
+/// code's digit prompts, each one whole, in the code's order, each starting within
+/// [`NEXT_DIGIT_WITHIN`] of the end of what came before, and nothing else in between.
+/// A digit prompt heard anywhere but in such a reading (another code, the digits in another
+/// order, one missing or one more, a digit without its intro) is an error that says where.
+pub fn code_readings(
+    heard: &[i16],
+    prompts: &engine::Prompts,
+    code: &[dtmf::Digit],
+) -> Result<usize, String> {
+    use media::PromptKind;
+    let mut kinds = vec![PromptKind::CodeIntro, PromptKind::CodeAgain];
+    kinds.extend(PromptKind::DIGITS);
+    let spans = heard_spans(heard, prompts, &kinds);
+    let want: Vec<PromptKind> = code
+        .iter()
+        .map(|d| PromptKind::digit(d.event_code()).ok_or("a code of digits 0-9"))
+        .collect::<Result<_, _>>()?;
+    let ms = |samples: usize| samples / 8;
+    let mut readings = 0;
+    let mut i = 0;
+    while i < spans.len() {
+        let (start, mut end, intro) = spans[i];
+        let expected_intro = if readings == 0 {
+            PromptKind::CodeIntro
+        } else {
+            PromptKind::CodeAgain
+        };
+        if intro != expected_intro {
+            return Err(format!(
+                "reading {}: {intro:?} at {} ms where {expected_intro:?} was due",
+                readings + 1,
+                ms(start)
+            ));
+        }
+        for (n, &digit) in want.iter().enumerate() {
+            let Some(&(s, e, kind)) = spans.get(i + 1 + n) else {
+                return Err(format!(
+                    "reading {}: heard {n} digits of {}",
+                    readings + 1,
+                    want.len()
+                ));
+            };
+            if kind != digit {
+                return Err(format!(
+                    "reading {}: digit {} at {} ms is not the code's",
+                    readings + 1,
+                    n + 1,
+                    ms(s)
+                ));
+            }
+            if s < end || s - end > NEXT_DIGIT_WITHIN {
+                return Err(format!(
+                    "reading {}: digit {} starts {} ms after what came before",
+                    readings + 1,
+                    n + 1,
+                    ms(s.saturating_sub(end))
+                ));
+            }
+            end = e;
+        }
+        readings += 1;
+        i += 1 + want.len();
+        // A digit right after a reading would be one digit too many.
+        if let Some(&(s, _, kind)) = spans.get(i)
+            && PromptKind::DIGITS.contains(&kind)
+        {
+            return Err(format!(
+                "reading {readings}: one more digit at {} ms",
+                ms(s)
+            ));
+        }
+    }
+    Ok(readings)
+}
+
+/// A WAV (8 kHz mono) of `pcm` in a scratch directory named `name`: what baresip "says".
+pub fn pcm_wav(name: &str, pcm: &[i16]) -> PathBuf {
+    let wav = scratch(name).join("said.wav");
+    write_wav(&wav, pcm);
+    wav
 }
 
 const FRAME: usize = media::FRAME_SAMPLES;

@@ -62,22 +62,52 @@ pub async fn verify_call_within(
     lang: media::Language,
     bound: Duration,
 ) -> engine::CallReport {
+    let confirming =
+        verify_call_confirming(ep, media, script, lang, engine::Confirmation::Pound, bound);
+    confirming.await.0
+}
+
+/// A verification call through `ep` that is confirmed as `confirmation` says (bounded by
+/// `bound`): its report, and what it reported as it went (the prompts it started, the keys,
+/// [`engine::Report::CodeSpoken`]), in order.
+pub async fn verify_call_confirming(
+    ep: &SipEndpoint,
+    media: &engine::MediaConfig,
+    script: engine::ScriptConfig,
+    lang: media::Language,
+    confirmation: engine::Confirmation,
+    bound: Duration,
+) -> (engine::CallReport, Vec<engine::Report>) {
     let number = store::PhoneNumber::parse("+81901234567").expect("an E.164 number");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let call = engine::verify(
         ep,
         media,
         script,
         prompts(lang),
-        engine::Confirmation::Pound,
+        confirmation,
         &number,
-        None,
+        Some(tx),
         std::future::pending(),
     );
-    tokio::time::timeout(bound, call)
+    let report = tokio::time::timeout(bound, call)
         .await
         .expect("the call ends within the bound")
         .expect("the call is placed")
-        .report
+        .report;
+    let mut reports = Vec::new();
+    while let Ok(r) = rx.try_recv() {
+        reports.push(r);
+    }
+    (report, reports)
+}
+
+/// How many times `kind` started playing, from a call's reports.
+pub fn times_played(reports: &[engine::Report], kind: media::PromptKind) -> usize {
+    reports
+        .iter()
+        .filter(|r| matches!(r, engine::Report::Prompt(k) if *k == kind))
+        .count()
 }
 
 /// A call runner over `store` whose one trunk is the UDP callee at `callee`, with the test
