@@ -130,7 +130,7 @@ async fn keypad_the_shown_code_in_band_then_pound_approves_in_both_languages() {
         assert_eq!(
             heard,
             [PromptKind::Greeting, PromptKind::Verified],
-            "{lang:?}"
+            "{lang:?}: {r:?}"
         );
     }
 }
@@ -144,7 +144,11 @@ async fn keypad_a_wrong_code_in_band_then_pound_is_denied_as_wrong_code() {
     assert_eq!(r.outcome.reason(), Some("wrong_code"));
     assert_eq!(r.code_matched, Some(false), "{r:?}");
     assert_eq!(pressed(&r), "74#");
-    assert_eq!(heard, [PromptKind::Greeting, PromptKind::WrongCode]);
+    assert_eq!(
+        heard,
+        [PromptKind::Greeting, PromptKind::WrongCode],
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -154,7 +158,11 @@ async fn keypad_the_code_in_band_without_pound_is_no_input() {
     assert_eq!(r.outcome, Outcome::NoInput, "{r:?}");
     assert_eq!(r.code_matched, None, "{r:?}");
     assert_eq!(pressed(&r), "47");
-    assert_eq!(heard, [PromptKind::Greeting, PromptKind::NoInputGoodbye]);
+    assert_eq!(
+        heard,
+        [PromptKind::Greeting, PromptKind::NoInputGoodbye],
+        "{r:?}"
+    );
 }
 
 /// '#' alone is not enough: the instructions play again, and with no code after them the
@@ -175,7 +183,11 @@ async fn keypad_pound_alone_in_band_asks_again_and_ends_as_no_input() {
         2,
         "{reports:?}"
     );
-    assert_eq!(heard, [PromptKind::Greeting, PromptKind::NoInputGoodbye]);
+    assert_eq!(
+        heard,
+        [PromptKind::Greeting, PromptKind::NoInputGoodbye],
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -185,7 +197,11 @@ async fn keypad_zero_then_pound_in_band_reports_fraud() {
     assert_eq!(r.outcome, Outcome::FraudReported, "{r:?}");
     assert_eq!(r.code_matched, None, "{r:?}");
     assert_eq!(pressed(&r), "0#");
-    assert_eq!(heard, [PromptKind::Greeting, PromptKind::FraudReported]);
+    assert_eq!(
+        heard,
+        [PromptKind::Greeting, PromptKind::FraudReported],
+        "{r:?}"
+    );
 }
 
 /// The script of a spoken-code call, with room for the whole reading (the Japanese one,
@@ -252,7 +268,7 @@ async fn a_person_hears_the_code_twice_in_order(lang: Language, name: &str) {
         "{reports:?}"
     );
     let p = prompts(lang);
-    assert_eq!(code_readings(&heard, &p, &CODE), Ok(2), "{lang:?}");
+    assert_eq!(code_readings(&heard, &p, &CODE), Ok(2), "{lang:?}: {r:?}");
     // The negative checks of the matcher, on the same recording.
     let swapped = [CODE[0], CODE[1], CODE[2], CODE[3], CODE[5], CODE[4]];
     let refused = code_readings(&heard, &p, &swapped);
@@ -283,7 +299,7 @@ async fn a_person_hears_the_code_twice_in_order(lang: Language, name: &str) {
         .into_iter()
         .map(|h| h.1)
         .collect();
-    assert_eq!(kinds, frame, "{lang:?}");
+    assert_eq!(kinds, frame, "{lang:?}: {r:?}");
     eprintln!(
         "{lang:?}: the code was heard twice in order; call of {} ms",
         r.timings.duration_ms

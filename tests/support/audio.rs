@@ -79,9 +79,20 @@ fn heard_spans(
         ];
         for (anchor_at, anchor_level) in anchors.into_iter().flatten() {
             let anchor = &core[anchor_at..anchor_at + FRAME];
+            // The anchor's loudest sample: where the prompt is, the heard sample there is
+            // within an eighth of it (plus the decoders' rounding), which rules out most
+            // places at one comparison.
+            let peak = (0..FRAME)
+                .max_by_key(|&i| anchor[i].unsigned_abs())
+                .unwrap_or(0);
+            let near = |h: i16| {
+                (i32::from(h) - i32::from(anchor[peak])).unsigned_abs()
+                    <= u32::from(anchor[peak].unsigned_abs()) / 8 + 8
+            };
             let mut o = anchor_at;
             while o + FRAME <= heard.len() {
-                if close(&heard[o..o + FRAME], anchor, anchor_level / 20)
+                if near(heard[o + peak])
+                    && close(&heard[o..o + FRAME], anchor, anchor_level / 20)
                     && let Some((start, end)) = pieces_heard(heard, core, o - anchor_at)
                 {
                     if !spans.iter().any(|&(s, e)| start < e && s < end) {

@@ -14,11 +14,22 @@ use crate::endpoint::{endpoint, trunk};
 use crate::net::free_rtp_pair;
 use crate::{BOUND, V4, scratch};
 
-/// The recorded prompts of `lang` from `prompts/`.
+/// The recorded prompts of `lang` from `prompts/` (loaded once per test binary: the
+/// prompts share their samples).
 pub fn prompts(lang: media::Language) -> engine::Prompts {
+    static LOADED: std::sync::Mutex<Vec<(media::Language, engine::Prompts)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut loaded = LOADED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, p)) = loaded.iter().find(|(l, _)| *l == lang) {
+        return p.clone();
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
     let lib = media::PromptLibrary::load(&dir, &[lang]).expect("the prompts load");
-    engine::Prompts::from_library(&lib, lang).expect("every prompt is there")
+    let p = engine::Prompts::from_library(&lib, lang).expect("every prompt is there");
+    loaded.push((lang, p.clone()));
+    p
 }
 
 /// The script with short timeouts for tests: one play of the instructions, no key in 4 s
