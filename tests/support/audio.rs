@@ -40,11 +40,11 @@ pub fn pound_wav(name: &str) -> PathBuf {
 /// it) matches the heard audio, piece by piece (40 ms pieces, in order), each piece within
 /// 5% of its level, sample by sample: a phone's μ-law decoder may round a little
 /// differently (and baresip decodes μ-law's zero as ±2: 3 per sample more is allowed), but
-/// another prompt, another digit or speech does not come close. The
-/// phone's jitter buffer may insert or drop a frame when a packet comes late (baresip does
-/// on a loaded machine), so each piece may sit up to 40 ms from where the one before it
-/// puts it, and one piece in five (at least one, for a prompt of three or more) may be
-/// missing. A test of a spoken code reads the digits off this (see [`code_readings`]).
+/// another prompt, another digit or speech does not come close. The phone's jitter buffer
+/// may insert or drop a frame when a packet comes late (baresip does on a loaded machine),
+/// so each piece may sit up to 40 ms from where the one before it puts it, and one piece in
+/// five (at least one, for a prompt of three or more) may be missing. A test of a spoken
+/// code reads the digits off this (see [`code_readings`]).
 pub fn prompts_heard(
     heard: &[i16],
     prompts: &engine::Prompts,
