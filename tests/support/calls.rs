@@ -14,11 +14,22 @@ use crate::endpoint::{endpoint, trunk};
 use crate::net::free_rtp_pair;
 use crate::{BOUND, V4, scratch};
 
-/// The recorded prompts of `lang` from `prompts/`.
+/// The recorded prompts of `lang` from `prompts/` (loaded once per test binary: the
+/// prompts share their samples).
 pub fn prompts(lang: media::Language) -> engine::Prompts {
+    static LOADED: std::sync::Mutex<Vec<(media::Language, engine::Prompts)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut loaded = LOADED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, p)) = loaded.iter().find(|(l, _)| *l == lang) {
+        return p.clone();
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
     let lib = media::PromptLibrary::load(&dir, &[lang]).expect("the prompts load");
-    engine::Prompts::from_library(&lib, lang).expect("every prompt is there")
+    let p = engine::Prompts::from_library(&lib, lang).expect("every prompt is there");
+    loaded.push((lang, p.clone()));
+    p
 }
 
 /// The script with short timeouts for tests: one play of the instructions, no key in 4 s
@@ -62,22 +73,52 @@ pub async fn verify_call_within(
     lang: media::Language,
     bound: Duration,
 ) -> engine::CallReport {
+    let confirming =
+        verify_call_confirming(ep, media, script, lang, engine::Confirmation::Pound, bound);
+    confirming.await.0
+}
+
+/// A verification call through `ep` that is confirmed as `confirmation` says (bounded by
+/// `bound`): its report, and what it reported as it went (the prompts it started, the keys,
+/// [`engine::Report::CodeSpoken`]), in order.
+pub async fn verify_call_confirming(
+    ep: &SipEndpoint,
+    media: &engine::MediaConfig,
+    script: engine::ScriptConfig,
+    lang: media::Language,
+    confirmation: engine::Confirmation,
+    bound: Duration,
+) -> (engine::CallReport, Vec<engine::Report>) {
     let number = store::PhoneNumber::parse("+81901234567").expect("an E.164 number");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let call = engine::verify(
         ep,
         media,
         script,
         prompts(lang),
-        engine::Confirmation::Pound,
+        confirmation,
         &number,
-        None,
+        Some(tx),
         std::future::pending(),
     );
-    tokio::time::timeout(bound, call)
+    let report = tokio::time::timeout(bound, call)
         .await
         .expect("the call ends within the bound")
         .expect("the call is placed")
-        .report
+        .report;
+    let mut reports = Vec::new();
+    while let Ok(r) = rx.try_recv() {
+        reports.push(r);
+    }
+    (report, reports)
+}
+
+/// How many times `kind` started playing, from a call's reports.
+pub fn times_played(reports: &[engine::Report], kind: media::PromptKind) -> usize {
+    reports
+        .iter()
+        .filter(|r| matches!(r, engine::Report::Prompt(k) if *k == kind))
+        .count()
 }
 
 /// A call runner over `store` whose one trunk is the UDP callee at `callee`, with the test

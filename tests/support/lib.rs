@@ -21,12 +21,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use audio::{keys_wav, pound_ulaw, pound_wav, prompts_heard};
+pub use audio::{code_readings, keys_wav, pcm_wav, pound_ulaw, pound_wav, prompts_heard};
 pub use baresip::{Baresip, BaresipSecurity};
 pub use browser::{Browser, Killed, WAIT, accessible, open_browser};
 pub use calls::{
-    media_at, prompts, runner_through, script, sign_in, sqlite_store, verify_call,
-    verify_call_within,
+    media_at, prompts, runner_through, script, sign_in, sqlite_store, times_played, verify_call,
+    verify_call_confirming, verify_call_within,
 };
 pub use endpoint::{
     ended, endpoint, endpoint_with, next_ua_event, offer, run_call, tls_endpoint, trunk,
