@@ -567,3 +567,80 @@ async fn number_matching_through_the_runner_denies_other_digits() {
     );
     assert_eq!(call.end.unwrap().outcome, ChallengeState::Denied);
 }
+
+/// A spoken-code challenge through the runner to baresip, which answers and says nothing (a
+/// person, for answering-machine detection): the runner draws the code and stores only its
+/// keyed hash, the call reads it and the challenge waits `code_spoken`. The code is read
+/// back from what baresip heard, as the person would, and typed: approved, the code matched
+/// (a wrong one first costs an attempt). The call log shows the mode and the match.
+#[tokio::test]
+async fn a_spoken_code_heard_by_the_phone_and_typed_approves() {
+    use callverify_e2e::{Baresip, code_readings, pcm_wav, spoken_code_heard};
+    let key = b"the gateway's token secret";
+    let store = sqlite_store("spoken-runner").await;
+    let now = store::now_ms();
+    let (c, _) = store
+        .create_challenge(&NewChallenge {
+            confirmation: store::Confirmation::SpokenCode,
+            ..sign_in("key_test", "+819012345678", now)
+        })
+        .await
+        .unwrap();
+    let quiet = pcm_wav("spoken-runner-phone", &vec![0i16; 8000 * 40]);
+    let phone = Baresip::start_saying("spoken-runner-baresip", &quiet);
+    let runner = runner_through(store.clone(), phone.addr)
+        .await
+        .with_code_key(key);
+    let state = tokio::time::timeout(BOUND, runner.run(&c.id))
+        .await
+        .expect("within the bound")
+        .unwrap();
+    assert_eq!(state, Some(ChallengeState::CodeSpoken), "{}", phone.log());
+    let heard = phone.heard();
+    let p = prompts(Language::Ja);
+    let code = spoken_code_heard(&heard, &p).expect("the phone heard a code");
+    assert_eq!(code_readings(&heard, &p, &code), Ok(2));
+    let typed: String = code.iter().map(|d| d.as_char()).collect();
+    let wrong: String = typed
+        .chars()
+        .map(|ch| {
+            if ch == '9' {
+                '0'
+            } else {
+                char::from(ch as u8 + 1)
+            }
+        })
+        .collect();
+    let later = store::now_ms();
+    assert_eq!(
+        store.check_code(&c.id, key, &wrong, later).await.unwrap(),
+        store::CodeCheck::Wrong { attempts_left: 4 }
+    );
+    let store::CodeCheck::Matched(approved) =
+        store.check_code(&c.id, key, &typed, later).await.unwrap()
+    else {
+        panic!("the code the phone heard is the challenge's");
+    };
+    assert_eq!(
+        (approved.state, approved.code_matched),
+        (ChallengeState::Approved, Some(true))
+    );
+    let (calls, _) = store
+        .calls(&store::CallFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (calls[0].confirmation, calls[0].code_matched),
+        (store::Confirmation::SpokenCode, Some(true))
+    );
+    let end = store
+        .call(&calls[0].id)
+        .await
+        .unwrap()
+        .unwrap()
+        .end
+        .unwrap();
+    assert_eq!(end.outcome, ChallengeState::CodeSpoken);
+    assert!(end.steps.iter().any(|s| s.detail == "the code was read"));
+    assert!(end.steps.iter().all(|s| !s.detail.contains(&typed)));
+}

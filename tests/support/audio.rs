@@ -244,6 +244,28 @@ pub fn code_readings(
     Ok(readings)
 }
 
+/// The spoken code a phone heard, read back from its recording as a person would: the
+/// digit prompts that follow the first intro ("your code is"), in order; `None` when no
+/// intro followed by six digits was heard.
+pub fn spoken_code_heard(heard: &[i16], prompts: &engine::Prompts) -> Option<Vec<dtmf::Digit>> {
+    use media::PromptKind;
+    let mut kinds = vec![PromptKind::CodeIntro, PromptKind::CodeAgain];
+    kinds.extend(PromptKind::DIGITS);
+    let spans = heard_spans(heard, prompts, &kinds);
+    let intro = spans
+        .iter()
+        .position(|&(_, _, k)| k == PromptKind::CodeIntro)?;
+    let code: Vec<dtmf::Digit> = spans[intro + 1..]
+        .iter()
+        .take(6)
+        .map_while(|&(_, _, k)| {
+            let n = PromptKind::DIGITS.iter().position(|&d| d == k)?;
+            dtmf::Digit::from_char(char::from(b'0' + n as u8))
+        })
+        .collect();
+    (code.len() == 6).then_some(code)
+}
+
 /// A WAV (8 kHz mono) of `pcm` in a scratch directory named `name`: what baresip "says".
 pub fn pcm_wav(name: &str, pcm: &[i16]) -> PathBuf {
     let wav = scratch(name).join("said.wav");

@@ -21,7 +21,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use audio::{code_readings, keys_wav, pcm_wav, pound_ulaw, pound_wav, prompts_heard};
+pub use audio::{
+    code_readings, keys_wav, pcm_wav, pound_ulaw, pound_wav, prompts_heard, spoken_code_heard,
+};
 pub use baresip::{Baresip, BaresipSecurity};
 pub use browser::{Browser, Killed, WAIT, accessible, open_browser};
 pub use calls::{

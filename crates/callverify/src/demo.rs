@@ -99,11 +99,13 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Eight kHz mono: two seconds of quiet, '#' (941 + 1477 Hz) for 150 ms, one second more.
+/// Eight kHz mono: 4.5 s of quiet, '#' (941 + 1477 Hz) for 150 ms, then quiet to 40 s (the
+/// softphone stays on the line while a spoken code is read: baresip hangs up when its
+/// microphone's file ends).
 fn write_keypress(path: &Path) -> anyhow::Result<()> {
     // '#' 4.5 s after the answer: while the instructions play (a key during the greeting,
     // before anyone asked for one, is dropped).
-    let samples = (0..(8000 * 5 + 5200)).map(|n| {
+    let samples = (0..(8000 * 40)).map(|n| {
         let t = f64::from(n) / 8000.0;
         let tone = (4.5..4.65).contains(&t);
         let v = if tone {

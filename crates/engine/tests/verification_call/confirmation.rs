@@ -432,7 +432,9 @@ fn spoken_human_is_a_short_hello_then_silence_or_the_window_without_speech() {
         let talk = testaudio::speech::speak("en-us", 160, words).expect("espeak");
         let talk_ms = talk.len() as u64 / 8;
         assert!((2200..3800).contains(&talk_ms), "{talk_ms} ms of speech");
-        let beep = Signal::new().silence(300.0).tones(&[(1000.0, -10.0)], 500.0);
+        let beep = Signal::new()
+            .silence(300.0)
+            .tones(&[(1000.0, -10.0)], 500.0);
         let mut sim = spoken_call();
         sim.run_for(
             Duration::from_secs(90),
