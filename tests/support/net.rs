@@ -5,12 +5,30 @@ use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 
 use sip::Transport;
 
+/// The ports handed out: below the kernel's ephemeral range (32768 and up on Linux), so that
+/// between a test choosing a port and its server binding it, no connection another test
+/// opens (each takes an ephemeral port for its own end) and no peer that binds port 0 can
+/// take it.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A random port of [`PORTS`] (the standard library's randomly keyed hasher, fed the time).
+fn random_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    PORTS.start + (h.finish() % u64::from(PORTS.end - PORTS.start)) as u16
+}
+
 /// A port free on `ip` for both UDP and TCP right now.
 pub fn free_port(ip: IpAddr) -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind((ip, 0)).expect("bind a UDP port on loopback");
-        let port = udp.local_addr().expect("local address").port();
-        if TcpListener::bind((ip, port)).is_ok() && handed_out(port) {
+    for _ in 0..1000 {
+        let port = random_port();
+        let free = UdpSocket::bind((ip, port)).is_ok() && TcpListener::bind((ip, port)).is_ok();
+        if free && handed_out(port) {
             return port;
         }
     }
@@ -32,13 +50,8 @@ fn handed_out(port: u16) -> bool {
 /// A free even UDP port whose next three ports are free as well: sipp binds its audio RTP
 /// and RTCP on the media port and the one after it, and its video pair on the two after those.
 pub fn free_media_ports(ip: IpAddr) -> u16 {
-    for _ in 0..200 {
-        let udp = UdpSocket::bind((ip, 0)).expect("bind a UDP port on loopback");
-        let base = udp.local_addr().expect("local address").port() & !1;
-        drop(udp);
-        if !(1024..=u16::MAX - 4).contains(&base) {
-            continue;
-        }
+    for _ in 0..1000 {
+        let base = random_port() & !1;
         if (base..base + 4).all(|p| UdpSocket::bind((ip, p)).is_ok())
             && (base..base + 4).all(handed_out)
         {
@@ -58,10 +71,13 @@ pub(crate) fn in_use(transport: Transport, addr: SocketAddr) -> bool {
 
 /// An even port on `ip` whose pair (port + 1) is free too, for RTP and RTCP.
 pub fn free_rtp_pair(ip: IpAddr) -> u16 {
-    for _ in 0..200 {
-        let a = UdpSocket::bind((ip, 0)).expect("bind a UDP port on loopback");
-        let port = a.local_addr().expect("local address").port();
-        if port.is_multiple_of(2) && port < u16::MAX && UdpSocket::bind((ip, port + 1)).is_ok() {
+    for _ in 0..1000 {
+        let port = random_port() & !1;
+        if UdpSocket::bind((ip, port)).is_ok()
+            && UdpSocket::bind((ip, port + 1)).is_ok()
+            && handed_out(port)
+            && handed_out(port + 1)
+        {
             return port;
         }
     }
