@@ -210,7 +210,13 @@ async fn a_sign_in_may_call_the_users_verified_fallback_phone() {
     // Pending, the fallback is not called.
     let r = post_json(addr, "/v1/challenges", &service, fallback).await;
     assert_eq!(r.status, 409, "{}", r.body);
-    decided(&store, &enrolment, store::ChallengeState::Approved, now_ms()).await;
+    decided(
+        &store,
+        &enrolment,
+        store::ChallengeState::Approved,
+        now_ms(),
+    )
+    .await;
     let r = post_json(addr, "/v1/challenges", &service, fallback).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["phone_number"], "+81 ** **** **44");
