@@ -36,7 +36,8 @@ pub(crate) struct CreateRequest {
     /// needs both.
     #[schema(example = "+819012345678")]
     pub phone_number: Option<String>,
-    /// The identity service's user id: a sign-in calls the user's verified primary phone.
+    /// The identity service's user id: a sign-in calls the user's verified primary phone
+    /// (its fallback with `phone_role` `fallback`).
     #[schema(example = "alice@example.com")]
     pub user_id: Option<String>,
     /// Prompt language, one of the prompt library's (`en`, `ja`); when absent, the
@@ -47,7 +48,8 @@ pub(crate) struct CreateRequest {
     #[serde(default = "default_purpose")]
     #[schema(value_type = String, example = "sign_in")]
     pub purpose: Purpose,
-    /// For an enrolment: `primary` (default) or `fallback`.
+    /// For an enrolment: the role it registers; for a sign-in of `user_id`: which of the
+    /// user's verified phones is called. `primary` (default) or `fallback`.
     #[schema(value_type = Option<String>, example = "primary")]
     pub phone_role: Option<PhoneRole>,
     /// Where the decision is posted (signed), if anywhere.
@@ -535,8 +537,21 @@ async fn phone_to_call(
         }
         (Purpose::SignIn, Some(p), None) => (parse(p)?, None),
         (Purpose::SignIn, None, Some(u)) => {
-            match state.store.verified_phone(u, PhoneRole::Primary).await? {
+            let role = req.phone_role.unwrap_or(PhoneRole::Primary);
+            match state.store.verified_phone(u, role).await? {
                 Some(p) => (p.phone, None),
+                None if role == PhoneRole::Fallback => {
+                    return Err(Problem::new(
+                        StatusCode::CONFLICT,
+                        "no-verified-phone",
+                        "The user has no verified fallback phone",
+                        format!(
+                            "user {u:?} has no verified fallback phone: register one (purpose \
+                             enroll with phone_role fallback, or POST /v1/users/{{user_id}}/phones \
+                             with role fallback), or call the primary phone"
+                        ),
+                    ));
+                }
                 None => {
                     return Err(Problem::new(
                         StatusCode::CONFLICT,
@@ -554,8 +569,10 @@ async fn phone_to_call(
             return Err(Problem::unprocessable("give phone_number or user_id"));
         }
     };
-    if req.phone_role.is_some() && enrol.is_none() {
-        return Err(Problem::unprocessable("phone_role is for enrolments"));
+    if req.phone_role.is_some() && enrol.is_none() && req.user_id.is_none() {
+        return Err(Problem::unprocessable(
+            "phone_role is for enrolments and for sign-ins of a user_id, not of a phone_number",
+        ));
     }
     Ok((phone, enrol))
 }

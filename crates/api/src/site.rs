@@ -267,6 +267,9 @@ pub(crate) struct Call {
     remember_device: bool,
     /// `pound`, `keypad_code` or `spoken_code`; absent: the gateway's default.
     confirmation: Option<String>,
+    /// Which of the user's verified phones is called: `primary` (default) or `fallback`
+    /// ("call my other phone").
+    phone_role: Option<String>,
 }
 
 /// The page's phone registration form.
@@ -281,6 +284,8 @@ pub(crate) struct Register {
     /// The configured language when absent.
     language: Option<String>,
     confirmation: Option<String>,
+    /// `primary` (default) or `fallback` (another phone, which the primary approves first).
+    phone_role: Option<String>,
 }
 
 /// What the page does next: `register` (the user has no verified phone: "more
@@ -294,6 +299,9 @@ pub(crate) struct Next {
     /// The phone the verification step calls, masked.
     #[serde(skip_serializing_if = "Option::is_none")]
     phone: Option<String>,
+    /// The user's verified fallback phone ("call my other phone"), masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    other_phone: Option<String>,
     /// The page sent a trusted-device token that no longer holds: forget it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     forget_device: bool,
@@ -305,6 +313,7 @@ impl Next {
             next,
             challenge: None,
             phone: None,
+            other_phone: None,
             forget_device: false,
         }
     }
@@ -348,7 +357,8 @@ async fn trusted(state: &AppState, user: &str, token: &str) -> Result<bool, Prob
         .is_some_and(|td| td.user_id == user && td.valid_at(crate::now_ms())))
 }
 
-/// `POST /demo/api/sign-in`: `register`, `verify`, or (a trusted device) `call` with the
+/// `POST /demo/api/sign-in`: `register`, `verify` (with the other phone, if the user has a
+/// verified fallback), or (a trusted device) `call` with the
 /// challenge approved.
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
@@ -374,15 +384,22 @@ pub(crate) async fn sign_in(
         }))?;
         return started(&state, &key, &body, create_req).await;
     }
+    let other_phone = state
+        .store
+        .verified_phone(&user, PhoneRole::Fallback)
+        .await?
+        .map(|p| p.phone.masked());
     Ok(axum::Json(Next {
         phone: Some(phone.phone.masked()),
+        other_phone,
         forget_device: req.trusted_device_token.is_some(),
         ..Next::to("verify")
     })
     .into_response())
 }
 
-/// `POST /demo/api/call`: the verification step's call to the user's phone.
+/// `POST /demo/api/call`: the verification step's call to the user's phone (`phone_role`
+/// `fallback`: their other phone).
 pub(crate) async fn call(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -399,10 +416,13 @@ pub(crate) async fn call(
     if let Some(c) = req.confirmation {
         json["confirmation"] = c.into();
     }
+    if let Some(r) = req.phone_role {
+        json["phone_role"] = r.into();
+    }
     started(&state, &key, &body, create_request(json)?).await
 }
 
-/// `POST /demo/api/register`.
+/// `POST /demo/api/register`: a phone for the user, `primary` or (`phone_role`) `fallback`.
 pub(crate) async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -442,7 +462,7 @@ pub(crate) async fn register(
         "user_id": format!("{DEMO_USERS}{}", req.user_id),
         "language": req.language,
         "purpose": "enroll",
-        "phone_role": "primary",
+        "phone_role": req.phone_role.as_deref().unwrap_or("primary"),
     });
     if let Some(c) = req.confirmation {
         json["confirmation"] = c.into();

@@ -19,6 +19,9 @@ use crate::gateway::Gateway;
 /// registers, and the first the `/demo` page lists).
 const NUMBER: &str = "+819012345678";
 
+/// The demo user's other phone (a fallback the page registers): answers and presses '#' too.
+const OTHER_NUMBER: &str = "+819077778888";
+
 /// What the demo's softphone does when one of its numbers is called.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Answers {
@@ -34,7 +37,7 @@ enum Answers {
 
 /// Every number the demo calls (`[demo] numbers`, in this order), with what its softphone
 /// does: the page's banner lists them, `demo --serve` prints them, the README says them.
-const NUMBERS: [(&str, Answers, &str); 4] = [
+const NUMBERS: [(&str, Answers, &str); 5] = [
     (NUMBER, Answers::Pound, "answers and presses '#'"),
     (
         "+819011112222",
@@ -50,6 +53,11 @@ const NUMBERS: [(&str, Answers, &str); 4] = [
         "+819055556666",
         Answers::NotInService,
         "is not in service (404 Not Found: check the number)",
+    ),
+    (
+        OTHER_NUMBER,
+        Answers::Pound,
+        "is the other phone: answers and presses '#' (register it as a second phone)",
     ),
 ];
 

@@ -952,6 +952,99 @@ async fn number_matching_and_spoken_code(b: &Browser, real: &Value) {
     );
     every_way(b, "23-code-check-answered").await;
 }
+/// Another phone: after a sign-in, "Add another phone" registers the demo's other phone (the
+/// usual phone approves first, then the new one); the next sign-in's verification step
+/// offers "Call my other phone", as does the failed screen once the usual call is canceled,
+/// and the call to the other phone is approved.
+async fn call_my_other_phone(b: &Browser, site: &str) {
+    b.js("localStorage.clear(); sessionStorage.clear();").await;
+    b.go(&format!("{site}/demo")).await;
+    b.screen("signin").await;
+    b.click("#lang-en").await;
+    // A user of their own (bob's calls are near the per-user limit): the usual phone first.
+    b.type_in("#user", "dana").await;
+    b.click("#signin-btn").await;
+    b.screen("register").await;
+    b.type_in("#phone", "090-1234-5678").await;
+    b.click("#register-btn").await;
+    b.screen("verified").await;
+    b.click("#done-btn").await;
+    b.screen("done").await;
+    assert_eq!(
+        b.js("return document.getElementById('add-phone-btn').hidden;")
+            .await,
+        true,
+        "another phone is added after a sign-in"
+    );
+    b.click("#screen-done button[data-action=restart]").await;
+    b.type_in("#user", "dana").await;
+    b.click("#signin-btn").await;
+    b.screen("verify").await;
+    let hidden = "return ['other-btn', 'other-calling-btn', 'other-failed-btn'].map(id => document.getElementById(id).hidden);";
+    assert_eq!(
+        b.js(hidden).await,
+        json!([true, true, true]),
+        "no other phone yet"
+    );
+    b.click("#call-btn").await;
+    b.screen("done").await;
+    assert_eq!(b.text("#add-phone-btn").await, "Add another phone");
+    every_way(b, "27-signed-in-add-another-phone").await;
+    b.click("#add-phone-btn").await;
+    b.screen("register").await;
+    assert_eq!(b.text("#register-title").await, "Add another phone");
+    every_way(b, "28-add-another-phone").await;
+    b.type_in("#phone", "090-7777-8888").await;
+    b.click("#register-btn").await;
+    b.screen("verified").await;
+    assert!(
+        b.text("#verified-text")
+            .await
+            .starts_with("Your other phone is registered."),
+        "{}",
+        b.text("#verified-text").await
+    );
+    every_way(b, "29-other-phone-registered").await;
+    b.click("#done-btn").await;
+    b.screen("done").await;
+    b.click("#screen-done button[data-action=restart]").await;
+    b.type_in("#user", "dana").await;
+    b.click("#signin-btn").await;
+    b.screen("verify").await;
+    assert_eq!(
+        b.text("#other-btn").await,
+        "Call my other phone +81 ** **** **88"
+    );
+    every_way(b, "30-verification-step-with-another-phone").await;
+    // The usual phone, canceled at once: the failed screen offers the other phone too.
+    b.click("#call-btn").await;
+    b.screen("calling").await;
+    assert_eq!(b.text("#calling-number").await, "+81 ** **** **78");
+    assert_eq!(
+        b.js("return document.getElementById('other-calling-btn').hidden;")
+            .await,
+        false,
+        "the calling screen offers the other phone"
+    );
+    b.click("#cancel-btn").await;
+    b.screen("failed").await;
+    assert_eq!(
+        b.text("#other-failed-btn").await,
+        "Call my other phone +81 ** **** **88"
+    );
+    every_way(b, "31-canceled-call-my-other-phone").await;
+    b.click("#other-failed-btn").await;
+    b.until(
+        "return !document.getElementById('screen-calling').hidden \
+         && document.getElementById('calling-number').textContent === '+81 ** **** **88';",
+        "the call to the other phone",
+    )
+    .await;
+    every_way(b, "32-calling-my-other-phone").await;
+    b.screen("done").await;
+    assert!(b.text("#done-text").await.contains("Verified by a call"));
+}
+
 /// The modes with real challenges of the gateway (`?confirmation=` in the page's address):
 /// number matching shows the two digits the API drew for this challenge (the softphone
 /// presses '#' alone, which is not enough: the call asks again, and the user cancels); a
@@ -1066,7 +1159,7 @@ async fn the_demo_page_and_the_console_in_chromium() {
 /// refusals and a national format, ringing, a reload that resumes the call, no answer, a
 /// call answered waiting for its key, no input, a number not in service, the limit's
 /// Retry-After, a registration approved, the verification step with "don't ask again", the
-/// trusted device, number matching and the spoken code.
+/// trusted device, number matching and the spoken code, another phone added and called.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_page_in_every_state() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -1086,6 +1179,7 @@ async fn the_demo_page_in_every_state() {
     no_key_then_not_in_service(&b, &site).await;
     let real = approved_then_remembered(&b).await;
     number_matching_and_spoken_code(&b, &real).await;
+    call_my_other_phone(&b, &site).await;
     real_modes(&b, &site).await;
     let _ = b.call(reqwest::Method::DELETE, "", None).await;
     let _ = sigterm(demo.0.id());

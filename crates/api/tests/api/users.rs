@@ -169,6 +169,72 @@ async fn a_fallback_phone_needs_the_primary_phones_approval() {
     assert_eq!(r.json()["phones"].as_array().unwrap().len(), 2);
 }
 
+/// A sign-in of a user may call their verified fallback phone (`phone_role` `fallback`): a
+/// user without one is answered 409 `no-verified-phone`, and a sign-in of a number takes no
+/// role.
+#[tokio::test]
+async fn a_sign_in_may_call_the_users_verified_fallback_phone() {
+    let Api {
+        store,
+        addr,
+        service,
+        ..
+    } = Api::start("api-sign-in-fallback", config()).await;
+    enrolled(addr, &store, &service, "alice", "+819012345678").await;
+    let fallback = r#"{"user_id":"alice","phone_role":"fallback"}"#;
+    let r = post_json(addr, "/v1/challenges", &service, fallback).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.json()["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("no-verified-phone")
+    );
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no verified fallback phone"),
+        "{}",
+        r.body
+    );
+    let r = post_json(
+        addr,
+        "/v1/users/alice/phones",
+        &service,
+        r#"{"phone_number":"+819033334444","role":"fallback"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let enrolment = r.json()["challenge"]["id"].as_str().unwrap().to_string();
+    // Pending, the fallback is not called.
+    let r = post_json(addr, "/v1/challenges", &service, fallback).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    decided(
+        &store,
+        &enrolment,
+        store::ChallengeState::Approved,
+        now_ms(),
+    )
+    .await;
+    let r = post_json(addr, "/v1/challenges", &service, fallback).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["phone_number"], "+81 ** **** **44");
+    assert_eq!(r.json()["purpose"], "sign_in");
+    let primary = r#"{"user_id":"alice","phone_role":"primary"}"#;
+    let r = post_json(addr, "/v1/challenges", &service, primary).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["phone_number"], "+81 ** **** **78");
+    let r = post_json(
+        addr,
+        "/v1/challenges",
+        &service,
+        r#"{"phone_number":"+819033334444","phone_role":"fallback"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+}
+
 /// A verified phone is removed only with a phone_admin key, and only through its user.
 #[tokio::test]
 async fn a_verified_phone_is_removed_only_with_a_phone_admin_key() {
