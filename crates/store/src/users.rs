@@ -198,6 +198,42 @@ async fn revoke_all(
     .rows_affected())
 }
 
+/// Who and what a block for challenge `id` covers: its user, the numbers called (the
+/// challenge's, and `called` if another) and how long its blocks last.
+struct Blockable {
+    user: Option<String>,
+    phones: Vec<String>,
+    block_ms: i64,
+}
+
+/// [`Blockable`] of challenge `id`, read in the transaction that decides it; `None` for an
+/// unknown challenge.
+async fn blockable(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    called: Option<&PhoneNumber>,
+) -> Result<Option<Blockable>> {
+    let Some(row) =
+        sqlx::query("SELECT user_id, phone, fraud_block_ms FROM challenges WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let mut phones: Vec<String> = vec![row.try_get("phone")?];
+    if let Some(c) = called.and_then(PhoneNumber::as_e164)
+        && !phones.iter().any(|p| p == c)
+    {
+        phones.push(c.to_string());
+    }
+    Ok(Some(Blockable {
+        user: row.try_get("user_id")?,
+        phones,
+        block_ms: row.try_get("fraud_block_ms")?,
+    }))
+}
+
 /// In the transaction that decides challenge `id` `fraud_reported`: the user and the
 /// numbers called (the challenge's, and `called` if another) are blocked for the
 /// challenge's `fraud_block_ms`, and the user's trusted devices are revoked.
@@ -207,22 +243,14 @@ pub(crate) async fn on_fraud_reported(
     at_ms: i64,
     called: Option<&PhoneNumber>,
 ) -> Result<()> {
-    let Some(row) =
-        sqlx::query("SELECT user_id, phone, fraud_block_ms FROM challenges WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?
+    let Some(Blockable {
+        user,
+        phones,
+        block_ms,
+    }) = blockable(tx, id, called).await?
     else {
         return Ok(());
     };
-    let user: Option<String> = row.try_get("user_id")?;
-    let mut phones: Vec<String> = vec![row.try_get("phone")?];
-    if let Some(c) = called.and_then(PhoneNumber::as_e164)
-        && !phones.iter().any(|p| p == c)
-    {
-        phones.push(c.to_string());
-    }
-    let block_ms: i64 = row.try_get("fraud_block_ms")?;
     if block_ms > 0 {
         block(
             tx,
@@ -250,15 +278,12 @@ pub(crate) async fn on_wrong_code(
     at_ms: i64,
     called: Option<&PhoneNumber>,
 ) -> Result<()> {
-    let Some(row) =
-        sqlx::query("SELECT user_id, phone, fraud_block_ms FROM challenges WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?
+    let Some(Blockable {
+        user: Some(user),
+        phones,
+        block_ms,
+    }) = blockable(tx, id, called).await?
     else {
-        return Ok(());
-    };
-    let Some(user) = row.try_get::<Option<String>, _>("user_id")? else {
         return Ok(());
     };
     let before: Option<Option<String>> = sqlx::query_scalar(
@@ -269,15 +294,8 @@ pub(crate) async fn on_wrong_code(
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
-    let block_ms: i64 = row.try_get("fraud_block_ms")?;
     if before.flatten().as_deref() != Some(crate::challenges::WRONG_CODE) || block_ms <= 0 {
         return Ok(());
-    }
-    let mut phones: Vec<String> = vec![row.try_get("phone")?];
-    if let Some(c) = called.and_then(PhoneNumber::as_e164)
-        && !phones.iter().any(|p| p == c)
-    {
-        phones.push(c.to_string());
     }
     block(
         tx,
