@@ -118,6 +118,27 @@ async fn the_mode_comes_from_the_request_then_the_key_then_the_configuration() {
     assert_eq!(r.json()["confirmation"], "pound", "{}", r.body);
 }
 
+/// As the runner moves a spoken-code challenge: into its call, the keyed hash of `code`
+/// stored, then `code_spoken` once the call has read it.
+async fn code_read(store: &store::Store, secret: &[u8], id: &str, code: &str) {
+    for s in [ChallengeState::Calling, ChallengeState::Answered] {
+        store
+            .transition(&ch(id), s, now_ms(), None, None)
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .set_code_hash(&ch(id), &code_hash(secret, &ch(id), code))
+            .await
+            .unwrap()
+    );
+    store
+        .transition(&ch(id), ChallengeState::CodeSpoken, now_ms(), None, None)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_spoken_code_is_checked_by_its_front_end_at_most_five_times() {
     let cfg = config();
@@ -151,21 +172,7 @@ async fn a_spoken_code_is_checked_by_its_front_end_at_most_five_times() {
         "{}",
         r.body
     );
-    // As the runner does: the hash stored in the call, then `code_spoken`.
-    for s in [ChallengeState::Calling, ChallengeState::Answered] {
-        store
-            .transition(&ch(&id), s, now_ms(), None, None)
-            .await
-            .unwrap();
-    }
-    store
-        .set_code_hash(&ch(&id), &code_hash(&secret, &ch(&id), "271828"))
-        .await
-        .unwrap();
-    store
-        .transition(&ch(&id), ChallengeState::CodeSpoken, now_ms(), None, None)
-        .await
-        .unwrap();
+    code_read(&store, &secret, &id, "271828").await;
     // Not 6 digits: refused, and no attempt is counted. An operator may not check.
     for bad in ["12345", "1234567", "12345a", "１２３４５６"] {
         let r = post_json(addr, &check, &token, &code(bad)).await;
@@ -203,20 +210,7 @@ async fn a_spoken_code_is_checked_by_its_front_end_at_most_five_times() {
     // Another: five wrong codes deny it; the right one after that does not approve.
     let (id, token) = made("spoken_code").await;
     let check = format!("/v1/challenges/{id}/check");
-    for s in [ChallengeState::Calling, ChallengeState::Answered] {
-        store
-            .transition(&ch(&id), s, now_ms(), None, None)
-            .await
-            .unwrap();
-    }
-    store
-        .set_code_hash(&ch(&id), &code_hash(&secret, &ch(&id), "161803"))
-        .await
-        .unwrap();
-    store
-        .transition(&ch(&id), ChallengeState::CodeSpoken, now_ms(), None, None)
-        .await
-        .unwrap();
+    code_read(&store, &secret, &id, "161803").await;
     for left in (0..5).rev() {
         let r = post_json(addr, &check, &token, &code("999999")).await;
         assert_eq!(r.json()["attempts_left"], left, "{}", r.body);
