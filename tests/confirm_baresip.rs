@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use callverify_e2e::{
-    BOUND, Baresip, KEY_AT_MS, V4, code_readings, endpoint, free_rtp_pair, keys_wav, media_at,
-    pcm_wav, prompts, prompts_heard, script, times_played, trunk, verify_call_confirming,
+    BOUND, Baresip, CODE, KEY_AT_MS, SHOWN, V4, code_readings, endpoint, free_rtp_pair, keys_wav,
+    media_at, pcm_wav, prompts, prompts_heard, script, times_played, trunk, verify_call_confirming,
 };
 use dtmf::Digit;
 use engine::call::KeySource;
@@ -18,19 +18,6 @@ use media::{Language, PromptKind};
 use sip::Transport;
 use store::ChallengeState;
 use testaudio::Signal;
-
-/// The number shown on the sign-in page.
-const SHOWN: [Digit; 2] = [Digit::D4, Digit::D7];
-
-/// The spoken code.
-const CODE: [Digit; 6] = [
-    Digit::D3,
-    Digit::D1,
-    Digit::D4,
-    Digit::D1,
-    Digit::D5,
-    Digit::D9,
-];
 
 /// The prompts that may be heard whole in a number-matching call.
 const KEYPAD_PROMPTS: [PromptKind; 7] = [

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use callverify_e2e::pcap::{self, Part};
 use callverify_e2e::{
-    BOUND, KEY_AT_MS, Sipp, V4, endpoint, free_rtp_pair, media_at, scratch, script, times_played,
-    trunk, verify_call_confirming,
+    BOUND, CODE, KEY_AT_MS, SHOWN, Sipp, V4, endpoint, free_rtp_pair, media_at, scratch, script,
+    times_played, trunk, verify_call_confirming,
 };
 use dtmf::Digit;
 use engine::call::KeySource;
@@ -17,19 +17,6 @@ use media::{Language, PromptKind};
 use sip::Transport;
 use store::ChallengeState;
 use testaudio::Signal;
-
-/// The number shown on the sign-in page.
-const SHOWN: [Digit; 2] = [Digit::D4, Digit::D7];
-
-/// A spoken code.
-const CODE: [Digit; 6] = [
-    Digit::D3,
-    Digit::D1,
-    Digit::D4,
-    Digit::D1,
-    Digit::D5,
-    Digit::D9,
-];
 
 /// A capture of [`KEY_AT_MS`] of silence (while the greeting and then the instructions
 /// play), then `keys` as RFC 4733 events (each held 120 ms, 280 ms apart), then 1 s of

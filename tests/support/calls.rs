@@ -55,6 +55,15 @@ pub fn media_at(ip: IpAddr, port: u16) -> engine::MediaConfig {
     }
 }
 
+/// The number matching tests' code, shown on the sign-in page.
+pub const SHOWN: [dtmf::Digit; 2] = [dtmf::Digit::D4, dtmf::Digit::D7];
+
+/// The spoken-code tests' code.
+pub const CODE: [dtmf::Digit; 6] = {
+    use dtmf::Digit::{D1, D3, D4, D5, D9};
+    [D3, D1, D4, D1, D5, D9]
+};
+
 /// Places a verification call through `ep` (bounded by [`BOUND`]) and returns its report.
 pub async fn verify_call(
     ep: &SipEndpoint,

@@ -27,8 +27,8 @@ pub use audio::{
 pub use baresip::{Baresip, BaresipSecurity};
 pub use browser::{Browser, Killed, WAIT, accessible, open_browser};
 pub use calls::{
-    media_at, prompts, runner_through, script, sign_in, sqlite_store, times_played, verify_call,
-    verify_call_confirming, verify_call_within,
+    CODE, SHOWN, media_at, prompts, runner_through, script, sign_in, sqlite_store, times_played,
+    verify_call, verify_call_confirming, verify_call_within,
 };
 pub use endpoint::{
     ended, endpoint, endpoint_with, next_ua_event, offer, run_call, tls_endpoint, trunk,
