@@ -99,11 +99,33 @@ pub fn http(addr: &str, method: &str, path: &str, bearer: &str, body: &str) -> (
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("not HTTP: {raw}"));
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let chunked = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    let body = if chunked {
+        dechunked(body)
+    } else {
+        body.to_string()
+    };
     (status, body)
+}
+
+/// A chunked body's content (RFC 9112 §7.1), its chunks joined.
+fn dechunked(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = size.split(';').next().unwrap_or("").trim();
+        let n = usize::from_str_radix(size, 16).unwrap_or_else(|_| panic!("chunk size {size}"));
+        if n == 0 || after.len() < n {
+            break;
+        }
+        body.push_str(&after[..n]);
+        rest = after[n..].strip_prefix("\r\n").unwrap_or(&after[n..]);
+    }
+    body
 }
 
 /// Every call in the call log of the API at `api` (operator key), following the pages.

@@ -33,7 +33,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use policy::{Countries, CountryLimit, NumberType, Policy, RateLimit};
+pub use policy::{Countries, CountryLimit, NumberType, Policy, RateLimit, RefusalKind};
 pub use serve::{ServeLimits, serve};
 pub use streams::StreamCaps;
 

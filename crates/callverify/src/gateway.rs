@@ -52,18 +52,83 @@ pub fn metrics() -> anyhow::Result<PrometheusHandle> {
             &seconds,
         )?
         .install_recorder()?;
-    metrics::describe_counter!("callverify_calls_total", "Calls placed, by outcome");
-    metrics::describe_gauge!("callverify_active_calls", "Challenges being called now");
-    metrics::describe_gauge!("callverify_trunk_up", "1 while a trunk answers OPTIONS");
-    metrics::describe_histogram!(
+    describe();
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// The metrics' help texts, and the counters the alert rules (packaging/prometheus) watch
+/// made at zero: an increase is seen from the first one (a series that appears with its
+/// first event has no earlier sample for `increase()` to compare with).
+fn describe() {
+    use metrics::{counter, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("callverify_calls_total", "Calls placed, by outcome");
+    describe_gauge!("callverify_active_calls", "Challenges being called now");
+    describe_gauge!("callverify_trunk_up", "1 while a trunk answers OPTIONS");
+    describe_gauge!(
+        "callverify_trunk_registered",
+        "1 while a trunk with register = true holds a registration"
+    );
+    describe_gauge!(
+        "callverify_ready",
+        "1 while every core task runs (as /readyz), 0 once one has ended"
+    );
+    describe_histogram!(
         "callverify_post_dial_delay_seconds",
         "From the INVITE to the first ringing or answer"
     );
-    metrics::describe_histogram!(
+    describe_histogram!(
         "callverify_time_to_verdict_seconds",
         "From the INVITE to the verdict"
     );
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    describe_counter!(
+        "callverify_challenges_total",
+        "Challenges created, by purpose"
+    );
+    describe_counter!(
+        "callverify_refusals_total",
+        "Challenges refused by the call policy, by reason"
+    );
+    describe_counter!(
+        "callverify_webhook_attempts_total",
+        "Webhook deliveries tried, by result (delivered, retry, gave_up)"
+    );
+    describe_counter!(
+        "callverify_sip_dropped_total",
+        "SIP messages or connections dropped before parsing, by reason"
+    );
+    describe_counter!(
+        "callverify_sip_tls_failures_total",
+        "SIP TLS handshakes that failed"
+    );
+    describe_gauge!("callverify_http_connections", "HTTP connections open");
+    describe_counter!(
+        "callverify_http_connections_refused_total",
+        "HTTP connections refused at the connection cap"
+    );
+    describe_counter!(
+        "callverify_http_timeouts_total",
+        "HTTP connections closed by a timeout, by kind (header, request)"
+    );
+    for outcome in engine::Outcome::NAMES {
+        counter!("callverify_calls_total", "outcome" => outcome).increment(0);
+    }
+    for purpose in ["sign_in", "enroll"] {
+        counter!("callverify_challenges_total", "purpose" => purpose).increment(0);
+    }
+    for kind in api::RefusalKind::ALL {
+        counter!("callverify_refusals_total", "reason" => kind.metric()).increment(0);
+    }
+    for result in ["delivered", "retry", "gave_up"] {
+        counter!("callverify_webhook_attempts_total", "result" => result).increment(0);
+    }
+    for reason in engine::sip_driver::DROP_REASONS {
+        counter!("callverify_sip_dropped_total", "reason" => reason).increment(0);
+    }
+    counter!("callverify_sip_tls_failures_total").increment(0);
+    counter!("callverify_http_connections_refused_total").increment(0);
+    for kind in ["header", "request"] {
+        counter!("callverify_http_timeouts_total", "kind" => kind).increment(0);
+    }
 }
 
 /// Opens the store with this node's copy of the challenges. On SQLite this process is the
@@ -105,21 +170,37 @@ async fn start_sip(cfg: &Config) -> anyhow::Result<engine::SipEndpoint> {
     let tls = cfg.tls_settings()?;
     for t in &trunks {
         metrics::gauge!("callverify_trunk_up", "trunk" => t.name.clone()).set(1.0);
+        if t.register {
+            metrics::gauge!("callverify_trunk_registered", "trunk" => t.name.clone()).set(0.0);
+        }
     }
     let (endpoint, mut events) = engine::SipEndpoint::start_tls(ua, trunks, tls).await?;
     tokio::spawn(async move {
         while let Some(e) = events.recv().await {
-            if let sip::Event::Trunk { trunk, up } = e {
-                if up {
-                    info!(%trunk, "trunk up");
-                } else {
-                    warn!(%trunk, "trunk down: it stopped answering OPTIONS");
+            match e {
+                sip::Event::Trunk { trunk, up } => {
+                    if up {
+                        info!(%trunk, "trunk up");
+                    } else {
+                        warn!(%trunk, "trunk down: it stopped answering OPTIONS");
+                    }
+                    let v = if up { 1.0 } else { 0.0 };
+                    metrics::gauge!("callverify_trunk_up", "trunk" => trunk).set(v);
                 }
-                metrics::gauge!("callverify_trunk_up", "trunk" => trunk).set(if up {
-                    1.0
-                } else {
-                    0.0
-                });
+                sip::Event::Registration { trunk, state } => {
+                    let registered = matches!(state, sip::Registration::Registered { .. });
+                    match state {
+                        sip::Registration::Registered { expires } => {
+                            info!(%trunk, expires, "registered");
+                        }
+                        sip::Registration::Failed { status } => {
+                            warn!(%trunk, ?status, "registration failed: tried again later");
+                        }
+                    }
+                    let v = if registered { 1.0 } else { 0.0 };
+                    metrics::gauge!("callverify_trunk_registered", "trunk" => trunk).set(v);
+                }
+                _ => {}
             }
         }
     });
@@ -193,9 +274,16 @@ impl Gateway {
         let dispatcher = runner.dispatch();
         let app = api::router(state).route(
             "/metrics",
-            axum::routing::get(move || {
-                let m = metrics.clone();
-                async move { m.render() }
+            axum::routing::get({
+                let (readiness, runner, store) = (readiness.clone(), runner.clone(), store.clone());
+                move || {
+                    let failure = readiness.failure().is_some()
+                        || runner.failure().is_some()
+                        || store.failure().is_some();
+                    metrics::gauge!("callverify_ready").set(if failure { 0.0 } else { 1.0 });
+                    let m = metrics.clone();
+                    async move { m.render() }
+                }
             }),
         );
         let addr = listen.unwrap_or(cfg.api.listen);

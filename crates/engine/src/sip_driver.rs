@@ -499,7 +499,12 @@ struct Allowed {
     accepted: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
 }
 
+/// The `reason` labels of `callverify_sip_dropped_total`: a source that is no trunk's, a
+/// peer over its cap of connections, a datagram too large, the parser's queue full.
+pub const DROP_REASONS: [&str; 4] = ["source", "connections", "too_large", "backlog"];
+
 fn dropped(reason: &'static str) {
+    debug_assert!(DROP_REASONS.contains(&reason));
     metrics::counter!("callverify_sip_dropped_total", "reason" => reason).increment(1);
 }
 

@@ -234,7 +234,18 @@ impl RefusalKind {
         }
     }
 
-    fn metric(self) -> &'static str {
+    /// Every kind.
+    pub const ALL: [RefusalKind; 6] = [
+        RefusalKind::InvalidNumber,
+        RefusalKind::CountryNotAllowed,
+        RefusalKind::NumberTypeNotAllowed,
+        RefusalKind::RateLimited,
+        RefusalKind::TooManyCalls,
+        RefusalKind::FraudBlock,
+    ];
+
+    /// The `reason` label of `callverify_refusals_total`.
+    pub fn metric(self) -> &'static str {
         match self {
             RefusalKind::InvalidNumber => "invalid_number",
             RefusalKind::CountryNotAllowed => "country_not_allowed",

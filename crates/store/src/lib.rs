@@ -82,6 +82,17 @@ pub enum StoreError {
     /// The store cannot be shared as asked.
     #[error("{0}")]
     InUse(#[from] std::io::Error),
+    /// A newer callverify migrated the store past what this one knows.
+    #[error(
+        "the store's schema is at version {found}, newer than this callverify's {known}: \
+         run the newer callverify (a downgrade needs the backup taken before the upgrade)"
+    )]
+    NewerSchema {
+        /// The store's version.
+        found: i64,
+        /// The newest this build has.
+        known: i64,
+    },
 }
 
 /// A result of the store.

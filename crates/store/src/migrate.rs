@@ -89,6 +89,16 @@ impl Store {
             Backend::Sqlite => MIGRATIONS_SQLITE,
             Backend::Postgres => MIGRATIONS_POSTGRES,
         };
+        // A store migrated by a newer build (a rollback, or an old node restarted in a
+        // rolling upgrade) is not written by this one: it does not know what the new
+        // columns mean.
+        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await?;
+        let known = migrations.last().map_or(0, |m| m.0);
+        if let Some(found) = found.filter(|&f| f > known) {
+            return Err(crate::StoreError::NewerSchema { found, known });
+        }
         for &(version, sql) in migrations.iter().filter(|m| m.0 <= last) {
             let mut tx = self.pool.begin().await?;
             if self.backend == Backend::Postgres {
@@ -241,6 +251,30 @@ mod tests {
             .await;
         assert!(orphan.is_err());
         drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store a newer build migrated (here: a version past the last one known) is refused
+    /// at open, and left as it was.
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let dir = std::env::temp_dir().join(crate::new_id("callverify-store-newer"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("cv.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let known = MIGRATIONS_SQLITE.last().unwrap().0;
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)")
+            .bind(known + 1)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.pool.close().await;
+        let e = Store::open(&url).await.expect_err("a newer schema");
+        assert!(
+            matches!(e, crate::StoreError::NewerSchema { found, known: k } if found == known + 1 && k == known),
+            "{e}"
+        );
+        assert!(e.to_string().contains("run the newer callverify"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -47,6 +47,36 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome's [`Outcome::name`] (the `outcome` label of `callverify_calls_total`).
+    pub const NAMES: [&'static str; 13] = [
+        "approved",
+        "denied",
+        "wrong_code",
+        "code_spoken",
+        "fraud_reported",
+        "no_input",
+        "voicemail",
+        "no_answer",
+        "busy",
+        "declined",
+        "hung_up",
+        "canceled",
+        "failed",
+    ];
+
+    /// The outcomes of answered calls, by name: the others (no answer, busy, declined,
+    /// canceled, failed) never reached a person or a machine.
+    pub const ANSWERED: [&'static str; 8] = [
+        "approved",
+        "denied",
+        "wrong_code",
+        "code_spoken",
+        "fraud_reported",
+        "no_input",
+        "voicemail",
+        "hung_up",
+    ];
+
     /// The challenge state this outcome decides: the one mapping from outcomes to states.
     pub fn state(&self) -> store::ChallengeState {
         use store::ChallengeState;
@@ -239,4 +269,37 @@ pub enum Report {
     CodeSpoken,
     /// The verdict, before the closing prompt.
     Verdict(Outcome),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+
+    /// `NAMES` holds every outcome's name once (the metrics' series are made from it).
+    #[test]
+    fn names_cover_every_outcome() {
+        let all = [
+            Outcome::Approved,
+            Outcome::Denied,
+            Outcome::WrongCode,
+            Outcome::CodeSpoken,
+            Outcome::FraudReported,
+            Outcome::NoInput,
+            Outcome::Voicemail,
+            Outcome::NoAnswer,
+            Outcome::Busy,
+            Outcome::Declined,
+            Outcome::HungUp,
+            Outcome::Canceled,
+            Outcome::Failed {
+                status: None,
+                reason: String::new(),
+            },
+        ];
+        let names: Vec<&str> = all.iter().map(Outcome::name).collect();
+        assert_eq!(names, Outcome::NAMES);
+        for a in Outcome::ANSWERED {
+            assert!(Outcome::NAMES.contains(&a), "{a}");
+        }
+    }
 }
