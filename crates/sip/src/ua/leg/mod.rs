@@ -100,6 +100,9 @@ pub(super) struct Leg {
     cseq: u32,
     invite_cseq: u32,
     invite: Option<ClientTx<LegTimer>>,
+    /// The credentials the current INVITE carried, for the ACK of its 2xx (RFC 3261
+    /// §13.2.2.4: "The ACK MUST contain the same credentials as the INVITE").
+    invite_credentials: Option<(&'static str, String)>,
     completed: Vec<Completed>,
     auth: AuthState,
     /// The callee's tag, from a provisional (an early dialog) or the answer.
@@ -221,6 +224,7 @@ impl UserAgent {
             cseq: 0,
             invite_cseq: 0,
             invite: None,
+            invite_credentials: None,
             completed: Vec::new(),
             auth: AuthState::default(),
             remote_tag: None,
@@ -266,7 +270,8 @@ impl UserAgent {
         };
         let mut b =
             headers::request(head, &leg.route, &branch, &[]).header("Contact", &leg.contact);
-        if let Some((name, value)) = leg.auth.header(creds.as_ref(), Method::Invite, &leg.ruri) {
+        leg.invite_credentials = leg.auth.header(creds.as_ref(), Method::Invite, &leg.ruri);
+        if let Some((name, value)) = &leg.invite_credentials {
             b = b.header(name, value);
         }
         let bytes = b
@@ -482,6 +487,10 @@ mod tests {
     const PEER: &str = "127.0.0.1:5060";
 
     fn ua() -> UserAgent {
+        ua_with(None)
+    }
+
+    fn ua_with(credentials: Option<crate::Credentials>) -> UserAgent {
         let cfg = UaConfig {
             listen: vec![Listener {
                 transport: Transport::Udp,
@@ -497,7 +506,7 @@ mod tests {
             transport: Transport::Udp,
             domain: PEER.into(),
             from_user: "callverify".into(),
-            credentials: None,
+            credentials,
             register: false,
             options_interval: None,
             srtp: Default::default(),
@@ -599,5 +608,36 @@ mod tests {
         // After 64·T1 the leg is forgotten.
         ua.handle_timeout(now + Duration::from_secs(33));
         assert!(ua.legs.is_empty() && ua.txs.is_empty() && ua.by_call_id.is_empty());
+    }
+
+    #[test]
+    fn the_ack_of_an_answer_carries_the_credentials_of_the_invite() {
+        let now = Instant::now();
+        let mut ua = ua_with(Some(crate::Credentials {
+            username: "callverify".into(),
+            password: "secret".into(),
+        }));
+        ua.invite(now, "+81901234567", offer()).unwrap();
+        let invite = sent(&mut ua).remove(0);
+        assert_eq!(invite.header("Proxy-Authorization"), None);
+        let challenge = message::response_to(&invite, PEER.parse().unwrap(), 407, "R", None)
+            .header(
+                "Proxy-Authenticate",
+                "Digest realm=\"proxy\", nonce=\"n1\", qop=\"auth\"",
+            )
+            .build();
+        let udp = "127.0.0.1:5070".parse().unwrap();
+        ua.handle_receive(now, Transport::Udp, udp, PEER.parse().unwrap(), &challenge);
+        let out = sent(&mut ua);
+        let methods: Vec<_> = out.iter().map(|m| m.method().copied()).collect();
+        assert_eq!(methods, [Some(Method::Ack), Some(Method::Invite)]);
+        // The ACK of the 407 is hop by hop: no credentials.
+        assert_eq!(out[0].header("Proxy-Authorization"), None);
+        let credentials = out[1].header("Proxy-Authorization").expect("credentials");
+        respond(&mut ua, now, &out[1], 200, true);
+        assert_eq!(state(&ua), "confirmed");
+        let ack = sent(&mut ua).remove(0);
+        assert_eq!(ack.method(), Some(&Method::Ack));
+        assert_eq!(ack.header("Proxy-Authorization"), Some(credentials));
     }
 }

@@ -143,14 +143,18 @@ impl UserAgent {
             ack: Vec::new(),
             reply: None,
         };
-        // The ACK of a 2xx is a transaction of its own that nothing answers.
-        dialog.ack = leg
-            .in_dialog(
-                &dialog,
-                Method::Ack,
-                leg.invite_cseq,
-                &headers::new_branch(),
-            )
+        // The ACK of a 2xx is a transaction of its own that nothing answers; it carries the
+        // INVITE's credentials (RFC 3261 §13.2.2.4), which a proxy may check.
+        let mut ack = leg.in_dialog(
+            &dialog,
+            Method::Ack,
+            leg.invite_cseq,
+            &headers::new_branch(),
+        );
+        if let Some((name, value)) = &leg.invite_credentials {
+            ack = ack.header(name, value);
+        }
+        dialog.ack = ack
             .header("User-Agent", self.cfg.user_agent.clone())
             .build();
         if let (None, Ok(answer)) = (&ending, &answer) {
