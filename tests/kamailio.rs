@@ -1,10 +1,12 @@
 //! A real proxy as the trunk: Kamailio (started on loopback with `tests/kamailio/kamailio.cfg`)
 //! as registrar and proxy with digest auth, over UDP and over TCP. The gateway registers to
 //! it (401 answered), and a sign-in challenge calls baresip, registered to it as the
-//! number's user, through it: the INVITE's 407 answered, the call forwarded, the ACK and
-//! the BYE along the recorded route, approved by the '#' baresip plays. A number nobody
-//! registered fails with Kamailio's 404; a wrong trunk password fails with 407 after
-//! exactly one retry.
+//! number's user, through it: the INVITE's 407 answered, the call forwarded, the ACK (with
+//! the INVITE's credentials) and the BYE along the recorded route, approved by the '#'
+//! baresip plays. A number nobody registered fails with Kamailio's 404; a wrong trunk
+//! password fails with 407 after exactly one retry. With the phone on the other transport
+//! (Kamailio records two routes), the phone's BYE comes back through Kamailio and is
+//! answered; a call that rings past the ring timeout is cancelled through it (487).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use callverify_e2e::{
-    BOUND, Baresip, BaresipRegistrar, KEY_AT_MS, Kamailio, User, V4, endpoint_with,
-    free_rtp_pair, keys_wav, media_at, next_ua_event, prompts, script, sign_in, sqlite_store,
-    trunk,
+    BOUND, Baresip, BaresipRegistrar, BaresipSecurity, KEY_AT_MS, Kamailio, User, V4,
+    endpoint_with, free_rtp_pair, keys_wav, media_at, next_ua_event, prompts, script, sign_in,
+    sqlite_store, trunk,
 };
 use dtmf::Digit;
 use engine::Runner;
@@ -38,12 +40,14 @@ const PHONE: User<'static> = User {
 const NOBODY: &str = "+819087654321";
 
 /// The gateway: one trunk to Kamailio over `transport` that registers with `password`, a
-/// runner on a SQLite store of its own, and the SIP endpoint's trunk events.
+/// runner on a SQLite store of its own (calls ring at most `ring`), and the SIP endpoint's
+/// trunk events.
 async fn gateway(
     name: &str,
     kamailio: &Kamailio,
     transport: Transport,
     password: &str,
+    ring: Duration,
 ) -> (
     Runner,
     Store,
@@ -56,7 +60,7 @@ async fn gateway(
         username: GATEWAY.name.into(),
         password: password.into(),
     });
-    let (ep, events) = endpoint_with(V4, BOUND, vec![t], Timers::default()).await;
+    let (ep, events) = endpoint_with(V4, ring, vec![t], Timers::default()).await;
     let local = ep.local_addr(transport, false).expect("a listener");
     let store = sqlite_store(name).await;
     let runner = Runner::new(
@@ -112,6 +116,38 @@ fn starting<'a>(lines: &'a [String], prefix: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// baresip registered to `kamailio` over `transport` as [`PHONE`], saying `wav` (or
+/// letting calls ring, with `ringing`); returns once Kamailio registered it.
+fn registered_phone(
+    kamailio: &Kamailio,
+    name: &str,
+    wav: &std::path::Path,
+    transport: Transport,
+    ringing: bool,
+) -> Baresip {
+    let registrar = BaresipRegistrar {
+        addr: kamailio.addr,
+        transport,
+        user: PHONE.name,
+        password: PHONE.password,
+    };
+    let sec = BaresipSecurity {
+        answer_on_command: ringing,
+        ..BaresipSecurity::default()
+    };
+    let phone = Baresip::start_registered(name, wav, &registrar, sec, 2 * BOUND);
+    kamailio.wait_for(&format!("registered {}", PHONE.name));
+    phone
+}
+
+/// The other transport of the two.
+fn other(transport: Transport) -> Transport {
+    match transport {
+        Transport::Udp => Transport::Tcp,
+        _ => Transport::Udp,
+    }
+}
+
 async fn through_kamailio(transport: Transport) {
     let name = format!("kamailio-{transport}");
     let kamailio = Kamailio::start(&name, GATEWAY, PHONE);
@@ -123,19 +159,12 @@ async fn through_kamailio(transport: Transport) {
         KEY_AT_MS,
         KEY_AT_MS + 16_000.0,
     );
-    let registrar = BaresipRegistrar {
-        addr: kamailio.addr,
-        transport,
-        user: PHONE.name,
-        password: PHONE.password,
-    };
-    let phone = Baresip::start_registered(&name, &wav, &registrar, 2 * BOUND);
-    kamailio.wait_for(&format!("registered {}", PHONE.name));
+    let phone = registered_phone(&kamailio, &name, &wav, transport, false);
 
     // The gateway registers: challenged (401), then registered with its Contact, which
     // names the transport over TCP.
     let (runner, store, local, mut events) =
-        gateway(&name, &kamailio, transport, GATEWAY.password).await;
+        gateway(&name, &kamailio, transport, GATEWAY.password, BOUND).await;
     match next_ua_event(&mut events).await {
         Event::Registration {
             state: Registration::Registered { expires },
@@ -175,7 +204,9 @@ async fn through_kamailio(transport: Transport) {
     let invites = starting(&lines, &format!("INVITE ruri=sip:{}@", PHONE.name));
     assert_eq!(invites.len(), 2, "{lines:#?}");
     assert!(
-        invites.iter().all(|l| l.contains(&format!("from={proto}:"))),
+        invites
+            .iter()
+            .all(|l| l.contains(&format!("from={proto}:"))),
         "{invites:?}"
     );
     assert_eq!(
@@ -189,6 +220,11 @@ async fn through_kamailio(transport: Transport) {
     assert!(forwarded[0].contains(&phone_at), "{forwarded:?}");
     let acks = starting(&lines, "in-dialog ACK");
     assert_eq!(acks.len(), 1, "one ACK, for the 2xx: {lines:#?}");
+    assert!(
+        acks[0].ends_with("credentials=proxy"),
+        "the ACK carries the INVITE's credentials: {}",
+        acks[0]
+    );
     for l in [acks[0], bye.as_str()] {
         assert!(
             l.contains("via=loose_route") && l.contains(&phone_at),
@@ -202,7 +238,10 @@ async fn through_kamailio(transport: Transport) {
     // A number nobody registered: Kamailio's 404.
     let (state, status, detail) = challenge(&runner, &store, NOBODY).await;
     assert_eq!(state, ChallengeState::Failed, "{detail}");
-    assert_eq!((status, detail.as_str()), (Some(404), "failed: 404 Not Found"));
+    assert_eq!(
+        (status, detail.as_str()),
+        (Some(404), "failed: 404 Not Found")
+    );
     kamailio.wait_for(&format!("not registered {NOBODY}: 404"));
 }
 
@@ -225,7 +264,7 @@ async fn a_wrong_trunk_password_fails_with_407_after_one_retry() {
         let name = format!("kamailio-wrong-{transport}");
         let kamailio = Kamailio::start(&name, GATEWAY, PHONE);
         let (runner, store, _, mut events) =
-            gateway(&name, &kamailio, transport, "not-the-password").await;
+            gateway(&name, &kamailio, transport, "not-the-password", BOUND).await;
         match next_ua_event(&mut events).await {
             Event::Registration {
                 state: Registration::Failed { status },
@@ -251,5 +290,118 @@ async fn a_wrong_trunk_password_fails_with_407_after_one_retry() {
         );
         assert_eq!(starting(&lines, "challenge 401 REGISTER").len(), 2);
         assert!(starting(&lines, "forward INVITE").is_empty(), "{lines:#?}");
+    }
+}
+
+/// The phone on the other transport than the gateway's trunk (Kamailio records two routes,
+/// one per side) hangs up after its '#': its BYE comes through Kamailio along the route to
+/// the gateway's Contact, and the gateway's 200 goes back through it.
+async fn the_phone_hangs_up_through_kamailio(transport: Transport) {
+    let name = format!("kamailio-hangup-{transport}");
+    let kamailio = Kamailio::start(&name, GATEWAY, PHONE);
+    // The phone hangs up when its WAV ends, 1.5 s after its '#'.
+    let wav = keys_wav(
+        &format!("{name}-wav"),
+        &[Digit::Pound],
+        KEY_AT_MS,
+        KEY_AT_MS + 1500.0,
+    );
+    let phone = registered_phone(&kamailio, &name, &wav, other(transport), false);
+    let (runner, store, local, mut events) =
+        gateway(&name, &kamailio, transport, GATEWAY.password, BOUND).await;
+    assert!(matches!(
+        next_ua_event(&mut events).await,
+        Event::Registration {
+            state: Registration::Registered { .. },
+            ..
+        }
+    ));
+    let (state, _, detail) = challenge(&runner, &store, PHONE.name).await;
+    assert_eq!(
+        state,
+        ChallengeState::Approved,
+        "{detail}\n{}\n{}",
+        kamailio.log(),
+        phone.log()
+    );
+    let bye = kamailio.wait_for("in-dialog BYE");
+    let (proto, phone_proto) = (transport.to_string(), other(transport).to_string());
+    assert!(
+        bye.contains(&format!("ruri=sip:callverify@{local}"))
+            && bye.contains("via=loose_route")
+            && bye.contains(&format!("from={phone_proto}:")),
+        "the phone's BYE, along the route to the gateway: {bye}"
+    );
+    let reply = kamailio.wait_for("reply 200 BYE");
+    assert!(
+        reply.contains(&format!("from={proto}:127.0.0.1:")),
+        "{reply}"
+    );
+    // The ACK went along both recorded routes to the phone.
+    let lines = kamailio.requests();
+    let acks = starting(&lines, "in-dialog ACK");
+    assert_eq!(acks.len(), 1, "{lines:#?}");
+    assert!(
+        acks[0].contains("via=loose_route") && acks[0].contains(&format!("@{}", phone.addr)),
+        "{}",
+        acks[0]
+    );
+}
+
+#[tokio::test]
+async fn the_phone_hangs_up_through_kamailio_over_udp() {
+    the_phone_hangs_up_through_kamailio(Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn the_phone_hangs_up_through_kamailio_over_tcp() {
+    the_phone_hangs_up_through_kamailio(Transport::Tcp).await;
+}
+
+/// A call that rings past the ring timeout (3 s) is cancelled through Kamailio, which
+/// cancels the phone's leg: the phone's 487 comes back, and the challenge ends `no_answer`.
+#[tokio::test]
+async fn a_ringing_call_is_cancelled_through_kamailio() {
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let name = format!("kamailio-cancel-{transport}");
+        let kamailio = Kamailio::start(&name, GATEWAY, PHONE);
+        let wav = keys_wav(&format!("{name}-wav"), &[], KEY_AT_MS, KEY_AT_MS);
+        let phone = registered_phone(&kamailio, &name, &wav, transport, true);
+        let (runner, store, _, mut events) = gateway(
+            &name,
+            &kamailio,
+            transport,
+            GATEWAY.password,
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(matches!(
+            next_ua_event(&mut events).await,
+            Event::Registration {
+                state: Registration::Registered { .. },
+                ..
+            }
+        ));
+        let (state, _, detail) = challenge(&runner, &store, PHONE.name).await;
+        assert_eq!(
+            state,
+            ChallengeState::NoAnswer,
+            "{detail}\n{}\n{}",
+            kamailio.log(),
+            phone.log()
+        );
+        let cancel = kamailio.wait_for("CANCEL ruri=");
+        assert!(
+            cancel.contains(&format!("ruri=sip:{}@", PHONE.name))
+                && cancel.contains(&format!("from={transport}:")),
+            "{cancel}"
+        );
+        let reply = kamailio.wait_for("reply 487 INVITE");
+        assert!(reply.contains(&format!("from={transport}:")), "{reply}");
+        // The 487's ACK is hop by hop: Kamailio's transaction takes it.
+        let lines = kamailio.requests();
+        let acks = starting(&lines, "in-dialog ACK");
+        assert_eq!(acks.len(), 1, "{lines:#?}");
+        assert!(acks[0].contains("via=transaction"), "{}", acks[0]);
     }
 }

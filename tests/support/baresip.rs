@@ -110,22 +110,17 @@ impl Baresip {
         Baresip::start_for(name, wav, sec, BOUND)
     }
 
-    /// As [`Baresip::start_saying_for`], registered (every 10 minutes) to `registrar` as its
-    /// one account: its calls come through the registrar. Returns once it listens; the
-    /// test waits for the registration where the registrar shows it.
+    /// As [`Baresip::start_secured`] (living for `lifetime`), registered (every 10 minutes) to
+    /// `registrar` as its one account: its calls come through the registrar. Returns once
+    /// it listens; the test waits for the registration where the registrar shows it.
     pub fn start_registered(
         name: &str,
         wav: &Path,
         registrar: &BaresipRegistrar<'_>,
+        sec: BaresipSecurity,
         lifetime: Duration,
     ) -> Baresip {
-        Baresip::start_with(
-            name,
-            wav,
-            BaresipSecurity::default(),
-            Some(registrar),
-            lifetime,
-        )
+        Baresip::start_with(name, wav, sec, Some(registrar), lifetime)
     }
 
     fn start_for(name: &str, wav: &Path, sec: BaresipSecurity, lifetime: Duration) -> Baresip {

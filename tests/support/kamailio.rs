@@ -81,7 +81,10 @@ impl Kamailio {
             if let Ok(Some(status)) = k.child.try_wait() {
                 panic!("kamailio exited at start ({status}):\n{}", k.log());
             }
-            assert!(started.elapsed() < BOUND, "kamailio did not listen on {addr}");
+            assert!(
+                started.elapsed() < BOUND,
+                "kamailio did not listen on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         k
