@@ -8,7 +8,7 @@
 //! (Kamailio records two routes), the phone's BYE comes back through Kamailio and is
 //! answered; a call that rings past the ring timeout is cancelled through it (487).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -403,5 +403,98 @@ async fn a_ringing_call_is_cancelled_through_kamailio() {
         let acks = starting(&lines, "in-dialog ACK");
         assert_eq!(acks.len(), 1, "{lines:#?}");
         assert!(acks[0].contains("via=transaction"), "{}", acks[0]);
+    }
+}
+
+/// The number registered from two phones: Kamailio forks the INVITE to both, and both may
+/// answer before its CANCEL reaches the slower. Every 2xx that reaches the gateway is
+/// ACKed along its own route, and an answer from a fork other than the one taken is ended
+/// with a BYE; the challenge is approved by the '#' of the phone it took.
+#[tokio::test]
+async fn a_forked_call_acks_every_answer_and_ends_the_extra_one() {
+    let name = "kamailio-fork";
+    let kamailio = Kamailio::start(name, GATEWAY, PHONE);
+    let wav = keys_wav(
+        &format!("{name}-wav"),
+        &[Digit::Pound],
+        KEY_AT_MS,
+        KEY_AT_MS + 16_000.0,
+    );
+    let first = registered_phone(&kamailio, &format!("{name}-1"), &wav, Transport::Udp, false);
+    let second = {
+        let registrar = BaresipRegistrar {
+            addr: kamailio.addr,
+            transport: Transport::Udp,
+            user: PHONE.name,
+            password: PHONE.password,
+        };
+        let phone = Baresip::start_registered(
+            &format!("{name}-2"),
+            &wav,
+            &registrar,
+            BaresipSecurity::default(),
+            2 * BOUND,
+        );
+        let started = std::time::Instant::now();
+        while starting(&kamailio.requests(), &format!("registered {}", PHONE.name)).len() < 2 {
+            assert!(started.elapsed() < BOUND, "{}", kamailio.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        phone
+    };
+    let (runner, store, _, mut events) =
+        gateway(name, &kamailio, Transport::Udp, GATEWAY.password, BOUND).await;
+    assert!(matches!(
+        next_ua_event(&mut events).await,
+        Event::Registration {
+            state: Registration::Registered { .. },
+            ..
+        }
+    ));
+    let (state, _, detail) = challenge(&runner, &store, PHONE.name).await;
+    assert_eq!(
+        state,
+        ChallengeState::Approved,
+        "{detail}\n{}\n{}\n{}",
+        kamailio.log(),
+        first.log(),
+        second.log()
+    );
+    kamailio.wait_for("in-dialog BYE");
+    // The BYEs' answers, and any retransmission of an answer left without its ACK (T1).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lines = kamailio.requests();
+    // The phones by address: those that answered, and those the gateway's ACKs and BYEs
+    // went to along the route.
+    let answered: BTreeSet<&str> = starting(&lines, "reply 200 INVITE from=udp:")
+        .into_iter()
+        .filter_map(|l| l.rsplit(':').next())
+        .collect();
+    let along_route = |method: &str| -> BTreeSet<&str> {
+        starting(&lines, &format!("in-dialog {method} "))
+            .into_iter()
+            .filter(|l| l.contains("via=loose_route"))
+            .filter_map(|l| l.split_once("@127.0.0.1:"))
+            .map(|(_, rest)| rest.split([' ', ';']).next().unwrap_or_default())
+            .collect()
+    };
+    assert!(!answered.is_empty(), "{lines:#?}");
+    assert_eq!(
+        along_route("ACK"),
+        answered,
+        "an ACK for each answer: {lines:#?}"
+    );
+    assert_eq!(
+        along_route("BYE"),
+        answered,
+        "a BYE for each answer: {lines:#?}"
+    );
+    // Each answer was ACKed: none retransmitted until Timer H.
+    for phone in &answered {
+        let sent = starting(
+            &lines,
+            &format!("reply 200 INVITE from=udp:127.0.0.1:{phone}"),
+        );
+        assert!(sent.len() <= 2, "{lines:#?}");
     }
 }
