@@ -35,7 +35,9 @@ pub use endpoint::{
     ended, endpoint, endpoint_with, next_ua_event, offer, run_call, tls_endpoint, trunk,
 };
 pub use entra::{Answer, EntraStandIn, validate_id_token};
-pub use gateway::{Served, call_log, create_api_key, http, sigterm, wait_exit};
+pub use gateway::{
+    Served, call_log, create_api_key, create_api_key_with_env, http, sigterm, wait_exit,
+};
 pub use kamailio::{KAMAILIO_REALM, Kamailio, User};
 pub use net::{LossyLink, Relay, free_media_ports, free_port, free_rtp_pair};
 pub use postgres::Postgres;
