@@ -43,6 +43,20 @@ pub struct BaresipSecurity<'a> {
     pub answer_on_command: bool,
 }
 
+/// A registrar baresip registers its one account to (instead of its two numbers taking
+/// calls at its own address).
+#[derive(Clone, Copy)]
+pub struct BaresipRegistrar<'a> {
+    /// The registrar (and the proxy its calls come through).
+    pub addr: SocketAddr,
+    /// UDP or TCP.
+    pub transport: Transport,
+    /// The account's user (a number) and digest username.
+    pub user: &'a str,
+    /// Its password.
+    pub password: &'a str,
+}
+
 impl Baresip {
     /// Starts it as the phone of +81901234567 and +819012345678; returns once it listens. It quits by itself
     /// after [`BOUND`].
@@ -96,7 +110,30 @@ impl Baresip {
         Baresip::start_for(name, wav, sec, BOUND)
     }
 
+    /// As [`Baresip::start_secured`] (living for `lifetime`), registered (every 10 minutes) to
+    /// `registrar` as its one account: its calls come through the registrar. Returns once
+    /// it listens; the test waits for the registration where the registrar shows it.
+    pub fn start_registered(
+        name: &str,
+        wav: &Path,
+        registrar: &BaresipRegistrar<'_>,
+        sec: BaresipSecurity,
+        lifetime: Duration,
+    ) -> Baresip {
+        Baresip::start_with(name, wav, sec, Some(registrar), lifetime)
+    }
+
     fn start_for(name: &str, wav: &Path, sec: BaresipSecurity, lifetime: Duration) -> Baresip {
+        Baresip::start_with(name, wav, sec, None, lifetime)
+    }
+
+    fn start_with(
+        name: &str,
+        wav: &Path,
+        sec: BaresipSecurity,
+        registrar: Option<&BaresipRegistrar<'_>>,
+        lifetime: Duration,
+    ) -> Baresip {
         let dir = scratch(&format!("baresip-{name}"));
         // Its TLS listener takes the port after the SIP port.
         let port = loop {
@@ -150,19 +187,25 @@ impl Baresip {
             .mediaenc
             .map(|m| format!(";mediaenc={m}"))
             .unwrap_or_default();
-        fs::write(
-            dir.join("accounts"),
+        let accounts = match registrar {
+            Some(r) => format!(
+                "<sip:{user}@{addr};transport={transport}>;auth_pass={password};regint=600;answermode={answermode};audio_codecs=PCMU,PCMA{mediaenc}\n",
+                user = r.user,
+                addr = r.addr,
+                transport = r.transport,
+                password = r.password,
+            ),
             // Two users: +81901234567 for the SIP tests, and +819012345678, a number in
             // Japan's plan, for the tests that go through the policy.
-            ["+81901234567", "+819012345678"]
+            None => ["+81901234567", "+819012345678"]
                 .map(|user| {
                     format!(
                         "<sip:{user}@127.0.0.1>;regint=0;answermode={answermode};audio_codecs=PCMU,PCMA{mediaenc}\n"
                     )
                 })
                 .concat(),
-        )
-        .expect("write baresip's accounts");
+        };
+        fs::write(dir.join("accounts"), accounts).expect("write baresip's accounts");
         let out = fs::File::create(dir.join("baresip.log")).expect("create the log");
         let child = Command::new("baresip")
             .arg("-f")

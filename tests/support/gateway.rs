@@ -27,12 +27,26 @@ impl Served {
         extra: &[&str],
         log: &Path,
     ) -> Served {
+        Served::start_with_env(bin, config, api, secret, extra, &[], log)
+    }
+
+    /// As [`Served::start`], with the variables `env` set too (a trunk's password).
+    pub fn start_with_env(
+        bin: &Path,
+        config: &Path,
+        api: &str,
+        secret: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Served {
         let log = fs::File::create(log).expect("the serve log");
         let mut child = Command::new(bin)
             .arg("serve")
             .args(extra)
             .arg("--config")
             .arg(config)
+            .envs(env.iter().copied())
             .env("CALLVERIFY_TOKEN_SECRET", secret)
             .env("CALLVERIFY_WEBHOOK_SECRET", secret)
             .stdout(Stdio::null())
@@ -64,9 +78,22 @@ impl Drop for Served {
 
 /// An API key made with `bin create-api-key NAME --kind KIND --config config`.
 pub fn create_api_key(bin: &Path, config: &Path, name: &str, kind: &str) -> String {
+    create_api_key_with_env(bin, config, name, kind, &[])
+}
+
+/// As [`create_api_key`], with the variables `env` set (the configuration is checked whole,
+/// a trunk's password variable with it).
+pub fn create_api_key_with_env(
+    bin: &Path,
+    config: &Path,
+    name: &str,
+    kind: &str,
+    env: &[(&str, &str)],
+) -> String {
     let out = Command::new(bin)
         .args(["create-api-key", name, "--kind", kind, "--config"])
         .arg(config)
+        .envs(env.iter().copied())
         .output()
         .expect("callverify create-api-key");
     assert!(

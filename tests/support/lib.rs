@@ -10,6 +10,7 @@ mod calls;
 mod endpoint;
 mod entra;
 mod gateway;
+mod kamailio;
 mod net;
 pub mod pcap;
 mod postgres;
@@ -24,7 +25,7 @@ use std::time::Duration;
 pub use audio::{
     code_readings, keys_wav, pcm_wav, pound_ulaw, pound_wav, prompts_heard, spoken_code_heard,
 };
-pub use baresip::{Baresip, BaresipSecurity};
+pub use baresip::{Baresip, BaresipRegistrar, BaresipSecurity};
 pub use browser::{Browser, Killed, WAIT, accessible, open_browser};
 pub use calls::{
     CODE, SHOWN, media_at, prompts, runner_through, script, sign_in, sqlite_store, times_played,
@@ -34,7 +35,10 @@ pub use endpoint::{
     ended, endpoint, endpoint_with, next_ua_event, offer, run_call, tls_endpoint, trunk,
 };
 pub use entra::{Answer, EntraStandIn, validate_id_token};
-pub use gateway::{Served, call_log, create_api_key, http, sigterm, wait_exit};
+pub use gateway::{
+    Served, call_log, create_api_key, create_api_key_with_env, http, sigterm, wait_exit,
+};
+pub use kamailio::{KAMAILIO_REALM, Kamailio, User};
 pub use net::{LossyLink, Relay, free_media_ports, free_port, free_rtp_pair};
 pub use postgres::Postgres;
 pub use sipp::{

@@ -66,7 +66,7 @@ fn describe() {
     describe_gauge!("callverify_trunk_up", "1 while a trunk answers OPTIONS");
     describe_gauge!(
         "callverify_trunk_registered",
-        "1 while a trunk with register = true holds a registration"
+        "1 while a trunk that registers has a registration it accepted"
     );
     describe_gauge!(
         "callverify_ready",
@@ -163,7 +163,8 @@ fn load_prompts(cfg: &Config) -> anyhow::Result<HashMap<Language, engine::Prompt
 }
 
 /// Starts the SIP endpoint with the configured listeners and trunks, and a task that logs
-/// each trunk going up or down and keeps its `callverify_trunk_up` gauge.
+/// each trunk going up or down and its registrations, and keeps their gauges
+/// (`callverify_trunk_up`, `callverify_trunk_registered`).
 async fn start_sip(cfg: &Config) -> anyhow::Result<engine::SipEndpoint> {
     let env = |v: &str| std::env::var(v).ok();
     let (ua, trunks) = cfg.sip_settings(env);
@@ -176,35 +177,60 @@ async fn start_sip(cfg: &Config) -> anyhow::Result<engine::SipEndpoint> {
     }
     let (endpoint, mut events) = engine::SipEndpoint::start_tls(ua, trunks, tls).await?;
     tokio::spawn(async move {
+        // Whether each trunk's last registration was accepted: a refresh is not news.
+        let mut registered: HashMap<String, bool> = HashMap::new();
         while let Some(e) = events.recv().await {
-            match e {
-                sip::Event::Trunk { trunk, up } => {
-                    if up {
-                        info!(%trunk, "trunk up");
-                    } else {
-                        warn!(%trunk, "trunk down: it stopped answering OPTIONS");
-                    }
-                    let v = if up { 1.0 } else { 0.0 };
-                    metrics::gauge!("callverify_trunk_up", "trunk" => trunk).set(v);
+            let Some((gauge, trunk, value)) = trunk_gauge(&e) else {
+                continue;
+            };
+            metrics::gauge!(gauge, "trunk" => trunk.to_string()).set(value);
+            match &e {
+                sip::Event::Trunk { trunk, up: true } => info!(%trunk, "trunk up"),
+                sip::Event::Trunk { trunk, up: false } => {
+                    warn!(%trunk, "trunk down: it stopped answering OPTIONS");
                 }
                 sip::Event::Registration { trunk, state } => {
-                    let registered = matches!(state, sip::Registration::Registered { .. });
+                    let ok = matches!(state, sip::Registration::Registered { .. });
+                    if registered.insert(trunk.clone(), ok) == Some(ok) {
+                        continue;
+                    }
                     match state {
                         sip::Registration::Registered { expires } => {
-                            info!(%trunk, expires, "registered");
+                            info!(%trunk, expires, "trunk registered");
                         }
-                        sip::Registration::Failed { status } => {
-                            warn!(%trunk, ?status, "registration failed: tried again later");
+                        sip::Registration::Failed {
+                            status: Some(status),
+                        } => {
+                            warn!(%trunk, status, "trunk registration refused; tried again in a minute");
+                        }
+                        sip::Registration::Failed { status: None } => {
+                            warn!(%trunk, "trunk registration unanswered; tried again in a minute");
                         }
                     }
-                    let v = if registered { 1.0 } else { 0.0 };
-                    metrics::gauge!("callverify_trunk_registered", "trunk" => trunk).set(v);
                 }
-                _ => {}
+                sip::Event::Call(..) | sip::Event::Discarded { .. } => {}
             }
         }
     });
     Ok(endpoint)
+}
+
+/// The gauge a trunk's event sets (its name, the trunk, the value): `callverify_trunk_up`
+/// for a keep-alive's news, `callverify_trunk_registered` for a registration's.
+fn trunk_gauge(e: &sip::Event) -> Option<(&'static str, &str, f64)> {
+    match e {
+        sip::Event::Trunk { trunk, up } => {
+            Some(("callverify_trunk_up", trunk, f64::from(u8::from(*up))))
+        }
+        sip::Event::Registration { trunk, state } => {
+            let value = match state {
+                sip::Registration::Registered { .. } => 1.0,
+                sip::Registration::Failed { .. } => 0.0,
+            };
+            Some(("callverify_trunk_registered", trunk, value))
+        }
+        sip::Event::Call(..) | sip::Event::Discarded { .. } => None,
+    }
 }
 
 /// The `/demo` page's key, made at the first start (its secret is never used: the page's
@@ -375,6 +401,36 @@ pub fn shown_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn registrations_and_keep_alives_set_their_trunks_gauges() {
+        use sip::{Event, Registration};
+        let registration = |state| Event::Registration {
+            trunk: "kamailio".into(),
+            state,
+        };
+        assert_eq!(
+            super::trunk_gauge(&registration(Registration::Registered { expires: 600 })),
+            Some(("callverify_trunk_registered", "kamailio", 1.0))
+        );
+        assert_eq!(
+            super::trunk_gauge(&registration(Registration::Failed { status: Some(401) })),
+            Some(("callverify_trunk_registered", "kamailio", 0.0))
+        );
+        let down = Event::Trunk {
+            trunk: "pbx".into(),
+            up: false,
+        };
+        assert_eq!(
+            super::trunk_gauge(&down),
+            Some(("callverify_trunk_up", "pbx", 0.0))
+        );
+        let discarded = Event::Discarded {
+            from: "127.0.0.1:5060".parse().unwrap(),
+            reason: "x".into(),
+        };
+        assert_eq!(super::trunk_gauge(&discarded), None);
+    }
+
     #[test]
     fn passwords_are_not_shown() {
         assert_eq!(

@@ -100,6 +100,9 @@ pub(super) struct Leg {
     cseq: u32,
     invite_cseq: u32,
     invite: Option<ClientTx<LegTimer>>,
+    /// The credentials the current INVITE carried, for the ACK of its 2xx (RFC 3261
+    /// §13.2.2.4: "The ACK MUST contain the same credentials as the INVITE").
+    invite_credentials: Option<(&'static str, String)>,
     completed: Vec<Completed>,
     auth: AuthState,
     /// The callee's tag, from a provisional (an early dialog) or the answer.
@@ -110,6 +113,21 @@ pub(super) struct Leg {
     pub timers: TimerTable<LegTimer>,
     /// The branches of this leg's client transactions (to forget them with the leg).
     pub branches: Vec<String>,
+    /// The answers of other forks than the one taken (a proxy forked the INVITE and more
+    /// than one phone answered), each ended at once with an ACK and a BYE.
+    forks: Vec<Fork>,
+}
+
+/// An answer from another fork than the dialog's (RFC 3261 §13.2.2.4: ACKed, then ended
+/// with a BYE): its tag, and the ACK and BYE sent again for each retransmission of its 2xx
+/// (the sign that they were lost).
+#[derive(Debug)]
+struct Fork {
+    remote_tag: Option<String>,
+    ack: Vec<u8>,
+    bye: Vec<u8>,
+    /// The BYE's branch: its response ends nothing.
+    bye_branch: String,
 }
 
 impl Leg {
@@ -151,8 +169,20 @@ impl Leg {
 
     /// A request inside the dialog (ACK for 2xx, BYE): Request-URI and Route from it.
     fn in_dialog(&self, dialog: &Dialog, method: Method, cseq: u32, branch: &str) -> Builder {
+        self.in_dialog_with(dialog, self.remote_tag.as_deref(), method, cseq, branch)
+    }
+
+    /// As [`Leg::in_dialog`], in the dialog of the callee's tag `remote_tag` (a fork's).
+    fn in_dialog_with(
+        &self,
+        dialog: &Dialog,
+        remote_tag: Option<&str>,
+        method: Method,
+        cseq: u32,
+        branch: &str,
+    ) -> Builder {
         let target = dialog.remote_target.as_deref().unwrap_or(&self.ruri);
-        let to = match &self.remote_tag {
+        let to = match remote_tag {
             Some(tag) => format!("{};tag={tag}", self.to),
             None => self.to.clone(),
         };
@@ -221,6 +251,7 @@ impl UserAgent {
             cseq: 0,
             invite_cseq: 0,
             invite: None,
+            invite_credentials: None,
             completed: Vec::new(),
             auth: AuthState::default(),
             remote_tag: None,
@@ -228,6 +259,7 @@ impl UserAgent {
             state: LegState::Calling { hangup: None },
             timers,
             branches: Vec::new(),
+            forks: Vec::new(),
         }
     }
 
@@ -266,7 +298,8 @@ impl UserAgent {
         };
         let mut b =
             headers::request(head, &leg.route, &branch, &[]).header("Contact", &leg.contact);
-        if let Some((name, value)) = leg.auth.header(creds.as_ref(), Method::Invite, &leg.ruri) {
+        leg.invite_credentials = leg.auth.header(creds.as_ref(), Method::Invite, &leg.ruri);
+        if let Some((name, value)) = &leg.invite_credentials {
             b = b.header(name, value);
         }
         let bytes = b
@@ -482,6 +515,10 @@ mod tests {
     const PEER: &str = "127.0.0.1:5060";
 
     fn ua() -> UserAgent {
+        ua_with(None)
+    }
+
+    fn ua_with(credentials: Option<crate::Credentials>) -> UserAgent {
         let cfg = UaConfig {
             listen: vec![Listener {
                 transport: Transport::Udp,
@@ -497,7 +534,7 @@ mod tests {
             transport: Transport::Udp,
             domain: PEER.into(),
             from_user: "callverify".into(),
-            credentials: None,
+            credentials,
             register: false,
             options_interval: None,
             srtp: Default::default(),
@@ -599,5 +636,81 @@ mod tests {
         // After 64·T1 the leg is forgotten.
         ua.handle_timeout(now + Duration::from_secs(33));
         assert!(ua.legs.is_empty() && ua.txs.is_empty() && ua.by_call_id.is_empty());
+    }
+
+    #[test]
+    fn the_ack_of_an_answer_carries_the_credentials_of_the_invite() {
+        let now = Instant::now();
+        let mut ua = ua_with(Some(crate::Credentials {
+            username: "callverify".into(),
+            password: "secret".into(),
+        }));
+        ua.invite(now, "+81901234567", offer()).unwrap();
+        let invite = sent(&mut ua).remove(0);
+        assert_eq!(invite.header("Proxy-Authorization"), None);
+        let challenge = message::response_to(&invite, PEER.parse().unwrap(), 407, "R", None)
+            .header(
+                "Proxy-Authenticate",
+                "Digest realm=\"proxy\", nonce=\"n1\", qop=\"auth\"",
+            )
+            .build();
+        let udp = "127.0.0.1:5070".parse().unwrap();
+        ua.handle_receive(now, Transport::Udp, udp, PEER.parse().unwrap(), &challenge);
+        let out = sent(&mut ua);
+        let methods: Vec<_> = out.iter().map(|m| m.method().copied()).collect();
+        assert_eq!(methods, [Some(Method::Ack), Some(Method::Invite)]);
+        // The ACK of the 407 is hop by hop: no credentials.
+        assert_eq!(out[0].header("Proxy-Authorization"), None);
+        let credentials = out[1].header("Proxy-Authorization").expect("credentials");
+        respond(&mut ua, now, &out[1], 200, true);
+        assert_eq!(state(&ua), "confirmed");
+        let ack = sent(&mut ua).remove(0);
+        assert_eq!(ack.method(), Some(&Method::Ack));
+        assert_eq!(ack.header("Proxy-Authorization"), Some(credentials));
+    }
+
+    #[test]
+    fn a_second_answer_from_another_fork_is_acked_and_ended_along_its_route() {
+        let now = Instant::now();
+        let mut ua = ua();
+        ua.invite(now, "+81901234567", offer()).unwrap();
+        let invite = sent(&mut ua).remove(0);
+        respond(&mut ua, now, &invite, 200, true);
+        assert_eq!(state(&ua), "confirmed");
+        sent(&mut ua);
+        let sdp = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                   m=audio 6002 RTP/AVP 0\r\n";
+        let fork = message::response_to(&invite, PEER.parse().unwrap(), 200, "OK", Some("fork"))
+            .header("Record-Route", "<sip:127.0.0.1:5060;lr>")
+            .header("Contact", "<sip:other@127.0.0.1:6060>")
+            .body("application/sdp", sdp)
+            .build();
+        let udp = "127.0.0.1:5070".parse().unwrap();
+        for _ in 0..2 {
+            // The 2xx, then its retransmission: each gets the ACK and the BYE.
+            ua.handle_receive(now, Transport::Udp, udp, PEER.parse().unwrap(), &fork);
+            let out = sent(&mut ua);
+            let methods: Vec<_> = out.iter().map(|m| m.method().copied()).collect();
+            assert_eq!(methods, [Some(Method::Ack), Some(Method::Bye)]);
+            for m in &out {
+                assert_eq!(m.to_tag.as_deref(), Some("fork"));
+                assert_eq!(
+                    m.header("Route").as_deref(),
+                    Some("<sip:127.0.0.1:5060;lr>")
+                );
+                assert_eq!(m.request_uri(), "sip:other@127.0.0.1:6060");
+            }
+        }
+        // The dialog taken goes on; the fork's BYE is answered without a word.
+        assert_eq!(state(&ua), "confirmed");
+        let bye = {
+            ua.handle_receive(now, Transport::Udp, udp, PEER.parse().unwrap(), &fork);
+            sent(&mut ua).remove(1)
+        };
+        let ok = message::response_to(&bye, PEER.parse().unwrap(), 200, "OK", None).build();
+        ua.handle_receive(now, Transport::Udp, udp, PEER.parse().unwrap(), &ok);
+        let events: Vec<_> = std::iter::from_fn(|| ua.poll_output()).collect();
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(state(&ua), "confirmed");
     }
 }

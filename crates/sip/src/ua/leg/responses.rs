@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use rsip::Method;
 
-use super::{Completed, Dialog, LegState, LegTimer};
+use super::{Completed, Dialog, Fork, LegState, LegTimer};
 use crate::message::Incoming;
 use crate::sdp;
 use crate::ua::auth::AuthState;
+use crate::ua::endpoint::Owner;
 use crate::ua::headers;
 use crate::ua::{CallEvent, EndReason, UserAgent};
 
@@ -106,11 +107,14 @@ impl UserAgent {
                     | LegState::Lingering { dialog: Some(d) } => Some(d.ack.clone()),
                     _ => None,
                 };
-                if msg.to_tag == leg.remote_tag
-                    && let Some(ack) = ack
-                {
-                    let route = leg.route;
-                    self.transmit(route, ack);
+                match ack {
+                    Some(ack) if msg.to_tag == leg.remote_tag => {
+                        let route = leg.route;
+                        self.transmit(route, ack);
+                    }
+                    // Another phone answered too (a proxy forked the INVITE), or one
+                    // answered after the call ended.
+                    _ => self.end_fork(h, &msg),
                 }
                 return;
             }
@@ -143,14 +147,18 @@ impl UserAgent {
             ack: Vec::new(),
             reply: None,
         };
-        // The ACK of a 2xx is a transaction of its own that nothing answers.
-        dialog.ack = leg
-            .in_dialog(
-                &dialog,
-                Method::Ack,
-                leg.invite_cseq,
-                &headers::new_branch(),
-            )
+        // The ACK of a 2xx is a transaction of its own that nothing answers; it carries the
+        // INVITE's credentials (RFC 3261 §13.2.2.4), which a proxy may check.
+        let mut ack = leg.in_dialog(
+            &dialog,
+            Method::Ack,
+            leg.invite_cseq,
+            &headers::new_branch(),
+        );
+        if let Some((name, value)) = &leg.invite_credentials {
+            ack = ack.header(name, value);
+        }
+        dialog.ack = ack
             .header("User-Agent", self.cfg.user_agent.clone())
             .build();
         if let (None, Ok(answer)) = (&ending, &answer) {
@@ -179,6 +187,69 @@ impl UserAgent {
                 );
             }
         }
+    }
+
+    /// A 2xx from another fork than the dialog's: ACKed along its own route and ended with
+    /// a BYE (RFC 3261 §13.2.2.4), both sent again for each retransmission of it. Its
+    /// BYE's response is absorbed. Forks past a few more are only ACKed (a proxy forks to
+    /// the phones registered for one number; a flood of tags must not grow the leg).
+    fn end_fork(&mut self, h: u64, msg: &Incoming) {
+        const MAX_FORKS: usize = 8;
+        let Some(leg) = self.legs.get(&h) else {
+            return;
+        };
+        if let Some(f) = leg.forks.iter().find(|f| f.remote_tag == msg.to_tag) {
+            let (route, ack, bye) = (leg.route, f.ack.clone(), f.bye.clone());
+            self.transmit(route, ack);
+            self.transmit(route, bye);
+            return;
+        }
+        let room = leg.forks.len() < MAX_FORKS;
+        let bye_branch = if room {
+            self.branch(Owner::Call(h))
+        } else {
+            headers::new_branch()
+        };
+        let ua = self.cfg.user_agent.clone();
+        let Some(leg) = self.legs.get_mut(&h) else {
+            return;
+        };
+        let fork = Dialog {
+            remote_target: msg.contact_uri(),
+            route_set: msg.record_route().into_iter().rev().collect(),
+            answer: None,
+            ack: Vec::new(),
+            reply: None,
+        };
+        let tag = msg.to_tag.as_deref();
+        let mut ack = leg.in_dialog_with(
+            &fork,
+            tag,
+            Method::Ack,
+            leg.invite_cseq,
+            &headers::new_branch(),
+        );
+        if let Some((name, value)) = &leg.invite_credentials {
+            ack = ack.header(name, value);
+        }
+        let ack = ack.header("User-Agent", ua.clone()).build();
+        let route = leg.route;
+        if !room {
+            self.transmit(route, ack);
+            return;
+        }
+        let bye = leg
+            .in_dialog_with(&fork, tag, Method::Bye, leg.invite_cseq + 1, &bye_branch)
+            .header("User-Agent", ua)
+            .build();
+        leg.forks.push(Fork {
+            remote_tag: msg.to_tag.clone(),
+            ack: ack.clone(),
+            bye: bye.clone(),
+            bye_branch,
+        });
+        self.transmit(route, ack);
+        self.transmit(route, bye);
     }
 
     fn on_invite_failure(&mut self, h: u64, now: Instant, msg: Incoming) {
@@ -270,6 +341,14 @@ impl UserAgent {
         let Some(leg) = self.legs.get_mut(&h) else {
             return Ok(());
         };
+        if leg
+            .forks
+            .iter()
+            .any(|f| msg.via.branch.as_deref() == Some(f.bye_branch.as_str()))
+        {
+            // The answer to the BYE that ended another fork's answer.
+            return Ok(());
+        }
         let (bye, cseq) = match &mut leg.state {
             LegState::Ending { bye, cseq, .. } => (bye, *cseq),
             // A late answer to a BYE of a call that has ended.
