@@ -1,6 +1,6 @@
 //! Helpers for the end-to-end tests: real peers (sipp, baresip, PostgreSQL) started on
-//! loopback with free ports, bounded in time, stopped when the test ends; and callverify's
-//! SIP endpoint configured for them. Each module holds one kind of helper, and this root
+//! loopback with free ports (or in network namespaces behind a NAT), bounded in time,
+//! stopped when the test ends; and callverify's SIP endpoint configured for them. Each module holds one kind of helper, and this root
 //! re-exports them all.
 
 mod audio;
@@ -11,6 +11,7 @@ mod endpoint;
 mod entra;
 mod gateway;
 mod net;
+mod netns;
 pub mod pcap;
 mod postgres;
 mod sipp;
@@ -36,6 +37,7 @@ pub use endpoint::{
 pub use entra::{Answer, EntraStandIn, validate_id_token};
 pub use gateway::{Served, call_log, create_api_key, http, sigterm, wait_exit};
 pub use net::{LossyLink, Relay, free_media_ports, free_port, free_rtp_pair};
+pub use netns::{NAT_PUBLIC, NatCounts, NatNet, PHONE};
 pub use postgres::Postgres;
 pub use sipp::{
     SIPP_POUND, Sipp, SippExit, callee_scenario, callee_scenario_after, callee_scenario_playing,
