@@ -47,6 +47,8 @@ struct Run {
     gateway: String,
     /// The gateway's private address.
     private: std::net::Ipv4Addr,
+    /// The call's row in the call log, once it ended.
+    call: serde_json::Value,
 }
 
 /// The gateway's configuration: its listener on the private network, the phone its trunk,
@@ -101,6 +103,7 @@ fn challenge_through_the_nat(tag: &str, n: u8, advertise: bool) -> Run {
     let bin = Path::new(env!("CARGO_BIN_EXE_callverify"));
     let config = write_config(&dir, &net, advertise);
     let key = create_api_key(bin, &config, "idp", "service");
+    let operator = create_api_key(bin, &config, "ops", "operator");
     let log = std::fs::File::create(dir.join("serve.log")).expect("the serve log");
     let serving = Serving(
         net.exec(&net.private)
@@ -152,6 +155,16 @@ fn challenge_through_the_nat(tag: &str, n: u8, advertise: bool) -> Run {
     }
     std::thread::sleep(Duration::from_secs(1));
     let counts = net.counts();
+    let ended = Instant::now();
+    let call = loop {
+        let (_, body) = net.http(&format!("{API}/v1/calls"), "GET", &operator, "");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let call = v["calls"][0].clone();
+        if !call["ended_at"].is_null() || ended.elapsed() > BOUND {
+            break call;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     drop(serving);
     Run {
         state,
@@ -159,18 +172,24 @@ fn challenge_through_the_nat(tag: &str, n: u8, advertise: bool) -> Run {
         phone: phone.log(),
         gateway: std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default(),
         private: net.gateway,
+        call,
     }
 }
 
 #[test]
 fn behind_a_nat_with_its_public_addresses_advertised_the_call_is_approved() {
     let r = challenge_through_the_nat("ok", 61, true);
-    eprintln!("with advertised addresses: {}, NAT {:?}", r.state, r.counts);
+    eprintln!(
+        "with advertised addresses: {}, NAT {:?}, call log {}",
+        r.state, r.counts, r.call
+    );
     let why = format!(
         "{:?}\nphone:\n{}\ngateway:\n{}",
         r.counts, r.phone, r.gateway
     );
     assert_eq!(r.state, "approved", "{why}");
+    assert_eq!(r.call["outcome"], "approved", "{}", r.call);
+    assert!(r.call["packets_received"].as_i64() > Some(50), "{}", r.call);
     // The phone was told the public addresses only, and its audio came in through them.
     assert!(r.phone.contains(&format!("c=IN IP4 {NAT_PUBLIC}")), "{why}");
     assert!(
@@ -195,7 +214,10 @@ fn behind_a_nat_with_its_public_addresses_advertised_the_call_is_approved() {
 #[test]
 fn behind_a_nat_without_its_public_addresses_the_phones_audio_is_lost_and_the_call_ends_no_input() {
     let r = challenge_through_the_nat("lost", 62, false);
-    eprintln!("without: {}, NAT {:?}", r.state, r.counts);
+    eprintln!(
+        "without: {}, NAT {:?}, call log {}",
+        r.state, r.counts, r.call
+    );
     let why = format!(
         "{:?}\nphone:\n{}\ngateway:\n{}",
         r.counts, r.phone, r.gateway
@@ -208,6 +230,10 @@ fn behind_a_nat_without_its_public_addresses_the_phones_audio_is_lost_and_the_ca
         "{why}"
     );
     assert_eq!(r.state, "no_input", "{why}");
+    // The call log says so: answered, and not one RTP packet received.
+    assert_eq!(r.call["outcome"], "no_input", "{}", r.call);
+    assert!(!r.call["time_to_answer_ms"].is_null(), "{}", r.call);
+    assert_eq!(r.call["packets_received"], 0, "{}", r.call);
     // The phone's RTP (with its '#') and its BYE went to the private address: the NAT
     // dropped them; nothing came in through the RTP ports.
     assert_eq!(r.counts.rtp_in, 0, "{why}");
