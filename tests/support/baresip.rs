@@ -2,7 +2,7 @@
 //! WAV into it, over UDP and TCP, or TLS with or without SRTP.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -120,34 +120,62 @@ impl Baresip {
         sec: BaresipSecurity,
         lifetime: Duration,
     ) -> Baresip {
-        Baresip::start_with(name, wav, sec, Some(registrar), lifetime)
+        Baresip::launch(name, wav, sec, Some(registrar), lifetime, None)
+    }
+
+    /// As [`Baresip::start_saying_for`], inside the network namespace `netns` (see
+    /// [`crate::NatNet`]) where it listens on `ip`, port 5060, with RTP on 40000-40010.
+    pub fn start_in(
+        netns: &str,
+        ip: IpAddr,
+        name: &str,
+        wav: &Path,
+        lifetime: Duration,
+    ) -> Baresip {
+        Baresip::launch(
+            name,
+            wav,
+            BaresipSecurity::default(),
+            None,
+            lifetime,
+            Some((netns, SocketAddr::new(ip, 5060), 40000)),
+        )
     }
 
     fn start_for(name: &str, wav: &Path, sec: BaresipSecurity, lifetime: Duration) -> Baresip {
-        Baresip::start_with(name, wav, sec, None, lifetime)
+        Baresip::launch(name, wav, sec, None, lifetime, None)
     }
 
-    fn start_with(
+    /// Starts it on loopback with free ports, or (`netns`) in that namespace at that SIP
+    /// address and RTP port; with one account registered to `registrar`, or the tests' two.
+    fn launch(
         name: &str,
         wav: &Path,
         sec: BaresipSecurity,
         registrar: Option<&BaresipRegistrar<'_>>,
         lifetime: Duration,
+        netns: Option<(&str, SocketAddr, u16)>,
     ) -> Baresip {
         let dir = scratch(&format!("baresip-{name}"));
-        // Its TLS listener takes the port after the SIP port.
-        let port = loop {
-            let p = free_port(V4);
-            if p < u16::MAX && TcpListener::bind((V4, p + 1)).is_ok() {
-                break p;
+        let (addr, rtp) = match netns {
+            Some((_, addr, rtp)) => (addr, rtp),
+            None => {
+                // Its TLS listener takes the port after the SIP port.
+                let port = loop {
+                    let p = free_port(V4);
+                    if p < u16::MAX && TcpListener::bind((V4, p + 1)).is_ok() {
+                        break p;
+                    }
+                };
+                (SocketAddr::new(V4, port), free_port(V4))
             }
         };
-        let rtp = free_port(V4);
-        // baresip 1.0 binds only where net_interface says (loopback here).
+        let (host, port) = (addr.ip(), addr.port());
+        // baresip 1.0 binds only where net_interface says.
         let mut config = format!(
             "poll_method\tepoll\n\
-             sip_listen\t127.0.0.1:{port}\n\
-             net_interface\t127.0.0.1\n\
+             sip_listen\t{addr}\n\
+             net_interface\t{host}\n\
              audio_player\taufile,{heard}\n\
              audio_source\taufile,{said}\n\
              audio_alert\taufile,/dev/null\n\
@@ -200,14 +228,22 @@ impl Baresip {
             None => ["+81901234567", "+819012345678"]
                 .map(|user| {
                     format!(
-                        "<sip:{user}@127.0.0.1>;regint=0;answermode={answermode};audio_codecs=PCMU,PCMA{mediaenc}\n"
+                        "<sip:{user}@{host}>;regint=0;answermode={answermode};audio_codecs=PCMU,PCMA{mediaenc}\n"
                     )
                 })
                 .concat(),
         };
         fs::write(dir.join("accounts"), accounts).expect("write baresip's accounts");
         let out = fs::File::create(dir.join("baresip.log")).expect("create the log");
-        let child = Command::new("baresip")
+        let mut cmd = match netns {
+            Some((ns, ..)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "baresip"]);
+                c
+            }
+            None => Command::new("baresip"),
+        };
+        let child = cmd
             .arg("-f")
             .arg(&dir)
             .args(["-s", "-t", &lifetime.as_secs().to_string()])
@@ -218,8 +254,7 @@ impl Baresip {
             .stderr(out)
             .spawn()
             .expect("baresip runs (apt-get install baresip-core)");
-        let addr = SocketAddr::new(V4, port);
-        let tls_addr = sec.certificate.map(|_| SocketAddr::new(V4, port + 1));
+        let tls_addr = sec.certificate.map(|_| SocketAddr::new(host, port + 1));
         let mut b = Baresip {
             child,
             dir,
@@ -228,7 +263,12 @@ impl Baresip {
             tls_addr,
         };
         let start = Instant::now();
-        while !in_use(Transport::Udp, addr)
+        // In a namespace of its own its sockets cannot be seen from here: its word is taken.
+        let listening = |b: &Baresip| match netns {
+            Some(_) => b.log().contains("baresip is ready."),
+            None => in_use(Transport::Udp, addr),
+        };
+        while !listening(&b)
             || tls_addr.is_some_and(|a| !in_use(Transport::Tcp, a))
             || control.is_some_and(|a| !in_use(Transport::Tcp, a))
         {

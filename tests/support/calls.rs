@@ -49,6 +49,7 @@ pub fn script() -> engine::ScriptConfig {
 pub fn media_at(ip: IpAddr, port: u16) -> engine::MediaConfig {
     engine::MediaConfig {
         address: ip,
+        public_address: None,
         ports: port..=port + 1,
         codecs: vec![Codec::Pcmu, Codec::Pcma],
         on_send: None,

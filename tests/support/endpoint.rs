@@ -61,10 +61,7 @@ fn ua_config(
     UaConfig {
         listen: transports
             .iter()
-            .map(|&transport| Listener {
-                transport,
-                addr: SocketAddr::new(ip, 0),
-            })
+            .map(|&transport| Listener::new(transport, SocketAddr::new(ip, 0)))
             .collect(),
         user_agent: "callverify-e2e".into(),
         timers,

@@ -335,10 +335,7 @@ impl Tally {
 /// A SIP endpoint on loopback whose one trunk is sipp.
 async fn endpoint(sipp: SocketAddr) -> SipEndpoint {
     let ua = UaConfig {
-        listen: vec![Listener {
-            transport: Transport::Udp,
-            addr: SocketAddr::new(LOOPBACK, 0),
-        }],
+        listen: vec![Listener::new(Transport::Udp, SocketAddr::new(LOOPBACK, 0))],
         user_agent: "callverify-bench".into(),
         timers: Timers::default(),
         ring_timeout: Duration::from_secs(30),
@@ -358,6 +355,7 @@ async fn place_calls(
 ) -> Vec<CallTask> {
     let media = MediaConfig {
         address: LOOPBACK,
+        public_address: None,
         ports: 20000..=40000,
         // Offered as the tests offer them (sipp's scenario checks the offer); sipp picks PCMU.
         codecs: vec![Codec::Pcmu, Codec::Pcma],

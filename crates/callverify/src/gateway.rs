@@ -169,6 +169,14 @@ async fn start_sip(cfg: &Config) -> anyhow::Result<engine::SipEndpoint> {
     let env = |v: &str| std::env::var(v).ok();
     let (ua, trunks) = cfg.sip_settings(env);
     let tls = cfg.tls_settings()?;
+    for l in &ua.listen {
+        if let Some(public) = l.advertise {
+            info!(listener = %l.addr, transport = %l.transport, %public, "SIP listener advertised (Via, Contact)");
+        }
+    }
+    if let Some(public) = cfg.media_settings().public_address {
+        info!(%public, "media advertised (SDP)");
+    }
     for t in &trunks {
         metrics::gauge!("callverify_trunk_up", "trunk" => t.name.clone()).set(1.0);
         if t.register {

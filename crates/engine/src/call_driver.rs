@@ -31,14 +31,24 @@ use crate::sip_driver::{Call, CallError, SipEndpoint};
 /// Where the calls' media is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MediaConfig {
-    /// The local address for RTP (put in the SDP offer).
+    /// The local address RTP is bound to (and named in the SDP, without `public_address`).
     pub address: IpAddr,
+    /// Behind a NAT: the public address the SDP names instead (o= and c=), whose ports
+    /// are forwarded to `address`'s.
+    pub public_address: Option<IpAddr>,
     /// Ports to pick RTP/RTCP pairs from (RTP on the even port).
     pub ports: RangeInclusive<u16>,
     /// Codecs offered, in order of preference.
     pub codecs: Vec<Codec>,
     /// Called right after each RTP packet is sent (benchmarks measure the pacing with it).
     pub on_send: Option<OnSend>,
+}
+
+impl MediaConfig {
+    /// The address the SDP names: the public one behind a NAT, else the bound one.
+    pub fn sdp_address(&self) -> IpAddr {
+        self.public_address.unwrap_or(self.address)
+    }
 }
 
 /// A function called with the time right after each RTP packet of a call is sent.
@@ -198,7 +208,12 @@ pub async fn verify(
     })?;
     // Keyed always; the key is offered only where the trunk says (the user agent sets the
     // policy per trunk).
-    let offer = Offer::new(media.address, local.port(), media.codecs.clone(), true);
+    let offer = Offer::new(
+        media.sdp_address(),
+        local.port(),
+        media.codecs.clone(),
+        true,
+    );
     let key = offer.sdes.key.clone();
     let (started, wall) = (Instant::now(), SystemTime::now());
     let call = endpoint.call(dial, offer).await?;
@@ -332,5 +347,27 @@ fn log_report(r: &Report) {
             "key before the instructions: ignored"
         ),
         other => debug!(report = ?other, "call progress"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdp_names_the_public_address_when_there_is_one() {
+        let mut media = MediaConfig {
+            address: "10.0.0.2".parse().unwrap(),
+            public_address: None,
+            ports: 30000..=30001,
+            codecs: vec![Codec::Pcmu],
+            on_send: None,
+        };
+        assert_eq!(media.sdp_address(), media.address);
+        media.public_address = Some("198.51.100.7".parse().unwrap());
+        let offer = Offer::new(media.sdp_address(), 30000, media.codecs.clone(), false);
+        let sdp = offer.to_sdp();
+        assert!(sdp.contains("c=IN IP4 198.51.100.7\r\n"), "{sdp}");
+        assert!(!sdp.contains("10.0.0.2"), "{sdp}");
     }
 }

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let local = "127.0.0.1:5070".parse().unwrap();
     let peer = "127.0.0.1:5060".parse().unwrap();
     let cfg = UaConfig {
-        listen: vec![Listener { transport: Transport::Udp, addr: local }],
+        listen: vec![Listener::new(Transport::Udp, local)],
         user_agent: "fuzz".into(),
         timers: Timers::default(),
         ring_timeout: Duration::from_secs(45),

@@ -378,14 +378,8 @@ fuzz_target!(|steps: Vec<Step>| {
     let local: SocketAddr = LOCAL.parse().unwrap();
     let cfg = UaConfig {
         listen: vec![
-            Listener {
-                transport: Transport::Udp,
-                addr: local,
-            },
-            Listener {
-                transport: Transport::Tcp,
-                addr: local,
-            },
+            Listener::new(Transport::Udp, local),
+            Listener::new(Transport::Tcp, local),
         ],
         user_agent: "fuzz".into(),
         timers: Timers::default(),

@@ -535,6 +535,33 @@ mod tests {
     }
 
     #[test]
+    fn the_origin_and_connection_name_the_offers_address_in_offers_and_answers() {
+        // Behind a NAT the offer is made for the public address; RTP is bound elsewhere.
+        let public = Offer {
+            address: "198.51.100.7".parse().unwrap(),
+            ..offer()
+        };
+        for sdp in [public.to_sdp(), public.answer_sdp(Some(96))] {
+            assert!(
+                sdp.contains("o=callverify 42 1 IN IP4 198.51.100.7\r\n")
+                    && sdp.contains("c=IN IP4 198.51.100.7\r\n")
+                    && sdp.contains("m=audio 40000 "),
+                "{sdp}"
+            );
+        }
+        let v6 = Offer {
+            address: "2001:db8::7".parse().unwrap(),
+            ..offer()
+        };
+        let sdp = v6.to_sdp();
+        assert!(
+            sdp.contains("o=callverify 42 1 IN IP6 2001:db8::7\r\n")
+                && sdp.contains("c=IN IP6 2001:db8::7\r\n"),
+            "{sdp}"
+        );
+    }
+
+    #[test]
     fn srtp_offers_and_answers() {
         // Off: no key in the offer, even when there is one.
         let s = keyed(SrtpPolicy::Off).to_sdp();

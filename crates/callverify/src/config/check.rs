@@ -17,11 +17,13 @@ type Checked = Result<(), ConfigError>;
 /// variables.
 pub(super) fn all(c: &Config, src: &Source, env: impl Fn(&str) -> Option<String>) -> Checked {
     listeners(&c.sip, src)?;
+    advertised(&c.sip, src)?;
     codecs(&c.sip, src)?;
     timers(&c.sip.timers, src)?;
     tls_listeners(&c.sip, src)?;
     trunks(c, src, &env)?;
     media(&c.media, src)?;
+    public_media(c, src)?;
     script(&c.call, &c.sip.timers, src)?;
     challenge_lifetimes(&c.api, src)?;
     policy(&c.policy, src)?;
@@ -59,6 +61,63 @@ fn listeners(sip: &Sip, src: &Source) -> Checked {
         ));
     }
     Ok(())
+}
+
+/// Each advertised address is for a listener of `sip.listen`, of its address family, and
+/// one peers can be sent to (not unspecified, port 0, multicast or broadcast).
+fn advertised(sip: &Sip, src: &Source) -> Checked {
+    for (listen, adv) in sip.advertise.get_ref() {
+        let Some(l) = sip.listen.get_ref().iter().find(|l| *l == listen) else {
+            let listed: Vec<String> = sip
+                .listen
+                .get_ref()
+                .iter()
+                .map(|l| format!("\"{l}\""))
+                .collect();
+            return Err(src.at(
+                adv,
+                format!(
+                    "sip.advertise names \"{listen}\", which is not in sip.listen ({}): write the listener as it is written there",
+                    listed.join(", ")
+                ),
+            ));
+        };
+        let a = adv.get_ref().for_listener(l.addr);
+        if let Some(why) = unreachable_address(a.ip()) {
+            return Err(src.at(
+                adv,
+                format!("sip.advertise for \"{listen}\": {} is {why}: give the public address peers reach", a.ip()),
+            ));
+        }
+        if a.port() == 0 {
+            return Err(src.at(
+                adv,
+                format!("sip.advertise for \"{listen}\": port 0: give the port forwarded to the listener"),
+            ));
+        }
+        if a.is_ipv4() != l.addr.is_ipv4() {
+            return Err(src.at(
+                adv,
+                format!(
+                    "sip.advertise for \"{listen}\": {a} is not of the listener's address family"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why `ip` cannot be where peers send to, if it cannot.
+fn unreachable_address(ip: std::net::IpAddr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("unspecified")
+    } else if ip.is_multicast() {
+        Some("multicast")
+    } else if ip == std::net::IpAddr::from([255, 255, 255, 255]) {
+        Some("broadcast")
+    } else {
+        None
+    }
 }
 
 /// At least one codec offered.
@@ -220,6 +279,53 @@ fn media(m: &Media, src: &Source) -> Checked {
     }
     if *m.rtcp_interval_s.get_ref() == 0 {
         return Err(src.at(&m.rtcp_interval_s, "rtcp_interval_s must be above 0"));
+    }
+    Ok(())
+}
+
+/// `[media] public_address` is one peers can send to, of the media address's family; and
+/// behind a NAT both halves are given: advertised SIP addresses without a public media
+/// address (or the other way round) would have the phone's audio, or its requests, sent to
+/// a private address, and calls fail without a word.
+fn public_media(c: &Config, src: &Source) -> Checked {
+    let advertising = !c.sip.advertise.get_ref().is_empty();
+    let Some(public) = &c.media.public_address else {
+        if advertising {
+            return Err(src.at(
+                &c.sip.advertise,
+                format!(
+                    "sip.advertise is set but [media] public_address is not: the SDP would name {}, \
+                     which a phone on the NAT's public side cannot reach; set public_address \
+                     (to the media address itself if media is not behind the NAT)",
+                    c.media_settings().address
+                ),
+            ));
+        }
+        return Ok(());
+    };
+    let ip = *public.get_ref();
+    if let Some(why) = unreachable_address(ip) {
+        return Err(src.at(
+            public,
+            format!(
+                "media.public_address {ip} is {why}: give the public address RTP is forwarded from"
+            ),
+        ));
+    }
+    let local = c.media_settings().address;
+    if ip.is_ipv4() != local.is_ipv4() {
+        return Err(src.at(
+            public,
+            format!("media.public_address {ip} is not of the media address {local}'s family"),
+        ));
+    }
+    if !advertising {
+        return Err(src.at(
+            public,
+            "media.public_address is set but sip.advertise is not: Via and Contact would name the \
+             listeners' private addresses, so the phone's BYE and re-INVITEs would be lost; advertise \
+             the listeners' public addresses (or each listener itself if SIP is not behind the NAT)",
+        ));
     }
     Ok(())
 }

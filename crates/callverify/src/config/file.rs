@@ -1,6 +1,7 @@
 //! The file's tables as they are deserialised, each with its defaults: what is written, not
 //! yet checked (`check.rs`) nor made into the crates' settings (`settings.rs`).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -8,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// A SIP transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// UDP (RFC 3261 §18 with retransmissions).
@@ -31,7 +32,7 @@ impl Transport {
 }
 
 /// A listening socket, written `transport:address:port`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Listen {
     /// The transport.
     pub transport: Transport,
@@ -68,6 +69,46 @@ impl<'de> Deserialize<'de> for Listen {
         String::deserialize(d)?
             .parse()
             .map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.transport.name(), self.addr)
+    }
+}
+
+/// An advertised address, written `address:port` or `address` (the listener's port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Advertise {
+    /// The address peers reach.
+    pub ip: IpAddr,
+    /// Its port, when written.
+    pub port: Option<u16>,
+}
+
+impl Advertise {
+    /// The address and port for a listener at `listen`.
+    pub fn for_listener(self, listen: SocketAddr) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port.unwrap_or(listen.port()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Advertise {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Advertise {
+                ip: a.ip(),
+                port: Some(a.port()),
+            });
+        }
+        match s.parse::<IpAddr>() {
+            Ok(ip) => Ok(Advertise { ip, port: None }),
+            Err(_) => Err(serde::de::Error::custom(format!(
+                "advertised address {s:?} is not address or address:port (IPv6 in brackets with a port)"
+            ))),
+        }
     }
 }
 
@@ -134,6 +175,14 @@ pub struct Sip {
     pub timers: Timers,
     /// The certificate TLS listeners present.
     pub tls: Option<Spanned<SipTls>>,
+    /// Behind a NAT: per listener (written as in `listen`), the public address peers reach
+    /// it at, named in Via and Contact instead of the listener's.
+    #[serde(default = "no_advertise")]
+    pub advertise: Spanned<BTreeMap<Listen, Spanned<Advertise>>>,
+}
+
+fn no_advertise() -> Spanned<BTreeMap<Listen, Spanned<Advertise>>> {
+    Spanned::new(0..0, BTreeMap::new())
 }
 
 /// The `[sip.tls]` table: what this gateway presents to peers that connect to its TLS
@@ -270,6 +319,9 @@ pub enum LatchingName {
 pub struct Media {
     /// Local address for RTP; defaults to the first SIP listener's address.
     pub address: Option<IpAddr>,
+    /// Behind a NAT: the public address the SDP names (o=, c=) instead of `address`, with
+    /// `rtp_ports` forwarded to it.
+    pub public_address: Option<Spanned<IpAddr>>,
     /// Ports for RTP/RTCP pairs.
     #[serde(default = "default_rtp_ports")]
     pub rtp_ports: Spanned<PortRange>,
@@ -298,6 +350,7 @@ impl Default for Media {
     fn default() -> Self {
         Media {
             address: None,
+            public_address: None,
             rtp_ports: default_rtp_ports(),
             latching: LatchingName::default(),
             rtcp_interval_s: default_rtcp_interval(),

@@ -91,6 +91,7 @@ impl Config {
                 .media
                 .address
                 .unwrap_or_else(|| self.sip.listen.get_ref()[0].addr.ip()),
+            public_address: self.media.public_address.as_ref().map(|a| *a.get_ref()),
             ports: first..=last,
             codecs: self
                 .sip
@@ -250,6 +251,12 @@ impl Config {
                 .map(|l| sip::Listener {
                     transport: l.transport.into(),
                     addr: l.addr,
+                    advertise: self
+                        .sip
+                        .advertise
+                        .get_ref()
+                        .get(l)
+                        .map(|a| a.get_ref().for_listener(l.addr)),
                 })
                 .collect(),
             user_agent: self.sip.user_agent.clone(),

@@ -722,3 +722,141 @@ fn eam_urls_may_be_http_on_loopback_only_and_help_up_to_200_characters() {
         "{e}"
     );
 }
+
+/// The shipped example with its NAT lines (`[sip] advertise`, `[media] public_address`)
+/// uncommented, and `edit` applied.
+fn natted(edit: impl Fn(String) -> String) -> Result<Config, ConfigError> {
+    let text = shipped()
+        .replacen("# advertise = ", "advertise = ", 1)
+        .replacen("# public_address = ", "public_address = ", 1);
+    Config::parse(&edit(text), "c.toml", env_with_password)
+}
+
+#[test]
+fn the_nat_example_advertises_its_listeners_and_the_public_media_address() {
+    let c = natted(|t| t).unwrap();
+    let (ua, _) = c.sip_settings(env_with_password);
+    let advertised: Vec<_> = ua.listen.iter().map(|l| l.advertise).collect();
+    let public = "198.51.100.7:5060".parse().ok();
+    assert_eq!(advertised, [public, public, None, None]);
+    assert_eq!(
+        ua.listen[0].advertised(),
+        "198.51.100.7:5060".parse().unwrap()
+    );
+    assert_eq!(ua.listen[2].advertised(), "[::1]:5070".parse().unwrap());
+    let m = c.media_settings();
+    assert_eq!(m.address, std::net::IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(m.public_address, "198.51.100.7".parse().ok());
+    assert_eq!(
+        m.sdp_address(),
+        "198.51.100.7".parse::<std::net::IpAddr>().unwrap()
+    );
+    // An address without a port takes the listener's.
+    let c = natted(|t| {
+        t.replace(
+            "\"tcp:127.0.0.1:5070\" = \"198.51.100.7:5060\"",
+            "\"tcp:127.0.0.1:5070\" = \"198.51.100.7\"",
+        )
+    })
+    .unwrap();
+    let (ua, _) = c.sip_settings(env_with_password);
+    assert_eq!(ua.listen[1].advertise, "198.51.100.7:5070".parse().ok());
+    sip::UserAgent::new(ua, c.sip_settings(env_with_password).1).expect("the user agent takes it");
+    // Without them, nothing is advertised.
+    let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
+    assert!(
+        c.sip_settings(env_with_password)
+            .0
+            .listen
+            .iter()
+            .all(|l| l.advertise.is_none())
+    );
+    assert_eq!(c.media_settings().public_address, None);
+}
+
+#[test]
+fn nat_mistakes_are_told_at_their_line() {
+    let advertise_line = line_of_text("# advertise = ");
+    let public_line = line_of_text("# public_address = ");
+    let cases: &[(&str, &str, &str, usize)] = &[
+        (
+            "\"udp:127.0.0.1:5070\" = ",
+            "\"udp:127.0.0.1:5080\" = ",
+            "sip.advertise names \"udp:127.0.0.1:5080\", which is not in sip.listen",
+            advertise_line,
+        ),
+        (
+            "\"udp:127.0.0.1:5070\" = ",
+            "\"sctp:127.0.0.1:5070\" = ",
+            "unknown transport",
+            advertise_line,
+        ),
+        (
+            "= \"198.51.100.7:5060\", ",
+            "= \"0.0.0.0:5060\", ",
+            "0.0.0.0 is unspecified",
+            advertise_line,
+        ),
+        (
+            "= \"198.51.100.7:5060\", ",
+            "= \"198.51.100.7:0\", ",
+            "port 0",
+            advertise_line,
+        ),
+        (
+            "= \"198.51.100.7:5060\", ",
+            "= \"224.0.0.1:5060\", ",
+            "multicast",
+            advertise_line,
+        ),
+        (
+            "= \"198.51.100.7:5060\", ",
+            "= \"[2001:db8::7]:5060\", ",
+            "not of the listener's address family",
+            advertise_line,
+        ),
+        (
+            "= \"198.51.100.7:5060\", ",
+            "= \"gw.example.net:5060\", ",
+            "is not address or address:port",
+            advertise_line,
+        ),
+        (
+            "public_address = \"198.51.100.7\"",
+            "public_address = \"0.0.0.0\"",
+            "media.public_address 0.0.0.0 is unspecified",
+            public_line,
+        ),
+        (
+            "public_address = \"198.51.100.7\"",
+            "public_address = \"2001:db8::7\"",
+            "not of the media address 127.0.0.1's family",
+            public_line,
+        ),
+        (
+            "public_address = \"198.51.100.7\"\n",
+            "",
+            "sip.advertise is set but [media] public_address is not: the SDP would name 127.0.0.1",
+            advertise_line,
+        ),
+    ];
+    for &(find, replace, words, line) in cases {
+        let e = natted(|t| {
+            assert!(t.contains(find), "{find:?}");
+            t.replacen(find, replace, 1)
+        })
+        .unwrap_err();
+        assert_eq!(e.line, Some(line), "{replace}: {e}");
+        assert!(e.to_string().contains(words), "{replace}: {e}");
+    }
+    // The public media address alone: the listeners would still name their private
+    // addresses.
+    let text = shipped().replacen("# public_address = ", "public_address = ", 1);
+    let e = Config::parse(&text, "c.toml", env_with_password).unwrap_err();
+    assert_eq!(e.line, Some(public_line), "{e}");
+    assert!(
+        e.to_string()
+            .contains("media.public_address is set but sip.advertise is not"),
+        "{e}"
+    );
+}

@@ -74,6 +74,7 @@ impl UserAgent {
                 transport,
                 local,
                 remote: from,
+                sent_by: local,
             };
             self.on_request(now, msg, reply);
         }

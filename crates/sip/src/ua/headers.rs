@@ -9,12 +9,16 @@ use rsip::Method;
 use crate::message::Builder;
 use crate::{Transport, random};
 
-/// Where a request goes: over which transport, from which local listener, to which address.
+/// Where a request goes: over which transport, from which local listener, to which address;
+/// and the listener's address as peers know it (its advertised one, behind a NAT), which
+/// the request's Via names. A response goes back where its request came from and names
+/// nothing of ours: its `sent_by` is unused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Route {
     pub transport: Transport,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    pub sent_by: SocketAddr,
 }
 
 /// The identity of a request: its Call-ID, From and To (with their tags as they go), CSeq
@@ -53,7 +57,7 @@ pub(super) fn via(route: &Route, branch: &str) -> String {
     format!(
         "SIP/2.0/{} {};branch={branch};rport",
         route.transport.via_name(),
-        route.local
+        route.sent_by
     )
 }
 
@@ -83,6 +87,7 @@ mod tests {
             transport: Transport::Tcp,
             local: "127.0.0.1:5070".parse().unwrap(),
             remote: "127.0.0.1:5060".parse().unwrap(),
+            sent_by: "127.0.0.1:5070".parse().unwrap(),
         };
         let bytes = request(
             Head {

@@ -52,6 +52,25 @@ pub struct Listener {
     pub transport: Transport,
     /// A specific address (not 0.0.0.0 / ::: it goes into Via and Contact).
     pub addr: SocketAddr,
+    /// The address peers are told instead of `addr` (Via sent-by, Contact): behind a NAT,
+    /// its public address with this listener's port forwarded to it. `None`: `addr`.
+    pub advertise: Option<SocketAddr>,
+}
+
+impl Listener {
+    /// A listener peers reach at its own address.
+    pub fn new(transport: Transport, addr: SocketAddr) -> Listener {
+        Listener {
+            transport,
+            addr,
+            advertise: None,
+        }
+    }
+
+    /// The address that goes into Via and Contact of what is sent from it.
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertise.unwrap_or(self.addr)
+    }
 }
 
 /// Digest credentials for a trunk.
@@ -155,6 +174,11 @@ pub enum UaError {
     /// A listener has an unspecified address.
     #[error("listen address {0} is unspecified; give the address peers reach")]
     Unspecified(SocketAddr),
+    /// A listener advertises an unspecified address or port 0.
+    #[error(
+        "advertised address {0} is unspecified or has port 0; give the address and port peers reach"
+    )]
+    UnspecifiedAdvertised(SocketAddr),
     /// No listener matches a trunk's transport and address family.
     #[error("trunk {trunk:?} needs a {transport} listener for {address}")]
     NoListener {
@@ -342,11 +366,11 @@ pub struct UserAgent {
     started: bool,
 }
 
-fn local_for(listen: &[Listener], transport: Transport, remote: SocketAddr) -> Option<SocketAddr> {
+fn local_for(listen: &[Listener], transport: Transport, remote: SocketAddr) -> Option<Listener> {
     listen
         .iter()
         .find(|l| l.transport == transport && l.addr.is_ipv4() == remote.is_ipv4())
-        .map(|l| l.addr)
+        .copied()
 }
 
 fn dialable(target: &str) -> bool {
@@ -363,6 +387,14 @@ impl UserAgent {
     pub fn new(cfg: UaConfig, trunks: Vec<TrunkConfig>) -> Result<UserAgent, UaError> {
         if let Some(l) = cfg.listen.iter().find(|l| l.addr.ip().is_unspecified()) {
             return Err(UaError::Unspecified(l.addr));
+        }
+        if let Some(a) = cfg
+            .listen
+            .iter()
+            .filter_map(|l| l.advertise)
+            .find(|a| a.ip().is_unspecified() || a.port() == 0)
+        {
+            return Err(UaError::UnspecifiedAdvertised(a));
         }
         if trunks.is_empty() {
             return Err(UaError::NoTrunk);

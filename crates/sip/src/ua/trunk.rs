@@ -1,5 +1,10 @@
 //! The trunks: REGISTER with refresh (and the address a registrar reports for us, RFC
 //! 3581), OPTIONS keep-alive marking a trunk up or down, and which trunk a call tries next.
+//!
+//! Our address in a trunk's Contact is its listener's advertised address when one is
+//! configured (behind a NAT with the port forwarded: the operator's word, stable whatever
+//! the NAT's mappings do); otherwise the address a registrar saw us at (Via received and
+//! rport of its 2xx), once it has said; otherwise the listener's own.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,7 +14,7 @@ use rsip::Method;
 use super::auth::AuthState;
 use super::endpoint::Owner;
 use super::headers::{self, Head, Route};
-use super::{Event, Registration, TrunkConfig, UserAgent};
+use super::{Event, Listener, Registration, TrunkConfig, UserAgent};
 use crate::Transport;
 use crate::message::{self, Incoming, addr_spec, param};
 use crate::timer::{TimerKind, TimerTable};
@@ -58,7 +63,10 @@ impl TimerKind for TrunkTimer {
 #[derive(Debug)]
 pub(super) struct Trunk {
     pub cfg: TrunkConfig,
+    /// The listener its requests are sent from.
     pub local: SocketAddr,
+    /// That listener's advertised address, if it has one.
+    advertised: Option<SocketAddr>,
     /// Our address as the trunk sees it (Via received/rport of a REGISTER response).
     public: Option<SocketAddr>,
     /// Whether its keep-alive last said it is up (`None` before the first).
@@ -85,10 +93,11 @@ pub(super) struct Trunk {
 
 impl Trunk {
     /// A trunk reached from the listener `local`.
-    pub fn new(cfg: TrunkConfig, local: SocketAddr) -> Trunk {
+    pub fn new(cfg: TrunkConfig, local: Listener) -> Trunk {
         Trunk {
             cfg,
-            local,
+            local: local.addr,
+            advertised: local.advertise,
             public: None,
             up: None,
             options: None,
@@ -113,11 +122,14 @@ impl Trunk {
             transport: self.cfg.transport,
             local: self.local,
             remote: self.cfg.address,
+            sent_by: self.advertised.unwrap_or(self.local),
         }
     }
 
+    /// Our address in Contact: the advertised one, else the one a registrar saw, else the
+    /// listener's.
     fn contact_addr(&self) -> SocketAddr {
-        self.public.unwrap_or(self.local)
+        self.advertised.or(self.public).unwrap_or(self.local)
     }
 
     /// The Contact of the calls and registrations through it.
@@ -353,9 +365,11 @@ impl UserAgent {
             .or_else(|| msg.header("Expires").and_then(|e| e.parse().ok()))
             .unwrap_or(tr.reg_expires)
             .min(MAX_REGISTER_EXPIRES);
-        // Over TCP the source port is the connection's, not a listener: keep ours.
+        // Over TCP the source port is the connection's, not a listener: keep ours. An
+        // advertised address is kept whatever the registrar saw.
         if let Some(seen) = seen
             && tr.cfg.transport == Transport::Udp
+            && tr.advertised.is_none()
             && seen != tr.contact_addr()
             && !tr.public_moved
         {
@@ -426,7 +440,10 @@ mod tests {
             srtp: Default::default(),
             responses_from: ResponsesFrom::Address,
         };
-        Trunk::new(cfg, "127.0.0.1:5070".parse().unwrap())
+        Trunk::new(
+            cfg,
+            Listener::new(transport, "127.0.0.1:5070".parse().unwrap()),
+        )
     }
 
     #[test]
@@ -443,5 +460,20 @@ mod tests {
             "<sip:callverify@203.0.113.7:40000;transport=tls>"
         );
         assert_eq!(t.route().remote, "127.0.0.1:5060".parse().unwrap());
+        // An advertised address wins over the one seen; the Via names it too, and the
+        // requests still leave from the listener.
+        t.advertised = Some("198.51.100.7:5061".parse().unwrap());
+        assert_eq!(
+            t.contact(),
+            "<sip:callverify@198.51.100.7:5061;transport=tls>"
+        );
+        let route = t.route();
+        assert_eq!(
+            (route.local, route.sent_by),
+            (
+                "127.0.0.1:5070".parse().unwrap(),
+                "198.51.100.7:5061".parse().unwrap()
+            )
+        );
     }
 }

@@ -298,6 +298,7 @@ mod tests {
             transport: Transport::Udp,
             local: "127.0.0.1:5070".parse().unwrap(),
             remote: ([127, 0, 0, 1], port).into(),
+            sent_by: "127.0.0.1:5070".parse().unwrap(),
         }
     }
 

@@ -65,16 +65,23 @@ pub struct Sim {
     pub now: Instant,
     pub t0: Instant,
     pub sent: Vec<(Duration, SocketAddr, Incoming)>,
+    /// The listener each message was sent from.
+    pub sent_from: Vec<SocketAddr>,
     pub events: Vec<Event>,
 }
 
 impl Sim {
     pub fn new(trunks: Vec<TrunkConfig>) -> Sim {
+        Sim::with_listener(
+            Listener::new(Transport::Udp, LOCAL.parse().unwrap()),
+            trunks,
+        )
+    }
+
+    /// A user agent with the one listener `listener` (at [`LOCAL`]).
+    pub fn with_listener(listener: Listener, trunks: Vec<TrunkConfig>) -> Sim {
         let cfg = UaConfig {
-            listen: vec![Listener {
-                transport: Transport::Udp,
-                addr: LOCAL.parse().unwrap(),
-            }],
+            listen: vec![listener],
             user_agent: "callverify-test".into(),
             timers: Timers::default(),
             ring_timeout: Duration::from_secs(45),
@@ -85,6 +92,7 @@ impl Sim {
             now,
             t0: now,
             sent: Vec::new(),
+            sent_from: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -95,6 +103,7 @@ impl Sim {
                 Output::Transmit(t) => {
                     let m = message::parse(&t.bytes).expect("the UA sends parseable messages");
                     self.sent.push((self.now - self.t0, t.remote, m));
+                    self.sent_from.push(t.local);
                 }
                 Output::Event(e) => self.events.push(e),
             }
@@ -141,6 +150,7 @@ impl Sim {
     }
 
     pub fn take_sent(&mut self) -> Vec<(Duration, SocketAddr, Incoming)> {
+        self.sent_from.clear();
         std::mem::take(&mut self.sent)
     }
 

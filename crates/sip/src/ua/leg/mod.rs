@@ -520,10 +520,10 @@ mod tests {
 
     fn ua_with(credentials: Option<crate::Credentials>) -> UserAgent {
         let cfg = UaConfig {
-            listen: vec![Listener {
-                transport: Transport::Udp,
-                addr: "127.0.0.1:5070".parse().unwrap(),
-            }],
+            listen: vec![Listener::new(
+                Transport::Udp,
+                "127.0.0.1:5070".parse().unwrap(),
+            )],
             user_agent: "t".into(),
             timers: Timers::default(),
             ring_timeout: Duration::from_secs(45),
