@@ -34,7 +34,9 @@ pub use endpoint::{
     ended, endpoint, endpoint_with, next_ua_event, offer, run_call, tls_endpoint, trunk,
 };
 pub use entra::{Answer, EntraStandIn, validate_id_token};
-pub use gateway::{Served, call_log, create_api_key, http, sigterm, wait_exit};
+pub use gateway::{
+    Served, call_log, create_api_key, http, run_cli, sigterm, sqlite_config, wait_exit,
+};
 pub use net::{LossyLink, Relay, free_media_ports, free_port, free_rtp_pair};
 pub use postgres::Postgres;
 pub use sipp::{
