@@ -518,7 +518,7 @@ async fn service(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, Proble
     if key.kind != KeyKind::Service {
         return Err(Problem::forbidden(
             "This needs a service key",
-            "operator keys read the call log only",
+            "operator keys read the call log and manage the API keys only",
         ));
     }
     Ok(key)

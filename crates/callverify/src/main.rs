@@ -218,7 +218,7 @@ fn backup(file: &std::path::Path, path: &std::path::Path) -> anyhow::Result<()> 
         .map_err(|e| anyhow::anyhow!(e))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(store::backup_sqlite(&url, file))?;
-    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(file).map_or(0, |m| m.len());
     println!("{}: a copy of the store ({size} bytes)", file.display());
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::{Confirmation, Result, Store, StoreError, new_id};
 pub enum KeyKind {
     /// Identity services: create and read challenges.
     Service,
-    /// Operators: read the call log.
+    /// Operators (who run the gateway): read the call log, list and revoke API keys.
     Operator,
 }
 
