@@ -202,3 +202,42 @@ pub fn wait_exit(child: &mut Child, bound: Duration, what: &str) -> ExitStatus {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Writes a configuration for `serve` into `dir` and returns its path: one UDP listener,
+/// `trunk` the one trunk, the API on `api`, the store the SQLite file `dir/cv.db`, Japan
+/// the one country called.
+pub fn sqlite_config(dir: &Path, trunk: std::net::SocketAddr, api: &str) -> std::path::PathBuf {
+    use crate::{V4, free_port, free_rtp_pair};
+    let rtp = free_rtp_pair(V4);
+    let config = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{sip}\"]\n\n\
+         [[trunk]]\nname = \"pbx\"\naddress = \"{trunk}\"\n\n\
+         [media]\nrtp_ports = \"{rtp}-{rtp1}\"\n\n\
+         [call]\nprompts = \"{prompts}\"\n\n\
+         [store]\nurl = \"sqlite://{db}\"\n\n\
+         [api]\nlisten = \"{api}\"\n\n\
+         [policy]\nallowed_countries = [\"JP\"]\n",
+        sip = free_port(V4),
+        rtp1 = rtp + 1,
+        prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/../prompts"),
+        db = dir.join("cv.db").display(),
+    );
+    let path = dir.join("callverify.toml");
+    fs::write(&path, config).expect("the configuration");
+    path
+}
+
+/// Runs `bin ARGS --config config`: its exit status, stdout and stderr.
+pub fn run_cli(bin: &Path, args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(bin)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("callverify");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}

@@ -20,6 +20,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::keys::KEY_RECHECK;
 use crate::{
     AppState, DEMO_USERS, Problem, bearer, now_ms, poll_token, poll_token_matches, rfc3339,
     service, trusted_device_id, trusted_device_token, user_tag,
@@ -721,13 +722,17 @@ async fn readable(
 
 /// Waits until challenge `id` leaves state `seen` (announced by this process's store, or
 /// seen by reading it again each second for changes made by other nodes) or `deadline`.
+/// With `key`, the API key it was opened with: checked again every [`KEY_RECHECK`], a 401
+/// once it is revoked (by this node or another).
 async fn next_change(
     state: &AppState,
     rx: &mut tokio::sync::broadcast::Receiver<store::Change>,
     id: &ChallengeId,
     seen: ChallengeState,
     deadline: tokio::time::Instant,
+    key: Option<&str>,
 ) -> Result<Option<Challenge>, Problem> {
+    let mut key_checked = tokio::time::Instant::now();
     loop {
         let tick = tokio::time::Instant::now() + Duration::from_secs(1);
         let wake = tick.min(deadline);
@@ -742,6 +747,19 @@ async fn next_change(
             },
             () = tokio::time::sleep_until(wake) => true,
         };
+        if let Some(k) = key
+            && key_checked.elapsed() >= KEY_RECHECK
+        {
+            key_checked = tokio::time::Instant::now();
+            if !state.store.api_key_live(k).await? {
+                return Err(Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "api-key-revoked",
+                    "The API key was revoked",
+                    "the key this was opened with is revoked",
+                ));
+            }
+        }
         if announced {
             match state.store.challenge(id).await? {
                 Some(c) if c.state != seen => return Ok(Some(c)),
@@ -774,7 +792,7 @@ pub(crate) struct WaitQuery {
     params(("id" = String, Path, description = "the challenge"), WaitQuery),
     responses(
         (status = 200, body = ChallengeView),
-        (status = 401, description = "No or unknown credentials, or a poll token 10 minutes after the decision", body = crate::ProblemDoc),
+        (status = 401, description = "No or unknown credentials, a poll token 10 minutes after the decision, or (api-key-revoked) the API key of a long poll revoked while it waited", body = crate::ProblemDoc),
         (status = 404, body = crate::ProblemDoc),
         (status = 429, description = "A long poll beyond the credential's cap; see Retry-After", body = crate::ProblemDoc),
     )
@@ -805,7 +823,8 @@ pub(crate) async fn get_challenge(
             c = now;
         }
         if c.state == seen
-            && let Some(now) = next_change(&state, &mut rx, &id, seen, deadline).await?
+            && let Some(now) =
+                next_change(&state, &mut rx, &id, seen, deadline, who.key_id()).await?
         {
             c = now;
         }
@@ -815,7 +834,8 @@ pub(crate) async fn get_challenge(
 }
 
 /// Follow a challenge as server-sent events: one `state` event now and one at each
-/// change; the stream ends after the decision.
+/// change; the stream ends after the decision, or within 5 s of the revocation of the API
+/// key it was opened with.
 #[utoipa::path(
     get,
     path = "/v1/challenges/{id}/events",
@@ -838,18 +858,19 @@ pub(crate) async fn challenge_events(
     let (who, c) = readable(&state, &id, &headers).await?;
     let id = c.id.clone();
     let tokens = who.sees_tokens();
+    let key = who.key_id().map(str::to_string);
     // Held by the stream: given back when it ends or the client goes.
     let slot = state.cfg.streams.admit(&id, who.key_id())?;
     // Bounded: a challenge is decided by its expiry plus the longest call; the stream ends
     // then at the latest.
     let end = tokio::time::Instant::now() + state.cfg.challenge_ttl + Duration::from_secs(600);
     let stream = futures_util::stream::unfold(
-        (Step::Show(Box::new(c)), rx, state, id, end, slot),
-        move |(step, mut rx, state, id, end, slot)| async move {
+        (Step::Show(Box::new(c)), rx, state, id, end, slot, key),
+        move |(step, mut rx, state, id, end, slot, key)| async move {
             let c = match step {
                 Step::Done => return None,
                 Step::Show(c) => *c,
-                Step::Wait(seen) => next_change(&state, &mut rx, &id, seen, end)
+                Step::Wait(seen) => next_change(&state, &mut rx, &id, seen, end, key.as_deref())
                     .await
                     .ok()
                     .flatten()?,
@@ -867,7 +888,7 @@ pub(crate) async fn challenge_events(
             } else {
                 Step::Wait(c.state)
             };
-            Some((Ok(event), (step, rx, state, id, end, slot)))
+            Some((Ok(event), (step, rx, state, id, end, slot, key)))
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

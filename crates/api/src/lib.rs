@@ -12,6 +12,7 @@ pub mod callback;
 mod calls;
 mod challenges;
 pub mod eam;
+pub mod keys;
 mod serve;
 mod site;
 mod streams;
@@ -141,6 +142,11 @@ pub const MAX_BODY: usize = 16 * 1024;
         description = "Telephony voice verification: challenges, users' phones, trusted \
                        devices and the operator's call log."
     ),
+    tags((
+        name = "operators",
+        description = "For operators, who run the gateway (operator keys): the call log, its \
+                       figures and the API keys. Identity services hold service keys."
+    )),
     components(schemas(ProblemDoc)),
     modifiers(&BearerAuth)
 )]
@@ -189,6 +195,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::call_stats))
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::list_log))
+        .routes(routes!(keys::list_api_keys))
+        .routes(routes!(keys::revoke_api_key))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         // The pages (not part of the API's document).
@@ -510,7 +518,7 @@ async fn service(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, Proble
     if key.kind != KeyKind::Service {
         return Err(Problem::forbidden(
             "This needs a service key",
-            "operator keys read the call log only",
+            "operator keys read the call log and manage the API keys only",
         ));
     }
     Ok(key)

@@ -6,3 +6,5 @@ pub mod demo;
 pub mod eam;
 pub mod gateway;
 pub mod import;
+pub mod keys;
+pub mod systemd;

@@ -57,22 +57,20 @@ enum Command {
         #[arg(long)]
         serve: Option<std::net::SocketAddr>,
     },
-    /// Make an API key (its secret is printed once; only its hash is stored).
-    CreateApiKey {
-        /// A name for people.
-        name: String,
-        /// `service` (identity services) or `operator` (read-only call log).
-        #[arg(long, default_value = "service")]
-        kind: String,
-        /// A service key that may replace a user's verified phone without that phone's
-        /// approval, and remove verified phones (for the identity service's administrators).
-        #[arg(long)]
-        phone_admin: bool,
-        /// How the challenges of this key are confirmed when a request does not say:
-        /// `pound`, `keypad_code` or `spoken_code` (default: the gateway's `[call]
-        /// confirmation`).
-        #[arg(long)]
-        confirmation: Option<String>,
+    /// Make an API key (its secret is printed once; only its hash is stored); the same as
+    /// `api-keys create`.
+    CreateApiKey(CreateKey),
+    /// The API keys: list them (never a secret), revoke one, make one.
+    ApiKeys {
+        #[command(subcommand)]
+        what: ApiKeysCommand,
+    },
+    /// Copy the SQLite store into the new file FILE (`VACUUM INTO`), safe while `serve`
+    /// runs on it; restore by stopping the gateway and putting the copy in the database's
+    /// place. A PostgreSQL store is backed up with pg_dump instead.
+    Backup {
+        /// The file to write (it must not exist).
+        file: PathBuf,
         /// The configuration file (for the store).
         #[arg(long, default_value = "sip-config/callverify.toml")]
         config: PathBuf,
@@ -102,6 +100,127 @@ enum Command {
         #[arg(long, default_value = "sip-config/callverify.toml")]
         config: PathBuf,
     },
+}
+
+/// `create-api-key` and `api-keys create`.
+#[derive(clap::Args, Debug)]
+struct CreateKey {
+    /// A name for people.
+    name: String,
+    /// `service` (identity services) or `operator` (the call log and the API keys).
+    #[arg(long, default_value = "service")]
+    kind: String,
+    /// A service key that may replace a user's verified phone without that phone's
+    /// approval, and remove verified phones (for the identity service's administrators).
+    #[arg(long)]
+    phone_admin: bool,
+    /// How the challenges of this key are confirmed when a request does not say:
+    /// `pound`, `keypad_code` or `spoken_code` (default: the gateway's `[call]
+    /// confirmation`).
+    #[arg(long)]
+    confirmation: Option<String>,
+    /// The configuration file (for the store).
+    #[arg(long, default_value = "sip-config/callverify.toml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiKeysCommand {
+    /// Every key, revoked ones included: id, name, kind, when made, last used (its newest
+    /// challenge or refused attempt kept), when revoked, flags. Never a secret.
+    List {
+        /// One JSON object (as `GET /v1/api-keys` answers) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The configuration file (for the store).
+        #[arg(long, default_value = "sip-config/callverify.toml")]
+        config: PathBuf,
+    },
+    /// Revoke key ID (`key_…`): refused at once by every node. Exit status 0 when revoked
+    /// now, 3 when no key has that id, 4 when it was revoked already.
+    Revoke {
+        /// The key's id, as `api-keys list` shows it.
+        id: String,
+        /// The configuration file (for the store).
+        #[arg(long, default_value = "sip-config/callverify.toml")]
+        config: PathBuf,
+    },
+    /// Make an API key (as `create-api-key`).
+    Create(CreateKey),
+}
+
+/// The store of the configuration at `path`, opened on a runtime of its own.
+fn open_store(path: &std::path::Path) -> anyhow::Result<(tokio::runtime::Runtime, store::Store)> {
+    let cfg = load(path)?;
+    let url = cfg
+        .store_url(|v| std::env::var(v).ok())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let store = rt.block_on(store::Store::open(&url))?;
+    Ok((rt, store))
+}
+
+/// `callverify api-keys list|revoke|create`: the exit status.
+fn api_keys(what: &ApiKeysCommand) -> anyhow::Result<u8> {
+    use callverify::keys;
+    match what {
+        ApiKeysCommand::Create(k) => create_api_key(k).map(|()| 0),
+        ApiKeysCommand::List { json, config } => {
+            let (rt, store) = open_store(config)?;
+            let entries = rt.block_on(store.api_keys())?;
+            let list = api::keys::ApiKeyList::of(&entries);
+            if *json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                print!("{}", keys::table(&list.api_keys));
+            }
+            Ok(0)
+        }
+        ApiKeysCommand::Revoke { id, config } => {
+            let (rt, store) = open_store(config)?;
+            match rt.block_on(store.revoke_api_key_by_id(id, store::now_ms()))? {
+                store::Revocation::Revoked(e) => {
+                    println!(
+                        "revoked {} ({}, {}): refused from now on; its open event streams \
+                         and long polls end within {} s",
+                        e.key.id,
+                        e.key.name,
+                        e.key.kind.as_str(),
+                        api::keys::KEY_RECHECK.as_secs()
+                    );
+                    Ok(0)
+                }
+                store::Revocation::AlreadyRevoked(e) => {
+                    eprintln!(
+                        "callverify api-keys revoke: {} was revoked already, at {}",
+                        e.key.id,
+                        e.revoked_at_ms.map(api::rfc3339).unwrap_or_default()
+                    );
+                    Ok(keys::EXIT_REVOKED_ALREADY)
+                }
+                store::Revocation::Unknown => {
+                    eprintln!(
+                        "callverify api-keys revoke: no API key has the id {id:?} (see \
+                         callverify api-keys list)"
+                    );
+                    Ok(keys::EXIT_UNKNOWN_KEY)
+                }
+            }
+        }
+    }
+}
+
+/// `callverify backup FILE`.
+fn backup(file: &std::path::Path, path: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = load(path)?;
+    let url = cfg
+        .store_url(|v| std::env::var(v).ok())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(store::backup_sqlite(&url, file))?;
+    let size = std::fs::metadata(file).map_or(0, |m| m.len());
+    println!("{}: a copy of the store ({size} bytes)", file.display());
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -203,38 +322,58 @@ fn serve(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let url = cfg.store_url(env).map_err(|e| anyhow::anyhow!(e))?;
     init_logs(json, "info");
     api::install_crypto_provider();
+    let systemd = callverify::systemd::Notifier::from_env();
+    systemd.notify("STATUS=starting: the store, the prompts, the listeners");
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let gw = callverify::gateway::Gateway::start(&cfg, api_cfg, &url, None).await?;
+        // The listeners are bound and the store migrated: /readyz answers ready from now.
+        systemd.notify(&format!("READY=1\nSTATUS=serving (API on {})", gw.api_addr));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            why = gw.failed() => {
-                tracing::error!(
-                    reason = %why,
-                    "a core task stopped: exiting for the supervisor to restart the gateway"
-                );
-                // Half a second for /readyz to answer 503 to whoever watches it, then out:
-                // calls in progress cannot be trusted to finish; they become interrupted
-                // at the next start (or when their claims lapse).
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                std::process::exit(i32::from(EXIT_TASK_STOPPED));
+        // Pings while every core task runs; the ping comes from the runtime that runs them,
+        // so a stuck runtime stops it too.
+        let mut ping = tokio::time::interval(
+            systemd
+                .watchdog_every()
+                .unwrap_or(std::time::Duration::from_secs(3600)),
+        );
+        {
+            let failed = gw.failed();
+            tokio::pin!(failed);
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = term.recv() => break,
+                    _ = ping.tick(), if systemd.watchdog_every().is_some() => {
+                        if gw.failure().is_none() {
+                            systemd.notify("WATCHDOG=1");
+                        }
+                    }
+                    why = &mut failed => {
+                        tracing::error!(
+                            reason = %why,
+                            "a core task stopped: exiting for the supervisor to restart the gateway"
+                        );
+                        systemd.notify(&format!("STATUS=a core task stopped: {why}"));
+                        // Half a second for /readyz to answer 503 to whoever watches it, then
+                        // out: calls in progress cannot be trusted to finish; they become
+                        // interrupted at the next start (or when their claims lapse).
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        std::process::exit(i32::from(EXIT_TASK_STOPPED));
+                    }
+                }
             }
         }
+        systemd.notify("STOPPING=1\nSTATUS=stopping: calls in progress may finish (up to 60 s)");
         tracing::info!("stopping: no new challenges; calls in progress may finish (up to 60 s)");
         gw.shutdown(std::time::Duration::from_secs(60)).await;
         anyhow::Ok(())
     })
 }
 
-fn create_api_key(
-    name: &str,
-    kind: &str,
-    phone_admin: bool,
-    confirmation: Option<&str>,
-    path: &std::path::Path,
-) -> anyhow::Result<()> {
+fn create_api_key(k: &CreateKey) -> anyhow::Result<()> {
+    let (name, kind, phone_admin, path) = (&k.name, &k.kind, k.phone_admin, &k.config);
+    let confirmation = k.confirmation.as_deref();
     let Some(kind) = store::KeyKind::from_name(kind) else {
         anyhow::bail!("kind {kind:?}: expected service or operator");
     };
@@ -310,16 +449,24 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CreateApiKey {
-            name,
-            kind,
-            phone_admin,
-            confirmation,
-            config,
-        } => match create_api_key(&name, &kind, phone_admin, confirmation.as_deref(), &config) {
+        Command::CreateApiKey(k) => match create_api_key(&k) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("callverify create-api-key: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::ApiKeys { what } => match api_keys(&what) {
+            Ok(status) => ExitCode::from(status),
+            Err(e) => {
+                eprintln!("callverify api-keys: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Backup { file, config } => match backup(&file, &config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("callverify backup: {e:#}");
                 ExitCode::from(2)
             }
         },

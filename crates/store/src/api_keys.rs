@@ -1,7 +1,8 @@
 //! API keys: made with a secret shown once (only its SHA-256 is stored), looked up by
-//! secret or by name, revoked.
+//! secret or by name, listed, revoked. Nothing caches a key: each request reads it here, so
+//! a revoked key fails at once on every node sharing the database.
 
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::{Confirmation, Result, Store, StoreError, new_id};
 
@@ -10,7 +11,7 @@ use crate::{Confirmation, Result, Store, StoreError, new_id};
 pub enum KeyKind {
     /// Identity services: create and read challenges.
     Service,
-    /// Operators: read the call log.
+    /// Operators (who run the gateway): read the call log, list and revoke API keys.
     Operator,
 }
 
@@ -46,6 +47,57 @@ pub struct ApiKey {
     /// How the challenges this key makes are confirmed when a request does not say (`None`:
     /// the gateway's `[call] confirmation`).
     pub confirmation: Option<Confirmation>,
+}
+
+/// A key as `api-keys list` and `GET /v1/api-keys` show it (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyEntry {
+    /// The key.
+    pub key: ApiKey,
+    /// When it was made, ms since the epoch.
+    pub created_at_ms: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at_ms: Option<i64>,
+    /// When it was last used as far as the store knows: its newest challenge or refused
+    /// attempt still kept (`None` for an operator key, which makes neither, or one unused).
+    pub last_used_ms: Option<i64>,
+}
+
+/// What [`Store::revoke_api_key_by_id`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// The key is revoked now.
+    Revoked(ApiKeyEntry),
+    /// It had been revoked already (at its `revoked_at_ms`).
+    AlreadyRevoked(ApiKeyEntry),
+    /// No key has this id.
+    Unknown,
+}
+
+/// The keys at most listed (they are made by hand: far fewer).
+const MAX_LISTED: i64 = 10_000;
+
+const ENTRY_COLUMNS: &str = "k.id, k.name, k.kind, k.phone_admin, k.confirmation, \
+     k.created_at, k.revoked_at, \
+     (SELECT MAX(c.created_at) FROM challenges c WHERE c.api_key_id = k.id) AS last_challenge, \
+     (SELECT MAX(r.last_at) FROM refusals r WHERE r.api_key_id = k.id) AS last_refusal";
+
+fn entry_of(r: &sqlx::any::AnyRow) -> Result<ApiKeyEntry> {
+    let kind: String = r.try_get("kind")?;
+    let last_challenge: Option<i64> = r.try_get("last_challenge")?;
+    let last_refusal: Option<i64> = r.try_get("last_refusal")?;
+    Ok(ApiKeyEntry {
+        key: ApiKey {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            kind: KeyKind::from_name(&kind).ok_or(StoreError::Corrupt(kind))?,
+            phone_admin: r.try_get::<i64, _>("phone_admin")? != 0,
+            confirmation: confirmation_of(r)?,
+        },
+        created_at_ms: r.try_get("created_at")?,
+        revoked_at_ms: r.try_get("revoked_at")?,
+        last_used_ms: last_challenge.max(last_refusal),
+    })
 }
 
 fn secret_hash(secret: &str) -> String {
@@ -161,6 +213,49 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Every key, revoked ones included, oldest first (at most 10,000).
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyEntry>> {
+        // Only constants are formatted in.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLUMNS} FROM api_keys k ORDER BY k.created_at, k.id LIMIT $1"
+        )))
+        .bind(MAX_LISTED)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_of).collect()
+    }
+
+    /// The key with id `id`, revoked or not.
+    pub async fn api_key_entry(&self, id: &str) -> Result<Option<ApiKeyEntry>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLUMNS} FROM api_keys k WHERE k.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(entry_of).transpose()
+    }
+
+    /// Whether key `id` exists and is not revoked (for what was admitted with it and lasts:
+    /// event streams, long polls).
+    pub async fn api_key_live(&self, id: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT id FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Revokes key `id` at `now_ms`, telling an unknown id and one revoked already apart.
+    pub async fn revoke_api_key_by_id(&self, id: &str, now_ms: i64) -> Result<Revocation> {
+        let revoked = self.revoke_api_key(id, now_ms).await?;
+        Ok(match (revoked, self.api_key_entry(id).await?) {
+            (_, None) => Revocation::Unknown,
+            (true, Some(e)) => Revocation::Revoked(e),
+            (false, Some(e)) => Revocation::AlreadyRevoked(e),
+        })
     }
 
     /// Revokes a key: its secret stops working.

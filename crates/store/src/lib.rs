@@ -10,12 +10,13 @@
 //! (`retention.rs`). No HTTP and no SIP here.
 //!
 //! A module for each kind of record: `challenges.rs` (made, moved, read, counted, expired),
-//! `claims.rs` (which node calls which challenge), `codes.rs` (the confirmation modes' codes), `call_log.rs`, `api_keys.rs`, `users.rs`
+//! `claims.rs` (which node calls which challenge), `backup.rs` (a copy of a SQLite store), `codes.rs` (the confirmation modes' codes), `call_log.rs`, `api_keys.rs`, `users.rs`
 //! (phones, trusted devices, fraud blocks), `eam.rs` (what the Entra EAM provider keeps), `webhooks.rs`, `limits.rs` (the rate limits'
 //! counts), `retention.rs`; `migrate.rs` the schema, `cache.rs` a node's copy of the
 //! challenges it reads.
 
 mod api_keys;
+mod backup;
 mod cache;
 mod call_log;
 mod challenges;
@@ -34,7 +35,8 @@ mod webhooks;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
-pub use api_keys::{ApiKey, KeyKind};
+pub use api_keys::{ApiKey, ApiKeyEntry, KeyKind, Revocation};
+pub use backup::{backup_sqlite, sqlite_path};
 pub use call_log::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall, OutcomeFilter};
 pub use challenges::{Challenge, NewChallenge, Scope, StateChange};
 pub use codes::{
@@ -93,6 +95,9 @@ pub enum StoreError {
         /// The newest this build has.
         known: i64,
     },
+    /// A backup cannot be taken as asked.
+    #[error("{0}")]
+    Backup(String),
 }
 
 /// A result of the store.

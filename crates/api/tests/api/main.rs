@@ -9,6 +9,7 @@ mod common;
 mod confirmation;
 mod dispatch;
 mod fraud;
+mod keys;
 mod limits;
 mod openapi;
 mod pages;

@@ -49,6 +49,8 @@ async fn the_openapi_document_lists_every_route() {
         "GET /v1/calls/{id}",
         "GET /v1/calls/stats",
         "GET /v1/log",
+        "GET /v1/api-keys",
+        "DELETE /v1/api-keys/{id}",
         "GET /healthz",
         "GET /readyz",
     ];
@@ -118,6 +120,8 @@ async fn the_schemas_the_document_names_exist() {
         "StatsView",
         "PhoneView",
         "ProblemDoc",
+        "ApiKeyList",
+        "ApiKeyView",
     ] {
         assert!(schemas.contains_key(name), "{name}");
     }

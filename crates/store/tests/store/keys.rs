@@ -1,7 +1,7 @@
 //! API keys: found by their secret (kept as its SHA-256) until revoked, by name the oldest
 //! of a kind not revoked, and the `phone_admin` mark kept for service keys only.
 
-use store::KeyKind;
+use store::{KeyKind, Revocation};
 
 use crate::common::{Db, T};
 
@@ -9,6 +9,7 @@ on_both!(
     an_api_key_is_found_by_its_secret_until_it_is_revoked,
     a_name_finds_the_oldest_key_of_its_kind_not_revoked,
     phone_admin_is_kept_for_service_keys_only,
+    keys_are_listed_and_revoked_by_id,
 );
 
 async fn an_api_key_is_found_by_its_secret_until_it_is_revoked(db: Db) {
@@ -85,4 +86,51 @@ async fn phone_admin_is_kept_for_service_keys_only(db: Db) {
             .unwrap()
             .phone_admin
     );
+}
+
+/// The list: every key oldest first, revoked ones with their time, last used from the
+/// newest challenge or refused attempt kept; revoking tells an unknown id and a second
+/// revocation apart.
+async fn keys_are_listed_and_revoked_by_id(db: Db) {
+    let store = &db.store;
+    let (k, secret) = store
+        .create_api_key_with("idp", KeyKind::Service, true, 1)
+        .await
+        .unwrap();
+    let (op, _) = store
+        .create_api_key("ops", KeyKind::Operator, 2)
+        .await
+        .unwrap();
+    let c = store::NewChallenge {
+        api_key_id: k.id.clone(),
+        ..crate::common::request(None, "h", T)
+    };
+    store.create_challenge(&c).await.unwrap();
+    let list = store.api_keys().await.unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0].key, k);
+    assert_eq!(list[0].created_at_ms, 1);
+    assert_eq!(list[0].last_used_ms, Some(T));
+    assert_eq!(list[0].revoked_at_ms, None);
+    assert_eq!(list[1].key, op);
+    assert_eq!(list[1].last_used_ms, None);
+    assert!(store.api_key_live(&k.id).await.unwrap());
+
+    match store.revoke_api_key_by_id(&k.id, 7).await.unwrap() {
+        Revocation::Revoked(e) => assert_eq!(e.revoked_at_ms, Some(7)),
+        other => panic!("{other:?}"),
+    }
+    assert!(!store.api_key_live(&k.id).await.unwrap());
+    assert_eq!(store.api_key(&secret).await.unwrap(), None);
+    match store.revoke_api_key_by_id(&k.id, 9).await.unwrap() {
+        Revocation::AlreadyRevoked(e) => assert_eq!(e.revoked_at_ms, Some(7)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.revoke_api_key_by_id("key_unknown", 9).await.unwrap(),
+        Revocation::Unknown
+    );
+    assert!(!store.api_key_live("key_unknown").await.unwrap());
+    let list = store.api_keys().await.unwrap();
+    assert_eq!(list[0].revoked_at_ms, Some(7));
 }
