@@ -155,6 +155,43 @@ fn dechunked(mut rest: &str) -> String {
     body
 }
 
+/// Polls challenge `id` (long polls of 5 s, until [`BOUND`] after `started`) until it is
+/// decided: its state.
+pub fn decided(api: &str, id: &str, token: &str, started: Instant) -> String {
+    let mut state = String::new();
+    while started.elapsed() < BOUND {
+        let (_, body) = http(
+            api,
+            "GET",
+            &format!("/v1/challenges/{id}?wait=5"),
+            token,
+            "",
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        state = v["state"].as_str().unwrap().to_string();
+        if !["queued", "calling", "ringing", "answered"].contains(&state.as_str()) {
+            break;
+        }
+    }
+    state
+}
+
+/// Reads `api`'s /metrics every 100 ms, for up to [`BOUND`], until it holds `line`: whether
+/// it did, and the text last read.
+pub fn metrics_holding(api: &str, line: &str) -> (bool, String) {
+    let started = Instant::now();
+    loop {
+        let metrics = http(api, "GET", "/metrics", "", "").1;
+        if metrics.contains(line) {
+            return (true, metrics);
+        }
+        if started.elapsed() >= BOUND {
+            return (false, metrics);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Every call in the call log of the API at `api` (operator key), following the pages.
 pub fn call_log(api: &str, operator: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();

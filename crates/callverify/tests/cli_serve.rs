@@ -6,11 +6,11 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use callverify_e2e::{
-    BOUND, Served, Sipp, V4, create_api_key, free_port, free_rtp_pair, http, scratch, sigterm,
-    wait_exit,
+    BOUND, Served, Sipp, V4, create_api_key, decided, free_port, free_rtp_pair, http,
+    metrics_holding, scratch, sigterm, wait_exit,
 };
 
 /// Writes the served gateway's configuration into `dir`: sipp at `trunk` the one trunk, the
@@ -33,27 +33,6 @@ fn write_config(dir: &Path, trunk: std::net::SocketAddr, api: &str) -> std::path
     let path = dir.join("callverify.toml");
     std::fs::write(&path, config).unwrap();
     path
-}
-
-/// Polls challenge `id` (long polls of 5 s, until [`BOUND`] after `started`) until it is
-/// decided: its state.
-fn decided(api: &str, id: &str, token: &str, started: Instant) -> String {
-    let mut state = String::new();
-    while started.elapsed() < BOUND {
-        let (_, body) = http(
-            api,
-            "GET",
-            &format!("/v1/challenges/{id}?wait=5"),
-            token,
-            "",
-        );
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        state = v["state"].as_str().unwrap().to_string();
-        if !["queued", "calling", "ringing", "answered"].contains(&state.as_str()) {
-            break;
-        }
-    }
-    state
 }
 
 #[test]
@@ -101,14 +80,7 @@ fn serve_calls_counts_and_stops_on_sigterm() {
     let state = decided(&api, &id, &token, started);
     assert_eq!(state, "approved");
     // The call ends after the closing prompt; the counters follow.
-    let mut metrics = String::new();
-    while started.elapsed() < BOUND {
-        metrics = http(&api, "GET", "/metrics", "", "").1;
-        if metrics.contains("callverify_calls_total{outcome=\"approved\"} 1") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (_, metrics) = metrics_holding(&api, "callverify_calls_total{outcome=\"approved\"} 1");
     for line in [
         "callverify_calls_total{outcome=\"approved\"} 1",
         "callverify_active_calls 0",

@@ -6,11 +6,12 @@
 //! logged.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use callverify_e2e::{
     BOUND, Baresip, BaresipRegistrar, BaresipSecurity, KEY_AT_MS, Kamailio, Served, User, V4,
-    call_log, create_api_key_with_env, free_port, free_rtp_pair, http, keys_wav, scratch,
+    call_log, create_api_key_with_env, decided, free_port, free_rtp_pair, http, keys_wav,
+    metrics_holding, scratch,
 };
 use dtmf::Digit;
 use sip::Transport;
@@ -66,22 +67,7 @@ fn challenge(api: &str, key: &str, number: &str) -> (String, String) {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let id = v["id"].as_str().unwrap().to_string();
     let token = v["poll_token"].as_str().unwrap().to_string();
-    let started = Instant::now();
-    let mut state = String::new();
-    while started.elapsed() < BOUND {
-        let (_, body) = http(
-            api,
-            "GET",
-            &format!("/v1/challenges/{id}?wait=5"),
-            &token,
-            "",
-        );
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        state = v["state"].as_str().unwrap().to_string();
-        if !["queued", "calling", "ringing", "answered"].contains(&state.as_str()) {
-            break;
-        }
-    }
+    let state = decided(api, &id, &token, Instant::now());
     (id, state)
 }
 
@@ -127,20 +113,9 @@ fn serve_registers_to_kamailio_and_calls_through_it() {
     );
 
     // Registered: the gauge, and Kamailio saved a Contact that names TCP.
-    let started = Instant::now();
     let registered = "callverify_trunk_registered{trunk=\"kamailio\"} 1";
-    loop {
-        let metrics = http(&api, "GET", "/metrics", "", "").1;
-        if metrics.contains(registered) {
-            break;
-        }
-        assert!(
-            started.elapsed() < BOUND,
-            "{registered} not in:\n{metrics}\n{}",
-            kamailio.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (ok, metrics) = metrics_holding(&api, registered);
+    assert!(ok, "{registered} not in:\n{metrics}\n{}", kamailio.log());
     let line = kamailio.wait_for(&format!("registered {}", GATEWAY.name));
     assert!(line.contains(";transport=tcp>"), "{line}");
 
@@ -149,14 +124,8 @@ fn serve_registers_to_kamailio_and_calls_through_it() {
     // The call ends after the closing prompt (BYE along the route), freeing its RTP pair
     // (the one the configuration has).
     kamailio.wait_for("in-dialog BYE");
-    let started = Instant::now();
-    while !http(&api, "GET", "/metrics", "", "")
-        .1
-        .contains("callverify_active_calls 0")
-    {
-        assert!(started.elapsed() < BOUND, "the call did not end");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (ended, _) = metrics_holding(&api, "callverify_active_calls 0");
+    assert!(ended, "the call did not end");
     let (nobody, state) = challenge(&api, &key, "+819087654321");
     assert_eq!(state, "failed");
     let calls = call_log(&api, &operator);

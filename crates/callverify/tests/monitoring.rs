@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callverify_e2e::{
-    BOUND, Served, Sipp, V4, create_api_key, free_port, free_rtp_pair, http, scratch,
+    BOUND, Served, Sipp, V4, create_api_key, free_port, free_rtp_pair, http, metrics_holding,
+    scratch,
 };
 
 fn packaging(file: &str) -> PathBuf {
@@ -39,6 +40,17 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
     let (ok, text) = promtool(&["check", "rules", rules.to_str().unwrap()]);
     assert!(ok, "{text}");
     assert!(text.contains("SUCCESS: 12 rules found"), "{text}");
+    // The answer rate's outcomes are the engine's answered ones, in the rules and the
+    // dashboard alike.
+    let answered = format!("outcome=~\"{}\"", engine::Outcome::ANSWERED.join("|"));
+    let rules_text = std::fs::read_to_string(&rules).unwrap();
+    assert_eq!(rules_text.matches(&answered).count(), 2, "{answered}");
+    let dashboard = packaging("grafana/callverify-dashboard.json");
+    let dashboard = std::fs::read_to_string(dashboard).unwrap();
+    assert!(
+        dashboard.contains(&answered.replace('"', "\\\"")),
+        "{answered}"
+    );
     let tests = packaging("prometheus/callverify-alerts.test.yml");
     let (ok, text) = promtool(&["test", "rules", tests.to_str().unwrap()]);
     assert!(ok, "{text}");
@@ -219,19 +231,9 @@ fn prometheus_scrapes_the_gateway_and_evaluates_the_rules() {
         r#"{"phone_number":"+819012345678"}"#,
     );
     assert_eq!(status, 201, "{body}");
-    let started = Instant::now();
-    let mut metrics = String::new();
-    while started.elapsed() < BOUND {
-        metrics = http(&api, "GET", "/metrics", "", "").1;
-        if metrics.contains("callverify_calls_total{outcome=\"approved\"} 1") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        metrics.contains("callverify_calls_total{outcome=\"approved\"} 1"),
-        "{metrics}"
-    );
+    let (approved, metrics) =
+        metrics_holding(&api, "callverify_calls_total{outcome=\"approved\"} 1");
+    assert!(approved, "{metrics}");
     // The counters the alerts watch exist at zero before their first event.
     for line in [
         "callverify_calls_total{outcome=\"fraud_reported\"} 0",
