@@ -149,12 +149,15 @@ enum ApiKeysCommand {
     Create(CreateKey),
 }
 
+/// The store's URL in `cfg` (from its `url_env` variable when it names one).
+fn store_url(cfg: &config::Config) -> anyhow::Result<String> {
+    cfg.store_url(|v| std::env::var(v).ok())
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
 /// The store of the configuration at `path`, opened on a runtime of its own.
 fn open_store(path: &std::path::Path) -> anyhow::Result<(tokio::runtime::Runtime, store::Store)> {
-    let cfg = load(path)?;
-    let url = cfg
-        .store_url(|v| std::env::var(v).ok())
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let url = store_url(&load(path)?)?;
     let rt = tokio::runtime::Runtime::new()?;
     let store = rt.block_on(store::Store::open(&url))?;
     Ok((rt, store))
@@ -212,10 +215,8 @@ fn api_keys(what: &ApiKeysCommand) -> anyhow::Result<u8> {
 
 /// `callverify backup FILE`.
 fn backup(file: &std::path::Path, path: &std::path::Path) -> anyhow::Result<()> {
-    let cfg = load(path)?;
-    let url = cfg
-        .store_url(|v| std::env::var(v).ok())
-        .map_err(|e| anyhow::anyhow!(e))?;
+    // Not opened as a store: opening would migrate it.
+    let url = store_url(&load(path)?)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(store::backup_sqlite(&url, file))?;
     let size = std::fs::metadata(file).map_or(0, |m| m.len());
@@ -392,13 +393,8 @@ fn create_api_key(k: &CreateKey) -> anyhow::Result<()> {
     if phone_admin && kind != store::KeyKind::Service {
         anyhow::bail!("--phone-admin is for service keys");
     }
-    let cfg = load(path)?;
-    let url = cfg
-        .store_url(|v| std::env::var(v).ok())
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let rt = tokio::runtime::Runtime::new()?;
+    let (rt, store) = open_store(path)?;
     let (key, secret) = rt.block_on(async {
-        let store = store::Store::open(&url).await?;
         let (key, secret) = store
             .create_api_key_with(name, kind, phone_admin, store::now_ms())
             .await?;
@@ -542,9 +538,7 @@ fn import_phones(
 ) -> anyhow::Result<u8> {
     use callverify::import;
     let cfg = load(path)?;
-    let url = cfg
-        .store_url(|v| std::env::var(v).ok())
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let url = store_url(&cfg)?;
     let policy = cfg.policy();
     let checks = import::Checks {
         policy: &policy,
