@@ -108,6 +108,23 @@ pub struct AppState {
     pub readiness: Readiness,
 }
 
+impl AppState {
+    /// Why the process cannot go on, if it cannot (`/readyz`'s 503): a core task ended, the
+    /// runner failed or the store's notifications stopped. Once said, said for good.
+    pub fn failure(&self) -> Option<String> {
+        let failure = self
+            .readiness
+            .failure()
+            .map(str::to_string)
+            .or_else(|| self.runner.as_ref().and_then(|r| r.failure()))
+            .or_else(|| self.store.failure().map(str::to_string));
+        if let Some(why) = &failure {
+            self.readiness.fail(why);
+        }
+        failure
+    }
+}
+
 /// Whether the gateway can go on: once a core task has stopped (the SIP endpoint, a call's
 /// task, the dispatcher, the store's notifications, the background work), it cannot, and
 /// `/readyz` says so until the process exits and is restarted.
@@ -303,14 +320,7 @@ async fn healthz() -> &'static str {
 async fn readyz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<&'static str, Problem> {
-    let failure = state
-        .readiness
-        .failure()
-        .map(str::to_string)
-        .or_else(|| state.runner.as_ref().and_then(|r| r.failure()))
-        .or_else(|| state.store.failure().map(str::to_string));
-    if let Some(why) = failure {
-        state.readiness.fail(&why);
+    if let Some(why) = state.failure() {
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",

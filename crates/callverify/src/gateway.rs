@@ -306,18 +306,13 @@ impl Gateway {
         // Queued challenges (left by a previous run, or beyond another node's capacity) are
         // claimed and called here as capacity allows.
         let dispatcher = runner.dispatch();
-        let app = api::router(state).route(
+        let app = api::router(state.clone()).route(
             "/metrics",
-            axum::routing::get({
-                let (readiness, runner, store) = (readiness.clone(), runner.clone(), store.clone());
-                move || {
-                    let failure = readiness.failure().is_some()
-                        || runner.failure().is_some()
-                        || store.failure().is_some();
-                    metrics::gauge!("callverify_ready").set(if failure { 0.0 } else { 1.0 });
-                    let m = metrics.clone();
-                    async move { m.render() }
-                }
+            axum::routing::get(move || {
+                let ready = state.failure().is_none();
+                metrics::gauge!("callverify_ready").set(if ready { 1.0 } else { 0.0 });
+                let m = metrics.clone();
+                async move { m.render() }
             }),
         );
         let addr = listen.unwrap_or(cfg.api.listen);
