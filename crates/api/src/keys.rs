@@ -12,10 +12,10 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
-use store::{ApiKeyEntry, KeyKind, Revocation, now_ms};
+use store::{ApiKeyEntry, Revocation, now_ms};
 use utoipa::ToSchema;
 
-use crate::{AppState, Problem, api_key, rfc3339};
+use crate::{AppState, Problem, rfc3339};
 
 /// How often an event stream or long poll opened with an API key checks that the key is
 /// not revoked.
@@ -78,16 +78,14 @@ impl ApiKeyList {
 
 /// An operator key, or 401/403.
 async fn operator(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
-    let key = api_key(state, headers)
-        .await?
-        .ok_or_else(Problem::unauthorized)?;
-    if key.kind != KeyKind::Operator {
-        return Err(Problem::forbidden(
-            "API keys are managed with an operator key",
-            "a service key cannot list or revoke keys",
-        ));
-    }
-    Ok(())
+    crate::operator_for(
+        state,
+        headers,
+        "API keys are managed with an operator key",
+        "a service key cannot list or revoke keys",
+    )
+    .await
+    .map(drop)
 }
 
 /// List the API keys (operators: whoever runs the gateway), never their secrets.

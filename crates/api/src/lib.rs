@@ -536,14 +536,28 @@ async fn service(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, Proble
 
 /// An operator key, or 401/403.
 async fn operator(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, Problem> {
+    operator_for(
+        state,
+        headers,
+        "The call log needs an operator key",
+        "service keys read their own challenges only",
+    )
+    .await
+}
+
+/// The request's operator key: 401 without a valid key, 403 (`title`, `detail`) for a
+/// service key.
+async fn operator_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    title: &'static str,
+    detail: &str,
+) -> Result<ApiKey, Problem> {
     let key = api_key(state, headers)
         .await?
         .ok_or_else(Problem::unauthorized)?;
     if key.kind != KeyKind::Operator {
-        return Err(Problem::forbidden(
-            "The call log needs an operator key",
-            "service keys read their own challenges only",
-        ));
+        return Err(Problem::forbidden(title, detail));
     }
     Ok(key)
 }
