@@ -138,7 +138,8 @@ pub(crate) struct CallView {
     /// Where the challenge came from: `api`, `eam` (Microsoft Entra) or `radius`.
     #[schema(value_type = String, example = "api")]
     origin: store::Origin,
-    /// What there made the challenge: for `eam` Entra's client-request-id.
+    /// What there made the challenge: for `eam` Entra's client-request-id, for `radius`
+    /// the NAS's name and address (`vpn 192.0.2.10`).
     origin_ref: Option<String>,
     /// How its challenge is confirmed: `pound`, `keypad_code` or `spoken_code`.
     #[schema(value_type = String, example = "keypad_code")]

@@ -445,7 +445,8 @@ pub(crate) struct SignInCall {
     pub enrol: Option<PhoneRole>,
     /// The front end.
     pub origin: store::Origin,
-    /// What the front end names the request by (EAM: the client-request-id).
+    /// What the front end names the request by (EAM: the client-request-id; RADIUS: the
+    /// NAS's name and address).
     pub origin_ref: Option<String>,
 }
 

@@ -13,6 +13,7 @@ mod calls;
 mod challenges;
 pub mod eam;
 pub mod keys;
+pub mod radius;
 mod serve;
 mod site;
 mod streams;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use api::eam::{KeyPlace, KeyStore, Provider};
-use store::{KeyKind, Store, now_ms};
+use store::{Store, now_ms};
 use tracing::info;
 
 use crate::config::EamSettings;
@@ -45,15 +45,7 @@ pub async fn provider(
     store: &Store,
     token_secret: &[u8],
 ) -> anyhow::Result<Provider> {
-    let key = match store.api_key_named(EAM_KEY, KeyKind::Service).await? {
-        Some(k) => k,
-        None => {
-            store
-                .create_api_key(EAM_KEY, KeyKind::Service, now_ms())
-                .await?
-                .0
-        }
-    };
+    let key = crate::gateway::service_key(store, EAM_KEY).await?;
     let keys = key_store(s, store, token_secret);
     if let Some(kid) = keys
         .ensure(&s.issuer, now_ms())

@@ -18,6 +18,7 @@ use crate::config::Config;
 
 /// The name of the service key the /demo page's backend acts as.
 const DEMO_KEY: &str = "demo page";
+const RADIUS_KEY: &str = "radius";
 
 /// A running gateway.
 pub struct Gateway {
@@ -30,6 +31,7 @@ pub struct Gateway {
     stop: Arc<tokio::sync::Notify>,
     workers: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
+    radius: Option<JoinHandle<std::io::Error>>,
     readiness: api::Readiness,
 }
 
@@ -100,6 +102,22 @@ fn describe() {
         "callverify_sip_tls_failures_total",
         "SIP TLS handshakes that failed"
     );
+    describe_counter!(
+        "callverify_radius_dropped_total",
+        "RADIUS packets dropped unanswered, by reason"
+    );
+    describe_counter!(
+        "callverify_radius_requests_total",
+        "RADIUS Access-Requests answered, by answer (accept, reject, challenge)"
+    );
+    describe_counter!(
+        "callverify_radius_retransmissions_total",
+        "NAS retransmissions recognised (answered from the kept answer, or waiting for it)"
+    );
+    describe_counter!(
+        "callverify_radius_upstream_total",
+        "First-factor answers from the upstream RADIUS server, by answer"
+    );
     describe_gauge!("callverify_http_connections", "HTTP connections open");
     describe_counter!(
         "callverify_http_connections_refused_total",
@@ -125,6 +143,13 @@ fn describe() {
         counter!("callverify_sip_dropped_total", "reason" => reason).increment(0);
     }
     counter!("callverify_sip_tls_failures_total").increment(0);
+    for reason in api::radius::DROP_REASONS {
+        counter!("callverify_radius_dropped_total", "reason" => reason).increment(0);
+    }
+    for answer in api::radius::ANSWERS {
+        counter!("callverify_radius_requests_total", "answer" => answer).increment(0);
+    }
+    counter!("callverify_radius_retransmissions_total").increment(0);
     counter!("callverify_http_connections_refused_total").increment(0);
     for kind in ["header", "request"] {
         counter!("callverify_http_timeouts_total", "kind" => kind).increment(0);
@@ -243,18 +268,18 @@ fn trunk_gauge(e: &sip::Event) -> Option<(&'static str, &str, f64)> {
 
 /// The `/demo` page's key, made at the first start (its secret is never used: the page's
 /// backend acts as this key).
-async fn demo_key(store: &Store) -> anyhow::Result<store::ApiKey> {
-    Ok(
-        match store.api_key_named(DEMO_KEY, KeyKind::Service).await? {
-            Some(key) => key,
-            None => {
-                store
-                    .create_api_key(DEMO_KEY, KeyKind::Service, now_ms())
-                    .await?
-                    .0
-            }
-        },
-    )
+/// The service key `name` of a front end of the gateway's own (the demo page, the EAM
+/// provider, the RADIUS server), made at the first start.
+pub(crate) async fn service_key(store: &Store, name: &str) -> anyhow::Result<store::ApiKey> {
+    Ok(match store.api_key_named(name, KeyKind::Service).await? {
+        Some(key) => key,
+        None => {
+            store
+                .create_api_key(name, KeyKind::Service, now_ms())
+                .await?
+                .0
+        }
+    })
 }
 
 impl Gateway {
@@ -288,13 +313,23 @@ impl Gateway {
         );
         if cfg.api.demo_page {
             warn!("the /demo page is on: whoever reaches it can have the [demo] numbers called");
-            api_cfg.demo_page = Some(demo_key(&store).await?);
+            api_cfg.demo_page = Some(service_key(&store, DEMO_KEY).await?);
         }
         let env = |v: &str| std::env::var(v).ok();
         if let Some(eam) = cfg.eam_settings(env).map_err(|e| anyhow::anyhow!(e))? {
             let provider = crate::eam::provider(&eam, &store, &api_cfg.token_secret).await?;
             api_cfg.eam = Some(Arc::new(provider));
         }
+        let radius = match cfg.radius_settings(env).map_err(|e| anyhow::anyhow!(e))? {
+            Some(settings) => {
+                let server = api::radius::Server::bind(settings)
+                    .await
+                    .context("binding the RADIUS server")?;
+                info!(radius = %server.local_addr()?, "the RADIUS server is listening");
+                Some((server, service_key(&store, RADIUS_KEY).await?))
+            }
+            None => None,
+        };
         let readiness = api::Readiness::default();
         let state = api::AppState {
             store: store.clone(),
@@ -303,6 +338,7 @@ impl Gateway {
             cfg: Arc::new(api_cfg),
         };
         let workers = api::webhooks::spawn_workers(state.clone());
+        let radius = radius.map(|(server, key)| tokio::spawn(server.run(state.clone(), key)));
         // Queued challenges (left by a previous run, or beyond another node's capacity) are
         // claimed and called here as capacity allows.
         let dispatcher = runner.dispatch();
@@ -335,19 +371,28 @@ impl Gateway {
             stop,
             workers,
             dispatcher,
+            radius,
             readiness,
         })
     }
 
     /// Why the gateway cannot go on, if one of its core tasks has ended: the HTTP server,
     /// the background work (webhooks, expiry, retention), the dispatcher, a call's task
-    /// (its RTP and script), the SIP endpoint, the store's change notifications. None ends
+    /// (its RTP and script), the SIP endpoint, the store's change notifications, the RADIUS
+    /// server where `[radius]` is configured. None ends
     /// but at [`Gateway::shutdown`] or by a bug.
     pub fn failure(&self) -> Option<String> {
         let ended = |done: bool, what: &str| done.then(|| format!("{what} ended"));
         ended(self.server.is_finished(), "the HTTP server")
             .or_else(|| ended(self.workers.is_finished(), "the background work"))
             .or_else(|| ended(self.dispatcher.is_finished(), "the dispatcher"))
+            .or_else(|| {
+                let done = self
+                    .radius
+                    .as_ref()
+                    .is_some_and(tokio::task::JoinHandle::is_finished);
+                ended(done, "the RADIUS server")
+            })
             .or_else(|| self.runner.failure())
             .or_else(|| self.store.failure().map(str::to_string))
     }

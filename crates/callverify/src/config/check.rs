@@ -7,7 +7,8 @@ use toml::Spanned;
 
 use super::{
     Amd, ApiSettings, CallSettings, Config, ConfigError, Eam, EamGraph, Limit, Media,
-    PolicySettings, PortRange, Sip, Source, SrtpName, StoreSettings, Timers, Transport, Trunk,
+    PolicySettings, PortRange, Radius, Sip, Source, SrtpName, StoreSettings, Timers, Transport,
+    Trunk,
 };
 
 /// What a check finds: nothing, or the first error.
@@ -34,6 +35,9 @@ pub(super) fn all(c: &Config, src: &Source, env: impl Fn(&str) -> Option<String>
     amd(&c.call.amd, src)?;
     if let Some(e) = &c.eam {
         eam(e.get_ref(), src, &env)?;
+    }
+    if let Some(r) = &c.radius {
+        radius(r, src, &env)?;
     }
     tls_files(c, src)
 }
@@ -804,4 +808,109 @@ fn is_guid(s: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The shortest shared secret taken: a RADIUS secret's strength is all that stands between
+/// an eavesdropper and the passwords (RFC 2865 §3 asks for 16 octets at least).
+pub const MIN_RADIUS_SECRET: usize = 16;
+
+/// `[radius]`: where it listens, its NAS (a name, an address or network, a secret set in
+/// the environment and long enough), the user id template, its language and caps, and the
+/// upstream.
+fn radius(r: &Spanned<Radius>, src: &Source, env: &impl Fn(&str) -> Option<String>) -> Checked {
+    let secret = |var: &Spanned<String>, whose: &str| -> Checked {
+        match env(var.get_ref()) {
+            None => Err(src.at(
+                var,
+                format!("{whose}: environment variable {} is not set", var.get_ref()),
+            )),
+            Some(v) if v.len() < MIN_RADIUS_SECRET => Err(src.at(
+                var,
+                format!(
+                    "{whose}: the secret in {} is {} octets; give {MIN_RADIUS_SECRET} at least",
+                    var.get_ref(),
+                    v.len()
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
+    };
+    let cfg = r.get_ref();
+    if cfg.listen.get_ref().port() == 0 {
+        return Err(src.at(&cfg.listen, "radius.listen needs a port (1812 is RADIUS's)"));
+    }
+    if cfg.clients.is_empty() {
+        return Err(src.at(
+            r,
+            "[radius] has no [[radius.client]]: give each NAS's name, address and secret_env",
+        ));
+    }
+    let mut names = HashSet::new();
+    for c in &cfg.clients {
+        let c = c.get_ref();
+        let name = c.name.get_ref();
+        if name.trim().is_empty() || name.chars().any(char::is_control) || name.len() > 64 {
+            return Err(src.at(&c.name, "radius.client name: 1 to 64 visible characters"));
+        }
+        if !names.insert(name.as_str()) {
+            return Err(src.at(&c.name, format!("radius.client {name:?} is given twice")));
+        }
+        if radius_network(c.address.get_ref()).is_none() {
+            return Err(src.at(
+                &c.address,
+                format!(
+                    "radius.client {name:?}: {:?} is no address nor network (e.g. 192.0.2.10 or 10.1.0.0/16)",
+                    c.address.get_ref()
+                ),
+            ));
+        }
+        secret(&c.secret_env, &format!("radius.client {name:?}"))?;
+    }
+    let template = cfg.user_id.get_ref();
+    if !template.contains("{user}") && !template.contains("{name}") {
+        return Err(src.at(
+            &cfg.user_id,
+            format!("radius.user_id {template:?} names no user: put {{user}} or {{name}} in it"),
+        ));
+    }
+    if let Some(l) = &cfg.language
+        && l.get_ref().parse::<media::Language>().is_err()
+    {
+        return Err(src.at(
+            l,
+            format!("radius.language: unknown language {:?}", l.get_ref()),
+        ));
+    }
+    in_range(
+        &cfg.max_pending_per_client,
+        1..=10_000,
+        "radius.max_pending_per_client",
+        src,
+    )?;
+    if let Some(u) = &cfg.upstream {
+        let u = u.get_ref();
+        let a = u.address.get_ref();
+        if a.port() == 0 || a.ip().is_unspecified() || a.ip().is_multicast() {
+            return Err(src.at(
+                &u.address,
+                format!("radius.upstream.address {a} is no server's address"),
+            ));
+        }
+        secret(&u.secret_env, "radius.upstream")?;
+        in_range(
+            &u.timeout_ms,
+            100..=30_000,
+            "radius.upstream.timeout_ms",
+            src,
+        )?;
+        in_range(&u.retries, 0..=10, "radius.upstream.retries", src)?;
+    }
+    Ok(())
+}
+
+/// A `[[radius.client]]` address: one address (a network of one) or a network.
+pub fn radius_network(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }

@@ -521,6 +521,8 @@ pub struct Config {
     pub demo: DemoSettings,
     /// Microsoft Entra's external authentication (EAM): absent, the provider is off.
     pub eam: Option<Spanned<Eam>>,
+    /// The RADIUS front end for VPNs and network gear: absent, it is off.
+    pub radius: Option<Spanned<Radius>>,
 }
 
 /// The `[demo]` table.
@@ -888,4 +890,76 @@ fn default_graph_login_url() -> Spanned<String> {
 }
 fn default_graph_base_url() -> Spanned<String> {
     Spanned::new(0..0, "https://graph.microsoft.com/v1.0".into())
+}
+
+/// The `[radius]` table: the RADIUS front end (RFC 2865 over UDP) for VPNs and network gear.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Radius {
+    /// Where it listens (UDP), e.g. `127.0.0.1:1812`.
+    pub listen: Spanned<SocketAddr>,
+    /// The user id a User-Name maps to: `{user}` (without its realm), `{realm}`, `{name}`.
+    #[serde(default = "default_radius_user_id")]
+    pub user_id: Spanned<String>,
+    /// Whether `user@realm` and `REALM\user` lose their realm in `{user}`.
+    #[serde(default = "default_true")]
+    pub strip_realm: bool,
+    /// The prompts' language (default: `[call] language`).
+    pub language: Option<Spanned<String>>,
+    /// Requests one NAS address may have in progress at once (1 to 10000).
+    #[serde(default = "default_radius_pending")]
+    pub max_pending_per_client: Spanned<u64>,
+    /// The NAS that may ask, each `[[radius.client]]`.
+    #[serde(rename = "client", default)]
+    pub clients: Vec<Spanned<RadiusClient>>,
+    /// The RADIUS server that checks passwords first: absent, the NAS checked them.
+    pub upstream: Option<Spanned<RadiusUpstream>>,
+}
+
+/// A `[[radius.client]]`: a NAS by address or network, and its shared secret.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusClient {
+    /// Its name (in the call log and the logs).
+    pub name: Spanned<String>,
+    /// Its address (`192.0.2.10`) or network (`10.1.0.0/16`).
+    pub address: Spanned<String>,
+    /// The environment variable holding its shared secret.
+    pub secret_env: Spanned<String>,
+}
+
+/// The `[radius.upstream]` table: the first factor's RADIUS server.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusUpstream {
+    /// Its address and port.
+    pub address: Spanned<SocketAddr>,
+    /// The environment variable holding the secret shared with it.
+    pub secret_env: Spanned<String>,
+    /// Milliseconds to wait for each try (100 to 30000).
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub timeout_ms: Spanned<u64>,
+    /// Tries after the first (0 to 10).
+    #[serde(default = "default_upstream_retries")]
+    pub retries: Spanned<u64>,
+    /// Refuse its answers without a Message-Authenticator (turn off only for a server
+    /// without the BlastRADIUS fixes, on a network nobody else reaches).
+    #[serde(default = "default_true")]
+    pub require_message_authenticator: bool,
+}
+
+fn default_radius_user_id() -> Spanned<String> {
+    Spanned::new(0..0, "{user}".into())
+}
+fn default_true() -> bool {
+    true
+}
+fn default_radius_pending() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+fn default_upstream_timeout_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 3000)
+}
+fn default_upstream_retries() -> Spanned<u64> {
+    Spanned::new(0..0, 2)
 }

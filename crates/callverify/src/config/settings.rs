@@ -405,3 +405,58 @@ fn graph_settings(
         base_url: g.base_url.get_ref().clone(),
     })
 }
+
+impl Config {
+    /// The RADIUS front end's settings (`None`: no `[radius]`), with the secrets read
+    /// through `env`; an error names a variable that is not set (never a value).
+    pub fn radius_settings(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<api::radius::Settings>, String> {
+        let Some(r) = self.radius.as_ref().map(toml::Spanned::get_ref) else {
+            return Ok(None);
+        };
+        let secret = |var: &toml::Spanned<String>| {
+            env(var.get_ref())
+                .filter(|v| !v.is_empty())
+                .map(radius::sign::Secret::new)
+                .ok_or_else(|| format!("{} is not set ([radius] needs it)", var.get_ref()))
+        };
+        let mut clients = Vec::new();
+        for c in &r.clients {
+            let c = c.get_ref();
+            clients.push(api::radius::Client {
+                name: c.name.get_ref().clone(),
+                network: super::check::radius_network(c.address.get_ref()).ok_or_else(|| {
+                    format!("{:?} is no address nor network", c.address.get_ref())
+                })?,
+                secret: secret(&c.secret_env)?,
+            });
+        }
+        let upstream = match r.upstream.as_ref().map(toml::Spanned::get_ref) {
+            Some(u) => Some(api::radius::Upstream {
+                address: *u.address.get_ref(),
+                secret: secret(&u.secret_env)?,
+                timeout: Duration::from_millis(*u.timeout_ms.get_ref()),
+                retries: u32::try_from(*u.retries.get_ref()).unwrap_or(10),
+                require_message_authenticator: u.require_message_authenticator,
+            }),
+            None => None,
+        };
+        Ok(Some(api::radius::Settings {
+            listen: *r.listen.get_ref(),
+            clients,
+            upstream,
+            user_id: r.user_id.get_ref().clone(),
+            strip_realm: r.strip_realm,
+            language: r
+                .language
+                .as_ref()
+                .and_then(|l| l.get_ref().parse().ok())
+                .unwrap_or_else(|| self.language()),
+            max_pending_per_client: usize::try_from(*r.max_pending_per_client.get_ref())
+                .unwrap_or(100),
+            keep_answers: Duration::from_secs(30),
+        }))
+    }
+}

@@ -860,3 +860,171 @@ fn nat_mistakes_are_told_at_their_line() {
         "{e}"
     );
 }
+
+/// The shipped example's `[radius]` (commented out there), uncommented: from `# [radius]`
+/// to the blank line that ends it.
+fn shipped_radius() -> String {
+    let text = shipped();
+    let start = text
+        .find("# [radius]")
+        .expect("the example documents [radius]");
+    text[start..]
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn env_with_radius_secrets(name: &str) -> Option<String> {
+    match name {
+        "CALLVERIFY_RADIUS_VPN_SECRET" => Some("vpn-secret-0123456789".into()),
+        "CALLVERIFY_RADIUS_UPSTREAM_SECRET" => Some("upstream-secret-0123456789".into()),
+        _ => env_with_password(name),
+    }
+}
+
+/// The shipped file with `radius` appended.
+fn with_radius(radius: &str) -> Result<Config, ConfigError> {
+    Config::parse(
+        &format!("{}\n{radius}", shipped()),
+        "c.toml",
+        env_with_radius_secrets,
+    )
+}
+
+#[test]
+fn without_radius_the_front_end_is_off() {
+    let c = Config::parse(&shipped(), "c.toml", env_with_password).unwrap();
+    assert!(c.radius_settings(env_with_password).unwrap().is_none());
+}
+
+#[test]
+fn the_shipped_radius_example_loads_with_its_secrets_from_the_environment() {
+    let c = with_radius(&shipped_radius()).unwrap();
+    let r = c.radius_settings(env_with_radius_secrets).unwrap().unwrap();
+    assert_eq!(r.listen, "127.0.0.1:1812".parse().unwrap());
+    assert_eq!((r.user_id.as_str(), r.strip_realm), ("{user}", true));
+    assert_eq!(r.language, media::Language::En);
+    assert_eq!(r.max_pending_per_client, 100);
+    assert_eq!(r.keep_answers, Duration::from_secs(30));
+    assert_eq!(r.clients.len(), 1);
+    assert_eq!(r.clients[0].name, "vpn");
+    assert_eq!(r.clients[0].network, "192.0.2.10/32".parse().unwrap());
+    let up = r.upstream.unwrap();
+    assert_eq!(up.address, "192.0.2.20:1812".parse().unwrap());
+    assert_eq!((up.timeout, up.retries), (Duration::from_secs(3), 2));
+    assert!(up.require_message_authenticator);
+    assert!(
+        !format!("{:?}", r.clients[0]).contains("vpn-secret"),
+        "Debug hides the secret"
+    );
+    // A network, and the defaults of a minimal table.
+    let minimal = "[radius]\nlisten = \"[::1]:1812\"\n[[radius.client]]\nname = \"wifi\"\n\
+                   address = \"10.1.0.0/16\"\nsecret_env = \"CALLVERIFY_RADIUS_VPN_SECRET\"\n";
+    let r = with_radius(minimal)
+        .unwrap()
+        .radius_settings(env_with_radius_secrets)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.clients[0].network, "10.1.0.0/16".parse().unwrap());
+    assert!(r.upstream.is_none());
+    assert_eq!((r.user_id.as_str(), r.strip_realm), ("{user}", true));
+    // Without the variable the file is refused, at the line that names it.
+    let text = format!("{}\n{}", shipped(), shipped_radius());
+    let e = Config::parse(&text, "c.toml", env_with_password).unwrap_err();
+    let line = text
+        .lines()
+        .position(|l| l == "secret_env = \"CALLVERIFY_RADIUS_VPN_SECRET\"")
+        .unwrap()
+        + 1;
+    assert_eq!(e.line, Some(line), "{e}");
+    assert!(
+        e.to_string()
+            .contains("CALLVERIFY_RADIUS_VPN_SECRET is not set"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("vpn-secret"), "{e}");
+}
+
+/// The mistakes in `[radius]` each check refuses: a line of the shipped example, what
+/// replaces it, and words the error holds.
+const RADIUS_MISTAKES: &[(&str, &str, &str)] = &[
+    (
+        "listen = \"127.0.0.1:1812\"",
+        "listen = \"127.0.0.1:0\"",
+        "radius.listen needs a port",
+    ),
+    (
+        "listen = \"127.0.0.1:1812\"",
+        "listen = \"localhost\"",
+        "invalid socket address",
+    ),
+    (
+        "user_id = \"{user}\"",
+        "user_id = \"alice\"",
+        "names no user",
+    ),
+    ("language = \"en\"", "language = \"xx\"", "unknown language"),
+    (
+        "max_pending_per_client = 100",
+        "max_pending_per_client = 0",
+        "give 1 to 10000",
+    ),
+    (
+        "name = \"vpn\"",
+        "name = \" \"",
+        "1 to 64 visible characters",
+    ),
+    (
+        "address = \"192.0.2.10\"",
+        "address = \"vpn.example.edu\"",
+        "is no address nor network",
+    ),
+    (
+        "address = \"192.0.2.10\"",
+        "address = \"192.0.2.0/33\"",
+        "is no address nor network",
+    ),
+    (
+        "secret_env = \"CALLVERIFY_RADIUS_VPN_SECRET\"",
+        "secret_env = \"CALLVERIFY_RADIUS_SHORT_SECRET\"",
+        "is 5 octets; give 16 at least",
+    ),
+    (
+        "address = \"192.0.2.20:1812\"",
+        "address = \"0.0.0.0:1812\"",
+        "is no server's address",
+    ),
+    ("timeout_ms = 3000", "timeout_ms = 50", "give 100 to 30000"),
+    ("retries = 2", "retries = 11", "give 0 to 10"),
+    ("retries = 2", "retry = 2", "unknown field"),
+];
+
+#[test]
+fn each_radius_mistake_is_told_at_its_line() {
+    let env = |name: &str| match name {
+        "CALLVERIFY_RADIUS_SHORT_SECRET" => Some("short".into()),
+        _ => env_with_radius_secrets(name),
+    };
+    let example = shipped_radius();
+    let first = shipped().lines().count() + 2;
+    for &(find, replace, words) in RADIUS_MISTAKES {
+        let radius = example.replacen(find, replace, 1);
+        assert_ne!(radius, example, "{find:?}");
+        let e = Config::parse(&format!("{}\n{radius}", shipped()), "c.toml", env).unwrap_err();
+        assert!(e.to_string().contains(words), "{replace}: {e}");
+        assert!(!e.to_string().contains("short\""), "no secret in {e}");
+        let line = first + radius.lines().position(|l| l == replace).unwrap();
+        assert_eq!(e.line, Some(line), "{replace}: {e}");
+    }
+    // Two NAS of one name, and a table without any.
+    let twice = format!(
+        "{example}\n[[radius.client]]\nname = \"vpn\"\naddress = \"192.0.2.11\"\n\
+         secret_env = \"CALLVERIFY_RADIUS_VPN_SECRET\""
+    );
+    let e = with_radius(&twice).unwrap_err();
+    assert!(e.to_string().contains("\"vpn\" is given twice"), "{e}");
+    let e = with_radius("[radius]\nlisten = \"127.0.0.1:1812\"\n").unwrap_err();
+    assert!(e.to_string().contains("has no [[radius.client]]"), "{e}");
+}
