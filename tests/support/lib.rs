@@ -1,6 +1,7 @@
-//! Helpers for the end-to-end tests: real peers (sipp, baresip, PostgreSQL) started on
-//! loopback with free ports (or in network namespaces behind a NAT), bounded in time,
-//! stopped when the test ends; and callverify's SIP endpoint configured for them. Each module holds one kind of helper, and this root
+//! Helpers for the end-to-end tests: real peers (sipp, baresip, Kamailio, FreeRADIUS and
+//! radclient, PostgreSQL) started on loopback with free ports (or in network namespaces
+//! behind a NAT), bounded in time, stopped when the test ends; and callverify's SIP
+//! endpoint configured for them. Each module holds one kind of helper, and this root
 //! re-exports them all.
 
 mod audio;
@@ -15,6 +16,7 @@ mod net;
 mod netns;
 pub mod pcap;
 mod postgres;
+mod radius_peers;
 mod sipp;
 mod tls;
 
@@ -44,6 +46,7 @@ pub use kamailio::{KAMAILIO_REALM, Kamailio, User};
 pub use net::{LossyLink, Relay, free_media_ports, free_port, free_rtp_pair};
 pub use netns::{NAT_PUBLIC, NatCounts, NatNet, PHONE};
 pub use postgres::Postgres;
+pub use radius_peers::{FreeRadius, RadReply, radclient};
 pub use sipp::{
     SIPP_POUND, Sipp, SippExit, callee_scenario, callee_scenario_after, callee_scenario_playing,
 };
