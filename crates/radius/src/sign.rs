@@ -311,13 +311,15 @@ mod tests {
             reveal_password(&hidden, &secret(), &RFC_AUTH).unwrap(),
             b"arctangent"
         );
-        let long = [b'p'; 100];
-        let hidden = hide_password(&long, &secret(), &RFC_AUTH).unwrap();
-        assert_eq!(hidden.len(), 112);
-        assert_eq!(
-            reveal_password(&hidden, &secret(), &RFC_AUTH).unwrap(),
-            long
-        );
+        for (len, hidden_len) in [(16, 16), (17, 32), (100, 112), (128, 128)] {
+            let long = vec![b'p'; len];
+            let hidden = hide_password(&long, &secret(), &RFC_AUTH).unwrap();
+            assert_eq!(hidden.len(), hidden_len);
+            assert_eq!(
+                reveal_password(&hidden, &secret(), &RFC_AUTH).unwrap(),
+                long
+            );
+        }
         for bad in [0, 15, 17, 144] {
             assert_eq!(
                 reveal_password(&vec![1; bad], &secret(), &RFC_AUTH),
