@@ -35,12 +35,13 @@ use crate::challenges::{SignInCall, create_sign_in};
 
 /// Why a datagram was dropped unanswered (the values of
 /// `callverify_radius_dropped_total{reason}`).
-pub const DROP_REASONS: [&str; 7] = [
+pub const DROP_REASONS: [&str; 8] = [
     "unknown_client",
     "malformed",
     "no_message_authenticator",
     "bad_message_authenticator",
     "not_access_request",
+    "replayed",
     "busy",
     "too_long",
 ];
@@ -100,6 +101,11 @@ pub struct Settings {
 /// Sign-ins waiting for the NAS's next request (an Access-Challenge was sent) at most.
 const MAX_SESSIONS: usize = 10_000;
 
+/// Requests in progress and answers kept, at most, of all the NAS together (an answer is at
+/// most 4096 octets; most are under 200). Ten times as many authenticators are remembered
+/// against replays.
+const MAX_RECENT: usize = 16_384;
+
 /// The RADIUS front end, bound.
 pub struct Server {
     socket: UdpSocket,
@@ -122,11 +128,16 @@ impl Server {
     /// Challenges are made with `key`.
     pub async fn run(self, state: AppState, key: ApiKey) -> std::io::Error {
         let settings = self.settings;
+        // A request is handled for the challenge's lifetime and 30 s at most, then its
+        // answer kept: its authenticator is refused for longer than that.
+        let replay_window =
+            state.cfg.challenge_ttl + Duration::from_secs(30) + settings.keep_answers * 2;
         let front = Arc::new(Front {
             recent: Mutex::new(Recent::new(
                 settings.keep_answers,
+                replay_window,
                 settings.max_pending_per_client,
-                settings.clients.len().max(1) * settings.max_pending_per_client * 4,
+                MAX_RECENT,
             )),
             sessions: Mutex::new(HashMap::new()),
             socket: self.socket,
@@ -162,6 +173,8 @@ fn dropped(reason: &'static str) {
 struct Session {
     challenge: ChallengeId,
     client: String,
+    /// The NAS's address: the next request must come from it.
+    nas: IpAddr,
     user_name: String,
     /// The upstream's Accept attributes, for the Accept.
     attributes: Vec<Attribute>,
@@ -176,6 +189,35 @@ struct Front {
     key: ApiKey,
     recent: Mutex<Recent>,
     sessions: Mutex<HashMap<[u8; 16], Session>>,
+}
+
+/// `m` locked, also after a task panicked holding it (the tables stay consistent: each
+/// change is one call).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A request being handled: if its task ends without answering (a panic), the table
+/// forgets it, so that the NAS's retransmission is heard and its slot is free.
+struct Pending {
+    front: Arc<Front>,
+    key: RequestKey,
+    answered: bool,
+}
+
+impl Pending {
+    /// It was answered (and the table told so).
+    fn disarm(&mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.answered {
+            lock(&self.front.recent).abandoned(self.key);
+        }
+    }
 }
 
 /// What a request is answered with.
@@ -224,13 +266,14 @@ fn random16() -> Option<[u8; 16]> {
 }
 
 impl Front {
-    fn client(&self, ip: IpAddr) -> Option<&Client> {
-        // The most specific network that holds the address.
+    /// The configured client that holds `ip` (the most specific network), with its index.
+    fn client(&self, ip: IpAddr) -> Option<(usize, &Client)> {
         self.settings
             .clients
             .iter()
-            .filter(|c| c.network.contains(&ip))
-            .max_by_key(|c| c.network.prefix_len())
+            .enumerate()
+            .filter(|(_, c)| c.network.contains(&ip))
+            .max_by_key(|(_, c)| c.network.prefix_len())
     }
 
     /// A datagram from `from`: dropped, answered again, or handled in a task of its own.
@@ -239,7 +282,7 @@ impl Front {
             return dropped("too_long");
         }
         let ip = canonical(from.ip());
-        let Some(client) = self.client(ip) else {
+        let Some((index, client)) = self.client(ip) else {
             return dropped("unknown_client");
         };
         let packet = match sign::check_request(datagram, &client.secret) {
@@ -254,14 +297,12 @@ impl Front {
             return dropped("not_access_request");
         }
         let key = RequestKey {
+            client: index,
             from,
             identifier: packet.identifier,
             authenticator: packet.authenticator,
         };
-        let admitted = match self.recent.lock() {
-            Ok(mut r) => r.admit(Instant::now(), key),
-            Err(_) => return,
-        };
+        let admitted = lock(&self.recent).admit(Instant::now(), key);
         match admitted {
             Admission::New => {}
             Admission::InProgress => {
@@ -273,17 +314,24 @@ impl Front {
                 let _ = self.socket.try_send_to(&bytes, from);
                 return;
             }
+            Admission::Replayed => return dropped("replayed"),
             Admission::Full => return dropped("busy"),
         }
-        let front = self.clone();
+        let mut pending = Pending {
+            front: self.clone(),
+            key,
+            answered: false,
+        };
         let client = client.clone();
         tokio::spawn(async move {
+            let front = pending.front.clone();
             // Every wait inside is bounded by the challenge's expiry; this bounds them all.
             let bound = front.state.cfg.challenge_ttl + Duration::from_secs(30);
             let answer = tokio::time::timeout(bound, front.handle(&client, &packet, from))
                 .await
                 .unwrap_or_else(|_| Answer::reject("the sign-in took too long"));
             front.answer(&client, &packet, key, answer).await;
+            pending.disarm();
         });
     }
 
@@ -306,9 +354,7 @@ impl Front {
                 ) {
                     Ok(b) => b,
                     Err(_) => {
-                        if let Ok(mut r) = self.recent.lock() {
-                            r.abandoned(key);
-                        }
+                        lock(&self.recent).abandoned(key);
                         return;
                     }
                 }
@@ -318,9 +364,7 @@ impl Front {
         if let Err(e) = self.socket.send_to(&bytes, key.from).await {
             warn!(nas = %client.name, error = %e, "a RADIUS answer could not be sent");
         }
-        if let Ok(mut r) = self.recent.lock() {
-            r.answered(Instant::now(), key, bytes);
-        }
+        lock(&self.recent).answered(Instant::now(), key, bytes);
     }
 
     async fn handle(&self, client: &Client, request: &Packet, from: SocketAddr) -> Answer {
@@ -345,7 +389,9 @@ impl Front {
             }
         };
         if let Some(state) = request.get(attr::STATE) {
-            return self.next_step(client, user_name, state, &password).await;
+            return self
+                .next_step(client, from, user_name, state, &password)
+                .await;
         }
         let tag = crate::user_tag(&self.state.cfg.token_secret, user_name);
         let attributes = match &self.settings.upstream {
@@ -423,6 +469,7 @@ impl Front {
                 let session = Session {
                     challenge: c.id.clone(),
                     client: client.name.clone(),
+                    nas: canonical(from.ip()),
                     user_name: user_name.to_string(),
                     attributes,
                     confirmation: c.confirmation,
@@ -444,6 +491,7 @@ impl Front {
                         let session = Session {
                             challenge: c.id.clone(),
                             client: client.name.clone(),
+                            nas: canonical(from.ip()),
                             user_name: user_name.to_string(),
                             attributes,
                             confirmation,
@@ -462,9 +510,7 @@ impl Front {
         let Some(state) = random16() else {
             return Answer::reject("the sign-in cannot be made now");
         };
-        let Ok(mut sessions) = self.sessions.lock() else {
-            return Answer::reject("the sign-in cannot be made now");
-        };
+        let mut sessions = lock(&self.sessions);
         if sessions.len() >= MAX_SESSIONS {
             let now = Instant::now();
             sessions.retain(|_, s| s.until > now);
@@ -480,15 +526,20 @@ impl Front {
     async fn next_step(
         &self,
         client: &Client,
+        from: SocketAddr,
         user_name: &str,
         state: &[u8],
         password: &[u8],
     ) -> Answer {
         let taken = <[u8; 16]>::try_from(state).ok().and_then(|s| {
-            let mut sessions = self.sessions.lock().ok()?;
+            let mut sessions = lock(&self.sessions);
             let found = sessions.get(&s)?;
-            // Another NAS, or another user, naming this State gets nothing of it.
-            if found.client != client.name || found.user_name != user_name {
+            // Another NAS (or another address of its network), or another user, naming
+            // this State gets nothing of it.
+            if found.client != client.name
+                || found.nas != canonical(from.ip())
+                || found.user_name != user_name
+            {
                 return None;
             }
             sessions.remove(&s)
@@ -619,17 +670,33 @@ enum FirstFactor {
     Failed(&'static str),
 }
 
+/// Tunnel-Password (RFC 2868 §3.5): hidden with the upstream's secret and our request's
+/// authenticator.
+const TUNNEL_PASSWORD: u8 = 69;
+
+/// Microsoft's vendor id (RFC 2548), whose MS-CHAP-MPPE-Keys (12), MS-MPPE-Send-Key (16)
+/// and MS-MPPE-Recv-Key (17) are hidden the same way.
+const MICROSOFT: [u8; 4] = [0, 0, 0x01, 0x37];
+
 /// The attributes of the upstream's Accept that are passed on: all but those that belong
-/// to the exchange between two servers (signatures, State, Proxy-State, EAP).
-fn passed_on(kind: u8) -> bool {
-    ![
+/// to the exchange between two servers (signatures, State, Proxy-State, EAP) and those
+/// hidden under the upstream's secret, which the NAS could not read (garbage keys).
+fn passed_on(a: &Attribute) -> bool {
+    let between_servers = [
         attr::MESSAGE_AUTHENTICATOR,
         attr::PROXY_STATE,
         attr::STATE,
         attr::EAP_MESSAGE,
         attr::USER_PASSWORD,
-    ]
-    .contains(&kind)
+        TUNNEL_PASSWORD,
+    ];
+    if between_servers.contains(&a.kind) {
+        return false;
+    }
+    let hidden_vsa = a.kind == attr::VENDOR_SPECIFIC
+        && a.value.get(..4) == Some(&MICROSOFT[..])
+        && matches!(a.value.get(4), Some(12 | 16 | 17));
+    !hidden_vsa
 }
 
 /// The NAS's request sent on to the upstream: its attributes with the password hidden
@@ -708,13 +775,7 @@ async fn first_factor(up: &Upstream, request: &Packet, password: &[u8]) -> First
                 Code::AccessAccept => {
                     metrics::counter!("callverify_radius_upstream_total", "answer" => "accept")
                         .increment(1);
-                    FirstFactor::Accepted(
-                        answer
-                            .attributes
-                            .into_iter()
-                            .filter(|a| passed_on(a.kind))
-                            .collect(),
-                    )
+                    FirstFactor::Accepted(answer.attributes.into_iter().filter(passed_on).collect())
                 }
                 code => {
                     let name = if code == Code::AccessChallenge {
@@ -775,23 +836,34 @@ mod tests {
     }
 
     #[test]
-    fn the_upstreams_signatures_and_state_are_not_passed_on() {
-        for kind in [
-            attr::CLASS,
-            attr::VENDOR_SPECIFIC,
-            attr::FRAMED_IP_ADDRESS,
-            attr::SESSION_TIMEOUT,
-            attr::REPLY_MESSAGE,
+    fn the_upstreams_signatures_state_and_hidden_values_are_not_passed_on() {
+        let cisco = Attribute::new(attr::VENDOR_SPECIFIC, *b"\0\0\0\x09\x01\x05ab=c");
+        let ms_class = Attribute::new(attr::VENDOR_SPECIFIC, *b"\0\0\x017\x19\x04ab");
+        for a in [
+            Attribute::new(attr::CLASS, "staff"),
+            Attribute::new(attr::FRAMED_IP_ADDRESS, [10, 8, 0, 7]),
+            Attribute::new(attr::SESSION_TIMEOUT, [0, 0, 14, 16]),
+            Attribute::new(attr::REPLY_MESSAGE, "hello"),
+            cisco,
+            ms_class,
         ] {
-            assert!(passed_on(kind), "{kind}");
+            assert!(passed_on(&a), "{a:?}");
         }
         for kind in [
             attr::MESSAGE_AUTHENTICATOR,
             attr::PROXY_STATE,
             attr::STATE,
             attr::EAP_MESSAGE,
+            TUNNEL_PASSWORD,
         ] {
-            assert!(!passed_on(kind), "{kind}");
+            assert!(!passed_on(&Attribute::new(kind, [0; 18])), "{kind}");
+        }
+        for vendor_type in [12u8, 16, 17] {
+            let mut v = MICROSOFT.to_vec();
+            v.extend([vendor_type, 20]);
+            v.extend([7; 18]);
+            let a = Attribute::new(attr::VENDOR_SPECIFIC, v);
+            assert!(!passed_on(&a), "MS vendor type {vendor_type}");
         }
     }
 

@@ -12,8 +12,9 @@
 //!   Access-Challenge), the code the phone heard (same State) is accepted.
 //! - Number matching: an Access-Challenge shows the two digits at once; the phone keys them
 //!   and '#'; the NAS's next request (with the State) is accepted.
-//! - Forgeries: a request signed with another secret, one without Message-Authenticator and
-//!   one from an unknown address get no answer at all and are counted by reason.
+//! - Forgeries: a request signed with another secret, one without Message-Authenticator,
+//!   one from an unknown address and one replayed from another port get no answer at all
+//!   and are counted by reason.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -423,28 +424,31 @@ fn number_matching_shows_the_digits_in_an_access_challenge_and_accepts_the_next_
     assert_eq!(calls[0]["code_matched"], true, "{}", calls[0]);
 }
 
-/// alice's request with `password` as a NAS of our own makes it, signed with `secret`, sent
-/// from `from`: whether an answer came within two seconds.
-fn answered(from: &str, to: SocketAddr, secret: &str, password: &str) -> bool {
-    let socket = UdpSocket::bind(from).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
+/// alice's request with `password` as a NAS of our own makes it, signed with `secret`.
+fn request(secret: &str, password: &str) -> Vec<u8> {
     let mut authenticator = [0u8; 16];
     getrandom::fill(&mut authenticator).unwrap();
     let secret = Secret::new(secret);
     let hidden = sign::hide_password(password.as_bytes(), &secret, &authenticator).unwrap();
-    let packet = sign::request(
+    sign::request(
         7,
         authenticator,
         vec![
-            Attribute::new(attr::USER_NAME, "alice"),
+            Attribute::new(attr::USER_NAME, "alice@example.edu"),
             Attribute::new(attr::USER_PASSWORD, hidden),
         ],
         &secret,
     )
-    .unwrap();
-    socket.send_to(&packet, to).unwrap();
+    .unwrap()
+}
+
+/// Whether `packet`, sent from `from`, was answered within two seconds.
+fn answered(from: &str, to: SocketAddr, packet: &[u8]) -> bool {
+    let socket = UdpSocket::bind(from).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket.send_to(packet, to).unwrap();
     let mut buf = [0u8; 4096];
     socket.recv_from(&mut buf).is_ok()
 }
@@ -491,25 +495,20 @@ fn forged_and_unknown_requests_get_no_answer_and_are_counted() {
     );
 
     // From an address no [[radius.client]] holds, rightly signed with the NAS's secret.
-    assert!(!answered(
-        "127.0.0.3:0",
-        gw.radius,
-        NAS_SECRET,
-        "wrong horse"
-    ));
+    let wrong = request(NAS_SECRET, "wrong horse");
+    assert!(!answered("127.0.0.3:0", gw.radius, &wrong));
     gw.metric_reaches(
         r#"callverify_radius_dropped_total{reason="unknown_client"}"#,
         1,
     );
 
-    // Such a request from the NAS's address is answered (the upstream's Reject of a wrong
-    // password), so the silence above was the drops'.
-    assert!(answered(
-        "127.0.0.1:0",
-        gw.radius,
-        NAS_SECRET,
-        "wrong horse"
-    ));
+    // The same request from the NAS's address is answered (the upstream's Reject of a
+    // wrong password), so the silence above was the drops'.
+    assert!(answered("127.0.0.1:0", gw.radius, &wrong));
+    // Sent again from another port (a captured request replayed with a forged source):
+    // not heard again.
+    assert!(!answered("127.0.0.1:0", gw.radius, &wrong));
+    gw.metric_reaches(r#"callverify_radius_dropped_total{reason="replayed"}"#, 1);
     assert!(gw.calls().is_empty());
     gw.assert_log_is_clean();
 }
