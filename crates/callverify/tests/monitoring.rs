@@ -39,7 +39,7 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
     let rules = packaging("prometheus/callverify-alerts.yml");
     let (ok, text) = promtool(&["check", "rules", rules.to_str().unwrap()]);
     assert!(ok, "{text}");
-    assert!(text.contains("SUCCESS: 12 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 13 rules found"), "{text}");
     // The answer rate's outcomes are the engine's answered ones, in the rules and the
     // dashboard alike.
     let answered = format!("outcome=~\"{}\"", engine::Outcome::ANSWERED.join("|"));
@@ -318,7 +318,7 @@ fn prometheus_scrapes_the_gateway_and_evaluates_the_rules() {
             assert_eq!(r["health"], "ok", "{r}");
         }
     }
-    assert_eq!(rules, 12);
+    assert_eq!(rules, 13);
 
     // Every dashboard query evaluates, and those over the call's series have a result.
     // (A rate needs two samples of the series in its window: those wait for a second scrape.)
