@@ -204,6 +204,10 @@ fn assert_accepted_with_upstream_attributes(reply: &RadReply) {
         "{}",
         reply.output
     );
+    assert!(
+        reply.attributes[0].starts_with("Message-Authenticator = 0x"),
+        "first: {reply:?}"
+    );
     assert_eq!(
         reply.get("Class"),
         Some("0x76706e2d7374616666"),
@@ -442,15 +446,26 @@ fn request(secret: &str, password: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// Whether `packet`, sent from `from`, was answered within two seconds.
-fn answered(from: &str, to: SocketAddr, packet: &[u8]) -> bool {
-    let socket = UdpSocket::bind(from).unwrap();
+/// A socket on `at` that waits two seconds for an answer.
+fn nas_socket(at: &str) -> UdpSocket {
+    let socket = UdpSocket::bind(at).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
+    socket
+}
+
+/// `packet` sent from `socket`: the answer, if one came within two seconds.
+fn exchange(socket: &UdpSocket, to: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     socket.send_to(packet, to).unwrap();
     let mut buf = [0u8; 4096];
-    socket.recv_from(&mut buf).is_ok()
+    let (n, _) = socket.recv_from(&mut buf).ok()?;
+    Some(buf[..n].to_vec())
+}
+
+/// Whether `packet`, sent from `from`, was answered within two seconds.
+fn answered(from: &str, to: SocketAddr, packet: &[u8]) -> bool {
+    exchange(&nas_socket(from), to, packet).is_some()
 }
 
 #[test]
@@ -503,12 +518,47 @@ fn forged_and_unknown_requests_get_no_answer_and_are_counted() {
     );
 
     // The same request from the NAS's address is answered (the upstream's Reject of a
-    // wrong password), so the silence above was the drops'.
-    assert!(answered("127.0.0.1:0", gw.radius, &wrong));
+    // wrong password, signed), so the silence above was the drops'; sent again from the
+    // same port (a late retransmission), the same answer, octet for octet.
+    let nas = nas_socket("127.0.0.1:0");
+    let answer = exchange(&nas, gw.radius, &wrong).expect("an answer");
+    let secret = Secret::new(NAS_SECRET);
+    let checked =
+        sign::check_response(&answer, 7, &wrong[4..20].try_into().unwrap(), &secret, true)
+            .expect("a signed answer");
+    assert_eq!(checked.code, radius::Code::AccessReject);
+    assert_eq!(
+        checked.attributes[0].kind,
+        attr::MESSAGE_AUTHENTICATOR,
+        "first"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        exchange(&nas, gw.radius, &wrong),
+        Some(answer),
+        "the kept answer"
+    );
     // Sent again from another port (a captured request replayed with a forged source):
     // not heard again.
     assert!(!answered("127.0.0.1:0", gw.radius, &wrong));
     gw.metric_reaches(r#"callverify_radius_dropped_total{reason="replayed"}"#, 1);
+
+    // CHAP (radclient computes its CHAP-Password): refused in words, not dropped.
+    let mut chap = vec!["User-Name = \"alice@example.edu\"", "CHAP-Password = \"x\""];
+    chap.push("Message-Authenticator = 0x00");
+    let reply = radclient(gw.radius, NAS_SECRET, &chap, 5, 1, &gw.dir);
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Access-Reject"),
+        "{}",
+        reply.output
+    );
+    assert!(
+        reply
+            .get("Reply-Message")
+            .is_some_and(|m| m.contains("only PAP")),
+        "{reply:?}"
+    );
     assert!(gw.calls().is_empty());
     gw.assert_log_is_clean();
 }
