@@ -14,6 +14,8 @@
 //!         [--workers 2] [--rate 200] [--sipp-nice 19] [--sipp-cpu LAST|all]
 //!         [--sipp-policy normal|idle] [--sipp-audio stream|pcap]
 //!
+//! (`--help` lists the options.)
+//!
 //! sipp sends the audio with `rtp_stream` (a pool of threads, 16 calls each) by default;
 //! `--sipp-audio pcap` uses `play_pcap_audio` (a thread per call), which starves sipp's own
 //! SIP thread at 1000 calls on one CPU: it then answers INVITEs late, takes callverify's
@@ -28,12 +30,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callverify_e2e::pcap::{self, Part};
+use clap::Parser;
+use clap::builder::{PossibleValuesParser, RangedU64ValueParser};
 use dtmf::Digit;
 use engine::call_driver::OnSend;
 use engine::{MediaConfig, Outcome, ScriptConfig, SipEndpoint};
 use media::{Codec, Language};
 use sip::{Listener, Timers, Transport, UaConfig};
 use testaudio::Signal;
+
+#[cfg(test)]
+mod cli_check;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -131,43 +138,79 @@ fn measured(base: &MediaConfig) -> (MediaConfig, Arc<Mutex<Pacing>>) {
     };
     (media, pacing)
 }
+
+/// The command line.
+#[derive(Parser, Debug, PartialEq)]
+#[command(
+    name = "call-bench",
+    about = "Many simultaneous verification calls on loopback against sipp as the phones: per load,\n\
+             CPU and memory per call, the interval between consecutive RTP packets of a call\n\
+             (p50, p99, p99.9, max) and the verdicts (every call must be approved)",
+    long_about = None,
+    after_help = "Needs sipp (sip-tester), taskset and chrt. CALL_BENCH_SPLIT=1 in the environment\n\
+                  prints user and system CPU time apart."
+)]
 struct Args {
+    /// Loads to run one after another, in calls, comma-separated
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "100,500,1000",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     calls: Vec<usize>,
+    /// Threads of the tokio runtime that places and runs the calls
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     workers: usize,
+    /// Calls placed a second
+    #[arg(long, value_name = "CALLS_PER_S", default_value_t = 200.0, value_parser = per_second)]
     rate: f64,
+    /// Nice value sipp runs at (-20 to 19)
+    #[arg(long, value_name = "N", default_value_t = 19, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
     sipp_nice: i32,
+    /// CPUs sipp is pinned to (a `taskset -c` list) or `all`; default: the last CPU
+    #[arg(long, value_name = "LIST|all", default_value_t = last_cpu(), hide_default_value = true,
+          value_parser = cpu_list)]
     sipp_cpu: String,
+    /// sipp's scheduling policy (idle: SCHED_IDLE)
+    #[arg(long, value_name = "normal|idle", default_value = "normal", hide_possible_values = true,
+          value_parser = PossibleValuesParser::new(["normal", "idle"]))]
     sipp_policy: String,
+    /// How sipp sends the audio: rtp_stream (16 calls a thread) or play_pcap_audio
+    #[arg(long, value_name = "stream|pcap", default_value = "stream", hide_possible_values = true,
+          value_parser = PossibleValuesParser::new(["stream", "pcap"]))]
     sipp_audio: String,
 }
 
-fn args() -> Args {
-    let mut a = Args {
-        calls: vec![100, 500, 1000],
-        workers: 2,
-        rate: 200.0,
-        sipp_nice: 19,
-        sipp_cpu: std::thread::available_parallelism()
-            .map_or(0, |n| n.get() - 1)
-            .to_string(),
-        sipp_policy: "normal".into(),
-        sipp_audio: "stream".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let v = it.next().unwrap_or_default();
-        match k.as_str() {
-            "--calls" => a.calls = v.split(',').filter_map(|n| n.parse().ok()).collect(),
-            "--workers" => a.workers = v.parse().expect("--workers N"),
-            "--rate" => a.rate = v.parse().expect("--rate CALLS_PER_S"),
-            "--sipp-nice" => a.sipp_nice = v.parse().expect("--sipp-nice N"),
-            "--sipp-cpu" => a.sipp_cpu = v,
-            "--sipp-policy" => a.sipp_policy = v,
-            "--sipp-audio" => a.sipp_audio = v,
-            other => panic!("unknown argument {other}"),
-        }
+/// The last CPU online, as `taskset -c` names it.
+fn last_cpu() -> String {
+    std::thread::available_parallelism()
+        .map_or(0, |n| n.get() - 1)
+        .to_string()
+}
+
+/// A rate: a finite number above 0.
+fn per_second(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(_) => Err("a rate above 0 is needed".into()),
+        Err(e) => Err(e.to_string()),
     }
-    a
+}
+
+/// `all`, or a CPU list as `taskset -c` takes it (`3`, `0-3,6`, `0-7:2`).
+fn cpu_list(v: &str) -> Result<String, String> {
+    let list = !v.is_empty()
+        && v.split(',').all(|part| {
+            let (range, stride) = part.split_once(':').unwrap_or((part, "1"));
+            let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+            [lo, hi, stride]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+    if v == "all" || list {
+        Ok(v.to_string())
+    } else {
+        Err("`all` or a CPU list such as 3, 0-3,6 or 0-7:2 is needed".into())
+    }
 }
 
 /// CPU time (user + system) of this process.
@@ -464,7 +507,7 @@ fn capture(dir: &Path) -> PathBuf {
 }
 
 fn main() {
-    let a = args();
+    let a = Args::parse();
     let dir = std::env::temp_dir().join(format!("callverify-call-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch directory");
     let pcap = capture(&dir);
@@ -556,6 +599,98 @@ fn print(f: &Figures) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
+
+    #[test]
+    fn help_lists_every_option() {
+        cli_check::help_lists::<Args>(&[
+            "calls",
+            "workers",
+            "rate",
+            "sipp-nice",
+            "sipp-cpu",
+            "sipp-policy",
+            "sipp-audio",
+        ]);
+    }
+
+    #[test]
+    fn unknown_arguments_are_refused() {
+        cli_check::refuses_unknown::<Args>();
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for (argv, kind) in [
+            (&["--workers", "two"][..], ErrorKind::ValueValidation),
+            (&["--workers", "0"], ErrorKind::ValueValidation),
+            (&["--calls", "100,x"], ErrorKind::ValueValidation),
+            (&["--calls", "0"], ErrorKind::ValueValidation),
+            (&["--rate", "0"], ErrorKind::ValueValidation),
+            (&["--rate", "inf"], ErrorKind::ValueValidation),
+            (&["--sipp-nice", "20"], ErrorKind::ValueValidation),
+            (&["--sipp-cpu", "last"], ErrorKind::ValueValidation),
+            (&["--sipp-cpu", "1-"], ErrorKind::ValueValidation),
+            (&["--sipp-policy", "fifo"], ErrorKind::InvalidValue),
+            (&["--sipp-audio", "rtp"], ErrorKind::InvalidValue),
+            (&["--workers"], ErrorKind::InvalidValue),
+        ] {
+            assert_eq!(cli_check::error_kind::<Args>(argv), kind, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_previous_ones() {
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
+        assert_eq!(
+            cli_check::parse::<Args>(&[]),
+            Args {
+                calls: vec![100, 500, 1000],
+                workers: 2,
+                rate: 200.0,
+                sipp_nice: 19,
+                sipp_cpu: cpus.to_string(),
+                sipp_policy: "normal".into(),
+                sipp_audio: "stream".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn options_are_read_as_before() {
+        let a = cli_check::parse::<Args>(&[
+            "--calls",
+            "10,20",
+            "--workers",
+            "4",
+            "--rate",
+            "50.5",
+            "--sipp-nice",
+            "-5",
+            "--sipp-cpu",
+            "0-3,6",
+            "--sipp-policy",
+            "idle",
+            "--sipp-audio",
+            "pcap",
+        ]);
+        assert_eq!(
+            a,
+            Args {
+                calls: vec![10, 20],
+                workers: 4,
+                rate: 50.5,
+                sipp_nice: -5,
+                sipp_cpu: "0-3,6".into(),
+                sipp_policy: "idle".into(),
+                sipp_audio: "pcap".into(),
+            }
+        );
+        assert_eq!(
+            cli_check::parse::<Args>(&["--sipp-cpu", "all"]).sipp_cpu,
+            "all"
+        );
+    }
 
     #[test]
     fn interval_quantiles() {

@@ -3,13 +3,34 @@
 //! goertzel-nostd and a hand-written Goertzel bank are timed as raw filter banks (no
 //! decisions) to show what the filtering alone costs each way.
 //!
-//! Run: `cargo run --release -p callverify-bench --bin dtmf-bench`
+//! Run: `cargo run --release -p callverify-bench --bin dtmf-bench -- [--profile]`
+//! (`--help` lists the options).
 
 use std::ffi::{c_char, c_int, c_void};
 use std::hint::black_box;
 use std::time::Instant;
 
+use clap::Parser;
 use testaudio::{Signal, chords, q24, speech};
+
+#[cfg(test)]
+mod cli_check;
+
+/// The command line.
+#[derive(Parser, Debug, PartialEq, Eq)]
+#[command(
+    name = "dtmf-bench",
+    about = "DTMF receiver benchmark: throughput on one core and receiver quality, callverify's\n\
+             detector against spandsp's dtmf_rx on the same audio in the same run (and two bare\n\
+             Goertzel filter banks timed, without decisions)",
+    long_about = None,
+    after_help = "Needs espeak-ng and sox (the talk-off corpus) and libspandsp."
+)]
+struct Args {
+    /// Time only callverify's detector (best of 20), for `perf record`; default: everything
+    #[arg(long)]
+    profile: bool,
+}
 
 #[repr(C)]
 struct DtmfRxState {
@@ -153,6 +174,7 @@ fn run_ours(pcm: &[i16]) {
 }
 
 fn main() {
+    let args = Args::parse();
     let speech =
         speech::talk_off_corpus().expect("talk-off corpus (apt-get install espeak-ng sox)");
     let cases = q24::cases();
@@ -176,7 +198,7 @@ fn main() {
     println!();
 
     // `dtmf-bench --profile` runs only callverify's detector, for `perf record`.
-    if std::env::args().any(|a| a == "--profile") {
+    if args.profile {
         let r = throughput(&audio, 20, run_ours);
         println!("callverify Detector: {:.1} Msamples/s", r / 1e6);
         return;
@@ -294,6 +316,35 @@ fn talk_off_table(speech: &[i16]) {
             b,
             c.len(),
             c
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_lists_every_option() {
+        cli_check::help_lists::<Args>(&["profile"]);
+    }
+
+    #[test]
+    fn unknown_arguments_are_refused() {
+        cli_check::refuses_unknown::<Args>();
+        // A flag takes no value.
+        assert_eq!(
+            cli_check::error_kind::<Args>(&["--profile=yes"]),
+            clap::error::ErrorKind::TooManyValues
+        );
+    }
+
+    #[test]
+    fn defaults_are_the_previous_ones() {
+        assert_eq!(cli_check::parse::<Args>(&[]), Args { profile: false });
+        assert_eq!(
+            cli_check::parse::<Args>(&["--profile"]),
+            Args { profile: true }
         );
     }
 }

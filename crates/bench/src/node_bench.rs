@@ -10,7 +10,7 @@
 //!
 //! Needs the release binary: `cargo build --release -p callverify`, then
 //! `cargo run --release -p callverify-bench --bin node-bench -- [--challenges 2000]
-//!  [--rate 100] [--nodes 1,2] [--max-calls 500]`
+//!  [--rate 100] [--nodes 1,2] [--max-calls 500]` (`--help` lists the options)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,36 +20,55 @@ use callverify_e2e::{
     KEY_AT_MS, Postgres, Served, Sipp, V4, call_log, callee_scenario_playing, create_api_key,
     free_port, http, pound_ulaw, scratch,
 };
+use clap::Parser;
+use clap::builder::RangedU64ValueParser;
 use serde_json::Value;
+
+#[cfg(test)]
+mod cli_check;
 
 const SECRET: &str = "node-bench token secret, 32 bytes or more";
 
+/// The command line.
+#[derive(Parser, Debug, PartialEq)]
+#[command(
+    name = "node-bench",
+    about = "The gateway under load as deployed: `callverify serve` nodes on one PostgreSQL with\n\
+             sipp as every phone; per node count, the calls completed a second, the most calls in\n\
+             progress at once, challenge to verdict (p50/p99), the verdicts other than approved\n\
+             and the challenges not called exactly once",
+    long_about = None,
+    after_help = "Needs the release binary (cargo build --release -p callverify), sipp and\n\
+                  PostgreSQL's server."
+)]
 struct Args {
+    /// Challenges made a node count
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = at_least_one())]
     challenges: usize,
+    /// Challenges made a second, spread over the nodes
+    #[arg(long, value_name = "PER_S", default_value_t = 100.0, value_parser = per_second)]
     rate: f64,
+    /// Node counts to run one after another, comma-separated (each 1 to 4)
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "1,2",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=4))]
     nodes: Vec<usize>,
+    /// Each node's [call] max_calls: the most calls it places at once
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = at_least_one())]
     max_calls: usize,
 }
 
-fn args() -> Args {
-    let mut a = Args {
-        challenges: 2000,
-        rate: 100.0,
-        nodes: vec![1, 2],
-        max_calls: 500,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    for pair in argv.chunks(2) {
-        let v = pair.get(1).cloned().unwrap_or_default();
-        match pair[0].as_str() {
-            "--challenges" => a.challenges = v.parse().expect("a count"),
-            "--rate" => a.rate = v.parse().expect("per second"),
-            "--nodes" => a.nodes = v.split(',').map(|n| n.parse().expect("1 or 2")).collect(),
-            "--max-calls" => a.max_calls = v.parse().expect("a count"),
-            other => panic!("unknown argument {other}"),
-        }
+/// A count of 1 or more.
+fn at_least_one() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..)
+}
+
+/// A rate: a finite number above 0.
+fn per_second(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(_) => Err("a rate above 0 is needed".into()),
+        Err(e) => Err(e.to_string()),
     }
-    a
 }
 
 fn binary() -> PathBuf {
@@ -257,7 +276,7 @@ fn run(count: usize, a: &Args) {
     }
 }
 fn main() {
-    let a = args();
+    let a = Args::parse();
     println!(
         "node-bench: {} challenges made at {}/s, sipp answers at once and presses '#' {} ms later; {} CPUs",
         a.challenges,
@@ -281,5 +300,80 @@ fn main() {
     );
     for &n in &a.nodes {
         run(n, &a);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    #[test]
+    fn help_lists_every_option() {
+        cli_check::help_lists::<Args>(&["challenges", "rate", "nodes", "max-calls"]);
+    }
+
+    #[test]
+    fn unknown_arguments_are_refused() {
+        cli_check::refuses_unknown::<Args>();
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for argv in [
+            &["--challenges", "0"][..],
+            &["--challenges", "lots"],
+            &["--rate", "0"],
+            &["--rate", "fast"],
+            &["--nodes", "1,x"],
+            &["--nodes", "0"],
+            &["--nodes", "5"],
+            &["--max-calls", "0"],
+        ] {
+            assert_eq!(
+                cli_check::error_kind::<Args>(argv),
+                ErrorKind::ValueValidation,
+                "{argv:?}"
+            );
+        }
+        assert_eq!(
+            cli_check::error_kind::<Args>(&["--rate"]),
+            ErrorKind::InvalidValue
+        );
+    }
+
+    #[test]
+    fn defaults_are_the_previous_ones() {
+        assert_eq!(
+            cli_check::parse::<Args>(&[]),
+            Args {
+                challenges: 2000,
+                rate: 100.0,
+                nodes: vec![1, 2],
+                max_calls: 500,
+            }
+        );
+    }
+
+    #[test]
+    fn options_are_read_as_before() {
+        assert_eq!(
+            cli_check::parse::<Args>(&[
+                "--challenges",
+                "20",
+                "--rate",
+                "200",
+                "--nodes",
+                "2,1,4",
+                "--max-calls",
+                "1000",
+            ]),
+            Args {
+                challenges: 20,
+                rate: 200.0,
+                nodes: vec![2, 1, 4],
+                max_calls: 1000,
+            }
+        );
     }
 }

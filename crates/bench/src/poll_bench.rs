@@ -8,8 +8,8 @@
 //! to `approved` one step at a time), as calls in progress make them.
 //!
 //! `cargo run --release -p callverify-bench --bin poll-bench -- [--challenges N]
-//!  [--connections C] [--seconds S] [--api-threads T] [--backend sqlite|postgres|both]
-//!  [--cache on|off] [--changes N]`
+//!  [--connections C] [--seconds S] [--api-threads T] [--wrk-threads T]
+//!  [--backend sqlite|postgres|both] [--cache on|off] [--changes N]` (`--help` lists them)
 
 use std::process::Command;
 use std::sync::Arc;
@@ -17,53 +17,92 @@ use std::time::Duration;
 
 use api::{ApiConfig, AppState};
 use callverify_e2e::{Postgres, scratch, sign_in};
+use clap::builder::{PossibleValuesParser, RangedU64ValueParser, TypedValueParser};
+use clap::error::ErrorKind;
+use clap::{ArgAction, CommandFactory, Parser};
 use store::{KeyKind, NewChallenge, Store, now_ms};
 
+#[cfg(test)]
+mod cli_check;
+
+/// The command line.
+#[derive(Parser, Debug, PartialEq, Eq)]
+#[command(
+    name = "poll-bench",
+    about = "How many GET /v1/challenges/{id} polls per second the API answers on loopback, and\n\
+             their latency, on SQLite and on PostgreSQL, with wrk polling random challenges with\n\
+             their poll tokens as login pages do",
+    long_about = None,
+    after_help = "Needs wrk, and PostgreSQL's server for --backend postgres or both."
+)]
 struct Args {
+    /// Challenges stored, each polled with its own poll token
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = at_least_one())]
     challenges: usize,
+    /// wrk's connections (at least --wrk-threads)
+    #[arg(long, value_name = "C", default_value_t = 64, value_parser = at_least_one())]
     connections: usize,
+    /// Seconds measured a backend, after a 2 s warm-up
+    #[arg(long, value_name = "S", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
     seconds: u64,
+    /// Threads of the tokio runtime that serves the API
+    #[arg(long, value_name = "T", default_value_t = 2, value_parser = at_least_one())]
     api_threads: usize,
+    /// wrk's threads
+    #[arg(long, value_name = "T", default_value_t = 1, value_parser = at_least_one())]
     wrk_threads: usize,
-    backends: Vec<String>,
+    /// The store (postgres: a server of its own); both: sqlite, then postgres
+    #[arg(long, value_name = "sqlite|postgres|both", default_value = "both",
+          hide_possible_values = true,
+          value_parser = PossibleValuesParser::new(["sqlite", "postgres", "both"]))]
+    backend: String,
+    /// Whether the store keeps its copy of the challenges read, as `serve` opens it
+    #[arg(long, value_name = "on|off", default_value = "on", action = ArgAction::Set,
+          hide_possible_values = true,
+          value_parser = PossibleValuesParser::new(["on", "off"]).map(|v| v == "on"))]
     cache: bool,
+    /// State changes a second meanwhile, challenges moving from queued to approved
+    #[arg(long, value_name = "N", default_value_t = 0)]
     changes: u64,
 }
 
-fn args() -> Args {
-    let mut a = Args {
-        challenges: 10_000,
-        connections: 64,
-        seconds: 10,
-        api_threads: 2,
-        wrk_threads: 1,
-        backends: vec!["sqlite".into(), "postgres".into()],
-        cache: true,
-        changes: 0,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i + 1 < argv.len() + 1 && i < argv.len() {
-        let v = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
-            "--challenges" => a.challenges = v.parse().expect("a count"),
-            "--connections" => a.connections = v.parse().expect("a count"),
-            "--seconds" => a.seconds = v.parse().expect("seconds"),
-            "--api-threads" => a.api_threads = v.parse().expect("a count"),
-            "--wrk-threads" => a.wrk_threads = v.parse().expect("a count"),
-            "--backend" => {
-                a.backends = match v.as_str() {
-                    "both" => vec!["sqlite".into(), "postgres".into()],
-                    b => vec![b.to_string()],
-                }
-            }
-            "--cache" => a.cache = v == "on",
-            "--changes" => a.changes = v.parse().expect("changes per second"),
-            other => panic!("unknown argument {other}"),
+/// A count of 1 or more.
+fn at_least_one() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..)
+}
+
+impl Args {
+    /// The command line, or its error (status 2) for what clap cannot see alone.
+    fn parse_checked() -> Args {
+        let a = Args::parse();
+        if let Err(e) = a.check() {
+            e.exit();
         }
-        i += 2;
+        a
     }
-    a
+
+    /// wrk needs at least one connection a thread.
+    fn check(&self) -> Result<(), clap::Error> {
+        if self.connections < self.wrk_threads {
+            return Err(Args::command().error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--connections {} is fewer than --wrk-threads {}: wrk needs a connection a thread",
+                    self.connections, self.wrk_threads
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The backends to run, in order.
+    fn backends(&self) -> Vec<&str> {
+        match self.backend.as_str() {
+            "both" => vec!["sqlite", "postgres"],
+            b => vec![b],
+        }
+    }
 }
 
 const SECRET: &[u8] = b"poll-bench token secret, 32 bytes or more";
@@ -215,7 +254,7 @@ fn run(backend: &str, a: &Args) {
 }
 
 fn main() {
-    let a = args();
+    let a = Args::parse_checked();
     println!(
         "poll-bench: GET /v1/challenges/{{id}} with the poll token, wrk {} thread(s), {} s, API on {} tokio worker(s), {} CPUs",
         a.wrk_threads,
@@ -223,7 +262,110 @@ fn main() {
         a.api_threads,
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
-    for b in &a.backends {
+    for b in a.backends() {
         run(b, &a);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_lists_every_option() {
+        cli_check::help_lists::<Args>(&[
+            "challenges",
+            "connections",
+            "seconds",
+            "api-threads",
+            "wrk-threads",
+            "backend",
+            "cache",
+            "changes",
+        ]);
+    }
+
+    #[test]
+    fn unknown_arguments_are_refused() {
+        cli_check::refuses_unknown::<Args>();
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for (argv, kind) in [
+            (&["--challenges", "many"][..], ErrorKind::ValueValidation),
+            (&["--challenges", "0"], ErrorKind::ValueValidation),
+            (&["--connections", "0"], ErrorKind::ValueValidation),
+            (&["--seconds", "0"], ErrorKind::ValueValidation),
+            (&["--seconds", "1.5"], ErrorKind::ValueValidation),
+            (&["--api-threads", "0"], ErrorKind::ValueValidation),
+            (&["--wrk-threads", "-1"], ErrorKind::UnknownArgument),
+            (&["--changes", "-1"], ErrorKind::UnknownArgument),
+            (&["--backend", "mysql"], ErrorKind::InvalidValue),
+            (&["--cache", "yes"], ErrorKind::InvalidValue),
+            (&["--cache"], ErrorKind::InvalidValue),
+        ] {
+            assert_eq!(cli_check::error_kind::<Args>(argv), kind, "{argv:?}");
+        }
+        let a = cli_check::parse::<Args>(&["--connections", "2", "--wrk-threads", "4"]);
+        assert_eq!(a.check().unwrap_err().kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn defaults_are_the_previous_ones() {
+        let a = cli_check::parse::<Args>(&[]);
+        assert_eq!(
+            a,
+            Args {
+                challenges: 10_000,
+                connections: 64,
+                seconds: 10,
+                api_threads: 2,
+                wrk_threads: 1,
+                backend: "both".into(),
+                cache: true,
+                changes: 0,
+            }
+        );
+        assert_eq!(a.backends(), ["sqlite", "postgres"]);
+        assert!(a.check().is_ok());
+    }
+
+    #[test]
+    fn options_are_read_as_before() {
+        let a = cli_check::parse::<Args>(&[
+            "--challenges",
+            "100",
+            "--connections",
+            "16",
+            "--seconds",
+            "3",
+            "--api-threads",
+            "4",
+            "--wrk-threads",
+            "2",
+            "--backend",
+            "postgres",
+            "--cache",
+            "off",
+            "--changes",
+            "50",
+        ]);
+        assert_eq!(
+            a,
+            Args {
+                challenges: 100,
+                connections: 16,
+                seconds: 3,
+                api_threads: 4,
+                wrk_threads: 2,
+                backend: "postgres".into(),
+                cache: false,
+                changes: 50,
+            }
+        );
+        assert_eq!(a.backends(), ["postgres"]);
+        let sqlite = cli_check::parse::<Args>(&["--backend", "sqlite", "--cache", "on"]);
+        assert_eq!((sqlite.backends(), sqlite.cache), (vec!["sqlite"], true));
     }
 }
