@@ -49,6 +49,10 @@ pub const DROP_REASONS: [&str; 8] = [
 /// The answers sent (`callverify_radius_requests_total{answer}`).
 pub const ANSWERS: [&str; 3] = ["accept", "reject", "challenge"];
 
+/// What the upstream answered (`callverify_radius_upstream_total{answer}`): `invalid` a
+/// datagram that did not check, `unreachable` no answer after every try.
+pub const UPSTREAM_ANSWERS: [&str; 5] = ["accept", "reject", "challenge", "invalid", "unreachable"];
+
 /// A NAS that may ask: its name (in the call log), its address or network, its secret.
 #[derive(Clone, Debug)]
 pub struct Client {

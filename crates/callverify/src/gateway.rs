@@ -150,6 +150,9 @@ fn describe() {
         counter!("callverify_radius_requests_total", "answer" => answer).increment(0);
     }
     counter!("callverify_radius_retransmissions_total").increment(0);
+    for answer in api::radius::UPSTREAM_ANSWERS {
+        counter!("callverify_radius_upstream_total", "answer" => answer).increment(0);
+    }
     counter!("callverify_http_connections_refused_total").increment(0);
     for kind in ["header", "request"] {
         counter!("callverify_http_timeouts_total", "kind" => kind).increment(0);
