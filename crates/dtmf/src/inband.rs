@@ -40,6 +40,40 @@ const EDGE_ADJUST: u64 = 21;
 /// 0 dBm0 as the peak amplitude of a sine in 16-bit linear PCM (3.14 dB below full scale).
 const DBM0_PEAK: f32 = 22_827.0;
 
+/// The code the per-hop transform runs in. Every kernel gives the same events (the tests hold
+/// them to it); they differ in speed only. [`Detector::new`] picks [`Kernel::best`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Plain Rust for the baseline target (separate multiply and add), on every CPU.
+    Portable,
+    /// x86-64 code compiled for AVX2 and FMA.
+    Avx2,
+    /// x86-64 code compiled for AVX-512 (F, VL, BW, DQ) and FMA.
+    Avx512,
+}
+
+impl Kernel {
+    /// The kernels this CPU can run, slowest first: always [`Kernel::Portable`], then
+    /// [`Kernel::Avx2`] and [`Kernel::Avx512`] where the CPU reports their features.
+    pub fn available() -> &'static [Kernel] {
+        match (has_avx2_fma(), has_avx512()) {
+            (true, true) => &[Kernel::Portable, Kernel::Avx2, Kernel::Avx512],
+            (true, false) => &[Kernel::Portable, Kernel::Avx2],
+            _ => &[Kernel::Portable],
+        }
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_available(self) -> bool {
+        Kernel::available().contains(&self)
+    }
+
+    /// The fastest kernel this CPU can run.
+    pub fn best() -> Kernel {
+        *Kernel::available().last().expect("the portable kernel")
+    }
+}
+
 /// Tunable receiver limits; [`Default`] is what the Q.24 tests are run with.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limits {
@@ -268,8 +302,8 @@ impl Pending {
 /// allocate after construction.
 pub struct Detector {
     tables: &'static Tables,
-    /// The CPU has AVX2 and FMA: the hop step runs in code compiled for them.
-    avx2: bool,
+    /// Where the hop step runs; only ever a kernel the CPU can run.
+    kernel: Kernel,
     th: Thresholds,
     ring: [[i16; HOP]; RING_HOPS],
     fill: usize,
@@ -308,7 +342,7 @@ impl Detector {
     pub fn with_limits(limits: Limits) -> Self {
         Detector {
             tables: tables(),
-            avx2: has_avx2_fma(),
+            kernel: Kernel::best(),
             th: Thresholds::from(&limits),
             ring: [[0; HOP]; RING_HOPS],
             fill: 0,
@@ -321,17 +355,24 @@ impl Detector {
         }
     }
 
-    /// Uses the portable code path even where AVX2 is available (for tests and benchmarks
-    /// that compare the two).
-    #[doc(hidden)]
-    pub fn portable(mut self) -> Self {
-        self.avx2 = false;
+    /// Runs the hop step in `kernel` instead of the fastest one (for tests and benchmarks
+    /// that compare them).
+    ///
+    /// # Panics
+    ///
+    /// If this CPU cannot run `kernel` (see [`Kernel::available`]).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        assert!(
+            kernel.is_available(),
+            "the {kernel:?} DTMF kernel needs CPU features this machine lacks"
+        );
+        self.kernel = kernel;
         self
     }
 
-    /// Whether the AVX2+FMA code path is in use.
-    pub fn uses_avx2(&self) -> bool {
-        self.avx2
+    /// The kernel the hop step runs in.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// Number of samples pushed so far.
@@ -371,18 +412,31 @@ impl Detector {
     /// Consumes samples from the front of `input` until it is used up or an event is
     /// pending; returns the number of samples taken.
     fn feed(&mut self, input: &[i16]) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: `avx2` is set only when the CPU reports AVX2 and FMA.
+        match self.kernel {
+            Kernel::Portable => self.feed_with::<false>(input),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `kernel` is Avx2 only when the CPU reports AVX2 and FMA.
             #[allow(unsafe_code)]
-            return unsafe { self.feed_avx2(input) };
+            Kernel::Avx2 => unsafe { self.feed_avx2(input) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `kernel` is Avx512 only when the CPU reports AVX-512 F, VL, BW, DQ
+            // and FMA.
+            #[allow(unsafe_code)]
+            Kernel::Avx512 => unsafe { self.feed_avx512(input) },
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512 => unreachable!("x86-64 kernel on another CPU"),
         }
-        self.feed_with::<false>(input)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn feed_avx2(&mut self, input: &[i16]) -> usize {
+        self.feed_with::<true>(input)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    fn feed_avx512(&mut self, input: &[i16]) -> usize {
         self.feed_with::<true>(input)
     }
 
@@ -602,6 +656,21 @@ fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2_fma()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
