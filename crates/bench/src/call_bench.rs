@@ -518,14 +518,14 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "call-bench: {} tokio workers, calls placed at {}/s, sipp (nice {}, CPUs {}, policy {}) plays 10 s with '#' at 8 s; {} CPUs online, in-band AVX2: {}",
+        "call-bench: {} tokio workers, calls placed at {}/s, sipp (nice {}, CPUs {}, policy {}) plays 10 s with '#' at 8 s; {} CPUs online, in-band DTMF kernel: {:?}",
         a.workers,
         a.rate,
         a.sipp_nice,
         a.sipp_cpu,
         a.sipp_policy,
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
-        dtmf::Detector::new().uses_avx2(),
+        dtmf::Detector::new().kernel(),
     );
     println!(
         "{:>6} {:>10} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>7}",

@@ -3,7 +3,7 @@
 //! goertzel-nostd and a hand-written Goertzel bank are timed as raw filter banks (no
 //! decisions) to show what the filtering alone costs each way.
 //!
-//! Run: `cargo run --release -p callverify-bench --bin dtmf-bench -- [--profile]`
+//! Run: `cargo run --release -p callverify-bench --bin dtmf-bench -- [--profile [KERNEL]]`
 //! (`--help` lists the options).
 
 use std::ffi::{c_char, c_int, c_void};
@@ -27,9 +27,23 @@ mod cli_check;
     after_help = "Needs espeak-ng and sox (the talk-off corpus) and libspandsp."
 )]
 struct Args {
-    /// Time only callverify's detector (best of 20), for `perf record`; default: everything
-    #[arg(long)]
-    profile: bool,
+    /// Time only callverify's detector (best of 20) in the fastest kernel or the one named,
+    /// for `perf record`; default: everything
+    #[arg(long, value_name = "KERNEL", num_args = 0..=1, default_missing_value = "best")]
+    profile: Option<Profiled>,
+}
+
+/// The kernel `--profile` times.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Profiled {
+    /// The fastest this CPU has.
+    Best,
+    /// No SIMD.
+    Portable,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX-512.
+    Avx512,
 }
 
 #[repr(C)]
@@ -169,8 +183,13 @@ fn run_detector(mut det: dtmf::Detector, pcm: &[i16]) {
     black_box(n);
 }
 
-fn run_ours(pcm: &[i16]) {
-    run_detector(dtmf::Detector::new(), pcm);
+/// The name of a kernel in the tables.
+fn kernel_name(k: dtmf::Kernel) -> &'static str {
+    match k {
+        dtmf::Kernel::Portable => "portable",
+        dtmf::Kernel::Avx2 => "AVX2+FMA",
+        dtmf::Kernel::Avx512 => "AVX-512",
+    }
 }
 
 fn main() {
@@ -183,24 +202,45 @@ fn main() {
     let mut audio: Vec<i16> = cases.iter().flat_map(|c| c.audio.iter().copied()).collect();
     audio.extend_from_slice(&speech);
     let minutes = audio.len() as f64 / 8000.0 / 60.0;
-    let kernel = if dtmf::Detector::new().uses_avx2() {
-        "AVX2+FMA"
-    } else {
-        "portable"
-    };
+    let kernel = kernel_name(dtmf::Kernel::best());
+    let all: Vec<&str> = dtmf::Kernel::available()
+        .iter()
+        .map(|&k| kernel_name(k))
+        .collect();
     println!("# DTMF receiver benchmark");
     println!(
         "audio: {:.1} min ({} samples), fed in {CHUNK}-sample chunks, one core, best of 5",
         minutes,
         audio.len()
     );
-    println!("callverify kernel: {kernel}");
+    println!(
+        "callverify kernel: {kernel} (available: {})",
+        all.join(", ")
+    );
     println!();
 
-    // `dtmf-bench --profile` runs only callverify's detector, for `perf record`.
-    if args.profile {
-        let r = throughput(&audio, 20, run_ours);
-        println!("callverify Detector: {:.1} Msamples/s", r / 1e6);
+    // `dtmf-bench --profile [portable|avx2|avx512]` runs only callverify's detector (in the
+    // fastest kernel or the one named), for `perf record`.
+    if let Some(which) = args.profile {
+        let kernel = match which {
+            Profiled::Best => dtmf::Kernel::best(),
+            Profiled::Portable => dtmf::Kernel::Portable,
+            Profiled::Avx2 => dtmf::Kernel::Avx2,
+            Profiled::Avx512 => dtmf::Kernel::Avx512,
+        };
+        assert!(
+            kernel.is_available(),
+            "this CPU has no {} kernel",
+            kernel_name(kernel)
+        );
+        let r = throughput(&audio, 20, |pcm| {
+            run_detector(dtmf::Detector::new().with_kernel(kernel), pcm);
+        });
+        println!(
+            "callverify Detector ({}): {:.1} Msamples/s",
+            kernel_name(kernel),
+            r / 1e6
+        );
         return;
     }
     throughput_table(&audio);
@@ -208,10 +248,10 @@ fn main() {
     talk_off_table(&speech);
 }
 
-/// Throughput of callverify's receiver, spandsp's and two bare Goertzel banks.
+/// Throughput of callverify's receiver in each kernel the CPU has, spandsp's and two bare
+/// Goertzel banks.
 fn throughput_table(audio: &[i16]) {
     let runs = 5;
-    let ours = throughput(audio, runs, run_ours);
     let theirs = throughput(audio, runs, |pcm| {
         let mut rx = Spandsp::new(None);
         let mut d = String::new();
@@ -220,9 +260,15 @@ fn throughput_table(audio: &[i16]) {
         }
         black_box(d);
     });
-    let portable = throughput(audio, runs, |pcm| {
-        run_detector(dtmf::Detector::new().portable(), pcm);
-    });
+    let kernels: Vec<(dtmf::Kernel, f64)> = dtmf::Kernel::available()
+        .iter()
+        .map(|&k| {
+            let r = throughput(audio, runs, |pcm| {
+                run_detector(dtmf::Detector::new().with_kernel(k), pcm);
+            });
+            (k, r)
+        })
+        .collect();
     let nostd = throughput(audio, runs, |pcm| {
         black_box(goertzel_nostd_bank(pcm));
     });
@@ -231,13 +277,26 @@ fn throughput_table(audio: &[i16]) {
     });
     println!("| receiver | Msamples/s | 8 kHz channels per core | vs spandsp |");
     println!("|---|---:|---:|---:|");
+    // The last kernel is the one Detector::new() picks.
+    let ours = kernels.last().expect("the portable kernel").1;
+    let mut rows = Vec::new();
+    for &(k, r) in kernels.iter().rev() {
+        rows.push((
+            format!(
+                "callverify Detector (full receiver), {} kernel",
+                kernel_name(k)
+            ),
+            r,
+        ));
+    }
     for (name, r) in [
-        ("callverify Detector (full receiver)", ours),
-        ("callverify Detector, portable path (no AVX2)", portable),
         ("spandsp dtmf_rx (full receiver)", theirs),
         ("goertzel-nostd, 8 filters, no decisions", nostd),
         ("hand-written 8-lane Goertzel, no decisions", hand),
     ] {
+        rows.push((name.to_string(), r));
+    }
+    for (name, r) in rows {
         println!(
             "| {name} | {:.1} | {:.0} | {:.2}x |",
             r / 1e6,
@@ -247,6 +306,13 @@ fn throughput_table(audio: &[i16]) {
     }
     println!();
     println!("ratio callverify / spandsp: {:.2}x", ours / theirs);
+    for &(k, r) in &kernels {
+        println!(
+            "ratio callverify {} / spandsp: {:.2}x",
+            kernel_name(k),
+            r / theirs
+        );
+    }
     println!();
 }
 
@@ -332,19 +398,27 @@ mod tests {
     #[test]
     fn unknown_arguments_are_refused() {
         cli_check::refuses_unknown::<Args>();
-        // A flag takes no value.
+        // A kernel it does not know.
         assert_eq!(
             cli_check::error_kind::<Args>(&["--profile=yes"]),
-            clap::error::ErrorKind::TooManyValues
+            clap::error::ErrorKind::InvalidValue
         );
     }
 
     #[test]
     fn defaults_are_the_previous_ones() {
-        assert_eq!(cli_check::parse::<Args>(&[]), Args { profile: false });
+        assert_eq!(cli_check::parse::<Args>(&[]), Args { profile: None });
         assert_eq!(
             cli_check::parse::<Args>(&["--profile"]),
-            Args { profile: true }
+            Args {
+                profile: Some(Profiled::Best)
+            }
+        );
+        assert_eq!(
+            cli_check::parse::<Args>(&["--profile", "avx2"]),
+            Args {
+                profile: Some(Profiled::Avx2)
+            }
         );
     }
 }

@@ -40,6 +40,40 @@ const EDGE_ADJUST: u64 = 21;
 /// 0 dBm0 as the peak amplitude of a sine in 16-bit linear PCM (3.14 dB below full scale).
 const DBM0_PEAK: f32 = 22_827.0;
 
+/// The code the per-hop transform runs in. Every kernel gives the same events (the tests hold
+/// them to it); they differ in speed only. [`Detector::new`] picks [`Kernel::best`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Plain Rust for the baseline target (separate multiply and add), on every CPU.
+    Portable,
+    /// x86-64 code compiled for AVX2 and FMA.
+    Avx2,
+    /// x86-64 code compiled for AVX-512 (F, VL, BW, DQ) and FMA.
+    Avx512,
+}
+
+impl Kernel {
+    /// The kernels this CPU can run, slowest first: always [`Kernel::Portable`], then
+    /// [`Kernel::Avx2`] and [`Kernel::Avx512`] where the CPU reports their features.
+    pub fn available() -> &'static [Kernel] {
+        match (has_avx2_fma(), has_avx512()) {
+            (true, true) => &[Kernel::Portable, Kernel::Avx2, Kernel::Avx512],
+            (true, false) => &[Kernel::Portable, Kernel::Avx2],
+            _ => &[Kernel::Portable],
+        }
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_available(self) -> bool {
+        Kernel::available().contains(&self)
+    }
+
+    /// The fastest kernel this CPU can run.
+    pub fn best() -> Kernel {
+        *Kernel::available().last().expect("the portable kernel")
+    }
+}
+
 /// Tunable receiver limits; [`Default`] is what the Q.24 tests are run with.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limits {
@@ -104,18 +138,23 @@ impl Thresholds {
     }
 }
 
-/// Per-hop DFT coefficients: for sample n of a hop, cos(w_k n) in lanes 0-7 and -sin(w_k n)
-/// in lanes 8-15, k over the eight DTMF frequencies (rows then columns).
-type HopTable = [[f32; 16]; HOP];
+/// Sample pairs of a hop: sample n and sample HOP-1-n, the same distance either side of the
+/// hop's centre.
+const PAIRS: usize = HOP / 2;
+
+/// Per-hop DFT coefficients, with the phase origin at the hop's centre. Pair n's samples lie
+/// at t = ±(n - 16.5), so the pair contributes (x_n + x_m)·cos(w_k t) to the real part and
+/// (x_n - x_m)·(-sin(w_k t)) to the imaginary part at each frequency k: the cosines in
+/// lanes 0-7 and the sines in lanes 8-15, k over the eight DTMF frequencies (rows then
+/// columns). The symmetry halves the multiply-adds of a hop.
+type HopTable = [[f32; 16]; PAIRS];
 
 struct Tables {
     hop: HopTable,
-    /// e^{-j w_k 34} and e^{-j w_k 68} (real and imaginary parts in separate lanes): bring
-    /// hop 1 and hop 2 of a window to its phase origin.
-    rot1_re: [f32; 8],
-    rot1_im: [f32; 8],
-    rot2_re: [f32; 8],
-    rot2_im: [f32; 8],
+    /// e^{-j w_k 34}: one hop's phase advance. A window is centred on its middle hop, so
+    /// the oldest hop is turned by its conjugate and the newest by it.
+    rot_re: [f32; 8],
+    rot_im: [f32; 8],
     /// Hann-windowed cos and -sin at each frequency, for the frequency estimator.
     est_cos: [[f32; EST_WIN]; 8],
     est_sin: [[f32; EST_WIN]; 8],
@@ -130,26 +169,23 @@ fn freq(k: usize) -> f32 {
 impl Tables {
     fn new() -> Self {
         let mut t = Tables {
-            hop: [[0.0; 16]; HOP],
-            rot1_re: [0.0; 8],
-            rot1_im: [0.0; 8],
-            rot2_re: [0.0; 8],
-            rot2_im: [0.0; 8],
+            hop: [[0.0; 16]; PAIRS],
+            rot_re: [0.0; 8],
+            rot_im: [0.0; 8],
             est_cos: [[0.0; EST_WIN]; 8],
             est_sin: [[0.0; EST_WIN]; 8],
             est_phase: [0.0; 8],
         };
         for k in 0..8 {
             let w = 2.0 * std::f64::consts::PI * f64::from(freq(k)) / f64::from(SAMPLE_RATE);
-            for n in 0..HOP {
-                t.hop[n][k] = (w * n as f64).cos() as f32;
-                t.hop[n][8 + k] = -(w * n as f64).sin() as f32;
+            for n in 0..PAIRS {
+                let t_n = n as f64 - (HOP as f64 - 1.0) / 2.0;
+                t.hop[n][k] = (w * t_n).cos() as f32;
+                t.hop[n][8 + k] = -(w * t_n).sin() as f32;
             }
             let h = HOP as f64;
-            t.rot1_re[k] = (w * h).cos() as f32;
-            t.rot1_im[k] = -(w * h).sin() as f32;
-            t.rot2_re[k] = (w * 2.0 * h).cos() as f32;
-            t.rot2_im[k] = -(w * 2.0 * h).sin() as f32;
+            t.rot_re[k] = (w * h).cos() as f32;
+            t.rot_im[k] = -(w * h).sin() as f32;
             for n in 0..EST_WIN {
                 let hann = 0.5
                     - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (EST_WIN as f64 - 1.0)).cos();
@@ -167,45 +203,240 @@ fn tables() -> &'static Tables {
     TABLES.get_or_init(Tables::new)
 }
 
-#[inline(always)]
-fn mac<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
-}
-
-/// One hop's DFT at the eight frequencies (re in lanes 0-7, im in 8-15) and its sum of
-/// squares. Four accumulator sets, one per sample mod 4, keep four independent add chains
-/// in flight: with one set the multiply-add latency, not the arithmetic, sets the pace.
-#[inline(always)]
-fn hop_dft<const FMA: bool>(table: &HopTable, x: &[i16; HOP]) -> ([f32; 16], f32) {
+/// One hop's DFT at the eight frequencies (re in lanes 0-7, im in 8-15, phase origin at the
+/// hop's centre) and its sum of squares: the portable kernel.
+///
+/// Per pair, the pair's sum times a row of cosines and its difference times a row of sines.
+/// Four accumulator sets, one per pair mod 4, keep four independent add chains in flight:
+/// with one set the add latency, not the arithmetic, sets the pace. The x86 kernels (see
+/// [`x86`]) do the same sums in the same order with fused multiply-adds.
+fn hop_dft_portable(table: &HopTable, x: &[i16; HOP]) -> ([f32; 16], f32) {
+    let xf: [f32; HOP] = std::array::from_fn(|n| f32::from(x[n]));
     let mut acc = [[0f32; 16]; 4];
-    let mut xf = [0f32; 40];
-    for n in 0..HOP {
-        xf[n] = f32::from(x[n]);
-    }
-    for n in (0..HOP - HOP % 4).step_by(4) {
-        for (j, a) in acc.iter_mut().enumerate() {
-            for k in 0..16 {
-                a[k] = mac::<FMA>(xf[n + j], table[n + j][k], a[k]);
-            }
-        }
-    }
-    for n in HOP - HOP % 4..HOP {
-        for k in 0..16 {
-            acc[n % 4][k] = mac::<FMA>(xf[n], table[n][k], acc[n % 4][k]);
-        }
-    }
-    // Lane-wise partial sums vectorise; a single scalar accumulator would not.
-    let mut sq = [0f32; 8];
-    for chunk in xf.chunks_exact(8) {
-        for i in 0..8 {
-            sq[i] = mac::<FMA>(chunk[i], chunk[i], sq[i]);
+    for (n, row) in table.iter().enumerate() {
+        // Exact in f32: at most 2^16 in magnitude.
+        let (sum, diff) = (xf[n] + xf[HOP - 1 - n], xf[n] - xf[HOP - 1 - n]);
+        let a = &mut acc[n % 4];
+        for k in 0..8 {
+            a[k] += sum * row[k];
+            a[8 + k] += diff * row[8 + k];
         }
     }
     let mut out = [0f32; 16];
-    for k in 0..16 {
-        out[k] = (acc[0][k] + acc[1][k]) + (acc[2][k] + acc[3][k]);
+    for l in 0..16 {
+        out[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
     }
-    (out, sq.iter().sum())
+    (out, energy_portable(&xf))
+}
+
+/// The power at each frequency of the window made of hops `a`, `b` and `c` (oldest first):
+/// the window centred on its middle hop, a·conj(r) + b + c·r with r = e^{-j w 34}. Plain
+/// multiplies and adds, in this order, in every kernel.
+fn window_power_portable(t: &Tables, a: &[f32; 16], b: &[f32; 16], c: &[f32; 16]) -> [f32; 8] {
+    std::array::from_fn(|k| {
+        let (cos, sin) = (t.rot_re[k], t.rot_im[k]);
+        let re = b[k] + cos * (a[k] + c[k]) + sin * (a[8 + k] - c[8 + k]);
+        let im = b[8 + k] + cos * (a[8 + k] + c[8 + k]) + sin * (c[k] - a[k]);
+        re * re + im * im
+    })
+}
+
+/// What a kernel computes for a hop: its transform and sum of squares, and the power at each
+/// frequency of the window it completes (meaningless for the first two hops).
+#[derive(Clone, Copy, Debug)]
+struct HopOut {
+    dft: [f32; 16],
+    energy: f32,
+    power: [f32; 8],
+}
+
+/// A hop's sum of squares, in eight lanes: samples 0-7, 8-15, 18-25 and 26-33 lane-wise,
+/// the lanes summed pairwise, then samples 16 and 17 (the order the x86 kernels use).
+fn energy_portable(xf: &[f32; HOP]) -> f32 {
+    let mut sq = [0f32; 8];
+    for from in [0, 8, 18, 26] {
+        for i in 0..8 {
+            sq[i] += xf[from + i] * xf[from + i];
+        }
+    }
+    let quad: [f32; 4] = std::array::from_fn(|i| sq[i] + sq[4 + i]);
+    let (a, b) = (quad[0] + quad[2], quad[1] + quad[3]);
+    (a + b) + xf[16] * xf[16] + xf[17] * xf[17]
+}
+
+/// The AVX2 and AVX-512 hop kernels. They do the portable kernel's sums, in its order, with
+/// fused multiply-adds (so they agree with each other to the bit, and with the portable one
+/// to rounding). Loads and stores go through `_mm256_setr_*` and lane extracts, which the
+/// compiler turns into plain vector loads and stores, so that no unsafe code is needed here.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{HOP, HopTable, PAIRS, Tables};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    fn load8(a: &[f32]) -> __m256 {
+        _mm256_setr_ps(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
+    }
+
+    /// Eight samples from `x[from..]` as f32.
+    #[target_feature(enable = "avx2,fma")]
+    fn samples8(x: &[i16; HOP], from: usize) -> __m256 {
+        let x = &x[from..from + 8];
+        let v = _mm_setr_epi16(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]);
+        _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(v))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn to_array(v: __m256) -> [f32; 8] {
+        let (lo, hi) = (_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let lane = |v: __m128, i: i32| -> f32 {
+            f32::from_bits(match i {
+                0 => _mm_extract_ps::<0>(v),
+                1 => _mm_extract_ps::<1>(v),
+                2 => _mm_extract_ps::<2>(v),
+                _ => _mm_extract_ps::<3>(v),
+            } as u32)
+        };
+        [
+            lane(lo, 0),
+            lane(lo, 1),
+            lane(lo, 2),
+            lane(lo, 3),
+            lane(hi, 0),
+            lane(hi, 1),
+            lane(hi, 2),
+            lane(hi, 3),
+        ]
+    }
+
+    /// The pairs' sums and differences (pairs 0-15; pair 16 is samples 16 and 17) and the
+    /// hop's sum of squares.
+    #[target_feature(enable = "avx2,fma")]
+    fn prepare(x: &[i16; HOP]) -> ([__m256; 2], [__m256; 2], f32) {
+        let rev = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+        let (a0, a1) = (samples8(x, 0), samples8(x, 8));
+        let (b0, b1) = (samples8(x, 18), samples8(x, 26));
+        // Pair n is samples n and 33-n: samples 26-33 reversed pair with 0-7.
+        let (m0, m1) = (
+            _mm256_permutevar8x32_ps(b1, rev),
+            _mm256_permutevar8x32_ps(b0, rev),
+        );
+        let sum = [_mm256_add_ps(a0, m0), _mm256_add_ps(a1, m1)];
+        let diff = [_mm256_sub_ps(a0, m0), _mm256_sub_ps(a1, m1)];
+        let mut sq = _mm256_mul_ps(a0, a0);
+        sq = _mm256_fmadd_ps(a1, a1, sq);
+        sq = _mm256_fmadd_ps(b0, b0, sq);
+        sq = _mm256_fmadd_ps(b1, b1, sq);
+        let quad = _mm_add_ps(_mm256_castps256_ps128(sq), _mm256_extractf128_ps::<1>(sq));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        let one = _mm_add_ss(pair, _mm_movehdup_ps(pair));
+        let (x16, x17) = (f32::from(x[16]), f32::from(x[17]));
+        let energy = x17.mul_add(x17, x16.mul_add(x16, _mm_cvtss_f32(one)));
+        (sum, diff, energy)
+    }
+
+    /// Pair 16's sum and difference.
+    fn last_pair(x: &[i16; HOP]) -> (f32, f32) {
+        let (a, b) = (f32::from(x[16]), f32::from(x[17]));
+        (a + b, a - b)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn hop_dft_avx2(table: &HopTable, x: &[i16; HOP]) -> ([f32; 16], f32) {
+        let (sum, diff, energy) = prepare(x);
+        let (s, d) = (
+            [to_array(sum[0]), to_array(sum[1])],
+            [to_array(diff[0]), to_array(diff[1])],
+        );
+        let mut re = [_mm256_setzero_ps(); 4];
+        let mut im = [_mm256_setzero_ps(); 4];
+        // Four pairs a step, one per accumulator set (constant indices keep them in
+        // registers).
+        for n in (0..PAIRS - 1).step_by(4) {
+            for j in 0..4 {
+                let (sn, dn) = (s[n / 8][n % 8 + j], d[n / 8][n % 8 + j]);
+                let row = &table[n + j];
+                re[j] = _mm256_fmadd_ps(_mm256_set1_ps(sn), load8(&row[..8]), re[j]);
+                im[j] = _mm256_fmadd_ps(_mm256_set1_ps(dn), load8(&row[8..]), im[j]);
+            }
+        }
+        let (sn, dn) = last_pair(x);
+        let row = &table[PAIRS - 1];
+        re[0] = _mm256_fmadd_ps(_mm256_set1_ps(sn), load8(&row[..8]), re[0]);
+        im[0] = _mm256_fmadd_ps(_mm256_set1_ps(dn), load8(&row[8..]), im[0]);
+        let total =
+            |v: [__m256; 4]| _mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3]));
+        let (r, i) = (to_array(total(re)), to_array(total(im)));
+        let mut out = [0f32; 16];
+        out[..8].copy_from_slice(&r);
+        out[8..].copy_from_slice(&i);
+        (out, energy)
+    }
+
+    /// [`super::window_power_portable`]'s operations, eight lanes at a time (no fused
+    /// multiply-adds, so that every kernel gets the same powers from the same transforms).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn window_power(
+        t: &Tables,
+        a: &[f32; 16],
+        b: &[f32; 16],
+        c: &[f32; 16],
+    ) -> [f32; 8] {
+        let (cos, sin) = (load8(&t.rot_re), load8(&t.rot_im));
+        let (ar, ai) = (load8(&a[..8]), load8(&a[8..]));
+        let (br, bi) = (load8(&b[..8]), load8(&b[8..]));
+        let (cr, ci) = (load8(&c[..8]), load8(&c[8..]));
+        let re = _mm256_add_ps(
+            _mm256_add_ps(br, _mm256_mul_ps(cos, _mm256_add_ps(ar, cr))),
+            _mm256_mul_ps(sin, _mm256_sub_ps(ai, ci)),
+        );
+        let im = _mm256_add_ps(
+            _mm256_add_ps(bi, _mm256_mul_ps(cos, _mm256_add_ps(ai, ci))),
+            _mm256_mul_ps(sin, _mm256_sub_ps(cr, ar)),
+        );
+        to_array(_mm256_add_ps(_mm256_mul_ps(re, re), _mm256_mul_ps(im, im)))
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    fn load16(a: &[f32; 16]) -> __m512 {
+        _mm512_setr_ps(
+            a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
+            a[14], a[15],
+        )
+    }
+
+    /// The same sums as [`hop_dft_avx2`], both halves of a table row in one 512-bit
+    /// multiply-add: the multiplier (pair sum in lanes 0-7, difference in 8-15) is one
+    /// two-source permute of the sums and differences.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    pub(super) fn hop_dft_avx512(table: &HopTable, x: &[i16; HOP]) -> ([f32; 16], f32) {
+        let (sum, diff, energy) = prepare(x);
+        let s = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(sum[0]), sum[1]);
+        let d = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(diff[0]), diff[1]);
+        // Lanes 0-7 pick sum n (index n), lanes 8-15 difference n (index 16 + n).
+        let mut idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
+        let one = _mm512_set1_epi32(1);
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for n in (0..PAIRS - 1).step_by(4) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let m = _mm512_permutex2var_ps(s, idx, d);
+                *a = _mm512_fmadd_ps(m, load16(&table[n + j]), *a);
+                idx = _mm512_add_epi32(idx, one);
+            }
+        }
+        let (sn, dn) = last_pair(x);
+        let m = _mm512_insertf32x8::<1>(_mm512_set1_ps(sn), _mm256_set1_ps(dn));
+        acc[0] = _mm512_fmadd_ps(m, load16(&table[PAIRS - 1]), acc[0]);
+        let total = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        let (r, i) = (
+            to_array(_mm512_castps512_ps256(total)),
+            to_array(_mm512_extractf32x8_ps::<1>(total)),
+        );
+        let mut out = [0f32; 16];
+        out[..8].copy_from_slice(&r);
+        out[8..].copy_from_slice(&i);
+        (out, energy)
+    }
 }
 
 /// A run of consecutive windows valid for the same digit.
@@ -268,8 +499,8 @@ impl Pending {
 /// allocate after construction.
 pub struct Detector {
     tables: &'static Tables,
-    /// The CPU has AVX2 and FMA: the hop step runs in code compiled for them.
-    avx2: bool,
+    /// Where the hop step runs; only ever a kernel the CPU can run.
+    kernel: Kernel,
     th: Thresholds,
     ring: [[i16; HOP]; RING_HOPS],
     fill: usize,
@@ -308,7 +539,7 @@ impl Detector {
     pub fn with_limits(limits: Limits) -> Self {
         Detector {
             tables: tables(),
-            avx2: has_avx2_fma(),
+            kernel: Kernel::best(),
             th: Thresholds::from(&limits),
             ring: [[0; HOP]; RING_HOPS],
             fill: 0,
@@ -321,17 +552,24 @@ impl Detector {
         }
     }
 
-    /// Uses the portable code path even where AVX2 is available (for tests and benchmarks
-    /// that compare the two).
-    #[doc(hidden)]
-    pub fn portable(mut self) -> Self {
-        self.avx2 = false;
+    /// Runs the hop step in `kernel` instead of the fastest one (for tests and benchmarks
+    /// that compare them).
+    ///
+    /// # Panics
+    ///
+    /// If this CPU cannot run `kernel` (see [`Kernel::available`]).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        assert!(
+            kernel.is_available(),
+            "the {kernel:?} DTMF kernel needs CPU features this machine lacks"
+        );
+        self.kernel = kernel;
         self
     }
 
-    /// Whether the AVX2+FMA code path is in use.
-    pub fn uses_avx2(&self) -> bool {
-        self.avx2
+    /// The kernel the hop step runs in.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// Number of samples pushed so far.
@@ -371,23 +609,57 @@ impl Detector {
     /// Consumes samples from the front of `input` until it is used up or an event is
     /// pending; returns the number of samples taken.
     fn feed(&mut self, input: &[i16]) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: `avx2` is set only when the CPU reports AVX2 and FMA.
+        match self.kernel {
+            Kernel::Portable => {
+                let t = self.tables;
+                self.feed_with(input, |x, a, b| {
+                    let (dft, energy) = hop_dft_portable(&t.hop, x);
+                    let power = window_power_portable(t, a, b, &dft);
+                    HopOut { dft, energy, power }
+                })
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `kernel` is Avx2 only when the CPU reports AVX2 and FMA.
             #[allow(unsafe_code)]
-            return unsafe { self.feed_avx2(input) };
+            Kernel::Avx2 => unsafe { self.feed_avx2(input) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `kernel` is Avx512 only when the CPU reports AVX-512 F, VL, BW, DQ
+            // and FMA.
+            #[allow(unsafe_code)]
+            Kernel::Avx512 => unsafe { self.feed_avx512(input) },
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512 => unreachable!("x86-64 kernel on another CPU"),
         }
-        self.feed_with::<false>(input)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn feed_avx2(&mut self, input: &[i16]) -> usize {
-        self.feed_with::<true>(input)
+        let t = self.tables;
+        self.feed_with(input, |x, a, b| {
+            let (dft, energy) = x86::hop_dft_avx2(&t.hop, x);
+            let power = x86::window_power(t, a, b, &dft);
+            HopOut { dft, energy, power }
+        })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    fn feed_avx512(&mut self, input: &[i16]) -> usize {
+        let t = self.tables;
+        self.feed_with(input, |x, a, b| {
+            let (dft, energy) = x86::hop_dft_avx512(&t.hop, x);
+            let power = x86::window_power(t, a, b, &dft);
+            HopOut { dft, energy, power }
+        })
     }
 
     #[inline(always)]
-    fn feed_with<const FMA: bool>(&mut self, input: &[i16]) -> usize {
+    fn feed_with(
+        &mut self,
+        input: &[i16],
+        kernel: impl Fn(&[i16; HOP], &[f32; 16], &[f32; 16]) -> HopOut,
+    ) -> usize {
         let mut taken = 0;
         // Complete a hop begun by an earlier chunk.
         if self.fill > 0 {
@@ -400,7 +672,8 @@ impl Detector {
                 return taken;
             }
             let hop = self.ring[slot];
-            self.hop::<FMA>(&hop);
+            let (a, b) = self.previous_two();
+            self.hop(kernel(&hop, &a, &b));
         }
         // Whole hops straight from the input: transforming them from the caller's slice,
         // not from the ring just written, avoids a store-forwarding stall.
@@ -408,7 +681,8 @@ impl Detector {
             let hop: &[i16; HOP] = input[taken..taken + HOP].try_into().expect("HOP samples");
             let slot = self.slot();
             self.ring[slot] = *hop;
-            self.hop::<FMA>(hop);
+            let (a, b) = self.previous_two();
+            self.hop(kernel(hop, &a, &b));
             taken += HOP;
         }
         // Start the next hop with what is left.
@@ -427,19 +701,24 @@ impl Detector {
         (self.hops % RING_HOPS as u64) as usize
     }
 
-    /// Transforms a full hop and classifies the window it completes.
+    /// Takes a full hop's transform and classifies the window it completes.
     #[inline(always)]
-    fn hop<const FMA: bool>(&mut self, hop: &[i16; HOP]) {
-        let (dft, energy) = hop_dft::<FMA>(&self.tables.hop, hop);
+    fn hop(&mut self, out: HopOut) {
         let i = (self.hops % 3) as usize;
-        self.sub[i] = dft;
-        self.sub_energy[i] = energy;
+        self.sub[i] = out.dft;
+        self.sub_energy[i] = out.energy;
         self.hops += 1;
         self.fill = 0;
         if self.hops >= 3 {
-            let valid = self.classify();
+            let valid = self.classify(&out.power);
             self.window(valid);
         }
+    }
+
+    /// The transforms of the two hops before the one being completed, oldest first.
+    fn previous_two(&self) -> ([f32; 16], [f32; 16]) {
+        let h = self.hops as usize;
+        (self.sub[(h + 1) % 3], self.sub[(h + 2) % 3])
     }
 
     /// Updates the key state with the classification of the window ending now.
@@ -503,9 +782,10 @@ impl Detector {
         }
     }
 
-    /// The digit the window made of the last three hops is valid for, if any.
+    /// The digit the window made of the last three hops is valid for, if any, from the
+    /// power at each frequency.
     #[inline(always)]
-    fn classify(&self) -> Option<Digit> {
+    fn classify(&self, power: &[f32; 8]) -> Option<Digit> {
         let n = self.hops as usize;
         let (i0, i1, i2) = ((n - 3) % 3, (n - 2) % 3, (n - 1) % 3);
         let energy = self.sub_energy[i0] + self.sub_energy[i1] + self.sub_energy[i2];
@@ -513,40 +793,19 @@ impl Detector {
         if energy * (WIN as f32 / 2.0) < 2.0 * self.th.min_power {
             return None;
         }
-        let t = self.tables;
-        let (a, b, c) = (&self.sub[i0], &self.sub[i1], &self.sub[i2]);
-        // Lane-wise over the eight frequencies, so that it vectorises.
-        let mut power = [0f32; 8];
-        for k in 0..8 {
-            let (br, bi, cr, ci) = (b[k], b[8 + k], c[k], c[8 + k]);
-            let re = a[k] + br * t.rot1_re[k] - bi * t.rot1_im[k] + cr * t.rot2_re[k]
-                - ci * t.rot2_im[k];
-            let im = a[8 + k]
-                + br * t.rot1_im[k]
-                + bi * t.rot1_re[k]
-                + cr * t.rot2_im[k]
-                + ci * t.rot2_re[k];
-            power[k] = re * re + im * im;
-        }
-        let row = argmax(&power[..4]);
-        let col = argmax(&power[4..]);
-        let (pr, pc) = (power[row], power[4 + col]);
+        let (row, pr, pr2) = top_two([power[0], power[1], power[2], power[3]]);
+        let (col, pc, pc2) = top_two([power[4], power[5], power[6], power[7]]);
         let th = &self.th;
-        if pr < th.min_power || pc < th.min_power {
-            return None;
-        }
-        if pr > pc * th.normal_twist || pc > pr * th.reverse_twist {
-            return None;
-        }
-        if pr + pc < th.share * energy {
-            return None;
-        }
-        if second(&power[..4], row) * th.group_margin > pr
-            || second(&power[4..], col) * th.group_margin > pc
-        {
-            return None;
-        }
-        Some(Digit::at(row, col))
+        // One branch for all the tests: in speech each of them fails now and then, and
+        // mispredicted early exits cost more than the arithmetic they skip.
+        let valid = (pr >= th.min_power)
+            & (pc >= th.min_power)
+            & (pr <= pc * th.normal_twist)
+            & (pc <= pr * th.reverse_twist)
+            & (pr + pc >= th.share * energy)
+            & (pr2 * th.group_margin <= pr)
+            & (pc2 * th.group_margin <= pc);
+        valid.then(|| Digit::at(row, col))
     }
 
     /// Measures both tones of `digit` over recent history and checks their deviation.
@@ -609,25 +868,38 @@ fn has_avx2_fma() -> bool {
     }
 }
 
-fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for i in 1..v.len() {
-        if v[i] > v[best] {
-            best = i;
-        }
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2_fma()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
     }
-    best
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
-/// The largest of `v` other than `v[skip]`.
-fn second(v: &[f32], skip: usize) -> f32 {
-    let mut best = 0f32;
-    for (i, &x) in v.iter().enumerate() {
-        if i != skip && x > best {
-            best = x;
+/// The index of the largest of `v` (the first on a tie), its value and the largest of the
+/// other three; by a tournament that compiles to selects, not branches.
+#[inline(always)]
+fn top_two(v: [f32; 4]) -> (usize, f32, f32) {
+    let pick = |i: usize, j: usize| {
+        if v[j] > v[i] {
+            (j, v[j], v[i])
+        } else {
+            (i, v[i], v[j])
         }
+    };
+    let ((i, a, a2), (j, b, b2)) = (pick(0, 1), pick(2, 3));
+    if b > a {
+        (j, b, if b2 > a { b2 } else { a })
+    } else {
+        (i, a, if a2 > b { a2 } else { b })
     }
-    best
 }
 
 /// The events completed by one [`Detector::push`]; see there.
@@ -685,18 +957,33 @@ mod tests {
 
     #[test]
     fn kernels_agree() {
-        let x: [i16; HOP] = std::array::from_fn(|i| ((i * 7919) % 2001) as i16 - 1000);
-        let (a, ea) = hop_dft::<false>(&tables().hop, &x);
-        let (b, eb) = hop_dft::<true>(&tables().hop, &x);
-        for k in 0..16 {
-            assert!(
-                (a[k] - b[k]).abs() < 1e-2 * a[k].abs().max(1.0),
-                "lane {k}: {} vs {}",
-                a[k],
-                b[k]
-            );
+        let x: Vec<i16> = (0..3 * HOP)
+            .map(|i| ((i * 7919) % 2001) as i16 - 1000)
+            .collect();
+        let state = |k: Kernel| {
+            let mut det = Detector::new().with_kernel(k);
+            drop(det.push(&x));
+            (det.sub, det.sub_energy)
+        };
+        let (a, ea) = state(Kernel::Portable);
+        for &k in Kernel::available() {
+            let (b, eb) = state(k);
+            for h in 0..3 {
+                for l in 0..16 {
+                    assert!(
+                        (a[h][l] - b[h][l]).abs() < 1e-2 * a[h][l].abs().max(1.0),
+                        "{k:?} hop {h} lane {l}: {} vs {}",
+                        a[h][l],
+                        b[h][l]
+                    );
+                }
+                assert!((ea[h] - eb[h]).abs() < 1e-4 * ea[h], "{k:?} hop {h} energy");
+            }
         }
-        assert!((ea - eb).abs() < 1e-4 * ea);
+        // The x86 kernels do the same fused operations in the same order.
+        if Kernel::Avx512.is_available() {
+            assert_eq!(state(Kernel::Avx2), state(Kernel::Avx512));
+        }
     }
 
     #[test]

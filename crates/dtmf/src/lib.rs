@@ -18,5 +18,7 @@ mod inband;
 mod rfc4733;
 
 pub use digit::{COL_HZ, Digit, DigitEvent, ROW_HZ};
-pub use inband::{CONFIRM_WINDOWS, Detector, DetectorEvents, Limits, RELEASE_WINDOWS, SAMPLE_RATE};
+pub use inband::{
+    CONFIRM_WINDOWS, Detector, DetectorEvents, Kernel, Limits, RELEASE_WINDOWS, SAMPLE_RATE,
+};
 pub use rfc4733::{EventDecoder, EventError, PacketEvents, TelephoneEvent};

@@ -39,7 +39,7 @@ fn the_portable_path_gives_the_same_events() {
         };
         assert_eq!(
             run(Detector::new()),
-            run(Detector::new().portable()),
+            run(Detector::new().with_kernel(dtmf::Kernel::Portable)),
             "{}",
             c.name
         );
