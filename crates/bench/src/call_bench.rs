@@ -329,6 +329,8 @@ struct Figures {
     tally: Tally,
     wall: Duration,
     start: Instant,
+    /// The runtime's wake-ups more than 10 ms late: when (since the start), how late.
+    lags: Vec<(Duration, Duration)>,
 }
 
 /// What the calls of one load ended with.
@@ -456,6 +458,32 @@ async fn place_calls(
     tasks
 }
 
+/// Wake-ups more than 10 ms late: when (since the start), how late.
+type Lags = Arc<Mutex<Vec<(Duration, Duration)>>>;
+
+/// A task that sleeps 1 ms again and again until aborted, noting each wake-up more than
+/// 10 ms late (when, how late): the runtime as a whole stalled, not one call.
+fn probe_lag(start: Instant) -> (Lags, tokio::task::JoinHandle<()>) {
+    let lags = Arc::new(Mutex::new(Vec::new()));
+    let task = {
+        let lags = lags.clone();
+        tokio::spawn(async move {
+            loop {
+                let before = Instant::now();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let lag = before.elapsed().saturating_sub(Duration::from_millis(1));
+                if lag > Duration::from_millis(10)
+                    && let Ok(mut l) = lags.lock()
+                    && l.len() < 10_000
+                {
+                    l.push((before - start, lag));
+                }
+            }
+        })
+    };
+    (lags, task)
+}
+
 /// Samples this process's peak RSS every 100 ms until aborted.
 fn sample_peak_rss() -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
     let peak = Arc::new(AtomicU64::new(rss_kib()));
@@ -490,6 +518,7 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
     let cpu0 = cpu_time();
     let sipp_cpu0 = cpu_of(sipp.id());
     let start = Instant::now();
+    let (lags, prober) = probe_lag(start);
     let live = Arc::new(Live::default());
     let tasks = place_calls(n, a.rate, start, &ep, &prompts, &live).await;
     // Sample memory while the calls run.
@@ -499,6 +528,8 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
     let cpu = cpu_time().checked_sub(cpu0).unwrap();
     let sipp_cpu = cpu_of(sipp.id()).checked_sub(sipp_cpu0).unwrap();
     sampler.abort();
+    prober.abort();
+    let lags = lags.lock().map(|l| l.clone()).unwrap_or_default();
     let peak = peak.load(Ordering::Relaxed).max(rss_kib());
     stop(sipp).await;
     if let Ok(ep) = Arc::try_unwrap(ep) {
@@ -514,6 +545,7 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
         tally,
         wall,
         start,
+        lags,
     }
 }
 fn capture(dir: &Path) -> PathBuf {
@@ -614,6 +646,21 @@ fn print(f: &Figures) {
             f64::from(worst) / 1000.0,
             per_s
         );
+    }
+    if !f.lags.is_empty() {
+        let mut per_s = std::collections::BTreeMap::new();
+        for (at, _) in &f.lags {
+            *per_s.entry(at.as_secs()).or_insert(0) += 1;
+        }
+        let worst = f.lags.iter().map(|l| l.1).max().unwrap_or_default();
+        println!(
+            "        the runtime's 1 ms timer woke > 10 ms late {} times (worst {:.1} ms); by second: {:?}",
+            f.lags.len(),
+            worst.as_secs_f64() * 1000.0,
+            per_s
+        );
+    } else {
+        println!("        the runtime's 1 ms timer never woke more than 10 ms late");
     }
     for (what, count) in &t.others {
         println!("        not approved: {count} × {what}");
