@@ -22,6 +22,22 @@ impl Drop for Killed {
     }
 }
 
+/// chromium-driver in a process group of its own, with the Chromium it started: on drop
+/// the whole group is killed (killing chromium-driver alone leaves Chromium running).
+pub struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The group's id is the driver's pid (it was made with `process_group(0)`).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A WebDriver session.
 pub struct Browser {
     http: reqwest::Client,
@@ -161,11 +177,13 @@ return out;"#)
 }
 
 /// chromium-driver on loopback, and a headless Chromium session at 1280x900 through it.
-pub async fn open_browser(shots: &std::path::Path) -> (Killed, Browser) {
+pub async fn open_browser(shots: &std::path::Path) -> (Driver, Browser) {
+    use std::os::unix::process::CommandExt;
     let port = free_port(V4);
-    let driver_process = Killed(
+    let driver_process = Driver(
         Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

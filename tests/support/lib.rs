@@ -29,7 +29,7 @@ pub use audio::{
     code_readings, keys_wav, pcm_wav, pound_ulaw, pound_wav, prompts_heard, spoken_code_heard,
 };
 pub use baresip::{Baresip, BaresipRegistrar, BaresipSecurity};
-pub use browser::{Browser, Killed, WAIT, accessible, open_browser};
+pub use browser::{Browser, Driver, Killed, WAIT, accessible, open_browser};
 pub use calls::{
     CODE, SHOWN, media_at, prompts, runner_through, script, sign_in, sqlite_store, times_played,
     verify_call, verify_call_confirming, verify_call_within,
