@@ -28,13 +28,8 @@ pub struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // The group's id is the driver's pid (it was made with `process_group(0)`).
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // Its group was made with `process_group(0)`; nothing needs a grace period.
+        crate::stop_group(&mut self.0, Duration::ZERO);
     }
 }
 

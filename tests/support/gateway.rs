@@ -223,6 +223,30 @@ pub fn sigterm(pid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Stops `child`'s process group (a child spawned with `process_group(0)`, the group
+/// named by its pid): SIGTERM to the group, up to `grace` for `child` to exit, then SIGKILL
+/// to the group (what is left of it) and a wait. For a peer whose children outlive it
+/// when it alone is killed.
+pub fn stop_group(child: &mut Child, grace: Duration) {
+    let group = format!("-{}", child.id());
+    let kill = |signal: &str| {
+        let _ = Command::new("kill")
+            .args([signal, "--", &group])
+            .stderr(Stdio::null())
+            .status();
+    };
+    kill("-TERM");
+    let started = Instant::now();
+    while started.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill("-KILL");
+    let _ = child.wait();
+}
+
 /// Waits for `child` to exit and returns its status; when it has not within `bound`, kills
 /// it and panics with "`what` did not end".
 pub fn wait_exit(child: &mut Child, bound: Duration, what: &str) -> ExitStatus {

@@ -134,22 +134,6 @@ fn quoted(value: &str) -> String {
 impl Drop for Kamailio {
     fn drop(&mut self) {
         // SIGTERM to the group: the main process stops its children; SIGKILL after 5 s.
-        let group = format!("-{}", self.child.id());
-        let kill = |signal: &str| {
-            let _ = Command::new("kill")
-                .args([signal, "--", &group])
-                .stderr(Stdio::null())
-                .status();
-        };
-        kill("-TERM");
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        kill("-KILL");
-        let _ = self.child.wait();
+        crate::stop_group(&mut self.child, Duration::from_secs(5));
     }
 }

@@ -40,7 +40,7 @@ pub use endpoint::{
 pub use entra::{Answer, EntraStandIn, validate_id_token};
 pub use gateway::{
     Served, call_log, create_api_key, create_api_key_with_env, decided, http, metrics_holding,
-    run_cli, sigterm, sqlite_config, wait_exit,
+    run_cli, sigterm, sqlite_config, stop_group, wait_exit,
 };
 pub use kamailio::{KAMAILIO_REALM, Kamailio, User};
 pub use net::{LossyLink, Relay, free_media_ports, free_port, free_rtp_pair};

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,6 +61,7 @@ impl FreeRadius {
         fs::write(dir.join("users"), users).expect("the users file");
         let out = fs::File::create(dir.join("freeradius.out")).expect("its output");
         let child = Command::new("timeout")
+            .process_group(0)
             .args(["-k", "5"])
             .arg(format!("{}", BOUND.as_secs() * 4))
             .args(["freeradius", "-f", "-l", "stdout", "-x", "-d"])
@@ -96,27 +98,10 @@ impl FreeRadius {
 
 impl Drop for FreeRadius {
     fn drop(&mut self) {
-        // SIGTERM to `timeout`, which sends it on to FreeRADIUS (a SIGKILL would leave
-        // FreeRADIUS running without it).
-        if !crate::sigterm(self.child.id())
-            || !wait_exit_quietly(&mut self.child, Duration::from_secs(10))
-        {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // `timeout` and FreeRADIUS are one process group (a SIGKILL to `timeout` alone
+        // would leave FreeRADIUS running).
+        crate::stop_group(&mut self.child, Duration::from_secs(10));
     }
-}
-
-/// Whether `child` exited within `bound`.
-fn wait_exit_quietly(child: &mut Child, bound: Duration) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < bound {
-        if let Ok(Some(_)) = child.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 /// What `radclient` received for one request.
