@@ -465,22 +465,23 @@ impl Front {
         };
         info!(challenge = %c.id, nas = %client.name, user = %tag, "a RADIUS sign-in is calling");
         let until = Instant::now() + remaining(c.expires_at_ms);
+        // The sign-in, as it waits for the NAS's next request.
+        let waiting = |attributes| Session {
+            challenge: c.id.clone(),
+            client: client.name.clone(),
+            nas: canonical(from.ip()),
+            user_name: user_name.to_string(),
+            attributes,
+            confirmation: c.confirmation,
+            until,
+        };
         match c.confirmation {
             Confirmation::KeypadCode => {
                 let Some(code) = c.display_code.clone() else {
                     return Answer::reject("the sign-in has no code");
                 };
-                let session = Session {
-                    challenge: c.id.clone(),
-                    client: client.name.clone(),
-                    nas: canonical(from.ip()),
-                    user_name: user_name.to_string(),
-                    attributes,
-                    confirmation: c.confirmation,
-                    until,
-                };
                 self.ask(
-                    session,
+                    waiting(attributes),
                     &format!(
                         "Your phone is ringing: answer it, enter {code} then # on its keypad, \
                          then continue here."
@@ -491,18 +492,10 @@ impl Front {
                 let spoken = confirmation == Confirmation::SpokenCode;
                 match self.verdict(&c.id, until, spoken).await {
                     Some(ChallengeState::Approved) => Answer::accept(attributes),
-                    Some(ChallengeState::CodeSpoken) => {
-                        let session = Session {
-                            challenge: c.id.clone(),
-                            client: client.name.clone(),
-                            nas: canonical(from.ip()),
-                            user_name: user_name.to_string(),
-                            attributes,
-                            confirmation,
-                            until,
-                        };
-                        self.ask(session, "Type the 6-digit code the call read to you.")
-                    }
+                    Some(ChallengeState::CodeSpoken) => self.ask(
+                        waiting(attributes),
+                        "Type the 6-digit code the call read to you.",
+                    ),
                     s => Answer::reject(&refused(s)),
                 }
             }
