@@ -81,6 +81,43 @@ fn a_lost_invite_is_retransmitted_on_timer_a() {
     assert!(s.sent.is_empty());
 }
 
+/// Each call's timers fire at its own deadlines, whatever the other calls do: the queue of
+/// deadlines that replaced the scan of every call's timers, with calls placed 100 ms apart
+/// and the second answered in between.
+#[test]
+fn many_calls_retransmit_each_on_its_own_timer_a() {
+    let mut s = Sim::new(vec![trunk("pbx", PEER)]);
+    let mut branches = Vec::new();
+    for i in 0..3u64 {
+        s.run_until(Duration::from_millis(100 * i));
+        s.invite();
+        branches.push(s.last("INVITE").via.branch.clone());
+    }
+    s.run_until(Duration::from_millis(300));
+    let second = s
+        .sent
+        .iter()
+        .find(|(_, _, m)| m.via.branch == branches[1])
+        .map(|(_, _, m)| m.clone())
+        .unwrap();
+    s.receive(PEER, resp(&second, 180, "Ringing").build());
+    s.run_until(Duration::from_millis(3800));
+    let times = |b: &Option<String>| -> Vec<u128> {
+        s.sent
+            .iter()
+            .filter(|(_, _, m)| m.method().is_some() && &m.via.branch == b)
+            .map(|(t, _, _)| t.as_millis())
+            .collect()
+    };
+    assert_eq!(times(&branches[0]), vec![0, 500, 1500, 3500]);
+    assert_eq!(
+        times(&branches[1]),
+        vec![100],
+        "answered before its Timer A"
+    );
+    assert_eq!(times(&branches[2]), vec![200, 700, 1700, 3700]);
+}
+
 #[test]
 fn no_answer_at_all_ends_at_timer_b_and_marks_the_trunk_down() {
     let mut s = Sim::new(vec![trunk("pbx", PEER)]);

@@ -39,7 +39,7 @@ impl UserAgent {
         let branch = headers::new_branch();
         self.txs.insert(branch.clone(), owner);
         if let Owner::Call(h) = owner
-            && let Some(leg) = self.legs.get_mut(&h)
+            && let Some(leg) = self.legs.get_mut(h)
         {
             leg.branches.push(branch.clone());
         }
@@ -48,6 +48,18 @@ impl UserAgent {
 
     /// Takes bytes that arrived on `local` from `from`.
     pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        local: SocketAddr,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.receive(now, transport, local, from, bytes);
+        self.legs.sync();
+    }
+
+    fn receive(
         &mut self,
         now: Instant,
         transport: Transport,
@@ -99,7 +111,7 @@ impl UserAgent {
             .copied()
             .ok_or_else(|| format!("response {status} matches no transaction"))?;
         let trunk = match owner {
-            Owner::Call(h) => self.legs.get(&h).map(|l| l.trunk),
+            Owner::Call(h) => self.legs.get(h).map(|l| l.trunk),
             Owner::Register(i) | Owner::Options(i) => Some(i),
         }
         .filter(|&i| i < self.trunks.len())
@@ -113,7 +125,7 @@ impl UserAgent {
         let mismatch = |what: &str| format!("response {status} with another {what}");
         match owner {
             Owner::Call(h) => {
-                let Some(leg) = self.legs.get(&h) else {
+                let Some(leg) = self.legs.get(h) else {
                     return Err(mismatch("call"));
                 };
                 if msg.call_id != leg.call_id {
@@ -178,22 +190,19 @@ impl UserAgent {
             }
         }
         for h in handles {
-            if self
-                .legs
-                .get(&h)
-                .is_some_and(super::leg::Leg::may_fail_over)
-                && self.failover(h, now)
+            if self.legs.get(h).is_some_and(super::leg::Leg::may_fail_over) && self.failover(h, now)
             {
                 continue;
             }
             let Some(reason) = self
                 .legs
-                .get(&h)
+                .get(h)
                 .and_then(|l| l.end_reason(EndReason::TransportError, EndReason::Hangup))
             else {
                 continue;
             };
             self.finish(h, now, reason);
         }
+        self.legs.sync();
     }
 }

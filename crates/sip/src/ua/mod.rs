@@ -25,6 +25,7 @@ mod auth;
 mod endpoint;
 mod headers;
 mod leg;
+mod legs;
 mod trunk;
 mod uas;
 
@@ -38,7 +39,6 @@ use crate::sdp::{self, Answer, Offer};
 use crate::transaction::Timers;
 
 use endpoint::Owner;
-use leg::Leg;
 use trunk::Trunk;
 use uas::Answered;
 
@@ -355,7 +355,7 @@ pub enum InviteError {
 pub struct UserAgent {
     cfg: UaConfig,
     trunks: Vec<Trunk>,
-    legs: HashMap<u64, Leg>,
+    legs: legs::Legs,
     by_call_id: HashMap<String, u64>,
     /// The client transactions by branch.
     txs: HashMap<String, Owner>,
@@ -413,7 +413,7 @@ impl UserAgent {
         Ok(UserAgent {
             cfg,
             trunks: ts,
-            legs: HashMap::new(),
+            legs: legs::Legs::default(),
             by_call_id: HashMap::new(),
             txs: HashMap::new(),
             answered: Answered::default(),
@@ -458,12 +458,14 @@ impl UserAgent {
         self.by_call_id.insert(leg.call_id.clone(), handle);
         self.legs.insert(handle, leg);
         self.send_invite(handle, now);
+        self.legs.sync();
         Ok(CallHandle(handle))
     }
 
     /// Ends a call: CANCEL while it rings, BYE once answered. Its `Ended` event follows.
     pub fn hangup(&mut self, now: Instant, call: CallHandle) {
         self.teardown(call.0, now, EndReason::Canceled, EndReason::Hangup);
+        self.legs.sync();
     }
 
     /// The number of calls not yet ended.
@@ -477,23 +479,28 @@ impl UserAgent {
     }
 
     /// The next instant [`UserAgent::handle_timeout`] must be called: the earliest deadline
-    /// in the calls' and the trunks' timer tables, or of the answers kept.
+    /// in the calls' and the trunks' timer tables, or of the answers kept (O(log n) in the
+    /// calls: their deadlines are queued, see `legs`).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let legs = self.legs.values().filter_map(|l| l.timers.next_timeout());
         let trunks = self.trunks.iter().filter_map(|t| t.timers.next_timeout());
-        legs.chain(trunks).chain(self.answered.next_expiry()).min()
+        self.legs
+            .next_timeout()
+            .into_iter()
+            .chain(trunks)
+            .chain(self.answered.next_expiry())
+            .min()
     }
 
-    /// Runs every timer due at `now`.
+    /// Runs every timer due at `now`: of the calls whose deadline has come, of the trunks.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.answered.expire(now);
-        let handles: Vec<u64> = self.legs.keys().copied().collect();
-        for h in handles {
+        for h in self.legs.take_due(now) {
             self.leg_timers(h, now);
         }
         for i in 0..self.trunks.len() {
             self.trunk_timers(i, now);
         }
+        self.legs.sync();
     }
 
     fn emit(&mut self, e: Event) {

@@ -2,7 +2,8 @@
 //! ACK), OPTIONS, and everything else with 403, 481, 405 or 501; and the answers kept for
 //! retransmitted requests (Timer J), bounded in number and bytes.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::Instant;
 
 use rsip::Method;
@@ -31,6 +32,9 @@ struct Cached {
 #[derive(Debug, Default)]
 pub(super) struct Answered {
     by_key: HashMap<String, Cached>,
+    /// (until, key) of every answer kept, soonest first: an entry whose answer was since
+    /// replaced is skipped (so the next expiry and the expiry cost O(log n), not a scan).
+    expiries: BinaryHeap<Reverse<(Instant, String)>>,
     bytes: usize,
 }
 
@@ -55,29 +59,45 @@ impl Answered {
         }
         self.bytes += add;
         let key_len = key.len();
+        self.expiries.push(Reverse((until, key.clone())));
         if let Some(old) = self.by_key.insert(key, Cached { transmit, until }) {
             self.bytes = self
                 .bytes
                 .saturating_sub(key_len + old.transmit.bytes.len());
         }
+        if self.expiries.len() > 64 + 2 * self.by_key.len() {
+            // Entries of replaced answers: rebuilt from what is kept.
+            self.expiries = self
+                .by_key
+                .iter()
+                .map(|(k, c)| Reverse((c.until, k.clone())))
+                .collect();
+        }
     }
 
     /// Forgets the answers whose time has passed.
     pub(super) fn expire(&mut self, now: Instant) {
-        let mut freed = 0;
-        self.by_key.retain(|k, c| {
-            let keep = c.until > now;
-            if !keep {
-                freed += k.len() + c.transmit.bytes.len();
+        while let Some(Reverse((until, _))) = self.expiries.peek() {
+            if *until > now {
+                break;
             }
-            keep
-        });
-        self.bytes = self.bytes.saturating_sub(freed);
+            let Some(Reverse((until, key))) = self.expiries.pop() else {
+                break;
+            };
+            if self.by_key.get(&key).is_some_and(|c| c.until == until)
+                && let Some(c) = self.by_key.remove(&key)
+            {
+                self.bytes = self
+                    .bytes
+                    .saturating_sub(key.len() + c.transmit.bytes.len());
+            }
+        }
     }
 
-    /// When the next answer is forgotten.
+    /// When the next answer is forgotten (or, at worst, an answer since replaced was to
+    /// be: then [`Answered::expire`] finds nothing to forget).
     pub(super) fn next_expiry(&self) -> Option<Instant> {
-        self.by_key.values().map(|c| c.until).min()
+        self.expiries.peek().map(|Reverse((until, _))| *until)
     }
 }
 
@@ -135,7 +155,7 @@ impl UserAgent {
     /// belongs to none.
     fn dialog_of(&self, req: &Incoming, from: &Route) -> Option<u64> {
         let h = *self.by_call_id.get(&req.call_id)?;
-        let leg = self.legs.get(&h)?;
+        let leg = self.legs.get(h)?;
         let ours = leg.remote_tag.is_some()
             && req.to_tag.as_deref() == Some(leg.local_tag.as_str())
             && req.from_tag == leg.remote_tag
@@ -157,7 +177,7 @@ impl UserAgent {
         let leg = self.dialog_of(&req, &from);
         if let Some(h) = leg
             && method != Method::Ack
-            && let Some(leg) = self.legs.get_mut(&h)
+            && let Some(leg) = self.legs.get_mut(h)
         {
             // RFC 3261 §12.2.2: a request older than one already taken is out of order.
             if leg.remote_cseq.is_some_and(|seen| req.cseq < seen) {
@@ -169,7 +189,7 @@ impl UserAgent {
         }
         match (method, leg) {
             (Method::Ack, Some(h)) => {
-                if let Some(leg) = self.legs.get_mut(&h) {
+                if let Some(leg) = self.legs.get_mut(h) {
                     leg.timers.stop(LegTimer::ReplyRetransmit);
                     leg.timers.stop(LegTimer::ReplyGiveUp);
                     if let Some(d) = leg.dialog_mut() {
@@ -182,7 +202,7 @@ impl UserAgent {
                 self.respond(now, &req, from, SipStatus::OK);
                 if let Some(reason) = self
                     .legs
-                    .get(&h)
+                    .get(h)
                     .and_then(|l| l.end_reason(EndReason::RemoteHangup, EndReason::RemoteHangup))
                 {
                     self.finish(h, now, reason);
@@ -209,7 +229,7 @@ impl UserAgent {
     /// 200, or 488 when the new offer leaves nothing callverify can use.
     fn on_reinvite(&mut self, h: u64, now: Instant, req: Incoming, from: Route) {
         let timers = self.cfg.timers;
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         let current = match &leg.state {
@@ -246,7 +266,7 @@ impl UserAgent {
             }
             body
         };
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         leg.offer.version = ours.version;
@@ -258,7 +278,7 @@ impl UserAgent {
             .body("application/sdp", body);
         if req.method() == Some(&Method::Invite) && from.transport == Transport::Udp {
             let bytes = b.clone().build();
-            let Some(leg) = self.legs.get_mut(&h) else {
+            let Some(leg) = self.legs.get_mut(h) else {
                 return;
             };
             leg.timers.set(LegTimer::ReplyRetransmit, now + timers.t1);

@@ -265,7 +265,7 @@ impl UserAgent {
 
     /// Forgets a leg and its transactions.
     pub(super) fn remove_leg(&mut self, h: u64) -> Option<Leg> {
-        let leg = self.legs.remove(&h)?;
+        let leg = self.legs.remove(h)?;
         for b in &leg.branches {
             self.txs.remove(b);
         }
@@ -276,14 +276,14 @@ impl UserAgent {
     }
 
     pub(super) fn send_invite(&mut self, h: u64, now: Instant) {
-        let Some(trunk) = self.legs.get(&h).map(|l| l.trunk) else {
+        let Some(trunk) = self.legs.get(h).map(|l| l.trunk) else {
             return;
         };
         let branch = self.branch(Owner::Call(h));
         let creds = self.trunks[trunk].cfg.credentials.clone();
         let trunk_name = self.trunks[trunk].cfg.name.clone();
         let (ua, timers) = (self.cfg.user_agent.clone(), self.cfg.timers);
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         leg.cseq += 1;
@@ -326,7 +326,7 @@ impl UserAgent {
     /// Sends the CANCEL of the leg's INVITE: it is cancelling for `reason`.
     fn send_cancel(&mut self, h: u64, now: Instant, reason: EndReason) {
         let (ua, timers) = (self.cfg.user_agent.clone(), self.cfg.timers);
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         let Some(branch) = leg.invite.as_ref().map(|tx| tx.branch.clone()) else {
@@ -370,17 +370,17 @@ impl UserAgent {
         dialog: Dialog,
         mut auth: AuthState,
     ) {
-        if !self.legs.contains_key(&h) {
+        if !self.legs.contains_key(h) {
             return;
         }
         let branch = self.branch(Owner::Call(h));
         let timers = self.cfg.timers;
         let ua = self.cfg.user_agent.clone();
-        let Some(trunk) = self.legs.get(&h).map(|l| l.trunk) else {
+        let Some(trunk) = self.legs.get(h).map(|l| l.trunk) else {
             return;
         };
         let creds = self.trunks[trunk].cfg.credentials.clone();
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         leg.cseq += 1;
@@ -420,7 +420,7 @@ impl UserAgent {
         early: EndReason,
         confirmed: EndReason,
     ) {
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         match leg.take_state() {
@@ -446,7 +446,7 @@ impl UserAgent {
     /// Reports the end once and keeps the leg a while to absorb retransmissions.
     pub(super) fn finish(&mut self, h: u64, now: Instant, reason: EndReason) {
         let linger = self.cfg.timers.timeout();
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         let mut dialog = match leg.take_state() {
@@ -481,7 +481,7 @@ impl UserAgent {
     /// Tries the next trunk after this one failed (timeout, unreachable, 503); false when
     /// there is none left, or the leg may not move (a hang-up is under way).
     pub(super) fn failover(&mut self, h: u64, now: Instant) -> bool {
-        let Some(leg) = self.legs.get(&h) else {
+        let Some(leg) = self.legs.get(h) else {
             return false;
         };
         if !leg.may_fail_over() {

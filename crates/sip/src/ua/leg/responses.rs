@@ -23,7 +23,7 @@ impl UserAgent {
         let status = msg.status().unwrap_or(0);
         let branch = msg.via.branch.clone().unwrap_or_default();
         let timers = self.cfg.timers;
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return Ok(());
         };
         let current = leg.invite.as_ref().is_some_and(|tx| tx.branch == branch)
@@ -67,7 +67,7 @@ impl UserAgent {
                     let early_media = if msg.body().is_empty() {
                         None
                     } else {
-                        let offer = self.legs.get(&h).map(|l| &l.offer);
+                        let offer = self.legs.get(h).map(|l| &l.offer);
                         std::str::from_utf8(msg.body())
                             .ok()
                             .zip(offer)
@@ -89,7 +89,7 @@ impl UserAgent {
     }
 
     fn on_invite_2xx(&mut self, h: u64, now: Instant, msg: Incoming) {
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         let ending = match leg.take_state() {
@@ -195,7 +195,7 @@ impl UserAgent {
     /// the phones registered for one number; a flood of tags must not grow the leg).
     fn end_fork(&mut self, h: u64, msg: &Incoming) {
         const MAX_FORKS: usize = 8;
-        let Some(leg) = self.legs.get(&h) else {
+        let Some(leg) = self.legs.get(h) else {
             return;
         };
         if let Some(f) = leg.forks.iter().find(|f| f.remote_tag == msg.to_tag) {
@@ -211,7 +211,7 @@ impl UserAgent {
             headers::new_branch()
         };
         let ua = self.cfg.user_agent.clone();
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         let fork = Dialog {
@@ -255,7 +255,7 @@ impl UserAgent {
     fn on_invite_failure(&mut self, h: u64, now: Instant, msg: Incoming) {
         let status = msg.status().unwrap_or(0);
         let timers = self.cfg.timers;
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         let Some(tx) = leg.invite.take() else {
@@ -272,7 +272,7 @@ impl UserAgent {
         leg.set_completed_timer();
         let route = leg.route;
         self.transmit(route, ack);
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return;
         };
         let ending = match &leg.state {
@@ -314,7 +314,7 @@ impl UserAgent {
         _now: Instant,
         msg: Incoming,
     ) -> Result<(), String> {
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return Ok(());
         };
         if msg.cseq != leg.invite_cseq {
@@ -338,7 +338,7 @@ impl UserAgent {
     ) -> Result<(), String> {
         let status = msg.status().unwrap_or(0);
         let timers = self.cfg.timers;
-        let Some(leg) = self.legs.get_mut(&h) else {
+        let Some(leg) = self.legs.get_mut(h) else {
             return Ok(());
         };
         if leg

@@ -58,7 +58,7 @@ impl UserAgent {
     pub(in crate::ua) fn leg_timers(&mut self, h: u64, now: Instant) {
         let timers = self.cfg.timers;
         loop {
-            let Some(leg) = self.legs.get_mut(&h) else {
+            let Some(leg) = self.legs.get_mut(h) else {
                 return;
             };
             let Some(t) = leg.timers.take_expired(now) else {
