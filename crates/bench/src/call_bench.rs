@@ -47,6 +47,9 @@ use testaudio::Signal;
 
 #[cfg(test)]
 mod cli_check;
+// The tone times are node-bench's.
+#[allow(dead_code)]
+mod phone_peer;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -185,6 +188,12 @@ struct Args {
     #[arg(long, value_name = "stream|pcap", default_value = "stream", hide_possible_values = true,
           value_parser = PossibleValuesParser::new(["stream", "pcap"]))]
     sipp_audio: String,
+    /// The phones: sipp, or bench-phone (this crate's load generator: every call's audio
+    /// from one socket in sendmmsg batches; the --sipp-* options then do not apply but
+    /// --sipp-policy, which it runs under too)
+    #[arg(long, value_name = "sipp|bench", default_value = "sipp", hide_possible_values = true,
+          value_parser = PossibleValuesParser::new(["sipp", "bench"]))]
+    phone: String,
 }
 
 /// The last CPU online, as `taskset -c` names it.
@@ -331,6 +340,8 @@ struct Figures {
     start: Instant,
     /// The runtime's wake-ups more than 10 ms late: when (since the start), how late.
     lags: Vec<(Duration, Duration)>,
+    /// bench-phone's summary line.
+    summary: Option<String>,
 }
 
 /// What the calls of one load ended with.
@@ -511,12 +522,35 @@ async fn stop(mut sipp: Child) {
     let _ = sipp.wait();
 }
 
+/// The phones of one load: sipp, or bench-phone.
+enum Phones {
+    Sipp(Child),
+    Bench(phone_peer::BenchPhone),
+}
+
+impl Phones {
+    fn id(&self) -> u32 {
+        match self {
+            Phones::Sipp(c) => c.id(),
+            Phones::Bench(b) => b.id(),
+        }
+    }
+}
+
 async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Path) -> Figures {
-    let (sipp, sipp_addr) = sipp(dir, pcap, n, a);
-    let ep = Arc::new(endpoint(sipp_addr).await);
+    let (phones, phones_addr) = if a.phone == "bench" {
+        // The same audio as sipp's capture: '#' 8 s after the answer.
+        let b = phone_peer::BenchPhone::start(8000, &a.sipp_policy);
+        let addr = b.sip;
+        (Phones::Bench(b), addr)
+    } else {
+        let (c, addr) = sipp(dir, pcap, n, a);
+        (Phones::Sipp(c), addr)
+    };
+    let ep = Arc::new(endpoint(phones_addr).await);
     let rss0 = rss_kib();
     let cpu0 = cpu_time();
-    let sipp_cpu0 = cpu_of(sipp.id());
+    let sipp_cpu0 = cpu_of(phones.id());
     let start = Instant::now();
     let (lags, prober) = probe_lag(start);
     let live = Arc::new(Live::default());
@@ -526,12 +560,18 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
     let tally = Tally::of(tasks).await;
     let wall = start.elapsed();
     let cpu = cpu_time().checked_sub(cpu0).unwrap();
-    let sipp_cpu = cpu_of(sipp.id()).checked_sub(sipp_cpu0).unwrap();
+    let sipp_cpu = cpu_of(phones.id()).checked_sub(sipp_cpu0).unwrap();
     sampler.abort();
     prober.abort();
     let lags = lags.lock().map(|l| l.clone()).unwrap_or_default();
     let peak = peak.load(Ordering::Relaxed).max(rss_kib());
-    stop(sipp).await;
+    let summary = match phones {
+        Phones::Sipp(c) => {
+            stop(c).await;
+            None
+        }
+        Phones::Bench(b) => Some(b.finish()),
+    };
     if let Ok(ep) = Arc::try_unwrap(ep) {
         ep.shutdown().await;
     }
@@ -546,6 +586,7 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
         wall,
         start,
         lags,
+        summary,
     }
 }
 fn capture(dir: &Path) -> PathBuf {
@@ -572,13 +613,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let phones = if a.phone == "bench" {
+        format!("bench-phone (policy {})", a.sipp_policy)
+    } else {
+        format!(
+            "sipp (nice {}, CPUs {}, policy {})",
+            a.sipp_nice, a.sipp_cpu, a.sipp_policy
+        )
+    };
     println!(
-        "call-bench: {} tokio workers, calls placed at {}/s, sipp (nice {}, CPUs {}, policy {}) plays 10 s with '#' at 8 s; {} CPUs online, in-band DTMF kernel: {:?}",
+        "call-bench: {} tokio workers, calls placed at {}/s, {phones} plays 10 s with '#' at 8 s; {} CPUs online, in-band DTMF kernel: {:?}",
         a.workers,
         a.rate,
-        a.sipp_nice,
-        a.sipp_cpu,
-        a.sipp_policy,
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         dtmf::Detector::new().kernel(),
     );
@@ -587,7 +633,7 @@ fn main() {
         "calls",
         "cpu ms/s",
         "cores",
-        "sipp",
+        "phones",
         "KiB/call",
         "p50 ms",
         "p99 ms",
@@ -665,6 +711,9 @@ fn print(f: &Figures) {
     for (what, count) in &t.others {
         println!("        not approved: {count} × {what}");
     }
+    if let Some(s) = &f.summary {
+        println!("        bench-phone: {s}");
+    }
 }
 
 #[cfg(test)]
@@ -682,6 +731,7 @@ mod tests {
             "sipp-cpu",
             "sipp-policy",
             "sipp-audio",
+            "phone",
         ]);
     }
 
@@ -705,6 +755,7 @@ mod tests {
             (&["--sipp-policy", "fifo"], ErrorKind::InvalidValue),
             (&["--sipp-audio", "rtp"], ErrorKind::InvalidValue),
             (&["--workers"], ErrorKind::InvalidValue),
+            (&["--phone", "baresip"], ErrorKind::InvalidValue),
         ] {
             assert_eq!(cli_check::error_kind::<Args>(argv), kind, "{argv:?}");
         }
@@ -723,6 +774,7 @@ mod tests {
                 sipp_cpu: cpus.to_string(),
                 sipp_policy: "idle".into(),
                 sipp_audio: "stream".into(),
+                phone: "sipp".into(),
             }
         );
     }
@@ -744,6 +796,8 @@ mod tests {
             "normal",
             "--sipp-audio",
             "pcap",
+            "--phone",
+            "bench",
         ]);
         assert_eq!(
             a,
@@ -755,6 +809,7 @@ mod tests {
                 sipp_cpu: "0-3,6".into(),
                 sipp_policy: "normal".into(),
                 sipp_audio: "pcap".into(),
+                phone: "bench".into(),
             }
         );
         assert_eq!(
