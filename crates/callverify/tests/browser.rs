@@ -254,7 +254,7 @@ async fn both_sizes(b: &Browser, name: &str) {
     let mut wider = json!(null);
     for _ in 0..50 {
         wider = b
-            .js("return window.innerWidth === 390 && document.documentElement.scrollWidth <= 390 ? [] : [window.innerWidth, document.documentElement.scrollWidth, ...[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 12)];")
+            .js("return window.innerWidth === 390 && document.documentElement.scrollWidth <= 390 ? [] : [window.innerWidth, document.documentElement.scrollWidth, 'scale ' + visualViewport.scale, ...[...document.querySelectorAll('body *')].filter(e => e.offsetParent && (e.getBoundingClientRect().right > 390 || e.scrollWidth > e.clientWidth + 1)).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + e.scrollWidth + '/' + e.clientWidth).slice(0, 12)];")
             .await;
         if wider == json!([]) {
             break;
