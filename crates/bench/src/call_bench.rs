@@ -189,8 +189,8 @@ struct Args {
           value_parser = PossibleValuesParser::new(["stream", "pcap"]))]
     sipp_audio: String,
     /// The phones: sipp, or bench-phone (this crate's load generator: every call's audio
-    /// from one socket in sendmmsg batches; the --sipp-* options then do not apply but
-    /// --sipp-policy, which it runs under too)
+    /// from one socket in sendmmsg batches, under normal scheduling: SCHED_IDLE starves it
+    /// on a busy machine; the --sipp-* options then do not apply)
     #[arg(long, value_name = "sipp|bench", default_value = "sipp", hide_possible_values = true,
           value_parser = PossibleValuesParser::new(["sipp", "bench"]))]
     phone: String,
@@ -540,7 +540,7 @@ impl Phones {
 async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Path) -> Figures {
     let (phones, phones_addr) = if a.phone == "bench" {
         // The same audio as sipp's capture: '#' 8 s after the answer.
-        let b = phone_peer::BenchPhone::start(8000, &a.sipp_policy);
+        let b = phone_peer::BenchPhone::start(8000);
         let addr = b.sip;
         (Phones::Bench(b), addr)
     } else {
@@ -614,7 +614,7 @@ fn main() {
         .build()
         .expect("runtime");
     let phones = if a.phone == "bench" {
-        format!("bench-phone (policy {})", a.sipp_policy)
+        "bench-phone".to_string()
     } else {
         format!(
             "sipp (nice {}, CPUs {}, policy {})",
