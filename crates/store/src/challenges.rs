@@ -516,6 +516,33 @@ pub(crate) async fn insert_event(
     Ok(())
 }
 
+/// The same state change of several challenges at once, in one statement.
+pub(crate) async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ids: &[ChallengeId],
+    state: ChallengeState,
+    at_ms: i64,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..ids.len())
+        .map(|i| format!("(${}, $1, $2, NULL)", i + 3))
+        .collect();
+    let sql = format!(
+        "INSERT INTO challenge_events (challenge_id, state, at, detail) VALUES {}",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(state.as_str())
+        .bind(at_ms);
+    for id in ids {
+        q = q.bind(id.as_str());
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
 fn challenge_from(r: &AnyRow) -> Result<Challenge> {
     let state: String = r.try_get("state")?;
     let purpose: String = r.try_get("purpose")?;

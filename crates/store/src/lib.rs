@@ -39,6 +39,7 @@ pub use api_keys::{ApiKey, ApiKeyEntry, KeyKind, Revocation};
 pub use backup::{backup_sqlite, sqlite_path};
 pub use call_log::{CallEnd, CallEntry, CallFilter, CallStep, KeyRecord, NewCall, OutcomeFilter};
 pub use challenges::{Challenge, NewChallenge, Scope, StateChange};
+pub use claims::MAX_CLAIM;
 pub use codes::{
     CodeCheck, Confirmation, MAX_CODE_ATTEMPTS, code_hash, draw_display_code, draw_spoken_code,
 };

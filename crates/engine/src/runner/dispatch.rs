@@ -52,17 +52,39 @@ impl Runner {
     }
 
     /// Claims queued challenges and calls them while this node has room: each claim takes
-    /// a slot first, so a node without room claims nothing.
+    /// a slot first, so a node without room claims nothing. With room for many, one claim
+    /// takes up to [`store::MAX_CLAIM`] at once (the oldest), one slot each.
     async fn claim_queued(self: &Arc<Self>) {
-        while let Some(slot) = self.slot() {
-            let t = now_ms();
-            match self.store.claim_next(t, self.lease_until(t)).await {
-                Ok(Some(id)) => self.spawn_call(id, slot),
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(error = %e, "claiming a queued challenge");
-                    break;
+        loop {
+            let mut slots = Vec::new();
+            while slots.len() < store::MAX_CLAIM {
+                match self.slot() {
+                    Some(slot) => slots.push(slot),
+                    None => break,
                 }
+            }
+            if slots.is_empty() {
+                return;
+            }
+            let t = now_ms();
+            let ids = match self
+                .store
+                .claim_oldest(t, self.lease_until(t), slots.len())
+                .await
+            {
+                Ok(ids) => ids,
+                Err(e) => {
+                    warn!(error = %e, "claiming queued challenges");
+                    return;
+                }
+            };
+            let full = ids.len() == slots.len();
+            // The slots left over go back with `slots` dropped.
+            for (id, slot) in ids.into_iter().zip(slots.drain(..)) {
+                self.spawn_call(id, slot);
+            }
+            if !full {
+                return;
             }
         }
     }

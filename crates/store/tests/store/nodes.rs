@@ -16,6 +16,8 @@ on_both!(
     each_node_renews_its_own_claims,
     a_lapsed_claim_is_interrupted_with_its_call_and_never_claimed_again,
     a_decided_challenge_is_no_longer_renewed_or_interrupted,
+    many_queued_challenges_are_claimed_at_once_oldest_first,
+    nodes_claiming_many_at_once_never_take_the_same_one,
 );
 
 const T: i64 = 10_000_000;
@@ -110,6 +112,94 @@ async fn a_lapsed_claim_is_interrupted_with_its_call_and_never_claimed_again(db:
     );
     assert_eq!(b.claim_next(T + 7_001, T + 9_000).await.unwrap(), None);
     assert!(a.interrupt_lapsed(T + 7_001).await.unwrap().is_empty());
+}
+
+/// One claim takes up to its count of the oldest, each with its `calling` event; the next
+/// takes the rest; no more than [`store::MAX_CLAIM`] at once.
+async fn many_queued_challenges_are_claimed_at_once_oldest_first(db: Db) {
+    let (a, b) = (&db.store, &db.another().await);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (c, _) = a
+            .create_challenge(&request(None, "many", T + 10 - 2 * i))
+            .await
+            .unwrap();
+        ids.push(c.id);
+    }
+    ids.reverse(); // oldest first
+    assert_eq!(
+        a.claim_oldest(T + 20, T + 5_000, 3).await.unwrap(),
+        ids[..3]
+    );
+    assert_eq!(
+        b.claim_oldest(T + 20, T + 5_000, 64).await.unwrap(),
+        ids[3..]
+    );
+    assert!(
+        a.claim_oldest(T + 21, T + 5_000, 64)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let events: Vec<_> = a
+            .events(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.state)
+            .collect();
+        assert_eq!(events, vec![Queued, Calling], "{id}");
+        // Read by the node that claimed it (on SQLite a node's copy hears only its own).
+        let by = if i < 3 { a } else { b };
+        assert_eq!(by.challenge(id).await.unwrap().unwrap().state, Calling);
+    }
+    assert_eq!(a.renew_claims(T + 6_000).await.unwrap().len(), 3);
+    assert_eq!(b.renew_claims(T + 6_000).await.unwrap().len(), 2);
+
+    for i in 0..store::MAX_CLAIM + 6 {
+        a.create_challenge(&request(None, "cap", T + 100 + i as i64))
+            .await
+            .unwrap();
+    }
+    let first = a.claim_oldest(T + 200, T + 5_000, 10_000).await.unwrap();
+    assert_eq!(first.len(), store::MAX_CLAIM);
+    assert_eq!(
+        a.claim_oldest(T + 200, T + 5_000, 10_000)
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
+}
+
+/// Two nodes claim 64 at a time, at once, until none is left: each of 300 challenges is
+/// claimed by exactly one.
+async fn nodes_claiming_many_at_once_never_take_the_same_one(db: Db) {
+    let (a, b) = (&db.store, &db.another().await);
+    let mut made = Vec::new();
+    for i in 0..300 {
+        let (c, _) = a
+            .create_challenge(&request(None, "race", T + i))
+            .await
+            .unwrap();
+        made.push(c.id);
+    }
+    let mut taken = Vec::new();
+    loop {
+        let (x, y) = tokio::join!(
+            a.claim_oldest(T + 400, T + 5_000, 64),
+            b.claim_oldest(T + 400, T + 5_000, 64)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        if x.is_empty() && y.is_empty() {
+            break;
+        }
+        taken.extend(x);
+        taken.extend(y);
+    }
+    assert_eq!(taken.len(), 300);
+    assert_eq!(sorted(taken), sorted(made));
 }
 
 /// A decides its own: no longer renewed or interrupted.
