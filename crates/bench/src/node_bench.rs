@@ -324,7 +324,7 @@ fn await_verdicts(c: &Cluster, ids: &[String], peak: &mut usize) -> Verdicts {
         assert!(Instant::now() < deadline, "{} still pending", pending.len());
         *peak = (*peak).max(active(&c.nodes));
         let chunk = pending.len().div_ceil(CLIENTS);
-        let read: Vec<Reading> = std::thread::scope(|s| {
+        let readings: Vec<Reading> = std::thread::scope(|s| {
             let parts: Vec<_> = pending
                 .chunks(chunk)
                 .map(|part| {
@@ -344,7 +344,7 @@ fn await_verdicts(c: &Cluster, ids: &[String], peak: &mut usize) -> Verdicts {
                 .collect()
         });
         pending.clear();
-        for (i, state, times) in read {
+        for (i, state, times) in readings {
             if ["queued", "calling", "ringing", "answered"].contains(&state.as_str()) {
                 pending.push(i);
                 continue;

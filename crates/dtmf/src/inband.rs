@@ -277,8 +277,9 @@ fn energy_portable(xf: &[f32; HOP]) -> f32 {
 /// The AVX2 and AVX-512 hop kernels. The AVX-512 one does the portable kernel's sums, in
 /// its order, with fused multiply-adds; the AVX2 one puts pairs in lanes (see
 /// [`hop_dft_avx2`]). They agree with the portable one to rounding, and every kernel gives
-/// the same events on every test case. Loads and stores go through `_mm256_setr_*` and lane extracts, which the
-/// compiler turns into plain vector loads and stores, so that no unsafe code is needed here.
+/// the same events on every test case. Loads and stores go through `_mm256_setr_*` and
+/// lane extracts, which the compiler turns into plain vector loads and stores, so that no
+/// unsafe code is needed here.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{HOP, HopTable, PAIRS, Tables};

@@ -27,19 +27,11 @@ impl Store {
         .await
     }
 
-    /// Claims the oldest queued challenge that has not expired, if any (on PostgreSQL with
-    /// `FOR UPDATE SKIP LOCKED`, so that nodes claiming at once take different ones).
-    pub async fn claim_next(&self, at_ms: i64, lease_until_ms: i64) -> Result<Option<ChallengeId>> {
-        Ok(self
-            .claim_oldest(at_ms, lease_until_ms, 1)
-            .await?
-            .into_iter()
-            .next())
-    }
-
     /// Claims up to `max` (at most [`MAX_CLAIM`]) of the oldest queued challenges that have
-    /// not expired, in one transaction: the dispatcher of a node with room for many calls
-    /// takes them in one round of statements, not one round each. Oldest first.
+    /// not expired, in one transaction (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so
+    /// that nodes claiming at once take different ones): the dispatcher of a node with room
+    /// for many calls takes them in one round of statements, not one round each. Oldest
+    /// first.
     pub async fn claim_oldest(
         &self,
         at_ms: i64,

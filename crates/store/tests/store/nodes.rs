@@ -22,24 +22,27 @@ on_both!(
 
 const T: i64 = 10_000_000;
 
+/// Challenges `a` makes, one made at each time of `at`, in that order.
+async fn queued(a: &Store, hash: &str, at: impl IntoIterator<Item = i64>) -> Vec<ChallengeId> {
+    let mut ids = Vec::new();
+    for t in at {
+        let (c, _) = a.create_challenge(&request(None, hash, t)).await.unwrap();
+        ids.push(c.id);
+    }
+    ids
+}
+
 /// Three queued challenges: node A claims the first, B the second and, by name, the third.
 async fn claimed(a: &Store, b: &Store) -> Vec<ChallengeId> {
     assert_ne!(a.node(), b.node());
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let (c, _) = a
-            .create_challenge(&request(None, "claim", T + i))
-            .await
-            .unwrap();
-        ids.push(c.id);
-    }
+    let ids = queued(a, "claim", (0..3).map(|i| T + i)).await;
     assert_eq!(
-        a.claim_next(T + 10, T + 5_000).await.unwrap().as_ref(),
-        Some(&ids[0])
+        a.claim_oldest(T + 10, T + 5_000, 1).await.unwrap(),
+        ids[..1]
     );
     assert_eq!(
-        b.claim_next(T + 10, T + 5_000).await.unwrap().as_ref(),
-        Some(&ids[1])
+        b.claim_oldest(T + 10, T + 5_000, 1).await.unwrap(),
+        ids[1..2]
     );
     assert!(b.claim(&ids[2], T + 11, T + 5_000).await.unwrap());
     ids
@@ -57,7 +60,12 @@ async fn each_queued_challenge_is_claimed_once_oldest_first(db: Db) {
     let (a, b) = (&db.store, &db.another().await);
     let ids = claimed(a, b).await;
     assert!(!b.claim(&ids[0], T + 11, T + 5_000).await.unwrap());
-    assert_eq!(a.claim_next(T + 12, T + 5_000).await.unwrap(), None);
+    assert!(
+        a.claim_oldest(T + 12, T + 5_000, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(a.challenge(&ids[0]).await.unwrap().unwrap().state, Calling);
     let events: Vec<_> = a
         .events(&ids[0])
@@ -110,7 +118,12 @@ async fn a_lapsed_claim_is_interrupted_with_its_call_and_never_claimed_again(db:
         b.renew_claims(T + 8_000).await.unwrap(),
         Vec::<ChallengeId>::new()
     );
-    assert_eq!(b.claim_next(T + 7_001, T + 9_000).await.unwrap(), None);
+    assert!(
+        b.claim_oldest(T + 7_001, T + 9_000, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(a.interrupt_lapsed(T + 7_001).await.unwrap().is_empty());
 }
 
@@ -118,14 +131,7 @@ async fn a_lapsed_claim_is_interrupted_with_its_call_and_never_claimed_again(db:
 /// takes the rest; no more than [`store::MAX_CLAIM`] at once.
 async fn many_queued_challenges_are_claimed_at_once_oldest_first(db: Db) {
     let (a, b) = (&db.store, &db.another().await);
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let (c, _) = a
-            .create_challenge(&request(None, "many", T + 10 - 2 * i))
-            .await
-            .unwrap();
-        ids.push(c.id);
-    }
+    let mut ids = queued(a, "many", (0..5).map(|i| T + 10 - 2 * i)).await;
     ids.reverse(); // oldest first
     assert_eq!(
         a.claim_oldest(T + 20, T + 5_000, 3).await.unwrap(),
@@ -157,11 +163,12 @@ async fn many_queued_challenges_are_claimed_at_once_oldest_first(db: Db) {
     assert_eq!(a.renew_claims(T + 6_000).await.unwrap().len(), 3);
     assert_eq!(b.renew_claims(T + 6_000).await.unwrap().len(), 2);
 
-    for i in 0..store::MAX_CLAIM + 6 {
-        a.create_challenge(&request(None, "cap", T + 100 + i as i64))
-            .await
-            .unwrap();
-    }
+    queued(
+        a,
+        "cap",
+        (0..store::MAX_CLAIM as i64 + 6).map(|i| T + 100 + i),
+    )
+    .await;
     let first = a.claim_oldest(T + 200, T + 5_000, 10_000).await.unwrap();
     assert_eq!(first.len(), store::MAX_CLAIM);
     assert_eq!(
@@ -177,14 +184,7 @@ async fn many_queued_challenges_are_claimed_at_once_oldest_first(db: Db) {
 /// claimed by exactly one.
 async fn nodes_claiming_many_at_once_never_take_the_same_one(db: Db) {
     let (a, b) = (&db.store, &db.another().await);
-    let mut made = Vec::new();
-    for i in 0..300 {
-        let (c, _) = a
-            .create_challenge(&request(None, "race", T + i))
-            .await
-            .unwrap();
-        made.push(c.id);
-    }
+    let made = queued(a, "race", (0..300).map(|i| T + i)).await;
     let mut taken = Vec::new();
     loop {
         let (x, y) = tokio::join!(
@@ -210,8 +210,8 @@ async fn a_decided_challenge_is_no_longer_renewed_or_interrupted(db: Db) {
         .await
         .unwrap();
     assert_eq!(
-        a.claim_next(T + 10, T + 5_000).await.unwrap().as_ref(),
-        Some(&c.id)
+        a.claim_oldest(T + 10, T + 5_000, 1).await.unwrap(),
+        std::slice::from_ref(&c.id)
     );
     assert_eq!(a.renew_claims(T + 9_000).await.unwrap(), vec![c.id.clone()]);
     assert!(
