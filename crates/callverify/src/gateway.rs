@@ -297,6 +297,7 @@ impl Gateway {
     ) -> anyhow::Result<Gateway> {
         let metrics = metrics()?;
         api::Policy::warm_up();
+        reserve_descriptors(cfg);
         let store = open_store(store_url).await?;
         let prompts = load_prompts(cfg)?;
         let endpoint = start_sip(cfg).await?;
@@ -447,6 +448,34 @@ pub fn shown_url(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// Grows the descriptor table before any call, to what the calls (two sockets each), the
+/// HTTP connections and some room for the rest need (see [`engine::descriptors`]); warns
+/// when the open-file limit is lower.
+fn reserve_descriptors(cfg: &Config) {
+    let calls = u64::try_from(cfg.call.max_calls).unwrap_or(u64::MAX);
+    let http = u64::try_from(*cfg.api.max_connections.get_ref()).unwrap_or(u64::MAX);
+    let wanted = calls
+        .saturating_mul(2)
+        .saturating_add(http)
+        .saturating_add(256);
+    match engine::descriptors::reserve(wanted) {
+        Ok(r) if r.is_enough() => {
+            info!(
+                descriptors = r.table,
+                limit = r.limit,
+                "descriptor table reserved"
+            );
+        }
+        Ok(r) => warn!(
+            wanted = r.wanted,
+            limit = r.limit,
+            "the open-file limit is below what [call] max_calls and [api] max_connections need: \
+             calls beyond it fail for want of RTP ports (raise LimitNOFILE)"
+        ),
+        Err(e) => warn!(error = %e, "the descriptor table could not be reserved"),
     }
 }
 

@@ -6,11 +6,12 @@
 //! beside a SIP call; [`runner`] runs a stored challenge's calls (one, or two for a
 //! fallback phone or an enrolment that needs the current phone's approval) and keeps the
 //! store up to date; [`sip_driver`] runs the SIP user agent on UDP, TCP and TLS sockets ([`tls`] makes
-//! the rustls configurations). The
+//! the rustls configurations); [`descriptors`] grows the process's descriptor table at start. The
 //! drivers hold no protocol logic: only sockets, timers and channels.
 
 pub mod call;
 pub mod call_driver;
+pub mod descriptors;
 mod legs;
 pub mod runner;
 pub mod sip_driver;
