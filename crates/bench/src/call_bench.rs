@@ -156,7 +156,10 @@ fn measured(base: &MediaConfig) -> (MediaConfig, Arc<Mutex<Pacing>>) {
              CPU and memory per call, the interval between consecutive RTP packets of a call\n\
              (p50, p99, p99.9, max) and the verdicts (every call must be approved)",
     long_about = None,
-    after_help = "Needs sipp (sip-tester), taskset and chrt. CALL_BENCH_SPLIT=1 in the environment\n\
+    after_help = "Before the loads it measures its reference: the kernel's CPU alone for a datagram\n\
+                  sent and read on loopback (a socket a call; sendmmsg from one socket; one socket\n\
+                  to one), and each load's CPU a call-second is given against it.\n\
+                  Needs sipp (sip-tester), taskset and chrt. CALL_BENCH_SPLIT=1 in the environment\n\
                   prints user and system CPU time apart."
 )]
 struct Args {
@@ -243,6 +246,171 @@ fn cpu_time() -> Duration {
         );
     }
     tv(ru.user_time()) + tv(ru.system_time())
+}
+
+/// The references: CPU time of the kernel's work alone for one RTP-sized datagram sent and
+/// read on loopback by this thread, over 1,000 receiving sockets (the many sockets of many
+/// calls). On loopback the send also delivers the datagram, so each is the least a
+/// datagram of a call costs, whoever sends and reads it.
+struct Reference {
+    /// One socket a call each way: `send_to` and `recv_from`, as the gateway does.
+    each: Duration,
+    /// Sent from one socket in `sendmmsg` batches of 64, read on the calls' sockets (what
+    /// one shared sending socket would give).
+    batched_sends: Duration,
+    /// One socket to one socket, `sendmmsg` and `recvmmsg` batches of 64 (what RTP on
+    /// shared sockets at both ends would give at best).
+    shared: Duration,
+}
+
+const REFERENCE_SOCKETS: usize = 1000;
+const REFERENCE_BATCH: usize = 64;
+
+impl Reference {
+    fn measure(rounds: usize) -> std::io::Result<Reference> {
+        use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg};
+        use std::os::fd::AsRawFd;
+        let v4 = |a: SocketAddr| match a {
+            SocketAddr::V4(a) => Ok(SockaddrIn::from(a)),
+            SocketAddr::V6(_) => Err(std::io::Error::other("an IPv6 loopback socket")),
+        };
+        let mut pairs = Vec::with_capacity(REFERENCE_SOCKETS);
+        for _ in 0..REFERENCE_SOCKETS {
+            let tx = std::net::UdpSocket::bind((LOOPBACK, 0))?;
+            let rx = std::net::UdpSocket::bind((LOOPBACK, 0))?;
+            rx.set_nonblocking(true)?;
+            let to = rx.local_addr()?;
+            pairs.push((tx, rx, to));
+        }
+        // A 20 ms G.711 frame after its 12-octet RTP header.
+        let pkt = [0x55u8; 172];
+        let mut buf = [0u8; 2048];
+        let drain = |pairs: &[(std::net::UdpSocket, std::net::UdpSocket, SocketAddr)],
+                     buf: &mut [u8]| {
+            let mut n = 0u32;
+            for (_, rx, _) in pairs {
+                while rx.recv_from(buf).is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        };
+        let per = |cpu: Duration, n: u32| cpu / n.max(1);
+
+        let (cpu0, mut n) = (thread_cpu(), 0);
+        for _ in 0..rounds {
+            for (tx, _, to) in &pairs {
+                tx.send_to(&pkt, to)?;
+            }
+            n += drain(&pairs, &mut buf);
+        }
+        let each = per(thread_cpu().saturating_sub(cpu0), n);
+
+        let one = std::net::UdpSocket::bind((LOOPBACK, 0))?;
+        let dests = pairs
+            .iter()
+            .map(|p| v4(p.2).map(Some))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let slices: Vec<[std::io::IoSlice; 1]> = (0..REFERENCE_BATCH)
+            .map(|_| [std::io::IoSlice::new(&pkt)])
+            .collect();
+        let mut hdr = MultiHeaders::<SockaddrIn>::preallocate(REFERENCE_BATCH, None);
+        let send = |hdr: &mut MultiHeaders<SockaddrIn>, to: &[Option<SockaddrIn>]| {
+            sendmmsg(
+                one.as_raw_fd(),
+                hdr,
+                &slices[..to.len()],
+                to,
+                [],
+                MsgFlags::empty(),
+            )
+            .map(Iterator::count)
+            .map_err(std::io::Error::from)
+        };
+        let (cpu0, mut n) = (thread_cpu(), 0);
+        for _ in 0..rounds {
+            for chunk in dests.chunks(REFERENCE_BATCH) {
+                send(&mut hdr, chunk)?;
+            }
+            n += drain(&pairs, &mut buf);
+        }
+        let batched_sends = per(thread_cpu().saturating_sub(cpu0), n);
+
+        let rx = std::net::UdpSocket::bind((LOOPBACK, 0))?;
+        rx.set_nonblocking(true)?;
+        // Room for a round's datagrams (the kernel caps this at net.core.rmem_max).
+        let _ = nix::sys::socket::setsockopt(&rx, nix::sys::socket::sockopt::RcvBuf, &(8 << 20));
+        let to = vec![Some(v4(rx.local_addr()?)?); REFERENCE_BATCH];
+        let mut bufs = vec![[0u8; 256]; REFERENCE_BATCH];
+        let mut rhdr = MultiHeaders::<SockaddrIn>::preallocate(REFERENCE_BATCH, None);
+        let (cpu0, mut n) = (thread_cpu(), 0u32);
+        for _ in 0..rounds {
+            for _ in 0..REFERENCE_SOCKETS / REFERENCE_BATCH {
+                send(&mut hdr, &to)?;
+            }
+            loop {
+                let mut iovs: Vec<[std::io::IoSliceMut; 1]> = bufs
+                    .iter_mut()
+                    .map(|b| [std::io::IoSliceMut::new(&mut b[..])])
+                    .collect();
+                let got = recvmmsg(
+                    rx.as_raw_fd(),
+                    &mut rhdr,
+                    iovs.iter_mut(),
+                    MsgFlags::MSG_DONTWAIT,
+                    None,
+                )
+                .map_or(0, Iterator::count);
+                if got == 0 {
+                    break;
+                }
+                n += got as u32;
+            }
+        }
+        let shared = per(thread_cpu().saturating_sub(cpu0), n);
+        Ok(Reference {
+            each,
+            batched_sends,
+            shared,
+        })
+    }
+
+    /// The least CPU of a call-second's 100 datagrams (50 each way), in ms, at `per`.
+    fn call_second_ms(per: Duration) -> f64 {
+        per.as_secs_f64() * 100.0 * 1000.0
+    }
+
+    fn print(&self) {
+        let line = |what: &str, per: Duration| {
+            let call_ms = Self::call_second_ms(per);
+            println!(
+                "  {what}: {:.2} µs a datagram, {call_ms:.3} ms a call-second; 10,000 calls: {:.2} cores",
+                per.as_secs_f64() * 1e6,
+                call_ms * 10.0,
+            );
+        };
+        println!(
+            "reference, the kernel alone (RTP-sized datagrams sent and read on loopback by one thread, {REFERENCE_SOCKETS} receiving sockets; the cores are for the calls' datagrams alone, gateway and phones together):"
+        );
+        line("a socket a call, send_to and recv_from", self.each);
+        line(
+            "sends in sendmmsg batches from one socket",
+            self.batched_sends,
+        );
+        line(
+            "one socket to one socket, sendmmsg and recvmmsg",
+            self.shared,
+        );
+    }
+}
+
+/// CPU time (user + system) of the calling thread.
+fn thread_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    use nix::sys::time::TimeValLike;
+    let ru = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage of this thread");
+    let us = ru.user_time().num_microseconds() + ru.system_time().num_microseconds();
+    Duration::from_micros(us.max(0) as u64)
 }
 
 /// Resident set size of this process in KiB.
@@ -332,6 +500,8 @@ struct Figures {
     /// The most calls in progress at once.
     peak: usize,
     cpu_per_call_s_ms: f64,
+    /// The phones' CPU a call-second.
+    phones_per_call_s_ms: f64,
     cpu_cores: f64,
     sipp_cores: f64,
     rss_per_call_kib: f64,
@@ -579,6 +749,7 @@ async fn run(n: usize, a: &Args, prompts: engine::Prompts, pcap: &Path, dir: &Pa
         calls: n,
         peak: live.peak.load(Ordering::Relaxed),
         cpu_per_call_s_ms: cpu.as_secs_f64() * 1000.0 / tally.call_seconds.max(1e-9),
+        phones_per_call_s_ms: sipp_cpu.as_secs_f64() * 1000.0 / tally.call_seconds.max(1e-9),
         cpu_cores: cpu.as_secs_f64() / wall.as_secs_f64(),
         sipp_cores: sipp_cpu.as_secs_f64() / wall.as_secs_f64(),
         rss_per_call_kib: peak.saturating_sub(rss0) as f64 / n as f64,
@@ -608,6 +779,17 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("scratch directory");
     let pcap = capture(&dir);
     let prompts = callverify_e2e::prompts(Language::En);
+    // Before any call (see engine::descriptors): two sockets a call, and some room.
+    let most = a.calls.iter().copied().max().unwrap_or(0) as u64;
+    if let Ok(r) = engine::descriptors::reserve(2 * most + 512)
+        && !r.is_enough()
+    {
+        eprintln!(
+            "call-bench: the open-file limit {} is below the {} descriptors {most} calls need",
+            r.limit, r.wanted
+        );
+    }
+    let reference = Reference::measure(100).expect("loopback sockets for the reference");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.workers)
         .enable_all()
@@ -628,6 +810,8 @@ fn main() {
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         dtmf::Detector::new().kernel(),
     );
+    reference.print();
+    let floor_call_ms = Reference::call_second_ms(reference.each);
     println!(
         "{:>6} {:>10} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>7}",
         "calls",
@@ -647,12 +831,13 @@ fn main() {
         let run_dir = dir.join(n.to_string());
         std::fs::create_dir_all(&run_dir).expect("scratch");
         let f = rt.block_on(run(n, &a, prompts.clone(), &pcap, &run_dir));
-        print(&f);
+        print(&f, floor_call_ms);
     }
 }
 
 /// One load's line of figures, then what is worth knowing about it.
-fn print(f: &Figures) {
+/// `floor_call_ms`: the kernel's least CPU for a call-second's datagrams (the reference).
+fn print(f: &Figures, floor_call_ms: f64) {
     let t = &f.tally;
     let q = |x| t.intervals.quantile_ms(x).unwrap_or(f64::NAN);
     println!(
@@ -669,6 +854,12 @@ fn print(f: &Figures) {
         t.approved,
         f.calls - t.approved,
         f.wall.as_secs_f64(),
+    );
+    println!(
+        "        CPU a call-second: gateway {:.3} ms, phones {:.3} ms, together {:.2}x the first reference ({floor_call_ms:.3} ms)",
+        f.cpu_per_call_s_ms,
+        f.phones_per_call_s_ms,
+        (f.cpu_per_call_s_ms + f.phones_per_call_s_ms) / floor_call_ms.max(1e-9),
     );
     println!(
         "        most calls at once {}; received: jitter (RFC 3550) mean {:.2} ms, worst call {:.2} ms; RTP packets lost {}",
