@@ -35,6 +35,27 @@ fn write_config(dir: &Path, trunk: std::net::SocketAddr, api: &str) -> std::path
     path
 }
 
+/// `serve` grew its descriptor table at start to what its calls (two sockets each, 500 by
+/// default), its HTTP connections (4,096 by default) and 256 more need, or to its open-file
+/// limit when that is lower: no call then waits for the table to grow.
+fn descriptors_reserved(pid: u32) {
+    let field = |file: &str, name: &str| -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/{file}:\n{text}"))
+    };
+    let wanted = 2 * 500 + 4096 + 256;
+    let limit = field("limits", "Max open files");
+    let table = field("status", "FDSize:");
+    assert!(
+        table >= wanted.min(limit),
+        "FDSize {table}, open-file limit {limit}, wanted {wanted}"
+    );
+}
+
 #[test]
 fn serve_calls_counts_and_stops_on_sigterm() {
     let sipp = Sipp::callee_pressing_pound("cli-serve", V4);
@@ -65,6 +86,7 @@ fn serve_calls_counts_and_stops_on_sigterm() {
         &["--json-logs"],
         &dir.join("serve.log"),
     );
+    descriptors_reserved(served.child.id());
     let started = Instant::now();
     let (status, body) = http(
         &api,
