@@ -102,7 +102,9 @@ fn serve_calls_counts_and_stops_on_sigterm() {
     let state = decided(&api, &id, &token, started);
     assert_eq!(state, "approved");
     // The call ends after the closing prompt; the counters follow.
-    let (_, metrics) = metrics_holding(&api, "callverify_calls_total{outcome=\"approved\"} 1");
+    // The gauge falls after the call log is written, a moment after the counter rises.
+    metrics_holding(&api, "callverify_calls_total{outcome=\"approved\"} 1");
+    let (_, metrics) = metrics_holding(&api, "callverify_active_calls 0");
     for line in [
         "callverify_calls_total{outcome=\"approved\"} 1",
         "callverify_active_calls 0",
@@ -139,6 +141,67 @@ fn serve_calls_counts_and_stops_on_sigterm() {
     assert_eq!(ended["span"]["challenge"], id.as_str(), "{ended}");
     assert_eq!(ended["span"]["to"], "+81 ** **** **78", "{ended}");
     assert_eq!(ended["fields"]["outcome"], "approved", "{ended}");
+}
+
+#[test]
+fn under_a_low_open_file_limit_serve_warns_and_still_calls() {
+    let sipp = Sipp::callee_pressing_pound("cli-serve-nofile", V4);
+    let dir = scratch("cli-serve-nofile");
+    let api = format!("127.0.0.1:{}", free_port(V4));
+    let path = write_config(&dir, sipp.addr, &api);
+    let bin = env!("CARGO_BIN_EXE_callverify");
+    let key = create_api_key(Path::new(bin), &path, "idp", "service");
+    let secret = "0123456789abcdef0123456789abcdef-test";
+    // 1,024 descriptors, soft and hard: below the 5,352 the defaults want.
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let child = Command::new("prlimit")
+        .args(["--nofile=1024:1024", "--"])
+        .arg(bin)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("CALLVERIFY_TOKEN_SECRET", secret)
+        .env("CALLVERIFY_WEBHOOK_SECRET", secret)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("prlimit (util-linux) and callverify serve");
+    let mut served = Served {
+        child,
+        api: api.clone(),
+    };
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&api).is_err() {
+        assert!(started.elapsed() < BOUND, "serve did not listen on {api}");
+        assert!(served.child.try_wait().unwrap().is_none(), "serve exited");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, body) = http(
+        &api,
+        "POST",
+        "/v1/challenges",
+        &key,
+        r#"{"phone_number":"+819012345678"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let state = decided(
+        &api,
+        v["id"].as_str().unwrap(),
+        v["poll_token"].as_str().unwrap(),
+        started,
+    );
+    assert_eq!(state, "approved");
+    assert!(sigterm(served.child.id()));
+    let code = wait_exit(&mut served.child, BOUND, "serve after SIGTERM");
+    assert!(code.success(), "{code}");
+    let logs = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(
+        logs.contains(
+            "the open-file limit is below what [call] max_calls and [api] max_connections need"
+        ),
+        "no warning about the limit:\n{logs}"
+    );
+    assert!(logs.contains("limit=1024"), "{logs}");
 }
 
 #[test]
