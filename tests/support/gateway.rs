@@ -40,13 +40,21 @@ impl Served {
         env: &[(&str, &str)],
         log: &Path,
     ) -> Served {
-        let log = fs::File::create(log).expect("the serve log");
-        let mut child = Command::new(bin)
-            .arg("serve")
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
             .args(extra)
             .arg("--config")
             .arg(config)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Served::spawn(cmd, api, secret, log)
+    }
+
+    /// Runs `cmd`, a `serve` command line as the test builds it (under another program, such
+    /// as `prlimit`), as [`Served::start`] does: both secrets `secret`, stderr into `log`,
+    /// returning once its API at `api` listens.
+    pub fn spawn(mut cmd: Command, api: &str, secret: &str, log: &Path) -> Served {
+        let log = fs::File::create(log).expect("the serve log");
+        let mut child = cmd
             .env("CALLVERIFY_TOKEN_SECRET", secret)
             .env("CALLVERIFY_WEBHOOK_SECRET", secret)
             .stdout(Stdio::null())

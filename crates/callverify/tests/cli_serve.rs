@@ -153,28 +153,13 @@ fn under_a_low_open_file_limit_serve_warns_and_still_calls() {
     let key = create_api_key(Path::new(bin), &path, "idp", "service");
     let secret = "0123456789abcdef0123456789abcdef-test";
     // 1,024 descriptors, soft and hard: below the 5,352 the defaults want.
-    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let child = Command::new("prlimit")
-        .args(["--nofile=1024:1024", "--"])
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=1024:1024", "--"])
         .arg(bin)
         .args(["serve", "--config"])
-        .arg(&path)
-        .env("CALLVERIFY_TOKEN_SECRET", secret)
-        .env("CALLVERIFY_WEBHOOK_SECRET", secret)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("prlimit (util-linux) and callverify serve");
-    let mut served = Served {
-        child,
-        api: api.clone(),
-    };
+        .arg(&path);
+    let mut served = Served::spawn(cmd, &api, secret, &dir.join("serve.log"));
     let started = Instant::now();
-    while std::net::TcpStream::connect(&api).is_err() {
-        assert!(started.elapsed() < BOUND, "serve did not listen on {api}");
-        assert!(served.child.try_wait().unwrap().is_none(), "serve exited");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     let (status, body) = http(
         &api,
         "POST",
