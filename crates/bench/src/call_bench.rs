@@ -234,18 +234,19 @@ fn cpu_list(v: &str) -> Result<String, String> {
 
 /// CPU time (user + system) of this process.
 fn cpu_time() -> Duration {
-    use nix::sys::resource::{UsageWho, getrusage};
-    use nix::sys::time::TimeValLike;
-    let ru = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage of this process");
-    let tv = |t: nix::sys::time::TimeVal| Duration::from_micros(t.num_microseconds().max(0) as u64);
+    let (user, system) = cpu_of_rusage(nix::sys::resource::UsageWho::RUSAGE_SELF);
     if std::env::var_os("CALL_BENCH_SPLIT").is_some() {
-        eprintln!(
-            "user {:?} system {:?}",
-            tv(ru.user_time()),
-            tv(ru.system_time())
-        );
+        eprintln!("user {user:?} system {system:?}");
     }
-    tv(ru.user_time()) + tv(ru.system_time())
+    user + system
+}
+
+/// User and system CPU time of this process or thread (`who`).
+fn cpu_of_rusage(who: nix::sys::resource::UsageWho) -> (Duration, Duration) {
+    use nix::sys::time::TimeValLike;
+    let ru = nix::sys::resource::getrusage(who).expect("getrusage");
+    let tv = |t: nix::sys::time::TimeVal| Duration::from_micros(t.num_microseconds().max(0) as u64);
+    (tv(ru.user_time()), tv(ru.system_time()))
 }
 
 /// The references: CPU time of the kernel's work alone for one RTP-sized datagram sent and
@@ -349,7 +350,8 @@ impl Reference {
         let mut rhdr = MultiHeaders::<SockaddrIn>::preallocate(REFERENCE_BATCH, None);
         let (cpu0, mut n) = (thread_cpu(), 0u32);
         // Each batch is read, in one recvmmsg, before the next is sent: the socket's buffer
-        // never drops one, and only what is read is counted.
+        // never drops one, and only what is read is counted. (nix's recvmmsg keeps its
+        // slices borrowed for as long as its headers: they are made again each time.)
         for _ in 0..rounds * (REFERENCE_SOCKETS / REFERENCE_BATCH) {
             send(&mut hdr, &to)?;
             let mut iovs: Vec<[std::io::IoSliceMut; 1]> = bufs
@@ -411,11 +413,8 @@ impl Reference {
 
 /// CPU time (user + system) of the calling thread.
 fn thread_cpu() -> Duration {
-    use nix::sys::resource::{UsageWho, getrusage};
-    use nix::sys::time::TimeValLike;
-    let ru = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage of this thread");
-    let us = ru.user_time().num_microseconds() + ru.system_time().num_microseconds();
-    Duration::from_micros(us.max(0) as u64)
+    let (user, system) = cpu_of_rusage(nix::sys::resource::UsageWho::RUSAGE_THREAD);
+    user + system
 }
 
 /// Resident set size of this process in KiB.
